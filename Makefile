@@ -1,0 +1,92 @@
+# wdl: build, test, bench and the WMSS pipeline.
+# B= names the build directory (default build/).
+# Sources are found by pattern, so adding lib/x.c, bin/wdl-y.c or
+# tests/test_z.c needs no edit here.
+SHELL := /bin/bash
+B ?= build
+VERSION := 0.1.0
+CC ?= cc
+OPT ?= -O3 -march=native
+CFLAGS ?= $(OPT) -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare
+CFLAGS += -fopenmp -Ilib -I$(B)/gen -DWDL_VERSION='"$(VERSION)"' -MMD -MP
+LDLIBS := -lopenblas -lzstd -ljansson -lpcre2-8 -lutf8proc -larchive -lm -fopenmp
+
+# Debian packages the build, the tests and the pipeline need.
+DEB_PKGS := build-essential pkg-config libopenblas-dev libzstd-dev libjansson-dev \
+  libcmocka-dev libpcre2-dev libutf8proc-dev libarchive-dev bats jq zstd \
+  gnuplot-nox clang libclang-rt-14-dev
+
+LIB_SRC := $(wildcard lib/*.c)
+LIB_OBJ := $(patsubst lib/%.c,$(B)/obj/%.o,$(LIB_SRC)) $(B)/obj/presets.o
+BINS := $(patsubst bin/%.c,$(B)/bin/%,$(wildcard bin/*.c))
+TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
+BENCHES := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
+FUZZERS := $(patsubst fuzz/%.c,$(B)/fuzz/%,$(wildcard fuzz/fuzz_*.c))
+PRESETS := $(sort $(wildcard data/presets/*.json))
+
+.PHONY: all deps test bench fuzz clean
+all: $(BINS)
+
+# Install missing Debian packages (root or sudo). Quiet when all are present.
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing $$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# Presets are compiled into the library so programs need no data path.
+$(B)/gen/presets.c: $(PRESETS) Makefile
+	@mkdir -p $(@D)
+	@{ echo '/* generated from data/presets by the Makefile */'; \
+	   echo '#include <stddef.h>'; \
+	   echo 'const char *const wdl_preset_names[] = {'; \
+	   for f in $(PRESETS); do echo "  \"$$(basename $$f .json)\","; done; echo '  NULL };'; \
+	   echo 'const char *const wdl_preset_texts[] = {'; \
+	   for f in $(PRESETS); do printf '  "'; sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' $$f | tr '\n' ' '; echo '",'; done; echo '  NULL };'; \
+	 } > $@.tmp && mv $@.tmp $@
+
+$(B)/obj/presets.o: $(B)/gen/presets.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c -o $@ $<
+$(B)/obj/%.o: lib/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c -o $@ $<
+$(B)/libwdl.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+$(B)/bin/%: bin/%.c $(B)/libwdl.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $< $(B)/libwdl.a $(LDLIBS)
+$(B)/tests/%: tests/%.c $(B)/libwdl.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Itests -o $@ $< $(B)/libwdl.a $(LDLIBS) -lcmocka
+$(B)/bench/%: bench/%.c $(B)/libwdl.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $< $(B)/libwdl.a $(LDLIBS)
+
+# libFuzzer targets: clang, library sources compiled with sanitizers.
+FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -fopenmp -Ilib -I$(B)/gen -fsanitize=fuzzer,address,undefined
+$(B)/fuzz/%: fuzz/%.c $(LIB_SRC) $(B)/gen/presets.c
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(B)/gen/presets.c $(LDLIBS)
+
+FUZZ_SECONDS ?= 20
+fuzz: deps $(FUZZERS)
+	@for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p $(B)/fuzz/corpus-$$n; \
+	  echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(B)/fuzz/corpus-$$n fuzz/seeds/$$n 2>$(B)/fuzz/$$n.log \
+	    || { tail -n 30 $(B)/fuzz/$$n.log; exit 1; }; done
+
+test: deps all $(TESTS) $(BENCHES)
+	@B=$(B) bash tests/run.sh
+
+bench: deps all $(BENCHES)
+	@bash bench/run.sh
+
+clean:
+	rm -rf $(B)
+
+-include $(wildcard $(B)/obj/*.d $(B)/bin/*.d $(B)/tests/*.d $(B)/bench/*.d)
+-include pipelines/*.mk

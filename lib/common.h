@@ -1,0 +1,76 @@
+/* common.h: error reporting, checked allocation, atomic outputs.
+ * Every program sets its name once (wdl_set_prog) so that errors read
+ * "wdl-<prog>: <what>: <why>" on one line. A failing program removes every
+ * temporary output it registered, so nothing half-written is left behind. */
+#ifndef WDL_COMMON_H
+#define WDL_COMMON_H
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+extern const char *wdl_prog;
+void wdl_set_prog(const char *argv0);
+
+/* Print "wdl-prog: message" and exit(1). With WDL_DEBUG set in the
+ * environment the C source location is appended (for bug reports). */
+_Noreturn void wdl_die_at(const char *src, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+#define die(...) wdl_die_at(__FILE__, __LINE__, __VA_ARGS__)
+/* Warning/info on stderr, prefixed by the program name. */
+void wdl_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+void *wdl_malloc_at(const char *src, int line, size_t n);
+void *wdl_calloc_at(const char *src, int line, size_t n, size_t sz);
+void *wdl_realloc_at(const char *src, int line, void *p, size_t n);
+char *wdl_strdup_at(const char *src, int line, const char *s);
+/* 64-byte aligned, zeroed; free with free(). */
+void *wdl_aligned_at(const char *src, int line, size_t n);
+#define xmalloc(n) wdl_malloc_at(__FILE__, __LINE__, (n))
+#define xcalloc(n, s) wdl_calloc_at(__FILE__, __LINE__, (n), (s))
+#define xrealloc(p, n) wdl_realloc_at(__FILE__, __LINE__, (p), (n))
+#define xstrdup(s) wdl_strdup_at(__FILE__, __LINE__, (s))
+#define xaligned(n) wdl_aligned_at(__FILE__, __LINE__, (n))
+
+/* Temporary outputs: a path registered here is deleted (file, or directory
+ * tree) if the program dies or gets SIGINT/SIGTERM/SIGHUP before it is
+ * unregistered. */
+void wdl_tmp_register(const char *path);
+void wdl_tmp_unregister(const char *path);
+/* "<dir>/.<base>.tmp.<pid>" for a final path: same filesystem, so rename()
+ * is atomic. Caller frees. */
+char *wdl_tmp_name(const char *final_path);
+/* Rename tmp to final (replacing a file, or a directory tree), unregister. */
+void wdl_commit(const char *tmp, const char *final_path);
+/* Remove a file or directory tree; ignores a missing path. */
+void wdl_rmtree(const char *path);
+/* mkdir -p */
+void wdl_mkdirs(const char *path);
+
+/* Whole-file read; dies with the path on failure. Adds a NUL after the data. */
+char *wdl_read_file(const char *path, size_t *len);
+/* Join a directory and a file name. Caller frees. */
+char *wdl_path_join(const char *dir, const char *name);
+int wdl_is_dir(const char *path);
+int wdl_exists(const char *path);
+
+/* Growable int32 vector (token ids and the like). */
+typedef struct { int32_t *v; size_t n, cap; } ivec;
+void ivec_push(ivec *a, int32_t x);
+void ivec_free(ivec *a);
+
+/* Seeded RNG (xoshiro256**): a tiny state that checkpoints can store. */
+typedef struct { uint64_t s[4]; } wdl_rng;
+void rng_seed(wdl_rng *r, uint64_t seed);
+uint64_t rng_u64(wdl_rng *r);
+double rng_uniform(wdl_rng *r);   /* [0,1) with 53 bits */
+float rng_normal(wdl_rng *r);     /* standard normal (Box-Muller) */
+uint64_t rng_below(wdl_rng *r, uint64_t n); /* unbiased in [0,n) */
+
+/* Wall clock in seconds (monotonic). */
+double wdl_now(void);
+/* Parse helpers for command-line values: die with the flag name if bad. */
+long long wdl_parse_int(const char *flag, const char *s);
+double wdl_parse_double(const char *flag, const char *s);
+/* The project version string (from the Makefile). */
+extern const char *wdl_version;
+#endif

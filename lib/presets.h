@@ -1,0 +1,6 @@
+/* presets.h: model presets compiled in from data/presets/*.json. */
+#ifndef WDL_PRESETS_H
+#define WDL_PRESETS_H
+extern const char *const wdl_preset_names[];  /* NULL-terminated */
+extern const char *const wdl_preset_texts[];  /* config.json text, same order */
+#endif
