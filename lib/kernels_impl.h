@@ -1,0 +1,292 @@
+/* kernels_impl.h: kernel bodies, included twice by kernels.c with
+ * R = float / double and S = "" / "_f64". GEMM(...) maps to cblas_sgemm or
+ * cblas_dgemm. Loops over rows run under OpenMP; a BLAS call made inside an
+ * OpenMP region runs single-threaded (OpenMP build of OpenBLAS), so the two
+ * never oversubscribe the cores. */
+
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#define FN(name) CAT(name, S)
+
+void FN(embedding_forward)(R *out, const int32_t *ids, const R *emb, int64_t N, int64_t C) {
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++)
+        memcpy(out + n * C, emb + (int64_t)ids[n] * C, (size_t)C * sizeof(R));
+}
+
+/* Serial on purpose: two positions may hold the same token, and a fixed
+ * summation order keeps results bit-identical across thread counts. */
+void FN(embedding_backward)(R *demb, const R *dout, const int32_t *ids, int64_t N, int64_t C) {
+    for (int64_t n = 0; n < N; n++) {
+        R *d = demb + (int64_t)ids[n] * C;
+        const R *g = dout + n * C;
+        for (int64_t c = 0; c < C; c++) d[c] += g[c];
+    }
+}
+
+void FN(linear_forward)(R *out, const R *inp, const R *w, int64_t N, int64_t C, int64_t OC) {
+    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1, inp, C, w, C, 0, out, OC);
+}
+
+void FN(linear_backward)(R *dinp, R *dw, const R *dout, const R *inp, const R *w,
+                         int64_t N, int64_t C, int64_t OC) {
+    if (dinp) GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1, dout, OC, w, C, 1, dinp, C);
+    if (dw) GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1, dout, OC, inp, C, 1, dw, C);
+}
+
+/* out = w * x / sqrt(mean(x^2) + eps), row by row (HF Qwen3RMSNorm). */
+void FN(rmsnorm_forward)(R *out, R *rstd, const R *inp, const R *w, int64_t N, int64_t C, double eps) {
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        const R *x = inp + n * C;
+        double ss = 0;
+        for (int64_t c = 0; c < C; c++) ss += (double)x[c] * x[c];
+        R r = (R)(1.0 / sqrt(ss / C + eps));
+        rstd[n] = r;
+        R *o = out + n * C;
+        for (int64_t c = 0; c < C; c++) o[c] = w[c] * (x[c] * r);
+    }
+}
+
+/* With xh = x*rstd: dx = rstd * (g - xh * mean(g*xh)), g = dout*w; dw += dout*xh.
+ * dw is reduced over rows in a fixed order (per-thread partials would make
+ * the sum depend on the thread count). */
+void FN(rmsnorm_backward)(R *dinp, R *dw, const R *dout, const R *inp, const R *w,
+                          const R *rstd, int64_t N, int64_t C) {
+    if (dinp) {
+#pragma omp parallel for schedule(static)
+        for (int64_t n = 0; n < N; n++) {
+            const R *x = inp + n * C, *d = dout + n * C;
+            R r = rstd[n];
+            double dot = 0;
+            for (int64_t c = 0; c < C; c++) dot += (double)d[c] * w[c] * (x[c] * r);
+            R m = (R)(dot / C);
+            R *di = dinp + n * C;
+            for (int64_t c = 0; c < C; c++) di[c] += r * (d[c] * w[c] - x[c] * r * m);
+        }
+    }
+    if (dw) {
+#pragma omp parallel for schedule(static)
+        for (int64_t c = 0; c < C; c++) {
+            double acc = 0;
+            for (int64_t n = 0; n < N; n++) acc += (double)dout[n * C + c] * (inp[n * C + c] * rstd[n]);
+            dw[c] += (R)acc;
+        }
+    }
+}
+
+/* Rotate-half RoPE (HF): for i < HD/2, angle = pos * theta^(-2i/HD),
+ * (x_i, x_{i+HD/2}) -> (x_i cos - x_{i+h} sin, x_{i+h} cos + x_i sin).
+ * Rows are [N, H, HD]; pos[n] is the position of row n. The inverse
+ * frequency and angle are formed in the kernel's precision, as HF does. */
+static void FN(rope_table)(R *cs, R *sn, const int32_t *pos, int64_t N, int64_t HD,
+                           double theta, int32_t *maxpos) {
+    int32_t mp = 0;
+    for (int64_t n = 0; n < N; n++) if (pos[n] > mp) mp = pos[n];
+    *maxpos = mp;
+    int64_t half = HD / 2;
+    for (int64_t i = 0; i < half; i++) {
+        R inv = (R)(1.0 / pow(theta, (double)(2 * i) / (double)HD));
+        for (int32_t p = 0; p <= mp; p++) {
+            R a = (R)p * inv;
+            cs[(int64_t)p * half + i] = (R)cos((double)a);
+            sn[(int64_t)p * half + i] = (R)sin((double)a);
+        }
+    }
+}
+
+static void FN(rope_apply)(R *out, const R *inp, const int32_t *pos, int64_t N, int64_t H,
+                           int64_t HD, double theta, int sign, int accumulate) {
+    int64_t half = HD / 2;
+    int32_t mp = 0;
+    for (int64_t n = 0; n < N; n++) if (pos[n] > mp) mp = pos[n];
+    R *cs = malloc(sizeof(R) * (size_t)(mp + 1) * half), *sn = malloc(sizeof(R) * (size_t)(mp + 1) * half);
+    if (!cs || !sn) die("out of memory (rope table)");
+    FN(rope_table)(cs, sn, pos, N, HD, theta, &mp);
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        const R *c = cs + (int64_t)pos[n] * half, *s = sn + (int64_t)pos[n] * half;
+        for (int64_t h = 0; h < H; h++) {
+            const R *x = inp + (n * H + h) * HD;
+            R *o = out + (n * H + h) * HD;
+            for (int64_t i = 0; i < half; i++) {
+                R x1 = x[i], x2 = x[i + half], si = sign * s[i];
+                R y1 = x1 * c[i] - x2 * si, y2 = x2 * c[i] + x1 * si;
+                if (accumulate) { o[i] += y1; o[i + half] += y2; }
+                else { o[i] = y1; o[i + half] = y2; }
+            }
+        }
+    }
+    free(cs); free(sn);
+}
+
+void FN(rope_forward)(R *out, const R *inp, const int32_t *pos, int64_t N, int64_t H,
+                      int64_t HD, double theta) {
+    FN(rope_apply)(out, inp, pos, N, H, HD, theta, 1, 0);
+}
+/* The rotation is orthogonal: its transpose rotates by -angle. */
+void FN(rope_backward)(R *dinp, const R *dout, const int32_t *pos, int64_t N, int64_t H,
+                       int64_t HD, double theta) {
+    FN(rope_apply)(dinp, dout, pos, N, H, HD, theta, -1, 1);
+}
+
+/* Causal GQA attention. q [B*T, NH*HD], k/v [B*T, KVH*HD], out [B*T, NH*HD],
+ * att [B, NH, T, T] holds the softmax probabilities (upper triangle zero).
+ * Query head h reads KV head h / (NH/KVH) in place: no repeated K/V. */
+void FN(attention_forward)(R *out, R *att, const R *q, const R *k, const R *v, attn_dims d) {
+    const int64_t T = d.T, HD = d.HD, ldq = d.NH * HD, ldk = d.KVH * HD, grp = d.NH / d.KVH;
+    const R scale = (R)(1.0 / sqrt((double)HD));
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t bh = 0; bh < d.B * d.NH; bh++) {
+        int64_t b = bh / d.NH, h = bh % d.NH, kh = h / grp;
+        const R *qh = q + b * T * ldq + h * HD;
+        const R *kk = k + b * T * ldk + kh * HD, *vv = v + b * T * ldk + kh * HD;
+        R *P = att + bh * T * T;
+        GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HD, scale, qh, ldq, kk, ldk, 0, P, T);
+        for (int64_t t = 0; t < T; t++) {
+            R *row = P + t * T;
+            R mx = row[0];
+            for (int64_t u = 1; u <= t; u++) if (row[u] > mx) mx = row[u];
+            double sum = 0;
+            for (int64_t u = 0; u <= t; u++) { row[u] = (R)exp((double)(row[u] - mx)); sum += row[u]; }
+            R inv = (R)(1.0 / sum);
+            for (int64_t u = 0; u <= t; u++) row[u] *= inv;
+            for (int64_t u = t + 1; u < T; u++) row[u] = 0;
+        }
+        GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HD, T, 1, P, T, vv, ldk, 0,
+             out + b * T * ldq + h * HD, ldq);
+    }
+}
+
+/* O(T^2) softmax backward per head: dS = P o (dP - rowsum(P o dP)).
+ * Work is split by (sequence, KV head) so that the query heads sharing one
+ * K/V head accumulate dK/dV in one thread, in a fixed order. */
+void FN(attention_backward)(R *dq, R *dk, R *dv, const R *dout, const R *att, const R *q,
+                            const R *k, const R *v, attn_dims d) {
+    const int64_t T = d.T, HD = d.HD, ldq = d.NH * HD, ldk = d.KVH * HD, grp = d.NH / d.KVH;
+    const R scale = (R)(1.0 / sqrt((double)HD));
+#pragma omp parallel
+    {
+        R *dP = malloc(sizeof(R) * (size_t)(T * T));
+        if (!dP) die("out of memory (attention scratch)");
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t bk = 0; bk < d.B * d.KVH; bk++) {
+            int64_t b = bk / d.KVH, kh = bk % d.KVH;
+            const R *kk = k + b * T * ldk + kh * HD, *vv = v + b * T * ldk + kh * HD;
+            R *dkk = dk + b * T * ldk + kh * HD, *dvv = dv + b * T * ldk + kh * HD;
+            for (int64_t h = kh * grp; h < (kh + 1) * grp; h++) {
+                const R *P = att + (b * d.NH + h) * T * T;
+                const R *dy = dout + b * T * ldq + h * HD, *qh = q + b * T * ldq + h * HD;
+                GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HD, 1, dy, ldq, vv, ldk, 0, dP, T);
+                GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, T, HD, T, 1, P, T, dy, ldq, 1, dvv, ldk);
+                for (int64_t t = 0; t < T; t++) {
+                    const R *p = P + t * T;
+                    R *g = dP + t * T;
+                    double dot = 0;
+                    for (int64_t u = 0; u <= t; u++) dot += (double)p[u] * g[u];
+                    for (int64_t u = 0; u <= t; u++) g[u] = p[u] * (g[u] - (R)dot);
+                    for (int64_t u = t + 1; u < T; u++) g[u] = 0;
+                }
+                GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HD, T, scale, dP, T, kk, ldk, 1,
+                     dq + b * T * ldq + h * HD, ldq);
+                GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, T, HD, T, scale, dP, T, qh, ldq, 1, dkk, ldk);
+            }
+        }
+        free(dP);
+    }
+}
+
+void FN(swiglu_forward)(R *out, const R *gate, const R *up, int64_t n) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        R g = gate[i], s = (R)(1.0 / (1.0 + exp(-(double)g)));
+        out[i] = g * s * up[i];
+    }
+}
+
+void FN(swiglu_backward)(R *dgate, R *dup, const R *dout, const R *gate, const R *up, int64_t n) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        R g = gate[i], s = (R)(1.0 / (1.0 + exp(-(double)g)));
+        dgate[i] += dout[i] * up[i] * s * (1 + g * (1 - s));
+        dup[i] += dout[i] * g * s;
+    }
+}
+
+void FN(residual_forward)(R *out, const R *a, const R *b, int64_t n) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+/* See kernels.h. Active positions are gathered into chunks so that masked
+ * (prompt) positions cost nothing; z for a chunk is built by one GEMM per
+ * side (beta = 1 mixes the sides), turned in place into dz, then pushed back
+ * through each side's head by two more GEMMs. */
+double FN(ce_chunked)(int nsides, R *const *h, R *const *w, const double *coef,
+                      R *const *dh, R *const *dw, const int32_t *targets,
+                      const float *weights, int64_t N, int64_t C, int64_t V,
+                      double *nll_out, double *ent_out, R *scratch, int64_t chunk) {
+    if (nll_out) memset(nll_out, 0, sizeof(double) * (size_t)N);
+    if (ent_out) memset(ent_out, 0, sizeof(double) * (size_t)N);
+    int64_t *act = malloc(sizeof(int64_t) * (size_t)(N ? N : 1));
+    R *hg = malloc(sizeof(R) * (size_t)(chunk * C * (nsides + 1)));
+    double *rowloss = malloc(sizeof(double) * (size_t)chunk);
+    if (!act || !hg || !rowloss) die("out of memory (loss chunk)");
+    int64_t na = 0;
+    for (int64_t n = 0; n < N; n++)
+        if (targets[n] >= 0 && (!weights || weights[n] != 0)) {
+            if (targets[n] >= V) die("target id %d outside the vocabulary (%lld)", targets[n], (long long)V);
+            act[na++] = n;
+        }
+    double total = 0;
+    R *z = scratch, *dhg = hg + chunk * C * nsides;
+    int want_grad = 0;
+    for (int s = 0; s < nsides; s++) want_grad |= dh[s] || dw[s];
+    for (int64_t a0 = 0; a0 < na; a0 += chunk) {
+        int64_t m = na - a0 < chunk ? na - a0 : chunk;
+        for (int s = 0; s < nsides; s++) {
+            for (int64_t i = 0; i < m; i++) memcpy(hg + (s * chunk + i) * C, h[s] + act[a0 + i] * C, sizeof(R) * (size_t)C);
+            GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, m, V, C, (R)coef[s], hg + s * chunk * C, C,
+                 w[s], C, s ? 1 : 0, z, V);
+        }
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < m; i++) {
+            int64_t n = act[a0 + i];
+            R *zr = z + i * V;
+            R mx = zr[0];
+            for (int64_t v = 1; v < V; v++) if (zr[v] > mx) mx = zr[v];
+            double se = 0, sz = 0;
+            for (int64_t v = 0; v < V; v++) { double e = exp((double)(zr[v] - mx)); se += e; sz += e * (zr[v] - mx); }
+            double lse = log(se);               /* relative to mx */
+            double nll = lse - (double)(zr[targets[n]] - mx);
+            double ent = lse - sz / se;
+            if (nll_out) nll_out[n] = nll;
+            if (ent_out) ent_out[n] = ent;
+            double wt = weights ? weights[n] : 1.0;
+            rowloss[i] = wt * nll;
+            if (want_grad) {
+                double inv = 1.0 / se;
+                for (int64_t v = 0; v < V; v++) zr[v] = (R)(wt * exp((double)(zr[v] - mx)) * inv);
+                zr[targets[n]] -= (R)wt;
+            }
+        }
+        for (int64_t i = 0; i < m; i++) total += rowloss[i];   /* fixed order */
+        if (!want_grad) continue;
+        for (int s = 0; s < nsides; s++) {
+            if (dh[s]) {
+                GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, C, V, (R)coef[s], z, V, w[s], C, 0, dhg, C);
+                for (int64_t i = 0; i < m; i++) {
+                    R *dst = dh[s] + act[a0 + i] * C;
+                    const R *src = dhg + i * C;
+                    for (int64_t c = 0; c < C; c++) dst[c] += src[c];
+                }
+            }
+            if (dw[s])
+                GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, m, (R)coef[s], z, V, hg + s * chunk * C, C, 1, dw[s], C);
+        }
+    }
+    free(act); free(hg); free(rowloss);
+    return total;
+}
+
+#undef FN

@@ -1,0 +1,285 @@
+/* Finite-difference gradient checks, in double precision, for every kernel.
+ * For a kernel y = f(x, w) and a fixed random projection r, the scalar
+ * L = <r, y> has dL/dx = backward(dout = r); each analytic gradient entry is
+ * compared with the central difference (L(x+h) - L(x-h)) / 2h. The float
+ * kernels are then checked against the double ones on the same inputs. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "common.h"
+#include "kernels.h"
+
+static wdl_rng rng;
+static double *rnd(int64_t n, double scale) {
+    double *a = xmalloc(sizeof(double) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) a[i] = scale * rng_normal(&rng);
+    return a;
+}
+static double *zeros(int64_t n) { return xcalloc((size_t)n, sizeof(double)); }
+static double dot(const double *a, const double *b, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+/* A forward closure: computes L = <r, f(params)> given the current params. */
+typedef double (*loss_fn)(void *ctx);
+/* Compare analytic gradient g of L with respect to x[0..n) against central
+ * differences; relative error measured against the gradient's scale. */
+static void fd_check(const char *what, loss_fn L, void *ctx, double *x, const double *g, int64_t n) {
+    const double h = 1e-6;
+    double maxerr = 0, scale = 1e-12;
+    for (int64_t i = 0; i < n; i++) scale = fmax(scale, fabs(g[i]));
+    for (int64_t i = 0; i < n; i++) {
+        double x0 = x[i];
+        x[i] = x0 + h; double lp = L(ctx);
+        x[i] = x0 - h; double lm = L(ctx);
+        x[i] = x0;
+        double num = (lp - lm) / (2 * h);
+        maxerr = fmax(maxerr, fabs(num - g[i]) / scale);
+    }
+    if (maxerr > 1e-6) fail_msg("%s: finite-difference mismatch, max rel err %.3g", what, maxerr);
+    print_message("# %s: max rel err %.2e over %lld entries\n", what, maxerr, (long long)n);
+}
+
+/* ---- linear ---- */
+typedef struct { int64_t N, C, OC; double *x, *w, *r, *y; } lin_ctx;
+static double lin_loss(void *p) {
+    lin_ctx *c = p;
+    linear_forward_f64(c->y, c->x, c->w, c->N, c->C, c->OC);
+    return dot(c->y, c->r, c->N * c->OC);
+}
+static void test_linear(void **st) {
+    lin_ctx c = {5, 7, 3};
+    c.x = rnd(c.N * c.C, 1); c.w = rnd(c.OC * c.C, 1); c.r = rnd(c.N * c.OC, 1); c.y = zeros(c.N * c.OC);
+    double *dx = zeros(c.N * c.C), *dw = zeros(c.OC * c.C);
+    linear_backward_f64(dx, dw, c.r, c.x, c.w, c.N, c.C, c.OC);
+    fd_check("linear dx", lin_loss, &c, c.x, dx, c.N * c.C);
+    fd_check("linear dw", lin_loss, &c, c.w, dw, c.OC * c.C);
+    free(c.x); free(c.w); free(c.r); free(c.y); free(dx); free(dw);
+}
+
+/* ---- rmsnorm (also the per-head QK-norm: rows of head_dim) ---- */
+typedef struct { int64_t N, C; double *x, *w, *r, *y, *rs; } rms_ctx;
+static double rms_loss(void *p) {
+    rms_ctx *c = p;
+    rmsnorm_forward_f64(c->y, c->rs, c->x, c->w, c->N, c->C, 1e-6);
+    return dot(c->y, c->r, c->N * c->C);
+}
+static void check_rms(int64_t N, int64_t C, const char *name) {
+    rms_ctx c = {N, C};
+    c.x = rnd(N * C, 1); c.w = rnd(C, 1); c.r = rnd(N * C, 1); c.y = zeros(N * C); c.rs = zeros(N);
+    rms_loss(&c);
+    double *dx = zeros(N * C), *dw = zeros(C);
+    rmsnorm_backward_f64(dx, dw, c.r, c.x, c.w, c.rs, N, C);
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s dx", name); fd_check(buf, rms_loss, &c, c.x, dx, N * C);
+    snprintf(buf, sizeof buf, "%s dw", name); fd_check(buf, rms_loss, &c, c.w, dw, C);
+    free(c.x); free(c.w); free(c.r); free(c.y); free(c.rs); free(dx); free(dw);
+}
+static void test_rmsnorm(void **st) { check_rms(6, 10, "rmsnorm"); }
+/* QK-norm: [tokens * heads] rows of head_dim, one weight vector per head_dim. */
+static void test_qknorm(void **st) { check_rms(4 * 3, 8, "qk-norm"); }
+
+/* ---- rope ---- */
+typedef struct { int64_t N, H, HD; int32_t *pos; double *x, *r, *y; } rope_ctx;
+static double rope_loss(void *p) {
+    rope_ctx *c = p;
+    rope_forward_f64(c->y, c->x, c->pos, c->N, c->H, c->HD, 10000.0);
+    return dot(c->y, c->r, c->N * c->H * c->HD);
+}
+static void test_rope(void **st) {
+    rope_ctx c = {5, 3, 8};
+    int32_t pos[5] = {0, 1, 2, 7, 30};
+    c.pos = pos;
+    int64_t n = c.N * c.H * c.HD;
+    c.x = rnd(n, 1); c.r = rnd(n, 1); c.y = zeros(n);
+    double *dx = zeros(n);
+    rope_backward_f64(dx, c.r, c.pos, c.N, c.H, c.HD, 10000.0);
+    fd_check("rope dx", rope_loss, &c, c.x, dx, n);
+    /* position 0 is the identity; rotate-half pairs i with i + HD/2 */
+    rope_loss(&c);
+    for (int64_t i = 0; i < c.H * c.HD; i++) assert_true(fabs(c.y[i] - c.x[i]) < 1e-15);
+    double x2[8] = {1, 0, 0, 0, 0, 0, 0, 0}, y2[8];
+    int32_t p1 = 1;
+    rope_forward_f64(y2, x2, &p1, 1, 1, 8, 10000.0);
+    assert_true(fabs(y2[0] - cos(1.0)) < 1e-12 && fabs(y2[4] - sin(1.0)) < 1e-12);
+    free(c.x); free(c.r); free(c.y); free(dx);
+}
+
+/* ---- attention with GQA ---- */
+typedef struct { attn_dims d; double *q, *k, *v, *r, *y, *att; } att_ctx;
+static double att_loss(void *p) {
+    att_ctx *c = p;
+    attention_forward_f64(c->y, c->att, c->q, c->k, c->v, c->d);
+    return dot(c->y, c->r, c->d.B * c->d.T * c->d.NH * c->d.HD);
+}
+static void test_attention(void **st) {
+    att_ctx c = {{2, 5, 4, 2, 3}};
+    int64_t nq = c.d.B * c.d.T * c.d.NH * c.d.HD, nk = c.d.B * c.d.T * c.d.KVH * c.d.HD;
+    c.q = rnd(nq, 1); c.k = rnd(nk, 1); c.v = rnd(nk, 1); c.r = rnd(nq, 1);
+    c.y = zeros(nq); c.att = zeros(c.d.B * c.d.NH * c.d.T * c.d.T);
+    att_loss(&c);
+    double *dq = zeros(nq), *dk = zeros(nk), *dv = zeros(nk);
+    attention_backward_f64(dq, dk, dv, c.r, c.att, c.q, c.k, c.v, c.d);
+    fd_check("attention dq", att_loss, &c, c.q, dq, nq);
+    fd_check("attention dk", att_loss, &c, c.k, dk, nk);
+    fd_check("attention dv", att_loss, &c, c.v, dv, nk);
+    /* causality: the output at t does not depend on keys after t */
+    att_loss(&c);
+    double y0 = c.y[0];
+    c.k[c.d.KVH * c.d.HD * 3] += 1.0;
+    att_loss(&c);
+    assert_true(c.y[0] == y0);
+    free(c.q); free(c.k); free(c.v); free(c.r); free(c.y); free(c.att); free(dq); free(dk); free(dv);
+}
+
+/* ---- swiglu ---- */
+typedef struct { int64_t n; double *g, *u, *r, *y; } sw_ctx;
+static double sw_loss(void *p) {
+    sw_ctx *c = p;
+    swiglu_forward_f64(c->y, c->g, c->u, c->n);
+    return dot(c->y, c->r, c->n);
+}
+static void test_swiglu(void **st) {
+    sw_ctx c = {17};
+    c.g = rnd(c.n, 2); c.u = rnd(c.n, 1); c.r = rnd(c.n, 1); c.y = zeros(c.n);
+    double *dg = zeros(c.n), *du = zeros(c.n);
+    swiglu_backward_f64(dg, du, c.r, c.g, c.u, c.n);
+    fd_check("swiglu dgate", sw_loss, &c, c.g, dg, c.n);
+    fd_check("swiglu dup", sw_loss, &c, c.u, du, c.n);
+    free(c.g); free(c.u); free(c.r); free(c.y); free(dg); free(du);
+}
+
+/* ---- embedding (and the tied head shares this table) ---- */
+typedef struct { int64_t N, C; int32_t *ids; double *e, *r, *y; } emb_ctx;
+static double emb_loss(void *p) {
+    emb_ctx *c = p;
+    embedding_forward_f64(c->y, c->ids, c->e, c->N, c->C);
+    return dot(c->y, c->r, c->N * c->C);
+}
+static void test_embedding(void **st) {
+    int32_t ids[6] = {3, 1, 3, 0, 4, 3};
+    emb_ctx c = {6, 4, ids};
+    c.e = rnd(5 * 4, 1); c.r = rnd(6 * 4, 1); c.y = zeros(6 * 4);
+    double *de = zeros(5 * 4);
+    embedding_backward_f64(de, c.r, ids, 6, 4);
+    fd_check("embedding", emb_loss, &c, c.e, de, 5 * 4);
+    free(c.e); free(c.r); free(c.y); free(de);
+}
+
+/* ---- fused CE, plain, mixed-logit and tied ---- */
+typedef struct {
+    int nsides; int64_t N, C, V; double coef[2]; double *h[2], *w[2]; int32_t *tg; float *wt;
+    double *scratch; int64_t chunk;
+} ce_ctx;
+static double ce_loss(void *p) {
+    ce_ctx *c = p;
+    double *nd[2] = {NULL, NULL};
+    return ce_chunked_f64(c->nsides, c->h, c->w, c->coef, nd, nd, c->tg, c->wt, c->N, c->C, c->V,
+                          NULL, NULL, c->scratch, c->chunk);
+}
+/* Reference loss with a materialised [N,V] logit matrix. */
+static double ce_naive(ce_ctx *c, double *ent) {
+    double tot = 0;
+    for (int64_t n = 0; n < c->N; n++) {
+        if (c->tg[n] < 0 || (c->wt && c->wt[n] == 0)) { if (ent) ent[n] = 0; continue; }
+        double z[64], mx = -1e300, se = 0, pz = 0;
+        for (int64_t v = 0; v < c->V; v++) {
+            z[v] = 0;
+            for (int s = 0; s < c->nsides; s++)
+                z[v] += c->coef[s] * dot(c->h[s] + n * c->C, c->w[s] + v * c->C, c->C);
+            mx = fmax(mx, z[v]);
+        }
+        for (int64_t v = 0; v < c->V; v++) se += exp(z[v] - mx);
+        for (int64_t v = 0; v < c->V; v++) pz += exp(z[v] - mx) / se * z[v];
+        double lse = mx + log(se);
+        if (ent) ent[n] = lse - pz;
+        tot += (c->wt ? c->wt[n] : 1) * (lse - z[c->tg[n]]);
+    }
+    return tot;
+}
+static void check_ce(int nsides, int tied, const char *name) {
+    ce_ctx c = {nsides, 7, 5, 11, {0.42, 0.58}};
+    int32_t tg[7] = {3, -100, 0, 10, 10, 2, 5};
+    float wt[7] = {1, 1, 0.5f, 1, 0, 2, 1};
+    c.tg = tg; c.wt = wt; c.chunk = 3;
+    c.scratch = zeros((int64_t)ce_scratch_elems(nsides, c.chunk, c.V));
+    if (nsides == 1) c.coef[0] = 1;
+    double *dh[2] = {0}, *dw[2] = {0};
+    for (int s = 0; s < nsides; s++) {
+        c.h[s] = rnd(c.N * c.C, 1); c.w[s] = rnd(c.V * c.C, 1);
+        dh[s] = zeros(c.N * c.C); dw[s] = zeros(c.V * c.C);
+    }
+    if (tied) { /* tied head: h rows are embedding rows of the same table */
+        embedding_forward_f64(c.h[0], (int32_t[7]){1, 2, 3, 4, 5, 6, 0}, c.w[0], c.N, c.C);
+    }
+    double ent[7], ent_ref[7], nll[7];
+    double l = ce_chunked_f64(nsides, c.h, c.w, c.coef, dh, dw, tg, wt, c.N, c.C, c.V, nll, ent, c.scratch, c.chunk);
+    assert_true(fabs(l - ce_naive(&c, ent_ref)) < 1e-10);
+    for (int n = 0; n < 7; n++) assert_true(fabs(ent[n] - ent_ref[n]) < 1e-10);
+    char buf[64];
+    for (int s = 0; s < nsides; s++) {
+        snprintf(buf, sizeof buf, "%s dh[%d]", name, s); fd_check(buf, ce_loss, &c, c.h[s], dh[s], c.N * c.C);
+        snprintf(buf, sizeof buf, "%s dW[%d]", name, s); fd_check(buf, ce_loss, &c, c.w[s], dw[s], c.V * c.C);
+    }
+    for (int s = 0; s < nsides; s++) { free(c.h[s]); free(c.w[s]); free(dh[s]); free(dw[s]); }
+    free(c.scratch);
+}
+static void test_ce(void **st) { check_ce(1, 0, "fused CE"); }
+static void test_ce_mixed(void **st) { check_ce(2, 0, "mixed-logit CE"); }
+
+/* Tied head: the table W serves as embedding and head; its gradient is the
+ * sum of both paths. L(W) = CE(embed(ids; W) W^T). */
+typedef struct { int32_t ids[6], tg[6]; double *w, *h, *scratch; } tied_ctx;
+static double tied_loss(void *p) {
+    tied_ctx *c = p;
+    embedding_forward_f64(c->h, c->ids, c->w, 6, 4);
+    double *hs[1] = {c->h}, *ws[1] = {c->w}, *nd[1] = {NULL}, coef[1] = {1};
+    return ce_chunked_f64(1, hs, ws, coef, nd, nd, c->tg, NULL, 6, 4, 9, NULL, NULL, c->scratch, 4);
+}
+static void test_tied(void **st) {
+    tied_ctx c = {{1, 2, 3, 4, 5, 6}, {2, 3, 4, 5, 6, 7}};
+    c.w = rnd(9 * 4, 1); c.h = zeros(6 * 4); c.scratch = zeros((int64_t)ce_scratch_elems(1, 4, 9));
+    tied_loss(&c);
+    double *dh = zeros(6 * 4), *dw = zeros(9 * 4), coef[1] = {1};
+    double *hs[1] = {c.h}, *ws[1] = {c.w}, *dhs[1] = {dh}, *dws[1] = {dw};
+    ce_chunked_f64(1, hs, ws, coef, dhs, dws, c.tg, NULL, 6, 4, 9, NULL, NULL, c.scratch, 4);
+    embedding_backward_f64(dw, dh, c.ids, 6, 4);
+    fd_check("tied embedding/head", tied_loss, &c, c.w, dw, 9 * 4);
+    free(c.w); free(c.h); free(c.scratch); free(dh); free(dw);
+}
+
+/* The float kernels compute the same function as the double ones. */
+static void test_float_matches_double(void **st) {
+    attn_dims d = {2, 6, 4, 2, 4};
+    int64_t nq = d.B * d.T * d.NH * d.HD, nk = d.B * d.T * d.KVH * d.HD;
+    double *q = rnd(nq, 1), *k = rnd(nk, 1), *v = rnd(nk, 1), *y = zeros(nq), *att = zeros(d.B * d.NH * d.T * d.T);
+    float *qf = xmalloc(4 * nq), *kf = xmalloc(4 * nk), *vf = xmalloc(4 * nk), *yf = xmalloc(4 * nq),
+          *attf = xmalloc(4 * d.B * d.NH * d.T * d.T);
+    for (int64_t i = 0; i < nq; i++) qf[i] = (float)q[i];
+    for (int64_t i = 0; i < nk; i++) { kf[i] = (float)k[i]; vf[i] = (float)v[i]; q[i % nq] = q[i % nq]; }
+    for (int64_t i = 0; i < nk; i++) { k[i] = kf[i]; v[i] = vf[i]; }
+    for (int64_t i = 0; i < nq; i++) q[i] = qf[i];
+    attention_forward_f64(y, att, q, k, v, d);
+    attention_forward(yf, attf, qf, kf, vf, d);
+    for (int64_t i = 0; i < nq; i++) assert_true(fabs(y[i] - yf[i]) < 1e-5);
+    free(q); free(k); free(v); free(y); free(att); free(qf); free(kf); free(vf); free(yf); free(attf);
+}
+
+int main(void) {
+    rng_seed(&rng, 1234);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_linear),    cmocka_unit_test(test_rmsnorm),
+        cmocka_unit_test(test_qknorm),    cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_attention), cmocka_unit_test(test_swiglu),
+        cmocka_unit_test(test_embedding), cmocka_unit_test(test_ce),
+        cmocka_unit_test(test_ce_mixed),  cmocka_unit_test(test_tied),
+        cmocka_unit_test(test_float_matches_double),
+    };
+    return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);
+}
