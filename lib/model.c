@@ -1,0 +1,328 @@
+/* model.c: Qwen3 parameters, activations, forward and backward.
+ * HF semantics: per layer x += o(attn(rope(qnorm(q(ln1 x))), rope(knorm(k(ln1 x))), v(ln1 x)))
+ * then x += down(silu(gate(ln2 x)) * up(ln2 x)); final RMSNorm; LM head. */
+#include "model.h"
+#include "common.h"
+#include "kernels.h"
+#include "safetensors.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const kind_names[W_KINDS] = {
+    "model.embed_tokens.weight", "input_layernorm.weight", "self_attn.q_proj.weight",
+    "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.q_norm.weight",
+    "self_attn.k_norm.weight", "self_attn.o_proj.weight", "post_attention_layernorm.weight",
+    "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight",
+    "model.norm.weight", "lm_head.weight"};
+
+/* HF shape of one tensor of a kind (per layer for layered kinds). */
+static int kind_shape(const wdl_config *c, int k, int64_t *shape) {
+    int64_t H = c->hidden, I = c->inter, V = c->vocab, QD = c->heads * c->head_dim,
+            KD = c->kv_heads * c->head_dim;
+    switch (k) {
+    case W_EMBED: case W_HEAD: shape[0] = V; shape[1] = H; return 2;
+    case W_LN1: case W_LN2: case W_NORM: shape[0] = H; return 1;
+    case W_Q: shape[0] = QD; shape[1] = H; return 2;
+    case W_K: case W_V: shape[0] = KD; shape[1] = H; return 2;
+    case W_QNORM: case W_KNORM: shape[0] = c->head_dim; return 1;
+    case W_O: shape[0] = H; shape[1] = QD; return 2;
+    case W_GATE: case W_UP: shape[0] = I; shape[1] = H; return 2;
+    case W_DOWN: shape[0] = H; shape[1] = I; return 2;
+    }
+    return 0;
+}
+
+int model_kind_decays(int k) {
+    int64_t s[2];
+    wdl_config c = {.hidden = 1, .inter = 1, .vocab = 1, .heads = 1, .kv_heads = 1, .head_dim = 1};
+    return kind_shape(&c, k, s) == 2;
+}
+
+static void point_views(wdl_model *m) {
+    for (int k = 0; k < W_KINDS; k++) {
+        m->P[k] = m->params + m->off[k];
+        m->G[k] = m->grads ? m->grads + m->off[k] : NULL;
+    }
+    if (m->cfg.tied) { m->P[W_HEAD] = m->P[W_EMBED]; m->G[W_HEAD] = m->G[W_EMBED]; }
+}
+
+wdl_model *model_new(const wdl_config *cfg) {
+    wdl_model *m = xcalloc(1, sizeof *m);
+    m->cfg = *cfg;
+    size_t off = 0;
+    for (int k = 0; k < W_KINDS; k++) {
+        int64_t s[2] = {1, 1};
+        int nd = kind_shape(cfg, k, s);
+        size_t n = (size_t)s[0] * (size_t)(nd == 2 ? s[1] : 1);
+        m->layered[k] = !(k == W_EMBED || k == W_NORM || k == W_HEAD);
+        if (k == W_HEAD && cfg->tied) n = 0;
+        m->layer_elems[k] = n;
+        m->off[k] = off;
+        off += n * (m->layered[k] ? (size_t)cfg->layers : 1);
+        off = (off + 15) & ~(size_t)15;   /* keep every view 64-byte aligned */
+    }
+    m->nparams = off;
+    m->params = xaligned(off * sizeof(float));
+    point_views(m);
+    return m;
+}
+
+void model_free(wdl_model *m) {
+    if (!m) return;
+    free(m->params); free(m->grads); free(m->m); free(m->v); free(m->act_mem);
+    free(m->ids); free(m->pos);
+    free(m);
+}
+
+void model_init_random(wdl_model *m, uint64_t seed, double std) {
+    wdl_rng r;
+    rng_seed(&r, seed);
+    for (int k = 0; k < W_KINDS; k++) {
+        size_t n = m->layer_elems[k] * (m->layered[k] ? (size_t)m->cfg.layers : 1);
+        float *p = m->params + m->off[k];
+        if (model_kind_decays(k)) for (size_t i = 0; i < n; i++) p[i] = (float)(std * rng_normal(&r));
+        else for (size_t i = 0; i < n; i++) p[i] = 1.0f;
+    }
+}
+
+void model_alloc_grads(wdl_model *m) {
+    if (!m->grads) { m->grads = xaligned(m->nparams * sizeof(float)); point_views(m); }
+}
+void model_alloc_moments(wdl_model *m) {
+    if (!m->m) m->m = xaligned(m->nparams * sizeof(float));
+    if (!m->v) m->v = xaligned(m->nparams * sizeof(float));
+}
+void model_zero_grad(wdl_model *m) { memset(m->grads, 0, m->nparams * sizeof(float)); }
+
+float *model_head(wdl_model *m) { return m->P[W_HEAD]; }
+float *model_head_grad(wdl_model *m) { return m->G[W_HEAD]; }
+
+void model_alloc_acts(wdl_model *m, int64_t Bmax, int64_t Tmax, int train, int verbose) {
+    const wdl_config *c = &m->cfg;
+    int64_t N = Bmax * Tmax, L = c->layers, H = c->hidden, I = c->inter,
+            QD = c->heads * c->head_dim, KD = c->kv_heads * c->head_dim,
+            NH = c->heads, KV = c->kv_heads;
+    /* the table: name, elements; carved from one block in this order */
+    struct { float **p; int64_t n; int bwd; } t[] = {
+        {&m->a.resid, (L + 1) * N * H, 0}, {&m->a.ln1, L * N * H, 0}, {&m->a.ln1_rstd, L * N, 0},
+        {&m->a.q, L * N * QD, 0}, {&m->a.q_rstd, L * N * NH, 0}, {&m->a.qr, L * N * QD, 0},
+        {&m->a.k, L * N * KD, 0}, {&m->a.k_rstd, L * N * KV, 0}, {&m->a.kr, L * N * KD, 0},
+        {&m->a.v, L * N * KD, 0}, {&m->a.att, L * Bmax * NH * Tmax * Tmax, 0},
+        {&m->a.atty, L * N * QD, 0}, {&m->a.r1, L * N * H, 0}, {&m->a.ln2, L * N * H, 0},
+        {&m->a.ln2_rstd, L * N, 0}, {&m->a.gate, L * N * I, 0}, {&m->a.up, L * N * I, 0},
+        {&m->a.act, L * N * I, 0}, {&m->a.normf, N * H, 0}, {&m->a.normf_rstd, N, 0},
+        {&m->a.tmp, N * (H > QD ? H : QD), 0},
+        {&m->a.dres, N * H, 1}, {&m->a.dln, N * H, 1}, {&m->a.dqr, N * QD, 1}, {&m->a.dq, N * QD, 1},
+        {&m->a.dkr, N * KD, 1}, {&m->a.dk, N * KD, 1}, {&m->a.dv, N * KD, 1}, {&m->a.datty, N * QD, 1},
+        {&m->a.dgate, N * I, 1}, {&m->a.dup, N * I, 1}, {&m->a.dact, N * I, 1}, {&m->a.dnormf, N * H, 1},
+    };
+    size_t nt = sizeof t / sizeof t[0], total = 0;
+    for (size_t i = 0; i < nt; i++)
+        if (train || !t[i].bwd) total += ((size_t)t[i].n + 15) & ~(size_t)15;
+    if (verbose) {
+        size_t pb = m->nparams * sizeof(float);
+        fprintf(stderr, "%s: memory: parameters %.1f MB, gradients %.1f MB, AdamW moments %.1f MB, "
+                "activations %.1f MB (batch %lld x %lld)\n", wdl_prog, pb / 1e6, train ? pb / 1e6 : 0.0,
+                train ? 2 * pb / 1e6 : 0.0, total * 4 / 1e6, (long long)Bmax, (long long)Tmax);
+    }
+    free(m->act_mem); free(m->ids); free(m->pos);
+    m->act_mem = xaligned(total * sizeof(float));
+    m->act_elems = total;
+    size_t off = 0;
+    for (size_t i = 0; i < nt; i++) {
+        if (!train && t[i].bwd) { *t[i].p = NULL; continue; }
+        *t[i].p = m->act_mem + off;
+        off += ((size_t)t[i].n + 15) & ~(size_t)15;
+    }
+    m->Bmax = Bmax; m->Tmax = Tmax;
+    m->ids = xcalloc((size_t)N, sizeof(int32_t));
+    m->pos = xcalloc((size_t)N, sizeof(int32_t));
+}
+
+/* Per-layer views: activations are laid out with capacity N = Bmax*Tmax per
+ * layer, so a smaller batch uses the head of each layer's slot. */
+#define LAYER(ptr, l, per) ((ptr) + (size_t)(l) * (size_t)(per))
+
+void model_forward(wdl_model *m, const int32_t *ids, int64_t B, int64_t T) {
+    const wdl_config *c = &m->cfg;
+    if (!m->act_mem || B > m->Bmax || T > m->Tmax)
+        die("internal: batch %lldx%lld exceeds activation capacity", (long long)B, (long long)T);
+    const int64_t N = B * T, Nc = m->Bmax * m->Tmax, H = c->hidden, I = c->inter, HD = c->head_dim,
+                  NH = c->heads, KV = c->kv_heads, QD = NH * HD, KD = KV * HD;
+    m->B = B; m->T = T;
+    for (int64_t n = 0; n < N; n++) {
+        if (ids[n] < 0 || ids[n] >= c->vocab) die("token id %d outside the vocabulary (%lld)", ids[n], (long long)c->vocab);
+        m->ids[n] = ids[n];
+        m->pos[n] = (int32_t)(n % T);
+    }
+    wdl_acts *a = &m->a;
+    attn_dims d = {B, T, NH, KV, HD};
+    embedding_forward(a->resid, m->ids, m->P[W_EMBED], N, H);
+    for (int64_t l = 0; l < c->layers; l++) {
+        float *x = LAYER(a->resid, l, Nc * H), *xo = LAYER(a->resid, l + 1, Nc * H);
+        float *ln1 = LAYER(a->ln1, l, Nc * H), *ln1r = LAYER(a->ln1_rstd, l, Nc);
+        float *q = LAYER(a->q, l, Nc * QD), *qrs = LAYER(a->q_rstd, l, Nc * NH), *qr = LAYER(a->qr, l, Nc * QD);
+        float *k = LAYER(a->k, l, Nc * KD), *krs = LAYER(a->k_rstd, l, Nc * KV), *kr = LAYER(a->kr, l, Nc * KD);
+        float *v = LAYER(a->v, l, Nc * KD), *att = LAYER(a->att, l, m->Bmax * NH * m->Tmax * m->Tmax);
+        float *aty = LAYER(a->atty, l, Nc * QD), *r1 = LAYER(a->r1, l, Nc * H);
+        float *ln2 = LAYER(a->ln2, l, Nc * H), *ln2r = LAYER(a->ln2_rstd, l, Nc);
+        float *gate = LAYER(a->gate, l, Nc * I), *up = LAYER(a->up, l, Nc * I), *act = LAYER(a->act, l, Nc * I);
+        rmsnorm_forward(ln1, ln1r, x, LAYER(m->P[W_LN1], l, H), N, H, c->eps);
+        linear_forward(q, ln1, LAYER(m->P[W_Q], l, QD * H), N, H, QD);
+        linear_forward(k, ln1, LAYER(m->P[W_K], l, KD * H), N, H, KD);
+        linear_forward(v, ln1, LAYER(m->P[W_V], l, KD * H), N, H, KD);
+        /* QK-norm per head, before RoPE */
+        rmsnorm_forward(a->tmp, qrs, q, LAYER(m->P[W_QNORM], l, HD), N * NH, HD, c->eps);
+        rope_forward(qr, a->tmp, m->pos, N, NH, HD, c->theta);
+        rmsnorm_forward(a->tmp, krs, k, LAYER(m->P[W_KNORM], l, HD), N * KV, HD, c->eps);
+        rope_forward(kr, a->tmp, m->pos, N, KV, HD, c->theta);
+        attention_forward(aty, att, qr, kr, v, d);
+        linear_forward(a->tmp, aty, LAYER(m->P[W_O], l, H * QD), N, QD, H);
+        residual_forward(r1, x, a->tmp, N * H);
+        rmsnorm_forward(ln2, ln2r, r1, LAYER(m->P[W_LN2], l, H), N, H, c->eps);
+        linear_forward(gate, ln2, LAYER(m->P[W_GATE], l, I * H), N, H, I);
+        linear_forward(up, ln2, LAYER(m->P[W_UP], l, I * H), N, H, I);
+        swiglu_forward(act, gate, up, N * I);
+        linear_forward(a->tmp, act, LAYER(m->P[W_DOWN], l, H * I), N, I, H);
+        residual_forward(xo, r1, a->tmp, N * H);
+    }
+    rmsnorm_forward(a->normf, a->normf_rstd, LAYER(a->resid, c->layers, Nc * H), m->P[W_NORM], N, H, c->eps);
+}
+
+void model_backward(wdl_model *m) {
+    const wdl_config *c = &m->cfg;
+    const int64_t B = m->B, T = m->T, N = B * T, Nc = m->Bmax * m->Tmax, H = c->hidden, I = c->inter,
+                  HD = c->head_dim, NH = c->heads, KV = c->kv_heads, QD = NH * HD, KD = KV * HD;
+    wdl_acts *a = &m->a;
+    if (!m->grads || !a->dres) die("internal: backward without gradient buffers");
+    attn_dims d = {B, T, NH, KV, HD};
+#define ZERO(p, n) memset((p), 0, sizeof(float) * (size_t)(n))
+    ZERO(a->dres, N * H);
+    rmsnorm_backward(a->dres, m->G[W_NORM], a->dnormf, LAYER(a->resid, c->layers, Nc * H), m->P[W_NORM],
+                     a->normf_rstd, N, H);
+    for (int64_t l = c->layers - 1; l >= 0; l--) {
+        float *x = LAYER(a->resid, l, Nc * H);
+        float *ln1 = LAYER(a->ln1, l, Nc * H), *ln1r = LAYER(a->ln1_rstd, l, Nc);
+        float *q = LAYER(a->q, l, Nc * QD), *qrs = LAYER(a->q_rstd, l, Nc * NH), *qr = LAYER(a->qr, l, Nc * QD);
+        float *k = LAYER(a->k, l, Nc * KD), *krs = LAYER(a->k_rstd, l, Nc * KV), *kr = LAYER(a->kr, l, Nc * KD);
+        float *v = LAYER(a->v, l, Nc * KD), *att = LAYER(a->att, l, m->Bmax * NH * m->Tmax * m->Tmax);
+        float *aty = LAYER(a->atty, l, Nc * QD), *r1 = LAYER(a->r1, l, Nc * H);
+        float *ln2 = LAYER(a->ln2, l, Nc * H), *ln2r = LAYER(a->ln2_rstd, l, Nc);
+        float *gate = LAYER(a->gate, l, Nc * I), *up = LAYER(a->up, l, Nc * I), *act = LAYER(a->act, l, Nc * I);
+        /* MLP: xo = r1 + down(swiglu(gate(ln2), up(ln2))) */
+        ZERO(a->dact, N * I);
+        linear_backward(a->dact, LAYER(m->G[W_DOWN], l, H * I), a->dres, act, LAYER(m->P[W_DOWN], l, H * I), N, I, H);
+        ZERO(a->dgate, N * I); ZERO(a->dup, N * I);
+        swiglu_backward(a->dgate, a->dup, a->dact, gate, up, N * I);
+        ZERO(a->dln, N * H);
+        linear_backward(a->dln, LAYER(m->G[W_GATE], l, I * H), a->dgate, ln2, LAYER(m->P[W_GATE], l, I * H), N, H, I);
+        linear_backward(a->dln, LAYER(m->G[W_UP], l, I * H), a->dup, ln2, LAYER(m->P[W_UP], l, I * H), N, H, I);
+        rmsnorm_backward(a->dres, LAYER(m->G[W_LN2], l, H), a->dln, r1, LAYER(m->P[W_LN2], l, H), ln2r, N, H);
+        /* attention: r1 = x + o(attn(...)) */
+        ZERO(a->datty, N * QD);
+        linear_backward(a->datty, LAYER(m->G[W_O], l, H * QD), a->dres, aty, LAYER(m->P[W_O], l, H * QD), N, QD, H);
+        ZERO(a->dqr, N * QD); ZERO(a->dkr, N * KD); ZERO(a->dv, N * KD);
+        attention_backward(a->dqr, a->dkr, a->dv, a->datty, att, qr, kr, v, d);
+        /* RoPE backward into a->tmp, then QK-norm backward */
+        ZERO(a->tmp, N * QD);
+        rope_backward(a->tmp, a->dqr, m->pos, N, NH, HD, c->theta);
+        ZERO(a->dq, N * QD);
+        rmsnorm_backward(a->dq, LAYER(m->G[W_QNORM], l, HD), a->tmp, q, LAYER(m->P[W_QNORM], l, HD), qrs, N * NH, HD);
+        ZERO(a->tmp, N * KD);
+        rope_backward(a->tmp, a->dkr, m->pos, N, KV, HD, c->theta);
+        ZERO(a->dk, N * KD);
+        rmsnorm_backward(a->dk, LAYER(m->G[W_KNORM], l, HD), a->tmp, k, LAYER(m->P[W_KNORM], l, HD), krs, N * KV, HD);
+        ZERO(a->dln, N * H);
+        linear_backward(a->dln, LAYER(m->G[W_Q], l, QD * H), a->dq, ln1, LAYER(m->P[W_Q], l, QD * H), N, H, QD);
+        linear_backward(a->dln, LAYER(m->G[W_K], l, KD * H), a->dk, ln1, LAYER(m->P[W_K], l, KD * H), N, H, KD);
+        linear_backward(a->dln, LAYER(m->G[W_V], l, KD * H), a->dv, ln1, LAYER(m->P[W_V], l, KD * H), N, H, KD);
+        rmsnorm_backward(a->dres, LAYER(m->G[W_LN1], l, H), a->dln, x, LAYER(m->P[W_LN1], l, H), ln1r, N, H);
+    }
+    embedding_backward(m->G[W_EMBED], a->dres, m->ids, N, H);
+#undef ZERO
+}
+
+void model_each_tensor(const wdl_model *m, model_tensor_fn fn, void *ctx) {
+    const wdl_config *c = &m->cfg;
+    char name[256];
+    int64_t s[2];
+    int nd = kind_shape(c, W_EMBED, s);
+    fn(ctx, kind_names[W_EMBED], nd, s, m->off[W_EMBED]);
+    for (int64_t l = 0; l < c->layers; l++)
+        for (int k = W_LN1; k <= W_DOWN; k++) {
+            nd = kind_shape(c, k, s);
+            snprintf(name, sizeof name, "model.layers.%lld.%s", (long long)l, kind_names[k]);
+            fn(ctx, name, nd, s, m->off[k] + (size_t)l * m->layer_elems[k]);
+        }
+    nd = kind_shape(c, W_NORM, s);
+    fn(ctx, kind_names[W_NORM], nd, s, m->off[W_NORM]);
+    if (!c->tied) {
+        nd = kind_shape(c, W_HEAD, s);
+        fn(ctx, kind_names[W_HEAD], nd, s, m->off[W_HEAD]);
+    }
+}
+
+/* ---- directories ---- */
+typedef struct { const wdl_model *m; st_model *st; st_tensor *list; size_t n; char **names; } io_ctx;
+
+static void load_one(void *p, const char *name, int nd, const int64_t *shape, size_t off) {
+    io_ctx *x = p;
+    st_read_f32(x->st, name, x->m->params + off, nd, shape);
+    x->n++;
+}
+
+wdl_model *model_load(const char *dir) {
+    wdl_config cfg;
+    config_load(dir, &cfg);
+    wdl_model *m = model_new(&cfg);
+    st_model *st = st_open(dir);
+    io_ctx x = {m, st};
+    model_each_tensor(m, load_one, &x);
+    /* every tensor in the file must be one we read (a tied model may carry a
+     * redundant lm_head.weight, as some HF exports do) */
+    for (size_t i = 0; i < st_count(st); i++) {
+        const char *nm = st_name_at(st, i);
+        if (cfg.tied && !strcmp(nm, "lm_head.weight")) continue;
+        int known = 0;
+        if (!strcmp(nm, kind_names[W_EMBED]) || !strcmp(nm, kind_names[W_NORM]) ||
+            (!cfg.tied && !strcmp(nm, kind_names[W_HEAD])))
+            known = 1;
+        long long l;
+        int used = 0;
+        if (!known && sscanf(nm, "model.layers.%lld.%n", &l, &used) == 1 && used > 0 && l >= 0 && l < cfg.layers)
+            for (int k = W_LN1; k <= W_DOWN; k++) if (!strcmp(nm + used, kind_names[k])) known = 1;
+        if (!known) die("%s: unexpected tensor '%s' for a %lld-layer Qwen3 config", dir, nm, (long long)cfg.layers);
+    }
+    st_close(st);
+    return m;
+}
+
+static void save_one(void *p, const char *name, int nd, const int64_t *shape, size_t off) {
+    io_ctx *x = p;
+    st_tensor *t = &x->list[x->n];
+    x->names[x->n] = xstrdup(name);
+    t->name = x->names[x->n];
+    t->ndim = nd;
+    for (int i = 0; i < nd; i++) t->shape[i] = shape[i];
+    t->data = x->m->params + off;
+    x->n++;
+}
+
+void model_write_dir(const wdl_model *m, const char *dir, int bf16) {
+    size_t cap = 4 + 11 * (size_t)m->cfg.layers;
+    io_ctx x = {m, NULL, xcalloc(cap, sizeof(st_tensor)), 0, xcalloc(cap, sizeof(char *))};
+    model_each_tensor(m, save_one, &x);
+    config_save(dir, &m->cfg);
+    char *path = wdl_path_join(dir, "model.safetensors");
+    st_write(path, x.list, x.n, bf16 ? ST_BF16 : ST_F32);
+    free(path);
+    for (size_t i = 0; i < x.n; i++) free(x.names[i]);
+    free(x.names); free(x.list);
+}
+
+double model_flops_per_token(const wdl_config *c, int64_t T) {
+    double H = c->hidden, I = c->inter, QD = c->heads * c->head_dim, KD = c->kv_heads * c->head_dim;
+    double per_layer = 2 * (H * QD + 2 * H * KD + QD * H + 3 * H * I) + 2 * 2 * T * QD; /* attn: QK^T + PV, full T */
+    return c->layers * per_layer + 2 * H * c->vocab;
+}

@@ -1,0 +1,84 @@
+/* model.h: a Qwen3 decoder in one contiguous buffer per role.
+ *
+ * Parameters, gradients and the two AdamW moments are each one 64-byte
+ * aligned block with the same layout; P[kind] / G[kind] are named views into
+ * them (layered kinds hold all layers back to back). Activations for a
+ * batch capacity of Bmax x Tmax positions are one more block, allocated on
+ * first use, with the memory needed printed before allocation. */
+#ifndef WDL_MODEL_H
+#define WDL_MODEL_H
+#include <stddef.h>
+#include <stdint.h>
+#include "config.h"
+
+enum {
+    W_EMBED, W_LN1, W_Q, W_K, W_V, W_QNORM, W_KNORM, W_O, W_LN2,
+    W_GATE, W_UP, W_DOWN, W_NORM, W_HEAD, W_KINDS
+};
+
+typedef struct {
+    /* forward state saved for backward, all [N, ...] with N = B*T */
+    float *resid;      /* [L+1, N, H]: input of each layer, then final */
+    float *ln1, *ln1_rstd, *q, *q_rstd, *qr, *k, *k_rstd, *kr, *v;
+    float *att;        /* [L, B, NH, T, T] softmax probabilities */
+    float *atty, *r1, *ln2, *ln2_rstd, *gate, *up, *act;
+    float *normf, *normf_rstd;
+    /* backward scratch, reused layer after layer */
+    float *dres, *dln, *dqr, *dq, *dkr, *dk, *dv, *datty, *dgate, *dup, *dact, *dnormf;
+    float *tmp;        /* [N, max(H, NH*HD)] forward scratch */
+} wdl_acts;
+
+typedef struct {
+    wdl_config cfg;
+    size_t nparams;                 /* floats in each role buffer */
+    size_t off[W_KINDS];            /* offset of each kind in the buffer */
+    size_t layer_elems[W_KINDS];    /* per layer (or whole, for unlayered) */
+    int layered[W_KINDS];
+    float *params, *grads, *m, *v;  /* grads/m/v allocated on demand */
+    float *P[W_KINDS], *G[W_KINDS];
+    /* activations */
+    int64_t Bmax, Tmax, B, T;
+    float *act_mem;
+    size_t act_elems;
+    wdl_acts a;
+    int32_t *ids, *pos;             /* [Bmax*Tmax] inputs of the last forward */
+} wdl_model;
+
+/* Allocate parameters for cfg (zeroed). */
+wdl_model *model_new(const wdl_config *cfg);
+void model_free(wdl_model *m);
+/* HF Qwen3 initialisation: matrices ~ N(0, std^2), norm weights 1. */
+void model_init_random(wdl_model *m, uint64_t seed, double std);
+/* Gradient and AdamW buffers (zeroed). */
+void model_alloc_grads(wdl_model *m);
+void model_alloc_moments(wdl_model *m);
+void model_zero_grad(wdl_model *m);
+/* Activation buffers for batches up to Bmax x Tmax (train: with backward
+ * scratch). Prints the bytes needed on stderr when verbose. */
+void model_alloc_acts(wdl_model *m, int64_t Bmax, int64_t Tmax, int train, int verbose);
+
+/* Forward over ids [B*T] (row b holds a sequence; positions 0..T-1).
+ * Leaves the final normed hidden states in m->a.normf [B*T, H]. */
+void model_forward(wdl_model *m, const int32_t *ids, int64_t B, int64_t T);
+/* Backward from dL/d(normf) in m->a.dnormf, accumulating into m->grads. */
+void model_backward(wdl_model *m);
+/* LM-head weight [V,H] and its gradient (the embedding when tied). */
+float *model_head(wdl_model *m);
+float *model_head_grad(wdl_model *m);
+
+/* Does this kind get weight decay (matrices yes, norm vectors no)? */
+int model_kind_decays(int kind);
+/* Visit every HF tensor: name, shape, pointer into a role buffer. */
+typedef void (*model_tensor_fn)(void *ctx, const char *name, int ndim, const int64_t *shape, size_t offset);
+void model_each_tensor(const wdl_model *m, model_tensor_fn fn, void *ctx);
+
+/* Model directories: config.json + model.safetensors (HF names). Load
+ * validates every tensor's shape against the config and rejects tensors
+ * it does not know. Save writes to a temporary directory and renames it. */
+wdl_model *model_load(const char *dir);
+/* Write config.json + model.safetensors into an existing directory. bf16:
+ * store weights as BF16 (round to nearest even) instead of F32. */
+void model_write_dir(const wdl_model *m, const char *dir, int bf16);
+/* Full forward + loss FLOPs per token (matmuls only; 3x for training). */
+double model_flops_per_token(const wdl_config *c, int64_t T);
+#endif

@@ -1,0 +1,33 @@
+/* step.h: one micro-batch of training or scoring on top of the model: the
+ * forward pass(es), the fused chunked loss, the backward pass(es).
+ * Plain SFT uses one model; WD-JT mixes the logits of a strong and a weak
+ * model, z = lambda*z_strong + (1-lambda)*z_weak, and sends lambda*g and
+ * (1-lambda)*g back into each. */
+#ifndef WDL_STEP_H
+#define WDL_STEP_H
+#include <stdint.h>
+#include "model.h"
+
+typedef struct {
+    wdl_model *strong;       /* the model being trained */
+    wdl_model *weak;         /* NULL: plain SFT */
+    double lambda;           /* mixing weight of the strong logits */
+    int freeze_weak;         /* weak forward only, no weak gradient */
+    int weak_constant;       /* control: weak logits replaced by 0 (SFT at T = 1/lambda) */
+    float *scratch;          /* loss chunk scratch */
+    int64_t chunk;
+} wd_step;
+
+/* Chunk size that keeps the [chunk, V] logit block near 32 MB. */
+int64_t step_chunk_for(int64_t vocab);
+void step_init(wd_step *s, wdl_model *strong, wdl_model *weak, double lambda);
+void step_free(wd_step *s);
+/* ids/targets [B*T]; targets[n] < 0 = no loss; weights[n] scales each
+ * position's NLL (use 1/total_tokens for a mean over the optimizer step).
+ * Accumulates gradients of sum_n weights[n]*NLL_n; returns that sum. */
+double step_train(wd_step *s, const int32_t *ids, const int32_t *targets, const float *weights,
+                  int64_t B, int64_t T);
+/* Forward only (model m): per-position NLL and entropy (0 where no target). */
+double step_score(wdl_model *m, float *scratch, int64_t chunk, const int32_t *ids,
+                  const int32_t *targets, int64_t B, int64_t T, double *nll, double *ent);
+#endif

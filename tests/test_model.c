@@ -1,0 +1,220 @@
+/* White-box test of the whole model against Hugging Face transformers'
+ * Qwen3ForCausalLM (fixtures made by tests/gen_fixtures.py): logits, loss,
+ * per-position NLL and entropy, every parameter gradient, five AdamW steps,
+ * for an untied and a tied model; and the mixed-logit loss of a weak and a
+ * strong model with its gradients and joint / frozen-weak AdamW steps.
+ * Tolerances are per tensor and are printed with the measured error. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "common.h"
+#include "kernels.h"
+#include "model.h"
+#include "optim.h"
+#include "safetensors.h"
+#include "step.h"
+
+#define FIX "tests/fixtures/"
+enum { B = 2, T = 12 };
+
+typedef struct { int32_t ids[B * T], tg[B * T]; float wt[B * T]; int ntg; } batch;
+
+static void load_batch(st_model *ref, batch *b) {
+    float f[B * T];
+    int64_t shape[2] = {B, T};
+    st_read_f32(ref, "input_ids", f, 2, shape);
+    for (int i = 0; i < B * T; i++) b->ids[i] = (int32_t)f[i];
+    st_read_f32(ref, "targets", f, 2, shape);
+    b->ntg = 0;
+    for (int i = 0; i < B * T; i++) { b->tg[i] = f[i] < 0 ? -1 : (int32_t)f[i]; b->ntg += f[i] >= 0; }
+    for (int i = 0; i < B * T; i++) b->wt[i] = 1.0f / (float)b->ntg;
+}
+
+static json_t *load_json(const char *path) {
+    json_error_t e;
+    json_t *j = json_load_file(path, 0, &e);
+    if (!j) fail_msg("%s: %s", path, e.text);
+    return j;
+}
+
+/* max |a-b| / scale; scale = max(|ref|) for relative checks, 1 for absolute */
+static double maxdiff(const float *a, const float *ref, size_t n, int relative) {
+    double md = 0, sc = 0;
+    for (size_t i = 0; i < n; i++) { md = fmax(md, fabs((double)a[i] - ref[i])); sc = fmax(sc, fabs(ref[i])); }
+    return relative ? md / (sc > 0 ? sc : 1) : md;
+}
+static void expect(const char *what, double err, double tol) {
+    print_message("# %-58s err %.2e (tol %.0e)\n", what, err, tol);
+    if (!(err <= tol)) fail_msg("%s: error %.3g above tolerance %.1g", what, err, tol);
+}
+
+typedef struct { const wdl_model *m; st_model *ref; const char *prefix; const float *buf; double worst; char worst_name[300]; double tol; int relative; } cmp_ctx;
+static void cmp_tensor(void *p, const char *name, int nd, const int64_t *shape, size_t off) {
+    cmp_ctx *c = p;
+    char key[256];
+    snprintf(key, sizeof key, "%s%s", c->prefix, name);
+    size_t n = 1;
+    for (int i = 0; i < nd; i++) n *= (size_t)shape[i];
+    float *r = xmalloc(n * sizeof(float));
+    st_read_f32(c->ref, key, r, nd, shape);
+    double e = maxdiff(c->buf + off, r, n, c->relative);
+    if (e > c->worst) { c->worst = e; snprintf(c->worst_name, sizeof c->worst_name, "%s", key); }
+    if (!(e <= c->tol)) fail_msg("%s: error %.3g above tolerance %.1g", key, e, c->tol);
+    free(r);
+}
+static void compare_all(const wdl_model *m, st_model *ref, const char *prefix, const float *buf,
+                        double tol, int relative, const char *label) {
+    cmp_ctx c = {m, ref, prefix, buf, 0, "", tol, relative};
+    model_each_tensor(m, cmp_tensor, &c);
+    char what[200];
+    snprintf(what, sizeof what, "%s (worst: %s)", label, c.worst_name);
+    expect(what, c.worst, tol);
+}
+
+static adamw_cfg fixture_adamw(void) {
+    adamw_cfg o = {.lr = 1e-2, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1, .clip = 1.0};
+    return o;
+}
+
+static void check_single(const char *dir) {
+    char path[256];
+    snprintf(path, sizeof path, FIX "%s", dir);
+    wdl_model *m = model_load(path);
+    snprintf(path, sizeof path, FIX "%s/ref.safetensors", dir);
+    st_model *ref = st_open(path);
+    snprintf(path, sizeof path, FIX "%s/ref.json", dir);
+    json_t *rj = load_json(path);
+    batch b;
+    load_batch(ref, &b);
+    const int64_t V = m->cfg.vocab, H = m->cfg.hidden;
+    model_alloc_grads(m);
+    model_alloc_moments(m);
+    model_alloc_acts(m, B, T, 1, 0);
+    wd_step s;
+    step_init(&s, m, NULL, 1.0);
+
+    /* logits, NLL, entropy */
+    double nll[B * T], ent[B * T];
+    step_score(m, s.scratch, s.chunk, b.ids, b.tg, B, T, nll, ent);
+    float *logits = xmalloc(sizeof(float) * B * T * V), *rl = xmalloc(sizeof(float) * B * T * V);
+    linear_forward(logits, m->a.normf, model_head(m), B * T, H, V);
+    int64_t ls[3] = {B, T, V}, ps[2] = {B, T};
+    st_read_f32(ref, "logits", rl, 3, ls);
+    char what[128];
+    snprintf(what, sizeof what, "%s logits (abs)", dir);
+    expect(what, maxdiff(logits, rl, (size_t)(B * T * V), 0), 2e-5);
+    float rn[B * T], re[B * T], fn[B * T], fe[B * T];
+    st_read_f32(ref, "nll", rn, 2, ps);
+    st_read_f32(ref, "entropy", re, 2, ps);
+    for (int i = 0; i < B * T; i++) { fn[i] = (float)nll[i]; fe[i] = b.tg[i] >= 0 ? (float)ent[i] : re[i]; }
+    snprintf(what, sizeof what, "%s per-position NLL (abs)", dir);
+    expect(what, maxdiff(fn, rn, B * T, 0), 2e-5);
+    snprintf(what, sizeof what, "%s per-position entropy (abs)", dir);
+    expect(what, maxdiff(fe, re, B * T, 0), 2e-5);
+
+    /* loss and every gradient */
+    model_zero_grad(m);
+    double loss = step_train(&s, b.ids, b.tg, b.wt, B, T);
+    snprintf(what, sizeof what, "%s loss (rel)", dir);
+    expect(what, fabs(loss - json_real_value(json_object_get(rj, "loss_f64"))) / loss, 2e-6);
+    snprintf(what, sizeof what, "%s gradients (rel to max |grad| per tensor)", dir);
+    compare_all(m, ref, "grad.", m->grads, 1e-4, 1, what);
+
+    /* five AdamW steps on the same batch */
+    adamw_cfg o = fixture_adamw();
+    json_t *losses = json_object_get(rj, "losses"), *norms = json_object_get(rj, "grad_norms");
+    double worst_l = 0, worst_n = 0;
+    for (int t = 0; t < 5; t++) {
+        model_zero_grad(m);
+        double l = step_train(&s, b.ids, b.tg, b.wt, B, T);
+        double n = grad_clip(m, o.clip);
+        adamw_step(m, &o, o.lr, t + 1);
+        worst_l = fmax(worst_l, fabs(l - json_real_value(json_array_get(losses, t))));
+        worst_n = fmax(worst_n, fabs(n - json_real_value(json_array_get(norms, t))) / n);
+    }
+    snprintf(what, sizeof what, "%s AdamW losses, 5 steps (abs)", dir);
+    expect(what, worst_l, 2e-5);
+    snprintf(what, sizeof what, "%s AdamW grad norms, 5 steps (rel)", dir);
+    expect(what, worst_n, 1e-5);
+    snprintf(what, sizeof what, "%s parameters after 5 steps (abs)", dir);
+    compare_all(m, ref, "final.", m->params, 1e-4, 0, what);
+
+    free(logits); free(rl);
+    step_free(&s);
+    json_decref(rj);
+    st_close(ref);
+    model_free(m);
+}
+
+static void test_untied(void **st) { check_single("untied"); }
+static void test_tied(void **st) { check_single("tied"); }
+
+static void test_mixed(void **st) {
+    wdl_model *wk = model_load(FIX "mixed/weak"), *sg = model_load(FIX "mixed/strong");
+    st_model *ref = st_open(FIX "mixed/ref.safetensors");
+    json_t *rj = load_json(FIX "mixed/ref.json");
+    batch b;
+    load_batch(ref, &b);
+    wdl_model *ms[2] = {wk, sg};
+    for (int i = 0; i < 2; i++) { model_alloc_grads(ms[i]); model_alloc_moments(ms[i]); model_alloc_acts(ms[i], B, T, 1, 0); }
+    double lambda = json_real_value(json_object_get(rj, "lambda"));
+    wd_step s;
+    step_init(&s, sg, wk, lambda);
+    model_zero_grad(wk); model_zero_grad(sg);
+    double loss = step_train(&s, b.ids, b.tg, b.wt, B, T);
+    expect("mixed loss (rel)", fabs(loss - json_real_value(json_object_get(rj, "loss"))) / loss, 2e-6);
+    compare_all(wk, ref, "grad.weak.", wk->grads, 1e-4, 1, "mixed weak gradients (rel)");
+    compare_all(sg, ref, "grad.strong.", sg->grads, 1e-4, 1, "mixed strong gradients (rel)");
+
+    /* joint steps: both updated, each clipped on its own */
+    adamw_cfg o = fixture_adamw();
+    json_t *losses = json_object_get(rj, "losses");
+    double worst = 0;
+    for (int t = 0; t < 3; t++) {
+        model_zero_grad(wk); model_zero_grad(sg);
+        double l = step_train(&s, b.ids, b.tg, b.wt, B, T);
+        for (int i = 0; i < 2; i++) { grad_clip(ms[i], o.clip); adamw_step(ms[i], &o, o.lr, t + 1); }
+        worst = fmax(worst, fabs(l - json_real_value(json_array_get(losses, t))));
+    }
+    expect("mixed joint AdamW losses, 3 steps (abs)", worst, 2e-5);
+    step_free(&s);
+    model_free(wk); model_free(sg);
+
+    /* frozen weak: only the strong model moves */
+    wk = model_load(FIX "mixed/weak"); sg = model_load(FIX "mixed/strong");
+    model_alloc_acts(wk, B, T, 0, 0);
+    model_alloc_grads(sg); model_alloc_moments(sg); model_alloc_acts(sg, B, T, 1, 0);
+    step_init(&s, sg, wk, lambda);
+    s.freeze_weak = 1;
+    float *before = xmalloc(wk->nparams * sizeof(float));
+    memcpy(before, wk->params, wk->nparams * sizeof(float));
+    losses = json_object_get(rj, "frozen_weak_losses");
+    worst = 0;
+    for (int t = 0; t < 3; t++) {
+        model_zero_grad(sg);
+        double l = step_train(&s, b.ids, b.tg, b.wt, B, T);
+        grad_clip(sg, o.clip);
+        adamw_step(sg, &o, o.lr, t + 1);
+        worst = fmax(worst, fabs(l - json_real_value(json_array_get(losses, t))));
+    }
+    expect("frozen-weak AdamW losses, 3 steps (abs)", worst, 2e-5);
+    assert_memory_equal(before, wk->params, wk->nparams * sizeof(float));
+    free(before);
+    step_free(&s);
+    model_free(wk); model_free(sg);
+    json_decref(rj);
+    st_close(ref);
+}
+
+int main(void) {
+    wdl_set_prog("test_model");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_untied), cmocka_unit_test(test_tied), cmocka_unit_test(test_mixed),
+    };
+    return cmocka_run_group_tests_name("model", tests, NULL, NULL);
+}
