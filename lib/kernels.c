@@ -9,12 +9,15 @@
 #define R float
 #define S
 #define GEMM cblas_sgemm
+#define EXP expf
 #include "kernels_impl.h"
 #undef R
 #undef S
 #undef GEMM
+#undef EXP
 
 #define R double
 #define S _f64
 #define GEMM cblas_dgemm
+#define EXP exp
 #include "kernels_impl.h"

@@ -66,12 +66,25 @@ void FN(rmsnorm_backward)(R *dinp, R *dw, const R *dout, const R *inp, const R *
         }
     }
     if (dw) {
+        /* rows in fixed blocks: partial sums per block in parallel, then the
+         * blocks added in order, so the result is independent of threads */
+        const int64_t RB = 64, nb = (N + RB - 1) / RB;
+        double *part = malloc(sizeof(double) * (size_t)(nb * C));
+        if (!part) die("out of memory (rmsnorm partials)");
 #pragma omp parallel for schedule(static)
-        for (int64_t c = 0; c < C; c++) {
-            double acc = 0;
-            for (int64_t n = 0; n < N; n++) acc += (double)dout[n * C + c] * (inp[n * C + c] * rstd[n]);
-            dw[c] += (R)acc;
+        for (int64_t b = 0; b < nb; b++) {
+            double *p = part + b * C;
+            for (int64_t c = 0; c < C; c++) p[c] = 0;
+            int64_t e = (b + 1) * RB < N ? (b + 1) * RB : N;
+            for (int64_t n = b * RB; n < e; n++) {
+                const R *d = dout + n * C, *x = inp + n * C;
+                R r = rstd[n];
+                for (int64_t c = 0; c < C; c++) p[c] += (double)(d[c] * (x[c] * r));
+            }
         }
+        for (int64_t b = 0; b < nb; b++)
+            for (int64_t c = 0; c < C; c++) dw[c] += (R)part[b * C + c];
+        free(part);
     }
 }
 
@@ -148,7 +161,7 @@ void FN(attention_forward)(R *out, R *att, const R *q, const R *k, const R *v, a
             R mx = row[0];
             for (int64_t u = 1; u <= t; u++) if (row[u] > mx) mx = row[u];
             double sum = 0;
-            for (int64_t u = 0; u <= t; u++) { row[u] = (R)exp((double)(row[u] - mx)); sum += row[u]; }
+            for (int64_t u = 0; u <= t; u++) { row[u] = EXP(row[u] - mx); sum += row[u]; }
             R inv = (R)(1.0 / sum);
             for (int64_t u = 0; u <= t; u++) row[u] *= inv;
             for (int64_t u = t + 1; u < T; u++) row[u] = 0;
@@ -199,7 +212,7 @@ void FN(attention_backward)(R *dq, R *dk, R *dv, const R *dout, const R *att, co
 void FN(swiglu_forward)(R *out, const R *gate, const R *up, int64_t n) {
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++) {
-        R g = gate[i], s = (R)(1.0 / (1.0 + exp(-(double)g)));
+        R g = gate[i], s = 1 / (1 + EXP(-g));
         out[i] = g * s * up[i];
     }
 }
@@ -207,7 +220,7 @@ void FN(swiglu_forward)(R *out, const R *gate, const R *up, int64_t n) {
 void FN(swiglu_backward)(R *dgate, R *dup, const R *dout, const R *gate, const R *up, int64_t n) {
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++) {
-        R g = gate[i], s = (R)(1.0 / (1.0 + exp(-(double)g)));
+        R g = gate[i], s = 1 / (1 + EXP(-g));
         dgate[i] += dout[i] * up[i] * s * (1 + g * (1 - s));
         dup[i] += dout[i] * g * s;
     }

@@ -326,3 +326,58 @@ double model_flops_per_token(const wdl_config *c, int64_t T) {
     double per_layer = 2 * (H * QD + 2 * H * KD + QD * H + 3 * H * I) + 2 * 2 * T * QD; /* attn: QK^T + PV, full T */
     return c->layers * per_layer + 2 * H * c->vocab;
 }
+
+/* ---- role buffers and extras ---- */
+typedef struct { const float *buf; float *wbuf; const char *prefix; st_tensor *list; char **names; size_t n; st_model *st; } role_ctx;
+
+static void role_add(void *p, const char *name, int nd, const int64_t *shape, size_t off) {
+    role_ctx *x = p;
+    size_t k = strlen(x->prefix) + strlen(name) + 1;
+    x->names[x->n] = xmalloc(k);
+    snprintf(x->names[x->n], k, "%s%s", x->prefix, name);
+    st_tensor *t = &x->list[x->n];
+    t->name = x->names[x->n];
+    t->ndim = nd;
+    for (int i = 0; i < nd; i++) t->shape[i] = shape[i];
+    t->data = x->buf + off;
+    x->n++;
+}
+
+void model_write_role(const wdl_model *m, const float *buf, const char *path, const char *prefix) {
+    size_t cap = 4 + 11 * (size_t)m->cfg.layers;
+    role_ctx x = {buf, NULL, prefix, xcalloc(cap, sizeof(st_tensor)), xcalloc(cap, sizeof(char *)), 0, NULL};
+    model_each_tensor(m, role_add, &x);
+    st_write(path, x.list, x.n, ST_F32);
+    for (size_t i = 0; i < x.n; i++) free(x.names[i]);
+    free(x.names); free(x.list);
+}
+
+static void role_read(void *p, const char *name, int nd, const int64_t *shape, size_t off) {
+    role_ctx *x = p;
+    char key[512];
+    snprintf(key, sizeof key, "%s%s", x->prefix, name);
+    st_read_f32(x->st, key, x->wbuf + off, nd, shape);
+}
+
+void model_read_role(const wdl_model *m, float *buf, const char *path, const char *prefix) {
+    role_ctx x = {NULL, buf, prefix, NULL, NULL, 0, st_open(path)};
+    model_each_tensor(m, role_read, &x);
+    st_close(x.st);
+}
+
+void model_copy_tokenizer(const char *src_dir, const char *dst_dir) {
+    static const char *const files[] = {"tokenizer.json", "tokenizer_config.json"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char *src = wdl_path_join(src_dir, files[i]);
+        if (wdl_exists(src)) {
+            size_t len;
+            char *data = wdl_read_file(src, &len);
+            char *dst = wdl_path_join(dst_dir, files[i]);
+            FILE *f = fopen(dst, "wb");
+            if (!f || fwrite(data, 1, len, f) != len || fclose(f) != 0) die("%s: cannot write", dst);
+            free(dst);
+            free(data);
+        }
+        free(src);
+    }
+}

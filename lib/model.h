@@ -81,4 +81,12 @@ wdl_model *model_load(const char *dir);
 void model_write_dir(const wdl_model *m, const char *dir, int bf16);
 /* Full forward + loss FLOPs per token (matmuls only; 3x for training). */
 double model_flops_per_token(const wdl_config *c, int64_t T);
+
+
+/* A role buffer (params, m or v) as its own safetensors file, tensors named
+ * prefix + HF name (optimizer state beside a checkpoint). */
+void model_write_role(const wdl_model *m, const float *buf, const char *path, const char *prefix);
+void model_read_role(const wdl_model *m, float *buf, const char *path, const char *prefix);
+/* Copy tokenizer files (tokenizer.json, tokenizer_config.json) if present. */
+void model_copy_tokenizer(const char *src_dir, const char *dst_dir);
 #endif

@@ -1,0 +1,80 @@
+/* dataset.c: see dataset.h. */
+#include "dataset.h"
+#include "common.h"
+#include "records.h"
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t mix(uint64_t h, uint64_t x) {
+    h ^= x + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+    return h * 0xff51afd7ed558ccdULL;
+}
+
+void dataset_load(dataset *d, const char *const *paths, int npaths, const wdl_tokenizer *tok,
+                  wdl_template tpl, int64_t max_len, int lm_loss) {
+    memset(d, 0, sizeof *d);
+    d->hash = 1469598103934665603ULL;
+    rec_multi *in = rec_multi_open(paths, npaths);
+    json_t *rec;
+    ivec ids = {0};
+    while ((rec = rec_multi_next(in))) {
+        const char *sys = NULL, *prompt = NULL, *completion = NULL;
+        if (!rec_prompt_completion(rec, &sys, &prompt, &completion))
+            die("%s:%lld: record has no prompt", rec_multi_name(in), (long long)rec_multi_line(in));
+        if (!completion)
+            die("%s:%lld: record has no completion", rec_multi_name(in), (long long)rec_multi_line(in));
+        ids.n = 0;
+        size_t n_prompt = 0;
+        tpl_encode(tok, tpl, sys, prompt, completion, &ids, &n_prompt);
+        if (lm_loss) n_prompt = 0;
+        int64_t len = (int64_t)ids.n;
+        if (len > max_len) { len = max_len; d->truncated++; }
+        if ((int64_t)n_prompt >= len - 1 && !(lm_loss && len >= 2)) { d->dropped++; json_decref(rec); continue; }
+        if (d->n == d->cap) { d->cap = d->cap ? 2 * d->cap : 1024; d->ex = xrealloc(d->ex, (size_t)d->cap * sizeof(example)); }
+        example *e = &d->ex[d->n++];
+        e->ids = xmalloc((size_t)len * sizeof(int32_t));
+        memcpy(e->ids, ids.v, (size_t)len * sizeof(int32_t));
+        e->len = len;
+        e->n_prompt = (int64_t)n_prompt;
+        json_t *b = json_object_get(rec, "bucket");
+        e->bucket = json_is_integer(b) ? json_integer_value(b) : -1;
+        d->hash = mix(d->hash, (uint64_t)len);
+        d->hash = mix(d->hash, (uint64_t)n_prompt);
+        for (int64_t i = 0; i < len; i++) d->hash = mix(d->hash, (uint64_t)(uint32_t)e->ids[i]);
+        json_decref(rec);
+    }
+    rec_multi_close(in);
+    ivec_free(&ids);
+}
+
+void dataset_free(dataset *d) {
+    for (int64_t i = 0; i < d->n; i++) free(d->ex[i].ids);
+    free(d->ex);
+    memset(d, 0, sizeof *d);
+}
+
+int64_t dataset_max_len(const dataset *d) {
+    int64_t m = 0;
+    for (int64_t i = 0; i < d->n; i++) if (d->ex[i].len > m) m = d->ex[i].len;
+    return m;
+}
+
+int64_t dataset_batch(const dataset *d, const int64_t *idx, int64_t B, int32_t pad,
+                      int32_t *ids, int32_t *targets, int64_t *n_loss, int64_t *real) {
+    int64_t T = 1, nl = 0, nr = 0;
+    for (int64_t b = 0; b < B; b++) if (d->ex[idx[b]].len > T) T = d->ex[idx[b]].len;
+    for (int64_t b = 0; b < B; b++) {
+        const example *e = &d->ex[idx[b]];
+        for (int64_t t = 0; t < T; t++) {
+            ids[b * T + t] = t < e->len ? e->ids[t] : pad;
+            /* position t predicts token t+1; it counts when t+1 is a loss token */
+            int loss = t + 1 < e->len && t + 1 >= e->n_prompt && t + 1 >= 1;
+            targets[b * T + t] = loss ? e->ids[t + 1] : -1;
+            nl += loss;
+        }
+        nr += e->len;
+    }
+    *n_loss = nl;
+    if (real) *real = nr;
+    return T;
+}

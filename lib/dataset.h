@@ -1,0 +1,40 @@
+/* dataset.h: training/scoring examples in memory: records rendered through
+ * the model's prompt template and tokenized, with the number of leading
+ * (prompt) tokens that carry no loss. Batches pad each row to the longest
+ * example of the batch. */
+#ifndef WDL_DATASET_H
+#define WDL_DATASET_H
+#include <stdint.h>
+#include <stddef.h>
+#include "template.h"
+#include "tokenizer.h"
+
+typedef struct {
+    int32_t *ids;      /* tokens */
+    int64_t len;       /* number of tokens */
+    int64_t n_prompt;  /* leading tokens without loss (0 with lm_loss) */
+    int64_t bucket;    /* the record's "bucket" field, or -1 */
+} example;
+
+typedef struct {
+    example *ex;
+    int64_t n, cap;
+    int64_t truncated, dropped;   /* over --seq: cut at the end / nothing left to learn */
+    uint64_t hash;                /* fingerprint of every token (resume checks it) */
+} dataset;
+
+/* Read every record of the files (NULL/"-" = stdin), render and tokenize.
+ * lm_loss: loss on every token but the first (pretraining on full text).
+ * Dies on a record without prompt/completion, naming file and line. */
+void dataset_load(dataset *d, const char *const *paths, int npaths, const wdl_tokenizer *tok,
+                  wdl_template tpl, int64_t max_len, int lm_loss);
+void dataset_free(dataset *d);
+int64_t dataset_max_len(const dataset *d);
+
+/* Build a padded batch from examples idx[0..B): ids [B*T], targets [B*T]
+ * (targets[b*T+t] = next token when it is a loss token, else -1), where
+ * T = longest example. Returns T and the number of loss tokens; *real
+ * receives the number of non-pad positions. pad = the id written in pads. */
+int64_t dataset_batch(const dataset *d, const int64_t *idx, int64_t B, int32_t pad,
+                      int32_t *ids, int32_t *targets, int64_t *n_loss, int64_t *real);
+#endif
