@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "common.h"
+#include "generate.h"
 #include "kernels.h"
 #include "model.h"
 #include "optim.h"
@@ -211,10 +212,43 @@ static void test_mixed(void **st) {
     st_close(ref);
 }
 
+
+/* Incremental decoding with the KV cache gives the logits of the full
+ * forward at every position (prompts of different lengths, one batch). */
+static void test_generation_matches_forward(void **st) {
+    wdl_model *m = model_load(FIX "untied");
+    st_model *ref = st_open(FIX "untied/ref.safetensors");
+    batch b;
+    load_batch(ref, &b);
+    const int64_t V = m->cfg.vocab, H = m->cfg.hidden;
+    model_alloc_acts(m, B, T, 0, 0);
+    model_forward(m, b.ids, B, T);
+    float *full = xmalloc(sizeof(float) * B * T * V);
+    linear_forward(full, m->a.normf, model_head(m), B * T, H, V);
+    gen_state g;
+    gen_init(&g, m, B, T);
+    uint8_t active[B] = {1, 1};
+    double worst = 0;
+    for (int64_t t = 0; t < T; t++) {
+        int32_t tok[B];
+        active[1] = t < 9;   /* the second sequence stops early */
+        for (int64_t s = 0; s < B; s++) tok[s] = b.ids[s * T + t];
+        gen_step(&g, tok, active);
+        for (int64_t s = 0; s < B; s++)
+            if (active[s]) worst = fmax(worst, maxdiff(g.logits + s * V, full + (s * T + t) * V, (size_t)V, 0));
+    }
+    expect("KV-cache decoding vs full forward, logits (abs)", worst, 1e-5);
+    gen_free(&g);
+    free(full);
+    st_close(ref);
+    model_free(m);
+}
+
 int main(void) {
     wdl_set_prog("test_model");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_untied), cmocka_unit_test(test_tied), cmocka_unit_test(test_mixed),
+        cmocka_unit_test(test_generation_matches_forward),
     };
     return cmocka_run_group_tests_name("model", tests, NULL, NULL);
 }

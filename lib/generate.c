@@ -1,0 +1,154 @@
+/* generate.c: see generate.h. The layer math is the same as model_forward's,
+ * written for one new position per sequence with attention over the cache. */
+#include "generate.h"
+#include "common.h"
+#include "kernels.h"
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void gen_init(gen_state *g, wdl_model *m, int64_t B, int64_t maxlen) {
+    const wdl_config *c = &m->cfg;
+    memset(g, 0, sizeof *g);
+    g->m = m; g->B = B; g->maxlen = maxlen;
+    int64_t H = c->hidden, QD = c->heads * c->head_dim, KD = c->kv_heads * c->head_dim, FF = c->inter;
+    size_t cache = (size_t)(c->layers * B * maxlen * KD);
+    g->kc = xaligned(cache * sizeof(float));
+    g->vc = xaligned(cache * sizeof(float));
+    int64_t W = H > QD ? H : QD;
+    g->x = xaligned(sizeof(float) * (size_t)(B * H));
+    g->xn = xaligned(sizeof(float) * (size_t)(B * H));
+    g->q = xaligned(sizeof(float) * (size_t)(B * QD));
+    g->k = xaligned(sizeof(float) * (size_t)(B * KD));
+    g->v = xaligned(sizeof(float) * (size_t)(B * KD));
+    g->aty = xaligned(sizeof(float) * (size_t)(B * QD));
+    g->tmp = xaligned(sizeof(float) * (size_t)(B * W));
+    g->gate = xaligned(sizeof(float) * (size_t)(B * FF));
+    g->up = xaligned(sizeof(float) * (size_t)(B * FF));
+    g->att = xaligned(sizeof(float) * (size_t)(B * c->heads * maxlen));
+    g->logits = xaligned(sizeof(float) * (size_t)(B * c->vocab));
+    g->rstd = xaligned(sizeof(float) * (size_t)(B * (c->heads > 1 ? c->heads : 1)));
+    g->pos = xcalloc((size_t)B, sizeof(int32_t));
+}
+
+void gen_free(gen_state *g) {
+    free(g->kc); free(g->vc); free(g->x); free(g->xn); free(g->q); free(g->k); free(g->v); free(g->aty);
+    free(g->tmp); free(g->gate); free(g->up); free(g->att); free(g->logits); free(g->rstd); free(g->pos);
+    memset(g, 0, sizeof *g);
+}
+
+void gen_reset(gen_state *g, int64_t b) { g->pos[b] = 0; }
+
+void gen_step(gen_state *g, const int32_t *tok, const uint8_t *active) {
+    wdl_model *m = g->m;
+    const wdl_config *c = &m->cfg;
+    const int64_t B = g->B, H = c->hidden, HD = c->head_dim, NH = c->heads, KV = c->kv_heads,
+                  QD = NH * HD, KD = KV * HD, FF = c->inter, grp = NH / KV, ML = g->maxlen;
+    for (int64_t b = 0; b < B; b++)
+        if (active[b] && g->pos[b] >= ML) die("internal: generation past the cache length %lld", (long long)ML);
+    int32_t *ids = xmalloc(sizeof(int32_t) * (size_t)B);
+    for (int64_t b = 0; b < B; b++) ids[b] = active[b] ? tok[b] : 0;
+    embedding_forward(g->x, ids, m->P[W_EMBED], B, H);
+    const float scale = 1.0f / sqrtf((float)HD);
+    for (int64_t l = 0; l < c->layers; l++) {
+        rmsnorm_forward(g->xn, g->rstd, g->x, m->P[W_LN1] + l * H, B, H, c->eps);
+        linear_forward(g->q, g->xn, m->P[W_Q] + l * QD * H, B, H, QD);
+        linear_forward(g->k, g->xn, m->P[W_K] + l * KD * H, B, H, KD);
+        linear_forward(g->v, g->xn, m->P[W_V] + l * KD * H, B, H, KD);
+        float *qn = g->tmp;
+        float *rs = xmalloc(sizeof(float) * (size_t)(B * NH));
+        rmsnorm_forward(qn, rs, g->q, m->P[W_QNORM] + l * HD, B * NH, HD, c->eps);
+        rope_forward(g->q, qn, g->pos, B, NH, HD, c->theta);
+        rmsnorm_forward(qn, rs, g->k, m->P[W_KNORM] + l * HD, B * KV, HD, c->eps);
+        free(rs);
+        float *kc = g->kc + l * B * ML * KD, *vc = g->vc + l * B * ML * KD;
+        /* write the new position's key (after RoPE) and value into the cache */
+        for (int64_t b = 0; b < B; b++) {
+            if (!active[b]) continue;
+            rope_forward(kc + (b * ML + g->pos[b]) * KD, qn + b * KD, g->pos + b, 1, KV, HD, c->theta);
+            memcpy(vc + (b * ML + g->pos[b]) * KD, g->v + b * KD, sizeof(float) * (size_t)KD);
+        }
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int64_t bh = 0; bh < B * NH; bh++) {
+            int64_t b = bh / NH, h = bh % NH, kh = h / grp, n = g->pos[b] + 1;
+            float *out = g->aty + b * QD + h * HD;
+            if (!active[b]) { memset(out, 0, sizeof(float) * (size_t)HD); continue; }
+            float *s = g->att + bh * ML;
+            const float *qh = g->q + b * QD + h * HD;
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, n, HD, scale, kc + b * ML * KD + kh * HD, KD, qh, 1, 0, s, 1);
+            float mx = s[0];
+            for (int64_t u = 1; u < n; u++) if (s[u] > mx) mx = s[u];
+            double sum = 0;
+            for (int64_t u = 0; u < n; u++) { s[u] = expf(s[u] - mx); sum += s[u]; }
+            float inv = (float)(1.0 / sum);
+            for (int64_t u = 0; u < n; u++) s[u] *= inv;
+            cblas_sgemv(CblasRowMajor, CblasTrans, n, HD, 1, vc + b * ML * KD + kh * HD, KD, s, 1, 0, out, 1);
+        }
+        linear_forward(g->tmp, g->aty, m->P[W_O] + l * H * QD, B, QD, H);
+        for (int64_t i = 0; i < B * H; i++) g->x[i] += g->tmp[i];
+        rmsnorm_forward(g->xn, g->rstd, g->x, m->P[W_LN2] + l * H, B, H, c->eps);
+        linear_forward(g->gate, g->xn, m->P[W_GATE] + l * FF * H, B, H, FF);
+        linear_forward(g->up, g->xn, m->P[W_UP] + l * FF * H, B, H, FF);
+        swiglu_forward(g->gate, g->gate, g->up, B * FF);
+        linear_forward(g->tmp, g->gate, m->P[W_DOWN] + l * H * FF, B, FF, H);
+        for (int64_t i = 0; i < B * H; i++) g->x[i] += g->tmp[i];
+    }
+    rmsnorm_forward(g->xn, g->rstd, g->x, m->P[W_NORM], B, H, c->eps);
+    linear_forward(g->logits, g->xn, model_head(m), B, H, c->vocab);
+    for (int64_t b = 0; b < B; b++) if (active[b]) g->pos[b]++;
+    free(ids);
+}
+
+int32_t gen_argmax(const gen_state *g, int64_t b) {
+    const int64_t V = g->m->cfg.vocab;
+    const float *z = g->logits + b * V;
+    int32_t best = 0;
+    for (int64_t v = 1; v < V; v++) if (z[v] > z[best]) best = (int32_t)v;
+    return best;
+}
+
+int64_t gen_greedy(gen_state *g, const int32_t *const *prompts, const int64_t *plen, int64_t n,
+                   int32_t stop_id, int64_t max_new, ivec *out) {
+    const int64_t B = g->B;
+    int64_t *slot = xmalloc(sizeof(int64_t) * (size_t)B), next = 0, generated = 0;
+    int64_t *fed = xcalloc((size_t)B, sizeof(int64_t));
+    int32_t *tok = xcalloc((size_t)B, sizeof(int32_t));
+    uint8_t *active = xcalloc((size_t)B, 1);
+    for (int64_t b = 0; b < B; b++) slot[b] = -1;
+    for (;;) {
+        /* fill free slots with the next prompts */
+        int any = 0;
+        for (int64_t b = 0; b < B; b++) {
+            if (slot[b] < 0 && next < n) {
+                slot[b] = next++;
+                fed[b] = 0;
+                gen_reset(g, b);
+                out[slot[b]].n = 0;
+                if (plen[slot[b]] < 1) die("internal: empty prompt");
+                if (plen[slot[b]] >= g->maxlen) die("prompt of %lld tokens does not fit the context (%lld)",
+                                                    (long long)plen[slot[b]], (long long)g->maxlen);
+            }
+            active[b] = slot[b] >= 0;
+            any |= active[b];
+            if (active[b]) {
+                int64_t i = slot[b];
+                tok[b] = fed[b] < plen[i] ? prompts[i][fed[b]] : out[i].v[out[i].n - 1];
+            }
+        }
+        if (!any) break;
+        gen_step(g, tok, active);
+        for (int64_t b = 0; b < B; b++) {
+            if (!active[b]) continue;
+            int64_t i = slot[b];
+            if (fed[b] < plen[i]) fed[b]++;
+            if (fed[b] < plen[i]) continue;      /* still reading the prompt */
+            int32_t t = gen_argmax(g, b);
+            int done = t == stop_id || (int64_t)out[i].n >= max_new || g->pos[b] + 1 >= g->maxlen;
+            if (t != stop_id && (int64_t)out[i].n < max_new) { ivec_push(&out[i], t); generated++; }
+            if (done || (int64_t)out[i].n >= max_new) slot[b] = -1;
+        }
+    }
+    free(slot); free(fed); free(tok); free(active);
+    return generated;
+}

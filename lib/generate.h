@@ -1,0 +1,36 @@
+/* generate.h: greedy decoding with a key/value cache. A batch of sequences
+ * advances one token per step each; a sequence still reading its prompt is
+ * fed the next prompt token (teacher forcing), one that has finished its
+ * prompt gets its own argmax. So prompts of different lengths share steps
+ * without padding, and each step is one [B, H] matrix product per layer. */
+#ifndef WDL_GENERATE_H
+#define WDL_GENERATE_H
+#include <stdint.h>
+#include "common.h"
+#include "model.h"
+
+typedef struct {
+    wdl_model *m;
+    int64_t B, maxlen;
+    float *kc, *vc;           /* [L, B, maxlen, KVH*HD] */
+    float *x, *xn, *q, *k, *v, *aty, *tmp, *gate, *up, *att, *logits, *rstd;
+    int32_t *pos;             /* [B] current position (tokens already cached) */
+} gen_state;
+
+void gen_init(gen_state *g, wdl_model *m, int64_t B, int64_t maxlen);
+void gen_free(gen_state *g);
+/* Reset sequence b to empty. */
+void gen_reset(gen_state *g, int64_t b);
+/* Feed one token per active sequence (active[b] != 0): appends tok[b] at
+ * pos[b] and leaves logits [B, V] for the next token. */
+void gen_step(gen_state *g, const int32_t *tok, const uint8_t *active);
+/* argmax of row b of the last logits (lowest id on ties). */
+int32_t gen_argmax(const gen_state *g, int64_t b);
+
+/* Greedy completion of n prompts (ids + lengths), batch of g->B at a time.
+ * Stops at stop_id or after max_new tokens (or when maxlen is reached).
+ * out[i] receives the generated ids (without the stop token). Returns the
+ * total number of generated tokens. */
+int64_t gen_greedy(gen_state *g, const int32_t *const *prompts, const int64_t *plen, int64_t n,
+                   int32_t stop_id, int64_t max_new, ivec *out);
+#endif
