@@ -79,7 +79,7 @@ FUZZ_SECONDS ?= 20
 fuzz: deps $(FUZZERS)
 	@for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p $(B)/fuzz/corpus-$$n; \
 	  echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(B)/fuzz/corpus-$$n fuzz/seeds/$$n 2>$(B)/fuzz/$$n.log \
+	  $$f -artifact_prefix=$(B)/fuzz/ -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(B)/fuzz/corpus-$$n fuzz/seeds/$$n 2>$(B)/fuzz/$$n.log \
 	    || { tail -n 30 $(B)/fuzz/$$n.log; exit 1; }; done
 
 test: deps all $(TESTS) $(BENCHES)

@@ -2,6 +2,7 @@
  * Hugging Face config.json (plus two wdl fields: wdl_tokenizer, wdl_template). */
 #ifndef WDL_CONFIG_H
 #define WDL_CONFIG_H
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct {
@@ -26,6 +27,9 @@ typedef struct {
  * qwen3, hidden_act other than silu, attention_bias true, rope_scaling set,
  * heads not a multiple of kv_heads, non-positive sizes). */
 void config_parse(const char *text, const char *origin, wdl_config *c);
+/* The same without dying: returns nonzero with "<origin>: <field>: <why>"
+ * in err (fuzzers, tools that recover); c is untouched on failure. */
+int config_parse_err(const char *text, const char *origin, wdl_config *c, char *err, size_t errlen);
 /* Load from a config.json path or a model directory holding one. */
 void config_load(const char *path, wdl_config *c);
 /* Preset by name (data/presets, compiled in); dies listing the names. */

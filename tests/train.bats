@@ -1,0 +1,114 @@
+#!/usr/bin/env bats
+# Command-line tests of wdl-init, wdl-train and wdl-score: determinism,
+# resume after a kill, learning, WD-JT modes, and bad input.
+
+setup() {
+  D=$BATS_TEST_TMPDIR
+  wdl-data gen --task arith --n 64 --seed 3 --split train > "$D/train.jsonl"
+  wdl-init --preset nano --seed 1 -o "$D/m0" 2>/dev/null
+}
+
+train() { wdl-train -m "$D/m0" --batch 8 --seq 160 --lr 3e-3 --threads 2 -q "$@"; }
+
+@test "wdl-init and wdl-train print help" {
+  wdl-init --help | grep -q "usage: wdl-init"
+  wdl-train --help | grep -q "usage: wdl-train"
+  wdl-score --help | grep -q "usage: wdl-score"
+}
+
+@test "wdl-init writes an HF-layout directory with the preset's config" {
+  [ -f "$D/m0/config.json" ] && [ -f "$D/m0/model.safetensors" ]
+  [ "$(jq -r .model_type "$D/m0/config.json")" = qwen3 ]
+  [ "$(jq -r .hidden_size "$D/m0/config.json")" = 128 ]
+  run wdl-init --preset nope -o "$D/x"
+  [ "$status" -ne 0 ] && [[ "$output" == *nope* ]] && [ ! -e "$D/x" ]
+}
+
+@test "same seed and threads give byte-identical checkpoints" {
+  train -o "$D/a" --steps 6 --seed 5 "$D/train.jsonl"
+  train -o "$D/b" --steps 6 --seed 5 "$D/train.jsonl"
+  cmp "$D/a/model.safetensors" "$D/b/model.safetensors"
+  train -o "$D/c" --steps 6 --seed 6 "$D/train.jsonl"
+  ! cmp -s "$D/a/model.safetensors" "$D/c/model.safetensors"
+}
+
+@test "a run killed mid-way and resumed equals an uninterrupted run" {
+  train -o "$D/full" --steps 16 --seed 2 "$D/train.jsonl"
+  train -o "$D/res" --steps 16 --seed 2 --save-every 3 "$D/train.jsonl" &
+  pid=$!
+  for i in $(seq 1 400); do [ -f "$D/res.ckpt/trainer.json" ] && break; sleep 0.05; done
+  kill -9 $pid 2>/dev/null || true
+  wait $pid 2>/dev/null || true
+  [ ! -e "$D/res" ] || [ -f "$D/res/model.safetensors" ]
+  train -o "$D/res" --steps 16 --seed 2 --save-every 3 --resume "$D/train.jsonl"
+  cmp "$D/full/model.safetensors" "$D/res/model.safetensors"
+  [ ! -e "$D/res.ckpt" ]
+}
+
+@test "resume refuses a checkpoint made on other data" {
+  train -o "$D/r" --steps 9 --seed 2 --save-every 3 "$D/train.jsonl" &
+  pid=$!
+  for i in $(seq 1 400); do [ -f "$D/r.ckpt/trainer.json" ] && break; sleep 0.05; done
+  kill -9 $pid 2>/dev/null || true; wait $pid 2>/dev/null || true
+  [ -f "$D/r.ckpt/trainer.json" ] || skip "run finished before the first checkpoint"
+  head -n 30 "$D/train.jsonl" > "$D/other.jsonl"
+  run train -o "$D/r" --steps 9 --seed 2 --resume "$D/other.jsonl"
+  [ "$status" -ne 0 ] && [[ "$output" == *"different training data"* ]]
+}
+
+@test "training learns: loss falls well below its start" {
+  wdl-data gen --task arith --n 256 --seed 4 --split train > "$D/big.jsonl"
+  train -o "$D/l" --steps 60 --batch 16 --seed 1 --log "$D/log.jsonl" "$D/big.jsonl"
+  first=$(jq -s '[.[] | select(.loss)] | .[0].loss' "$D/log.jsonl")
+  last=$(jq -s '[.[] | select(.loss)] | .[-5:] | map(.loss) | add / length' "$D/log.jsonl")
+  echo "first $first last $last"
+  awk -v f="$first" -v l="$last" 'BEGIN { exit !(l < 0.4 * f) }'
+}
+
+@test "the log has one object per step with probe diagnostics" {
+  train -o "$D/p" --steps 5 --probe-every 2 --log "$D/log.jsonl" "$D/train.jsonl"
+  [ "$(jq -s '[.[] | select(.loss)] | length' "$D/log.jsonl")" -eq 5 ]
+  jq -e -s 'map(select(.step == 2))[0] | .probe_margin and .probe_nontarget_mass and .tokens_per_s' "$D/log.jsonl"
+  jq -e -s 'map(select(.step == 0))[0] | .probe_target_logit' "$D/log.jsonl"
+}
+
+@test "WD-JT trains both models; frozen weak leaves the weak model unchanged" {
+  train -o "$D/m1" --steps 4 "$D/train.jsonl"
+  train -o "$D/j" --weak "$D/m0" --weak-out "$D/jw" --steps 3 "$D/train.jsonl"
+  ! cmp -s "$D/m0/model.safetensors" "$D/jw/model.safetensors"
+  train -o "$D/f" --weak "$D/m0" --freeze-weak --weak-out "$D/fw" --steps 3 "$D/train.jsonl"
+  cmp "$D/m0/model.safetensors" "$D/fw/model.safetensors"
+  train -o "$D/cst" --weak-constant --lambda 0.5 --steps 3 "$D/train.jsonl"
+  [ -f "$D/cst/model.safetensors" ]
+}
+
+@test "bad input: one-line errors, non-zero exit, no output" {
+  printf '{"prompt": "a", "completion": "b"}\n{"prompt": "x"\n' > "$D/bad.jsonl"
+  run train -o "$D/o" --steps 2 "$D/bad.jsonl"
+  [ "$status" -ne 0 ] && [[ "$output" == *"bad.jsonl:2"* ]] && [ ! -e "$D/o" ]
+  printf '{"prompt": "a"}\n' > "$D/nocomp.jsonl"
+  run train -o "$D/o" --steps 2 "$D/nocomp.jsonl"
+  [ "$status" -ne 0 ] && [[ "$output" == *"nocomp.jsonl:1"*completion* ]] && [ ! -e "$D/o" ]
+  run train -o "$D/o" --lr nan "$D/train.jsonl"
+  [ "$status" -ne 0 ] && [ ! -e "$D/o" ]
+  run train -o "$D/o" --lr 1e9 --clip 0 --steps 3 "$D/train.jsonl"
+  [ "$status" -ne 0 ] && [[ "$output" == *diverged* ]] && [ ! -e "$D/o" ]
+  run wdl-train -m "$D/nowhere" -o "$D/o" "$D/train.jsonl"
+  [ "$status" -ne 0 ] && [ "${#lines[@]}" -eq 1 ] && [ ! -e "$D/o" ]
+  head -c 1000 "$D/m0/model.safetensors" > "$D/trunc.st"
+  mkdir "$D/tm" && cp "$D/m0/config.json" "$D/tm/" && mv "$D/trunc.st" "$D/tm/model.safetensors"
+  run wdl-train -m "$D/tm" -o "$D/o" "$D/train.jsonl"
+  [ "$status" -ne 0 ] && [[ "$output" == *model.safetensors* ]] && [ ! -e "$D/o" ]
+}
+
+@test "wdl-score adds entropy, NLL and token count, streaming in order" {
+  head -n 5 "$D/train.jsonl" | wdl-score -m "$D/m0" --field h --batch 2 > "$D/s.jsonl"
+  [ "$(wc -l < "$D/s.jsonl")" -eq 5 ]
+  jq -e '(.h > 0) and (.h_nll > 0) and (.h_tokens > 0) and .prompt' "$D/s.jsonl" > /dev/null
+  [ "$(jq -s 'map(.idx)' -c "$D/s.jsonl")" = "$(head -n 5 "$D/train.jsonl" | jq -s 'map(.idx)' -c)" ]
+  # an untrained model's entropy is near log(vocab)
+  jq -e '.h > 4.5 and .h < 5.7' "$D/s.jsonl" > /dev/null
+  # batch size does not change the scores
+  head -n 5 "$D/train.jsonl" | wdl-score -m "$D/m0" --field h --batch 5 > "$D/s5.jsonl"
+  paste <(jq .h "$D/s.jsonl") <(jq .h "$D/s5.jsonl") | awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1e-5) exit 1 }'
+}
