@@ -34,6 +34,8 @@ static const char *usage =
     "  --schedule cosine|linear|constant (cosine)      --min-lr F (0.1: final lr = F*lr)\n"
     "  --wd X (0.1)       --beta1 (0.9) --beta2 (0.95) --eps (1e-8)   --clip X (1.0; 0 = off)\n"
     "  --order shuffle|buckets|file (shuffle): per-epoch order; buckets = easy to hard\n"
+    "  --group G (16)     shuffle: batches drawn from windows of G batches sorted by\n"
+    "                     length (less padding); 1 = plain shuffle\n"
     "  --lm               loss on every token (pretraining on full text)\n"
     "  --seed S (0)       --threads N (all cores)       --bf16  write weights as BF16\n"
     "  --log FILE         JSONL log, one object per step (+ probe diagnostics)\n"
@@ -45,7 +47,7 @@ typedef struct {
     const char *model, *out, *weak, *weak_out, *log, *order, *schedule;
     double lambda, lr, warmup, min_lr, wd, beta1, beta2, eps, clip;
     int freeze_weak, weak_constant, lm, bf16, resume, quiet;
-    int64_t epochs, steps, batch, accum, seq, seed, threads, probe_every, save_every;
+    int64_t epochs, steps, batch, accum, seq, seed, threads, probe_every, save_every, group;
     const char **files;
     int nfiles;
 } opts;
@@ -53,7 +55,7 @@ typedef struct {
 static void parse(int argc, char **argv, opts *o) {
     *o = (opts){.lambda = 0.5, .lr = 1e-4, .warmup = 0.1, .min_lr = 0.1, .wd = 0.1, .beta1 = 0.9,
                 .beta2 = 0.95, .eps = 1e-8, .clip = 1.0, .epochs = 1, .batch = 8, .accum = 1, .seq = 512,
-                .probe_every = 10, .order = "shuffle", .schedule = "cosine"};
+                .probe_every = 10, .group = 16, .order = "shuffle", .schedule = "cosine"};
     o->threads = sysconf(_SC_NPROCESSORS_ONLN);
     o->files = xcalloc((size_t)argc, sizeof(char *));
     for (int i = 1; i < argc; i++) {
@@ -85,6 +87,7 @@ static void parse(int argc, char **argv, opts *o) {
         else if (!strcmp(a, "--threads")) o->threads = wdl_parse_int(a, ARG());
         else if (!strcmp(a, "--probe-every")) o->probe_every = wdl_parse_int(a, ARG());
         else if (!strcmp(a, "--save-every")) o->save_every = wdl_parse_int(a, ARG());
+        else if (!strcmp(a, "--group")) o->group = wdl_parse_int(a, ARG());
         else if (!strcmp(a, "--freeze-weak")) o->freeze_weak = 1;
         else if (!strcmp(a, "--weak-constant")) o->weak_constant = 1;
         else if (!strcmp(a, "--lm")) o->lm = 1;
@@ -97,8 +100,8 @@ static void parse(int argc, char **argv, opts *o) {
     }
     if (!o->model) die("-m DIR is required (see --help)");
     if (!o->out) die("-o OUT is required (see --help)");
-    if (o->batch < 1 || o->accum < 1 || o->seq < 2 || o->epochs < 1 || o->steps < 0 || o->threads < 1)
-        die("--batch, --accum, --epochs, --threads must be >= 1, --seq >= 2, --steps >= 0");
+    if (o->batch < 1 || o->accum < 1 || o->seq < 2 || o->epochs < 1 || o->steps < 0 || o->threads < 1 || o->group < 1)
+        die("--batch, --accum, --epochs, --threads, --group must be >= 1, --seq >= 2, --steps >= 0");
     if (!(o->lambda > 0 && o->lambda <= 1)) die("--lambda must be in (0, 1]");
     if (!(o->lr > 0) || o->warmup < 0 || o->min_lr < 0 || o->min_lr > 1 || o->wd < 0 || o->clip < 0 ||
         !(o->beta1 >= 0 && o->beta1 < 1) || !(o->beta2 >= 0 && o->beta2 < 1) || !(o->eps > 0))
@@ -117,6 +120,14 @@ static int cmp_bucket(const void *a, const void *b) {
     if (bucket_key[x] != bucket_key[y]) return bucket_key[x] < bucket_key[y] ? -1 : 1;
     return 0;
 }
+static const dataset *len_key;
+/* by length, ties by example index: a total order, so qsort is deterministic */
+static int cmp_len(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    int64_t lx = len_key->ex[x].len, ly = len_key->ex[y].len;
+    if (lx != ly) return lx < ly ? -1 : 1;
+    return x < y ? -1 : x > y;
+}
 static void epoch_order(const opts *o, const dataset *d, int64_t epoch, int64_t *ord) {
     for (int64_t i = 0; i < d->n; i++) ord[i] = i;
     if (!strcmp(o->order, "file")) return;
@@ -125,6 +136,25 @@ static void epoch_order(const opts *o, const dataset *d, int64_t epoch, int64_t 
     for (int64_t i = d->n - 1; i > 0; i--) {
         int64_t j = (int64_t)rng_below(&r, (uint64_t)i + 1), t = ord[i];
         ord[i] = ord[j]; ord[j] = t;
+    }
+    if (!strcmp(o->order, "shuffle") && o->group > 1) {
+        /* length grouping: sort windows of `group` batches by length so a
+         * batch pads little, then shuffle the order of the batches */
+        int64_t B = o->batch, W = o->group * B, nb = (d->n + B - 1) / B;
+        len_key = d;
+        for (int64_t w0 = 0; w0 < d->n; w0 += W)
+            qsort(ord + w0, (size_t)(d->n - w0 < W ? d->n - w0 : W), sizeof(int64_t), cmp_len);
+        int64_t *bo = xmalloc(sizeof(int64_t) * (size_t)nb), *tmp = xmalloc(sizeof(int64_t) * (size_t)d->n), k = 0;
+        /* the last (possibly short) batch stays last so batch boundaries hold */
+        for (int64_t i = 0; i < nb; i++) bo[i] = i;
+        for (int64_t i = nb - 2; i > 0; i--) {
+            int64_t j = (int64_t)rng_below(&r, (uint64_t)i + 1), t = bo[i];
+            bo[i] = bo[j]; bo[j] = t;
+        }
+        for (int64_t i = 0; i < nb; i++)
+            for (int64_t e = bo[i] * B; e < (bo[i] + 1) * B && e < d->n; e++) tmp[k++] = ord[e];
+        memcpy(ord, tmp, sizeof(int64_t) * (size_t)d->n);
+        free(bo); free(tmp);
     }
     if (!strcmp(o->order, "buckets")) {
         /* easy to hard: stable merge of the shuffled order by bucket */

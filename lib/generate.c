@@ -69,7 +69,7 @@ void gen_step(gen_state *g, const int32_t *tok, const uint8_t *active) {
             rope_forward(kc + (b * ML + g->pos[b]) * KD, qn + b * KD, g->pos + b, 1, KV, HD, c->theta);
             memcpy(vc + (b * ML + g->pos[b]) * KD, g->v + b * KD, sizeof(float) * (size_t)KD);
         }
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (B * NH * ML * HD > 32768)
         for (int64_t bh = 0; bh < B * NH; bh++) {
             int64_t b = bh / NH, h = bh % NH, kh = h / grp, n = g->pos[b] + 1;
             float *out = g->aty + b * QD + h * HD;
@@ -108,47 +108,61 @@ int32_t gen_argmax(const gen_state *g, int64_t b) {
     return best;
 }
 
+void gen_prefill(gen_state *g, int64_t b, const int32_t *prompt, int64_t plen) {
+    wdl_model *m = g->m;
+    const wdl_config *c = &m->cfg;
+    const int64_t KD = c->kv_heads * c->head_dim, H = c->hidden, ML = g->maxlen;
+    if (plen < 1 || plen >= ML) die("prompt of %lld tokens does not fit the context (%lld)", (long long)plen, (long long)ML);
+    if (!m->act_mem || m->Bmax < 1 || m->Tmax < plen) model_alloc_acts(m, 1, ML, 0, 0);
+    model_forward(m, prompt, 1, plen);
+    const int64_t Nc = m->Bmax * m->Tmax;
+    for (int64_t l = 0; l < c->layers; l++) {
+        memcpy(g->kc + (l * g->B + b) * ML * KD, m->a.kr + l * Nc * KD, sizeof(float) * (size_t)(plen * KD));
+        memcpy(g->vc + (l * g->B + b) * ML * KD, m->a.v + l * Nc * KD, sizeof(float) * (size_t)(plen * KD));
+    }
+    linear_forward(g->logits + b * c->vocab, m->a.normf + (plen - 1) * H, model_head(m), 1, H, c->vocab);
+    g->pos[b] = (int32_t)plen;
+}
+
 int64_t gen_greedy(gen_state *g, const int32_t *const *prompts, const int64_t *plen, int64_t n,
                    int32_t stop_id, int64_t max_new, ivec *out) {
     const int64_t B = g->B;
     int64_t *slot = xmalloc(sizeof(int64_t) * (size_t)B), next = 0, generated = 0;
-    int64_t *fed = xcalloc((size_t)B, sizeof(int64_t));
     int32_t *tok = xcalloc((size_t)B, sizeof(int32_t));
     uint8_t *active = xcalloc((size_t)B, 1);
     for (int64_t b = 0; b < B; b++) slot[b] = -1;
     for (;;) {
-        /* fill free slots with the next prompts */
-        int any = 0;
+        /* fill free slots: prefill the prompt in one forward pass, take the
+         * first token; a sequence may end right there */
         for (int64_t b = 0; b < B; b++) {
-            if (slot[b] < 0 && next < n) {
-                slot[b] = next++;
-                fed[b] = 0;
-                gen_reset(g, b);
-                out[slot[b]].n = 0;
-                if (plen[slot[b]] < 1) die("internal: empty prompt");
-                if (plen[slot[b]] >= g->maxlen) die("prompt of %lld tokens does not fit the context (%lld)",
-                                                    (long long)plen[slot[b]], (long long)g->maxlen);
+            while (slot[b] < 0 && next < n) {
+                int64_t i = next++;
+                out[i].n = 0;
+                gen_prefill(g, b, prompts[i], plen[i]);
+                int32_t t = gen_argmax(g, b);
+                if (t == stop_id || max_new < 1) continue;
+                ivec_push(&out[i], t);
+                generated++;
+                if ((int64_t)out[i].n >= max_new || g->pos[b] + 1 >= g->maxlen) continue;
+                slot[b] = i;
             }
             active[b] = slot[b] >= 0;
-            any |= active[b];
-            if (active[b]) {
-                int64_t i = slot[b];
-                tok[b] = fed[b] < plen[i] ? prompts[i][fed[b]] : out[i].v[out[i].n - 1];
-            }
+            if (active[b]) tok[b] = out[slot[b]].v[out[slot[b]].n - 1];
         }
+        int any = 0;
+        for (int64_t b = 0; b < B; b++) any |= active[b];
         if (!any) break;
         gen_step(g, tok, active);
         for (int64_t b = 0; b < B; b++) {
             if (!active[b]) continue;
             int64_t i = slot[b];
-            if (fed[b] < plen[i]) fed[b]++;
-            if (fed[b] < plen[i]) continue;      /* still reading the prompt */
             int32_t t = gen_argmax(g, b);
-            int done = t == stop_id || (int64_t)out[i].n >= max_new || g->pos[b] + 1 >= g->maxlen;
-            if (t != stop_id && (int64_t)out[i].n < max_new) { ivec_push(&out[i], t); generated++; }
-            if (done || (int64_t)out[i].n >= max_new) slot[b] = -1;
+            if (t == stop_id) { slot[b] = -1; continue; }
+            ivec_push(&out[i], t);
+            generated++;
+            if ((int64_t)out[i].n >= max_new || g->pos[b] + 1 >= g->maxlen) slot[b] = -1;
         }
     }
-    free(slot); free(fed); free(tok); free(active);
+    free(slot); free(tok); free(active);
     return generated;
 }

@@ -24,6 +24,9 @@ void gen_reset(gen_state *g, int64_t b);
 /* Feed one token per active sequence (active[b] != 0): appends tok[b] at
  * pos[b] and leaves logits [B, V] for the next token. */
 void gen_step(gen_state *g, const int32_t *tok, const uint8_t *active);
+/* Run prompt through a full forward pass, fill sequence b's cache and
+ * leave the logits of its last position in row b (uses m's activations). */
+void gen_prefill(gen_state *g, int64_t b, const int32_t *prompt, int64_t plen);
 /* argmax of row b of the last logits (lowest id on ties). */
 int32_t gen_argmax(const gen_state *g, int64_t b);
 

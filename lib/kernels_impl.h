@@ -7,9 +7,14 @@
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
 #define FN(name) CAT(name, S)
+/* below this many elements a loop runs on one thread: a parallel region
+ * costs more than it saves (decoding works on one row per sequence) */
+#ifndef PAR_MIN
+#define PAR_MIN 32768
+#endif
 
 void FN(embedding_forward)(R *out, const int32_t *ids, const R *emb, int64_t N, int64_t C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C > PAR_MIN)
     for (int64_t n = 0; n < N; n++)
         memcpy(out + n * C, emb + (int64_t)ids[n] * C, (size_t)C * sizeof(R));
 }
@@ -36,7 +41,7 @@ void FN(linear_backward)(R *dinp, R *dw, const R *dout, const R *inp, const R *w
 
 /* out = w * x / sqrt(mean(x^2) + eps), row by row (HF Qwen3RMSNorm). */
 void FN(rmsnorm_forward)(R *out, R *rstd, const R *inp, const R *w, int64_t N, int64_t C, double eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C > PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
         const R *x = inp + n * C;
         double ss = 0;
@@ -54,7 +59,7 @@ void FN(rmsnorm_forward)(R *out, R *rstd, const R *inp, const R *w, int64_t N, i
 void FN(rmsnorm_backward)(R *dinp, R *dw, const R *dout, const R *inp, const R *w,
                           const R *rstd, int64_t N, int64_t C) {
     if (dinp) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C > PAR_MIN)
         for (int64_t n = 0; n < N; n++) {
             const R *x = inp + n * C, *d = dout + n * C;
             R r = rstd[n];
@@ -71,7 +76,7 @@ void FN(rmsnorm_backward)(R *dinp, R *dw, const R *dout, const R *inp, const R *
         const int64_t RB = 64, nb = (N + RB - 1) / RB;
         double *part = malloc(sizeof(double) * (size_t)(nb * C));
         if (!part) die("out of memory (rmsnorm partials)");
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C > PAR_MIN)
         for (int64_t b = 0; b < nb; b++) {
             double *p = part + b * C;
             for (int64_t c = 0; c < C; c++) p[c] = 0;
@@ -92,31 +97,42 @@ void FN(rmsnorm_backward)(R *dinp, R *dw, const R *dout, const R *inp, const R *
  * (x_i, x_{i+HD/2}) -> (x_i cos - x_{i+h} sin, x_{i+h} cos + x_i sin).
  * Rows are [N, H, HD]; pos[n] is the position of row n. The inverse
  * frequency and angle are formed in the kernel's precision, as HF does. */
-static void FN(rope_table)(R *cs, R *sn, const int32_t *pos, int64_t N, int64_t HD,
-                           double theta, int32_t *maxpos) {
+/* cos/sin of every (position, frequency) pair, cached across calls (the
+ * trainer and the decoder call RoPE with the same theta and head size over
+ * and over); rebuilt when theta or HD change or a larger position appears.
+ * Called from the main thread only. */
+static R *FN(rope_cs), *FN(rope_sn);
+static double FN(rope_theta_c);
+static int64_t FN(rope_hd_c), FN(rope_np_c);
+
+static void FN(rope_table)(const int32_t *pos, int64_t N, int64_t HD, double theta) {
     int32_t mp = 0;
     for (int64_t n = 0; n < N; n++) if (pos[n] > mp) mp = pos[n];
-    *maxpos = mp;
+    if (FN(rope_cs) && FN(rope_theta_c) == theta && FN(rope_hd_c) == HD && mp < FN(rope_np_c)) return;
+    int64_t np = mp + 1 > 2 * FN(rope_np_c) ? mp + 1 : 2 * FN(rope_np_c);
+    if (FN(rope_theta_c) != theta || FN(rope_hd_c) != HD) np = mp + 1 > 64 ? mp + 1 : 64;
     int64_t half = HD / 2;
+    free(FN(rope_cs)); free(FN(rope_sn));
+    FN(rope_cs) = malloc(sizeof(R) * (size_t)(np * half));
+    FN(rope_sn) = malloc(sizeof(R) * (size_t)(np * half));
+    if (!FN(rope_cs) || !FN(rope_sn)) die("out of memory (rope table)");
     for (int64_t i = 0; i < half; i++) {
         R inv = (R)(1.0 / pow(theta, (double)(2 * i) / (double)HD));
-        for (int32_t p = 0; p <= mp; p++) {
+        for (int64_t p = 0; p < np; p++) {
             R a = (R)p * inv;
-            cs[(int64_t)p * half + i] = (R)cos((double)a);
-            sn[(int64_t)p * half + i] = (R)sin((double)a);
+            FN(rope_cs)[p * half + i] = (R)cos((double)a);
+            FN(rope_sn)[p * half + i] = (R)sin((double)a);
         }
     }
+    FN(rope_theta_c) = theta; FN(rope_hd_c) = HD; FN(rope_np_c) = np;
 }
 
 static void FN(rope_apply)(R *out, const R *inp, const int32_t *pos, int64_t N, int64_t H,
                            int64_t HD, double theta, int sign, int accumulate) {
     int64_t half = HD / 2;
-    int32_t mp = 0;
-    for (int64_t n = 0; n < N; n++) if (pos[n] > mp) mp = pos[n];
-    R *cs = malloc(sizeof(R) * (size_t)(mp + 1) * half), *sn = malloc(sizeof(R) * (size_t)(mp + 1) * half);
-    if (!cs || !sn) die("out of memory (rope table)");
-    FN(rope_table)(cs, sn, pos, N, HD, theta, &mp);
-#pragma omp parallel for schedule(static)
+    FN(rope_table)(pos, N, HD, theta);
+    const R *cs = FN(rope_cs), *sn = FN(rope_sn);
+#pragma omp parallel for schedule(static) if (N * H * HD > PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
         const R *c = cs + (int64_t)pos[n] * half, *s = sn + (int64_t)pos[n] * half;
         for (int64_t h = 0; h < H; h++) {
@@ -130,7 +146,6 @@ static void FN(rope_apply)(R *out, const R *inp, const int32_t *pos, int64_t N, 
             }
         }
     }
-    free(cs); free(sn);
 }
 
 void FN(rope_forward)(R *out, const R *inp, const int32_t *pos, int64_t N, int64_t H,
@@ -149,7 +164,7 @@ void FN(rope_backward)(R *dinp, const R *dout, const int32_t *pos, int64_t N, in
 void FN(attention_forward)(R *out, R *att, const R *q, const R *k, const R *v, attn_dims d) {
     const int64_t T = d.T, HD = d.HD, ldq = d.NH * HD, ldk = d.KVH * HD, grp = d.NH / d.KVH;
     const R scale = (R)(1.0 / sqrt((double)HD));
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (d.B * d.NH * d.T * d.T * d.HD > PAR_MIN)
     for (int64_t bh = 0; bh < d.B * d.NH; bh++) {
         int64_t b = bh / d.NH, h = bh % d.NH, kh = h / grp;
         const R *qh = q + b * T * ldq + h * HD;
@@ -178,7 +193,7 @@ void FN(attention_backward)(R *dq, R *dk, R *dv, const R *dout, const R *att, co
                             const R *k, const R *v, attn_dims d) {
     const int64_t T = d.T, HD = d.HD, ldq = d.NH * HD, ldk = d.KVH * HD, grp = d.NH / d.KVH;
     const R scale = (R)(1.0 / sqrt((double)HD));
-#pragma omp parallel
+#pragma omp parallel if (d.B * d.KVH * d.T * d.T * d.HD > PAR_MIN)
     {
         R *dP = malloc(sizeof(R) * (size_t)(T * T));
         if (!dP) die("out of memory (attention scratch)");
@@ -210,7 +225,7 @@ void FN(attention_backward)(R *dq, R *dk, R *dv, const R *dout, const R *att, co
 }
 
 void FN(swiglu_forward)(R *out, const R *gate, const R *up, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         R g = gate[i], s = 1 / (1 + EXP(-g));
         out[i] = g * s * up[i];
@@ -218,7 +233,7 @@ void FN(swiglu_forward)(R *out, const R *gate, const R *up, int64_t n) {
 }
 
 void FN(swiglu_backward)(R *dgate, R *dup, const R *dout, const R *gate, const R *up, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         R g = gate[i], s = 1 / (1 + EXP(-g));
         dgate[i] += dout[i] * up[i] * s * (1 + g * (1 - s));
@@ -227,7 +242,7 @@ void FN(swiglu_backward)(R *dgate, R *dup, const R *dout, const R *gate, const R
 }
 
 void FN(residual_forward)(R *out, const R *a, const R *b, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
@@ -262,7 +277,7 @@ double FN(ce_chunked)(int nsides, R *const *h, R *const *w, const double *coef,
             GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, m, V, C, (R)coef[s], hg + s * chunk * C, C,
                  w[s], C, s ? 1 : 0, z, V);
         }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (m * V > PAR_MIN)
         for (int64_t i = 0; i < m; i++) {
             int64_t n = act[a0 + i];
             R *zr = z + i * V;
