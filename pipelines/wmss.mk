@@ -49,7 +49,7 @@ M0 := $(if $(MODEL),$(MODEL),$(R)/m0)
 M0_FILE := $(if $(MODEL),$(wildcard $(MODEL)/model.safetensors $(MODEL)/model.safetensors.index.json),$(R)/m0/model.safetensors)
 STEP = WDL_VERSION=$(VERSION) pipelines/step.sh $@ $(R)/manifest.jsonl "$^" --
 TRAIN = $(WB)/wdl-train --threads $(THREADS) --seed $(SEED) --batch $(BATCH) --seq $(SEQ) -q
-TOOLS = | deps $(BINS)
+TOOLS = | $(BINS)
 
 .PHONY: phase1 phase2 phase3 baseline ablations report pipeline-clean
 .DELETE_ON_ERROR:
@@ -59,9 +59,9 @@ $(R)/data/all.jsonl.zst: $(TOOLS)
 	@mkdir -p $(@D)
 	$(STEP) $(WB)/wdl-data gen --task $(TASK) --n $$(( $(N_TRAIN) + $(N_POOL) )) --seed $(SEED) --split train -o $@
 $(R)/data/train.jsonl.zst: $(R)/data/all.jsonl.zst
-	$(STEP) sh -c 'zstd -dcq $< | head -n $(N_TRAIN) | zstd -q -o $@.tmp && mv $@.tmp $@'
+	$(STEP) sh -c 'zstd -dcq $< | awk "NR <= $(N_TRAIN)" | zstd -q -o $@.tmp && mv $@.tmp $@'
 $(R)/data/pool.jsonl.zst: $(R)/data/all.jsonl.zst
-	$(STEP) sh -c 'zstd -dcq $< | tail -n +$$(( $(N_TRAIN) + 1 )) | zstd -q -o $@.tmp && mv $@.tmp $@'
+	$(STEP) sh -c 'zstd -dcq $< | awk "NR > $(N_TRAIN)" | zstd -q -o $@.tmp && mv $@.tmp $@'
 $(R)/data/test.jsonl.zst: $(TOOLS)
 	@mkdir -p $(@D)
 	$(STEP) $(WB)/wdl-data gen --task $(TASK) --n $(N_TEST) --seed $(SEED) --split test -o $@
@@ -76,7 +76,7 @@ $(R)/m0/model.safetensors: $(R)/init/model.safetensors $(R)/data/pool.jsonl.zst
 $(R)/m1/model.safetensors: $(M0_FILE) $(R)/data/train.jsonl.zst
 	@mkdir -p $(R)/logs
 	$(STEP) $(TRAIN) -m $(M0) -o $(@D) --epochs 1 --lr $(LR) --log $(R)/logs/m1.jsonl $(R)/data/train.jsonl.zst
-phase1: $(R)/m1/model.safetensors
+phase1: deps $(R)/m1/model.safetensors
 
 # ---- phase 2: entropies under weak (M0) and strong (M1), then WD-DS selection
 $(R)/scored.jsonl.zst: $(M0_FILE) $(R)/m1/model.safetensors $(R)/data/train.jsonl.zst
@@ -85,7 +85,7 @@ $(R)/scored.jsonl.zst: $(M0_FILE) $(R)/m1/model.safetensors $(R)/data/train.json
 $(R)/selected.jsonl.zst: $(R)/scored.jsonl.zst
 	$(STEP) $(WB)/wdl-select --weak-field h_weak --strong-field h_strong --seed $(SEED) --buckets 3 \
 	  --stats $(R)/select.stats.json -o $@ $<
-phase2: $(R)/selected.jsonl.zst
+phase2: deps $(R)/selected.jsonl.zst
 
 # ---- phase 3 and the other arms: one more pass from M1, same lr schedule
 define ARM
@@ -111,15 +111,15 @@ $(R)/eval/m0.json: $(M0_FILE) $(R)/data/test.jsonl.zst
 	$(STEP) sh -c '$(WB)/wdl-eval -m $(M0) --threads $(THREADS) --max-new $(MAX_NEW) \
 	  --preds $(R)/preds/m0.jsonl.zst $(R)/data/test.jsonl.zst > $@.tmp && mv $@.tmp $@'
 
-phase3: $(R)/eval/wmss.json $(R)/eval/m1.json $(R)/eval/m0.json
+phase3: deps $(R)/eval/wmss.json $(R)/eval/m1.json $(R)/eval/m0.json
 	@echo "== $(R): evaluation (greedy, $(N_TEST) test problems)"
 	@for a in m0 m1 wmss; do printf '%-6s ' $$a; jq -c '{accuracy, n, tasks: (.tasks | map_values(.accuracy))}' $(R)/eval/$$a.json; done
 	@$(WB)/wdl-report --out $(R)/report $(R) > /dev/null && echo "report: $(R)/report/report.md"
 
-baseline: $(R)/eval/sft2.json $(R)/eval/m1.json
+baseline: deps $(R)/eval/sft2.json $(R)/eval/m1.json
 	@for a in m1 sft2; do printf '%-6s ' $$a; jq -c '{accuracy, n}' $(R)/eval/$$a.json; done
 
-ablations: $(addprefix $(R)/eval/,wdds_only.json wdjt_only.json frozen_weak.json const_weak.json $(foreach l,$(LAMBDAS),lambda$(l).json))
+ablations: deps $(addprefix $(R)/eval/,wdds_only.json wdjt_only.json frozen_weak.json const_weak.json $(foreach l,$(LAMBDAS),lambda$(l).json))
 
 report:
 	$(WB)/wdl-report --out $(R)/report $(R)
