@@ -8,7 +8,7 @@ VERSION := 0.1.0
 CC ?= cc
 OPT ?= -O3 -march=native
 CFLAGS ?= $(OPT) -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
-CFLAGS += -fopenmp -Ilib -I$(B)/gen -DWDL_VERSION='"$(VERSION)"' -MMD -MP
+CFLAGS += -fopenmp -fno-math-errno -Ilib -I$(B)/gen -DWDL_VERSION='"$(VERSION)"' -MMD -MP
 # OpenBLAS's OpenMP build: BLAS and our OpenMP loops share one thread pool,
 # so the two never oversubscribe the cores.
 BLAS_DIR ?= /usr/lib/x86_64-linux-gnu/openblas-openmp

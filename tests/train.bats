@@ -112,3 +112,10 @@ train() { wdl-train -m "$D/m0" --batch 8 --seq 160 --lr 3e-3 --threads 2 -q "$@"
   head -n 5 "$D/train.jsonl" | wdl-score -m "$D/m0" --field h --batch 5 > "$D/s5.jsonl"
   paste <(jq .h "$D/s.jsonl") <(jq .h "$D/s5.jsonl") | awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1e-5) exit 1 }'
 }
+
+@test "wdl-init reproduces the committed transformers-checked checkpoint byte for byte" {
+  F=$BATS_TEST_DIRNAME/fixtures/c_written
+  wdl-init --config "$F/config.json" --tokenizer byte --seed 7 --std 0.1 -o "$D/ci" 2>/dev/null
+  cmp "$D/ci/model.safetensors" "$F/init/model.safetensors"
+  cmp "$D/ci/config.json" "$F/init/config.json"
+}
