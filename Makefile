@@ -27,7 +27,7 @@ BENCHES := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
 FUZZERS := $(patsubst fuzz/%.c,$(B)/fuzz/%,$(wildcard fuzz/fuzz_*.c))
 PRESETS := $(sort $(wildcard data/presets/*.json))
 
-.PHONY: all deps test bench fuzz clean
+.PHONY: all deps test bench bench-deps fuzz clean
 all: $(BINS)
 
 # Install missing Debian packages (root or sudo). Quiet when all are present.
@@ -85,8 +85,13 @@ fuzz: deps $(FUZZERS)
 test: deps all $(TESTS) $(BENCHES)
 	@B=$(B) bash tests/run.sh
 
-bench: deps all $(BENCHES)
-	@bash bench/run.sh
+# PyTorch (Debian's python3-torch) for the side-by-side comparison.
+bench-deps:
+	@dpkg -s python3-torch >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-torch >/dev/null; }
+
+bench: deps bench-deps all $(BENCHES)
+	@B=$(B) bash bench/run.sh
 
 clean:
 	rm -rf $(B)

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# make bench: throughput of the C engine and tokenizer, side by side with
+# PyTorch (Debian's python3-torch, eager) and Hugging Face tokenizers where
+# those are installed. Prints one JSON line per measurement, then a summary.
+set -u
+cd "$(dirname "$0")/.."
+B=${B:-build}
+NPROC=$(nproc)
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+echo "# machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $NPROC cores"
+
+echo "# C engine: reference model (hidden 256, 4 layers, 8/4 heads, head_dim 32, ffn 768, vocab 512, untied), batch 8 x 256"
+for t in $(seq 1 "$NPROC"); do "$B/bench/bench_train" --threads "$t" --steps 10 | tee -a "$out"; done
+echo "# C engine: presets (batch 8 x 256, all cores)"
+for p in nano tiny small; do "$B/bench/bench_train" --preset "$p" --threads "$NPROC" --steps 5 | tee -a "$out"; done
+
+PY=${TORCH_PYTHON:-/usr/bin/python3}
+if "$PY" -c 'import torch' 2>/dev/null; then
+  echo "# PyTorch $("$PY" -c 'import torch; print(torch.__version__)') (eager, same model, AdamW + clipping), best thread count"
+  "$PY" bench/torch_train.py --steps 10 --warmup-steps 2 --threads best | tee -a "$out"
+  "$PY" bench/torch_train.py --steps 10 --warmup-steps 2 --threads best --forward-only | tee -a "$out"
+else
+  echo "# PyTorch: skipped ($PY has no torch; 'apt-get install python3-torch' or set TORCH_PYTHON)"
+fi
+
+echo "# tokenizer (GSM8K test set, one thread)"
+"$B/bench/bench_tok"
+TOKPY=${TOK_PYTHON:-$(command -v python3)}
+[ -x /opt/fixenv/bin/python ] && [ -z "${TOK_PYTHON:-}" ] && TOKPY=/opt/fixenv/bin/python
+"$TOKPY" bench/tok_hf.py
+
+echo "# summary"
+jq -rs '
+  (map(select(.bench == "train" and .model == "reference")) | max_by(.tokens_per_s)) as $c |
+  (map(select(.impl == "pytorch" and (.mode // "train") == "train")) | first) as $t |
+  "C engine, reference model: \($c.tokens_per_s) tokens/s at \($c.threads) threads, \($c.gflops) GFLOP/s = \($c.mfu_vs_sgemm * 100 | floor)% of the measured sgemm rate (\($c.sgemm_gflops) GFLOP/s)",
+  (if $t then "PyTorch \($t.torch): \($t.tokens_per_s | floor) tokens/s at \($t.threads) threads; C / PyTorch = \($c.tokens_per_s / $t.tokens_per_s * 100 | floor / 100)x" else "PyTorch: not measured" end)
+' "$out"
