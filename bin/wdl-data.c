@@ -34,11 +34,6 @@ typedef struct {
     int nfiles;
 } opts;
 
-static const char *need(int argc, char **argv, int *i) {
-    if (*i + 1 >= argc) die("%s needs a value", argv[*i]);
-    return argv[++*i];
-}
-
 static void parse(int argc, char **argv, opts *o) {
     memset(o, 0, sizeof *o);
     o->n = -1;
@@ -47,13 +42,13 @@ static void parse(int argc, char **argv, opts *o) {
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); exit(0); }
-        else if (!strcmp(a, "-o") || !strcmp(a, "--output")) o->out = need(argc, argv, &i);
-        else if (!strcmp(a, "--task")) o->task = need(argc, argv, &i);
-        else if (!strcmp(a, "--split")) o->split = need(argc, argv, &i);
-        else if (!strcmp(a, "--format")) o->format = need(argc, argv, &i);
-        else if (!strcmp(a, "--n")) o->n = wdl_parse_int(a, need(argc, argv, &i));
-        else if (!strcmp(a, "--seed")) o->seed = wdl_parse_int(a, need(argc, argv, &i));
-        else if (!strcmp(a, "--difficulty")) o->difficulty = wdl_parse_int(a, need(argc, argv, &i));
+        else if (!strcmp(a, "-o") || !strcmp(a, "--output")) o->out = wdl_arg(argc, argv, &i);
+        else if (!strcmp(a, "--task")) o->task = wdl_arg(argc, argv, &i);
+        else if (!strcmp(a, "--split")) o->split = wdl_arg(argc, argv, &i);
+        else if (!strcmp(a, "--format")) o->format = wdl_arg(argc, argv, &i);
+        else if (!strcmp(a, "--n")) o->n = wdl_parse_int(a, wdl_arg(argc, argv, &i));
+        else if (!strcmp(a, "--seed")) o->seed = wdl_parse_int(a, wdl_arg(argc, argv, &i));
+        else if (!strcmp(a, "--difficulty")) o->difficulty = wdl_parse_int(a, wdl_arg(argc, argv, &i));
         else if (a[0] == '-' && a[1]) die("unknown option '%s' (see --help)", a);
         else o->files[o->nfiles++] = a;
     }

@@ -32,7 +32,7 @@ int main(int argc, char **argv) {
     int bf16 = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-#define ARG() (i + 1 < argc ? argv[++i] : (die("%s needs a value", a), ""))
+#define ARG() wdl_arg(argc, argv, &i)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(usage, stdout); return 0; }
         else if (!strcmp(a, "--list")) {
             for (int k = 0; wdl_preset_names[k]; k++) {

@@ -45,11 +45,6 @@ typedef struct {
     int nruns;
 } opts;
 
-static const char *need(int argc, char **argv, int *i) {
-    if (*i + 1 >= argc) die("%s needs a value", argv[*i]);
-    return argv[++*i];
-}
-
 static void parse(int argc, char **argv, opts *o) {
     memset(o, 0, sizeof *o);
     o->title = "WMSS report";
@@ -63,12 +58,12 @@ static void parse(int argc, char **argv, opts *o) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); exit(0); }
         else if (!strcmp(a, "--version")) { printf("wdl-report %s\n", wdl_version); exit(0); }
-        else if (!strcmp(a, "--out") || !strcmp(a, "-o")) o->out = need(argc, argv, &i);
-        else if (!strcmp(a, "--title")) o->title = need(argc, argv, &i);
-        else if (!strcmp(a, "--baseline")) o->baseline = need(argc, argv, &i);
-        else if (!strcmp(a, "--weak-field")) o->weak = need(argc, argv, &i);
-        else if (!strcmp(a, "--strong-field")) o->strong = need(argc, argv, &i);
-        else if (!strcmp(a, "--buckets")) o->buckets = wdl_parse_int(a, need(argc, argv, &i));
+        else if (!strcmp(a, "--out") || !strcmp(a, "-o")) o->out = wdl_arg(argc, argv, &i);
+        else if (!strcmp(a, "--title")) o->title = wdl_arg(argc, argv, &i);
+        else if (!strcmp(a, "--baseline")) o->baseline = wdl_arg(argc, argv, &i);
+        else if (!strcmp(a, "--weak-field")) o->weak = wdl_arg(argc, argv, &i);
+        else if (!strcmp(a, "--strong-field")) o->strong = wdl_arg(argc, argv, &i);
+        else if (!strcmp(a, "--buckets")) o->buckets = wdl_parse_int(a, wdl_arg(argc, argv, &i));
         else if (!strcmp(a, "--no-plots")) o->plots = 0;
         else if (a[0] == '-' && a[1]) die("unknown option '%s' (see --help)", a);
         else o->runs[o->nruns++] = a;

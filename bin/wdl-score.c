@@ -38,7 +38,11 @@ static void flush(wdl_model *m, float *scratch, int64_t chunk, item *it, int64_t
     if (!n) return;
     int64_t T = 1;
     for (int64_t i = 0; i < n; i++) if (it[i].len > T) T = it[i].len;
-    (void)Tcap;
+    /* activations grow with the longest batch seen, not the context size */
+    if (!m->act_mem || T > m->Tmax) {
+        int64_t nt = m->act_mem && 2 * m->Tmax > T ? 2 * m->Tmax : T;
+        model_alloc_acts(m, m->Bmax > n ? m->Bmax : n, nt < Tcap ? nt : Tcap, 0, 0);
+    }
     for (int64_t i = 0; i < n; i++)
         for (int64_t t = 0; t < T; t++) {
             ids[i * T + t] = t < it[i].len ? it[i].ids[t] : 0;
@@ -72,7 +76,7 @@ int main(int argc, char **argv) {
     int nfiles = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-#define ARG() (i + 1 < argc ? argv[++i] : (die("%s needs a value", a), ""))
+#define ARG() wdl_arg(argc, argv, &i)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(usage, stdout); return 0; }
         else if (!strcmp(a, "-m")) model = ARG();
         else if (!strcmp(a, "--field")) field = ARG();
@@ -92,7 +96,6 @@ int main(int argc, char **argv) {
     wdl_tokenizer *tok = tok_load(model);
     wdl_template tpl = tpl_from_name(m->cfg.template_name);
     if (!seq) seq = m->cfg.max_pos;
-    model_alloc_acts(m, B, seq, 0, 0);
     int64_t chunk = step_chunk_for(m->cfg.vocab);
     float *scratch = xaligned(ce_scratch_elems(1, chunk, m->cfg.vocab) * sizeof(float));
     int32_t *ids = xmalloc(sizeof(int32_t) * (size_t)(B * seq)), *tg = xmalloc(sizeof(int32_t) * (size_t)(B * seq));

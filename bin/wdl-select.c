@@ -44,11 +44,6 @@ typedef struct {
 
 enum { ORDER_DRAW, ORDER_INPUT, ORDER_BUCKET };
 
-static const char *need(int argc, char **argv, int *i) {
-    if (*i + 1 >= argc) die("%s needs a value", argv[*i]);
-    return argv[++*i];
-}
-
 static double weight_arg(const char *flag, const char *s) {
     double v = wdl_parse_double(flag, s);
     if (v < 0) die("%s: must be >= 0, got '%s'", flag, s);
@@ -68,27 +63,27 @@ static void parse(int argc, char **argv, opts *o) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); exit(0); }
         else if (!strcmp(a, "--version")) { printf("wdl-select %s\n", wdl_version); exit(0); }
-        else if (!strcmp(a, "-o") || !strcmp(a, "--output")) o->out = need(argc, argv, &i);
-        else if (!strcmp(a, "--weak-field")) o->weak = need(argc, argv, &i);
-        else if (!strcmp(a, "--strong-field")) o->strong = need(argc, argv, &i);
+        else if (!strcmp(a, "-o") || !strcmp(a, "--output")) o->out = wdl_arg(argc, argv, &i);
+        else if (!strcmp(a, "--weak-field")) o->weak = wdl_arg(argc, argv, &i);
+        else if (!strcmp(a, "--strong-field")) o->strong = wdl_arg(argc, argv, &i);
         else if (!strcmp(a, "--scheme")) {
-            const char *s = need(argc, argv, &i);
+            const char *s = wdl_arg(argc, argv, &i);
             int sc = sel_scheme_parse(s);
             if (sc < 0) die("--scheme: unknown scheme '%s' (code or paper)", s);
             o->prm.scheme = (sel_scheme)sc;
         }
-        else if (!strcmp(a, "--alpha")) o->prm.alpha = weight_arg(a, need(argc, argv, &i));
-        else if (!strcmp(a, "--beta")) o->prm.beta = weight_arg(a, need(argc, argv, &i));
-        else if (!strcmp(a, "--gamma")) o->prm.gamma = weight_arg(a, need(argc, argv, &i));
-        else if (!strcmp(a, "--seed")) o->seed = wdl_parse_int(a, need(argc, argv, &i));
-        else if (!strcmp(a, "--n")) o->n = wdl_parse_int(a, need(argc, argv, &i));
-        else if (!strcmp(a, "--buckets")) o->buckets = wdl_parse_int(a, need(argc, argv, &i));
+        else if (!strcmp(a, "--alpha")) o->prm.alpha = weight_arg(a, wdl_arg(argc, argv, &i));
+        else if (!strcmp(a, "--beta")) o->prm.beta = weight_arg(a, wdl_arg(argc, argv, &i));
+        else if (!strcmp(a, "--gamma")) o->prm.gamma = weight_arg(a, wdl_arg(argc, argv, &i));
+        else if (!strcmp(a, "--seed")) o->seed = wdl_parse_int(a, wdl_arg(argc, argv, &i));
+        else if (!strcmp(a, "--n")) o->n = wdl_parse_int(a, wdl_arg(argc, argv, &i));
+        else if (!strcmp(a, "--buckets")) o->buckets = wdl_parse_int(a, wdl_arg(argc, argv, &i));
         else if (!strcmp(a, "--dedup")) o->dedup = 1;
         else if (!strcmp(a, "--keep-dups")) o->dedup = 0;
-        else if (!strcmp(a, "--stats")) o->stats = need(argc, argv, &i);
+        else if (!strcmp(a, "--stats")) o->stats = wdl_arg(argc, argv, &i);
         else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) o->quiet = 1;
         else if (!strcmp(a, "--order")) {
-            const char *s = need(argc, argv, &i);
+            const char *s = wdl_arg(argc, argv, &i);
             if (!strcmp(s, "draw")) o->order = ORDER_DRAW;
             else if (!strcmp(s, "input")) o->order = ORDER_INPUT;
             else if (!strcmp(s, "bucket")) o->order = ORDER_BUCKET;

@@ -34,11 +34,6 @@ typedef struct {
     int nfiles, special;
 } opts;
 
-static const char *need(int argc, char **argv, int *i) {
-    if (*i + 1 >= argc) die("%s needs a value", argv[*i]);
-    return argv[++*i];
-}
-
 static void parse(int argc, char **argv, opts *o) {
     memset(o, 0, sizeof *o);
     o->text_field = "text";
@@ -49,11 +44,11 @@ static void parse(int argc, char **argv, opts *o) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); exit(0); }
         else if (!strcmp(a, "--version")) { printf("wdl-tok %s\n", wdl_version); exit(0); }
-        else if (!strcmp(a, "-t") || !strcmp(a, "--tokenizer")) o->tok = need(argc, argv, &i);
-        else if (!strcmp(a, "-o") || !strcmp(a, "--output")) o->out = need(argc, argv, &i);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--tokenizer")) o->tok = wdl_arg(argc, argv, &i);
+        else if (!strcmp(a, "-o") || !strcmp(a, "--output")) o->out = wdl_arg(argc, argv, &i);
         else if (!strcmp(a, "--no-special")) o->special = 0;
-        else if (!strcmp(a, "--text-field")) o->text_field = need(argc, argv, &i);
-        else if (!strcmp(a, "--ids-field")) o->ids_field = need(argc, argv, &i);
+        else if (!strcmp(a, "--text-field")) o->text_field = wdl_arg(argc, argv, &i);
+        else if (!strcmp(a, "--ids-field")) o->ids_field = wdl_arg(argc, argv, &i);
         else if (a[0] == '-' && a[1]) die("unknown option %s (see --help)", a);
         else if (!o->cmd) o->cmd = a;
         else o->files[o->nfiles++] = a;

@@ -60,7 +60,7 @@ static void parse(int argc, char **argv, opts *o) {
     o->files = xcalloc((size_t)argc, sizeof(char *));
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-#define ARG() (i + 1 < argc ? argv[++i] : (die("%s needs a value", a), ""))
+#define ARG() wdl_arg(argc, argv, &i)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(usage, stdout); exit(0); }
         else if (!strcmp(a, "-m")) o->model = ARG();
         else if (!strcmp(a, "-o")) o->out = ARG();

@@ -247,3 +247,8 @@ double wdl_parse_double(const char *flag, const char *s) {
     if (errno || end == s || *end || !isfinite(v)) die("%s: not a number: '%s'", flag, s);
     return v;
 }
+
+const char *wdl_arg(int argc, char **argv, int *i) {
+    if (*i + 1 >= argc) die("%s needs a value", argv[*i]);
+    return argv[++*i];
+}

@@ -71,6 +71,9 @@ double wdl_now(void);
 /* Parse helpers for command-line values: die with the flag name if bad. */
 long long wdl_parse_int(const char *flag, const char *s);
 double wdl_parse_double(const char *flag, const char *s);
+/* The value of option argv[*i]: advances *i, dies "<opt> needs a value"
+ * when there is none. */
+const char *wdl_arg(int argc, char **argv, int *i);
 /* The project version string (from the Makefile). */
 extern const char *wdl_version;
 #endif

@@ -79,9 +79,10 @@ $(R)/m1/model.safetensors: $(M0_FILE) $(R)/data/train.jsonl.zst
 phase1: deps $(R)/m1/model.safetensors
 
 # ---- phase 2: entropies under weak (M0) and strong (M1), then WD-DS selection
+# (one scorer after the other: two in a pipe would oversubscribe the cores)
 $(R)/scored.jsonl.zst: $(M0_FILE) $(R)/m1/model.safetensors $(R)/data/train.jsonl.zst
-	$(STEP) sh -c '$(WB)/wdl-score -m $(M0) --field h_weak --threads $(THREADS) $(R)/data/train.jsonl.zst | \
-	  $(WB)/wdl-score -m $(R)/m1 --field h_strong --threads $(THREADS) -o $@'
+	$(STEP) sh -c '$(WB)/wdl-score -m $(M0) --field h_weak --threads $(THREADS) -o $(R)/scored_weak.jsonl.zst $(R)/data/train.jsonl.zst && \
+	  $(WB)/wdl-score -m $(R)/m1 --field h_strong --threads $(THREADS) -o $@ $(R)/scored_weak.jsonl.zst && rm $(R)/scored_weak.jsonl.zst'
 $(R)/selected.jsonl.zst: $(R)/scored.jsonl.zst
 	$(STEP) $(WB)/wdl-select --weak-field h_weak --strong-field h_strong --seed $(SEED) --buckets 3 \
 	  --stats $(R)/select.stats.json -o $@ $<

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "common.h"
+#include "testutil.h"
 #include "config.h"
 #include "presets.h"
 
@@ -219,34 +220,6 @@ static void test_bad_values(void **s) {
     assert_int_not_equal(config_parse_err("", "x.json", &c, err, sizeof err), 0);
 }
 
-/* the dying API: status 1 and one line "prog: origin: field: what" */
-static void expect_die(void (*fn)(void *), void *arg, const char *needle) {
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(p[1], 2);
-        close(p[0]);
-        close(p[1]);
-        fn(arg);
-        _exit(0);
-    }
-    close(p[1]);
-    char buf[2048];
-    size_t n = 0;
-    ssize_t k;
-    while (n < sizeof buf - 1 && (k = read(p[0], buf + n, sizeof buf - 1 - n)) > 0) n += (size_t)k;
-    buf[n] = 0;
-    close(p[0]);
-    int st;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 1 || !strstr(buf, needle))
-        fail_msg("expected exit 1 with '%s', got status %d, stderr: %s", needle, st, buf);
-    assert_ptr_equal(strchr(buf, '\n'), buf + n - 1);
-}
 static void parse_llama(void *p) {
     wdl_config c;
     config_parse("{\"model_type\": \"llama\"}", p, &c);
@@ -268,18 +241,18 @@ static void save_bad(void *p) {
 
 static void test_die(void **s) {
     (void)s;
-    expect_die(parse_llama, "Llama/config.json", "test_config: Llama/config.json: model_type: 'llama' is not supported");
-    expect_die(load_path, "/nonexistent/config.json", "/nonexistent/config.json: cannot open");
-    expect_die(preset, "huge", "unknown preset 'huge' (known: nano, small, tiny)");
+    expect_die(parse_llama, "Llama/config.json", "test_config: Llama/config.json: model_type: 'llama' is not supported", NULL);
+    expect_die(load_path, "/nonexistent/config.json", "/nonexistent/config.json: cannot open", NULL);
+    expect_die(preset, "huge", "unknown preset 'huge' (known: nano, small, tiny)", NULL);
     char *p = wdl_path_join(tmpdir, "bad.json");
     FILE *f = fopen(p, "w");
     fputs("{\"model_type\": \"qwen3\", \"hidden_size\": true}", f);
     fclose(f);
-    expect_die(load_path, p, "bad.json: hidden_size: must be an integer, not a boolean");
+    expect_die(load_path, p, "bad.json: hidden_size: must be an integer, not a boolean", NULL);
     /* an invalid config is not written */
     char *d = wdl_path_join(tmpdir, "savebad");
     wdl_mkdirs(d);
-    expect_die(save_bad, d, "num_key_value_heads");
+    expect_die(save_bad, d, "num_key_value_heads", NULL);
     char *cj = wdl_path_join(d, "config.json");
     assert_false(wdl_exists(cj));
     free(cj); free(d); free(p);

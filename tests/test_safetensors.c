@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "common.h"
+#include "testutil.h"
 #include "safetensors.h"
 
 static char tmpdir[64];
@@ -45,38 +46,6 @@ static uint8_t *image(const char *header, const void *data, size_t ndata, size_t
     return b;
 }
 
-/* Run fn(arg) in a child; expect exit status 1 and a single stderr line
- * containing every needle (NULL-terminated list). */
-static void expect_die(void (*fn)(void *), void *arg, const char *needle, const char *needle2) {
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(p[1], 2);
-        close(p[0]);
-        close(p[1]);
-        fn(arg);
-        _exit(0);
-    }
-    close(p[1]);
-    char buf[4096];
-    size_t n = 0;
-    ssize_t k;
-    while (n < sizeof buf - 1 && (k = read(p[0], buf + n, sizeof buf - 1 - n)) > 0) n += (size_t)k;
-    buf[n] = 0;
-    close(p[0]);
-    int st;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 1 || !strstr(buf, needle) || (needle2 && !strstr(buf, needle2)))
-        fail_msg("expected exit 1 with '%s'%s%s, got status %d, stderr: %s", needle, needle2 ? " and " : "",
-                 needle2 ? needle2 : "", st, buf);
-    assert_true(n > 0 && buf[n - 1] == '\n');
-    assert_ptr_equal(strchr(buf, '\n'), buf + n - 1);  /* exactly one line */
-    assert_true(strncmp(buf, "test_safetensors: ", 18) == 0);
-}
 
 /* ---------------------------------------------------------- conversions */
 

@@ -1,0 +1,44 @@
+/* testutil.h: helpers shared by the cmocka tests (include after cmocka.h). */
+#ifndef WDL_TESTUTIL_H
+#define WDL_TESTUTIL_H
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "common.h"
+
+/* Run fn(arg) in a child process and expect what die() does: exit status 1
+ * and exactly one stderr line "<wdl_prog>: ..." containing needle and, if not
+ * NULL, needle2. */
+static inline void expect_die(void (*fn)(void *), void *arg, const char *needle, const char *needle2) {
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(p[1], 2);
+        close(p[0]);
+        close(p[1]);
+        fn(arg);
+        _exit(0);
+    }
+    close(p[1]);
+    char buf[4096];
+    size_t n = 0;
+    ssize_t k;
+    while (n < sizeof buf - 1 && (k = read(p[0], buf + n, sizeof buf - 1 - n)) > 0) n += (size_t)k;
+    buf[n] = 0;
+    close(p[0]);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 1 || !strstr(buf, needle) || (needle2 && !strstr(buf, needle2)))
+        fail_msg("expected exit 1 with '%s'%s%s, got status %d, stderr: %s", needle, needle2 ? " and " : "",
+                 needle2 ? needle2 : "", st, buf);
+    assert_true(n > 0 && buf[n - 1] == '\n');
+    assert_ptr_equal(strchr(buf, '\n'), buf + n - 1);  /* exactly one line */
+    size_t pl = strlen(wdl_prog);
+    assert_true(strncmp(buf, wdl_prog, pl) == 0 && buf[pl] == ':');
+}
+#endif
