@@ -140,9 +140,28 @@ void model_alloc_acts(wdl_model *m, int64_t Bmax, int64_t Tmax, int train, int v
     m->pos = xcalloc((size_t)N, sizeof(int32_t));
 }
 
-/* Per-layer views: activations are laid out with capacity N = Bmax*Tmax per
- * layer, so a smaller batch uses the head of each layer's slot. */
 #define LAYER(ptr, l, per) ((ptr) + (size_t)(l) * (size_t)(per))
+
+/* Layer l's slots in the activation buffer: each layer's slot holds the
+ * capacity Bmax*Tmax positions, and a smaller batch uses its head. */
+typedef struct {
+    float *x, *xo, *ln1, *ln1r, *q, *qrs, *qr, *k, *krs, *kr, *v, *att, *aty, *r1, *ln2, *ln2r, *gate, *up, *act;
+} layer_acts;
+
+static void layer_views(const wdl_model *m, int64_t l, layer_acts *v) {
+    const wdl_config *c = &m->cfg;
+    const wdl_acts *a = &m->a;
+    const int64_t Nc = m->Bmax * m->Tmax, H = c->hidden, I = c->inter, NH = c->heads, KV = c->kv_heads,
+                  QD = NH * c->head_dim, KD = KV * c->head_dim;
+    v->x = LAYER(a->resid, l, Nc * H); v->xo = LAYER(a->resid, l + 1, Nc * H);
+    v->ln1 = LAYER(a->ln1, l, Nc * H); v->ln1r = LAYER(a->ln1_rstd, l, Nc);
+    v->q = LAYER(a->q, l, Nc * QD); v->qrs = LAYER(a->q_rstd, l, Nc * NH); v->qr = LAYER(a->qr, l, Nc * QD);
+    v->k = LAYER(a->k, l, Nc * KD); v->krs = LAYER(a->k_rstd, l, Nc * KV); v->kr = LAYER(a->kr, l, Nc * KD);
+    v->v = LAYER(a->v, l, Nc * KD); v->att = LAYER(a->att, l, m->Bmax * NH * m->Tmax * m->Tmax);
+    v->aty = LAYER(a->atty, l, Nc * QD); v->r1 = LAYER(a->r1, l, Nc * H);
+    v->ln2 = LAYER(a->ln2, l, Nc * H); v->ln2r = LAYER(a->ln2_rstd, l, Nc);
+    v->gate = LAYER(a->gate, l, Nc * I); v->up = LAYER(a->up, l, Nc * I); v->act = LAYER(a->act, l, Nc * I);
+}
 
 void model_forward(wdl_model *m, const int32_t *ids, int64_t B, int64_t T) {
     const wdl_config *c = &m->cfg;
@@ -160,14 +179,11 @@ void model_forward(wdl_model *m, const int32_t *ids, int64_t B, int64_t T) {
     attn_dims d = {B, T, NH, KV, HD};
     embedding_forward(a->resid, m->ids, m->P[W_EMBED], N, H);
     for (int64_t l = 0; l < c->layers; l++) {
-        float *x = LAYER(a->resid, l, Nc * H), *xo = LAYER(a->resid, l + 1, Nc * H);
-        float *ln1 = LAYER(a->ln1, l, Nc * H), *ln1r = LAYER(a->ln1_rstd, l, Nc);
-        float *q = LAYER(a->q, l, Nc * QD), *qrs = LAYER(a->q_rstd, l, Nc * NH), *qr = LAYER(a->qr, l, Nc * QD);
-        float *k = LAYER(a->k, l, Nc * KD), *krs = LAYER(a->k_rstd, l, Nc * KV), *kr = LAYER(a->kr, l, Nc * KD);
-        float *v = LAYER(a->v, l, Nc * KD), *att = LAYER(a->att, l, m->Bmax * NH * m->Tmax * m->Tmax);
-        float *aty = LAYER(a->atty, l, Nc * QD), *r1 = LAYER(a->r1, l, Nc * H);
-        float *ln2 = LAYER(a->ln2, l, Nc * H), *ln2r = LAYER(a->ln2_rstd, l, Nc);
-        float *gate = LAYER(a->gate, l, Nc * I), *up = LAYER(a->up, l, Nc * I), *act = LAYER(a->act, l, Nc * I);
+        layer_acts L_;
+        layer_views(m, l, &L_);
+        float *x = L_.x, *xo = L_.xo, *ln1 = L_.ln1, *ln1r = L_.ln1r, *q = L_.q, *qrs = L_.qrs, *qr = L_.qr,
+              *k = L_.k, *krs = L_.krs, *kr = L_.kr, *v = L_.v, *att = L_.att, *aty = L_.aty, *r1 = L_.r1,
+              *ln2 = L_.ln2, *ln2r = L_.ln2r, *gate = L_.gate, *up = L_.up, *act = L_.act;
         rmsnorm_forward(ln1, ln1r, x, LAYER(m->P[W_LN1], l, H), N, H, c->eps);
         linear_forward(q, ln1, LAYER(m->P[W_Q], l, QD * H), N, H, QD);
         linear_forward(k, ln1, LAYER(m->P[W_K], l, KD * H), N, H, KD);
@@ -202,14 +218,11 @@ void model_backward(wdl_model *m) {
     rmsnorm_backward(a->dres, m->G[W_NORM], a->dnormf, LAYER(a->resid, c->layers, Nc * H), m->P[W_NORM],
                      a->normf_rstd, N, H);
     for (int64_t l = c->layers - 1; l >= 0; l--) {
-        float *x = LAYER(a->resid, l, Nc * H);
-        float *ln1 = LAYER(a->ln1, l, Nc * H), *ln1r = LAYER(a->ln1_rstd, l, Nc);
-        float *q = LAYER(a->q, l, Nc * QD), *qrs = LAYER(a->q_rstd, l, Nc * NH), *qr = LAYER(a->qr, l, Nc * QD);
-        float *k = LAYER(a->k, l, Nc * KD), *krs = LAYER(a->k_rstd, l, Nc * KV), *kr = LAYER(a->kr, l, Nc * KD);
-        float *v = LAYER(a->v, l, Nc * KD), *att = LAYER(a->att, l, m->Bmax * NH * m->Tmax * m->Tmax);
-        float *aty = LAYER(a->atty, l, Nc * QD), *r1 = LAYER(a->r1, l, Nc * H);
-        float *ln2 = LAYER(a->ln2, l, Nc * H), *ln2r = LAYER(a->ln2_rstd, l, Nc);
-        float *gate = LAYER(a->gate, l, Nc * I), *up = LAYER(a->up, l, Nc * I), *act = LAYER(a->act, l, Nc * I);
+        layer_acts L_;
+        layer_views(m, l, &L_);
+        float *x = L_.x, *ln1 = L_.ln1, *ln1r = L_.ln1r, *q = L_.q, *qrs = L_.qrs, *qr = L_.qr,
+              *k = L_.k, *krs = L_.krs, *kr = L_.kr, *v = L_.v, *att = L_.att, *aty = L_.aty, *r1 = L_.r1,
+              *ln2 = L_.ln2, *ln2r = L_.ln2r, *gate = L_.gate, *up = L_.up, *act = L_.act;
         /* MLP: xo = r1 + down(swiglu(gate(ln2), up(ln2))) */
         ZERO(a->dact, N * I);
         linear_backward(a->dact, LAYER(m->G[W_DOWN], l, H * I), a->dres, act, LAYER(m->P[W_DOWN], l, H * I), N, I, H);
