@@ -26,41 +26,64 @@ static const char *usage =
     "  NAME_nll     mean negative log-likelihood of the completion tokens\n"
     "  NAME_tokens  number of completion tokens scored (end token included)\n"
     "Prompt and completion are rendered with the model's template, exactly as in\n"
-    "training. Other fields pass through unchanged.\n"
+    "training. Other fields pass through unchanged; output is in input order\n"
+    "(records are scored in windows of 16 batches sorted by length).\n"
     "  -m DIR         model directory            --field NAME  output field (required)\n"
     "  --batch B (16) records per forward pass   --seq T  max tokens (config max)\n"
     "  --threads N    threads (all cores)        -o OUT   output file (.zst ok)\n";
 
-typedef struct { json_t *rec; int32_t *ids; int64_t len, n_prompt; } item;
+typedef struct { json_t *rec; int32_t *ids; int64_t len, n_prompt; double ent, nll; int64_t cnt; } item;
 
-static void flush(wdl_model *m, float *scratch, int64_t chunk, item *it, int64_t n, int64_t Tcap,
-                  rec_writer *w, const char *field, int32_t *ids, int32_t *tg, double *nll, double *ent) {
-    if (!n) return;
+/* One forward pass over a batch of items; their sums land in the items. */
+static void score_batch(wdl_model *m, float *scratch, int64_t chunk, item **it, int64_t n, int64_t B,
+                        int64_t Tcap, int32_t *ids, int32_t *tg, double *nll, double *ent) {
     int64_t T = 1;
-    for (int64_t i = 0; i < n; i++) if (it[i].len > T) T = it[i].len;
+    for (int64_t i = 0; i < n; i++) if (it[i]->len > T) T = it[i]->len;
     /* activations grow with the longest batch seen, not the context size */
     if (!m->act_mem || T > m->Tmax) {
         int64_t nt = m->act_mem && 2 * m->Tmax > T ? 2 * m->Tmax : T;
-        model_alloc_acts(m, m->Bmax > n ? m->Bmax : n, nt < Tcap ? nt : Tcap, 0, 0);
+        model_alloc_acts(m, B, nt < Tcap ? nt : Tcap, 0, 0);
     }
     for (int64_t i = 0; i < n; i++)
         for (int64_t t = 0; t < T; t++) {
-            ids[i * T + t] = t < it[i].len ? it[i].ids[t] : 0;
-            tg[i * T + t] = (t + 1 < it[i].len && t + 1 >= it[i].n_prompt) ? it[i].ids[t + 1] : -1;
+            ids[i * T + t] = t < it[i]->len ? it[i]->ids[t] : 0;
+            tg[i * T + t] = (t + 1 < it[i]->len && t + 1 >= it[i]->n_prompt) ? it[i]->ids[t + 1] : -1;
         }
     step_score(m, scratch, chunk, ids, tg, n, T, nll, ent);
+    for (int64_t i = 0; i < n; i++) {
+        it[i]->ent = it[i]->nll = 0;
+        it[i]->cnt = 0;
+        for (int64_t t = 0; t < T; t++)
+            if (tg[i * T + t] >= 0) { it[i]->ent += ent[i * T + t]; it[i]->nll += nll[i * T + t]; it[i]->cnt++; }
+    }
+}
+
+static int by_len(const void *a, const void *b) {
+    const item *x = *(item *const *)a, *y = *(item *const *)b;
+    if (x->len != y->len) return x->len < y->len ? -1 : 1;
+    return x < y ? -1 : x > y;   /* input order among equals */
+}
+
+/* Score a window of records in batches of similar length (little padding),
+ * then write them in input order. */
+static void flush(wdl_model *m, float *scratch, int64_t chunk, item *it, int64_t n, int64_t B, int64_t Tcap,
+                  rec_writer *w, const char *field, int32_t *ids, int32_t *tg, double *nll, double *ent) {
+    if (!n) return;
+    item **ord = xmalloc(sizeof(item *) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) ord[i] = &it[i];
+    qsort(ord, (size_t)n, sizeof(item *), by_len);
+    for (int64_t i = 0; i < n; i += B)
+        score_batch(m, scratch, chunk, ord + i, n - i < B ? n - i : B, B, Tcap, ids, tg, nll, ent);
+    free(ord);
     size_t fl = strlen(field) + 16;
     char *fn = xmalloc(fl), *ft = xmalloc(fl);
     snprintf(fn, fl, "%s_nll", field);
     snprintf(ft, fl, "%s_tokens", field);
     for (int64_t i = 0; i < n; i++) {
-        double se = 0, sn = 0;
-        int64_t cnt = 0;
-        for (int64_t t = 0; t < T; t++)
-            if (tg[i * T + t] >= 0) { se += ent[i * T + t]; sn += nll[i * T + t]; cnt++; }
-        json_object_set_new(it[i].rec, field, json_real(cnt ? se / cnt : 0.0));
-        json_object_set_new(it[i].rec, fn, json_real(cnt ? sn / cnt : 0.0));
-        json_object_set_new(it[i].rec, ft, json_integer(cnt));
+        int64_t c = it[i].cnt;
+        json_object_set_new(it[i].rec, field, json_real(c ? it[i].ent / c : 0.0));
+        json_object_set_new(it[i].rec, fn, json_real(c ? it[i].nll / c : 0.0));
+        json_object_set_new(it[i].rec, ft, json_integer(c));
         rec_write(w, it[i].rec);
         json_decref(it[i].rec);
         free(it[i].ids);
@@ -100,7 +123,8 @@ int main(int argc, char **argv) {
     float *scratch = xaligned(ce_scratch_elems(1, chunk, m->cfg.vocab) * sizeof(float));
     int32_t *ids = xmalloc(sizeof(int32_t) * (size_t)(B * seq)), *tg = xmalloc(sizeof(int32_t) * (size_t)(B * seq));
     double *nll = xmalloc(sizeof(double) * (size_t)(B * seq)), *ent = xmalloc(sizeof(double) * (size_t)(B * seq));
-    item *it = xcalloc((size_t)B, sizeof(item));
+    const int64_t W = 16 * B;   /* read-ahead window, sorted by length */
+    item *it = xcalloc((size_t)W, sizeof(item));
     rec_multi *in = rec_multi_open(files, nfiles);
     rec_writer *w = rec_create(out);
     json_t *rec;
@@ -122,9 +146,9 @@ int main(int argc, char **argv) {
         memcpy(it[n].ids, v.v, sizeof(int32_t) * (size_t)len);
         it[n].len = len;
         it[n].n_prompt = (int64_t)np;
-        if (++n == B) { flush(m, scratch, chunk, it, n, seq, w, field, ids, tg, nll, ent); total += n; n = 0; }
+        if (++n == W) { flush(m, scratch, chunk, it, n, B, seq, w, field, ids, tg, nll, ent); total += n; n = 0; }
     }
-    flush(m, scratch, chunk, it, n, seq, w, field, ids, tg, nll, ent);
+    flush(m, scratch, chunk, it, n, B, seq, w, field, ids, tg, nll, ent);
     total += n;
     rec_multi_close(in);
     rec_commit(w);
