@@ -175,8 +175,6 @@ void FN(attention_forward)(R *out, R *att, const R *q, const R *k, const R *v, a
             R *row = P + t * T;
             R mx = row[0];
             for (int64_t u = 1; u <= t; u++) if (row[u] > mx) mx = row[u];
-            /* exponentials first (a SIMD loop), then the sum in order */
-#pragma omp simd
             for (int64_t u = 0; u <= t; u++) row[u] = EXP(row[u] - mx);
             double sum = 0;
             for (int64_t u = 0; u <= t; u++) sum += row[u];
@@ -228,7 +226,7 @@ void FN(attention_backward)(R *dq, R *dk, R *dv, const R *dout, const R *att, co
 }
 
 void FN(swiglu_forward)(R *out, const R *gate, const R *up, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         R g = gate[i], s = 1 / (1 + EXP(-g));
         out[i] = g * s * up[i];
@@ -236,7 +234,7 @@ void FN(swiglu_forward)(R *out, const R *gate, const R *up, int64_t n) {
 }
 
 void FN(swiglu_backward)(R *dgate, R *dup, const R *dout, const R *gate, const R *up, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         R g = gate[i], s = 1 / (1 + EXP(-g));
         dgate[i] += dout[i] * up[i] * s * (1 + g * (1 - s));

@@ -30,8 +30,8 @@ LR ?= 2e-3
 MAX_NEW ?= 40
 else ifeq ($(SCALE),full)
 PRESET ?= tiny
-N_TRAIN ?= 3000
-N_POOL ?= 1500
+N_TRAIN ?= 4000
+N_POOL ?= 4000
 N_TEST ?= 300
 BATCH ?= 16
 PRE_EPOCHS ?= 1

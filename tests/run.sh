@@ -38,6 +38,10 @@ for b in tests/*.bats; do
   echo "# $b"
   bats --tap "$b" 2>&1 | count "$(basename "$b")"
 done
+if [ "${FUZZ_SECONDS:-0}" != 0 ] && ls "${B:-build}"/fuzz/fuzz_* >/dev/null 2>&1; then
+  echo "# fuzz targets, ${FUZZ_SECONDS}s each"
+  bash fuzz/run.sh 2>&1 | count fuzz
+fi
 pass=$(grep -c '^pass$' "$tally"); fail=$(grep -c '^fail$' "$tally"); skip=$(grep -c '^skip$' "$tally")
 if [ "$fail" -gt 0 ]; then echo "# failures:"; sed 's/^/#   /' "$failures"; fi
 echo "$pass passed, $fail failed, $skip skipped"
