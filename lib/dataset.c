@@ -68,7 +68,7 @@ int64_t dataset_batch(const dataset *d, const int64_t *idx, int64_t B, int32_t p
         for (int64_t t = 0; t < T; t++) {
             ids[b * T + t] = t < e->len ? e->ids[t] : pad;
             /* position t predicts token t+1; it counts when t+1 is a loss token */
-            int loss = t + 1 < e->len && t + 1 >= e->n_prompt && t + 1 >= 1;
+            int loss = t + 1 < e->len && t + 1 >= e->n_prompt;
             targets[b * T + t] = loss ? e->ids[t + 1] : -1;
             nl += loss;
         }
