@@ -160,7 +160,12 @@ void FN(rope_backward)(R *dinp, const R *dout, const int32_t *pos, int64_t N, in
 
 /* Causal GQA attention. q [B*T, NH*HD], k/v [B*T, KVH*HD], out [B*T, NH*HD],
  * att [B, NH, T, T] holds the softmax probabilities (upper triangle zero).
- * Query head h reads KV head h / (NH/KVH) in place: no repeated K/V. */
+ * Query head h reads KV head h / (NH/KVH) in place: no repeated K/V.
+ * Rows go in blocks of ATT_BLOCK: a block of query rows only meets the keys
+ * up to its last row, so the GEMMs skip most of the masked upper triangle. */
+#ifndef ATT_BLOCK
+#define ATT_BLOCK 64
+#endif
 void FN(attention_forward)(R *out, R *att, const R *q, const R *k, const R *v, attn_dims d) {
     const int64_t T = d.T, HD = d.HD, ldq = d.NH * HD, ldk = d.KVH * HD, grp = d.NH / d.KVH;
     const R scale = (R)(1.0 / sqrt((double)HD));
@@ -169,27 +174,32 @@ void FN(attention_forward)(R *out, R *att, const R *q, const R *k, const R *v, a
         int64_t b = bh / d.NH, h = bh % d.NH, kh = h / grp;
         const R *qh = q + b * T * ldq + h * HD;
         const R *kk = k + b * T * ldk + kh * HD, *vv = v + b * T * ldk + kh * HD;
-        R *P = att + bh * T * T;
-        GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HD, scale, qh, ldq, kk, ldk, 0, P, T);
-        for (int64_t t = 0; t < T; t++) {
-            R *row = P + t * T;
-            R mx = row[0];
-            for (int64_t u = 1; u <= t; u++) if (row[u] > mx) mx = row[u];
-            for (int64_t u = 0; u <= t; u++) row[u] = EXP(row[u] - mx);
-            double sum = 0;
-            for (int64_t u = 0; u <= t; u++) sum += row[u];
-            R inv = (R)(1.0 / sum);
-            for (int64_t u = 0; u <= t; u++) row[u] *= inv;
-            for (int64_t u = t + 1; u < T; u++) row[u] = 0;
+        R *P = att + bh * T * T, *y = out + b * T * ldq + h * HD;
+        for (int64_t r0 = 0; r0 < T; r0 += ATT_BLOCK) {
+            int64_t r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T, m = r1 - r0;
+            GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, HD, scale, qh + r0 * ldq, ldq, kk, ldk, 0,
+                 P + r0 * T, T);
+            for (int64_t t = r0; t < r1; t++) {
+                R *row = P + t * T;
+                R mx = row[0];
+                for (int64_t u = 1; u <= t; u++) if (row[u] > mx) mx = row[u];
+                for (int64_t u = 0; u <= t; u++) row[u] = EXP(row[u] - mx);
+                double sum = 0;
+                for (int64_t u = 0; u <= t; u++) sum += row[u];
+                R inv = (R)(1.0 / sum);
+                for (int64_t u = 0; u <= t; u++) row[u] *= inv;
+                for (int64_t u = t + 1; u < T; u++) row[u] = 0;
+            }
+            GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, HD, r1, 1, P + r0 * T, T, vv, ldk, 0,
+                 y + r0 * ldq, ldq);
         }
-        GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HD, T, 1, P, T, vv, ldk, 0,
-             out + b * T * ldq + h * HD, ldq);
     }
 }
 
-/* O(T^2) softmax backward per head: dS = P o (dP - rowsum(P o dP)).
- * Work is split by (sequence, KV head) so that the query heads sharing one
- * K/V head accumulate dK/dV in one thread, in a fixed order. */
+/* O(T^2) softmax backward per head: dS = P o (dP - rowsum(P o dP)), in the
+ * same causal row blocks as the forward. Work is split by (sequence, KV
+ * head) so that the query heads sharing one K/V head accumulate dK/dV in
+ * one thread, in a fixed order. */
 void FN(attention_backward)(R *dq, R *dk, R *dv, const R *dout, const R *att, const R *q,
                             const R *k, const R *v, attn_dims d) {
     const int64_t T = d.T, HD = d.HD, ldq = d.NH * HD, ldk = d.KVH * HD, grp = d.NH / d.KVH;
@@ -206,19 +216,26 @@ void FN(attention_backward)(R *dq, R *dk, R *dv, const R *dout, const R *att, co
             for (int64_t h = kh * grp; h < (kh + 1) * grp; h++) {
                 const R *P = att + (b * d.NH + h) * T * T;
                 const R *dy = dout + b * T * ldq + h * HD, *qh = q + b * T * ldq + h * HD;
-                GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HD, 1, dy, ldq, vv, ldk, 0, dP, T);
-                GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, T, HD, T, 1, P, T, dy, ldq, 1, dvv, ldk);
-                for (int64_t t = 0; t < T; t++) {
-                    const R *p = P + t * T;
-                    R *g = dP + t * T;
-                    double dot = 0;
-                    for (int64_t u = 0; u <= t; u++) dot += (double)p[u] * g[u];
-                    for (int64_t u = 0; u <= t; u++) g[u] = p[u] * (g[u] - (R)dot);
-                    for (int64_t u = t + 1; u < T; u++) g[u] = 0;
+                R *dqh = dq + b * T * ldq + h * HD;
+                for (int64_t r0 = 0; r0 < T; r0 += ATT_BLOCK) {
+                    int64_t r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T, m = r1 - r0;
+                    R *G = dP + r0 * T;
+                    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, HD, 1, dy + r0 * ldq, ldq, vv, ldk, 0, G, T);
+                    GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, r1, HD, m, 1, P + r0 * T, T, dy + r0 * ldq, ldq, 1,
+                         dvv, ldk);
+                    for (int64_t t = r0; t < r1; t++) {
+                        const R *p = P + t * T;
+                        R *g = dP + t * T;
+                        double dot = 0;
+                        for (int64_t u = 0; u <= t; u++) dot += (double)p[u] * g[u];
+                        for (int64_t u = 0; u <= t; u++) g[u] = p[u] * (g[u] - (R)dot);
+                        for (int64_t u = t + 1; u < r1; u++) g[u] = 0;
+                    }
+                    GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, HD, r1, scale, G, T, kk, ldk, 1,
+                         dqh + r0 * ldq, ldq);
+                    GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, r1, HD, m, scale, G, T, qh + r0 * ldq, ldq, 1,
+                         dkk, ldk);
                 }
-                GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HD, T, scale, dP, T, kk, ldk, 1,
-                     dq + b * T * ldq + h * HD, ldq);
-                GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, T, HD, T, scale, dP, T, qh, ldq, 1, dkk, ldk);
             }
         }
         free(dP);

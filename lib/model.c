@@ -336,7 +336,8 @@ void model_write_dir(const wdl_model *m, const char *dir, int bf16) {
 
 double model_flops_per_token(const wdl_config *c, int64_t T) {
     double H = c->hidden, I = c->inter, QD = c->heads * c->head_dim, KD = c->kv_heads * c->head_dim;
-    double per_layer = 2 * (H * QD + 2 * H * KD + QD * H + 3 * H * I) + 2 * 2 * T * QD; /* attn: QK^T + PV, full T */
+    /* attention: QK^T and PV over the causal context, (T+1)/2 keys on average */
+    double per_layer = 2 * (H * QD + 2 * H * KD + QD * H + 3 * H * I) + 2 * 2 * ((double)T + 1) / 2 * QD;
     return c->layers * per_layer + 2 * H * c->vocab;
 }
 

@@ -118,8 +118,12 @@ static double att_loss(void *p) {
     attention_forward_f64(c->y, c->att, c->q, c->k, c->v, c->d);
     return dot(c->y, c->r, c->d.B * c->d.T * c->d.NH * c->d.HD);
 }
-static void test_attention(void **st) {
-    att_ctx c = {{2, 5, 4, 2, 3}};
+static void check_attention(attn_dims dims);
+static void test_attention(void **st) { check_attention((attn_dims){2, 5, 4, 2, 3}); }
+/* longer than one causal row block (64): the blocked GEMMs and their seams */
+static void test_attention_blocks(void **st) { check_attention((attn_dims){1, 70, 2, 1, 2}); }
+static void check_attention(attn_dims dims) {
+    att_ctx c = {dims};
     int64_t nq = c.d.B * c.d.T * c.d.NH * c.d.HD, nk = c.d.B * c.d.T * c.d.KVH * c.d.HD;
     c.q = rnd(nq, 1); c.k = rnd(nk, 1); c.v = rnd(nk, 1); c.r = rnd(nq, 1);
     c.y = zeros(nq); c.att = zeros(c.d.B * c.d.NH * c.d.T * c.d.T);
@@ -276,7 +280,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_linear),    cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_qknorm),    cmocka_unit_test(test_rope),
-        cmocka_unit_test(test_attention), cmocka_unit_test(test_swiglu),
+        cmocka_unit_test(test_attention), cmocka_unit_test(test_attention_blocks), cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_embedding), cmocka_unit_test(test_ce),
         cmocka_unit_test(test_ce_mixed),  cmocka_unit_test(test_tied),
         cmocka_unit_test(test_float_matches_double),
