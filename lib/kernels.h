@@ -29,6 +29,8 @@ typedef struct { int64_t B, T, NH, KVH, HD; } attn_dims;
     void linear_forward##S(R *out, const R *inp, const R *w, int64_t N, int64_t C, int64_t OC); \
     void linear_backward##S(R *dinp, R *dw, const R *dout, const R *inp, const R *w,   \
                             int64_t N, int64_t C, int64_t OC);                         \
+    void linear_backward_set##S(R *dinp, R *dw, const R *dout, const R *inp, const R *w, \
+                                int64_t N, int64_t C, int64_t OC);                     \
     void rmsnorm_forward##S(R *out, R *rstd, const R *inp, const R *w, int64_t N, int64_t C, double eps); \
     void rmsnorm_backward##S(R *dinp, R *dw, const R *dout, const R *inp, const R *w,  \
                              const R *rstd, int64_t N, int64_t C);                     \

@@ -39,6 +39,14 @@ void FN(linear_backward)(R *dinp, R *dw, const R *dout, const R *inp, const R *w
     if (dw) GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1, dout, OC, inp, C, 1, dw, C);
 }
 
+/* As linear_backward, but dinp is overwritten, not accumulated: saves
+ * zeroing a scratch buffer that only this product fills. */
+void FN(linear_backward_set)(R *dinp, R *dw, const R *dout, const R *inp, const R *w,
+                             int64_t N, int64_t C, int64_t OC) {
+    GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1, dout, OC, w, C, 0, dinp, C);
+    if (dw) GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1, dout, OC, inp, C, 1, dw, C);
+}
+
 /* out = w * x / sqrt(mean(x^2) + eps), row by row (HF Qwen3RMSNorm). */
 void FN(rmsnorm_forward)(R *out, R *rstd, const R *inp, const R *w, int64_t N, int64_t C, double eps) {
 #pragma omp parallel for schedule(static) if (N * C > PAR_MIN)

@@ -224,17 +224,14 @@ void model_backward(wdl_model *m) {
               *k = L_.k, *krs = L_.krs, *kr = L_.kr, *v = L_.v, *att = L_.att, *aty = L_.aty, *r1 = L_.r1,
               *ln2 = L_.ln2, *ln2r = L_.ln2r, *gate = L_.gate, *up = L_.up, *act = L_.act;
         /* MLP: xo = r1 + down(swiglu(gate(ln2), up(ln2))) */
-        ZERO(a->dact, N * I);
-        linear_backward(a->dact, LAYER(m->G[W_DOWN], l, H * I), a->dres, act, LAYER(m->P[W_DOWN], l, H * I), N, I, H);
+        linear_backward_set(a->dact, LAYER(m->G[W_DOWN], l, H * I), a->dres, act, LAYER(m->P[W_DOWN], l, H * I), N, I, H);
         ZERO(a->dgate, N * I); ZERO(a->dup, N * I);
         swiglu_backward(a->dgate, a->dup, a->dact, gate, up, N * I);
-        ZERO(a->dln, N * H);
-        linear_backward(a->dln, LAYER(m->G[W_GATE], l, I * H), a->dgate, ln2, LAYER(m->P[W_GATE], l, I * H), N, H, I);
+        linear_backward_set(a->dln, LAYER(m->G[W_GATE], l, I * H), a->dgate, ln2, LAYER(m->P[W_GATE], l, I * H), N, H, I);
         linear_backward(a->dln, LAYER(m->G[W_UP], l, I * H), a->dup, ln2, LAYER(m->P[W_UP], l, I * H), N, H, I);
         rmsnorm_backward(a->dres, LAYER(m->G[W_LN2], l, H), a->dln, r1, LAYER(m->P[W_LN2], l, H), ln2r, N, H);
         /* attention: r1 = x + o(attn(...)) */
-        ZERO(a->datty, N * QD);
-        linear_backward(a->datty, LAYER(m->G[W_O], l, H * QD), a->dres, aty, LAYER(m->P[W_O], l, H * QD), N, QD, H);
+        linear_backward_set(a->datty, LAYER(m->G[W_O], l, H * QD), a->dres, aty, LAYER(m->P[W_O], l, H * QD), N, QD, H);
         ZERO(a->dqr, N * QD); ZERO(a->dkr, N * KD); ZERO(a->dv, N * KD);
         attention_backward(a->dqr, a->dkr, a->dv, a->datty, att, qr, kr, v, d);
         /* RoPE backward into a->tmp, then QK-norm backward */
@@ -246,8 +243,7 @@ void model_backward(wdl_model *m) {
         rope_backward(a->tmp, a->dkr, m->pos, N, KV, HD, c->theta);
         ZERO(a->dk, N * KD);
         rmsnorm_backward(a->dk, LAYER(m->G[W_KNORM], l, HD), a->tmp, k, LAYER(m->P[W_KNORM], l, HD), krs, N * KV, HD);
-        ZERO(a->dln, N * H);
-        linear_backward(a->dln, LAYER(m->G[W_Q], l, QD * H), a->dq, ln1, LAYER(m->P[W_Q], l, QD * H), N, H, QD);
+        linear_backward_set(a->dln, LAYER(m->G[W_Q], l, QD * H), a->dq, ln1, LAYER(m->P[W_Q], l, QD * H), N, H, QD);
         linear_backward(a->dln, LAYER(m->G[W_K], l, KD * H), a->dk, ln1, LAYER(m->P[W_K], l, KD * H), N, H, KD);
         linear_backward(a->dln, LAYER(m->G[W_V], l, KD * H), a->dv, ln1, LAYER(m->P[W_V], l, KD * H), N, H, KD);
         rmsnorm_backward(a->dres, LAYER(m->G[W_LN1], l, H), a->dln, x, LAYER(m->P[W_LN1], l, H), ln1r, N, H);

@@ -59,6 +59,12 @@ static void test_linear(void **st) {
     double *dx = zeros(c.N * c.C), *dw = zeros(c.OC * c.C);
     linear_backward_f64(dx, dw, c.r, c.x, c.w, c.N, c.C, c.OC);
     fd_check("linear dx", lin_loss, &c, c.x, dx, c.N * c.C);
+    /* the overwriting variant gives the same input gradient whatever dinp held */
+    double *dx2 = rnd(c.N * c.C, 5), *dw2 = zeros(c.OC * c.C);
+    linear_backward_set_f64(dx2, dw2, c.r, c.x, c.w, c.N, c.C, c.OC);
+    for (int64_t i = 0; i < c.N * c.C; i++) assert_true(fabs(dx2[i] - dx[i]) < 1e-12);
+    for (int64_t i = 0; i < c.OC * c.C; i++) assert_true(fabs(dw2[i] - dw[i]) < 1e-12);
+    free(dx2); free(dw2);
     fd_check("linear dw", lin_loss, &c, c.w, dw, c.OC * c.C);
     free(c.x); free(c.w); free(c.r); free(c.y); free(dx); free(dw);
 }
