@@ -18,7 +18,6 @@
 
 /* non-dying parser (lib/config.c) */
 
-static char tmpdir[64];
 
 static const char *QWEN3_06B =
     "{\n"
@@ -300,17 +299,6 @@ static void test_save_load(void **s) {
     }
 }
 
-static int setup(void **s) {
-    (void)s;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/wdl-test-cfg-XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-static int teardown(void **s) {
-    (void)s;
-    wdl_rmtree(tmpdir);
-    return 0;
-}
-
 int main(int argc, char **argv) {
     (void)argc;
     wdl_set_prog(argv[0]);
@@ -318,5 +306,5 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_qwen3_06b), cmocka_unit_test(test_presets),  cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_bad_values), cmocka_unit_test(test_die),     cmocka_unit_test(test_save_load),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tmpdir_setup, tmpdir_teardown);
 }

@@ -19,7 +19,6 @@
 #include "testutil.h"
 #include "safetensors.h"
 
-static char tmpdir[64];
 
 static char *tpath(const char *name) { return wdl_path_join(tmpdir, name); }
 static uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
@@ -595,17 +594,6 @@ static void test_sharded_errors(void **s) {
     free(p3); free(idx); free(dir);
 }
 
-static int setup(void **s) {
-    (void)s;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/wdl-test-st-XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-static int teardown(void **s) {
-    (void)s;
-    wdl_rmtree(tmpdir);
-    return 0;
-}
-
 int main(int argc, char **argv) {
     (void)argc;
     wdl_set_prog(argv[0]);
@@ -618,5 +606,5 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_die_messages),  cmocka_unit_test(test_write_error),
         cmocka_unit_test(test_sharded),       cmocka_unit_test(test_sharded_errors),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tmpdir_setup, tmpdir_teardown);
 }

@@ -41,4 +41,18 @@ static inline void expect_die(void (*fn)(void *), void *arg, const char *needle,
     size_t pl = strlen(wdl_prog);
     assert_true(strncmp(buf, wdl_prog, pl) == 0 && buf[pl] == ':');
 }
+
+/* A fresh temporary directory per test group (cmocka group setup and
+ * teardown), removed with everything in it afterwards. */
+static char tmpdir[64];
+static inline int tmpdir_setup(void **state) {
+    (void)state;
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/wdl-test-XXXXXX");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+static inline int tmpdir_teardown(void **state) {
+    (void)state;
+    wdl_rmtree(tmpdir);
+    return 0;
+}
 #endif
