@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include "common.h"
 #include "report.h"
+#include "verdict.h"
 
 #define MAX_SCATTER 20000   /* points drawn in the entropy scatter */
 #define MAX_BAR_TASKS 8     /* task columns drawn in the accuracy chart */
@@ -18,7 +19,7 @@
 static void usage(FILE *f) {
     fprintf(f,
         "usage: wdl-report [--out DIR] [--title T] [--baseline ARM] [--buckets K]\n"
-        "                  [--weak-field A] [--strong-field B] [--no-plots] RUN_DIR...\n"
+        "                  [--weak-field A] [--strong-field B] [--no-plots] [--json] RUN_DIR...\n"
         "\n"
         "Reads pipeline run directories (RUN/eval/<arm>.json, RUN/logs/<arm>.jsonl,\n"
         "RUN/scored.jsonl.zst or RUN/selected.jsonl.zst); several RUNs are seeds of\n"
@@ -34,13 +35,19 @@ static void usage(FILE *f) {
         "DIR itself is skipped. Missing pieces are noted and skipped; unreadable\n"
         "JSON is an error. Without gnuplot (or with --no-plots) only report.md\n"
         "is written; WDL_GNUPLOT names the gnuplot program. Same inputs => same\n"
-        "report.md.\n", MAX_SCATTER);
+        "report.md.\n"
+        "The report opens with the verdict: each arm against the baseline on the\n"
+        "same test problems (RUN/preds/<arm>.jsonl.zst): paired difference, 95%%\n"
+        "bootstrap CI over seeds and problems, p, exact McNemar, minimum detectable\n"
+        "effect; then the regime (RUN/saturation/, RUN/logits/, RUN/curve/).\n"
+        "DIR/report.json holds the same as one JSON object; --json prints it on\n"
+        "stdout instead of the Markdown.\n", MAX_SCATTER);
 }
 
 typedef struct {
     const char *out, *title, *weak, *strong, *baseline;
     long long buckets;
-    int plots;
+    int plots, json;
     const char **runs;
     int nruns;
 } opts;
@@ -65,6 +72,7 @@ static void parse(int argc, char **argv, opts *o) {
         else if (!strcmp(a, "--strong-field")) o->strong = wdl_arg(argc, argv, &i);
         else if (!strcmp(a, "--buckets")) o->buckets = wdl_parse_int(a, wdl_arg(argc, argv, &i));
         else if (!strcmp(a, "--no-plots")) o->plots = 0;
+        else if (!strcmp(a, "--json")) o->json = 1;
         else if (a[0] == '-' && a[1]) die("unknown option '%s' (see --help)", a);
         else o->runs[o->nruns++] = a;
     }
@@ -108,6 +116,7 @@ typedef struct {
     rpt_notes notes;
     int have_png[4];             /* accuracy, loss, diagnostics, entropy rendered */
     const rpt_run *pts_run;      /* run whose entropy points are drawn */
+    vd_cmps cmp;                 /* paired comparisons with the baseline */
 } ctx;
 
 static void add_unique(char ***v, size_t *n, const char *s) {
@@ -409,7 +418,9 @@ static void write_md(FILE *f, const ctx *c) {
     fprintf(f, "# %s\n\n%d run%s:", c->o->title, c->nrun, c->nrun == 1 ? "" : "s (seeds)");
     for (int r = 0; r < c->nrun; r++) fprintf(f, "%s `%s`", r ? "," : "", c->run[r].dir);
     fprintf(f, ".\n\n");
+    vd_md_verdict(f, &c->cmp, c->o->baseline);
     md_accuracy(f, c);
+    vd_md_tables(f, c->run, c->nrun, &c->cmp);
     md_training(f, c);
     md_diagnostics(f, c);
     md_selection(f, c);
@@ -716,7 +727,8 @@ int main(int argc, char **argv) {
     }
     free(out_real);
     gather(&c);
-    if (!c.narm && !c.pts_run) die("nothing to report: no eval/, logs/ or scored records in the given runs");
+    vd_compare_all(c.run, c.nrun, o.baseline, &c.cmp, &c.notes);
+    if (!c.narm && !c.pts_run && !c.cmp.n) die("nothing to report: no eval/, logs/ or scored records in the given runs");
 
     char *par = parent_of(out);
     wdl_mkdirs(par);
@@ -736,8 +748,18 @@ int main(int argc, char **argv) {
     FILE *f = open_in(tmp, "report.md");
     fwrite(md, 1, mdlen, f);
     close_file(f, "report.md");
+    json_t *js = vd_json(c.run, c.nrun, &c.cmp, c.arm, c.narm);
+    char *jtext = json_dumps(js, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (!jtext) die("out of memory");
+    json_decref(js);
+    f = open_in(tmp, "report.json");
+    fprintf(f, "%s\n", jtext);
+    close_file(f, "report.json");
     wdl_commit(tmp, out);
-    fwrite(md, 1, mdlen, stdout);
+    if (o.json) printf("%s\n", jtext);
+    else fwrite(md, 1, mdlen, stdout);
+    free(jtext);
+    vd_free(&c.cmp);
     if (fflush(stdout) != 0) die("<stdout>: write error");
     wdl_warn("report written to %s/", out);
 

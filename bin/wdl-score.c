@@ -10,6 +10,7 @@
 #include "common.h"
 #include "kernels.h"
 #include "model.h"
+#include "probe.h"
 #include "records.h"
 #include "step.h"
 #include "template.h"
@@ -30,13 +31,18 @@ static const char *usage =
     "(records are scored in windows of 16 batches sorted by length).\n"
     "  -m DIR         model directory            --field NAME  output field (required)\n"
     "  --batch B (16) records per forward pass   --seq T  max tokens (config max)\n"
-    "  --threads N    threads (all cores)        -o OUT   output file (.zst ok)\n";
+    "  --threads N    threads (all cores)        -o OUT   output file (.zst ok)\n"
+    "  --summary FILE also write one JSON object over all scored tokens: the\n"
+    "               saturation figures (mean p_target, token_accuracy, share of\n"
+    "               tokens with p_target > 0.99, non-target mass) and the logit\n"
+    "               table (mean, std, norms, max/min, entropy, p_max, target vs\n"
+    "               non-target logit and gap)\n";
 
 typedef struct { json_t *rec; int32_t *ids; int64_t len, n_prompt; double ent, nll; int64_t cnt; } item;
 
 /* One forward pass over a batch of items; their sums land in the items. */
 static void score_batch(wdl_model *m, float *scratch, int64_t chunk, item **it, int64_t n, int64_t B,
-                        int64_t Tcap, int32_t *ids, int32_t *tg, double *nll, double *ent) {
+                        int64_t Tcap, int32_t *ids, int32_t *tg, double *nll, double *ent, logit_stats *st) {
     int64_t T = 1;
     for (int64_t i = 0; i < n; i++) if (it[i]->len > T) T = it[i]->len;
     /* activations grow with the longest batch seen, not the context size */
@@ -50,6 +56,7 @@ static void score_batch(wdl_model *m, float *scratch, int64_t chunk, item **it, 
             tg[i * T + t] = (t + 1 < it[i]->len && t + 1 >= it[i]->n_prompt) ? it[i]->ids[t + 1] : -1;
         }
     step_score(m, scratch, chunk, ids, tg, n, T, nll, ent);
+    if (st) logit_stats_after_forward(st, m, tg, n * T);
     for (int64_t i = 0; i < n; i++) {
         it[i]->ent = it[i]->nll = 0;
         it[i]->cnt = 0;
@@ -67,13 +74,16 @@ static int by_len(const void *a, const void *b) {
 /* Score a window of records in batches of similar length (little padding),
  * then write them in input order. */
 static void flush(wdl_model *m, float *scratch, int64_t chunk, item *it, int64_t n, int64_t B, int64_t Tcap,
-                  rec_writer *w, const char *field, int32_t *ids, int32_t *tg, double *nll, double *ent) {
+                  rec_writer *w, const char *field, int32_t *ids, int32_t *tg, double *nll, double *ent,
+                  logit_stats *st) {
     if (!n) return;
     item **ord = xmalloc(sizeof(item *) * (size_t)n);
-    for (int64_t i = 0; i < n; i++) ord[i] = &it[i];
-    qsort(ord, (size_t)n, sizeof(item *), by_len);
-    for (int64_t i = 0; i < n; i += B)
-        score_batch(m, scratch, chunk, ord + i, n - i < B ? n - i : B, B, Tcap, ids, tg, nll, ent);
+    int64_t ns = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (it[i].ids) ord[ns++] = &it[i];
+    qsort(ord, (size_t)ns, sizeof(item *), by_len);
+    for (int64_t i = 0; i < ns; i += B)
+        score_batch(m, scratch, chunk, ord + i, ns - i < B ? ns - i : B, B, Tcap, ids, tg, nll, ent, st);
     free(ord);
     size_t fl = strlen(field) + 16;
     char *fn = xmalloc(fl), *ft = xmalloc(fl);
@@ -81,6 +91,7 @@ static void flush(wdl_model *m, float *scratch, int64_t chunk, item *it, int64_t
     snprintf(ft, fl, "%s_tokens", field);
     for (int64_t i = 0; i < n; i++) {
         int64_t c = it[i].cnt;
+        if (!it[i].ids) { rec_write(w, it[i].rec); json_decref(it[i].rec); continue; }
         json_object_set_new(it[i].rec, field, json_real(c ? it[i].ent / c : 0.0));
         json_object_set_new(it[i].rec, fn, json_real(c ? it[i].nll / c : 0.0));
         json_object_set_new(it[i].rec, ft, json_integer(c));
@@ -93,7 +104,7 @@ static void flush(wdl_model *m, float *scratch, int64_t chunk, item *it, int64_t
 
 int main(int argc, char **argv) {
     wdl_set_prog(argv[0]);
-    const char *model = NULL, *field = NULL, *out = "-";
+    const char *model = NULL, *field = NULL, *out = "-", *summary = NULL;
     int64_t B = 16, seq = 0, threads = sysconf(_SC_NPROCESSORS_ONLN);
     const char **files = xcalloc((size_t)argc, sizeof(char *));
     int nfiles = 0;
@@ -104,6 +115,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "-m")) model = ARG();
         else if (!strcmp(a, "--field")) field = ARG();
         else if (!strcmp(a, "-o")) out = ARG();
+        else if (!strcmp(a, "--summary")) summary = ARG();
         else if (!strcmp(a, "--batch")) B = wdl_parse_int(a, ARG());
         else if (!strcmp(a, "--seq")) seq = wdl_parse_int(a, ARG());
         else if (!strcmp(a, "--threads")) threads = wdl_parse_int(a, ARG());
@@ -113,6 +125,7 @@ int main(int argc, char **argv) {
     }
     if (!model || !field || !*field) die("-m DIR and --field NAME are required (see --help)");
     if (B < 1 || threads < 1 || seq < 0) die("--batch and --threads must be >= 1");
+    if (summary && !strcmp(summary, "-")) die("--summary: needs a file name (stdout carries the records)");
     omp_set_num_threads((int)threads);
     openblas_set_num_threads((int)threads);
     wdl_model *m = model_load(model);
@@ -126,16 +139,23 @@ int main(int argc, char **argv) {
     const int64_t W = 16 * B;   /* read-ahead window, sorted by length */
     item *it = xcalloc((size_t)W, sizeof(item));
     rec_multi *in = rec_multi_open(files, nfiles);
-    rec_writer *w = rec_create(out);
+    rec_writer *w = rec_create(out), *sw = summary ? rec_create(summary) : NULL;
+    logit_stats st;
+    logit_stats_init(&st);
+    logit_stats *stp = summary ? &st : NULL;
     json_t *rec;
-    int64_t n = 0, total = 0, cut = 0;
+    int64_t n = 0, total = 0, cut = 0, unlabeled = 0;
     ivec v = {0};
     while ((rec = rec_multi_next(in))) {
         const char *sys, *prompt, *completion;
         if (!rec_prompt_completion(rec, &sys, &prompt, &completion))
             die("%s:%lld: record has no prompt", rec_multi_name(in), (long long)rec_multi_line(in));
-        if (!completion)
-            die("%s:%lld: record has no completion to score", rec_multi_name(in), (long long)rec_multi_line(in));
+        if (!completion) {   /* passes through unscored: wdl-select gives it weight 0 */
+            it[n] = (item){.rec = rec};
+            unlabeled++;
+            if (++n == W) { flush(m, scratch, chunk, it, n, B, seq, w, field, ids, tg, nll, ent, stp); total += n; n = 0; }
+            continue;
+        }
         v.n = 0;
         size_t np;
         tpl_encode(tok, tpl, sys, prompt, completion, &v, &np);
@@ -146,12 +166,20 @@ int main(int argc, char **argv) {
         memcpy(it[n].ids, v.v, sizeof(int32_t) * (size_t)len);
         it[n].len = len;
         it[n].n_prompt = (int64_t)np;
-        if (++n == W) { flush(m, scratch, chunk, it, n, B, seq, w, field, ids, tg, nll, ent); total += n; n = 0; }
+        if (++n == W) { flush(m, scratch, chunk, it, n, B, seq, w, field, ids, tg, nll, ent, stp); total += n; n = 0; }
     }
-    flush(m, scratch, chunk, it, n, B, seq, w, field, ids, tg, nll, ent);
+    flush(m, scratch, chunk, it, n, B, seq, w, field, ids, tg, nll, ent, stp);
     total += n;
     rec_multi_close(in);
+    if (sw) {
+        json_t *j = logit_stats_json(&st);
+        json_object_set_new(j, "records", json_integer(total));
+        rec_write(sw, j);
+        json_decref(j);
+        rec_commit(sw);
+    }
     rec_commit(w);
+    if (unlabeled) wdl_warn("%lld records without a completion passed through unscored", (long long)unlabeled);
     if (cut) wdl_warn("%lld records longer than %lld tokens were scored on their first %lld tokens", (long long)cut,
                       (long long)seq, (long long)seq);
     fprintf(stderr, "%s: scored %lld records\n", wdl_prog, (long long)total);

@@ -33,6 +33,8 @@ static const char *usage =
     "  --lr X (1e-4)      --warmup W (0.1: fraction of steps if < 1, else steps)\n"
     "  --schedule cosine|linear|constant (cosine)      --min-lr F (0.1: final lr = F*lr)\n"
     "  --wd X (0.1)       --beta1 (0.9) --beta2 (0.95) --eps (1e-8)   --clip X (1.0; 0 = off)\n"
+    "  --clip-mode joint|separate (joint): WD-JT clips both models' gradients as\n"
+    "                     one set (reference code), or each model on its own\n"
     "  --order shuffle|buckets|file (shuffle): per-epoch order; buckets = easy to hard\n"
     "  --group G (16)     shuffle: batches drawn from windows of G batches sorted by\n"
     "                     length (less padding); 1 = plain shuffle\n"
@@ -41,12 +43,14 @@ static const char *usage =
     "  --log FILE         JSONL log, one object per step (+ probe diagnostics)\n"
     "  --probe-every N (10): diagnostics on a fixed probe batch every N steps (0 = off)\n"
     "  --save-every N     checkpoint to OUT.ckpt every N steps   --resume  continue from it\n"
+    "  --save-epochs      also write the model at the end of each epoch but the last\n"
+    "                     to OUT.epochK (K = 1..E-1): a saturation curve, late checkpoints\n"
     "  -q                 quiet\n";
 
 typedef struct {
     const char *model, *out, *weak, *weak_out, *log, *order, *schedule;
     double lambda, lr, warmup, min_lr, wd, beta1, beta2, eps, clip;
-    int freeze_weak, weak_constant, lm, bf16, resume, quiet;
+    int freeze_weak, weak_constant, lm, bf16, resume, quiet, clip_joint, save_epochs;
     int64_t epochs, steps, batch, accum, seq, seed, threads, probe_every, save_every, group;
     const char **files;
     int nfiles;
@@ -55,7 +59,7 @@ typedef struct {
 static void parse(int argc, char **argv, opts *o) {
     *o = (opts){.lambda = 0.5, .lr = 1e-4, .warmup = 0.1, .min_lr = 0.1, .wd = 0.1, .beta1 = 0.9,
                 .beta2 = 0.95, .eps = 1e-8, .clip = 1.0, .epochs = 1, .batch = 8, .accum = 1, .seq = 512,
-                .probe_every = 10, .group = 16, .order = "shuffle", .schedule = "cosine"};
+                .probe_every = 10, .group = 16, .clip_joint = 1, .order = "shuffle", .schedule = "cosine"};
     o->threads = sysconf(_SC_NPROCESSORS_ONLN);
     o->files = xcalloc((size_t)argc, sizeof(char *));
     for (int i = 1; i < argc; i++) {
@@ -88,6 +92,13 @@ static void parse(int argc, char **argv, opts *o) {
         else if (!strcmp(a, "--probe-every")) o->probe_every = wdl_parse_int(a, ARG());
         else if (!strcmp(a, "--save-every")) o->save_every = wdl_parse_int(a, ARG());
         else if (!strcmp(a, "--group")) o->group = wdl_parse_int(a, ARG());
+        else if (!strcmp(a, "--clip-mode")) {
+            const char *v = ARG();
+            if (!strcmp(v, "joint")) o->clip_joint = 1;
+            else if (!strcmp(v, "separate")) o->clip_joint = 0;
+            else die("--clip-mode: unknown mode '%s' (joint, separate)", v);
+        }
+        else if (!strcmp(a, "--save-epochs")) o->save_epochs = 1;
         else if (!strcmp(a, "--freeze-weak")) o->freeze_weak = 1;
         else if (!strcmp(a, "--weak-constant")) o->weak_constant = 1;
         else if (!strcmp(a, "--lm")) o->lm = 1;
@@ -172,6 +183,19 @@ static void write_model_dir(const wdl_model *m, const char *src_dir, const char 
     wdl_mkdirs(dir);
     model_write_dir(m, dir, bf16);
     model_copy_tokenizer(src_dir, dir);
+}
+
+/* OUT.epochK: the strong model as it stands at the end of epoch K */
+static void save_epoch(const opts *o, const wdl_model *s, int64_t k) {
+    size_t len = strlen(o->out) + 32;
+    char *dir = xmalloc(len);
+    snprintf(dir, len, "%s.epoch%lld", o->out, (long long)k);
+    char *tmp = wdl_tmp_name(dir);
+    wdl_rmtree(tmp);
+    wdl_tmp_register(tmp);
+    write_model_dir(s, o->model, tmp, o->bf16);
+    wdl_commit(tmp, dir);
+    free(tmp); free(dir);
 }
 
 static void save_side(const wdl_model *m, const char *src, const char *dir) {
@@ -296,6 +320,7 @@ int main(int argc, char **argv) {
     dataset_load(&d, o.files, o.nfiles, tok, tpl, o.seq, o.lm);
     if (d.n == 0) die("%s: no training examples", o.nfiles ? o.files[0] : "<stdin>");
     if (d.truncated && !o.quiet) wdl_warn("%lld examples longer than --seq %lld were cut", (long long)d.truncated, (long long)o.seq);
+    if (d.unlabeled) wdl_warn("%lld records without a completion were skipped", (long long)d.unlabeled);
     if (d.dropped && !o.quiet) wdl_warn("%lld examples had no loss token within --seq and were skipped", (long long)d.dropped);
 
     const int64_t B = o.batch, micro_per_epoch = (d.n + B - 1) / B;
@@ -397,9 +422,23 @@ int main(int argc, char **argv) {
             loss += step_train(&st, ids + j * B * Tmax, tg + j * B * Tmax, wt, mB[j], mT[j]);
         }
         if (!isfinite(loss)) die("loss is %f at step %lld: training diverged (try a lower --lr)", loss, (long long)step + 1);
-        double gn = grad_clip(s, o.clip), wgn = 0;
-        adamw_step(s, &ac, lr, step + 1);
-        if (w && !o.freeze_weak) { wgn = grad_clip(w, o.clip); adamw_step(w, &ac, lr, step + 1); }
+        /* WD-JT clips both models' gradients as one set by default (the
+         * reference trains them as one module under one optimizer) */
+        double gn, wgn = 0, norms[2];
+        if (w && !o.freeze_weak) {
+            if (o.clip_joint) {
+                wdl_model *both[2] = {s, w};
+                grad_clip_joint(both, 2, o.clip, norms);
+                gn = norms[0]; wgn = norms[1];
+            } else {
+                gn = grad_clip(s, o.clip); wgn = grad_clip(w, o.clip);
+            }
+            adamw_step(s, &ac, lr, step + 1);
+            adamw_step(w, &ac, lr, step + 1);
+        } else {
+            gn = grad_clip(s, o.clip);
+            adamw_step(s, &ac, lr, step + 1);
+        }
         double now = wdl_now(), tps = nreal / (now - ts);
         last_loss = loss;
         json_t *r = json_pack("{s:I,s:f,s:f,s:f,s:f,s:I,s:f,s:f}", "step", (json_int_t)(step + 1), "epoch",
@@ -411,6 +450,9 @@ int main(int argc, char **argv) {
         log_write(lf, r);
         json_decref(r);
         progress(step + 1, total, loss, tps, now - t0);
+        int64_t ep_done = (step + 1) * o.accum / micro_per_epoch;
+        if (o.save_epochs && ep_done > step * o.accum / micro_per_epoch && ep_done >= 1 && step + 1 < total)
+            save_epoch(&o, s, ep_done);
         if (o.save_every > 0 && (step + 1) % o.save_every == 0 && step + 1 < total)
             save_ckpt(&o, ckpt, s, w, step + 1, total, &d);
     }

@@ -21,8 +21,7 @@ void dataset_load(dataset *d, const char *const *paths, int npaths, const wdl_to
         const char *sys = NULL, *prompt = NULL, *completion = NULL;
         if (!rec_prompt_completion(rec, &sys, &prompt, &completion))
             die("%s:%lld: record has no prompt", rec_multi_name(in), (long long)rec_multi_line(in));
-        if (!completion)
-            die("%s:%lld: record has no completion", rec_multi_name(in), (long long)rec_multi_line(in));
+        if (!completion) { d->unlabeled++; json_decref(rec); continue; }   /* nothing to learn */
         ids.n = 0;
         size_t n_prompt = 0;
         tpl_encode(tok, tpl, sys, prompt, completion, &ids, &n_prompt);

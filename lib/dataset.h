@@ -20,12 +20,15 @@ typedef struct {
     example *ex;
     int64_t n, cap;
     int64_t truncated, dropped;   /* over --seq: cut at the end / nothing left to learn */
+    int64_t unlabeled;            /* records without a completion, skipped */
     uint64_t hash;                /* fingerprint of every token (resume checks it) */
 } dataset;
 
 /* Read every record of the files (NULL/"-" = stdin), render and tokenize.
  * lm_loss: loss on every token but the first (pretraining on full text).
- * Dies on a record without prompt/completion, naming file and line. */
+ * Dies on a record without a prompt, naming file and line; records without
+ * a completion (e.g. an imported problem whose solution could not be
+ * derived) are skipped and counted in `unlabeled`. */
 void dataset_load(dataset *d, const char *const *paths, int npaths, const wdl_tokenizer *tok,
                   wdl_template tpl, int64_t max_len, int lm_loss);
 void dataset_free(dataset *d);

@@ -32,10 +32,22 @@ void grad_scale(wdl_model *m, float s) {
 }
 
 double grad_clip(wdl_model *m, double clip) {
-    double norm = grad_norm(m);
+    return grad_clip_joint(&m, 1, clip, NULL);
+}
+
+double grad_clip_joint(wdl_model *const *ms, int n, double clip, double *norms) {
+    double sq = 0, one = 0;
+    for (int i = 0; i < n; i++) {
+        double g = grad_norm(ms[i]);
+        if (norms) norms[i] = g;
+        sq += g * g;
+        one = g;
+    }
+    double norm = n == 1 ? one : sqrt(sq);   /* one model: its norm exactly, as before */
     if (clip > 0) {
         double coef = clip / (norm + 1e-6);
-        if (coef < 1.0) grad_scale(m, (float)coef);
+        if (coef < 1.0)
+            for (int i = 0; i < n; i++) grad_scale(ms[i], (float)coef);
     }
     return norm;
 }

@@ -19,6 +19,11 @@ void grad_scale(wdl_model *m, float s);
 /* Clip to c->clip (if > 0) the way torch.nn.utils.clip_grad_norm_ does;
  * returns the norm before clipping. */
 double grad_clip(wdl_model *m, double clip);
+/* Clip the gradients of n models as one parameter set (the reference code's
+ * fused module under one optimizer): the norm is that of all n gradients
+ * together, and one coefficient scales them all. norms (may be NULL)
+ * receives each model's own norm; returns the joint norm before clipping. */
+double grad_clip_joint(wdl_model *const *ms, int n, double clip, double *norms);
 /* One AdamW update at step t (1-based) with learning rate lr, exactly as
  * torch.optim.AdamW: p *= 1 - lr*wd (matrices only), then the bias-corrected
  * Adam step. */

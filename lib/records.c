@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -477,7 +478,8 @@ char *rec_dumps(const json_t *v, size_t *len) {
 /* ---------- writer ---------- */
 struct rec_writer {
     FILE *f;
-    char *path, *tmp; /* NULL for stdout */
+    char *path, *tmp; /* NULL for stdout or a device */
+    int dev;          /* an existing device or pipe, written in place */
     ZSTD_CStream *zc;
     char *zout;
     size_t zoutcap;
@@ -486,8 +488,16 @@ struct rec_writer {
 
 rec_writer *rec_create(const char *path) {
     rec_writer *w = xcalloc(1, sizeof *w);
+    struct stat sb;
     if (!path || !strcmp(path, "-")) {
         w->f = stdout;
+    } else if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode) && !S_ISDIR(sb.st_mode)) {
+        /* a device or pipe (/dev/null, a FIFO): written in place; renaming a
+         * temporary file over it would replace the device */
+        if (ends_with(path, ".zst")) die("%s: compressed output to a device is not supported", path);
+        w->f = fopen(path, "wb");
+        if (!w->f) die("%s: cannot open: %s", path, strerror(errno));
+        w->dev = 1;
     } else {
         w->path = xstrdup(path);
         w->tmp = wdl_tmp_name(path);
@@ -535,6 +545,7 @@ void rec_write(rec_writer *w, json_t *rec) {
 void rec_commit(rec_writer *w) {
     if (w->zc) w_zstd(w, NULL, 0, ZSTD_e_end);
     if (fflush(w->f) != 0) die("%s: write error: %s", wname(w), strerror(errno));
+    if (w->dev && fclose(w->f) != 0) die("write error: %s", strerror(errno));
     if (w->path) {
         if (fsync(fileno(w->f)) != 0 && errno != EINVAL)
             die("%s: fsync: %s", w->path, strerror(errno));

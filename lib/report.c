@@ -164,6 +164,84 @@ static void load_points(rpt_run *r, const char *path, int selected, const char *
     if (r->npts && nb != r->npts) sel_buckets(r->npts, r->hs, NULL, k, r->bucket);
 }
 
+static uint64_t fnv1a(uint64_t h, const char *s) {
+    for (; *s; s++) { h ^= (unsigned char)*s; h *= 0x100000001b3ULL; }
+    return h ^ 0xff;   /* field separator */
+}
+
+static void load_preds(rpt_preds *p, const char *path, const char *arm) {
+    memset(p, 0, sizeof *p);
+    p->arm = xstrdup(arm);
+    rec_reader *r = rec_open(path);
+    size_t cap = 0;
+    json_t *v;
+    while ((v = rec_next(r))) {
+        json_t *c = json_object_get(v, "correct");
+        if (!json_is_boolean(c)) die("%s:%lld: record has no boolean \"correct\" (not wdl-eval --preds output?)",
+                                      path, (long long)p->n + 1);
+        const char *task = json_string_value(json_object_get(v, "task"));
+        const char *prompt = json_string_value(json_object_get(v, "prompt"));
+        if ((size_t)p->n == cap) {
+            cap = cap ? 2 * cap : 1024;
+            p->key = xrealloc(p->key, cap * sizeof(uint64_t));
+            p->correct = xrealloc(p->correct, cap);
+        }
+        p->key[p->n] = fnv1a(fnv1a(0xcbf29ce484222325ULL, task ? task : ""), prompt ? prompt : "");
+        p->correct[p->n++] = json_is_true(c);
+        json_decref(v);
+    }
+    rec_close(r);
+}
+
+/* Every NAME.json in dir as a summary (one JSON object each). */
+static rpt_summary *load_summaries(const char *dir, size_t *n) {
+    static const char *const json_suf[] = {".json", NULL};
+    char **names = list_dir(dir, json_suf, n);
+    rpt_summary *v = xcalloc(*n ? *n : 1, sizeof(rpt_summary));
+    for (size_t i = 0; names && i < *n; i++) {
+        char *p = wdl_path_join(dir, names[i]), *text = rec_slurp(p, NULL);
+        json_error_t err;
+        json_t *j = json_loads(text, 0, &err);
+        if (!j) die("%s:%d: %s", p, err.line, err.text);
+        if (!json_is_object(j)) die("%s:1: expected a JSON object (a wdl-score --summary)", p);
+        v[i].arm = stem(names[i], ".json");
+        v[i].j = j;
+        free(text); free(p); free(names[i]);
+    }
+    free(names);
+    return v;
+}
+
+json_t *rpt_find_summary(const rpt_summary *v, size_t n, const char *arm) {
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(v[i].arm, arm)) return v[i].j;
+    return NULL;
+}
+
+const rpt_preds *rpt_find_preds(const rpt_run *r, const char *arm) {
+    for (size_t i = 0; i < r->npreds; i++)
+        if (!strcmp(r->preds[i].arm, arm)) return &r->preds[i];
+    return NULL;
+}
+
+static void load_extras(rpt_run *r, const char *dir) {
+    static const char *const pred_suf[] = {".jsonl", ".jsonl.zst", NULL};
+    char *pd = wdl_path_join(dir, "preds"), *sd = wdl_path_join(dir, "saturation"), *gd = wdl_path_join(dir, "logits");
+    size_t n;
+    char **names = list_dir(pd, pred_suf, &n);
+    r->preds = xcalloc(n ? n : 1, sizeof(rpt_preds));
+    for (size_t i = 0; names && i < n; i++) {
+        const char *suf = ends_with(names[i], ".zst") ? ".jsonl.zst" : ".jsonl";
+        char *p = wdl_path_join(pd, names[i]), *arm = stem(names[i], suf);
+        if (!rpt_find_preds(r, arm)) load_preds(&r->preds[r->npreds++], p, arm);
+        free(p); free(arm); free(names[i]);
+    }
+    free(names);
+    r->sat = load_summaries(sd, &r->nsat);
+    r->lgt = load_summaries(gd, &r->nlgt);
+    free(pd); free(sd); free(gd);
+}
+
 void rpt_load_run(rpt_run *r, const char *dir, const char *weak, const char *strong, int k,
                   rpt_notes *notes) {
     memset(r, 0, sizeof *r);
@@ -212,6 +290,24 @@ void rpt_load_run(rpt_run *r, const char *dir, const char *weak, const char *str
         free(p);
     }
     if (!r->pts_src) rpt_note(notes, "%s: no scored.jsonl[.zst] or selected.jsonl[.zst]", dir);
+    load_extras(r, dir);
+    char *cd = wdl_path_join(dir, "curve");
+    if (wdl_is_dir(cd)) {
+        r->curve = xcalloc(1, sizeof(rpt_run));
+        r->curve->dir = xstrdup(cd);
+        char *ced = wdl_path_join(cd, "eval");
+        size_t ne;
+        char **names = list_dir(ced, json_suf, &ne);
+        r->curve->eval = xcalloc(ne ? ne : 1, sizeof(rpt_eval));
+        for (size_t i = 0; names && i < ne; i++) {
+            char *p = wdl_path_join(ced, names[i]), *arm = stem(names[i], ".json");
+            load_eval(&r->curve->eval[r->curve->neval++], p, arm);
+            free(p); free(arm); free(names[i]);
+        }
+        free(names); free(ced);
+        load_extras(r->curve, cd);
+    }
+    free(cd);
 }
 
 void rpt_free_run(rpt_run *r) {
@@ -222,6 +318,11 @@ void rpt_free_run(rpt_run *r) {
     }
     for (size_t i = 0; i < r->nlog; i++) { free(r->log[i].row); free(r->log[i].arm); }
     free(r->eval); free(r->log); free(r->hw); free(r->hs); free(r->bucket);
+    for (size_t i = 0; i < r->npreds; i++) { free(r->preds[i].arm); free(r->preds[i].key); free(r->preds[i].correct); }
+    for (size_t i = 0; i < r->nsat; i++) { free(r->sat[i].arm); json_decref(r->sat[i].j); }
+    for (size_t i = 0; i < r->nlgt; i++) { free(r->lgt[i].arm); json_decref(r->lgt[i].j); }
+    free(r->preds); free(r->sat); free(r->lgt);
+    if (r->curve) { rpt_free_run(r->curve); free(r->curve); }
     free(r->pts_src); free(r->dir);
     memset(r, 0, sizeof *r);
 }

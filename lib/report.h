@@ -10,6 +10,7 @@
 #define WDL_REPORT_H
 #include <stddef.h>
 #include <stdint.h>
+#include <jansson.h>
 
 #define RPT_NDIAG 5
 /* log keys of the saturation probe, and short labels for tables/plots */
@@ -32,14 +33,25 @@ typedef struct {
 } rpt_row;
 typedef struct { char *arm; rpt_row *row; size_t n; } rpt_log;
 
-typedef struct {
+/* one arm's per-problem outcomes; key = hash of task + prompt, so that two
+ * arms (or two seeds) can be checked to have answered the same problems */
+typedef struct { char *arm; int64_t n; uint64_t *key; uint8_t *correct; } rpt_preds;
+/* a JSON summary per arm (saturation, logit table) */
+typedef struct { char *arm; json_t *j; } rpt_summary;
+
+typedef struct rpt_run rpt_run;
+struct rpt_run {
     char *dir;
+    rpt_preds *preds; size_t npreds;      /* sorted by arm name */
+    rpt_summary *sat; size_t nsat;        /* saturation/, sorted by arm */
+    rpt_summary *lgt; size_t nlgt;        /* logits/, sorted by arm */
+    rpt_run *curve;                       /* RUN/curve, or NULL */
     rpt_eval *eval; size_t neval;   /* sorted by arm name */
     rpt_log *log; size_t nlog;      /* sorted by arm name */
     double *hw, *hs; int *bucket;   /* entropy points (scatter) */
     size_t npts;
     char *pts_src;                  /* file the points came from, or NULL */
-} rpt_run;
+};
 
 typedef struct { char **v; size_t n; } rpt_notes;
 void rpt_note(rpt_notes *nt, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -53,6 +65,9 @@ void rpt_load_run(rpt_run *r, const char *dir, const char *weak, const char *str
 void rpt_free_run(rpt_run *r);
 const rpt_eval *rpt_find_eval(const rpt_run *r, const char *arm);
 const rpt_log *rpt_find_log(const rpt_run *r, const char *arm);
+const rpt_preds *rpt_find_preds(const rpt_run *r, const char *arm);
+/* the summary of arm in v[0..n) (NULL when absent) */
+json_t *rpt_find_summary(const rpt_summary *v, size_t n, const char *arm);
 /* accuracy of a task in an eval (NULL task = overall); 0 when absent */
 int rpt_eval_task(const rpt_eval *e, const char *task, double *acc, int64_t *n);
 

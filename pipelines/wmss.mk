@@ -1,11 +1,16 @@
 # wmss.mk: the WMSS method as Make targets (included by the Makefile).
-#   make phase1 phase2 phase3   M0, M1 -> scores + selection -> WD-JT + eval
-#   make baseline               equal-budget control: a 2nd SFT epoch from M1
+#   make phase1 phase2 phase3   M0, M1 -> scores + selection -> WD-JT, the
+#                               equal-budget control, evaluation, verdict
+#   make baseline               the equal-budget control alone (sft2)
 #   make ablations              WD-DS only, WD-JT only, frozen weak, constant
-#                               weak, lambda sweep
+#                               weak, lambda sweep, weak too close, separate
+#                               clipping
+#   make curve                  M1's saturation curve (accuracy, p_target per epoch)
+#   make experiment SEEDS=".."  all of it per seed, one paired verdict
 #   make report                 tables and plots of every arm that exists
 # Variables: RUN (runs/$(RUN)), SEED, TASK, PRESET or MODEL (an HF Qwen3
-# directory used as M0), SCALE=full|smoke, THREADS, LAMBDA.
+# directory used as M0), TRAIN/TEST/POOL (your own records), FORMAT,
+# SCALE=full|smoke, THREADS, LAMBDA.
 # Every output is a file written atomically by its program; each recipe
 # records command, input hashes and version in runs/$(RUN)/manifest.jsonl.
 
@@ -17,24 +22,45 @@ THREADS ?= $(shell nproc)
 LAMBDA ?= 0.5
 MODEL ?=
 LAMBDAS ?= 0.3 0.42 0.7
+SEEDS ?= 1 2 3 4 5
+ABLATIONS ?=
+# the test problems are the same for every seed (a crossed paired design)
+TEST_SEED ?= 1000
+SHARED ?= ../shared
+
+# TASK=mawps: the real MAWPS benchmark (train on its trainset, test on its
+# validset); M0 is pretrained on the built-in MAWPS-style equation task.
+ifeq ($(TASK),mawps)
+TRAIN ?= $(SHARED)/data/benchmarks/mawps/trainset.json
+TEST ?= $(SHARED)/data/benchmarks/mawps/validset.json
+FORMAT ?= mawps
+POOL_TASK ?= equation
+endif
+POOL_TASK ?= $(TASK)
+TRAIN ?=
+TEST ?=
+POOL ?=
+FORMAT ?=
 
 ifeq ($(SCALE),smoke)
 PRESET ?= nano
 N_TRAIN ?= 96
 N_POOL ?= 96
-N_TEST ?= 16
+N_TEST ?= 24
 BATCH ?= 8
 PRE_EPOCHS ?= 1
+SFT_EPOCHS ?= 2
 LR_PRE ?= 3e-3
 LR ?= 2e-3
 MAX_NEW ?= 40
 else ifeq ($(SCALE),full)
 PRESET ?= tiny
-N_TRAIN ?= 4000
+N_TRAIN ?= 2000
 N_POOL ?= 4000
-N_TEST ?= 300
+N_TEST ?= 1000
 BATCH ?= 16
 PRE_EPOCHS ?= 1
+SFT_EPOCHS ?= 8
 LR_PRE ?= 2e-3
 LR ?= 1e-3
 MAX_NEW ?= 96
@@ -42,19 +68,29 @@ else
 $(error SCALE must be full or smoke)
 endif
 SEQ ?= 384
+N_LOGITS ?= 200
 
 R := runs/$(RUN)
 WB := $(B)/bin
 M0 := $(if $(MODEL),$(MODEL),$(R)/m0)
 M0_FILE := $(if $(MODEL),$(wildcard $(MODEL)/model.safetensors $(MODEL)/model.safetensors.index.json),$(R)/m0/model.safetensors)
 STEP = WDL_VERSION=$(VERSION) pipelines/step.sh $@ $(R)/manifest.jsonl "$^" --
-TRAIN = $(WB)/wdl-train --threads $(THREADS) --seed $(SEED) --batch $(BATCH) --seq $(SEQ) -q
+TRAIN_CMD = $(WB)/wdl-train --threads $(THREADS) --seed $(SEED) --batch $(BATCH) --seq $(SEQ) -q
 TOOLS = | $(BINS)
+# the checkpoint near the end of M1's own SFT (the paper's weak-too-close case)
+LATE := $(R)/m1.epoch$(shell echo $$(( $(SFT_EPOCHS) > 1 ? $(SFT_EPOCHS) - 1 : 1 )))
+IMPORT = $(if $(FORMAT),$(WB)/wdl-data import --format $(FORMAT),$(WB)/wdl-data cat)
+EPOCHS := $(shell seq 1 $(SFT_EPOCHS))
 
-.PHONY: phase1 phase2 phase3 baseline ablations report pipeline-clean
+.PHONY: phase1 phase2 phase3 baseline ablations curve experiment report pipeline-clean shared-check
 .DELETE_ON_ERROR:
 
-# ---- data: D and a disjoint pretraining pool from one generation, a test split
+shared-check:
+	@if [ -n "$(TRAIN)$(TEST)" ] && [ "$(TASK)" = mawps ] && [ ! -f "$(TRAIN)" ]; then \
+	  echo "TASK=mawps needs $(TRAIN) (the shared benchmarks; set SHARED=DIR): not found" >&2; exit 1; fi
+
+# ---- data: D, a disjoint pretraining pool, and the test split; or the user's files
+ifeq ($(TRAIN),)
 $(R)/data/all.jsonl.zst: $(TOOLS)
 	@mkdir -p $(@D)
 	$(STEP) $(WB)/wdl-data gen --task $(TASK) --n $$(( $(N_TRAIN) + $(N_POOL) )) --seed $(SEED) --split train -o $@
@@ -62,37 +98,64 @@ $(R)/data/train.jsonl.zst: $(R)/data/all.jsonl.zst
 	$(STEP) sh -c 'zstd -dcq $< | awk "NR <= $(N_TRAIN)" | zstd -q -o $@.tmp && mv $@.tmp $@'
 $(R)/data/pool.jsonl.zst: $(R)/data/all.jsonl.zst
 	$(STEP) sh -c 'zstd -dcq $< | awk "NR > $(N_TRAIN)" | zstd -q -o $@.tmp && mv $@.tmp $@'
+else
+$(R)/data/train.jsonl.zst: $(TRAIN) $(TOOLS)
+	@mkdir -p $(@D)
+	$(STEP) $(IMPORT) -o $@ $(TRAIN)
+ifeq ($(POOL),)
+$(R)/data/pool.jsonl.zst: $(TOOLS)
+	@mkdir -p $(@D)
+	$(STEP) $(WB)/wdl-data gen --task $(POOL_TASK) --n $(N_POOL) --seed $(SEED) --split train -o $@
+else
+$(R)/data/pool.jsonl.zst: $(POOL) $(TOOLS)
+	@mkdir -p $(@D)
+	$(STEP) $(WB)/wdl-data cat -o $@ $(POOL)
+endif
+endif
+ifeq ($(TEST),)
 $(R)/data/test.jsonl.zst: $(TOOLS)
 	@mkdir -p $(@D)
-	$(STEP) $(WB)/wdl-data gen --task $(TASK) --n $(N_TEST) --seed $(SEED) --split test -o $@
+	$(STEP) $(WB)/wdl-data gen --task $(TASK) --n $(N_TEST) --seed $(TEST_SEED) --split test -o $@
+else
+$(R)/data/test.jsonl.zst: $(TEST) $(TOOLS)
+	@mkdir -p $(@D)
+	$(STEP) $(IMPORT) -o $@ $(TEST)
+endif
+# the paper's logit table is measured on 200 training examples
+$(R)/data/logits.jsonl.zst: $(R)/data/train.jsonl.zst
+	$(STEP) sh -c 'zstd -dcq $< | head -n $(N_LOGITS) | zstd -q -o $@.tmp && mv $@.tmp $@'
 
-# ---- phase 1: M0 (a weak base: short full-text pretraining on the pool), M1 = SFT(M0, D, 1 epoch)
+# ---- phase 1: M0 (a weak base: short full-text pretraining on the pool),
+# M1 = SFT(M0, D, SFT_EPOCHS epochs, one schedule), saturated on D; the
+# model after each earlier epoch is kept as m1.epochK (curve, late weak)
 $(R)/init/model.safetensors: $(TOOLS)
 	@mkdir -p $(R)
 	$(STEP) $(WB)/wdl-init --preset $(PRESET) --seed $(SEED) -o $(@D)
 $(R)/m0/model.safetensors: $(R)/init/model.safetensors $(R)/data/pool.jsonl.zst
 	@mkdir -p $(R)/logs
-	$(STEP) $(TRAIN) --lm -m $(R)/init -o $(@D) --epochs $(PRE_EPOCHS) --lr $(LR_PRE) --log $(R)/logs/m0.jsonl $(R)/data/pool.jsonl.zst
+	$(STEP) $(TRAIN_CMD) --lm -m $(R)/init -o $(@D) --epochs $(PRE_EPOCHS) --lr $(LR_PRE) --log $(R)/logs/m0.jsonl $(R)/data/pool.jsonl.zst
 $(R)/m1/model.safetensors: $(M0_FILE) $(R)/data/train.jsonl.zst
 	@mkdir -p $(R)/logs
-	$(STEP) $(TRAIN) -m $(M0) -o $(@D) --epochs 1 --lr $(LR) --log $(R)/logs/m1.jsonl $(R)/data/train.jsonl.zst
-phase1: deps $(R)/m1/model.safetensors
+	$(STEP) $(TRAIN_CMD) -m $(M0) -o $(@D) --epochs $(SFT_EPOCHS) --save-epochs --lr $(LR) --log $(R)/logs/m1.jsonl $(R)/data/train.jsonl.zst
+phase1: deps shared-check $(R)/m1/model.safetensors
 
 # ---- phase 2: entropies under weak (M0) and strong (M1), then WD-DS selection
 # (one scorer after the other: two in a pipe would oversubscribe the cores)
-$(R)/scored.jsonl.zst: $(M0_FILE) $(R)/m1/model.safetensors $(R)/data/train.jsonl.zst
-	$(STEP) sh -c '$(WB)/wdl-score -m $(M0) --field h_weak --threads $(THREADS) -o $(R)/scored_weak.jsonl.zst $(R)/data/train.jsonl.zst && \
-	  $(WB)/wdl-score -m $(R)/m1 --field h_strong --threads $(THREADS) -o $@ $(R)/scored_weak.jsonl.zst && rm $(R)/scored_weak.jsonl.zst'
+$(R)/scored_weak.jsonl.zst: $(M0_FILE) $(R)/data/train.jsonl.zst
+	$(STEP) $(WB)/wdl-score -m $(M0) --field h_weak --threads $(THREADS) -o $@ $(R)/data/train.jsonl.zst
+$(R)/scored.jsonl.zst: $(R)/m1/model.safetensors $(R)/scored_weak.jsonl.zst
+	$(STEP) $(WB)/wdl-score -m $(R)/m1 --field h_strong --threads $(THREADS) -o $@ $(R)/scored_weak.jsonl.zst
 $(R)/selected.jsonl.zst: $(R)/scored.jsonl.zst
 	$(STEP) $(WB)/wdl-select --weak-field h_weak --strong-field h_strong --seed $(SEED) --buckets 3 \
 	  --stats $(R)/select.stats.json -o $@ $<
-phase2: deps $(R)/selected.jsonl.zst
+phase2: deps shared-check $(R)/selected.jsonl.zst
 
-# ---- phase 3 and the other arms: one more pass from M1, same lr schedule
+# ---- phase 3 and the other arms: one more pass from M1 with the lr of
+# M1's schedule start (the same for every arm)
 define ARM
 $(R)/$(1)/model.safetensors: $(R)/m1/model.safetensors $(M0_FILE) $(3)
 	@mkdir -p $(R)/logs
-	$$(STEP) $$(TRAIN) -m $(R)/m1 -o $(R)/$(1) --epochs 1 --lr $$(LR) $(2) --log $(R)/logs/$(1).jsonl $(3)
+	$$(STEP) $$(TRAIN_CMD) -m $(R)/m1 -o $(R)/$(1) --epochs 1 --lr $$(LR) $(2) --log $(R)/logs/$(1).jsonl $(3)
 endef
 $(eval $(call ARM,wmss,--weak $(M0) --lambda $(LAMBDA),$(R)/selected.jsonl.zst))
 $(eval $(call ARM,sft2,,$(R)/data/train.jsonl.zst))
@@ -100,30 +163,77 @@ $(eval $(call ARM,wdds_only,,$(R)/selected.jsonl.zst))
 $(eval $(call ARM,wdjt_only,--weak $(M0) --lambda $(LAMBDA),$(R)/data/train.jsonl.zst))
 $(eval $(call ARM,frozen_weak,--weak $(M0) --lambda $(LAMBDA) --freeze-weak,$(R)/selected.jsonl.zst))
 $(eval $(call ARM,const_weak,--weak-constant --lambda $(LAMBDA),$(R)/selected.jsonl.zst))
+$(eval $(call ARM,clip_separate,--weak $(M0) --lambda $(LAMBDA) --clip-mode separate,$(R)/selected.jsonl.zst))
+$(eval $(call ARM,late_weak,--weak $(LATE) --lambda $(LAMBDA),$(R)/selected.jsonl.zst))
 $(foreach l,$(LAMBDAS),$(eval $(call ARM,lambda$(l),--weak $(M0) --lambda $(l),$(R)/selected.jsonl.zst)))
+ARMS_ABL := wdds_only wdjt_only frozen_weak const_weak clip_separate late_weak $(foreach l,$(LAMBDAS),lambda$(l))
 
-# ---- evaluation: greedy decoding on the test split
+# ---- evaluation (greedy decoding on the test split), saturation on D and
+# the logit table; m0 may be the user's MODEL directory
+EVAL = $(WB)/wdl-eval --threads $(THREADS) --max-new $(MAX_NEW)
+SUMMARY = $(WB)/wdl-score --field h --threads $(THREADS)
 $(R)/eval/%.json: $(R)/%/model.safetensors $(R)/data/test.jsonl.zst
 	@mkdir -p $(R)/eval $(R)/preds
-	$(STEP) sh -c '$(WB)/wdl-eval -m $(R)/$* --threads $(THREADS) --max-new $(MAX_NEW) \
-	  --preds $(R)/preds/$*.jsonl.zst $(R)/data/test.jsonl.zst > $@.tmp && mv $@.tmp $@'
+	$(STEP) sh -c '$(EVAL) -m $(R)/$* --preds $(R)/preds/$*.jsonl.zst $(R)/data/test.jsonl.zst > $@.tmp && mv $@.tmp $@'
 $(R)/eval/m0.json: $(M0_FILE) $(R)/data/test.jsonl.zst
 	@mkdir -p $(R)/eval $(R)/preds
-	$(STEP) sh -c '$(WB)/wdl-eval -m $(M0) --threads $(THREADS) --max-new $(MAX_NEW) \
-	  --preds $(R)/preds/m0.jsonl.zst $(R)/data/test.jsonl.zst > $@.tmp && mv $@.tmp $@'
+	$(STEP) sh -c '$(EVAL) -m $(M0) --preds $(R)/preds/m0.jsonl.zst $(R)/data/test.jsonl.zst > $@.tmp && mv $@.tmp $@'
+$(R)/saturation/%.json: $(R)/%/model.safetensors $(R)/data/train.jsonl.zst
+	@mkdir -p $(@D)
+	$(STEP) $(SUMMARY) -m $(R)/$* --summary $@ -o /dev/null $(R)/data/train.jsonl.zst
+$(R)/saturation/m0.json: $(M0_FILE) $(R)/data/train.jsonl.zst
+	@mkdir -p $(@D)
+	$(STEP) $(SUMMARY) -m $(M0) --summary $@ -o /dev/null $(R)/data/train.jsonl.zst
+$(R)/logits/%.json: $(R)/%/model.safetensors $(R)/data/logits.jsonl.zst
+	@mkdir -p $(@D)
+	$(STEP) $(SUMMARY) -m $(R)/$* --summary $@ -o /dev/null $(R)/data/logits.jsonl.zst
+$(R)/logits/m0.json: $(M0_FILE) $(R)/data/logits.jsonl.zst
+	@mkdir -p $(@D)
+	$(STEP) $(SUMMARY) -m $(M0) --summary $@ -o /dev/null $(R)/data/logits.jsonl.zst
 
-phase3: deps $(R)/eval/wmss.json $(R)/eval/m1.json $(R)/eval/m0.json
-	@echo "== $(R): evaluation (greedy, $(N_TEST) test problems)"
-	@for a in m0 m1 wmss; do printf '%-6s ' $$a; jq -c '{accuracy, n, tasks: (.tasks | map_values(.accuracy))}' $(R)/eval/$$a.json; done
-	@$(WB)/wdl-report --out $(R)/report $(R) > /dev/null && echo "report: $(R)/report/report.md"
+# ---- the saturation curve: M1 after each epoch of its SFT run
+curve_model = $(if $(filter $(SFT_EPOCHS),$(1)),$(R)/m1,$(R)/m1.epoch$(1))
+define CURVE
+$(R)/curve/eval/e$(1).json: $(R)/m1/model.safetensors $(R)/data/test.jsonl.zst
+	@mkdir -p $(R)/curve/eval $(R)/curve/preds
+	$$(STEP) sh -c '$$(EVAL) -m $(call curve_model,$(1)) --preds $(R)/curve/preds/e$(1).jsonl.zst $(R)/data/test.jsonl.zst > $$@.tmp && mv $$@.tmp $$@'
+$(R)/curve/saturation/e$(1).json: $(R)/m1/model.safetensors $(R)/data/train.jsonl.zst
+	@mkdir -p $$(@D)
+	$$(STEP) $$(SUMMARY) -m $(call curve_model,$(1)) --summary $$@ -o /dev/null $(R)/data/train.jsonl.zst
+endef
+$(foreach e,$(EPOCHS),$(eval $(call CURVE,$(e))))
 
-baseline: deps $(R)/eval/sft2.json $(R)/eval/m1.json
+MAIN_ARMS := m0 m1 sft2 wmss
+MAIN_OUT := $(foreach a,$(MAIN_ARMS),$(R)/eval/$(a).json $(R)/saturation/$(a).json $(R)/logits/$(a).json)
+phase3: deps shared-check $(MAIN_OUT)
+	@echo "== $(R): evaluation (greedy, $$(jq .n $(R)/eval/m1.json) test problems); wmss beside its equal-budget control sft2"
+	@for a in m0 m1 sft2 wmss; do printf '%-6s ' $$a; jq -c '{accuracy, n, tasks: (.tasks | map_values(.accuracy))}' $(R)/eval/$$a.json; done
+	@$(WB)/wdl-report --out $(R)/report $(R) > /dev/null 2>&1
+	@sed -n '/^\*\*Verdict/,/^## /p' $(R)/report/report.md | sed '$$d'
+	@echo "report: $(R)/report/report.md"
+
+baseline: deps shared-check $(R)/eval/sft2.json $(R)/eval/m1.json
 	@for a in m1 sft2; do printf '%-6s ' $$a; jq -c '{accuracy, n}' $(R)/eval/$$a.json; done
 
-ablations: deps $(addprefix $(R)/eval/,wdds_only.json wdjt_only.json frozen_weak.json const_weak.json $(foreach l,$(LAMBDAS),lambda$(l).json))
+ablations: deps shared-check $(addprefix $(R)/eval/,$(addsuffix .json,$(ARMS_ABL)))
+
+curve: deps shared-check $(foreach e,$(EPOCHS),$(R)/curve/eval/e$(e).json $(R)/curve/saturation/e$(e).json)
+	@printf 'epoch  accuracy  p_target  token_acc\n'
+	@for e in $(EPOCHS); do printf '%5s  %8.4f  %8.4f  %9.4f\n' $$e $$(jq .accuracy $(R)/curve/eval/e$$e.json) \
+	  $$(jq .p_target $(R)/curve/saturation/e$$e.json) $$(jq .token_accuracy $(R)/curve/saturation/e$$e.json); done
 
 report:
 	$(WB)/wdl-report --out $(R)/report $(R)
+
+# ---- the experiment: every seed's phases (and ablations with ABLATIONS=1)
+# under runs/$(RUN)/sK, then one report with the paired verdict
+experiment: deps shared-check
+	@for s in $(SEEDS); do \
+	  $(MAKE) --no-print-directory phase3 $(if $(ABLATIONS),ablations) RUN=$(RUN)/s$$s SEED=$$s || exit 1; \
+	done
+	@$(WB)/wdl-report --out $(R)/report $(addprefix $(R)/s,$(SEEDS)) > /dev/null
+	@sed -n '1,/^## Accuracy/p' $(R)/report/report.md | sed '$$d'
+	@echo "report: $(R)/report/report.md (JSON: $(R)/report/report.json)"
 
 pipeline-clean:
 	rm -rf $(R)

@@ -260,28 +260,55 @@ def mixed_fixture(root, ids, tgt):
     tensors = {"input_ids": ids.float(), "targets": tgt.float()}
     meta = {}
 
-    # joint training: both models updated, each clipped on its own
-    ow, os_ = make_opt(weak), make_opt(strong)
-    losses, gn_w, gn_s = [], [], []
-    for step in range(STEPS_MIXED):
-        ow.zero_grad(set_to_none=True)
-        os_.zero_grad(set_to_none=True)
-        z, loss = mixed_loss(weak, strong, ids, tgt)
-        loss.backward()
-        if step == 0:
-            tensors["logits_mix"] = z.detach()
-            meta["loss"] = loss.item()
-            meta["grad_max_abs"] = {}
-            for tag, m in (("weak", weak), ("strong", strong)):
-                for n, p in m.named_parameters():
-                    tensors["grad.%s.%s" % (tag, n)] = p.grad.detach().clone()
-                    meta["grad_max_abs"]["%s.%s" % (tag, n)] = p.grad.abs().max().item()
-            meta["logits_mix_max_abs"] = z.abs().max().item()
-        gn_w.append(torch.nn.utils.clip_grad_norm_(list(weak.parameters()), ADAMW["clip"]).item())
-        gn_s.append(torch.nn.utils.clip_grad_norm_(list(strong.parameters()), ADAMW["clip"]).item())
-        losses.append(loss.item())
-        ow.step()
-        os_.step()
+    # first step's loss and gradients from the saved start
+    z, loss = mixed_loss(weak, strong, ids, tgt)
+    loss.backward()
+    tensors["logits_mix"] = z.detach()
+    meta["loss"] = loss.item()
+    meta["grad_max_abs"] = {}
+    for tag, m in (("weak", weak), ("strong", strong)):
+        for n, p in m.named_parameters():
+            tensors["grad.%s.%s" % (tag, n)] = p.grad.detach().clone()
+            meta["grad_max_abs"]["%s.%s" % (tag, n)] = p.grad.abs().max().item()
+    meta["logits_mix_max_abs"] = z.abs().max().item()
+
+    def joint_steps(mode):
+        """STEPS_MIXED AdamW steps of both models from the saved start.
+        mode "joint": one clip over both models' gradients (the reference
+        code's fused module under one optimizer, wdl-train's default);
+        "separate": each model clipped on its own."""
+        w, s_ = load_model(wdir), load_model(sdir)
+        ow, os_ = make_opt(w), make_opt(s_)
+        out = {"losses": [], "weak": [], "strong": [], "joint": []}
+        for step in range(STEPS_MIXED):
+            ow.zero_grad(set_to_none=True)
+            os_.zero_grad(set_to_none=True)
+            _, l = mixed_loss(w, s_, ids, tgt)
+            l.backward()
+            nw = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in w.parameters()])).item()
+            ns = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in s_.parameters()])).item()
+            if mode == "joint":
+                nj = torch.nn.utils.clip_grad_norm_(list(w.parameters()) + list(s_.parameters()),
+                                                    ADAMW["clip"]).item()
+            else:
+                torch.nn.utils.clip_grad_norm_(list(w.parameters()), ADAMW["clip"])
+                torch.nn.utils.clip_grad_norm_(list(s_.parameters()), ADAMW["clip"])
+                nj = (nw * nw + ns * ns) ** 0.5
+            out["losses"].append(l.item())
+            out["weak"].append(nw)
+            out["strong"].append(ns)
+            out["joint"].append(nj)
+            ow.step()
+            os_.step()
+        for tag, m in (("weak", w), ("strong", s_)):
+            for n, p in m.named_parameters():
+                tensors["after_%s.%s.%s" % (mode, tag, n)] = p.detach().clone()
+        return out
+
+    joint = joint_steps("joint")
+    separate = joint_steps("separate")
+    losses = joint["losses"]
+    gn_w, gn_s = joint["weak"], joint["strong"]
 
     # the same from the saved start, weak model frozen (never updated)
     weak, strong = load_model(wdir), load_model(sdir)
@@ -299,7 +326,11 @@ def mixed_fixture(root, ids, tgt):
     ref = {"config": "mixed", "lambda": LAMBDA, "loss": meta["loss"],
            "mix_rule": "z_mix = lambda*z_strong + (1-lambda)*z_weak",
            "adamw": ADAMW, "losses": losses,
-           "grad_norms": {"weak": gn_w, "strong": gn_s},
+           "grad_norms": {"weak": gn_w, "strong": gn_s, "joint": joint["joint"]},
+           "clip_rule": "losses/after_joint: one clip_grad_norm_ over both models' "
+                        "gradients; separate_losses/after_separate: each model on its own",
+           "separate_losses": separate["losses"],
+           "separate_grad_norms": {"weak": separate["weak"], "strong": separate["strong"]},
            "frozen_weak_losses": flosses,
            "frozen_weak_grad_norms": {"strong": fgn_s},
            "seeds": {"weak": SEEDS["weak"], "strong": SEEDS["strong"]},
