@@ -85,9 +85,11 @@ EPOCHS := $(shell seq 1 $(SFT_EPOCHS))
 .PHONY: phase1 phase2 phase3 baseline ablations curve experiment report pipeline-clean shared-check
 .DELETE_ON_ERROR:
 
+# the file behind a path or ARCHIVE:member (a make prerequisite cannot hold ':')
+file_of = $(firstword $(subst :, ,$(1)))
 shared-check:
-	@if [ -n "$(TRAIN)$(TEST)" ] && [ "$(TASK)" = mawps ] && [ ! -f "$(TRAIN)" ]; then \
-	  echo "TASK=mawps needs $(TRAIN) (the shared benchmarks; set SHARED=DIR): not found" >&2; exit 1; fi
+	@for f in $(foreach v,$(TRAIN) $(TEST) $(POOL),$(call file_of,$(v))); do [ -f "$$f" ] || { \
+	  echo "make: $$f: not found$(if $(filter mawps,$(TASK)), (TASK=mawps reads the shared benchmarks; SHARED=DIR names their folder))" >&2; exit 1; }; done
 
 # ---- data: D, a disjoint pretraining pool, and the test split; or the user's files
 ifeq ($(TRAIN),)
@@ -99,7 +101,7 @@ $(R)/data/train.jsonl.zst: $(R)/data/all.jsonl.zst
 $(R)/data/pool.jsonl.zst: $(R)/data/all.jsonl.zst
 	$(STEP) sh -c 'zstd -dcq $< | awk "NR > $(N_TRAIN)" | zstd -q -o $@.tmp && mv $@.tmp $@'
 else
-$(R)/data/train.jsonl.zst: $(TRAIN) $(TOOLS)
+$(R)/data/train.jsonl.zst: $(call file_of,$(TRAIN)) $(TOOLS)
 	@mkdir -p $(@D)
 	$(STEP) $(IMPORT) -o $@ $(TRAIN)
 ifeq ($(POOL),)
@@ -107,7 +109,7 @@ $(R)/data/pool.jsonl.zst: $(TOOLS)
 	@mkdir -p $(@D)
 	$(STEP) $(WB)/wdl-data gen --task $(POOL_TASK) --n $(N_POOL) --seed $(SEED) --split train -o $@
 else
-$(R)/data/pool.jsonl.zst: $(POOL) $(TOOLS)
+$(R)/data/pool.jsonl.zst: $(call file_of,$(POOL)) $(TOOLS)
 	@mkdir -p $(@D)
 	$(STEP) $(WB)/wdl-data cat -o $@ $(POOL)
 endif
@@ -117,7 +119,7 @@ $(R)/data/test.jsonl.zst: $(TOOLS)
 	@mkdir -p $(@D)
 	$(STEP) $(WB)/wdl-data gen --task $(TASK) --n $(N_TEST) --seed $(TEST_SEED) --split test -o $@
 else
-$(R)/data/test.jsonl.zst: $(TEST) $(TOOLS)
+$(R)/data/test.jsonl.zst: $(call file_of,$(TEST)) $(TOOLS)
 	@mkdir -p $(@D)
 	$(STEP) $(IMPORT) -o $@ $(TEST)
 endif

@@ -76,3 +76,21 @@ train() { wdl-train -m "$D/m0" --batch 8 --seq 160 --lr 3e-3 --threads 2 -q "$@"
   jq -e '.saturation.m1.p_target > 0 and .accuracy.wmss.seeds == 2' "$R/report/report.json"
   rm -rf "$R"
 }
+
+@test "TRAIN/TEST/FORMAT bring your own data into the pipeline; a missing file stops it" {
+  cat > "$D/mw.json" <<'J'
+[{"id": 1, "original_text": "Tom had 5 apples and got 3 more . How many now ?", "equation": "X=(5.0+3.0)", "ans": 8.0},
+ {"id": 2, "original_text": "A box holds 4 rows of 6 eggs . How many eggs ?", "equation": "X=(4.0*6.0)", "ans": 24.0}]
+J
+  tar -C "$D" -cf "$D/mw.tar" mw.json
+  R=runs/bats-own
+  make -C "$REPO" --no-print-directory -s $R/data/train.jsonl.zst $R/data/test.jsonl.zst \
+    RUN=bats-own TRAIN="$D/mw.json" TEST="$D/mw.tar:mw.json" FORMAT=mawps 2>/dev/null
+  [ "$(zstd -dcq "$REPO/$R/data/train.jsonl.zst" | jq -s 'length')" -eq 2 ]
+  [ "$(zstd -dcq "$REPO/$R/data/test.jsonl.zst" | jq -r .task | sort -u)" = mawps ]
+  rm -rf "$REPO/$R"
+  run make -C "$REPO" --no-print-directory -s phase1 RUN=bats-own TASK=mawps SHARED="$D/nowhere"
+  [ "$status" -ne 0 ]
+  [[ "$output" == *"$D/nowhere/data/benchmarks/mawps/trainset.json: not found"* ]]
+  [ ! -e "$REPO/$R" ]
+}
