@@ -6,12 +6,12 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "cli.h"
 #include "common.h"
 #include "records.h"
 #include "select.h"
 
-static void usage(FILE *f) {
-    fprintf(f,
+static const char *usage =
         "usage: wdl-select [--weak-field A] [--strong-field B] [--scheme code|paper]\n"
         "                  [--alpha 0.1 --beta 0.8 --gamma 0.1] [--seed S] [--n N]\n"
         "                  [--dedup|--keep-dups] [--buckets K] [--order draw|input|bucket]\n"
@@ -32,8 +32,7 @@ static void usage(FILE *f) {
         "draw with --dedup); --order input keeps input order, bucket sorts by\n"
         "bucket (easy to hard), ties in draw order. Records without numeric A and\n"
         "B get weight 0 and are never drawn. A summary goes to stderr (-q: none);\n"
-        "--stats FILE writes it as one JSON object. Same input + seed = same bytes.\n");
-}
+        "--stats FILE writes it as one JSON object. Same input + seed = same bytes.\n";
 
 typedef struct {
     const char *weak, *strong, *out, *stats, **files;
@@ -44,12 +43,6 @@ typedef struct {
 
 enum { ORDER_DRAW, ORDER_INPUT, ORDER_BUCKET };
 
-static double weight_arg(const char *flag, const char *s) {
-    double v = wdl_parse_double(flag, s);
-    if (v < 0) die("%s: must be >= 0, got '%s'", flag, s);
-    return v;
-}
-
 static void parse(int argc, char **argv, opts *o) {
     memset(o, 0, sizeof *o);
     o->weak = "h_weak";
@@ -58,47 +51,46 @@ static void parse(int argc, char **argv, opts *o) {
     o->dedup = -1;
     o->n = -1;
     o->buckets = 3;
-    o->files = xcalloc((size_t)argc, sizeof(char *));
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); exit(0); }
-        else if (!strcmp(a, "--version")) { printf("wdl-select %s\n", wdl_version); exit(0); }
-        else if (!strcmp(a, "-o") || !strcmp(a, "--output")) o->out = wdl_arg(argc, argv, &i);
-        else if (!strcmp(a, "--weak-field")) o->weak = wdl_arg(argc, argv, &i);
-        else if (!strcmp(a, "--strong-field")) o->strong = wdl_arg(argc, argv, &i);
-        else if (!strcmp(a, "--scheme")) {
-            const char *s = wdl_arg(argc, argv, &i);
-            int sc = sel_scheme_parse(s);
-            if (sc < 0) die("--scheme: unknown scheme '%s' (code or paper)", s);
-            o->prm.scheme = (sel_scheme)sc;
-        }
-        else if (!strcmp(a, "--alpha")) o->prm.alpha = weight_arg(a, wdl_arg(argc, argv, &i));
-        else if (!strcmp(a, "--beta")) o->prm.beta = weight_arg(a, wdl_arg(argc, argv, &i));
-        else if (!strcmp(a, "--gamma")) o->prm.gamma = weight_arg(a, wdl_arg(argc, argv, &i));
-        else if (!strcmp(a, "--seed")) o->seed = wdl_parse_int(a, wdl_arg(argc, argv, &i));
-        else if (!strcmp(a, "--n")) o->n = wdl_parse_int(a, wdl_arg(argc, argv, &i));
-        else if (!strcmp(a, "--buckets")) o->buckets = wdl_parse_int(a, wdl_arg(argc, argv, &i));
-        else if (!strcmp(a, "--dedup")) o->dedup = 1;
-        else if (!strcmp(a, "--keep-dups")) o->dedup = 0;
-        else if (!strcmp(a, "--stats")) o->stats = wdl_arg(argc, argv, &i);
-        else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) o->quiet = 1;
-        else if (!strcmp(a, "--order")) {
-            const char *s = wdl_arg(argc, argv, &i);
-            if (!strcmp(s, "draw")) o->order = ORDER_DRAW;
-            else if (!strcmp(s, "input")) o->order = ORDER_INPUT;
-            else if (!strcmp(s, "bucket")) o->order = ORDER_BUCKET;
-            else die("--order: unknown order '%s' (draw, input or bucket)", s);
-        }
-        else if (a[0] == '-' && a[1]) die("unknown option '%s' (see --help)", a);
-        else o->files[o->nfiles++] = a;
+    const char *scheme = NULL, *order = NULL;
+    const cli_opt table[] = {
+        {"weak-field", 0, CLI_STR, &o->weak},
+        {"strong-field", 0, CLI_STR, &o->strong},
+        {"scheme", 0, CLI_STR, &scheme},
+        {"alpha", 0, CLI_REAL, &o->prm.alpha},
+        {"beta", 0, CLI_REAL, &o->prm.beta},
+        {"gamma", 0, CLI_REAL, &o->prm.gamma},
+        {"seed", 0, CLI_INT, &o->seed},
+        {"n", 0, CLI_INT, &o->n},
+        {"buckets", 0, CLI_INT, &o->buckets},
+        {"dedup", 0, CLI_SET, &o->dedup, 1},
+        {"keep-dups", 0, CLI_SET, &o->dedup, 0},
+        {"stats", 0, CLI_STR, &o->stats},
+        {"order", 0, CLI_STR, &order},
+        {0}};
+    cli_common cli;
+    cli_parse(argc, argv, usage, table, &cli);
+    o->out = cli.output;
+    o->quiet = cli.quiet;
+    o->files = cli.args;
+    o->nfiles = cli.nargs;
+    if (scheme) {
+        int sc = sel_scheme_parse(scheme);
+        if (sc < 0) cli_usage_error("--scheme: unknown scheme '%s' (code or paper)", scheme);
+        o->prm.scheme = (sel_scheme)sc;
     }
+    if (!order || !strcmp(order, "draw")) o->order = ORDER_DRAW;
+    else if (!strcmp(order, "input")) o->order = ORDER_INPUT;
+    else if (!strcmp(order, "bucket")) o->order = ORDER_BUCKET;
+    else cli_usage_error("--order: unknown order '%s' (draw, input or bucket)", order);
+    if (o->prm.alpha < 0 || o->prm.beta < 0 || o->prm.gamma < 0)
+        cli_usage_error("--alpha, --beta, --gamma: must be >= 0");
     if (o->prm.alpha + o->prm.beta + o->prm.gamma <= 0)
-        die("--alpha, --beta, --gamma: at least one must be positive");
-    if (o->n == 0 || o->n < -1 || o->n > 2000000000LL) die("--n: must be 1..2000000000, got %lld", o->n);
-    if (o->buckets < 1 || o->buckets > 1000) die("--buckets: must be 1..1000, got %lld", o->buckets);
-    if (o->stats && !strcmp(o->stats, "-")) die("--stats: needs a file name (stdout carries the records)");
+        cli_usage_error("--alpha, --beta, --gamma: at least one must be positive");
+    if (o->n == 0 || o->n < -1 || o->n > 2000000000LL) cli_usage_error("--n: must be 1..2000000000, got %lld", o->n);
+    if (o->buckets < 1 || o->buckets > 1000) cli_usage_error("--buckets: must be 1..1000, got %lld", o->buckets);
+    if (o->stats && !strcmp(o->stats, "-")) cli_usage_error("--stats: needs a file name (stdout carries the records)");
     if (o->dedup < 0) o->dedup = o->prm.scheme == SEL_PAPER;
-    if (!*o->weak || !*o->strong) die("--weak-field/--strong-field: empty field name");
+    if (!*o->weak || !*o->strong) cli_usage_error("--weak-field/--strong-field: empty field name");
 }
 
 /* The input, kept as compact text plus the two scores. */
@@ -286,7 +278,6 @@ static void print_summary(json_t *s) {
 }
 
 int main(int argc, char **argv) {
-    wdl_set_prog(argv[0]);
     opts o;
     parse(argc, argv, &o);
     corpus c;

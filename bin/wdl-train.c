@@ -8,15 +8,15 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "cli.h"
 #include "common.h"
 #include "dataset.h"
 #include "model.h"
 #include "optim.h"
 #include "probe.h"
+#include "progress.h"
 #include "records.h"
 #include "step.h"
-
-extern void openblas_set_num_threads(int);
 
 static const char *usage =
     "usage: wdl-train -m DIR -o OUT [options] [FILE...]\n"
@@ -47,7 +47,7 @@ typedef struct {
     const char *model, *out, *weak, *weak_out, *log, *order, *schedule;
     double lambda, lr, warmup, min_lr, wd, beta1, beta2, eps, clip;
     int freeze_weak, weak_constant, lm, bf16, resume, quiet;
-    int64_t epochs, steps, batch, accum, seq, seed, threads, probe_every, save_every, group;
+    long long epochs, steps, batch, accum, seq, seed, threads, probe_every, save_every, group;
     const char **files;
     int nfiles;
 } opts;
@@ -56,60 +56,56 @@ static void parse(int argc, char **argv, opts *o) {
     *o = (opts){.lambda = 0.5, .lr = 1e-4, .warmup = 0.1, .min_lr = 0.1, .wd = 0.1, .beta1 = 0.9,
                 .beta2 = 0.95, .eps = 1e-8, .clip = 1.0, .epochs = 1, .batch = 8, .accum = 1, .seq = 512,
                 .probe_every = 10, .group = 16, .order = "shuffle", .schedule = "cosine"};
-    o->threads = sysconf(_SC_NPROCESSORS_ONLN);
-    o->files = xcalloc((size_t)argc, sizeof(char *));
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-#define ARG() wdl_arg(argc, argv, &i)
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(usage, stdout); exit(0); }
-        else if (!strcmp(a, "-m")) o->model = ARG();
-        else if (!strcmp(a, "-o")) o->out = ARG();
-        else if (!strcmp(a, "--weak")) o->weak = ARG();
-        else if (!strcmp(a, "--weak-out")) o->weak_out = ARG();
-        else if (!strcmp(a, "--log")) o->log = ARG();
-        else if (!strcmp(a, "--order")) o->order = ARG();
-        else if (!strcmp(a, "--schedule")) o->schedule = ARG();
-        else if (!strcmp(a, "--lambda")) o->lambda = wdl_parse_double(a, ARG());
-        else if (!strcmp(a, "--lr")) o->lr = wdl_parse_double(a, ARG());
-        else if (!strcmp(a, "--warmup")) o->warmup = wdl_parse_double(a, ARG());
-        else if (!strcmp(a, "--min-lr")) o->min_lr = wdl_parse_double(a, ARG());
-        else if (!strcmp(a, "--wd")) o->wd = wdl_parse_double(a, ARG());
-        else if (!strcmp(a, "--beta1")) o->beta1 = wdl_parse_double(a, ARG());
-        else if (!strcmp(a, "--beta2")) o->beta2 = wdl_parse_double(a, ARG());
-        else if (!strcmp(a, "--eps")) o->eps = wdl_parse_double(a, ARG());
-        else if (!strcmp(a, "--clip")) o->clip = wdl_parse_double(a, ARG());
-        else if (!strcmp(a, "--epochs")) o->epochs = wdl_parse_int(a, ARG());
-        else if (!strcmp(a, "--steps")) o->steps = wdl_parse_int(a, ARG());
-        else if (!strcmp(a, "--batch")) o->batch = wdl_parse_int(a, ARG());
-        else if (!strcmp(a, "--accum")) o->accum = wdl_parse_int(a, ARG());
-        else if (!strcmp(a, "--seq")) o->seq = wdl_parse_int(a, ARG());
-        else if (!strcmp(a, "--seed")) o->seed = wdl_parse_int(a, ARG());
-        else if (!strcmp(a, "--threads")) o->threads = wdl_parse_int(a, ARG());
-        else if (!strcmp(a, "--probe-every")) o->probe_every = wdl_parse_int(a, ARG());
-        else if (!strcmp(a, "--save-every")) o->save_every = wdl_parse_int(a, ARG());
-        else if (!strcmp(a, "--group")) o->group = wdl_parse_int(a, ARG());
-        else if (!strcmp(a, "--freeze-weak")) o->freeze_weak = 1;
-        else if (!strcmp(a, "--weak-constant")) o->weak_constant = 1;
-        else if (!strcmp(a, "--lm")) o->lm = 1;
-        else if (!strcmp(a, "--bf16")) o->bf16 = 1;
-        else if (!strcmp(a, "--resume")) o->resume = 1;
-        else if (!strcmp(a, "-q")) o->quiet = 1;
-        else if (a[0] == '-' && a[1]) die("unknown option '%s' (see --help)", a);
-        else o->files[o->nfiles++] = a;
-#undef ARG
-    }
-    if (!o->model) die("-m DIR is required (see --help)");
-    if (!o->out) die("-o OUT is required (see --help)");
+    const cli_opt table[] = {
+        {"model", 'm', CLI_STR, &o->model},
+        {"weak", 0, CLI_STR, &o->weak},
+        {"weak-out", 0, CLI_STR, &o->weak_out},
+        {"log", 0, CLI_STR, &o->log},
+        {"order", 0, CLI_STR, &o->order},
+        {"schedule", 0, CLI_STR, &o->schedule},
+        {"lambda", 0, CLI_REAL, &o->lambda},
+        {"lr", 0, CLI_REAL, &o->lr},
+        {"warmup", 0, CLI_REAL, &o->warmup},
+        {"min-lr", 0, CLI_REAL, &o->min_lr},
+        {"wd", 0, CLI_REAL, &o->wd},
+        {"beta1", 0, CLI_REAL, &o->beta1},
+        {"beta2", 0, CLI_REAL, &o->beta2},
+        {"eps", 0, CLI_REAL, &o->eps},
+        {"clip", 0, CLI_REAL, &o->clip},
+        {"epochs", 0, CLI_INT, &o->epochs},
+        {"steps", 0, CLI_INT, &o->steps},
+        {"batch", 0, CLI_INT, &o->batch},
+        {"accum", 0, CLI_INT, &o->accum},
+        {"seq", 0, CLI_INT, &o->seq},
+        {"seed", 0, CLI_INT, &o->seed},
+        {"probe-every", 0, CLI_INT, &o->probe_every},
+        {"save-every", 0, CLI_INT, &o->save_every},
+        {"group", 0, CLI_INT, &o->group},
+        {"freeze-weak", 0, CLI_FLAG, &o->freeze_weak},
+        {"weak-constant", 0, CLI_FLAG, &o->weak_constant},
+        {"lm", 0, CLI_FLAG, &o->lm},
+        {"bf16", 0, CLI_FLAG, &o->bf16},
+        {"resume", 0, CLI_FLAG, &o->resume},
+        {0}};
+    cli_common cli;
+    cli_parse(argc, argv, usage, table, &cli);
+    o->out = cli.output;
+    o->threads = cli.threads;
+    o->quiet = cli.quiet;
+    o->files = cli.args;
+    o->nfiles = cli.nargs;
+    if (!o->model) cli_usage_error("-m DIR is required (see --help)");
+    if (!o->out) cli_usage_error("-o OUT is required (see --help)");
     if (o->batch < 1 || o->accum < 1 || o->seq < 2 || o->epochs < 1 || o->steps < 0 || o->threads < 1 || o->group < 1)
-        die("--batch, --accum, --epochs, --threads, --group must be >= 1, --seq >= 2, --steps >= 0");
-    if (!(o->lambda > 0 && o->lambda <= 1)) die("--lambda must be in (0, 1]");
+        cli_usage_error("--batch, --accum, --epochs, --threads, --group must be >= 1, --seq >= 2, --steps >= 0");
+    if (!(o->lambda > 0 && o->lambda <= 1)) cli_usage_error("--lambda must be in (0, 1]");
     if (!(o->lr > 0) || o->warmup < 0 || o->min_lr < 0 || o->min_lr > 1 || o->wd < 0 || o->clip < 0 ||
         !(o->beta1 >= 0 && o->beta1 < 1) || !(o->beta2 >= 0 && o->beta2 < 1) || !(o->eps > 0))
-        die("bad optimizer setting (--lr > 0, --warmup >= 0, 0 <= --min-lr <= 1, --wd/--clip >= 0, betas in [0,1))");
-    if ((o->freeze_weak || o->weak_out) && !o->weak) die("--freeze-weak/--weak-out need --weak");
-    if (o->weak_constant && o->weak) die("--weak-constant replaces --weak; give one of them");
+        cli_usage_error("bad optimizer setting (--lr > 0, --warmup >= 0, 0 <= --min-lr <= 1, --wd/--clip >= 0, betas in [0,1))");
+    if ((o->freeze_weak || o->weak_out) && !o->weak) cli_usage_error("--freeze-weak/--weak-out need --weak");
+    if (o->weak_constant && o->weak) cli_usage_error("--weak-constant replaces --weak; give one of them");
     if (strcmp(o->order, "shuffle") && strcmp(o->order, "buckets") && strcmp(o->order, "file"))
-        die("--order: unknown order '%s' (shuffle, buckets, file)", o->order);
+        cli_usage_error("--order: unknown order '%s' (shuffle, buckets, file)", o->order);
     lr_schedule_from_name(o->schedule);
 }
 
@@ -244,15 +240,6 @@ static int64_t load_ckpt(const opts *o, const char *ckpt, wdl_model *s, wdl_mode
     return step;
 }
 
-static void progress(int64_t step, int64_t total, double loss, double tps, double elapsed) {
-    if (!isatty(2)) return;
-    double eta = step > 0 ? elapsed / step * (total - step) : 0;
-    int w = 30, f = (int)(w * step / (total ? total : 1));
-    fprintf(stderr, "\r[%.*s%*s] %lld/%lld loss %.4f %.0f tok/s ETA %.0fs ", f,
-            "##############################", w - f, "", (long long)step, (long long)total, loss, tps, eta);
-    if (step == total) fputc('\n', stderr);
-}
-
 static void log_probe(FILE *lf, json_t *rec, wdl_model *m, const int32_t *ids, const int32_t *tg,
                       int64_t B, int64_t T) {
     probe_stats p;
@@ -274,11 +261,8 @@ static void log_write(FILE *lf, json_t *rec) {
 }
 
 int main(int argc, char **argv) {
-    wdl_set_prog(argv[0]);
     opts o;
     parse(argc, argv, &o);
-    omp_set_num_threads((int)o.threads);
-    openblas_set_num_threads((int)o.threads);
 
     wdl_model *s = model_load(o.model), *w = NULL;
     wdl_tokenizer *tok = tok_load(o.model);
@@ -371,6 +355,9 @@ int main(int argc, char **argv) {
 
     int32_t pad = s->cfg.eos_id >= 0 && s->cfg.eos_id < s->cfg.vocab ? (int32_t)s->cfg.eos_id : 0;
     double t0 = wdl_now(), pad_pos = 0, all_pos = 0, last_loss = 0;
+    wdl_progress bar;
+    progress_start(&bar, "steps", total, o.quiet);
+    bar.first = start;
     for (int64_t step = start; step < total; step++) {
         double ts = wdl_now();
         /* gather this step's micro-batches */
@@ -410,7 +397,10 @@ int main(int argc, char **argv) {
             log_probe(lf, r, s, pids, ptg, pB, pT);
         log_write(lf, r);
         json_decref(r);
-        progress(step + 1, total, loss, tps, now - t0);
+        char info[64];
+        snprintf(info, sizeof info, "loss %.4f %.0f tok/s", loss, tps);
+        if (step + 1 == total) progress_end(&bar, step + 1, info);
+        else progress_update(&bar, step + 1, info);
         if (o.save_every > 0 && (step + 1) % o.save_every == 0 && step + 1 < total)
             save_ckpt(&o, ckpt, s, w, step + 1, total, &d);
     }
