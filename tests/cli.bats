@@ -148,3 +148,16 @@ no_output() {
   (cd "$C" && wdl-data cat -o mixed2.jsonl -- -dash.jsonl)
   cmp "$C/mixed2.jsonl" "$C/good.jsonl"
 }
+
+@test "cli: messages that quote invalid UTF-8 are valid UTF-8 (U+FFFD)" {
+  x=$'\xc3'
+  for c in "wdl-init --preset a${x}b -o $C/x" "wdl-train -m $C/m -o $C/x --order a${x}b" \
+           "wdl-score -m $C/a${x}b --field h" "wdl-select --scheme a${x}b" \
+           "wdl-eval --score-only $C/a${x}b" "wdl-report $C/a${x}b" \
+           "wdl-data gen --task a${x}b --n 1 --split train" "wdl-tok -t byte a${x}b"; do
+    run $c
+    [ "$status" -ne 0 ] && [ "${#lines[@]}" -eq 1 ]
+    [[ "$output" == *"a"$'\xef\xbf\xbd'"b"* ]] || { echo "$c: $output"; false; }
+    printf '%s' "$output" | iconv -f UTF-8 -t UTF-8 > /dev/null
+  done
+}

@@ -260,3 +260,37 @@ EOF
   [ "$status" -eq 0 ]
   [ "$output" -eq 25 ]
 }
+
+@test "wdl-data take: a range of records over all inputs" {
+  wdl-data gen --task arith --n 10 --seed 1 --split train -o "$T/a.jsonl"
+  wdl-data take --from 2 --to 5 "$T/a.jsonl" > "$T/t.jsonl"
+  [ "$(sed -n 3,5p "$T/a.jsonl")" = "$(cat "$T/t.jsonl")" ]
+  wdl-data take --from 8 "$T/a.jsonl" "$T/a.jsonl" -o "$T/t.jsonl.zst"
+  [ "$(zstd -dc "$T/t.jsonl.zst" | wc -l)" -eq 12 ]
+  [ "$(wdl-data take --to 3 < "$T/a.jsonl")" = "$(head -n 3 "$T/a.jsonl")" ]
+  [ -z "$(wdl-data take --from 20 "$T/a.jsonl")" ]
+  run wdl-data take --from 5 --to 2 "$T/a.jsonl"
+  [ "$status" -eq 2 ] && [[ "$output" == *"before --from"* ]]
+}
+
+@test "wdl-data split: head and rest, both or neither" {
+  wdl-data gen --task arith --n 10 --seed 1 --split train -o "$T/a.jsonl.zst"
+  wdl-data split --head 7 -o "$T/h.jsonl" --rest "$T/r.jsonl.zst" "$T/a.jsonl.zst"
+  [ "$(cat "$T/h.jsonl")" = "$(zstd -dc "$T/a.jsonl.zst" | head -n 7)" ]
+  [ "$(zstd -dc "$T/r.jsonl.zst")" = "$(zstd -dc "$T/a.jsonl.zst" | tail -n 3)" ]
+  { zstd -dc "$T/a.jsonl.zst"; echo '{"broken":'; } > "$T/bad.jsonl"
+  run wdl-data split --head 3 -o "$T/h2.jsonl" --rest "$T/r2.jsonl" "$T/bad.jsonl"
+  [ "$status" -eq 1 ] && [[ "$output" == "wdl-data: $T/bad.jsonl:11: "* ]]
+  [ ! -e "$T/h2.jsonl" ] && [ ! -e "$T/r2.jsonl" ]
+  [ -z "$(ls -A "$T" | grep tmp || true)" ]
+  run wdl-data split -o "$T/h2.jsonl" --rest "$T/r2.jsonl" "$T/bad.jsonl"
+  [ "$status" -eq 2 ]
+}
+
+@test "wdl-eval -o writes the summary atomically; stdout stays empty" {
+  wdl-data gen --task arith --n 5 --seed 1 --split dev | jq -c '.prediction=.completion' > "$T/p.jsonl"
+  run wdl-eval --score-only -o "$T/s.json" "$T/p.jsonl"
+  [ "$status" -eq 0 ] && [ -z "$output" ]
+  jq -e '.n == 5 and .correct == 5' "$T/s.json"
+  [ "$(wdl-eval --score-only "$T/p.jsonl")" = "$(cat "$T/s.json")" ]
+}
