@@ -142,14 +142,14 @@ typedef struct {
     size_t *idx, n;
 } picks;
 
-static const int *order_bucket;
-static int by_bucket(const void *a, const void *b) {
+static int by_bucket(const void *a, const void *b, void *bucket) {
+    const int *order_bucket = bucket;
     const size_t *x = a, *y = b;   /* pairs (input index, draw position) */
     int bx = order_bucket[x[0]], by = order_bucket[y[0]];
     if (bx != by) return bx < by ? -1 : 1;
     return (x[1] > y[1]) - (x[1] < y[1]);
 }
-static int by_input(const void *a, const void *b) {
+static int by_input(const void *a, const void *b, void *unused) {
     const size_t *x = a, *y = b;
     if (x[0] != y[0]) return x[0] < y[0] ? -1 : 1;
     return (x[1] > y[1]) - (x[1] < y[1]);
@@ -170,8 +170,7 @@ static picks make_picks(const opts *o, const size_t *draw, size_t m, size_t n,
     if (o->order != ORDER_DRAW) {
         size_t *pairs = xmalloc(2 * pk.n * sizeof(size_t));
         for (size_t j = 0; j < pk.n; j++) { pairs[2 * j] = pk.idx[j]; pairs[2 * j + 1] = j; }
-        order_bucket = bucket;
-        qsort(pairs, pk.n, 2 * sizeof(size_t), o->order == ORDER_BUCKET ? by_bucket : by_input);
+        qsort_r(pairs, pk.n, 2 * sizeof(size_t), o->order == ORDER_BUCKET ? by_bucket : by_input, (void *)bucket);
         for (size_t j = 0; j < pk.n; j++) pk.idx[j] = pairs[2 * j];
         free(pairs);
     }

@@ -110,15 +110,15 @@ static void parse(int argc, char **argv, opts *o) {
 }
 
 /* ---- epoch order ---- */
-static int64_t *bucket_key;
-static int cmp_bucket(const void *a, const void *b) {
+static int cmp_bucket(const void *a, const void *b, void *key) {
+    const int64_t *bucket_key = key;
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     if (bucket_key[x] != bucket_key[y]) return bucket_key[x] < bucket_key[y] ? -1 : 1;
     return 0;
 }
-static const dataset *len_key;
 /* by length, ties by example index: a total order, so qsort is deterministic */
-static int cmp_len(const void *a, const void *b) {
+static int cmp_len(const void *a, const void *b, void *data) {
+    const dataset *len_key = data;
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     int64_t lx = len_key->ex[x].len, ly = len_key->ex[y].len;
     if (lx != ly) return lx < ly ? -1 : 1;
@@ -137,9 +137,8 @@ static void epoch_order(const opts *o, const dataset *d, int64_t epoch, int64_t 
         /* length grouping: sort windows of `group` batches by length so a
          * batch pads little, then shuffle the order of the batches */
         int64_t B = o->batch, W = o->group * B, nb = (d->n + B - 1) / B;
-        len_key = d;
         for (int64_t w0 = 0; w0 < d->n; w0 += W)
-            qsort(ord + w0, (size_t)(d->n - w0 < W ? d->n - w0 : W), sizeof(int64_t), cmp_len);
+            qsort_r(ord + w0, (size_t)(d->n - w0 < W ? d->n - w0 : W), sizeof(int64_t), cmp_len, (void *)d);
         int64_t *bo = xmalloc(sizeof(int64_t) * (size_t)nb), *tmp = xmalloc(sizeof(int64_t) * (size_t)d->n), k = 0;
         /* the last (possibly short) batch stays last so batch boundaries hold */
         for (int64_t i = 0; i < nb; i++) bo[i] = i;
@@ -155,10 +154,10 @@ static void epoch_order(const opts *o, const dataset *d, int64_t epoch, int64_t 
     if (!strcmp(o->order, "buckets")) {
         /* easy to hard: stable merge of the shuffled order by bucket */
         int64_t *rank = xmalloc(sizeof(int64_t) * (size_t)d->n);
-        bucket_key = xmalloc(sizeof(int64_t) * (size_t)d->n);
+        int64_t *bucket_key = xmalloc(sizeof(int64_t) * (size_t)d->n);
         for (int64_t i = 0; i < d->n; i++) rank[ord[i]] = i;
         for (int64_t i = 0; i < d->n; i++) bucket_key[i] = d->ex[i].bucket * d->n + rank[i];
-        qsort(ord, (size_t)d->n, sizeof(int64_t), cmp_bucket);
+        qsort_r(ord, (size_t)d->n, sizeof(int64_t), cmp_bucket, bucket_key);
         free(rank); free(bucket_key);
     }
 }

@@ -59,14 +59,14 @@ void gen_step(gen_state *g, const int32_t *tok, const uint8_t *active) {
         float *qn = g->tmp;
         float *rs = xmalloc(sizeof(float) * (size_t)(B * NH));
         rmsnorm_forward(qn, rs, g->q, m->P[W_QNORM] + l * HD, B * NH, HD, c->eps);
-        rope_forward(g->q, qn, g->pos, B, NH, HD, c->theta);
+        rope_forward(g->q, &m->rope, qn, g->pos, B, NH, HD, c->theta);
         rmsnorm_forward(qn, rs, g->k, m->P[W_KNORM] + l * HD, B * KV, HD, c->eps);
         free(rs);
         float *kc = g->kc + l * B * ML * KD, *vc = g->vc + l * B * ML * KD;
         /* write the new position's key (after RoPE) and value into the cache */
         for (int64_t b = 0; b < B; b++) {
             if (!active[b]) continue;
-            rope_forward(kc + (b * ML + g->pos[b]) * KD, qn + b * KD, g->pos + b, 1, KV, HD, c->theta);
+            rope_forward(kc + (b * ML + g->pos[b]) * KD, &m->rope, qn + b * KD, g->pos + b, 1, KV, HD, c->theta);
             memcpy(vc + (b * ML + g->pos[b]) * KD, g->v + b * KD, sizeof(float) * (size_t)KD);
         }
 #pragma omp parallel for schedule(dynamic, 1) if (B * NH * ML * HD > 32768)
