@@ -37,7 +37,7 @@ typedef struct {
     const char *out, *task, *split, *format, *rest;
     long long n, seed, difficulty, from, to, head;
     int quiet;
-    const char **files;
+    const char **files, **args;   /* files: the arguments after the command */
     int nfiles;
 } opts;
 
@@ -65,6 +65,7 @@ static const char *parse(int argc, char **argv, opts *o) {
     o->out = cli.output;
     o->quiet = cli.quiet;
     if (!cli.nargs) cli_usage_error("no command given (gen, import, cat, take or split; see --help)");
+    o->args = cli.args;
     o->files = cli.args + 1;
     o->nfiles = cli.nargs - 1;
     return cli.args[0];
@@ -165,6 +166,6 @@ int main(int argc, char **argv) {
     else if (!strcmp(cmd, "take")) rc = cmd_take(&o);
     else if (!strcmp(cmd, "split")) rc = cmd_split(&o);
     else cli_usage_error("unknown command '%s' (gen, import, cat, take or split; see --help)", cmd);
-    free(o.files - 1);
+    free(o.args);
     return rc;
 }

@@ -30,7 +30,7 @@ static const char *usage =
         "Example: echo '{\"text\":\"Hi\"}' | wdl-tok -t byte encode\n";
 
 typedef struct {
-    const char *tok, *cmd, *out, *text_field, *ids_field, **files;
+    const char *tok, *cmd, *out, *text_field, *ids_field, **files, **args;
     int nfiles, special;
 } opts;
 
@@ -50,6 +50,7 @@ static void parse(int argc, char **argv, opts *o) {
     cli_parse(argc, argv, usage, table, &cli);
     o->out = cli.output;
     o->special = !no_special;
+    o->args = cli.args;
     if (cli.nargs) o->cmd = cli.args[0];
     o->files = cli.args + (cli.nargs > 0);
     o->nfiles = cli.nargs > 0 ? cli.nargs - 1 : 0;
@@ -118,6 +119,6 @@ int main(int argc, char **argv) {
     rec_commit(w);
     rec_multi_close(in);
     tok_free(t);
-    free(o.files - (o.cmd != NULL));
+    free(o.args);
     return 0;
 }
