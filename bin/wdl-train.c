@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "checkpoint.h"
 #include "cli.h"
 #include "common.h"
 #include "dataset.h"
@@ -162,83 +163,6 @@ static void epoch_order(const opts *o, const dataset *d, int64_t epoch, int64_t 
     }
 }
 
-/* ---- checkpoints: OUT.ckpt = model + optimizer moments + trainer.json ---- */
-static void write_model_dir(const wdl_model *m, const char *src_dir, const char *dir, int bf16) {
-    wdl_mkdirs(dir);
-    model_write_dir(m, dir, bf16);
-    model_copy_tokenizer(src_dir, dir);
-}
-
-static void save_side(const wdl_model *m, const char *src, const char *dir) {
-    write_model_dir(m, src, dir, 0);
-    char *p = wdl_path_join(dir, "optimizer.safetensors");
-    model_write_role(m, m->m, p, "m.");
-    char *q = wdl_path_join(dir, "optimizer_v.safetensors");
-    model_write_role(m, m->v, q, "v.");
-    free(p); free(q);
-}
-
-static void save_ckpt(const opts *o, const char *ckpt, wdl_model *s, wdl_model *w, int64_t step,
-                      int64_t total, const dataset *d) {
-    char *tmp = wdl_tmp_name(ckpt);
-    wdl_rmtree(tmp);
-    wdl_tmp_register(tmp);
-    save_side(s, o->model, tmp);
-    if (w && !o->freeze_weak) {
-        char *wd = wdl_path_join(tmp, "weak");
-        save_side(w, o->weak, wd);
-        free(wd);
-    }
-    json_t *j = json_pack("{s:I,s:I,s:I,s:s,s:I}", "step", (json_int_t)step, "total_steps", (json_int_t)total,
-                          "seed", (json_int_t)o->seed, "data_hash", "", "examples", (json_int_t)d->n);
-    char hash[32];
-    snprintf(hash, sizeof hash, "%016llx", (unsigned long long)d->hash);
-    json_object_set_new(j, "data_hash", json_string(hash));
-    char *tj = wdl_path_join(tmp, "trainer.json");
-    if (json_dump_file(j, tj, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0) die("%s: cannot write", tj);
-    json_decref(j);
-    free(tj);
-    wdl_commit(tmp, ckpt);
-    free(tmp);
-}
-
-static void load_side(wdl_model *m, const char *dir) {
-    wdl_model *c = model_load(dir);
-    if (c->nparams != m->nparams) die("%s: checkpoint does not match the model's config", dir);
-    memcpy(m->params, c->params, m->nparams * sizeof(float));
-    model_free(c);
-    char *p = wdl_path_join(dir, "optimizer.safetensors"), *q = wdl_path_join(dir, "optimizer_v.safetensors");
-    model_read_role(m, m->m, p, "m.");
-    model_read_role(m, m->v, q, "v.");
-    free(p); free(q);
-}
-
-static int64_t load_ckpt(const opts *o, const char *ckpt, wdl_model *s, wdl_model *w, int64_t total,
-                         const dataset *d) {
-    char *tj = wdl_path_join(ckpt, "trainer.json");
-    json_error_t e;
-    json_t *j = json_load_file(tj, 0, &e);
-    if (!j) die("%s:%d: %s", tj, e.line, e.text);
-    int64_t step = json_integer_value(json_object_get(j, "step"));
-    char hash[32];
-    snprintf(hash, sizeof hash, "%016llx", (unsigned long long)d->hash);
-    const char *h = json_string_value(json_object_get(j, "data_hash"));
-    if (!h || strcmp(h, hash)) die("%s: checkpoint was made on different training data", tj);
-    if (json_integer_value(json_object_get(j, "total_steps")) != total ||
-        json_integer_value(json_object_get(j, "seed")) != o->seed)
-        die("%s: checkpoint was made with a different --seed or number of steps", tj);
-    if (step < 0 || step > total) die("%s: bad step %lld", tj, (long long)step);
-    json_decref(j);
-    free(tj);
-    load_side(s, ckpt);
-    if (w && !o->freeze_weak) {
-        char *wd = wdl_path_join(ckpt, "weak");
-        load_side(w, wd);
-        free(wd);
-    }
-    return step;
-}
-
 static void log_probe(FILE *lf, json_t *rec, wdl_model *m, const int32_t *ids, const int32_t *tg,
                       int64_t B, int64_t T) {
     probe_stats p;
@@ -307,7 +231,7 @@ int main(int argc, char **argv) {
     snprintf(ckpt, ckl, "%s.ckpt", o.out);
     int64_t start = 0;
     if (o.resume && wdl_is_dir(ckpt)) {
-        start = load_ckpt(&o, ckpt, s, w, total, &d);
+        start = ckpt_load(ckpt, s, o.freeze_weak ? NULL : w, total, o.seed, &d);
         if (!o.quiet) fprintf(stderr, "%s: resuming from %s at step %lld\n", wdl_prog, ckpt, (long long)start);
     }
 
@@ -401,7 +325,7 @@ int main(int argc, char **argv) {
         if (step + 1 == total) progress_end(&bar, step + 1, info);
         else progress_update(&bar, step + 1, info);
         if (o.save_every > 0 && (step + 1) % o.save_every == 0 && step + 1 < total)
-            save_ckpt(&o, ckpt, s, w, step + 1, total, &d);
+            ckpt_save(ckpt, s, o.model, o.freeze_weak ? NULL : w, o.weak, step + 1, total, o.seed, &d);
     }
     if (lf) fclose(lf);
 
@@ -409,13 +333,13 @@ int main(int argc, char **argv) {
     char *tmp = wdl_tmp_name(o.out);
     wdl_rmtree(tmp);
     wdl_tmp_register(tmp);
-    write_model_dir(s, o.model, tmp, o.bf16);
+    ckpt_write_model(s, o.model, tmp, o.bf16);
     char *wtmp = NULL;
     if (o.weak_out) {
         wtmp = wdl_tmp_name(o.weak_out);
         wdl_rmtree(wtmp);
         wdl_tmp_register(wtmp);
-        write_model_dir(w, o.weak, wtmp, o.bf16);
+        ckpt_write_model(w, o.weak, wtmp, o.bf16);
     }
     wdl_commit(tmp, o.out);
     if (wtmp) wdl_commit(wtmp, o.weak_out);
