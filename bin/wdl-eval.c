@@ -38,11 +38,9 @@ static const char *usage =
 
 typedef struct {
     int score_only;
-    const char *model, *preds, *out;
-    long long max_new, batch, threads;
-    int quiet;
-    const char **files;
-    int nfiles;
+    const char *model, *preds;
+    long long max_new, batch;
+    cli_common cli;   /* -o, -q, the input files */
 } eval_opts;
 
 static void parse(int argc, char **argv, eval_opts *o) {
@@ -56,13 +54,7 @@ static void parse(int argc, char **argv, eval_opts *o) {
         {"max-new", 0, CLI_INT, &o->max_new},
         {"batch", 0, CLI_INT, &o->batch},
         {0}};
-    cli_common cli;
-    cli_parse(argc, argv, usage, table, &cli);
-    o->out = cli.output;
-    o->threads = cli.threads;
-    o->quiet = cli.quiet;
-    o->files = cli.args;
-    o->nfiles = cli.nargs;
+    cli_parse(argc, argv, usage, table, &o->cli);
     if (o->model && o->score_only) cli_usage_error("-m and --score-only exclude each other");
     if (!o->score_only && !o->model) cli_usage_error("give -m DIR or --score-only (see --help)");
     if (o->max_new < 1 || o->batch < 1) cli_usage_error("--max-new and --batch must be >= 1");
@@ -82,7 +74,7 @@ static void score_record(json_t *rec, const char *pred, eval_summary *s, rec_wri
 }
 
 static void score_only(const eval_opts *o, eval_summary *s, rec_writer *pw) {
-    rec_multi *m = rec_multi_open(o->files, o->nfiles);
+    rec_multi *m = rec_multi_open(o->cli.args, o->cli.nargs);
     json_t *rec;
     while ((rec = rec_multi_next(m))) {
         json_t *p = json_object_get(rec, "prediction");
@@ -130,7 +122,7 @@ static double generate_all(const eval_opts *o, eval_summary *s, rec_writer *pw) 
     wdl_model *m = model_load(o->model);
     wdl_tokenizer *tok = tok_load(o->model);
     wdl_template tpl = tpl_from_name(m->cfg.template_name);
-    rec_multi *in = rec_multi_open(o->files, o->nfiles);
+    rec_multi *in = rec_multi_open(o->cli.args, o->cli.nargs);
     enum { CHUNK = 256 };
     json_t *recs[CHUNK];
     ivec prompts[CHUNK];
@@ -138,7 +130,7 @@ static double generate_all(const eval_opts *o, eval_summary *s, rec_writer *pw) 
     int64_t n = 0, made = 0, done = 0;
     double t0 = wdl_now();
     wdl_progress bar;
-    progress_start(&bar, "records", 0, o->quiet);
+    progress_start(&bar, "records", 0, o->cli.quiet);
     json_t *rec;
     for (;;) {
         rec = rec_multi_next(in);
@@ -190,8 +182,8 @@ int main(int argc, char **argv) {
     if (o.model) tps = generate_all(&o, s, pw);
     else score_only(&o, s, pw);
     if (pw) rec_commit(pw);
-    write_summary(s, o.model, tps, o.out);
+    write_summary(s, o.model, tps, o.cli.output);
     evsum_free(s);
-    free(o.files);
+    free(o.cli.args);
     return 0;
 }

@@ -35,8 +35,9 @@ static const char *usage =
         "--stats FILE writes it as one JSON object. Same input + seed = same bytes.\n";
 
 typedef struct {
-    const char *weak, *strong, *out, *stats, **files;
-    int nfiles, dedup, quiet, order; /* dedup: -1 = the scheme's default */
+    const char *weak, *strong, *stats;
+    int dedup, order; /* dedup: -1 = the scheme's default */
+    cli_common cli;   /* -o, -q, the input files */
     sel_params prm;
     long long seed, n, buckets;
 } opts;
@@ -67,12 +68,7 @@ static void parse(int argc, char **argv, opts *o) {
         {"stats", 0, CLI_STR, &o->stats},
         {"order", 0, CLI_STR, &order},
         {0}};
-    cli_common cli;
-    cli_parse(argc, argv, usage, table, &cli);
-    o->out = cli.output;
-    o->quiet = cli.quiet;
-    o->files = cli.args;
-    o->nfiles = cli.nargs;
+    cli_parse(argc, argv, usage, table, &o->cli);
     if (scheme) {
         int sc = sel_scheme_parse(scheme);
         if (sc < 0) cli_usage_error("--scheme: unknown scheme '%s' (code or paper)", scheme);
@@ -113,7 +109,7 @@ static int score_of(json_t *rec, const char *field, double *out) {
 
 static void read_all(const opts *o, corpus *c) {
     memset(c, 0, sizeof *c);
-    rec_multi *m = rec_multi_open(o->files, o->nfiles);
+    rec_multi *m = rec_multi_open(o->cli.args, o->cli.nargs);
     json_t *v;
     while ((v = rec_multi_next(m))) {
         if (c->n == c->cap) {
@@ -179,7 +175,7 @@ static picks make_picks(const opts *o, const size_t *draw, size_t m, size_t n,
 
 static void write_out(const opts *o, const corpus *c, const picks *pk, const double *p,
                       const int *bucket, const int64_t *count) {
-    rec_writer *w = rec_create(o->out);
+    rec_writer *w = rec_create(o->cli.output);
     for (size_t j = 0; j < pk->n; j++) {
         size_t i = pk->idx[j];
         json_error_t err;
@@ -312,11 +308,11 @@ int main(int argc, char **argv) {
     if (sw) rec_write(sw, stats);
     write_out(&o, &c, &pk, p, bucket, count);
     if (sw) rec_commit(sw);
-    if (!o.quiet) print_summary(stats);
+    if (!o.cli.quiet) print_summary(stats);
 
     json_decref(stats);
     for (size_t i = 0; i < c.n; i++) free(c.text[i]);
     free(c.text); free(c.hw); free(c.hs); free(c.ok); free(c.first_unscored);
-    free(p); free(bucket); free(draw); free(count); free(pk.idx); free(o.files);
+    free(p); free(bucket); free(draw); free(count); free(pk.idx); free(o.cli.args);
     return 0;
 }
