@@ -89,7 +89,8 @@ static void score_only(const eval_opts *o, eval_summary *s, rec_writer *pw) {
 
 /* Generate for a chunk of records and score them in order. */
 static int64_t generate_chunk(wdl_model *m, const wdl_tokenizer *tok, wdl_template tpl, const eval_opts *o,
-                              json_t **recs, ivec *prompts, int64_t n, eval_summary *s, rec_writer *pw) {
+                              json_t **recs, ivec *prompts, int64_t n, eval_summary *s, rec_writer *pw,
+                              wdl_progress *bar, int64_t done) {
     int64_t maxp = 1;
     for (int64_t i = 0; i < n; i++) if ((int64_t)prompts[i].n > maxp) maxp = (int64_t)prompts[i].n;
     int64_t maxlen = maxp + o->max_new + 1;
@@ -98,6 +99,8 @@ static int64_t generate_chunk(wdl_model *m, const wdl_tokenizer *tok, wdl_templa
                             (long long)m->cfg.max_pos);
     gen_state g;
     gen_init(&g, m, o->batch < n ? o->batch : n, maxlen);
+    g.progress = bar;
+    g.progress_base = done;
     const int32_t **pp = xmalloc(sizeof(int32_t *) * (size_t)n);
     int64_t *pl = xmalloc(sizeof(int64_t) * (size_t)n);
     ivec *out = xcalloc((size_t)n, sizeof(ivec));
@@ -144,11 +147,10 @@ static double generate_all(const eval_opts *o, eval_summary *s, rec_writer *pw) 
             recs[n++] = rec;
         }
         if (n == CHUNK || (!rec && n > 0)) {
-            made += generate_chunk(m, tok, tpl, o, recs, prompts, n, s, pw);
+            made += generate_chunk(m, tok, tpl, o, recs, prompts, n, s, pw, &bar, done);
             for (int64_t i = 0; i < n; i++) json_decref(recs[i]);
             done += n;
             n = 0;
-            progress_update(&bar, done, NULL);
         }
         if (!rec) break;
     }
