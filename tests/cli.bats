@@ -161,3 +161,21 @@ no_output() {
     printf '%s' "$output" | iconv -f UTF-8 -t UTF-8 > /dev/null
   done
 }
+
+@test "cli: a progress line on a terminal only, and not with -q" {
+  command -v script > /dev/null || skip "script (util-linux) absent"
+  gen="wdl-data gen --task arith --n 3000 --seed 1 --split train -o $C/p.jsonl"
+  out=$(script -qec "$gen" /dev/null)
+  [[ "$out" == *"wdl-data: ["*"] 3000/3000 records "*"/s ETA"* ]]
+  [ -z "$(script -qec "$gen -q" /dev/null)" ]
+  run $gen
+  [ "$status" -eq 0 ] && [ -z "$output" ]
+  train="wdl-train -m $C/m --steps 3 --threads 1 -o $C/tp $C/good.jsonl"
+  out=$(script -qec "$train" /dev/null)
+  [[ "$out" == *"3/3 steps"*"loss "* ]]
+  [[ "$(script -qec "$train -q" /dev/null)" != *steps* ]]
+  out=$(script -qec "wdl-score -m $C/m --field h -o $C/sp.jsonl $C/good.jsonl" /dev/null)
+  [[ "$out" == *"wdl-score: 8 records "* ]]
+  out=$(script -qec "wdl-eval -m $C/m --max-new 2 -o $C/ep.json $C/good.jsonl" /dev/null)
+  [[ "$out" == *"wdl-eval: 8 records "* ]]
+}
