@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include "cli.h"
 #include "common.h"
 #include "tokenizer.h"
 
@@ -20,7 +21,7 @@ int main(int argc, char **argv) {
     wdl_set_prog("bench_tok");
     char *tj = argc > 1 ? xstrdup(argv[1]) : shared_path("data/qwen3-tokenizer/tokenizer.json");
     char *gj = argc > 2 ? xstrdup(argv[2]) : shared_path("data/benchmarks/gsm8k/test.json");
-    double secs = argc > 3 ? wdl_parse_double("seconds", argv[3]) : 2.0;
+    double secs = argc > 3 ? cli_real("seconds", argv[3]) : 2.0;
     if (!wdl_exists(tj) || !wdl_exists(gj)) {
         printf("tokenizer: skipped (%s or %s is absent)\n", tj, gj);
         return 0;

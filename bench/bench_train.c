@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "cli.h"
 #include "common.h"
 #include "config.h"
 #include "model.h"
@@ -43,16 +44,17 @@ static double sgemm_rate(const wdl_config *c, int64_t N) {
 }
 
 int main(int argc, char **argv) {
+    cli_wait_policy(argv);
     wdl_set_prog(argv[0]);
     int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), steps = 10;
     int64_t B = 8, T = 256;
     const char *preset = NULL;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = (int)wdl_parse_int("--threads", argv[++i]);
-        else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = (int)wdl_parse_int("--steps", argv[++i]);
+        if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = (int)cli_int("--threads", argv[++i]);
+        else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = (int)cli_int("--steps", argv[++i]);
         else if (!strcmp(argv[i], "--preset") && i + 1 < argc) preset = argv[++i];
-        else if (!strcmp(argv[i], "--batch") && i + 1 < argc) B = wdl_parse_int("--batch", argv[++i]);
-        else if (!strcmp(argv[i], "--seq") && i + 1 < argc) T = wdl_parse_int("--seq", argv[++i]);
+        else if (!strcmp(argv[i], "--batch") && i + 1 < argc) B = cli_int("--batch", argv[++i]);
+        else if (!strcmp(argv[i], "--seq") && i + 1 < argc) T = cli_int("--seq", argv[++i]);
         else die("usage: bench_train [--threads N] [--steps S] [--preset NAME] [--batch B] [--seq T]");
     }
     omp_set_num_threads(threads);

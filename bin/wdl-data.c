@@ -2,56 +2,73 @@
  * record copier (plain/zstd/archive member in, plain/zstd out). */
 #include <stdlib.h>
 #include <string.h>
+#include "cli.h"
 #include "common.h"
 #include "importers.h"
+#include "progress.h"
 #include "records.h"
 #include "tasks.h"
 
-static void usage(FILE *f) {
-    fprintf(f,
-        "usage: wdl-data gen --task arith|equation|prog|mix --n N --seed S\n"
-        "                    --split train|dev|test [--difficulty 1..4] [-o FILE]\n"
-        "       wdl-data import --format mawps|svamp|gsm8k|aqua|aime|amc|chat\n"
-        "                    [--task NAME] [-o FILE] FILE...\n"
-        "       wdl-data cat [-o FILE] [FILE...]\n"
-        "\n"
-        "gen     writes N records of a built-in task. Records are a deterministic\n"
-        "        function of the seed; train/dev/test never share a prompt.\n"
-        "import  converts a benchmark (JSON array or JSON Lines) or chat JSONL\n"
-        "        to task records {idx, task, prompt, completion, answer, ...}.\n"
-        "cat     copies records (checks them; converts to/from .zst).\n"
-        "\n"
-        "FILE may be '-' (stdin), *.zst, or ARCHIVE:member for a member of a\n"
-        ".tar/.tar.gz/.tgz/.tar.zst/.zip. Output goes to stdout unless -o names\n"
-        "a file (*.zst = compressed); a failed run leaves no output file.\n");
-}
+static const char *usage =
+    "usage: wdl-data gen --task arith|equation|prog|mix --n N --seed S\n"
+    "                    --split train|dev|test [--difficulty 1..4] [-o FILE]\n"
+    "       wdl-data import --format mawps|svamp|gsm8k|aqua|aime|amc|chat\n"
+    "                    [--task NAME] [-o FILE] FILE...\n"
+    "       wdl-data cat [-o FILE] [FILE...]\n"
+    "       wdl-data take [--from A] [--to B] [-o FILE] [FILE...]\n"
+    "       wdl-data split --head N -o FILE --rest FILE [FILE...]\n"
+    "\n"
+    "gen     writes N records of a built-in task. Records are a deterministic\n"
+    "        function of the seed; train/dev/test never share a prompt.\n"
+    "import  converts a benchmark (JSON array or JSON Lines) or chat JSONL\n"
+    "        to task records {idx, task, prompt, completion, answer, ...}.\n"
+    "cat     copies records (checks them; converts to/from .zst).\n"
+    "take    copies records A (default 0) up to, not including, B (default:\n"
+    "        the end), counting from 0 over all inputs.\n"
+    "split   the first N records to -o, all others to --rest; both outputs\n"
+    "        appear together or not at all.\n"
+    "\n"
+    "FILE may be '-' (stdin), *.zst, or ARCHIVE:member for a member of a\n"
+    ".tar/.tar.gz/.tgz/.tar.zst/.zip. Output goes to stdout unless -o names\n"
+    "a file (*.zst = compressed); a failed run leaves no output file.\n";
 
 /* Shared option parsing: fills the fields named by the subcommand. */
 typedef struct {
-    const char *out, *task, *split, *format;
-    long long n, seed, difficulty;
-    const char **files;
+    const char *out, *task, *split, *format, *rest;
+    long long n, seed, difficulty, from, to, head;
+    int quiet;
+    const char **files, **args;   /* files: the arguments after the command */
     int nfiles;
 } opts;
 
-static void parse(int argc, char **argv, opts *o) {
+/* The command (first argument) and the options of every command. */
+static const char *parse(int argc, char **argv, opts *o) {
     memset(o, 0, sizeof *o);
     o->n = -1;
     o->difficulty = 2;
-    o->files = xcalloc((size_t)argc, sizeof(char *));
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); exit(0); }
-        else if (!strcmp(a, "-o") || !strcmp(a, "--output")) o->out = wdl_arg(argc, argv, &i);
-        else if (!strcmp(a, "--task")) o->task = wdl_arg(argc, argv, &i);
-        else if (!strcmp(a, "--split")) o->split = wdl_arg(argc, argv, &i);
-        else if (!strcmp(a, "--format")) o->format = wdl_arg(argc, argv, &i);
-        else if (!strcmp(a, "--n")) o->n = wdl_parse_int(a, wdl_arg(argc, argv, &i));
-        else if (!strcmp(a, "--seed")) o->seed = wdl_parse_int(a, wdl_arg(argc, argv, &i));
-        else if (!strcmp(a, "--difficulty")) o->difficulty = wdl_parse_int(a, wdl_arg(argc, argv, &i));
-        else if (a[0] == '-' && a[1]) die("unknown option '%s' (see --help)", a);
-        else o->files[o->nfiles++] = a;
-    }
+    o->to = -1;
+    o->head = -1;
+    const cli_opt table[] = {
+        {"task", 0, CLI_STR, &o->task},
+        {"split", 0, CLI_STR, &o->split},
+        {"format", 0, CLI_STR, &o->format},
+        {"n", 0, CLI_INT, &o->n},
+        {"seed", 0, CLI_INT, &o->seed},
+        {"difficulty", 0, CLI_INT, &o->difficulty},
+        {"from", 0, CLI_INT, &o->from},
+        {"to", 0, CLI_INT, &o->to},
+        {"head", 0, CLI_INT, &o->head},
+        {"rest", 0, CLI_STR, &o->rest},
+        {0}};
+    cli_common cli;
+    cli_parse(argc, argv, usage, table, &cli);
+    o->out = cli.output;
+    o->quiet = cli.quiet;
+    if (!cli.nargs) cli_usage_error("no command given (gen, import, cat, take or split; see --help)");
+    o->args = cli.args;
+    o->files = cli.args + 1;
+    o->nfiles = cli.nargs - 1;
+    return cli.args[0];
 }
 
 static int cmd_cat(opts *o) {
@@ -68,51 +85,87 @@ static int cmd_cat(opts *o) {
 }
 
 static int cmd_gen(opts *o) {
-    if (!o->task) die("gen: --task is required (arith, equation, prog or mix)");
-    if (o->n < 0) die("gen: --n is required");
-    if (!o->split) die("gen: --split is required (train, dev or test)");
-    if (o->nfiles) die("gen: unexpected argument '%s'", o->files[0]);
+    if (!o->task) cli_usage_error("gen: --task is required (arith, equation, prog or mix)");
+    if (o->n < 0) cli_usage_error("gen: --n is required");
+    if (!o->split) cli_usage_error("gen: --split is required (train, dev or test)");
+    if (o->nfiles) cli_usage_error("gen: unexpected argument '%s'", o->files[0]);
     int kind = task_kind(o->task), split = task_split(o->split);
-    if (kind < 0) die("gen: unknown task '%s' (arith, equation, prog or mix)", o->task);
-    if (split < 0) die("gen: unknown split '%s' (train, dev or test)", o->split);
-    if (o->difficulty < 1 || o->difficulty > 4) die("--difficulty: must be 1..4, got %lld", o->difficulty);
+    if (kind < 0) cli_usage_error("gen: unknown task '%s' (arith, equation, prog or mix)", o->task);
+    if (split < 0) cli_usage_error("gen: unknown split '%s' (train, dev or test)", o->split);
+    if (o->difficulty < 1 || o->difficulty > 4) cli_usage_error("--difficulty: must be 1..4, got %lld", o->difficulty);
     rec_writer *w = rec_create(o->out);
     task_gen gen;
     task_gen_init(&gen, kind, (uint64_t)o->seed, split, (int)o->difficulty);
+    wdl_progress bar;
+    progress_start(&bar, "records", o->n, o->quiet);
     for (long long i = 0; i < o->n; i++) {
         json_t *v = task_gen_next(&gen);
         rec_write(w, v);
         json_decref(v);
+        progress_update(&bar, i + 1, NULL);
     }
+    progress_end(&bar, o->n, NULL);
     rec_commit(w);
     task_gen_free(&gen);
     return 0;
 }
 
 static int cmd_import(opts *o) {
-    if (!o->format) die("import: --format is required (mawps, svamp, gsm8k, aqua, aime, amc or chat)");
+    if (!o->format) cli_usage_error("import: --format is required (mawps, svamp, gsm8k, aqua, aime, amc or chat)");
     int fmt = import_format(o->format);
-    if (fmt < 0) die("import: unknown format '%s'", o->format);
-    if (!o->nfiles) die("import: no input file (use - for stdin)");
+    if (fmt < 0) cli_usage_error("import: unknown format '%s'", o->format);
+    if (!o->nfiles) cli_usage_error("import: no input file (use - for stdin)");
     rec_writer *w = rec_create(o->out);
     import_files(fmt, o->task, o->files, o->nfiles, w);
     rec_commit(w);
     return 0;
 }
 
+/* Records [from, to) to one output; with a second writer, the records
+ * from `to` on go there (split). */
+static void copy_range(opts *o, long long from, long long to, rec_writer *w, rec_writer *rest) {
+    rec_multi *m = rec_multi_open(o->files, o->nfiles);
+    json_t *v;
+    for (long long i = 0; (v = rec_multi_next(m)); i++) {
+        if (i >= from && (to < 0 || i < to)) rec_write(w, v);
+        else if (rest && i >= to) rec_write(rest, v);
+        json_decref(v);
+        if (!rest && to >= 0 && i + 1 >= to) break;
+    }
+    rec_multi_close(m);
+}
+
+static int cmd_take(opts *o) {
+    if (o->from < 0) cli_usage_error("take: --from must be >= 0, got %lld", o->from);
+    if (o->to >= 0 && o->to < o->from) cli_usage_error("take: --to (%lld) is before --from (%lld)", o->to, o->from);
+    rec_writer *w = rec_create(o->out);
+    copy_range(o, o->from, o->to, w, NULL);
+    rec_commit(w);
+    return 0;
+}
+
+static int cmd_split(opts *o) {
+    if (o->head < 0) cli_usage_error("split: --head N is required");
+    if (!o->out || !o->rest) cli_usage_error("split: give both -o FILE and --rest FILE");
+    if (!strcmp(o->out, "-") && !strcmp(o->rest, "-")) cli_usage_error("split: -o and --rest are both stdout");
+    rec_writer *w = rec_create(o->out), *r = rec_create(o->rest);
+    copy_range(o, 0, o->head, w, r);
+    rec_commit(w);
+    rec_commit(r);
+    return 0;
+}
+
 int main(int argc, char **argv) {
-    wdl_set_prog(argv[0]);
-    if (argc < 2) { usage(stderr); return 2; }
-    const char *cmd = argv[1];
-    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) { usage(stdout); return 0; }
-    if (!strcmp(cmd, "--version")) { printf("wdl-data %s\n", wdl_version); return 0; }
     opts o;
-    parse(argc, argv, &o);
+    const char *cmd = parse(argc, argv, &o);
     int rc;
+    if (!strcmp(cmd, "help")) { fputs(usage, stdout); return 0; }
     if (!strcmp(cmd, "gen")) rc = cmd_gen(&o);
     else if (!strcmp(cmd, "import")) rc = cmd_import(&o);
     else if (!strcmp(cmd, "cat")) rc = cmd_cat(&o);
-    else die("unknown command '%s' (gen, import or cat; see --help)", cmd);
-    free(o.files);
+    else if (!strcmp(cmd, "take")) rc = cmd_take(&o);
+    else if (!strcmp(cmd, "split")) rc = cmd_split(&o);
+    else cli_usage_error("unknown command '%s' (gen, import, cat, take or split; see --help)", cmd);
+    free(o.args);
     return rc;
 }

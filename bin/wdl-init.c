@@ -2,6 +2,7 @@
  * config.json, with its tokenizer. */
 #include <stdlib.h>
 #include <string.h>
+#include "cli.h"
 #include "common.h"
 #include "config.h"
 #include "model.h"
@@ -25,41 +26,39 @@ static const char *usage =
     "  --list             list the presets and exit\n";
 
 int main(int argc, char **argv) {
-    wdl_set_prog(argv[0]);
-    const char *preset = NULL, *config = NULL, *tokp = NULL, *out = NULL, *tplname = NULL;
-    int64_t seed = 0;
+    const char *preset = NULL, *config = NULL, *tokp = NULL, *tplname = NULL;
+    long long seed = 0;
     double std = 0.02;
-    int bf16 = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-#define ARG() wdl_arg(argc, argv, &i)
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(usage, stdout); return 0; }
-        else if (!strcmp(a, "--list")) {
-            for (int k = 0; wdl_preset_names[k]; k++) {
-                wdl_config c;
-                config_preset(wdl_preset_names[k], &c);
-                wdl_model *m = model_new(&c);
-                printf("%-8s %5.1fM parameters: hidden %lld, %lld layers, %lld/%lld heads, head_dim %lld, vocab %lld\n",
-                       wdl_preset_names[k], m->nparams / 1e6, (long long)c.hidden, (long long)c.layers,
-                       (long long)c.heads, (long long)c.kv_heads, (long long)c.head_dim, (long long)c.vocab);
-                model_free(m);
-            }
-            return 0;
+    int bf16 = 0, list = 0;
+    const cli_opt opts[] = {
+        {"preset", 0, CLI_STR, &preset},
+        {"config", 0, CLI_STR, &config},
+        {"tokenizer", 0, CLI_STR, &tokp},
+        {"template", 0, CLI_STR, &tplname},
+        {"seed", 0, CLI_INT, &seed},
+        {"std", 0, CLI_REAL, &std},
+        {"bf16", 0, CLI_FLAG, &bf16},
+        {"list", 0, CLI_FLAG, &list},
+        {0}};
+    cli_common cli;
+    cli_parse(argc, argv, usage, opts, &cli);
+    const char *out = cli.output;
+    if (list) {
+        for (int k = 0; wdl_preset_names[k]; k++) {
+            wdl_config c;
+            config_preset(wdl_preset_names[k], &c);
+            wdl_model *m = model_new(&c);
+            printf("%-8s %5.1fM parameters: hidden %lld, %lld layers, %lld/%lld heads, head_dim %lld, vocab %lld\n",
+                   wdl_preset_names[k], m->nparams / 1e6, (long long)c.hidden, (long long)c.layers,
+                   (long long)c.heads, (long long)c.kv_heads, (long long)c.head_dim, (long long)c.vocab);
+            model_free(m);
         }
-        else if (!strcmp(a, "--preset")) preset = ARG();
-        else if (!strcmp(a, "--config")) config = ARG();
-        else if (!strcmp(a, "--tokenizer")) tokp = ARG();
-        else if (!strcmp(a, "--template")) tplname = ARG();
-        else if (!strcmp(a, "-o")) out = ARG();
-        else if (!strcmp(a, "--seed")) seed = wdl_parse_int(a, ARG());
-        else if (!strcmp(a, "--std")) std = wdl_parse_double(a, ARG());
-        else if (!strcmp(a, "--bf16")) bf16 = 1;
-        else die("unknown argument '%s' (see --help)", a);
-#undef ARG
+        return 0;
     }
-    if (!!preset == !!config) die("give exactly one of --preset or --config (see --help)");
-    if (!out) die("-o DIR is required");
-    if (!(std > 0)) die("--std must be > 0");
+    if (cli.nargs) cli_usage_error("unexpected argument '%s' (see --help)", cli.args[0]);
+    if (!!preset == !!config) cli_usage_error("give exactly one of --preset or --config (see --help)");
+    if (!out) cli_usage_error("-o DIR is required (see --help)");
+    if (!(std > 0)) cli_usage_error("--std must be > 0");
     wdl_config c;
     if (preset) config_preset(preset, &c);
     else config_load(config, &c);
@@ -101,10 +100,11 @@ int main(int argc, char **argv) {
         free(data); free(dst); free(srcdir_json);
     }
     wdl_commit(tmp, out);
-    fprintf(stderr, "%s: wrote %s: %.2fM parameters (%s tokenizer, %s template, seed %lld)\n", wdl_prog, out,
+    if (!cli.quiet) fprintf(stderr, "%s: wrote %s: %.2fM parameters (%s tokenizer, %s template, seed %lld)\n", wdl_prog, out,
             m->nparams / 1e6, c.tokenizer, c.template_name, (long long)seed);
     free(tmp);
     model_free(m);
     tok_free(tok);
+    free(cli.args);
     return 0;
 }

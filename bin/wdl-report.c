@@ -9,40 +9,37 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "cli.h"
 #include "common.h"
 #include "report.h"
 #include "verdict.h"
 
 #define MAX_SCATTER 20000   /* points drawn in the entropy scatter */
+#define STR(x) #x
+#define XSTR(x) STR(x)
 #define MAX_BAR_TASKS 8     /* task columns drawn in the accuracy chart */
 
-static void usage(FILE *f) {
-    fprintf(f,
+static const char *usage =
         "usage: wdl-report [--out DIR] [--title T] [--baseline ARM] [--buckets K]\n"
         "                  [--weak-field A] [--strong-field B] [--no-plots] [--json] RUN_DIR...\n"
         "\n"
         "Reads pipeline run directories (RUN/eval/<arm>.json, RUN/logs/<arm>.jsonl,\n"
         "RUN/scored.jsonl.zst or RUN/selected.jsonl.zst); several RUNs are seeds of\n"
         "one setup. Writes DIR/report.md (also printed on stdout) with accuracy per\n"
-        "arm and task (%%, mean ± sd over runs, n = examples per run, Δ vs the\n"
+        "arm and task (%, mean ± sd over runs, n = examples per run, Δ vs the\n"
         "baseline arm, default sft2), training and saturation-probe tables, and\n"
         "plots rendered by gnuplot (PNG and SVG, with their data and plots.gp):\n"
         "accuracy.*, loss.*, diagnostics.*, entropy.* (H_weak vs H_strong of the\n"
         "first run with scores, coloured by bucket: the `bucket` field of selected\n"
-        "records, else H_strong quantiles, K default 3; at most %d points).\n"
+        "records, else H_strong quantiles, K default 3; at most " XSTR(MAX_SCATTER) " points).\n"
         "DIR defaults to RUN/report for one run, and to report/ beside the runs\n"
         "(the first RUN's parent, e.g. runs/report) for several; a RUN that is\n"
         "DIR itself is skipped. Missing pieces are noted and skipped; unreadable\n"
         "JSON is an error. Without gnuplot (or with --no-plots) only report.md\n"
         "is written; WDL_GNUPLOT names the gnuplot program. Same inputs => same\n"
-        "report.md.\n"
-        "The report opens with the verdict: each arm against the baseline on the\n"
-        "same test problems (RUN/preds/<arm>.jsonl.zst): paired difference, 95%%\n"
-        "bootstrap CI over seeds and problems, p, exact McNemar, minimum detectable\n"
-        "effect; then the regime (RUN/saturation/, RUN/logits/, RUN/curve/).\n"
-        "DIR/report.json holds the same as one JSON object; --json prints it on\n"
-        "stdout instead of the Markdown.\n", MAX_SCATTER);
-}
+        "report.md. It opens with the verdict: arms vs the baseline on the same\n"
+        "problems (preds/): paired Δ, bootstrap 95% CI over seeds and problems, p,\n"
+        "McNemar, MDE; DIR/report.json holds it as JSON (--json: print that).\n";
 
 typedef struct {
     const char *out, *title, *weak, *strong, *baseline;
@@ -60,24 +57,25 @@ static void parse(int argc, char **argv, opts *o) {
     o->baseline = "sft2";
     o->buckets = 3;
     o->plots = 1;
-    o->runs = xcalloc((size_t)argc, sizeof(char *));
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); exit(0); }
-        else if (!strcmp(a, "--version")) { printf("wdl-report %s\n", wdl_version); exit(0); }
-        else if (!strcmp(a, "--out") || !strcmp(a, "-o")) o->out = wdl_arg(argc, argv, &i);
-        else if (!strcmp(a, "--title")) o->title = wdl_arg(argc, argv, &i);
-        else if (!strcmp(a, "--baseline")) o->baseline = wdl_arg(argc, argv, &i);
-        else if (!strcmp(a, "--weak-field")) o->weak = wdl_arg(argc, argv, &i);
-        else if (!strcmp(a, "--strong-field")) o->strong = wdl_arg(argc, argv, &i);
-        else if (!strcmp(a, "--buckets")) o->buckets = wdl_parse_int(a, wdl_arg(argc, argv, &i));
-        else if (!strcmp(a, "--no-plots")) o->plots = 0;
-        else if (!strcmp(a, "--json")) o->json = 1;
-        else if (a[0] == '-' && a[1]) die("unknown option '%s' (see --help)", a);
-        else o->runs[o->nruns++] = a;
-    }
-    if (!o->nruns) die("no run directory given (see --help)");
-    if (o->buckets < 1 || o->buckets > 1000) die("--buckets: must be 1..1000, got %lld", o->buckets);
+    int no_plots = 0;
+    const cli_opt table[] = {
+        {"out", 0, CLI_STR, &o->out},   /* the old spelling of -o/--output */
+        {"title", 0, CLI_STR, &o->title},
+        {"baseline", 0, CLI_STR, &o->baseline},
+        {"weak-field", 0, CLI_STR, &o->weak},
+        {"strong-field", 0, CLI_STR, &o->strong},
+        {"buckets", 0, CLI_INT, &o->buckets},
+        {"no-plots", 0, CLI_FLAG, &no_plots},
+        {"json", 0, CLI_FLAG, &o->json},
+        {0}};
+    cli_common cli;
+    cli_parse(argc, argv, usage, table, &cli);
+    if (cli.output) o->out = cli.output;
+    o->plots = !no_plots;
+    o->runs = cli.args;
+    o->nruns = cli.nargs;
+    if (!o->nruns) cli_usage_error("no run directory given (see --help)");
+    if (o->buckets < 1 || o->buckets > 1000) cli_usage_error("--buckets: must be 1..1000, got %lld", o->buckets);
 }
 
 /* path without trailing slashes; its parent ("." when none) */
@@ -705,7 +703,6 @@ static void make_plots(ctx *c, const char *dir) {
 }
 
 int main(int argc, char **argv) {
-    wdl_set_prog(argv[0]);
     opts o;
     parse(argc, argv, &o);
     ctx c;

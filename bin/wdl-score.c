@@ -7,16 +7,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "cli.h"
 #include "common.h"
 #include "kernels.h"
 #include "model.h"
 #include "probe.h"
+#include "progress.h"
 #include "records.h"
 #include "step.h"
 #include "template.h"
 #include "tokenizer.h"
-
-extern void openblas_set_num_threads(int);
 
 static const char *usage =
     "usage: wdl-score -m DIR --field NAME [options] [FILE...]\n"
@@ -103,31 +103,23 @@ static void flush(wdl_model *m, float *scratch, int64_t chunk, item *it, int64_t
 }
 
 int main(int argc, char **argv) {
-    wdl_set_prog(argv[0]);
-    const char *model = NULL, *field = NULL, *out = "-", *summary = NULL;
-    int64_t B = 16, seq = 0, threads = sysconf(_SC_NPROCESSORS_ONLN);
-    const char **files = xcalloc((size_t)argc, sizeof(char *));
-    int nfiles = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-#define ARG() wdl_arg(argc, argv, &i)
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(usage, stdout); return 0; }
-        else if (!strcmp(a, "-m")) model = ARG();
-        else if (!strcmp(a, "--field")) field = ARG();
-        else if (!strcmp(a, "-o")) out = ARG();
-        else if (!strcmp(a, "--summary")) summary = ARG();
-        else if (!strcmp(a, "--batch")) B = wdl_parse_int(a, ARG());
-        else if (!strcmp(a, "--seq")) seq = wdl_parse_int(a, ARG());
-        else if (!strcmp(a, "--threads")) threads = wdl_parse_int(a, ARG());
-        else if (a[0] == '-' && a[1]) die("unknown option '%s' (see --help)", a);
-        else files[nfiles++] = a;
-#undef ARG
-    }
-    if (!model || !field || !*field) die("-m DIR and --field NAME are required (see --help)");
-    if (B < 1 || threads < 1 || seq < 0) die("--batch and --threads must be >= 1");
-    if (summary && !strcmp(summary, "-")) die("--summary: needs a file name (stdout carries the records)");
-    omp_set_num_threads((int)threads);
-    openblas_set_num_threads((int)threads);
+    const char *model = NULL, *field = NULL, *summary = NULL;
+    long long B = 16, seq = 0;
+    const cli_opt opts[] = {
+        {"model", 'm', CLI_STR, &model},
+        {"field", 0, CLI_STR, &field},
+        {"batch", 0, CLI_INT, &B},
+        {"seq", 0, CLI_INT, &seq},
+        {"summary", 0, CLI_STR, &summary},
+        {0}};
+    cli_common cli;
+    cli_parse(argc, argv, usage, opts, &cli);
+    const char *out = cli.output;
+    const char **files = cli.args;
+    int nfiles = cli.nargs;
+    if (!model || !field || !*field) cli_usage_error("-m DIR and --field NAME are required (see --help)");
+    if (B < 1 || seq < 0) cli_usage_error("--batch must be >= 1 and --seq >= 0");
+    if (summary && !strcmp(summary, "-")) cli_usage_error("--summary: needs a file name (stdout carries the records)");
     wdl_model *m = model_load(model);
     wdl_tokenizer *tok = tok_load(model);
     wdl_template tpl = tpl_from_name(m->cfg.template_name);
@@ -145,6 +137,8 @@ int main(int argc, char **argv) {
     logit_stats *stp = summary ? &st : NULL;
     json_t *rec;
     int64_t n = 0, total = 0, cut = 0, unlabeled = 0;
+    wdl_progress bar;
+    progress_start(&bar, "records", 0, cli.quiet);
     ivec v = {0};
     while ((rec = rec_multi_next(in))) {
         const char *sys, *prompt, *completion;
@@ -166,10 +160,16 @@ int main(int argc, char **argv) {
         memcpy(it[n].ids, v.v, sizeof(int32_t) * (size_t)len);
         it[n].len = len;
         it[n].n_prompt = (int64_t)np;
-        if (++n == W) { flush(m, scratch, chunk, it, n, B, seq, w, field, ids, tg, nll, ent, stp); total += n; n = 0; }
+        if (++n == W) {
+            flush(m, scratch, chunk, it, n, B, seq, w, field, ids, tg, nll, ent, stp);
+            total += n;
+            n = 0;
+            progress_update(&bar, total, NULL);
+        }
     }
     flush(m, scratch, chunk, it, n, B, seq, w, field, ids, tg, nll, ent, stp);
     total += n;
+    progress_end(&bar, total, NULL);
     rec_multi_close(in);
     if (sw) {
         json_t *j = logit_stats_json(&st);
@@ -182,7 +182,7 @@ int main(int argc, char **argv) {
     if (unlabeled) wdl_warn("%lld records without a completion passed through unscored", (long long)unlabeled);
     if (cut) wdl_warn("%lld records longer than %lld tokens were scored on their first %lld tokens", (long long)cut,
                       (long long)seq, (long long)seq);
-    fprintf(stderr, "%s: scored %lld records\n", wdl_prog, (long long)total);
+    if (!cli.quiet) fprintf(stderr, "%s: scored %lld records\n", wdl_prog, (long long)total);
     ivec_free(&v);
     free(it); free(ids); free(tg); free(nll); free(ent); free(scratch); free(files);
     tok_free(tok);

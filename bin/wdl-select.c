@@ -6,12 +6,12 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "cli.h"
 #include "common.h"
 #include "records.h"
 #include "select.h"
 
-static void usage(FILE *f) {
-    fprintf(f,
+static const char *usage =
         "usage: wdl-select [--weak-field A] [--strong-field B] [--scheme code|paper]\n"
         "                  [--alpha 0.1 --beta 0.8 --gamma 0.1] [--seed S] [--n N]\n"
         "                  [--dedup|--keep-dups] [--buckets K] [--order draw|input|bucket]\n"
@@ -32,23 +32,17 @@ static void usage(FILE *f) {
         "draw with --dedup); --order input keeps input order, bucket sorts by\n"
         "bucket (easy to hard), ties in draw order. Records without numeric A and\n"
         "B get weight 0 and are never drawn. A summary goes to stderr (-q: none);\n"
-        "--stats FILE writes it as one JSON object. Same input + seed = same bytes.\n");
-}
+        "--stats FILE writes it as one JSON object. Same input + seed = same bytes.\n";
 
 typedef struct {
-    const char *weak, *strong, *out, *stats, **files;
-    int nfiles, dedup, quiet, order; /* dedup: -1 = the scheme's default */
+    const char *weak, *strong, *stats;
+    int dedup, order; /* dedup: -1 = the scheme's default */
+    cli_common cli;   /* -o, -q, the input files */
     sel_params prm;
     long long seed, n, buckets;
 } opts;
 
 enum { ORDER_DRAW, ORDER_INPUT, ORDER_BUCKET };
-
-static double weight_arg(const char *flag, const char *s) {
-    double v = wdl_parse_double(flag, s);
-    if (v < 0) die("%s: must be >= 0, got '%s'", flag, s);
-    return v;
-}
 
 static void parse(int argc, char **argv, opts *o) {
     memset(o, 0, sizeof *o);
@@ -58,47 +52,41 @@ static void parse(int argc, char **argv, opts *o) {
     o->dedup = -1;
     o->n = -1;
     o->buckets = 3;
-    o->files = xcalloc((size_t)argc, sizeof(char *));
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); exit(0); }
-        else if (!strcmp(a, "--version")) { printf("wdl-select %s\n", wdl_version); exit(0); }
-        else if (!strcmp(a, "-o") || !strcmp(a, "--output")) o->out = wdl_arg(argc, argv, &i);
-        else if (!strcmp(a, "--weak-field")) o->weak = wdl_arg(argc, argv, &i);
-        else if (!strcmp(a, "--strong-field")) o->strong = wdl_arg(argc, argv, &i);
-        else if (!strcmp(a, "--scheme")) {
-            const char *s = wdl_arg(argc, argv, &i);
-            int sc = sel_scheme_parse(s);
-            if (sc < 0) die("--scheme: unknown scheme '%s' (code or paper)", s);
-            o->prm.scheme = (sel_scheme)sc;
-        }
-        else if (!strcmp(a, "--alpha")) o->prm.alpha = weight_arg(a, wdl_arg(argc, argv, &i));
-        else if (!strcmp(a, "--beta")) o->prm.beta = weight_arg(a, wdl_arg(argc, argv, &i));
-        else if (!strcmp(a, "--gamma")) o->prm.gamma = weight_arg(a, wdl_arg(argc, argv, &i));
-        else if (!strcmp(a, "--seed")) o->seed = wdl_parse_int(a, wdl_arg(argc, argv, &i));
-        else if (!strcmp(a, "--n")) o->n = wdl_parse_int(a, wdl_arg(argc, argv, &i));
-        else if (!strcmp(a, "--buckets")) o->buckets = wdl_parse_int(a, wdl_arg(argc, argv, &i));
-        else if (!strcmp(a, "--dedup")) o->dedup = 1;
-        else if (!strcmp(a, "--keep-dups")) o->dedup = 0;
-        else if (!strcmp(a, "--stats")) o->stats = wdl_arg(argc, argv, &i);
-        else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) o->quiet = 1;
-        else if (!strcmp(a, "--order")) {
-            const char *s = wdl_arg(argc, argv, &i);
-            if (!strcmp(s, "draw")) o->order = ORDER_DRAW;
-            else if (!strcmp(s, "input")) o->order = ORDER_INPUT;
-            else if (!strcmp(s, "bucket")) o->order = ORDER_BUCKET;
-            else die("--order: unknown order '%s' (draw, input or bucket)", s);
-        }
-        else if (a[0] == '-' && a[1]) die("unknown option '%s' (see --help)", a);
-        else o->files[o->nfiles++] = a;
+    const char *scheme = NULL, *order = NULL;
+    const cli_opt table[] = {
+        {"weak-field", 0, CLI_STR, &o->weak},
+        {"strong-field", 0, CLI_STR, &o->strong},
+        {"scheme", 0, CLI_STR, &scheme},
+        {"alpha", 0, CLI_REAL, &o->prm.alpha},
+        {"beta", 0, CLI_REAL, &o->prm.beta},
+        {"gamma", 0, CLI_REAL, &o->prm.gamma},
+        {"seed", 0, CLI_INT, &o->seed},
+        {"n", 0, CLI_INT, &o->n},
+        {"buckets", 0, CLI_INT, &o->buckets},
+        {"dedup", 0, CLI_SET, &o->dedup, 1},
+        {"keep-dups", 0, CLI_SET, &o->dedup, 0},
+        {"stats", 0, CLI_STR, &o->stats},
+        {"order", 0, CLI_STR, &order},
+        {0}};
+    cli_parse(argc, argv, usage, table, &o->cli);
+    if (scheme) {
+        int sc = sel_scheme_parse(scheme);
+        if (sc < 0) cli_usage_error("--scheme: unknown scheme '%s' (code or paper)", scheme);
+        o->prm.scheme = (sel_scheme)sc;
     }
+    if (!order || !strcmp(order, "draw")) o->order = ORDER_DRAW;
+    else if (!strcmp(order, "input")) o->order = ORDER_INPUT;
+    else if (!strcmp(order, "bucket")) o->order = ORDER_BUCKET;
+    else cli_usage_error("--order: unknown order '%s' (draw, input or bucket)", order);
+    if (o->prm.alpha < 0 || o->prm.beta < 0 || o->prm.gamma < 0)
+        cli_usage_error("--alpha, --beta, --gamma: must be >= 0");
     if (o->prm.alpha + o->prm.beta + o->prm.gamma <= 0)
-        die("--alpha, --beta, --gamma: at least one must be positive");
-    if (o->n == 0 || o->n < -1 || o->n > 2000000000LL) die("--n: must be 1..2000000000, got %lld", o->n);
-    if (o->buckets < 1 || o->buckets > 1000) die("--buckets: must be 1..1000, got %lld", o->buckets);
-    if (o->stats && !strcmp(o->stats, "-")) die("--stats: needs a file name (stdout carries the records)");
+        cli_usage_error("--alpha, --beta, --gamma: at least one must be positive");
+    if (o->n == 0 || o->n < -1 || o->n > 2000000000LL) cli_usage_error("--n: must be 1..2000000000, got %lld", o->n);
+    if (o->buckets < 1 || o->buckets > 1000) cli_usage_error("--buckets: must be 1..1000, got %lld", o->buckets);
+    if (o->stats && !strcmp(o->stats, "-")) cli_usage_error("--stats: needs a file name (stdout carries the records)");
     if (o->dedup < 0) o->dedup = o->prm.scheme == SEL_PAPER;
-    if (!*o->weak || !*o->strong) die("--weak-field/--strong-field: empty field name");
+    if (!*o->weak || !*o->strong) cli_usage_error("--weak-field/--strong-field: empty field name");
 }
 
 /* The input, kept as compact text plus the two scores. */
@@ -121,7 +109,7 @@ static int score_of(json_t *rec, const char *field, double *out) {
 
 static void read_all(const opts *o, corpus *c) {
     memset(c, 0, sizeof *c);
-    rec_multi *m = rec_multi_open(o->files, o->nfiles);
+    rec_multi *m = rec_multi_open(o->cli.args, o->cli.nargs);
     json_t *v;
     while ((v = rec_multi_next(m))) {
         if (c->n == c->cap) {
@@ -150,14 +138,14 @@ typedef struct {
     size_t *idx, n;
 } picks;
 
-static const int *order_bucket;
-static int by_bucket(const void *a, const void *b) {
+static int by_bucket(const void *a, const void *b, void *bucket) {
+    const int *order_bucket = bucket;
     const size_t *x = a, *y = b;   /* pairs (input index, draw position) */
     int bx = order_bucket[x[0]], by = order_bucket[y[0]];
     if (bx != by) return bx < by ? -1 : 1;
     return (x[1] > y[1]) - (x[1] < y[1]);
 }
-static int by_input(const void *a, const void *b) {
+static int by_input(const void *a, const void *b, void *unused) {
     const size_t *x = a, *y = b;
     if (x[0] != y[0]) return x[0] < y[0] ? -1 : 1;
     return (x[1] > y[1]) - (x[1] < y[1]);
@@ -178,8 +166,7 @@ static picks make_picks(const opts *o, const size_t *draw, size_t m, size_t n,
     if (o->order != ORDER_DRAW) {
         size_t *pairs = xmalloc(2 * pk.n * sizeof(size_t));
         for (size_t j = 0; j < pk.n; j++) { pairs[2 * j] = pk.idx[j]; pairs[2 * j + 1] = j; }
-        order_bucket = bucket;
-        qsort(pairs, pk.n, 2 * sizeof(size_t), o->order == ORDER_BUCKET ? by_bucket : by_input);
+        qsort_r(pairs, pk.n, 2 * sizeof(size_t), o->order == ORDER_BUCKET ? by_bucket : by_input, (void *)bucket);
         for (size_t j = 0; j < pk.n; j++) pk.idx[j] = pairs[2 * j];
         free(pairs);
     }
@@ -188,7 +175,7 @@ static picks make_picks(const opts *o, const size_t *draw, size_t m, size_t n,
 
 static void write_out(const opts *o, const corpus *c, const picks *pk, const double *p,
                       const int *bucket, const int64_t *count) {
-    rec_writer *w = rec_create(o->out);
+    rec_writer *w = rec_create(o->cli.output);
     for (size_t j = 0; j < pk->n; j++) {
         size_t i = pk->idx[j];
         json_error_t err;
@@ -286,7 +273,6 @@ static void print_summary(json_t *s) {
 }
 
 int main(int argc, char **argv) {
-    wdl_set_prog(argv[0]);
     opts o;
     parse(argc, argv, &o);
     corpus c;
@@ -322,11 +308,11 @@ int main(int argc, char **argv) {
     if (sw) rec_write(sw, stats);
     write_out(&o, &c, &pk, p, bucket, count);
     if (sw) rec_commit(sw);
-    if (!o.quiet) print_summary(stats);
+    if (!o.cli.quiet) print_summary(stats);
 
     json_decref(stats);
     for (size_t i = 0; i < c.n; i++) free(c.text[i]);
     free(c.text); free(c.hw); free(c.hs); free(c.ok); free(c.first_unscored);
-    free(p); free(bucket); free(draw); free(count); free(pk.idx); free(o.files);
+    free(p); free(bucket); free(draw); free(count); free(pk.idx); free(o.cli.args);
     return 0;
 }

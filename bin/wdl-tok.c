@@ -3,12 +3,13 @@
  * through unchanged. */
 #include <stdlib.h>
 #include <string.h>
+#include "cli.h"
 #include "common.h"
 #include "records.h"
 #include "tokenizer.h"
+#include "utf8.h"
 
-static void usage(FILE *f) {
-    fprintf(f,
+static const char *usage =
         "usage: wdl-tok -t TOKENIZER encode|decode [-o OUT] [FILE...]\n"
         "\n"
         "Reads JSON-Lines records (stdin when no FILE; '-' is stdin; *.zst is\n"
@@ -26,11 +27,10 @@ static void usage(FILE *f) {
         "  --text-field NAME  field holding the text (default text)\n"
         "  --ids-field NAME   field holding the ids (default ids)\n"
         "  -h, --help         this help;  --version\n"
-        "Example: echo '{\"text\":\"Hi\"}' | wdl-tok -t byte encode\n");
-}
+        "Example: echo '{\"text\":\"Hi\"}' | wdl-tok -t byte encode\n";
 
 typedef struct {
-    const char *tok, *cmd, *out, *text_field, *ids_field, **files;
+    const char *tok, *cmd, *out, *text_field, *ids_field, **files, **args;
     int nfiles, special;
 } opts;
 
@@ -39,61 +39,25 @@ static void parse(int argc, char **argv, opts *o) {
     o->text_field = "text";
     o->ids_field = "ids";
     o->special = 1;
-    o->files = xcalloc((size_t)argc, sizeof(char *));
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); exit(0); }
-        else if (!strcmp(a, "--version")) { printf("wdl-tok %s\n", wdl_version); exit(0); }
-        else if (!strcmp(a, "-t") || !strcmp(a, "--tokenizer")) o->tok = wdl_arg(argc, argv, &i);
-        else if (!strcmp(a, "-o") || !strcmp(a, "--output")) o->out = wdl_arg(argc, argv, &i);
-        else if (!strcmp(a, "--no-special")) o->special = 0;
-        else if (!strcmp(a, "--text-field")) o->text_field = wdl_arg(argc, argv, &i);
-        else if (!strcmp(a, "--ids-field")) o->ids_field = wdl_arg(argc, argv, &i);
-        else if (a[0] == '-' && a[1]) die("unknown option %s (see --help)", a);
-        else if (!o->cmd) o->cmd = a;
-        else o->files[o->nfiles++] = a;
-    }
-    if (!o->cmd) { usage(stderr); die("no command given (encode or decode)"); }
+    int no_special = 0;
+    const cli_opt table[] = {
+        {"tokenizer", 't', CLI_STR, &o->tok},
+        {"no-special", 0, CLI_FLAG, &no_special},
+        {"text-field", 0, CLI_STR, &o->text_field},
+        {"ids-field", 0, CLI_STR, &o->ids_field},
+        {0}};
+    cli_common cli;
+    cli_parse(argc, argv, usage, table, &cli);
+    o->out = cli.output;
+    o->special = !no_special;
+    o->args = cli.args;
+    if (cli.nargs) o->cmd = cli.args[0];
+    o->files = cli.args + (cli.nargs > 0);
+    o->nfiles = cli.nargs > 0 ? cli.nargs - 1 : 0;
+    if (!o->cmd) cli_usage_error("no command given (encode or decode; see --help)");
     if (strcmp(o->cmd, "encode") && strcmp(o->cmd, "decode"))
-        die("unknown command '%s' (encode or decode)", o->cmd);
-    if (!o->tok) die("no tokenizer given (-t tokenizer.json, a model directory, or byte)");
-}
-
-/* JSON strings must be UTF-8: invalid sequences become U+FFFD, as in HF's
- * lossy decode. Returns s itself when it is already valid. */
-static char *utf8_lossy(char *s, size_t n, size_t *on) {
-    size_t i = 0, m = 0;
-    char *o = NULL;
-    while (i < n) {
-        unsigned char c = (unsigned char)s[i];
-        size_t l = 0;
-        if (c < 0x80) l = 1;
-        else if (c >= 0xC2 && c <= 0xDF) l = 2;
-        else if (c >= 0xE0 && c <= 0xEF) l = 3;
-        else if (c >= 0xF0 && c <= 0xF4) l = 4;
-        int ok = l > 0 && i + l <= n;
-        for (size_t k = 1; ok && k < l; k++) ok = ((unsigned char)s[i + k] & 0xC0) == 0x80;
-        if (ok && l == 3) {
-            unsigned char d = (unsigned char)s[i + 1];
-            ok = !(c == 0xE0 && d < 0xA0) && !(c == 0xED && d > 0x9F);
-        }
-        if (ok && l == 4) {
-            unsigned char d = (unsigned char)s[i + 1];
-            ok = !(c == 0xF0 && d < 0x90) && !(c == 0xF4 && d > 0x8F);
-        }
-        if (!ok && !o) { o = xmalloc(3 * n + 1); memcpy(o, s, i); m = i; }
-        if (ok) {
-            if (o) memcpy(o + m, s + i, l);
-            m += l; i += l;
-        } else {
-            memcpy(o + m, "\xEF\xBF\xBD", 3);
-            m += 3; i++;
-        }
-    }
-    *on = m;
-    if (!o) return s;
-    o[m] = 0;
-    return o;
+        cli_usage_error("unknown command '%s' (encode or decode)", o->cmd);
+    if (!o->tok) cli_usage_error("no tokenizer given (-t tokenizer.json, a model directory, or byte)");
 }
 
 static void encode(const opts *o, const wdl_tokenizer *t, rec_multi *in, rec_writer *w) {
@@ -134,7 +98,7 @@ static void decode(const opts *o, const wdl_tokenizer *t, rec_multi *in, rec_wri
         }
         size_t n, m;
         char *s = tok_decode(t, ids.v, ids.n, &n);
-        char *u = utf8_lossy(s, n, &m);
+        char *u = utf8_valid(s, n, &m);
         json_object_set_new(rec, o->text_field, json_stringn(u, m));
         if (u != s) free(u);
         free(s);
@@ -145,7 +109,6 @@ static void decode(const opts *o, const wdl_tokenizer *t, rec_multi *in, rec_wri
 }
 
 int main(int argc, char **argv) {
-    wdl_set_prog(argv[0]);
     opts o;
     parse(argc, argv, &o);
     wdl_tokenizer *t = tok_load(o.tok);
@@ -156,6 +119,6 @@ int main(int argc, char **argv) {
     rec_commit(w);
     rec_multi_close(in);
     tok_free(t);
-    free(o.files);
+    free(o.args);
     return 0;
 }

@@ -8,15 +8,16 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "checkpoint.h"
+#include "cli.h"
 #include "common.h"
 #include "dataset.h"
 #include "model.h"
 #include "optim.h"
 #include "probe.h"
+#include "progress.h"
 #include "records.h"
 #include "step.h"
-
-extern void openblas_set_num_threads(int);
 
 static const char *usage =
     "usage: wdl-train -m DIR -o OUT [options] [FILE...]\n"
@@ -33,25 +34,22 @@ static const char *usage =
     "  --lr X (1e-4)      --warmup W (0.1: fraction of steps if < 1, else steps)\n"
     "  --schedule cosine|linear|constant (cosine)      --min-lr F (0.1: final lr = F*lr)\n"
     "  --wd X (0.1)       --beta1 (0.9) --beta2 (0.95) --eps (1e-8)   --clip X (1.0; 0 = off)\n"
-    "  --clip-mode joint|separate (joint): WD-JT clips both models' gradients as\n"
-    "                     one set (reference code), or each model on its own\n"
+    "  --clip-mode joint|separate (joint): WD-JT clips both models as one set, or each\n"
     "  --order shuffle|buckets|file (shuffle): per-epoch order; buckets = easy to hard\n"
-    "  --group G (16)     shuffle: batches drawn from windows of G batches sorted by\n"
-    "                     length (less padding); 1 = plain shuffle\n"
+    "  --group G (16)     shuffle: batches from length-sorted windows of G; 1 = plain\n"
     "  --lm               loss on every token (pretraining on full text)\n"
     "  --seed S (0)       --threads N (all cores)       --bf16  write weights as BF16\n"
     "  --log FILE         JSONL log, one object per step (+ probe diagnostics)\n"
     "  --probe-every N (10): diagnostics on a fixed probe batch every N steps (0 = off)\n"
     "  --save-every N     checkpoint to OUT.ckpt every N steps   --resume  continue from it\n"
-    "  --save-epochs      also write the model at the end of each epoch but the last\n"
-    "                     to OUT.epochK (K = 1..E-1): a saturation curve, late checkpoints\n"
-    "  -q                 quiet\n";
+    "  --save-epochs      also write the model after each epoch but the last to OUT.epochK\n";
 
 typedef struct {
     const char *model, *out, *weak, *weak_out, *log, *order, *schedule;
     double lambda, lr, warmup, min_lr, wd, beta1, beta2, eps, clip;
-    int freeze_weak, weak_constant, lm, bf16, resume, quiet, clip_joint, save_epochs;
-    int64_t epochs, steps, batch, accum, seq, seed, threads, probe_every, save_every, group;
+    const char *clip_mode;
+    int freeze_weak, weak_constant, lm, bf16, resume, quiet, save_epochs;
+    long long epochs, steps, batch, accum, seq, seed, threads, probe_every, save_every, group;
     const char **files;
     int nfiles;
 } opts;
@@ -59,81 +57,74 @@ typedef struct {
 static void parse(int argc, char **argv, opts *o) {
     *o = (opts){.lambda = 0.5, .lr = 1e-4, .warmup = 0.1, .min_lr = 0.1, .wd = 0.1, .beta1 = 0.9,
                 .beta2 = 0.95, .eps = 1e-8, .clip = 1.0, .epochs = 1, .batch = 8, .accum = 1, .seq = 512,
-                .probe_every = 10, .group = 16, .clip_joint = 1, .order = "shuffle", .schedule = "cosine"};
-    o->threads = sysconf(_SC_NPROCESSORS_ONLN);
-    o->files = xcalloc((size_t)argc, sizeof(char *));
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-#define ARG() wdl_arg(argc, argv, &i)
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(usage, stdout); exit(0); }
-        else if (!strcmp(a, "-m")) o->model = ARG();
-        else if (!strcmp(a, "-o")) o->out = ARG();
-        else if (!strcmp(a, "--weak")) o->weak = ARG();
-        else if (!strcmp(a, "--weak-out")) o->weak_out = ARG();
-        else if (!strcmp(a, "--log")) o->log = ARG();
-        else if (!strcmp(a, "--order")) o->order = ARG();
-        else if (!strcmp(a, "--schedule")) o->schedule = ARG();
-        else if (!strcmp(a, "--lambda")) o->lambda = wdl_parse_double(a, ARG());
-        else if (!strcmp(a, "--lr")) o->lr = wdl_parse_double(a, ARG());
-        else if (!strcmp(a, "--warmup")) o->warmup = wdl_parse_double(a, ARG());
-        else if (!strcmp(a, "--min-lr")) o->min_lr = wdl_parse_double(a, ARG());
-        else if (!strcmp(a, "--wd")) o->wd = wdl_parse_double(a, ARG());
-        else if (!strcmp(a, "--beta1")) o->beta1 = wdl_parse_double(a, ARG());
-        else if (!strcmp(a, "--beta2")) o->beta2 = wdl_parse_double(a, ARG());
-        else if (!strcmp(a, "--eps")) o->eps = wdl_parse_double(a, ARG());
-        else if (!strcmp(a, "--clip")) o->clip = wdl_parse_double(a, ARG());
-        else if (!strcmp(a, "--epochs")) o->epochs = wdl_parse_int(a, ARG());
-        else if (!strcmp(a, "--steps")) o->steps = wdl_parse_int(a, ARG());
-        else if (!strcmp(a, "--batch")) o->batch = wdl_parse_int(a, ARG());
-        else if (!strcmp(a, "--accum")) o->accum = wdl_parse_int(a, ARG());
-        else if (!strcmp(a, "--seq")) o->seq = wdl_parse_int(a, ARG());
-        else if (!strcmp(a, "--seed")) o->seed = wdl_parse_int(a, ARG());
-        else if (!strcmp(a, "--threads")) o->threads = wdl_parse_int(a, ARG());
-        else if (!strcmp(a, "--probe-every")) o->probe_every = wdl_parse_int(a, ARG());
-        else if (!strcmp(a, "--save-every")) o->save_every = wdl_parse_int(a, ARG());
-        else if (!strcmp(a, "--group")) o->group = wdl_parse_int(a, ARG());
-        else if (!strcmp(a, "--clip-mode")) {
-            const char *v = ARG();
-            if (!strcmp(v, "joint")) o->clip_joint = 1;
-            else if (!strcmp(v, "separate")) o->clip_joint = 0;
-            else die("--clip-mode: unknown mode '%s' (joint, separate)", v);
-        }
-        else if (!strcmp(a, "--save-epochs")) o->save_epochs = 1;
-        else if (!strcmp(a, "--freeze-weak")) o->freeze_weak = 1;
-        else if (!strcmp(a, "--weak-constant")) o->weak_constant = 1;
-        else if (!strcmp(a, "--lm")) o->lm = 1;
-        else if (!strcmp(a, "--bf16")) o->bf16 = 1;
-        else if (!strcmp(a, "--resume")) o->resume = 1;
-        else if (!strcmp(a, "-q")) o->quiet = 1;
-        else if (a[0] == '-' && a[1]) die("unknown option '%s' (see --help)", a);
-        else o->files[o->nfiles++] = a;
-#undef ARG
-    }
-    if (!o->model) die("-m DIR is required (see --help)");
-    if (!o->out) die("-o OUT is required (see --help)");
+                .probe_every = 10, .group = 16, .clip_mode = "joint", .order = "shuffle", .schedule = "cosine"};
+    const cli_opt table[] = {
+        {"model", 'm', CLI_STR, &o->model},
+        {"weak", 0, CLI_STR, &o->weak},
+        {"weak-out", 0, CLI_STR, &o->weak_out},
+        {"log", 0, CLI_STR, &o->log},
+        {"order", 0, CLI_STR, &o->order},
+        {"schedule", 0, CLI_STR, &o->schedule},
+        {"lambda", 0, CLI_REAL, &o->lambda},
+        {"lr", 0, CLI_REAL, &o->lr},
+        {"warmup", 0, CLI_REAL, &o->warmup},
+        {"min-lr", 0, CLI_REAL, &o->min_lr},
+        {"wd", 0, CLI_REAL, &o->wd},
+        {"beta1", 0, CLI_REAL, &o->beta1},
+        {"beta2", 0, CLI_REAL, &o->beta2},
+        {"eps", 0, CLI_REAL, &o->eps},
+        {"clip", 0, CLI_REAL, &o->clip},
+        {"clip-mode", 0, CLI_STR, &o->clip_mode},
+        {"save-epochs", 0, CLI_FLAG, &o->save_epochs},
+        {"epochs", 0, CLI_INT, &o->epochs},
+        {"steps", 0, CLI_INT, &o->steps},
+        {"batch", 0, CLI_INT, &o->batch},
+        {"accum", 0, CLI_INT, &o->accum},
+        {"seq", 0, CLI_INT, &o->seq},
+        {"seed", 0, CLI_INT, &o->seed},
+        {"probe-every", 0, CLI_INT, &o->probe_every},
+        {"save-every", 0, CLI_INT, &o->save_every},
+        {"group", 0, CLI_INT, &o->group},
+        {"freeze-weak", 0, CLI_FLAG, &o->freeze_weak},
+        {"weak-constant", 0, CLI_FLAG, &o->weak_constant},
+        {"lm", 0, CLI_FLAG, &o->lm},
+        {"bf16", 0, CLI_FLAG, &o->bf16},
+        {"resume", 0, CLI_FLAG, &o->resume},
+        {0}};
+    cli_common cli;
+    cli_parse(argc, argv, usage, table, &cli);
+    o->out = cli.output;
+    o->threads = cli.threads;
+    o->quiet = cli.quiet;
+    o->files = cli.args;
+    o->nfiles = cli.nargs;
+    if (!o->model) cli_usage_error("-m DIR is required (see --help)");
+    if (!o->out) cli_usage_error("-o OUT is required (see --help)");
     if (o->batch < 1 || o->accum < 1 || o->seq < 2 || o->epochs < 1 || o->steps < 0 || o->threads < 1 || o->group < 1)
-        die("--batch, --accum, --epochs, --threads, --group must be >= 1, --seq >= 2, --steps >= 0");
-    if (!(o->lambda > 0 && o->lambda <= 1)) die("--lambda must be in (0, 1]");
+        cli_usage_error("--batch, --accum, --epochs, --threads, --group must be >= 1, --seq >= 2, --steps >= 0");
+    if (!(o->lambda > 0 && o->lambda <= 1)) cli_usage_error("--lambda must be in (0, 1]");
     if (!(o->lr > 0) || o->warmup < 0 || o->min_lr < 0 || o->min_lr > 1 || o->wd < 0 || o->clip < 0 ||
         !(o->beta1 >= 0 && o->beta1 < 1) || !(o->beta2 >= 0 && o->beta2 < 1) || !(o->eps > 0))
-        die("bad optimizer setting (--lr > 0, --warmup >= 0, 0 <= --min-lr <= 1, --wd/--clip >= 0, betas in [0,1))");
-    if ((o->freeze_weak || o->weak_out) && !o->weak) die("--freeze-weak/--weak-out need --weak");
-    if (o->weak_constant && o->weak) die("--weak-constant replaces --weak; give one of them");
+        cli_usage_error("bad optimizer setting (--lr > 0, --warmup >= 0, 0 <= --min-lr <= 1, --wd/--clip >= 0, betas in [0,1))");
+    if ((o->freeze_weak || o->weak_out) && !o->weak) cli_usage_error("--freeze-weak/--weak-out need --weak");
+    if (o->weak_constant && o->weak) cli_usage_error("--weak-constant replaces --weak; give one of them");
     if (strcmp(o->order, "shuffle") && strcmp(o->order, "buckets") && strcmp(o->order, "file"))
-        die("--order: unknown order '%s' (shuffle, buckets, file)", o->order);
+        cli_usage_error("--order: unknown order '%s' (shuffle, buckets, file)", o->order);
+    if (strcmp(o->clip_mode, "joint") && strcmp(o->clip_mode, "separate"))
+        cli_usage_error("--clip-mode: unknown mode '%s' (joint, separate)", o->clip_mode);
     lr_schedule_from_name(o->schedule);
 }
 
 /* ---- epoch order ---- */
-static int64_t *bucket_key;
-static int cmp_bucket(const void *a, const void *b) {
+static int cmp_bucket(const void *a, const void *b, void *key) {
+    const int64_t *bucket_key = key;
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     if (bucket_key[x] != bucket_key[y]) return bucket_key[x] < bucket_key[y] ? -1 : 1;
     return 0;
 }
-static const dataset *len_key;
 /* by length, ties by example index: a total order, so qsort is deterministic */
-static int cmp_len(const void *a, const void *b) {
+static int cmp_len(const void *a, const void *b, void *data) {
+    const dataset *len_key = data;
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     int64_t lx = len_key->ex[x].len, ly = len_key->ex[y].len;
     if (lx != ly) return lx < ly ? -1 : 1;
@@ -152,9 +143,8 @@ static void epoch_order(const opts *o, const dataset *d, int64_t epoch, int64_t 
         /* length grouping: sort windows of `group` batches by length so a
          * batch pads little, then shuffle the order of the batches */
         int64_t B = o->batch, W = o->group * B, nb = (d->n + B - 1) / B;
-        len_key = d;
         for (int64_t w0 = 0; w0 < d->n; w0 += W)
-            qsort(ord + w0, (size_t)(d->n - w0 < W ? d->n - w0 : W), sizeof(int64_t), cmp_len);
+            qsort_r(ord + w0, (size_t)(d->n - w0 < W ? d->n - w0 : W), sizeof(int64_t), cmp_len, (void *)d);
         int64_t *bo = xmalloc(sizeof(int64_t) * (size_t)nb), *tmp = xmalloc(sizeof(int64_t) * (size_t)d->n), k = 0;
         /* the last (possibly short) batch stays last so batch boundaries hold */
         for (int64_t i = 0; i < nb; i++) bo[i] = i;
@@ -170,111 +160,12 @@ static void epoch_order(const opts *o, const dataset *d, int64_t epoch, int64_t 
     if (!strcmp(o->order, "buckets")) {
         /* easy to hard: stable merge of the shuffled order by bucket */
         int64_t *rank = xmalloc(sizeof(int64_t) * (size_t)d->n);
-        bucket_key = xmalloc(sizeof(int64_t) * (size_t)d->n);
+        int64_t *bucket_key = xmalloc(sizeof(int64_t) * (size_t)d->n);
         for (int64_t i = 0; i < d->n; i++) rank[ord[i]] = i;
         for (int64_t i = 0; i < d->n; i++) bucket_key[i] = d->ex[i].bucket * d->n + rank[i];
-        qsort(ord, (size_t)d->n, sizeof(int64_t), cmp_bucket);
+        qsort_r(ord, (size_t)d->n, sizeof(int64_t), cmp_bucket, bucket_key);
         free(rank); free(bucket_key);
     }
-}
-
-/* ---- checkpoints: OUT.ckpt = model + optimizer moments + trainer.json ---- */
-static void write_model_dir(const wdl_model *m, const char *src_dir, const char *dir, int bf16) {
-    wdl_mkdirs(dir);
-    model_write_dir(m, dir, bf16);
-    model_copy_tokenizer(src_dir, dir);
-}
-
-/* OUT.epochK: the strong model as it stands at the end of epoch K */
-static void save_epoch(const opts *o, const wdl_model *s, int64_t k) {
-    size_t len = strlen(o->out) + 32;
-    char *dir = xmalloc(len);
-    snprintf(dir, len, "%s.epoch%lld", o->out, (long long)k);
-    char *tmp = wdl_tmp_name(dir);
-    wdl_rmtree(tmp);
-    wdl_tmp_register(tmp);
-    write_model_dir(s, o->model, tmp, o->bf16);
-    wdl_commit(tmp, dir);
-    free(tmp); free(dir);
-}
-
-static void save_side(const wdl_model *m, const char *src, const char *dir) {
-    write_model_dir(m, src, dir, 0);
-    char *p = wdl_path_join(dir, "optimizer.safetensors");
-    model_write_role(m, m->m, p, "m.");
-    char *q = wdl_path_join(dir, "optimizer_v.safetensors");
-    model_write_role(m, m->v, q, "v.");
-    free(p); free(q);
-}
-
-static void save_ckpt(const opts *o, const char *ckpt, wdl_model *s, wdl_model *w, int64_t step,
-                      int64_t total, const dataset *d) {
-    char *tmp = wdl_tmp_name(ckpt);
-    wdl_rmtree(tmp);
-    wdl_tmp_register(tmp);
-    save_side(s, o->model, tmp);
-    if (w && !o->freeze_weak) {
-        char *wd = wdl_path_join(tmp, "weak");
-        save_side(w, o->weak, wd);
-        free(wd);
-    }
-    json_t *j = json_pack("{s:I,s:I,s:I,s:s,s:I}", "step", (json_int_t)step, "total_steps", (json_int_t)total,
-                          "seed", (json_int_t)o->seed, "data_hash", "", "examples", (json_int_t)d->n);
-    char hash[32];
-    snprintf(hash, sizeof hash, "%016llx", (unsigned long long)d->hash);
-    json_object_set_new(j, "data_hash", json_string(hash));
-    char *tj = wdl_path_join(tmp, "trainer.json");
-    if (json_dump_file(j, tj, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0) die("%s: cannot write", tj);
-    json_decref(j);
-    free(tj);
-    wdl_commit(tmp, ckpt);
-    free(tmp);
-}
-
-static void load_side(wdl_model *m, const char *dir) {
-    wdl_model *c = model_load(dir);
-    if (c->nparams != m->nparams) die("%s: checkpoint does not match the model's config", dir);
-    memcpy(m->params, c->params, m->nparams * sizeof(float));
-    model_free(c);
-    char *p = wdl_path_join(dir, "optimizer.safetensors"), *q = wdl_path_join(dir, "optimizer_v.safetensors");
-    model_read_role(m, m->m, p, "m.");
-    model_read_role(m, m->v, q, "v.");
-    free(p); free(q);
-}
-
-static int64_t load_ckpt(const opts *o, const char *ckpt, wdl_model *s, wdl_model *w, int64_t total,
-                         const dataset *d) {
-    char *tj = wdl_path_join(ckpt, "trainer.json");
-    json_error_t e;
-    json_t *j = json_load_file(tj, 0, &e);
-    if (!j) die("%s:%d: %s", tj, e.line, e.text);
-    int64_t step = json_integer_value(json_object_get(j, "step"));
-    char hash[32];
-    snprintf(hash, sizeof hash, "%016llx", (unsigned long long)d->hash);
-    const char *h = json_string_value(json_object_get(j, "data_hash"));
-    if (!h || strcmp(h, hash)) die("%s: checkpoint was made on different training data", tj);
-    if (json_integer_value(json_object_get(j, "total_steps")) != total ||
-        json_integer_value(json_object_get(j, "seed")) != o->seed)
-        die("%s: checkpoint was made with a different --seed or number of steps", tj);
-    if (step < 0 || step > total) die("%s: bad step %lld", tj, (long long)step);
-    json_decref(j);
-    free(tj);
-    load_side(s, ckpt);
-    if (w && !o->freeze_weak) {
-        char *wd = wdl_path_join(ckpt, "weak");
-        load_side(w, wd);
-        free(wd);
-    }
-    return step;
-}
-
-static void progress(int64_t step, int64_t total, double loss, double tps, double elapsed) {
-    if (!isatty(2)) return;
-    double eta = step > 0 ? elapsed / step * (total - step) : 0;
-    int w = 30, f = (int)(w * step / (total ? total : 1));
-    fprintf(stderr, "\r[%.*s%*s] %lld/%lld loss %.4f %.0f tok/s ETA %.0fs ", f,
-            "##############################", w - f, "", (long long)step, (long long)total, loss, tps, eta);
-    if (step == total) fputc('\n', stderr);
 }
 
 static void log_probe(FILE *lf, json_t *rec, wdl_model *m, const int32_t *ids, const int32_t *tg,
@@ -297,12 +188,22 @@ static void log_write(FILE *lf, json_t *rec) {
     free(s);
 }
 
+/* OUT.epochK: the strong model as it stands at the end of epoch K */
+static void save_epoch(const opts *o, const wdl_model *s, int64_t k) {
+    size_t len = strlen(o->out) + 32;
+    char *dir = xmalloc(len);
+    snprintf(dir, len, "%s.epoch%lld", o->out, (long long)k);
+    char *tmp = wdl_tmp_name(dir);
+    wdl_rmtree(tmp);
+    wdl_tmp_register(tmp);
+    ckpt_write_model(s, o->model, tmp, o->bf16);
+    wdl_commit(tmp, dir);
+    free(tmp); free(dir);
+}
+
 int main(int argc, char **argv) {
-    wdl_set_prog(argv[0]);
     opts o;
     parse(argc, argv, &o);
-    omp_set_num_threads((int)o.threads);
-    openblas_set_num_threads((int)o.threads);
 
     wdl_model *s = model_load(o.model), *w = NULL;
     wdl_tokenizer *tok = tok_load(o.model);
@@ -349,7 +250,7 @@ int main(int argc, char **argv) {
     snprintf(ckpt, ckl, "%s.ckpt", o.out);
     int64_t start = 0;
     if (o.resume && wdl_is_dir(ckpt)) {
-        start = load_ckpt(&o, ckpt, s, w, total, &d);
+        start = ckpt_load(ckpt, s, o.freeze_weak ? NULL : w, total, o.seed, &d);
         if (!o.quiet) fprintf(stderr, "%s: resuming from %s at step %lld\n", wdl_prog, ckpt, (long long)start);
     }
 
@@ -396,6 +297,9 @@ int main(int argc, char **argv) {
 
     int32_t pad = s->cfg.eos_id >= 0 && s->cfg.eos_id < s->cfg.vocab ? (int32_t)s->cfg.eos_id : 0;
     double t0 = wdl_now(), pad_pos = 0, all_pos = 0, last_loss = 0;
+    wdl_progress bar;
+    progress_start(&bar, "steps", total, o.quiet);
+    bar.first = start;
     for (int64_t step = start; step < total; step++) {
         double ts = wdl_now();
         /* gather this step's micro-batches */
@@ -426,7 +330,7 @@ int main(int argc, char **argv) {
          * reference trains them as one module under one optimizer) */
         double gn, wgn = 0, norms[2];
         if (w && !o.freeze_weak) {
-            if (o.clip_joint) {
+            if (!strcmp(o.clip_mode, "joint")) {
                 wdl_model *both[2] = {s, w};
                 grad_clip_joint(both, 2, o.clip, norms);
                 gn = norms[0]; wgn = norms[1];
@@ -449,12 +353,15 @@ int main(int argc, char **argv) {
             log_probe(lf, r, s, pids, ptg, pB, pT);
         log_write(lf, r);
         json_decref(r);
-        progress(step + 1, total, loss, tps, now - t0);
+        char info[64];
+        snprintf(info, sizeof info, "loss %.4f %.0f tok/s", loss, tps);
+        if (step + 1 == total) progress_end(&bar, step + 1, info);
+        else progress_update(&bar, step + 1, info);
         int64_t ep_done = (step + 1) * o.accum / micro_per_epoch;
         if (o.save_epochs && ep_done > step * o.accum / micro_per_epoch && ep_done >= 1 && step + 1 < total)
             save_epoch(&o, s, ep_done);
         if (o.save_every > 0 && (step + 1) % o.save_every == 0 && step + 1 < total)
-            save_ckpt(&o, ckpt, s, w, step + 1, total, &d);
+            ckpt_save(ckpt, s, o.model, o.freeze_weak ? NULL : w, o.weak, step + 1, total, o.seed, &d);
     }
     if (lf) fclose(lf);
 
@@ -462,13 +369,13 @@ int main(int argc, char **argv) {
     char *tmp = wdl_tmp_name(o.out);
     wdl_rmtree(tmp);
     wdl_tmp_register(tmp);
-    write_model_dir(s, o.model, tmp, o.bf16);
+    ckpt_write_model(s, o.model, tmp, o.bf16);
     char *wtmp = NULL;
     if (o.weak_out) {
         wtmp = wdl_tmp_name(o.weak_out);
         wdl_rmtree(wtmp);
         wdl_tmp_register(wtmp);
-        write_model_dir(w, o.weak, wtmp, o.bf16);
+        ckpt_write_model(w, o.weak, wtmp, o.bf16);
     }
     wdl_commit(tmp, o.out);
     if (wtmp) wdl_commit(wtmp, o.weak_out);

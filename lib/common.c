@@ -1,6 +1,9 @@
 /* common.c: see common.h. */
 #include "common.h"
+#include "utf8.h"
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/syscall.h>
 #include <errno.h>
 #include <libgen.h>
 #include <math.h>
@@ -18,8 +21,13 @@
 const char *wdl_version = WDL_VERSION;
 const char *wdl_prog = "wdl";
 
+/* Temporary outputs, in fixed buffers so that the signal handler can read
+ * them without allocating: a slot is in use once its flag is set, after
+ * its path is complete. */
 #define MAX_TMP 64
-static char *tmp_paths[MAX_TMP];
+#define TMP_PATH_MAX 4096
+static char tmp_paths[MAX_TMP][TMP_PATH_MAX];
+static volatile sig_atomic_t tmp_used[MAX_TMP];
 
 void wdl_rmtree(const char *path) {
     struct stat st;
@@ -44,38 +52,44 @@ void wdl_rmtree(const char *path) {
 
 static void cleanup_tmp(void) {
     for (int i = 0; i < MAX_TMP; i++)
-        if (tmp_paths[i]) { wdl_rmtree(tmp_paths[i]); free(tmp_paths[i]); tmp_paths[i] = NULL; }
+        if (tmp_used[i]) { wdl_rmtree(tmp_paths[i]); tmp_used[i] = 0; }
 }
 
+/* Remove a file or directory tree at dirfd/name with system calls only
+ * (no malloc, no stdio: async-signal-safe). Depth is bounded by the
+ * stack; outputs are at most a few levels deep. */
+static void rmtree_at(int dirfd, const char *name, int depth) {
+    if (unlinkat(dirfd, name, 0) == 0 || errno == ENOENT || depth > 8) return;
+    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    if (fd < 0) return;
+    char buf[4096];
+    long got;
+    while ((got = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0) {
+        for (long off = 0; off < got;) {
+            struct linux_dirent64 {
+                uint64_t ino;
+                int64_t off;
+                unsigned short reclen;
+                unsigned char type;
+                char name[];
+            } *e = (void *)(buf + off);
+            const char *nm = e->name;
+            if (!(nm[0] == '.' && (!nm[1] || (nm[1] == '.' && !nm[2])))) rmtree_at(fd, e->name, depth + 1);
+            off += e->reclen;
+        }
+    }
+    close(fd);
+    unlinkat(dirfd, name, AT_REMOVEDIR);
+}
+
+/* Only async-signal-safe calls: remove the registered outputs, then die
+ * of the same signal so the parent sees how the program ended. */
 static void on_signal(int sig) {
-    cleanup_tmp();
+    for (int i = 0; i < MAX_TMP; i++)
+        if (tmp_used[i]) rmtree_at(AT_FDCWD, tmp_paths[i], 0);
     signal(sig, SIG_DFL);
     raise(sig);
-}
-
-/* OpenMP threads that spin while waiting collapse throughput as soon as
- * another process wants the same cores (two programs in a pipe, a build):
- * measured 2x slower under one competing process, up to 50x for decoding.
- * libgomp reads its wait policy from the environment when it loads, before
- * main, so when the user has not chosen one the program re-executes itself
- * once with OMP_WAIT_POLICY=passive (about 7% slower on an idle machine;
- * set OMP_WAIT_POLICY=active to get that back). */
-__attribute__((constructor)) static void wdl_wait_policy(void) {
-    if (getenv("OMP_WAIT_POLICY")) return;
-    setenv("OMP_WAIT_POLICY", "passive", 1);
-    FILE *f = fopen("/proc/self/cmdline", "rb");
-    if (!f) return;
-    static char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    int complete = feof(f);
-    fclose(f);
-    if (!complete || n == 0) return;
-    buf[n] = 0;
-    char *argv[1024];
-    int argc = 0;
-    for (size_t i = 0; i < n && argc < 1023; i += strlen(buf + i) + 1) argv[argc++] = buf + i;
-    argv[argc] = NULL;
-    execv("/proc/self/exe", argv);   /* on failure: carry on as we are */
+    _exit(128 + sig);
 }
 
 void wdl_set_prog(const char *argv0) {
@@ -87,26 +101,38 @@ void wdl_set_prog(const char *argv0) {
     signal(SIGPIPE, on_signal);
 }
 
+/* Format a message, replace invalid UTF-8 (a message may quote input) and
+ * write it as one line "wdl-prog: message". */
+static void vmessage(const char *src, int line, const char *fmt, va_list ap) {
+    char buf[8192];
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    size_t len = n < 0 ? 0 : (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1;
+    size_t m;
+    char *u = utf8_valid(buf, len, &m);
+    fprintf(stderr, "%s: %.*s", wdl_prog, (int)m, u);
+    if (src && getenv("WDL_DEBUG")) fprintf(stderr, " [%s:%d]", src, line);
+    fputc('\n', stderr);
+    if (u != buf) free(u);
+}
+
+void wdl_vexit(int code, const char *src, int line, const char *fmt, va_list ap) {
+    fflush(stdout);
+    vmessage(src, line, fmt, ap);
+    cleanup_tmp();
+    exit(code);
+}
+
 void wdl_die_at(const char *src, int line, const char *fmt, ...) {
     va_list ap;
-    fflush(stdout);
-    fprintf(stderr, "%s: ", wdl_prog);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    if (getenv("WDL_DEBUG")) fprintf(stderr, " [%s:%d]", src, line);
-    fputc('\n', stderr);
-    cleanup_tmp();
-    exit(1);
+    wdl_vexit(1, src, line, fmt, ap);
 }
 
 void wdl_warn(const char *fmt, ...) {
     va_list ap;
-    fprintf(stderr, "%s: ", wdl_prog);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vmessage(NULL, 0, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
 }
 
 void *wdl_malloc_at(const char *src, int line, size_t n) {
@@ -139,13 +165,18 @@ void *wdl_aligned_at(const char *src, int line, size_t n) {
 }
 
 void wdl_tmp_register(const char *path) {
+    if (strlen(path) >= TMP_PATH_MAX) die("%s: path too long", path);
     for (int i = 0; i < MAX_TMP; i++)
-        if (!tmp_paths[i]) { tmp_paths[i] = xstrdup(path); return; }
+        if (!tmp_used[i]) {
+            strcpy(tmp_paths[i], path);
+            tmp_used[i] = 1;
+            return;
+        }
     die("too many temporary outputs");
 }
 void wdl_tmp_unregister(const char *path) {
     for (int i = 0; i < MAX_TMP; i++)
-        if (tmp_paths[i] && !strcmp(tmp_paths[i], path)) { free(tmp_paths[i]); tmp_paths[i] = NULL; }
+        if (tmp_used[i] && !strcmp(tmp_paths[i], path)) tmp_used[i] = 0;
 }
 
 char *wdl_tmp_name(const char *final_path) {
@@ -255,25 +286,4 @@ double wdl_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-long long wdl_parse_int(const char *flag, const char *s) {
-    char *end;
-    errno = 0;
-    if (!s) die("%s needs a value", flag);
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end) die("%s: not an integer: '%s'", flag, s);
-    return v;
-}
-double wdl_parse_double(const char *flag, const char *s) {
-    char *end;
-    errno = 0;
-    if (!s) die("%s needs a value", flag);
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v)) die("%s: not a number: '%s'", flag, s);
-    return v;
-}
-
-const char *wdl_arg(int argc, char **argv, int *i) {
-    if (*i + 1 >= argc) die("%s needs a value", argv[*i]);
-    return argv[++*i];
 }

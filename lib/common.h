@@ -4,6 +4,7 @@
  * temporary output it registered, so nothing half-written is left behind. */
 #ifndef WDL_COMMON_H
 #define WDL_COMMON_H
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,6 +17,9 @@ void wdl_set_prog(const char *argv0);
 _Noreturn void wdl_die_at(const char *src, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 #define die(...) wdl_die_at(__FILE__, __LINE__, __VA_ARGS__)
+/* The message as die prints it, then exit(code) after removing temporary
+ * outputs (cli_usage_error uses code 2). Messages are made valid UTF-8. */
+_Noreturn void wdl_vexit(int code, const char *src, int line, const char *fmt, va_list ap);
 /* Warning/info on stderr, prefixed by the program name. */
 void wdl_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -68,12 +72,6 @@ uint64_t rng_below(wdl_rng *r, uint64_t n); /* unbiased in [0,n) */
 
 /* Wall clock in seconds (monotonic). */
 double wdl_now(void);
-/* Parse helpers for command-line values: die with the flag name if bad. */
-long long wdl_parse_int(const char *flag, const char *s);
-double wdl_parse_double(const char *flag, const char *s);
-/* The value of option argv[*i]: advances *i, dies "<opt> needs a value"
- * when there is none. */
-const char *wdl_arg(int argc, char **argv, int *i);
 /* The project version string (from the Makefile). */
 extern const char *wdl_version;
 #endif

@@ -59,14 +59,14 @@ void gen_step(gen_state *g, const int32_t *tok, const uint8_t *active) {
         float *qn = g->tmp;
         float *rs = xmalloc(sizeof(float) * (size_t)(B * NH));
         rmsnorm_forward(qn, rs, g->q, m->P[W_QNORM] + l * HD, B * NH, HD, c->eps);
-        rope_forward(g->q, qn, g->pos, B, NH, HD, c->theta);
+        rope_forward(g->q, &m->rope, qn, g->pos, B, NH, HD, c->theta);
         rmsnorm_forward(qn, rs, g->k, m->P[W_KNORM] + l * HD, B * KV, HD, c->eps);
         free(rs);
         float *kc = g->kc + l * B * ML * KD, *vc = g->vc + l * B * ML * KD;
         /* write the new position's key (after RoPE) and value into the cache */
         for (int64_t b = 0; b < B; b++) {
             if (!active[b]) continue;
-            rope_forward(kc + (b * ML + g->pos[b]) * KD, qn + b * KD, g->pos + b, 1, KV, HD, c->theta);
+            rope_forward(kc + (b * ML + g->pos[b]) * KD, &m->rope, qn + b * KD, g->pos + b, 1, KV, HD, c->theta);
             memcpy(vc + (b * ML + g->pos[b]) * KD, g->v + b * KD, sizeof(float) * (size_t)KD);
         }
 #pragma omp parallel for schedule(dynamic, 1) if (B * NH * ML * HD > 32768)
@@ -127,7 +127,7 @@ void gen_prefill(gen_state *g, int64_t b, const int32_t *prompt, int64_t plen) {
 int64_t gen_greedy(gen_state *g, const int32_t *const *prompts, const int64_t *plen, int64_t n,
                    int32_t stop_id, int64_t max_new, ivec *out) {
     const int64_t B = g->B;
-    int64_t *slot = xmalloc(sizeof(int64_t) * (size_t)B), next = 0, generated = 0;
+    int64_t *slot = xmalloc(sizeof(int64_t) * (size_t)B), next = 0, generated = 0, running = 0;
     int32_t *tok = xcalloc((size_t)B, sizeof(int32_t));
     uint8_t *active = xcalloc((size_t)B, 1);
     for (int64_t b = 0; b < B; b++) slot[b] = -1;
@@ -149,9 +149,10 @@ int64_t gen_greedy(gen_state *g, const int32_t *const *prompts, const int64_t *p
             active[b] = slot[b] >= 0;
             if (active[b]) tok[b] = out[slot[b]].v[out[slot[b]].n - 1];
         }
-        int any = 0;
-        for (int64_t b = 0; b < B; b++) any |= active[b];
-        if (!any) break;
+        running = 0;
+        for (int64_t b = 0; b < B; b++) running += active[b];
+        if (g->progress) progress_update(g->progress, g->progress_base + next - running, NULL);
+        if (!running) break;
         gen_step(g, tok, active);
         for (int64_t b = 0; b < B; b++) {
             if (!active[b]) continue;

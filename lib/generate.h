@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include "common.h"
 #include "model.h"
+#include "progress.h"
 
 typedef struct {
     wdl_model *m;
@@ -15,6 +16,8 @@ typedef struct {
     float *kc, *vc;           /* [L, B, maxlen, KVH*HD] */
     float *x, *xn, *q, *k, *v, *aty, *tmp, *gate, *up, *att, *logits, *rstd;
     int32_t *pos;             /* [B] current position (tokens already cached) */
+    wdl_progress *progress;   /* optional: gen_greedy reports finished sequences */
+    int64_t progress_base;    /* ... counted from here */
 } gen_state;
 
 void gen_init(gen_state *g, wdl_model *m, int64_t B, int64_t maxlen);

@@ -99,10 +99,10 @@ static char *norm_answer(json_t *a) {
     return strip(s);
 }
 
-/* idx from the source's id ("id", "idx", "ID"; an integer, or a string's
+/* idx from the source's id ("idx", "id", "ID", "problem_id", "iIndex"; an integer, or a string's
  * trailing digits as in SVAMP "chal-12"), else the position. */
 static int64_t source_idx(json_t *src, int64_t pos, json_t **source_id) {
-    static const char *keys[] = {"idx", "id", "ID", "problem_id", NULL};
+    static const char *keys[] = {"idx", "id", "ID", "problem_id", "iIndex", NULL};
     *source_id = NULL;
     for (int i = 0; keys[i]; i++) {
         json_t *v = json_object_get(src, keys[i]);
@@ -137,36 +137,78 @@ static json_t *base_record(int64_t idx, const char *task, const char *prompt, co
 static void keep_if_correct(json_t *r, const char *eq) {
     if (eq && !check_record(r, eq, NULL)) json_object_del(r, "completion");
 }
-static json_t *conv_mawps(const char *task, json_t *s, int64_t idx, const char **why) {
-    static const char *tk[] = {"original_text", "segmented_text", "question", "text", NULL};
-    const char *text = first_str(s, tk), *eq = json_string_value(json_object_get(s, "equation"));
-    char *ans = norm_answer(json_object_get(s, "ans"));
-    if (!text || !ans) { free(ans); *why = "needs original_text and ans"; return NULL; }
-    char *prompt = detokenise(text), *neq = eq ? norm_equation(eq, 0) : NULL;
+/* A field under its capitalised or lower-case name ("Body" or "body"). */
+static json_t *field_ci(json_t *s, const char *name) {
+    json_t *v = json_object_get(s, name);
+    if (v) return v;
+    char low[32];
+    snprintf(low, sizeof low, "%s", name);
+    low[0] = (char)tolower((unsigned char)low[0]);
+    return json_object_get(s, low);
+}
+
+/* The layout of the MAWPS repository (AllArith, ALG514, ...), in which
+ * MAWPS and SVAMP are also distributed: sQuestion, lEquations
+ * ["X=(3.0+2.0)"], lSolutions [5.0]. Equations come only for one unknown. */
+static int alg_layout(json_t *s, const char **text, const char **eq, json_t **ans) {
+    *text = json_string_value(json_object_get(s, "sQuestion"));
+    if (!*text) return 0;
+    json_t *e = json_object_get(s, "lEquations"), *a = json_object_get(s, "lSolutions");
+    *eq = json_is_array(e) ? (json_array_size(e) == 1 ? json_string_value(json_array_get(e, 0)) : NULL)
+                           : json_string_value(e);
+    *ans = json_is_array(a) ? (json_array_size(a) == 1 ? json_array_get(a, 0) : NULL) : a;
+    return 1;
+}
+
+/* A math word problem record: the equation (with or without "x=") is the
+ * completion when the checker accepts it for the answer. */
+static json_t *mwp_record(const char *task, int64_t idx, const char *prompt, const char *eq, const char *ans) {
+    char *neq = eq ? norm_equation(eq, !strchr(eq, '=')) : NULL;
     json_t *r = base_record(idx, task, prompt, neq, ans);
     keep_if_correct(r, neq);
     if (eq) json_object_set_new(r, "equation", json_string(eq));
-    free(prompt); free(neq); free(ans);
+    free(neq);
     return r;
 }
 
-static json_t *conv_svamp(const char *task, json_t *s, int64_t idx, const char **why) {
-    const char *body = json_string_value(json_object_get(s, "Body"));
-    const char *q = json_string_value(json_object_get(s, "Question"));
-    const char *eq = json_string_value(json_object_get(s, "Equation"));
-    char *ans = norm_answer(json_object_get(s, "Answer"));
-    if (!body || !q || !ans) { free(ans); *why = "needs Body, Question and Answer"; return NULL; }
-    char *b = strip(body), *qq = strip(q);
+static json_t *conv_mawps(const char *task, json_t *s, int64_t idx, const char **why, const char **layout) {
+    static const char *tk[] = {"original_text", "segmented_text", "question", "text", NULL};
+    const char *text = first_str(s, tk), *eq = json_string_value(json_object_get(s, "equation"));
+    json_t *a = json_object_get(s, "ans");
+    *layout = "original_text/equation/ans";
+    if (!text && alg_layout(s, &text, &eq, &a)) *layout = "sQuestion/lEquations/lSolutions";
+    char *ans = norm_answer(a);
+    if (!text || !ans) { free(ans); *why = "needs original_text and ans (or sQuestion and lSolutions)"; return NULL; }
+    char *prompt = detokenise(text);
+    json_t *r = mwp_record(task, idx, prompt, eq, ans);
+    free(prompt); free(ans);
+    return r;
+}
+
+/* SVAMP as published (Body, Question, Equation "( 3.0 + 2.0 )", Answer,
+ * Type), with lower-case keys, with the body already in Question, or in
+ * the MAWPS repository layout. */
+static json_t *conv_svamp(const char *task, json_t *s, int64_t idx, const char **why, const char **layout) {
+    const char *body = json_string_value(field_ci(s, "Body"));
+    const char *q = json_string_value(field_ci(s, "Question"));
+    const char *eq = json_string_value(field_ci(s, "Equation"));
+    json_t *a = field_ci(s, "Answer");
+    *layout = body ? "Body+Question/Answer" : "Question/Answer";
+    if (!q && alg_layout(s, &q, &eq, &a)) { body = NULL; *layout = "sQuestion/lSolutions"; }
+    char *ans = norm_answer(a);
+    if (!q || !ans) {
+        free(ans);
+        *why = "needs Body+Question and Answer, Question and Answer, or sQuestion and lSolutions";
+        return NULL;
+    }
+    char *b = strip(body ? body : ""), *qq = strip(q);
     size_t n = strlen(b) + strlen(qq) + 3;
     char *prompt = xmalloc(n);
-    snprintf(prompt, n, "%s%s%s", b, *b && !strchr(" ", b[strlen(b) - 1]) ? " " : "", qq);
-    char *neq = eq ? norm_equation(eq, 1) : NULL;
-    json_t *r = base_record(idx, task, prompt, neq, ans);
-    keep_if_correct(r, neq);
-    if (eq) json_object_set_new(r, "equation", json_string(eq));
-    const char *type = json_string_value(json_object_get(s, "Type"));
+    snprintf(prompt, n, "%s%s%s", b, *b ? " " : "", qq);
+    json_t *r = mwp_record(task, idx, prompt, eq, ans);
+    const char *type = json_string_value(field_ci(s, "Type"));
     if (type) json_object_set_new(r, "type", json_string(type));
-    free(b); free(qq); free(prompt); free(neq); free(ans);
+    free(b); free(qq); free(prompt); free(ans);
     return r;
 }
 
@@ -198,12 +240,13 @@ static char *clean_output(const char *out) {
     return o;
 }
 
-static json_t *conv_gsm8k(const char *task, json_t *s, int64_t idx, const char **why) {
+static json_t *conv_gsm8k(const char *task, json_t *s, int64_t idx, const char **why, const char **layout) {
     char *prompt = instruction_prompt(s);
     const char *out = json_string_value(json_object_get(s, "output"));
     json_t *a = json_object_get(s, "answer");
     const char *as = json_string_value(a), *hash = as ? strstr(as, "####") : NULL;
     char *completion = NULL, *ans = NULL;
+    *layout = hash ? "question/answer (#### N)" : "instruction/output/answer";
     if (hash) { /* original layout: answer = "<solution> #### 72" */
         completion = strip(as);
         ans = strip(hash + 4);
@@ -250,12 +293,13 @@ static json_t *parse_choices(const char *text) {
     return ch;
 }
 
-static json_t *conv_aqua(const char *task, json_t *s, int64_t idx, const char **why) {
+static json_t *conv_aqua(const char *task, json_t *s, int64_t idx, const char **why, const char **layout) {
     char *prompt = instruction_prompt(s);
     json_t *opts = json_object_get(s, "options");
     static const char *ak[] = {"answer", "correct", NULL}, *ok[] = {"output", "rationale", NULL};
     const char *ans = first_str(s, ak), *out = first_str(s, ok);
     if (!prompt || !ans) { free(prompt); *why = "needs instruction (or question) and answer"; return NULL; }
+    *layout = json_is_array(opts) ? "question/options/correct" : "instruction/output/answer";
     if (json_is_array(opts)) { /* original layout: options ["A)21", ...] */
         size_t n = strlen(prompt) + 32;
         for (size_t i = 0; i < json_array_size(opts); i++)
@@ -278,7 +322,7 @@ static json_t *conv_aqua(const char *task, json_t *s, int64_t idx, const char **
     return r;
 }
 
-static json_t *conv_competition(const char *task, json_t *s, int64_t idx, const char **why) {
+static json_t *conv_competition(const char *task, json_t *s, int64_t idx, const char **why, const char **layout) {
     char *prompt = instruction_prompt(s);
     char *ans = norm_answer(json_object_get(s, "answer"));
     static const char *ck[] = {"solution", "output", NULL};
@@ -291,7 +335,7 @@ static json_t *conv_competition(const char *task, json_t *s, int64_t idx, const 
 }
 
 /* Chat: keep the record, put idx and task first, add the boxed answer. */
-static json_t *conv_chat(const char *task, json_t *s, int64_t idx, const char **why) {
+static json_t *conv_chat(const char *task, json_t *s, int64_t idx, const char **why, const char **layout) {
     const char *co = NULL;
     if (!json_is_array(json_object_get(s, "messages"))) { *why = "needs a messages array"; return NULL; }
     if (!rec_prompt_completion(s, NULL, NULL, &co)) { *why = "has no user message"; return NULL; }
@@ -308,22 +352,25 @@ static json_t *conv_chat(const char *task, json_t *s, int64_t idx, const char **
     return r;
 }
 
-json_t *import_convert(int fmt, const char *task, json_t *src, int64_t pos, const char **why) {
-    static const char *dummy;
-    if (!why) why = &dummy;
+json_t *import_convert(int fmt, const char *task, json_t *src, int64_t pos, const char **why,
+                       const char **layout) {
+    const char *why_, *layout_;
+    if (!why) why = &why_;
+    if (!layout) layout = &layout_;
     *why = "not an object";
+    *layout = NULL;
     if (!json_is_object(src)) return NULL;
     json_t *sid;
     int64_t idx = source_idx(src, pos, &sid);
     const char *t = task ? task : fmt_names[fmt];
     json_t *r = NULL;
     switch (fmt) {
-    case IMP_MAWPS: r = conv_mawps(t, src, idx, why); break;
-    case IMP_SVAMP: r = conv_svamp(t, src, idx, why); break;
-    case IMP_GSM8K: r = conv_gsm8k(t, src, idx, why); break;
-    case IMP_AQUA: r = conv_aqua(t, src, idx, why); break;
-    case IMP_AIME: case IMP_AMC: r = conv_competition(t, src, idx, why); break;
-    case IMP_CHAT: return conv_chat(task, src, idx, why);
+    case IMP_MAWPS: r = conv_mawps(t, src, idx, why, layout); break;
+    case IMP_SVAMP: r = conv_svamp(t, src, idx, why, layout); break;
+    case IMP_GSM8K: r = conv_gsm8k(t, src, idx, why, layout); break;
+    case IMP_AQUA: r = conv_aqua(t, src, idx, why, layout); break;
+    case IMP_AIME: case IMP_AMC: r = conv_competition(t, src, idx, why, layout); break;
+    case IMP_CHAT: return conv_chat(task, src, idx, why, layout);
     }
     if (r && sid) json_object_set(r, "source_id", sid);
     return r;
@@ -335,6 +382,9 @@ typedef struct {
     const char *task;
     rec_writer *w;
     int64_t pos, no_completion;
+    const char *layout[8];    /* the source layouts met, with their counts */
+    int64_t layout_n[8];
+    int nlayout;
     int64_t *seen;
     size_t seen_n, seen_cap;
 } import_ctx;
@@ -364,8 +414,8 @@ static int idx_add(import_ctx *c, int64_t idx) {
 }
 
 static void emit(import_ctx *c, json_t *src, const char *file, int64_t line, int64_t item) {
-    const char *why = NULL;
-    json_t *r = import_convert(c->fmt, c->task, src, c->pos++, &why);
+    const char *why = NULL, *layout = NULL;
+    json_t *r = import_convert(c->fmt, c->task, src, c->pos++, &why, &layout);
     char where[64];
     if (line > 0) snprintf(where, sizeof where, "%lld", (long long)line);
     else snprintf(where, sizeof where, "item %lld", (long long)item);
@@ -373,6 +423,10 @@ static void emit(import_ctx *c, json_t *src, const char *file, int64_t line, int
     int64_t idx = json_integer_value(json_object_get(r, "idx"));
     if (!idx_add(c, idx)) die("%s:%s: duplicate idx %lld", file, where, (long long)idx);
     if ((c->fmt == IMP_MAWPS || c->fmt == IMP_SVAMP) && !json_object_get(r, "completion")) c->no_completion++;
+    int k = 0;
+    while (layout && k < c->nlayout && strcmp(c->layout[k], layout)) k++;
+    if (layout && k == c->nlayout && k < 8) c->layout[c->nlayout++] = layout;
+    if (layout && k < 8) c->layout_n[k]++;
     rec_write(c->w, r);
     json_decref(r);
 }
@@ -433,6 +487,9 @@ void import_files(int fmt, const char *task, const char *const *files, int n, re
     c.task = task;
     c.w = w;
     for (int i = 0; i < n; i++) import_one(&c, files[i]);
+    for (int k = 0; k < c.nlayout; k++)
+        wdl_warn("read %lld %s record(s) in the %s layout", (long long)c.layout_n[k], import_format_name(fmt),
+                 c.layout[k]);
     if (c.no_completion)
         wdl_warn("%lld of %lld %s record(s) have no completion (their equation does not give the answer)",
                  (long long)c.no_completion, (long long)c.pos, import_format_name(fmt));

@@ -17,10 +17,13 @@ const char *import_format_name(int fmt);
 /* Convert one source object; pos is its 0-based position in the input.
  * task overrides the task name (NULL = the format's name). Returns a new
  * record, or NULL (with *why set) when the object lacks what the format
- * needs. */
-json_t *import_convert(int fmt, const char *task, json_t *src, int64_t pos, const char **why);
+ * needs. *layout (may be NULL) names the source layout that was read
+ * (e.g. "Body+Question/Answer" for SVAMP), NULL for chat. */
+json_t *import_convert(int fmt, const char *task, json_t *src, int64_t pos, const char **why,
+                       const char **layout);
 
-/* Convert every object of every file, in order, to w. Dies with
- * "<file>:<line>: ..." on malformed input or a duplicate idx. */
+/* Convert every object of every file, in order, to w, and say on stderr
+ * which layouts were read. Dies with "<file>:<line>: ..." on malformed
+ * input or a duplicate idx. */
 void import_files(int fmt, const char *task, const char *const *files, int n, rec_writer *w);
 #endif

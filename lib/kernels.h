@@ -23,6 +23,16 @@ typedef struct { int64_t B, T, NH, KVH, HD; } attn_dims;
  * (no gradient wanted for that side). */
 #define CE_SIDES 2
 
+/* RoPE's cos/sin of every (position, frequency) pair, owned by the caller
+ * (the model): built on first use, rebuilt when theta or the head size
+ * change or a larger position appears. Zero-initialise; free with
+ * rope_cache_free. */
+#define WDL_ROPE_CACHE(R, S)                                                        \
+    typedef struct { R *cs, *sn; double theta; int64_t hd, np; } rope_cache##S;     \
+    void rope_cache_free##S(rope_cache##S *t);
+WDL_ROPE_CACHE(float, )
+WDL_ROPE_CACHE(double, _f64)
+
 #define WDL_KERNEL_DECLS(R, S)                                                      \
     void embedding_forward##S(R *out, const int32_t *ids, const R *emb, int64_t N, int64_t C); \
     void embedding_backward##S(R *demb, const R *dout, const int32_t *ids, int64_t N, int64_t C); \
@@ -34,10 +44,10 @@ typedef struct { int64_t B, T, NH, KVH, HD; } attn_dims;
     void rmsnorm_forward##S(R *out, R *rstd, const R *inp, const R *w, int64_t N, int64_t C, double eps); \
     void rmsnorm_backward##S(R *dinp, R *dw, const R *dout, const R *inp, const R *w,  \
                              const R *rstd, int64_t N, int64_t C);                     \
-    void rope_forward##S(R *out, const R *inp, const int32_t *pos, int64_t N, int64_t H, \
-                         int64_t HD, double theta);                                    \
-    void rope_backward##S(R *dinp, const R *dout, const int32_t *pos, int64_t N, int64_t H, \
-                          int64_t HD, double theta);                                   \
+    void rope_forward##S(R *out, rope_cache##S *tab, const R *inp, const int32_t *pos, \
+                         int64_t N, int64_t H, int64_t HD, double theta);              \
+    void rope_backward##S(R *dinp, rope_cache##S *tab, const R *dout, const int32_t *pos, \
+                          int64_t N, int64_t H, int64_t HD, double theta);             \
     void attention_forward##S(R *out, R *att, const R *q, const R *k, const R *v, attn_dims d); \
     void attention_backward##S(R *dq, R *dk, R *dv, const R *dout, const R *att, const R *q, \
                                const R *k, const R *v, attn_dims d);                   \

@@ -105,41 +105,40 @@ void FN(rmsnorm_backward)(R *dinp, R *dw, const R *dout, const R *inp, const R *
  * (x_i, x_{i+HD/2}) -> (x_i cos - x_{i+h} sin, x_{i+h} cos + x_i sin).
  * Rows are [N, H, HD]; pos[n] is the position of row n. The inverse
  * frequency and angle are formed in the kernel's precision, as HF does. */
-/* cos/sin of every (position, frequency) pair, cached across calls (the
- * trainer and the decoder call RoPE with the same theta and head size over
- * and over); rebuilt when theta or HD change or a larger position appears.
- * Called from the main thread only. */
-static R *FN(rope_cs), *FN(rope_sn);
-static double FN(rope_theta_c);
-static int64_t FN(rope_hd_c), FN(rope_np_c);
-
-static void FN(rope_table)(const int32_t *pos, int64_t N, int64_t HD, double theta) {
+/* The table covers every position in pos: grown geometrically so that
+ * decoding one position at a time rebuilds it O(log T) times. */
+static void FN(rope_build)(FN(rope_cache) *t, const int32_t *pos, int64_t N, int64_t HD, double theta) {
     int32_t mp = 0;
     for (int64_t n = 0; n < N; n++) if (pos[n] > mp) mp = pos[n];
-    if (FN(rope_cs) && FN(rope_theta_c) == theta && FN(rope_hd_c) == HD && mp < FN(rope_np_c)) return;
-    int64_t np = mp + 1 > 2 * FN(rope_np_c) ? mp + 1 : 2 * FN(rope_np_c);
-    if (FN(rope_theta_c) != theta || FN(rope_hd_c) != HD) np = mp + 1 > 64 ? mp + 1 : 64;
+    if (t->cs && t->theta == theta && t->hd == HD && mp < t->np) return;
+    int64_t np = mp + 1 > 2 * t->np ? mp + 1 : 2 * t->np;
+    if (t->theta != theta || t->hd != HD) np = mp + 1 > 64 ? mp + 1 : 64;
     int64_t half = HD / 2;
-    free(FN(rope_cs)); free(FN(rope_sn));
-    FN(rope_cs) = malloc(sizeof(R) * (size_t)(np * half));
-    FN(rope_sn) = malloc(sizeof(R) * (size_t)(np * half));
-    if (!FN(rope_cs) || !FN(rope_sn)) die("out of memory (rope table)");
+    free(t->cs); free(t->sn);
+    t->cs = malloc(sizeof(R) * (size_t)(np * half));
+    t->sn = malloc(sizeof(R) * (size_t)(np * half));
+    if (!t->cs || !t->sn) die("out of memory (rope table)");
     for (int64_t i = 0; i < half; i++) {
         R inv = (R)(1.0 / pow(theta, (double)(2 * i) / (double)HD));
         for (int64_t p = 0; p < np; p++) {
             R a = (R)p * inv;
-            FN(rope_cs)[p * half + i] = (R)cos((double)a);
-            FN(rope_sn)[p * half + i] = (R)sin((double)a);
+            t->cs[p * half + i] = (R)cos((double)a);
+            t->sn[p * half + i] = (R)sin((double)a);
         }
     }
-    FN(rope_theta_c) = theta; FN(rope_hd_c) = HD; FN(rope_np_c) = np;
+    t->theta = theta; t->hd = HD; t->np = np;
 }
 
-static void FN(rope_apply)(R *out, const R *inp, const int32_t *pos, int64_t N, int64_t H,
-                           int64_t HD, double theta, int sign, int accumulate) {
+void FN(rope_cache_free)(FN(rope_cache) *t) {
+    free(t->cs); free(t->sn);
+    memset(t, 0, sizeof *t);
+}
+
+static void FN(rope_apply)(R *out, FN(rope_cache) *tab, const R *inp, const int32_t *pos, int64_t N,
+                           int64_t H, int64_t HD, double theta, int sign, int accumulate) {
     int64_t half = HD / 2;
-    FN(rope_table)(pos, N, HD, theta);
-    const R *cs = FN(rope_cs), *sn = FN(rope_sn);
+    FN(rope_build)(tab, pos, N, HD, theta);
+    const R *cs = tab->cs, *sn = tab->sn;
 #pragma omp parallel for schedule(static) if (N * H * HD > PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
         const R *c = cs + (int64_t)pos[n] * half, *s = sn + (int64_t)pos[n] * half;
@@ -156,14 +155,14 @@ static void FN(rope_apply)(R *out, const R *inp, const int32_t *pos, int64_t N, 
     }
 }
 
-void FN(rope_forward)(R *out, const R *inp, const int32_t *pos, int64_t N, int64_t H,
+void FN(rope_forward)(R *out, FN(rope_cache) *tab, const R *inp, const int32_t *pos, int64_t N, int64_t H,
                       int64_t HD, double theta) {
-    FN(rope_apply)(out, inp, pos, N, H, HD, theta, 1, 0);
+    FN(rope_apply)(out, tab, inp, pos, N, H, HD, theta, 1, 0);
 }
 /* The rotation is orthogonal: its transpose rotates by -angle. */
-void FN(rope_backward)(R *dinp, const R *dout, const int32_t *pos, int64_t N, int64_t H,
+void FN(rope_backward)(R *dinp, FN(rope_cache) *tab, const R *dout, const int32_t *pos, int64_t N, int64_t H,
                        int64_t HD, double theta) {
-    FN(rope_apply)(dinp, dout, pos, N, H, HD, theta, -1, 1);
+    FN(rope_apply)(dinp, tab, dout, pos, N, H, HD, theta, -1, 1);
 }
 
 /* Causal GQA attention. q [B*T, NH*HD], k/v [B*T, KVH*HD], out [B*T, NH*HD],

@@ -72,6 +72,7 @@ void model_free(wdl_model *m) {
     if (!m) return;
     free(m->params); free(m->grads); free(m->m); free(m->v); free(m->act_mem);
     free(m->ids); free(m->pos);
+    rope_cache_free(&m->rope);
     free(m);
 }
 
@@ -190,9 +191,9 @@ void model_forward(wdl_model *m, const int32_t *ids, int64_t B, int64_t T) {
         linear_forward(v, ln1, LAYER(m->P[W_V], l, KD * H), N, H, KD);
         /* QK-norm per head, before RoPE */
         rmsnorm_forward(a->tmp, qrs, q, LAYER(m->P[W_QNORM], l, HD), N * NH, HD, c->eps);
-        rope_forward(qr, a->tmp, m->pos, N, NH, HD, c->theta);
+        rope_forward(qr, &m->rope, a->tmp, m->pos, N, NH, HD, c->theta);
         rmsnorm_forward(a->tmp, krs, k, LAYER(m->P[W_KNORM], l, HD), N * KV, HD, c->eps);
-        rope_forward(kr, a->tmp, m->pos, N, KV, HD, c->theta);
+        rope_forward(kr, &m->rope, a->tmp, m->pos, N, KV, HD, c->theta);
         attention_forward(aty, att, qr, kr, v, d);
         linear_forward(a->tmp, aty, LAYER(m->P[W_O], l, H * QD), N, QD, H);
         residual_forward(r1, x, a->tmp, N * H);
@@ -236,11 +237,11 @@ void model_backward(wdl_model *m) {
         attention_backward(a->dqr, a->dkr, a->dv, a->datty, att, qr, kr, v, d);
         /* RoPE backward into a->tmp, then QK-norm backward */
         ZERO(a->tmp, N * QD);
-        rope_backward(a->tmp, a->dqr, m->pos, N, NH, HD, c->theta);
+        rope_backward(a->tmp, &m->rope, a->dqr, m->pos, N, NH, HD, c->theta);
         ZERO(a->dq, N * QD);
         rmsnorm_backward(a->dq, LAYER(m->G[W_QNORM], l, HD), a->tmp, q, LAYER(m->P[W_QNORM], l, HD), qrs, N * NH, HD);
         ZERO(a->tmp, N * KD);
-        rope_backward(a->tmp, a->dkr, m->pos, N, KV, HD, c->theta);
+        rope_backward(a->tmp, &m->rope, a->dkr, m->pos, N, KV, HD, c->theta);
         ZERO(a->dk, N * KD);
         rmsnorm_backward(a->dk, LAYER(m->G[W_KNORM], l, HD), a->tmp, k, LAYER(m->P[W_KNORM], l, HD), krs, N * KV, HD);
         linear_backward_set(a->dln, LAYER(m->G[W_Q], l, QD * H), a->dq, ln1, LAYER(m->P[W_Q], l, QD * H), N, H, QD);

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "config.h"
+#include "kernels.h"
 
 enum {
     W_EMBED, W_LN1, W_Q, W_K, W_V, W_QNORM, W_KNORM, W_O, W_LN2,
@@ -42,6 +43,7 @@ typedef struct {
     size_t act_elems;
     wdl_acts a;
     int32_t *ids, *pos;             /* [Bmax*Tmax] inputs of the last forward */
+    rope_cache rope;                /* RoPE cos/sin, grown with the positions seen */
 } wdl_model;
 
 /* Allocate parameters for cfg (zeroed). */

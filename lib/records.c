@@ -4,6 +4,7 @@
  * to jansson. Writing uses our own serializer so that numbers print in a
  * short round-trip form and output bytes never depend on library defaults. */
 #include "records.h"
+#include "utf8.h"
 #include "common.h"
 #include <archive.h>
 #include <archive_entry.h>
@@ -389,8 +390,12 @@ void rec_multi_close(rec_multi *m) {
 }
 
 /* ---------- serializer ---------- */
-static void dump_string(sbuf *b, const char *s, size_t n) {
+/* Strings are written as valid UTF-8 whatever they hold (a string made
+ * with json_stringn_nocheck may not be). */
+static void dump_string(sbuf *b, const char *str, size_t len) {
     static const char hex[] = "0123456789abcdef";
+    size_t n;
+    char *s = utf8_valid((char *)str, len, &n);
     sb_reserve(b, n + 2);
     sb_addc(b, '"');
     size_t run = 0; /* copy unescaped stretches in one go */
@@ -415,6 +420,7 @@ static void dump_string(sbuf *b, const char *s, size_t n) {
     }
     sb_add(b, s + run, n - run);
     sb_addc(b, '"');
+    if (s != str) free(s);
 }
 
 /* Shortest of %.15g/%.16g/%.17g that reads back exactly; keep it a real. */

@@ -133,8 +133,8 @@ int sel_draw(const double *p, size_t n, size_t m, uint64_t seed, size_t *out) {
     return 0;
 }
 
-static const double *sort_key;
-static int by_key(const void *a, const void *b) {
+static int by_key(const void *a, const void *b, void *key) {
+    const double *sort_key = key;
     size_t i = *(const size_t *)a, j = *(const size_t *)b;
     double x = sort_key[i], y = sort_key[j];
     if (x < y) return -1;
@@ -149,8 +149,7 @@ void sel_buckets(size_t n, const double *h, const unsigned char *ok, int k, int 
         if (!ok || ok[i]) idx[m++] = i;
     }
     if (k < 1) k = 1;
-    sort_key = h;
-    qsort(idx, m, sizeof(size_t), by_key);
+    qsort_r(idx, m, sizeof(size_t), by_key, (void *)h);
     size_t rank = 0;
     for (size_t j = 0; j < m; j++) {
         if (j == 0 || h[idx[j]] != h[idx[j - 1]]) rank = j;   /* ties share the lowest rank */

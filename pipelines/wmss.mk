@@ -46,7 +46,7 @@ ifeq ($(SCALE),smoke)
 PRESET ?= nano
 N_TRAIN ?= 96
 N_POOL ?= 96
-N_TEST ?= 24
+N_TEST ?= 16
 BATCH ?= 8
 PRE_EPOCHS ?= 1
 SFT_EPOCHS ?= 2
@@ -75,7 +75,7 @@ WB := $(B)/bin
 M0 := $(if $(MODEL),$(MODEL),$(R)/m0)
 M0_FILE := $(if $(MODEL),$(wildcard $(MODEL)/model.safetensors $(MODEL)/model.safetensors.index.json),$(R)/m0/model.safetensors)
 STEP = WDL_VERSION=$(VERSION) pipelines/step.sh $@ $(R)/manifest.jsonl "$^" --
-TRAIN_CMD = $(WB)/wdl-train --threads $(THREADS) --seed $(SEED) --batch $(BATCH) --seq $(SEQ) -q
+TRAIN_CMD = $(WB)/wdl-train --threads $(THREADS) --seed $(SEED) --batch $(BATCH) --seq $(SEQ)
 TOOLS = | $(BINS)
 # the checkpoint near the end of M1's own SFT (the paper's weak-too-close case)
 LATE := $(R)/m1.epoch$(shell echo $$(( $(SFT_EPOCHS) > 1 ? $(SFT_EPOCHS) - 1 : 1 )))
@@ -97,9 +97,9 @@ $(R)/data/all.jsonl.zst: $(TOOLS)
 	@mkdir -p $(@D)
 	$(STEP) $(WB)/wdl-data gen --task $(TASK) --n $$(( $(N_TRAIN) + $(N_POOL) )) --seed $(SEED) --split train -o $@
 $(R)/data/train.jsonl.zst: $(R)/data/all.jsonl.zst
-	$(STEP) sh -c 'zstd -dcq $< | awk "NR <= $(N_TRAIN)" | zstd -q -o $@.tmp && mv $@.tmp $@'
+	$(STEP) $(WB)/wdl-data take --to $(N_TRAIN) -o $@ $<
 $(R)/data/pool.jsonl.zst: $(R)/data/all.jsonl.zst
-	$(STEP) sh -c 'zstd -dcq $< | awk "NR > $(N_TRAIN)" | zstd -q -o $@.tmp && mv $@.tmp $@'
+	$(STEP) $(WB)/wdl-data take --from $(N_TRAIN) -o $@ $<
 else
 $(R)/data/train.jsonl.zst: $(call file_of,$(TRAIN)) $(TOOLS)
 	@mkdir -p $(@D)
@@ -125,7 +125,7 @@ $(R)/data/test.jsonl.zst: $(call file_of,$(TEST)) $(TOOLS)
 endif
 # the paper's logit table is measured on 200 training examples
 $(R)/data/logits.jsonl.zst: $(R)/data/train.jsonl.zst
-	$(STEP) sh -c 'zstd -dcq $< | head -n $(N_LOGITS) | zstd -q -o $@.tmp && mv $@.tmp $@'
+	$(STEP) $(WB)/wdl-data take --to $(N_LOGITS) -o $@ $<
 
 # ---- phase 1: M0 (a weak base: short full-text pretraining on the pool),
 # M1 = SFT(M0, D, SFT_EPOCHS epochs, one schedule), saturated on D; the
@@ -176,10 +176,10 @@ EVAL = $(WB)/wdl-eval --threads $(THREADS) --max-new $(MAX_NEW)
 SUMMARY = $(WB)/wdl-score --field h --threads $(THREADS)
 $(R)/eval/%.json: $(R)/%/model.safetensors $(R)/data/test.jsonl.zst
 	@mkdir -p $(R)/eval $(R)/preds
-	$(STEP) sh -c '$(EVAL) -m $(R)/$* --preds $(R)/preds/$*.jsonl.zst $(R)/data/test.jsonl.zst > $@.tmp && mv $@.tmp $@'
+	$(STEP) $(EVAL) -m $(R)/$* --preds $(R)/preds/$*.jsonl.zst -o $@ $(R)/data/test.jsonl.zst
 $(R)/eval/m0.json: $(M0_FILE) $(R)/data/test.jsonl.zst
 	@mkdir -p $(R)/eval $(R)/preds
-	$(STEP) sh -c '$(EVAL) -m $(M0) --preds $(R)/preds/m0.jsonl.zst $(R)/data/test.jsonl.zst > $@.tmp && mv $@.tmp $@'
+	$(STEP) $(EVAL) -m $(M0) --preds $(R)/preds/m0.jsonl.zst -o $@ $(R)/data/test.jsonl.zst
 $(R)/saturation/%.json: $(R)/%/model.safetensors $(R)/data/train.jsonl.zst
 	@mkdir -p $(@D)
 	$(STEP) $(SUMMARY) -m $(R)/$* --summary $@ -o /dev/null $(R)/data/train.jsonl.zst
@@ -198,7 +198,7 @@ curve_model = $(if $(filter $(SFT_EPOCHS),$(1)),$(R)/m1,$(R)/m1.epoch$(1))
 define CURVE
 $(R)/curve/eval/e$(1).json: $(R)/m1/model.safetensors $(R)/data/test.jsonl.zst
 	@mkdir -p $(R)/curve/eval $(R)/curve/preds
-	$$(STEP) sh -c '$$(EVAL) -m $(call curve_model,$(1)) --preds $(R)/curve/preds/e$(1).jsonl.zst $(R)/data/test.jsonl.zst > $$@.tmp && mv $$@.tmp $$@'
+	$$(STEP) $$(EVAL) -m $(call curve_model,$(1)) --preds $(R)/curve/preds/e$(1).jsonl.zst -o $$@ $(R)/data/test.jsonl.zst
 $(R)/curve/saturation/e$(1).json: $(R)/m1/model.safetensors $(R)/data/train.jsonl.zst
 	@mkdir -p $$(@D)
 	$$(STEP) $$(SUMMARY) -m $(call curve_model,$(1)) --summary $$@ -o /dev/null $(R)/data/train.jsonl.zst

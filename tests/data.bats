@@ -7,6 +7,9 @@ setup() {
   SHARED=${WDL_SHARED:-../shared}
 }
 
+# The records of an import, without the note on stderr naming the layout.
+import_quiet() { wdl-data import "$@" 2>/dev/null; }
+
 # A record file with a bad line 3.
 bad_file() {
   printf '%s\n' '{"idx":0,"prompt":"a"}' '' '{"idx":1,"prompt":' '{"idx":2}' > "$1"
@@ -164,14 +167,14 @@ EOF
   [[ "$output" == *'{"idx":7,"task":"mawps","prompt":"Tom had 9 apples. He ate 4. How many are left?","completion":"x=9-4","answer":"5"'* ]]
   [[ "$output" == *"1 of 2 mawps record(s) have no completion"* ]]
   echo '{"ID":"chal-12","Body":"Sam has 3 pens.","Question":"He buys 2 more. How many now?","Equation":"( 3.0 + 2.0 )","Answer":5.0}' > "$T/s.jsonl"
-  run wdl-data import --format svamp "$T/s.jsonl"
+  run import_quiet --format svamp "$T/s.jsonl"
   [ "$status" -eq 0 ]
   [ "$(echo "$output" | jq -c '[.idx,.prompt,.completion,.answer,.source_id]')" = '[12,"Sam has 3 pens. He buys 2 more. How many now?","x=3+2","5","chal-12"]' ]
   echo '[{"instruction":"Q?","input":"","output":"\nA: 2 + 2 = 4. The answer is 4.","answer":"4.0"}]' > "$T/g.json"
-  run wdl-data import --format gsm8k "$T/g.json"
+  run import_quiet --format gsm8k "$T/g.json"
   [ "$(echo "$output" | jq -c '[.idx,.task,.completion,.answer]')" = '[0,"gsm8k","2 + 2 = 4. The answer is 4.","4"]' ]
   echo '[{"instruction":"Pick. Answer Choices: (A) 1 (B) 2 (C) 3 (D) 4 (E) 5","input":"","output":"x","answer":"B"}]' > "$T/q.json"
-  run wdl-data import --format aqua "$T/q.json"
+  run import_quiet --format aqua "$T/q.json"
   [ "$(echo "$output" | jq -c '[.answer,.choices.B,.choices.E]')" = '["B","2","5"]' ]
   echo '[{"question":"Find x.","answer":"70"},{"question":"Find y.","answer":"336^\\circ"}]' > "$T/a.json"
   run wdl-data import --format aime --task aime25 "$T/a.json"
@@ -259,4 +262,71 @@ EOF
   run bash -c "wdl-data gen --task equation --n 25 --seed 9 --split dev | wdl-data cat -o '$T/x.jsonl.zst' && wdl-data cat '$T/x.jsonl.zst' | jq -c '.prediction=.completion' | wdl-eval --score-only | jq .n"
   [ "$status" -eq 0 ]
   [ "$output" -eq 25 ]
+}
+
+@test "wdl-data take: a range of records over all inputs" {
+  wdl-data gen --task arith --n 10 --seed 1 --split train -o "$T/a.jsonl"
+  wdl-data take --from 2 --to 5 "$T/a.jsonl" > "$T/t.jsonl"
+  [ "$(sed -n 3,5p "$T/a.jsonl")" = "$(cat "$T/t.jsonl")" ]
+  wdl-data take --from 8 "$T/a.jsonl" "$T/a.jsonl" -o "$T/t.jsonl.zst"
+  [ "$(zstd -dc "$T/t.jsonl.zst" | wc -l)" -eq 12 ]
+  [ "$(wdl-data take --to 3 < "$T/a.jsonl")" = "$(head -n 3 "$T/a.jsonl")" ]
+  [ -z "$(wdl-data take --from 20 "$T/a.jsonl")" ]
+  run wdl-data take --from 5 --to 2 "$T/a.jsonl"
+  [ "$status" -eq 2 ] && [[ "$output" == *"before --from"* ]]
+}
+
+@test "wdl-data split: head and rest, both or neither" {
+  wdl-data gen --task arith --n 10 --seed 1 --split train -o "$T/a.jsonl.zst"
+  wdl-data split --head 7 -o "$T/h.jsonl" --rest "$T/r.jsonl.zst" "$T/a.jsonl.zst"
+  [ "$(cat "$T/h.jsonl")" = "$(zstd -dc "$T/a.jsonl.zst" | head -n 7)" ]
+  [ "$(zstd -dc "$T/r.jsonl.zst")" = "$(zstd -dc "$T/a.jsonl.zst" | tail -n 3)" ]
+  { zstd -dc "$T/a.jsonl.zst"; echo '{"broken":'; } > "$T/bad.jsonl"
+  run wdl-data split --head 3 -o "$T/h2.jsonl" --rest "$T/r2.jsonl" "$T/bad.jsonl"
+  [ "$status" -eq 1 ] && [[ "$output" == "wdl-data: $T/bad.jsonl:11: "* ]]
+  [ ! -e "$T/h2.jsonl" ] && [ ! -e "$T/r2.jsonl" ]
+  [ -z "$(ls -A "$T" | grep tmp || true)" ]
+  run wdl-data split -o "$T/h2.jsonl" --rest "$T/r2.jsonl" "$T/bad.jsonl"
+  [ "$status" -eq 2 ]
+}
+
+@test "wdl-eval -o writes the summary atomically; stdout stays empty" {
+  wdl-data gen --task arith --n 5 --seed 1 --split dev | jq -c '.prediction=.completion' > "$T/p.jsonl"
+  run wdl-eval --score-only -o "$T/s.json" "$T/p.jsonl"
+  [ "$status" -eq 0 ] && [ -z "$output" ]
+  jq -e '.n == 5 and .correct == 5' "$T/s.json"
+  [ "$(wdl-eval --score-only "$T/p.jsonl")" = "$(cat "$T/s.json")" ]
+}
+
+@test "import: SVAMP and MAWPS in each known layout give the same record, and say which was read" {
+  want='[12,"Sam has 3 pens. He buys 2 more. How many now?","x=3+2","5"]'
+  echo '{"ID":"chal-12","Body":"Sam has 3 pens.","Question":"He buys 2 more. How many now?","Equation":"( 3.0 + 2.0 )","Answer":5.0,"Type":"Addition"}' > "$T/s1.jsonl"
+  echo '[{"ID":"chal-12","Body":"Sam has 3 pens.","Question":"He buys 2 more. How many now?","Equation":"( 3.0 + 2.0 )","Answer":5.0,"Type":"Addition","question_concat":"Sam has 3 pens. He buys 2 more. How many now?"}]' > "$T/s2.json"
+  echo '{"id":"chal-12","body":"Sam has 3 pens.","question":"He buys 2 more. How many now?","equation":"( 3.0 + 2.0 )","answer":"5"}' > "$T/s3.jsonl"
+  echo '{"ID":"chal-12","Question":"Sam has 3 pens. He buys 2 more. How many now?","Equation":"( 3.0 + 2.0 )","Answer":5}' > "$T/s4.jsonl"
+  echo '[{"iIndex":12,"sQuestion":"Sam has 3 pens. He buys 2 more. How many now?","lEquations":["X=(3.0+2.0)"],"lSolutions":[5.0]}]' > "$T/s5.json"
+  for f in s1.jsonl s2.json s3.jsonl s4.jsonl s5.json; do
+    wdl-data import --format svamp "$T/$f" > "$T/out" 2> "$T/err"
+    [ "$(jq -c '[.idx,.prompt,.completion,.answer]' "$T/out")" = "$want" ] || { echo "$f: $(cat "$T/out")"; false; }
+    [ "$(wc -l < "$T/err")" -eq 1 ]
+  done
+  wdl-data import --format svamp "$T/s1.jsonl" 2>&1 >/dev/null | grep -qx "wdl-data: read 1 svamp record(s) in the Body+Question/Answer layout"
+  wdl-data import --format svamp "$T/s3.jsonl" 2>&1 >/dev/null | grep -q "Body+Question/Answer layout"
+  wdl-data import --format svamp "$T/s4.jsonl" 2>&1 >/dev/null | grep -q "in the Question/Answer layout"
+  wdl-data import --format svamp "$T/s5.json" 2>&1 >/dev/null | grep -q "in the sQuestion/lSolutions layout"
+  [ "$(jq -r .type "$T/out")" = null ] && [ "$(wdl-data import --format svamp "$T/s1.jsonl" 2>/dev/null | jq -r .type)" = Addition ]
+  # two files of different layouts in one run
+  run wdl-data import --format svamp "$T/s1.jsonl" "$T/s5.json" -o "$T/both.jsonl"
+  [ "$status" -ne 0 ] && [[ "$output" == *"duplicate idx 12"* ]]
+  jq -c '.[0].iIndex = 13' "$T/s5.json" > "$T/s6.json"
+  run wdl-data import --format svamp "$T/s1.jsonl" "$T/s6.json" -o "$T/both.jsonl"
+  [ "$status" -eq 0 ] && [ "${#lines[@]}" -eq 2 ]
+  # MAWPS in the repository layout
+  echo '[{"iIndex":7,"sQuestion":"Tom had 9 apples . He ate 4 . How many are left ?","lEquations":["X=(9.0-4.0)"],"lSolutions":[5.0]}]' > "$T/m.json"
+  run wdl-data import --format mawps "$T/m.json"
+  [[ "$output" == *'{"idx":7,"task":"mawps","prompt":"Tom had 9 apples. He ate 4. How many are left?","completion":"x=9-4","answer":"5"'* ]]
+  [[ "$output" == *"sQuestion/lEquations/lSolutions layout"* ]]
+  echo '{"Body":"x"}' > "$T/bad.jsonl"
+  run wdl-data import --format svamp "$T/bad.jsonl"
+  [ "$status" -eq 1 ] && [[ "$output" == "wdl-data: $T/bad.jsonl:1: svamp record needs"* ]]
 }

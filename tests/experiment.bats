@@ -64,7 +64,7 @@ train() { wdl-train -m "$D/m0" --batch 8 --seq 160 --lr 3e-3 --threads 2 -q "$@"
   run make -C "$REPO" --no-print-directory -s experiment SCALE=smoke SEEDS="1 2" RUN=bats-exp THREADS=2
   [ "$status" -eq 0 ]
   R=$REPO/runs/bats-exp
-  [[ "$output" == *"**Verdict**: \`wmss − sft2 = "*", 2 seeds x 24 problems\`"* ]]
+  [[ "$output" == *"**Verdict**: \`wmss − sft2 = "*", 2 seeds x 16 problems\`"* ]]
   for s in s1 s2; do
     for f in eval/wmss.json eval/sft2.json saturation/m1.json logits/wmss.json preds/sft2.jsonl.zst; do
       [ -s "$R/$s/$f" ] || { echo "missing $s/$f"; false; }
@@ -72,7 +72,7 @@ train() { wdl-train -m "$D/m0" --batch 8 --seq 160 --lr 3e-3 --threads 2 -q "$@"
   done
   # the test problems are the same in both seeds (a crossed design)
   cmp "$R/s1/data/test.jsonl.zst" "$R/s2/data/test.jsonl.zst"
-  jq -e '.comparisons[0] | .arm == "wmss" and .control == "sft2" and .seeds == 2 and .problems == 24 and .same_problems' "$R/report/report.json"
+  jq -e '.comparisons[0] | .arm == "wmss" and .control == "sft2" and .seeds == 2 and .problems == 16 and .same_problems' "$R/report/report.json"
   jq -e '.saturation.m1.p_target > 0 and .accuracy.wmss.seeds == 2' "$R/report/report.json"
   rm -rf "$R"
 }

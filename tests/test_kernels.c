@@ -92,10 +92,10 @@ static void test_rmsnorm(void **st) { check_rms(6, 10, "rmsnorm"); }
 static void test_qknorm(void **st) { check_rms(4 * 3, 8, "qk-norm"); }
 
 /* ---- rope ---- */
-typedef struct { int64_t N, H, HD; int32_t *pos; double *x, *r, *y; } rope_ctx;
+typedef struct { int64_t N, H, HD; int32_t *pos; double *x, *r, *y; rope_cache_f64 tab; } rope_ctx;
 static double rope_loss(void *p) {
     rope_ctx *c = p;
-    rope_forward_f64(c->y, c->x, c->pos, c->N, c->H, c->HD, 10000.0);
+    rope_forward_f64(c->y, &c->tab, c->x, c->pos, c->N, c->H, c->HD, 10000.0);
     return dot(c->y, c->r, c->N * c->H * c->HD);
 }
 static void test_rope(void **st) {
@@ -105,16 +105,17 @@ static void test_rope(void **st) {
     int64_t n = c.N * c.H * c.HD;
     c.x = rnd(n, 1); c.r = rnd(n, 1); c.y = zeros(n);
     double *dx = zeros(n);
-    rope_backward_f64(dx, c.r, c.pos, c.N, c.H, c.HD, 10000.0);
+    rope_backward_f64(dx, &c.tab, c.r, c.pos, c.N, c.H, c.HD, 10000.0);
     fd_check("rope dx", rope_loss, &c, c.x, dx, n);
     /* position 0 is the identity; rotate-half pairs i with i + HD/2 */
     rope_loss(&c);
     for (int64_t i = 0; i < c.H * c.HD; i++) assert_true(fabs(c.y[i] - c.x[i]) < 1e-15);
     double x2[8] = {1, 0, 0, 0, 0, 0, 0, 0}, y2[8];
     int32_t p1 = 1;
-    rope_forward_f64(y2, x2, &p1, 1, 1, 8, 10000.0);
+    rope_forward_f64(y2, &c.tab, x2, &p1, 1, 1, 8, 10000.0);
     assert_true(fabs(y2[0] - cos(1.0)) < 1e-12 && fabs(y2[4] - sin(1.0)) < 1e-12);
     free(c.x); free(c.r); free(c.y); free(dx);
+    rope_cache_free_f64(&c.tab);
 }
 
 /* ---- attention with GQA ---- */

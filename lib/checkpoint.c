@@ -1,0 +1,81 @@
+/* checkpoint.c: see checkpoint.h. */
+#include "checkpoint.h"
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include "common.h"
+
+void ckpt_write_model(const wdl_model *m, const char *src_dir, const char *dir, int bf16) {
+    wdl_mkdirs(dir);
+    model_write_dir(m, dir, bf16);
+    model_copy_tokenizer(src_dir, dir);
+}
+
+static void save_side(const wdl_model *m, const char *src, const char *dir) {
+    ckpt_write_model(m, src, dir, 0);
+    char *p = wdl_path_join(dir, "optimizer.safetensors");
+    model_write_role(m, m->m, p, "m.");
+    char *q = wdl_path_join(dir, "optimizer_v.safetensors");
+    model_write_role(m, m->v, q, "v.");
+    free(p); free(q);
+}
+
+void ckpt_save(const char *ckpt, const wdl_model *s, const char *s_src, const wdl_model *w, const char *w_src,
+               int64_t step, int64_t total, int64_t seed, const dataset *d) {
+    char *tmp = wdl_tmp_name(ckpt);
+    wdl_rmtree(tmp);
+    wdl_tmp_register(tmp);
+    save_side(s, s_src, tmp);
+    if (w) {
+        char *wd = wdl_path_join(tmp, "weak");
+        save_side(w, w_src, wd);
+        free(wd);
+    }
+    json_t *j = json_pack("{s:I,s:I,s:I,s:s,s:I}", "step", (json_int_t)step, "total_steps", (json_int_t)total,
+                          "seed", (json_int_t)seed, "data_hash", "", "examples", (json_int_t)d->n);
+    char hash[32];
+    snprintf(hash, sizeof hash, "%016llx", (unsigned long long)d->hash);
+    json_object_set_new(j, "data_hash", json_string(hash));
+    char *tj = wdl_path_join(tmp, "trainer.json");
+    if (json_dump_file(j, tj, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0) die("%s: cannot write", tj);
+    json_decref(j);
+    free(tj);
+    wdl_commit(tmp, ckpt);
+    free(tmp);
+}
+
+static void load_side(wdl_model *m, const char *dir) {
+    wdl_model *c = model_load(dir);
+    if (c->nparams != m->nparams) die("%s: checkpoint does not match the model's config", dir);
+    memcpy(m->params, c->params, m->nparams * sizeof(float));
+    model_free(c);
+    char *p = wdl_path_join(dir, "optimizer.safetensors"), *q = wdl_path_join(dir, "optimizer_v.safetensors");
+    model_read_role(m, m->m, p, "m.");
+    model_read_role(m, m->v, q, "v.");
+    free(p); free(q);
+}
+
+int64_t ckpt_load(const char *ckpt, wdl_model *s, wdl_model *w, int64_t total, int64_t seed, const dataset *d) {
+    char *tj = wdl_path_join(ckpt, "trainer.json");
+    json_error_t e;
+    json_t *j = json_load_file(tj, 0, &e);
+    if (!j) die("%s:%d: %s", tj, e.line, e.text);
+    int64_t step = json_integer_value(json_object_get(j, "step"));
+    char hash[32];
+    snprintf(hash, sizeof hash, "%016llx", (unsigned long long)d->hash);
+    const char *h = json_string_value(json_object_get(j, "data_hash"));
+    if (!h || strcmp(h, hash)) die("%s: checkpoint was made on different training data", tj);
+    if (json_integer_value(json_object_get(j, "total_steps")) != total ||
+        json_integer_value(json_object_get(j, "seed")) != seed)
+        die("%s: checkpoint was made with a different --seed or number of steps", tj);
+    if (step < 0 || step > total) die("%s: bad step %lld", tj, (long long)step);
+    json_decref(j);
+    free(tj);
+    load_side(s, ckpt);
+    if (w) {
+        char *wd = wdl_path_join(ckpt, "weak");
+        load_side(w, wd);
+        free(wd);
+    }
+    return step;
+}

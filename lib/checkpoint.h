@@ -1,0 +1,22 @@
+/* checkpoint.h: model directories and training checkpoints as wdl-train
+ * writes them. A checkpoint OUT.ckpt/ holds the strong model with its
+ * AdamW moments (optimizer.safetensors, optimizer_v.safetensors),
+ * trainer.json (step, total steps, seed, data fingerprint) and, for WD-JT
+ * with a trained weak model, the same under weak/. */
+#ifndef WDL_CHECKPOINT_H
+#define WDL_CHECKPOINT_H
+#include <stdint.h>
+#include "dataset.h"
+#include "model.h"
+
+/* A model directory: config, weights (BF16 when bf16) and the tokenizer of
+ * the model directory src_dir. */
+void ckpt_write_model(const wdl_model *m, const char *src_dir, const char *dir, int bf16);
+/* Write ckpt atomically at step of total; w (NULL: none) is the weak side.
+ * s_src/w_src are the directories the models came from (tokenizers). */
+void ckpt_save(const char *ckpt, const wdl_model *s, const char *s_src, const wdl_model *w, const char *w_src,
+               int64_t step, int64_t total, int64_t seed, const dataset *d);
+/* Load ckpt into s (and w unless NULL) and return its step. Dies when it
+ * was made on other data, with another seed or number of steps. */
+int64_t ckpt_load(const char *ckpt, wdl_model *s, wdl_model *w, int64_t total, int64_t seed, const dataset *d);
+#endif

@@ -1,0 +1,126 @@
+/* cli.c: see cli.h. */
+#include "cli.h"
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "common.h"
+
+extern void openblas_set_num_threads(int);
+
+void cli_usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    wdl_vexit(2, NULL, 0, fmt, ap);
+}
+
+void cli_wait_policy(char **argv) {
+    if (getenv("OMP_WAIT_POLICY")) return;
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+    execv("/proc/self/exe", argv);   /* on failure: carry on as we are */
+}
+
+void cli_set_threads(int n) {
+    omp_set_num_threads(n);
+    openblas_set_num_threads(n);
+}
+
+long long cli_int(const char *flag, const char *s) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end) cli_usage_error("%s: not an integer: '%s'", flag, s);
+    return v;
+}
+double cli_real(const char *flag, const char *s) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v)) cli_usage_error("%s: not a number: '%s'", flag, s);
+    return v;
+}
+
+enum { OPT_VERSION = 1000, OPT_THREADS, OPT_TABLE = 2000 };
+
+static const char *common_help =
+    "Common options: -h/--help, --version, -o/--output FILE, --threads N, -q/--quiet\n";
+
+void cli_parse(int argc, char **argv, const char *usage, const cli_opt *opts, cli_common *c) {
+    cli_wait_policy(argv);
+    wdl_set_prog(argv[0]);
+    memset(c, 0, sizeof *c);
+    c->threads = sysconf(_SC_NPROCESSORS_ONLN);
+    c->args = xcalloc((size_t)argc + 1, sizeof(char *));
+    int n = 0;
+    while (opts && opts[n].name) n++;
+    struct option *lo = xcalloc((size_t)n + 6, sizeof *lo);
+    char *shorts = xmalloc(3 * (size_t)n + 16);
+    int k = 0;
+    lo[k++] = (struct option){"help", no_argument, NULL, 'h'};
+    lo[k++] = (struct option){"version", no_argument, NULL, OPT_VERSION};
+    lo[k++] = (struct option){"output", required_argument, NULL, 'o'};
+    lo[k++] = (struct option){"threads", required_argument, NULL, OPT_THREADS};
+    lo[k++] = (struct option){"quiet", no_argument, NULL, 'q'};
+    /* leading '-': arguments come back in order as option 1; ':' reports a
+     * missing value apart from an unknown option */
+    strcpy(shorts, "-:ho:q");
+    for (int i = 0; i < n; i++) {
+        int has = opts[i].kind == CLI_FLAG || opts[i].kind == CLI_SET ? no_argument : required_argument;
+        lo[k++] = (struct option){opts[i].name, has, NULL, OPT_TABLE + i};
+        if (opts[i].short_name) {
+            size_t l = strlen(shorts);
+            shorts[l++] = opts[i].short_name;
+            if (has == required_argument) shorts[l++] = ':';
+            shorts[l] = 0;
+        }
+    }
+    opterr = 0;
+    optind = 1;
+    int ch;
+    while ((ch = getopt_long(argc, argv, shorts, lo, NULL)) != -1) {
+        const char *flag = argv[optind - 1];
+        int i = ch >= OPT_TABLE ? ch - OPT_TABLE : -1;
+        for (int j = 0; i < 0 && ch > 1 && ch < 256 && j < n; j++)
+            if (opts[j].short_name == ch) i = j;
+        if (i >= 0) {
+            char name[128];
+            snprintf(name, sizeof name, "--%s", opts[i].name);
+            void *d = opts[i].dest;
+            switch (opts[i].kind) {
+            case CLI_FLAG: *(int *)d = 1; break;
+            case CLI_SET: *(int *)d = opts[i].value; break;
+            case CLI_STR: *(const char **)d = optarg; break;
+            case CLI_INT: *(long long *)d = cli_int(name, optarg); break;
+            case CLI_REAL: *(double *)d = cli_real(name, optarg); break;
+            }
+            continue;
+        }
+        switch (ch) {
+        case 1: c->args[c->nargs++] = optarg; break;
+        case 'h': fputs(usage, stdout); fputs(common_help, stdout); exit(0);
+        case OPT_VERSION: printf("%s %s\n", wdl_prog, wdl_version); exit(0);
+        case 'o': c->output = optarg; break;
+        case 'q': c->quiet = 1; break;
+        case OPT_THREADS:
+            c->threads = cli_int("--threads", optarg);
+            if (c->threads < 1) cli_usage_error("--threads: must be >= 1, got %lld", c->threads);
+            break;
+        case ':':
+            if (strncmp(flag, "--", 2) && optopt > 0 && optopt < 256)
+                cli_usage_error("-%c needs a value (see --help)", optopt);
+            cli_usage_error("%s needs a value (see --help)", flag);
+        default:
+            if (strncmp(flag, "--", 2) && optopt > 0 && optopt < 256)
+                cli_usage_error("unknown option '-%c' (see --help)", optopt);
+            cli_usage_error("unknown option '%s' (see --help)", flag);
+        }
+    }
+    for (int i = optind; i < argc; i++) c->args[c->nargs++] = argv[i];
+    free(lo);
+    free(shorts);
+    cli_set_threads((int)c->threads);
+}

@@ -1,0 +1,62 @@
+/* cli.h: the command line of every wdl program.
+ * A program describes its own options in a table; cli_parse adds the
+ * options every program shares and parses argv with getopt_long:
+ *   -h, --help       the program's usage on stdout, exit 0
+ *   --version        "wdl-<prog> <version>" on stdout, exit 0
+ *   -o, --output F   the program's output (NULL when not given)
+ *   --threads N      threads for OpenMP and OpenBLAS (default: all cores)
+ *   -q, --quiet      no progress or summary on stderr
+ * A usage error (unknown option, missing or bad value) prints one line
+ * "wdl-<prog>: ..." and exits 2; bad input later exits 1 (die). */
+#ifndef WDL_CLI_H
+#define WDL_CLI_H
+#include <stdarg.h>
+
+typedef enum {
+    CLI_FLAG,   /* no value: *(int *)dest = 1 */
+    CLI_SET,    /* no value: *(int *)dest = value */
+    CLI_STR,    /* *(const char **)dest = the value */
+    CLI_INT,    /* *(long long *)dest = the value as a decimal integer */
+    CLI_REAL,   /* *(double *)dest = the value as a finite number */
+} cli_kind;
+
+typedef struct {
+    const char *name;   /* long name without "--"; NULL ends a table */
+    char short_name;    /* 0 when none */
+    cli_kind kind;
+    void *dest;
+    int value;          /* CLI_SET only */
+} cli_opt;
+
+typedef struct {
+    const char *output;   /* -o/--output */
+    long long threads;
+    int quiet;
+    const char **args;    /* non-option arguments in order (files, commands) */
+    int nargs;
+} cli_common;
+
+/* Sets the program name, the thread waiting policy and the signal
+ * handlers, parses argv (options and arguments may be mixed; "--" ends
+ * options; "-" is an argument), then sets the thread counts. usage is the
+ * help text. Free c->args with free(). */
+void cli_parse(int argc, char **argv, const char *usage, const cli_opt *opts, cli_common *c);
+
+/* A command-line value as a decimal integer or a finite number; a bad
+ * one is a usage error naming flag. */
+long long cli_int(const char *flag, const char *s);
+double cli_real(const char *flag, const char *s);
+
+/* A usage error: "wdl-<prog>: <message>" on one line, exit 2. */
+_Noreturn void cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* OpenMP threads that spin while waiting collapse throughput when another
+ * process wants the same cores; libgomp reads OMP_WAIT_POLICY when it
+ * loads, so unless the user chose a policy the program re-executes itself
+ * once with OMP_WAIT_POLICY=passive. Call first thing in main, before any
+ * OpenMP region (cli_parse does). */
+void cli_wait_policy(char **argv);
+
+/* Threads for OpenMP loops and OpenBLAS (cli_parse calls it). */
+void cli_set_threads(int n);
+#endif
