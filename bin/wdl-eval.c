@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include "checker.h"
 #include "common.h"
+#include "gemm.h"
 #include "generate.h"
 #include "model.h"
 #include "records.h"
@@ -30,6 +31,8 @@ static void usage(FILE *f) {
         "              rendered with the model's template; decoding stops at the\n"
         "              template's end token or after --max-new tokens (256)\n"
         "--batch B     sequences decoded together (16)   --threads N (all cores)\n"
+        "--precision fp32|bf16  matrix products in fp32 (OpenBLAS, default) or\n"
+        "              with bf16 inputs and fp32 accumulation (oneDNN)\n"
         "--preds OUT   also write each record plus \"correct\" and \"extracted\"\n"
         "Checking dispatches on \"task\": equation runs the predicted equation,\n"
         "prog runs the predicted program on the hidden tests, aqua matches the\n"
@@ -40,6 +43,7 @@ typedef struct {
     int score_only;
     const char *model, *preds;
     long long max_new, batch, threads;
+    gemm_precision precision;
     const char **files;
     int nfiles;
 } eval_opts;
@@ -61,6 +65,7 @@ static void parse(int argc, char **argv, eval_opts *o) {
         else if (!strcmp(a, "--max-new")) { o->max_new = wdl_parse_int(a, val); i++; }
         else if (!strcmp(a, "--batch")) { o->batch = wdl_parse_int(a, val); i++; }
         else if (!strcmp(a, "--threads")) { o->threads = wdl_parse_int(a, val); i++; }
+        else if (!strcmp(a, "--precision")) { if (!val) die("%s needs a value", a); o->precision = gemm_parse_precision(a, val); i++; }
         else if (a[0] == '-' && a[1]) die("unknown option '%s' (see --help)", a);
         else o->files[o->nfiles++] = a;
     }
@@ -125,6 +130,7 @@ static int64_t generate_chunk(wdl_model *m, const wdl_tokenizer *tok, wdl_templa
 static double generate_all(const eval_opts *o, eval_summary *s, rec_writer *pw) {
     omp_set_num_threads((int)o->threads);
     openblas_set_num_threads((int)o->threads);
+    gemm_set_precision(o->precision);
     wdl_model *m = model_load(o->model);
     wdl_tokenizer *tok = tok_load(o->model);
     wdl_template tpl = tpl_from_name(m->cfg.template_name);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "common.h"
+#include "gemm.h"
 #include "kernels.h"
 #include "model.h"
 #include "records.h"
@@ -30,7 +31,9 @@ static const char *usage =
     "(records are scored in windows of 16 batches sorted by length).\n"
     "  -m DIR         model directory            --field NAME  output field (required)\n"
     "  --batch B (16) records per forward pass   --seq T  max tokens (config max)\n"
-    "  --threads N    threads (all cores)        -o OUT   output file (.zst ok)\n";
+    "  --threads N    threads (all cores)        -o OUT   output file (.zst ok)\n"
+    "  --precision fp32|bf16 (fp32): matrix products in fp32 (OpenBLAS) or with\n"
+    "                 bf16 inputs and fp32 accumulation (oneDNN)\n";
 
 typedef struct { json_t *rec; int32_t *ids; int64_t len, n_prompt; double ent, nll; int64_t cnt; } item;
 
@@ -95,6 +98,7 @@ int main(int argc, char **argv) {
     wdl_set_prog(argv[0]);
     const char *model = NULL, *field = NULL, *out = "-";
     int64_t B = 16, seq = 0, threads = sysconf(_SC_NPROCESSORS_ONLN);
+    gemm_precision precision = GEMM_FP32;
     const char **files = xcalloc((size_t)argc, sizeof(char *));
     int nfiles = 0;
     for (int i = 1; i < argc; i++) {
@@ -107,6 +111,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--batch")) B = wdl_parse_int(a, ARG());
         else if (!strcmp(a, "--seq")) seq = wdl_parse_int(a, ARG());
         else if (!strcmp(a, "--threads")) threads = wdl_parse_int(a, ARG());
+        else if (!strcmp(a, "--precision")) precision = gemm_parse_precision(a, ARG());
         else if (a[0] == '-' && a[1]) die("unknown option '%s' (see --help)", a);
         else files[nfiles++] = a;
 #undef ARG
@@ -115,6 +120,7 @@ int main(int argc, char **argv) {
     if (B < 1 || threads < 1 || seq < 0) die("--batch and --threads must be >= 1");
     omp_set_num_threads((int)threads);
     openblas_set_num_threads((int)threads);
+    gemm_set_precision(precision);
     wdl_model *m = model_load(model);
     wdl_tokenizer *tok = tok_load(model);
     wdl_template tpl = tpl_from_name(m->cfg.template_name);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include "common.h"
 #include "dataset.h"
+#include "gemm.h"
 #include "model.h"
 #include "optim.h"
 #include "probe.h"
@@ -38,6 +39,9 @@ static const char *usage =
     "                     length (less padding); 1 = plain shuffle\n"
     "  --lm               loss on every token (pretraining on full text)\n"
     "  --seed S (0)       --threads N (all cores)       --bf16  write weights as BF16\n"
+    "  --precision fp32|bf16 (fp32): matrix products in fp32 (OpenBLAS) or with bf16\n"
+    "                     inputs and fp32 accumulation (oneDNN); weights, gradients,\n"
+    "                     optimizer state, norms and loss stay fp32\n"
     "  --log FILE         JSONL log, one object per step (+ probe diagnostics)\n"
     "  --probe-every N (10): diagnostics on a fixed probe batch every N steps (0 = off)\n"
     "  --save-every N     checkpoint to OUT.ckpt every N steps   --resume  continue from it\n"
@@ -47,6 +51,7 @@ typedef struct {
     const char *model, *out, *weak, *weak_out, *log, *order, *schedule;
     double lambda, lr, warmup, min_lr, wd, beta1, beta2, eps, clip;
     int freeze_weak, weak_constant, lm, bf16, resume, quiet;
+    gemm_precision precision;
     int64_t epochs, steps, batch, accum, seq, seed, threads, probe_every, save_every, group;
     const char **files;
     int nfiles;
@@ -85,6 +90,7 @@ static void parse(int argc, char **argv, opts *o) {
         else if (!strcmp(a, "--seq")) o->seq = wdl_parse_int(a, ARG());
         else if (!strcmp(a, "--seed")) o->seed = wdl_parse_int(a, ARG());
         else if (!strcmp(a, "--threads")) o->threads = wdl_parse_int(a, ARG());
+        else if (!strcmp(a, "--precision")) o->precision = gemm_parse_precision(a, ARG());
         else if (!strcmp(a, "--probe-every")) o->probe_every = wdl_parse_int(a, ARG());
         else if (!strcmp(a, "--save-every")) o->save_every = wdl_parse_int(a, ARG());
         else if (!strcmp(a, "--group")) o->group = wdl_parse_int(a, ARG());
@@ -279,6 +285,7 @@ int main(int argc, char **argv) {
     parse(argc, argv, &o);
     omp_set_num_threads((int)o.threads);
     openblas_set_num_threads((int)o.threads);
+    gemm_set_precision(o.precision);
 
     wdl_model *s = model_load(o.model), *w = NULL;
     wdl_tokenizer *tok = tok_load(o.model);

@@ -107,6 +107,7 @@ static uint64_t key_hash(const gemm_key *k) {
 
 static void make_entry(gemm_ctx *g, gemm_entry *e) {
     const gemm_key *k = &e->key;
+    double t0 = wdl_now();
     dnnl_data_type_t dt = k->prec == GEMM_BF16 ? dnnl_bf16 : dnnl_f32;
     dnnl_dims_t da = {k->M, k->K}, db = {k->K, k->N}, dc = {k->M, k->N};
     dnnl_dims_t sa = {k->lda, 1}, sb = {k->ldb, 1}, sc = {k->ldc, 1};
@@ -148,9 +149,9 @@ static void make_entry(gemm_ctx *g, gemm_entry *e) {
     if (getenv("WDL_GEMM_VERBOSE")) {
         const char *impl = NULL;
         dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
-        fprintf(stderr, "gemm: %s %c%c M=%lld N=%lld K=%lld alpha=%g beta=%g: %s\n",
+        fprintf(stderr, "gemm: %s %c%c M=%lld N=%lld K=%lld alpha=%g beta=%g: %.2f ms: %s\n",
                 gemm_precision_name(g->prec), k->ta ? 'T' : 'N', k->tb ? 'T' : 'N', (long long)k->M,
-                (long long)k->N, (long long)k->K, alpha, beta, impl ? impl : "?");
+                (long long)k->N, (long long)k->K, alpha, beta, 1e3 * (wdl_now() - t0), impl ? impl : "?");
     }
     dnnl_primitive_desc_destroy(pd);
 }
