@@ -59,10 +59,36 @@ static void on_signal(int sig) {
  * libgomp reads its wait policy from the environment when it loads, before
  * main, so when the user has not chosen one the program re-executes itself
  * once with OMP_WAIT_POLICY=passive (about 7% slower on an idle machine;
- * set OMP_WAIT_POLICY=active to get that back). */
+ * set OMP_WAIT_POLICY=active to get that back).
+ *
+ * The same goes for OpenBLAS's choice of kernels: Debian 12's OpenBLAS
+ * (0.3.21) does not know newer Xeons (e.g. Emerald Rapids, family 6 model
+ * 207) and falls back to its generic "Prescott" (SSE3) kernels: measured on
+ * one core of such a machine (shared, noisy) 12-18 GFLOP/s of sgemm on the
+ * bench model's shapes, against 90-100 with its SkylakeX kernels. When it
+ * did so on a
+ * CPU with AVX-512 (or AVX2) and the user has not set OPENBLAS_CORETYPE, it
+ * is set to SkylakeX (or Haswell) for the re-executed program. */
+char *openblas_get_corename(void);
+static int wdl_fix_openblas_core(void) {
+    if (getenv("OPENBLAS_CORETYPE") || strcmp(openblas_get_corename(), "Prescott")) return 0;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+        setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        setenv("OPENBLAS_CORETYPE", "Haswell", 1);
+    else
+        return 0;
+    return 1;
+}
 __attribute__((constructor)) static void wdl_wait_policy(void) {
-    if (getenv("OMP_WAIT_POLICY")) return;
-    setenv("OMP_WAIT_POLICY", "passive", 1);
+    int again = wdl_fix_openblas_core();
+    if (!getenv("OMP_WAIT_POLICY")) {
+        setenv("OMP_WAIT_POLICY", "passive", 1);
+        again = 1;
+    }
+    if (!again) return;
     FILE *f = fopen("/proc/self/cmdline", "rb");
     if (!f) return;
     static char buf[1 << 16];
