@@ -14,6 +14,11 @@
 /* Threads that may call gemm_run over the life of the process (each gets a
  * scratch slot the first time it calls). */
 #define GEMM_MAX_THREADS 256
+/* Primitives kept per context. A training run sees a few hundred shapes
+ * (the padded length varies by batch); past this bound a new shape gets a
+ * primitive created for the call and destroyed after it, so memory stays
+ * bounded while every shape still runs. */
+#define GEMM_MAX_CACHED 4096
 
 /* What a created primitive depends on. Zeroed before filling (it is hashed
  * and compared as bytes, padding included). alpha/beta are held as bits. */
@@ -44,7 +49,7 @@ struct gemm_ctx {
     dnnl_engine_t eng;
     pthread_mutex_t lock;       /* guards the table and slot creation */
     gemm_entry **tab;
-    size_t ntab, nent;
+    size_t ntab, nent, max_cached;
     int64_t emulated;
     gemm_slot *slot[GEMM_MAX_THREADS];
 };
@@ -58,6 +63,7 @@ struct gemm_ctx {
 gemm_ctx *gemm_ctx_new(gemm_precision p) {
     gemm_ctx *g = xcalloc(1, sizeof *g);
     g->prec = p;
+    g->max_cached = GEMM_MAX_CACHED;
     pthread_mutex_init(&g->lock, NULL);
     if (p != GEMM_FP32) {
         DNNL_CHECK(dnnl_engine_create(&g->eng, dnnl_cpu, 0), "engine creation");
@@ -89,6 +95,8 @@ void gemm_ctx_free(gemm_ctx *g) {
 }
 
 gemm_precision gemm_ctx_precision(const gemm_ctx *g) { return g->prec; }
+
+void gemm_ctx_set_cache_limit(gemm_ctx *g, size_t n) { g->max_cached = n; }
 
 void gemm_ctx_stats(gemm_ctx *g, int64_t *primitives, int64_t *emulated) {
     pthread_mutex_lock(&g->lock);
@@ -157,12 +165,23 @@ static void make_entry(gemm_ctx *g, gemm_entry *e) {
 }
 
 /* The entry for a key, created on first use. Entries are never removed
- * before gemm_ctx_free, so the pointer stays valid without the lock. */
-static gemm_entry *lookup(gemm_ctx *g, const gemm_key *k) {
+ * before gemm_ctx_free, so the pointer stays valid without the lock. With
+ * the cache full, *transient is set and the caller frees the entry. */
+static gemm_entry *lookup(gemm_ctx *g, const gemm_key *k, int *transient) {
+    *transient = 0;
     uint64_t h = key_hash(k);
     pthread_mutex_lock(&g->lock);
     gemm_entry *e = g->tab[h & (g->ntab - 1)];
     while (e && memcmp(&e->key, k, sizeof *k)) e = e->next;
+    if (!e && g->nent >= g->max_cached) {
+        e = xcalloc(1, sizeof *e);
+        e->key = *k;
+        make_entry(g, e);
+        if (!e->prim) g->emulated--;    /* not kept: not counted */
+        pthread_mutex_unlock(&g->lock);
+        *transient = 1;
+        return e;
+    }
     if (!e) {
         if (g->nent + 1 > g->ntab) {   /* keep chains short: double the table */
             size_t nn = g->ntab * 2;
@@ -271,7 +290,8 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
      * stored widths; fp32 inputs are read in place */
     k.lda = g->prec == GEMM_BF16 ? ac : lda;
     k.ldb = g->prec == GEMM_BF16 ? bc : ldb;
-    gemm_entry *e = lookup(g, &k);
+    int transient;
+    gemm_entry *e = lookup(g, &k, &transient);
     gemm_slot *s = my_slot(g);
     if (!e->prim) {   /* emulated bf16: rounded inputs, fp32 products */
         float *a = slot_buf(s, 0, sizeof(float) * (size_t)(ar * ac));
@@ -280,6 +300,7 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
         to_bf16_rounded_f32(b, B, br, bc, ldb);
         cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K,
                     alpha, a, ac, b, bc, beta, C, ldc);
+        if (transient) free(e);
         return;
     }
     const void *pa = A, *pb = B;
@@ -304,6 +325,10 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
     DNNL_CHECK(dnnl_primitive_execute(e->prim, s->stream, nargs, args), "matmul");
     DNNL_CHECK(dnnl_stream_wait(s->stream), "stream wait");
     for (int i = 0; i < nargs; i++) dnnl_memory_destroy(mem[i]);
+    if (transient) {
+        dnnl_primitive_destroy(e->prim);
+        free(e);
+    }
 }
 
 /* ------------------------------------------------------------ process-wide */

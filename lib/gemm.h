@@ -21,10 +21,11 @@
  *
  * A gemm_ctx holds the precision, the oneDNN engine, a cache of created
  * matmul primitives keyed by (shape, transposes, strides, alpha, beta)
- * (creating one costs far more than running it on this model's shapes) and
- * per-thread scratch. gemm_run may be called concurrently from the threads
- * of an OpenMP team (scratch is per omp_get_thread_num(); a call inside a
- * parallel region runs single-threaded, as OpenBLAS does).
+ * (creating one costs far more than running it on this model's shapes; the
+ * cache is bounded, see gemm_ctx_set_cache_limit) and per-thread scratch
+ * (converted inputs, oneDNN's scratchpad in user mode, a stream). gemm_run
+ * may be called concurrently from several threads, e.g. an OpenMP team; a
+ * call inside a parallel region runs single-threaded, as OpenBLAS does.
  *
  * The engine's kernels take no context: they call wdl_sgemm, which uses the
  * process-wide context chosen once at program start by gemm_set_precision
@@ -34,6 +35,7 @@
  * their own contexts with gemm_ctx_new. */
 #ifndef WDL_GEMM_H
 #define WDL_GEMM_H
+#include <stddef.h>
 #include <stdint.h>
 
 typedef enum { GEMM_FP32 = 0, GEMM_BF16 = 1, GEMM_FP32_DNNL = 2 } gemm_precision;
@@ -49,6 +51,9 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
 /* Number of oneDNN primitives created so far, and of those that fell back to
  * bf16-rounded inputs on cblas_sgemm (for tests and the bench). */
 void gemm_ctx_stats(gemm_ctx *g, int64_t *primitives, int64_t *emulated);
+/* At most n primitives are kept (default 4096); a shape met after that gets
+ * one made for the call and destroyed after it (slower, bounded memory). */
+void gemm_ctx_set_cache_limit(gemm_ctx *g, size_t n);
 
 /* The process-wide context (see above). gemm_set_precision replaces it;
  * for GEMM_BF16 on a CPU without AVX512-BF16 or AMX it prints one line on

@@ -178,6 +178,24 @@ static void test_bf16_cache_reuse(void **state) {
     gemm_ctx_free(g);
 }
 
+/* Past the cache bound, new shapes still run right and are not kept. */
+static void test_bf16_cache_limit(void **state) {
+    (void)state;
+    gemm_ctx *g = gemm_ctx_new(GEMM_BF16);
+    gemm_ctx_set_cache_limit(g, 2);
+    for (int64_t n = 1; n <= 5; n++) {
+        problem p = make(n & 1, 0, 9, 4 * n, 33, 0.5f, 1.0f);
+        float *C = run(g, &p);
+        check(&p, C, 1, (p.K + 2) * U24, NULL);
+        free(C);
+        unmake(&p);
+    }
+    int64_t prims, emul;
+    gemm_ctx_stats(g, &prims, &emul);
+    assert_int_equal(prims + emul, 2);
+    gemm_ctx_free(g);
+}
+
 /* Calls from the threads of an OpenMP team at once (as attention does):
  * each result equals the same call made alone. */
 static void test_bf16_in_parallel_region(void **state) {
@@ -294,6 +312,7 @@ int main(void) {
         cmocka_unit_test(test_bf16_without_bf16_isa),
         cmocka_unit_test(test_bf16_all_cases),
         cmocka_unit_test(test_bf16_cache_reuse),
+        cmocka_unit_test(test_bf16_cache_limit),
         cmocka_unit_test(test_bf16_in_parallel_region),
         cmocka_unit_test(test_fp32_is_openblas),
         cmocka_unit_test(test_fp32_onednn),
