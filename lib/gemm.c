@@ -340,7 +340,7 @@ void gemm_set_precision(gemm_precision p) {
     g_default = gemm_ctx_new(p);
     if (p == GEMM_BF16 && !gemm_bf16_native())
         wdl_warn("bf16: this CPU has no AVX512-BF16 or AMX (oneDNN ISA %s): bf16 matrix products run on an "
-                 "emulated path (same results, slower than fp32)", gemm_dnnl_isa());
+                 "emulated path (inputs still rounded to bf16; slower, possibly slower than fp32)", gemm_dnnl_isa());
 }
 
 gemm_ctx *gemm_default(void) {
