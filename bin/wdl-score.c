@@ -45,7 +45,7 @@ static void score_batch(wdl_model *m, float *scratch, int64_t chunk, item **it, 
     /* activations grow with the longest batch seen, not the context size */
     if (!m->act_mem || T > m->Tmax) {
         int64_t nt = m->act_mem && 2 * m->Tmax > T ? 2 * m->Tmax : T;
-        model_alloc_acts(m, B, nt < Tcap ? nt : Tcap, 0, 0);
+        model_alloc_acts(m, B, nt < Tcap ? nt : Tcap, ACTS_STREAM, 0);
     }
     for (int64_t i = 0; i < n; i++)
         for (int64_t t = 0; t < T; t++) {
