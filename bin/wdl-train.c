@@ -318,7 +318,7 @@ int main(int argc, char **argv) {
     if (w) {
         int train_weak = !o.freeze_weak;
         if (train_weak) { model_alloc_grads(w); model_alloc_moments(w); }
-        model_alloc_acts(w, B, Tmax, train_weak, !o.quiet);
+        model_alloc_acts(w, B, Tmax, train_weak ? ACTS_TRAIN : ACTS_STREAM, !o.quiet);
     }
     if (!o.quiet)
         fprintf(stderr, "%s: %lld examples, %lld steps (%lld per epoch) of %lld x %lld sequences, warm-up %lld, %s%s\n",
