@@ -197,26 +197,38 @@ static void test_bf16_cache_limit(void **state) {
 }
 
 /* Calls from the threads of an OpenMP team at once (as attention does):
- * each result equals the same call made alone. */
+ * each result is right and equals the same call made alone, whether its
+ * primitive was created outside the team (g) or inside it (g2). */
 static void test_bf16_in_parallel_region(void **state) {
     (void)state;
-    gemm_ctx *g = gemm_ctx_new(GEMM_BF16);
+    gemm_ctx *g = gemm_ctx_new(GEMM_BF16), *g2 = gemm_ctx_new(GEMM_BF16);
     enum { NP = 16 };
     problem p[NP];
     float *alone[NP], *together[NP];
     for (int i = 0; i < NP; i++) {
-        p[i] = make(i & 1, (i >> 1) & 1, 64, 32 + 8 * (i % 3), 256, i % 2 ? 0.25f : 1.0f, (float)(i % 2));
+        int big = i % 8 >= 4;   /* big enough for oneDNN to split the work over threads */
+        p[i] = make(i & 1, (i >> 1) & 1, big ? 512 : 64, big ? 384 : 32 + 8 * (i % 3), 256, i % 2 ? 0.25f : 1.0f,
+                    (float)(i % 2));
         alone[i] = run(g, &p[i]);
     }
+    float *fresh[NP];
 #pragma omp parallel for schedule(dynamic, 1) num_threads(2)
-    for (int i = 0; i < NP; i++) together[i] = run(g, &p[i]);
+    for (int i = 0; i < NP; i++) {
+        together[i] = run(g, &p[i]);
+        fresh[i] = run(g2, &p[i]);
+    }
     for (int i = 0; i < NP; i++) {
         check(&p[i], together[i], 1, (p[i].K + 2) * U24, NULL);
+        check(&p[i], fresh[i], 1, (p[i].K + 2) * U24, NULL);
         assert_memory_equal(alone[i], together[i], sizeof(float) * (size_t)(p[i].M * p[i].ldc));
-        free(alone[i]); free(together[i]);
+        /* a primitive made inside the team, then run outside it */
+        float *again = run(g2, &p[i]);
+        check(&p[i], again, 1, (p[i].K + 2) * U24, NULL);
+        free(alone[i]); free(together[i]); free(fresh[i]); free(again);
         unmake(&p[i]);
     }
     gemm_ctx_free(g);
+    gemm_ctx_free(g2);
 }
 
 /* fp32 (the default, and an explicit fp32 context) is cblas_sgemm, bit for bit. */
