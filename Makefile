@@ -10,13 +10,14 @@ OPT ?= -O3 -march=native
 CFLAGS ?= $(OPT) -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
 CFLAGS += -fopenmp -fno-math-errno -Ilib -I$(B)/gen -DWDL_VERSION='"$(VERSION)"' -MMD -MP
 # OpenBLAS's OpenMP build: BLAS and our OpenMP loops share one thread pool,
-# so the two never oversubscribe the cores.
+# so the two never oversubscribe the cores. oneDNN (bf16 GEMMs, lib/gemm.c)
+# is Debian's OpenMP build and joins the same pool.
 BLAS_DIR ?= /usr/lib/x86_64-linux-gnu/openblas-openmp
-LDLIBS := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lzstd -ljansson -lpcre2-8 -lutf8proc -larchive -lm -fopenmp
+LDLIBS := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -ldnnl -lzstd -ljansson -lpcre2-8 -lutf8proc -larchive -lm -fopenmp
 
 # Debian packages the build, the tests and the pipeline need.
 DEB_PKGS := build-essential pkg-config libopenblas-openmp-dev libzstd-dev libjansson-dev \
-  libcmocka-dev libpcre2-dev libutf8proc-dev libarchive-dev bats jq zstd \
+  libcmocka-dev libdnnl-dev libpcre2-dev libutf8proc-dev libarchive-dev bats jq zstd \
   gnuplot-nox clang libclang-rt-14-dev
 
 LIB_SRC := $(wildcard lib/*.c)

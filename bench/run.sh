@@ -11,7 +11,10 @@ trap 'rm -f "$out"' EXIT
 echo "# machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $NPROC cores"
 
 echo "# C engine: reference model (hidden 256, 4 layers, 8/4 heads, head_dim 32, ffn 768, vocab 512, untied), batch 8 x 256"
-for t in $(seq 1 "$NPROC"); do "$B/bench/bench_train" --threads "$t" --steps 10 | tee -a "$out"; done
+echo "# fp32 = OpenBLAS, bf16 = oneDNN matmul (bf16 inputs, fp32 accumulation); GEMM rates of both libraries on the model's shapes"
+for p in fp32 bf16; do
+  for t in $(seq 1 "$NPROC"); do "$B/bench/bench_train" --threads "$t" --steps 10 --repeat 3 --precision "$p" | tee -a "$out"; done
+done
 echo "# C engine: presets (batch 8 x 256, all cores)"
 for p in nano tiny small; do "$B/bench/bench_train" --preset "$p" --threads "$NPROC" --steps 5 | tee -a "$out"; done
 
@@ -32,8 +35,10 @@ TOKPY=${TOK_PYTHON:-$(command -v python3)}
 
 echo "# summary"
 jq -rs '
-  (map(select(.bench == "train" and .model == "reference")) | max_by(.tokens_per_s)) as $c |
+  (map(select(.bench == "train" and .model == "reference" and (.precision // "fp32") == "fp32")) | max_by(.tokens_per_s)) as $c |
+  (map(select(.bench == "train" and .model == "reference" and .precision == "bf16")) | max_by(.tokens_per_s)) as $h |
   (map(select(.impl == "pytorch" and (.mode // "train") == "train")) | first) as $t |
-  "C engine, reference model: \($c.tokens_per_s) tokens/s at \($c.threads) threads, \($c.gflops) GFLOP/s = \($c.mfu_vs_sgemm * 100 | floor)% of the measured sgemm rate (\($c.sgemm_gflops) GFLOP/s)",
+  "C engine, reference model, fp32: \($c.tokens_per_s) tokens/s at \($c.threads) threads, \($c.gflops) GFLOP/s = \($c.mfu_vs_sgemm * 100 | floor)% of the measured OpenBLAS sgemm rate (\($c.sgemm_gflops) GFLOP/s; oneDNN fp32 \($c.onednn_f32_gflops))",
+  (if $h then "C engine, reference model, bf16: \($h.tokens_per_s) tokens/s at \($h.threads) threads, \($h.gflops) GFLOP/s = \($h.mfu_vs_gemm * 100 | floor)% of the measured oneDNN bf16 rate (\($h.onednn_bf16_gflops) GFLOP/s, ISA \($h.onednn_isa)); bf16 / fp32 = \($h.tokens_per_s / $c.tokens_per_s * 100 | floor / 100)x" else empty end),
   (if $t then "PyTorch \($t.torch): \($t.tokens_per_s | floor) tokens/s at \($t.threads) threads; C / PyTorch = \($c.tokens_per_s / $t.tokens_per_s * 100 | floor / 100)x" else "PyTorch: not measured" end)
 ' "$out"

@@ -10,6 +10,7 @@
 #include "checker.h"
 #include "cli.h"
 #include "common.h"
+#include "gemm.h"
 #include "generate.h"
 #include "model.h"
 #include "progress.h"
@@ -30,6 +31,8 @@ static const char *usage =
         "              rendered with the model's template; decoding stops at the\n"
         "              template's end token or after --max-new tokens (256)\n"
         "--batch B     sequences decoded together (16)   --threads N (all cores)\n"
+        "--precision fp32|bf16  matrix products in fp32 (OpenBLAS, default) or\n"
+        "              with bf16 inputs and fp32 accumulation (oneDNN)\n"
         "--preds OUT   also write each record plus \"correct\" and \"extracted\"\n"
         "-o FILE       write the summary to FILE (atomically) instead of stdout\n"
         "Checking dispatches on \"task\": equation runs the predicted equation,\n"
@@ -40,6 +43,7 @@ typedef struct {
     int score_only;
     const char *model, *preds;
     long long max_new, batch;
+    const char *precision;
     cli_common cli;   /* -o, -q, the input files */
 } eval_opts;
 
@@ -53,11 +57,13 @@ static void parse(int argc, char **argv, eval_opts *o) {
         {"preds", 0, CLI_STR, &o->preds},
         {"max-new", 0, CLI_INT, &o->max_new},
         {"batch", 0, CLI_INT, &o->batch},
+        {"precision", 0, CLI_STR, &o->precision},
         {0}};
     cli_parse(argc, argv, usage, table, &o->cli);
     if (o->model && o->score_only) cli_usage_error("-m and --score-only exclude each other");
     if (!o->score_only && !o->model) cli_usage_error("give -m DIR or --score-only (see --help)");
     if (o->max_new < 1 || o->batch < 1) cli_usage_error("--max-new and --batch must be >= 1");
+    cli_precision(o->precision);   /* checked here, set when the model runs */
 }
 
 /* Check one record's prediction; add to the summary and the preds file. */
@@ -122,6 +128,7 @@ static int64_t generate_chunk(wdl_model *m, const wdl_tokenizer *tok, wdl_templa
 }
 
 static double generate_all(const eval_opts *o, eval_summary *s, rec_writer *pw) {
+    gemm_set_precision(cli_precision(o->precision));
     wdl_model *m = model_load(o->model);
     wdl_tokenizer *tok = tok_load(o->model);
     wdl_template tpl = tpl_from_name(m->cfg.template_name);

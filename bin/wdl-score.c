@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include "cli.h"
 #include "common.h"
+#include "gemm.h"
 #include "kernels.h"
 #include "model.h"
 #include "probe.h"
@@ -36,7 +37,9 @@ static const char *usage =
     "               saturation figures (mean p_target, token_accuracy, share of\n"
     "               tokens with p_target > 0.99, non-target mass) and the logit\n"
     "               table (mean, std, norms, max/min, entropy, p_max, target vs\n"
-    "               non-target logit and gap)\n";
+    "               non-target logit and gap)\n"
+    "  --precision fp32|bf16 (fp32): matrix products in fp32 (OpenBLAS) or with\n"
+    "                 bf16 inputs and fp32 accumulation (oneDNN)\n";
 
 typedef struct { json_t *rec; int32_t *ids; int64_t len, n_prompt; double ent, nll; int64_t cnt; } item;
 
@@ -48,7 +51,7 @@ static void score_batch(wdl_model *m, float *scratch, int64_t chunk, item **it, 
     /* activations grow with the longest batch seen, not the context size */
     if (!m->act_mem || T > m->Tmax) {
         int64_t nt = m->act_mem && 2 * m->Tmax > T ? 2 * m->Tmax : T;
-        model_alloc_acts(m, B, nt < Tcap ? nt : Tcap, 0, 0);
+        model_alloc_acts(m, B, nt < Tcap ? nt : Tcap, ACTS_STREAM, 0);
     }
     for (int64_t i = 0; i < n; i++)
         for (int64_t t = 0; t < T; t++) {
@@ -103,7 +106,7 @@ static void flush(wdl_model *m, float *scratch, int64_t chunk, item *it, int64_t
 }
 
 int main(int argc, char **argv) {
-    const char *model = NULL, *field = NULL, *summary = NULL;
+    const char *model = NULL, *field = NULL, *summary = NULL, *precision = NULL;
     long long B = 16, seq = 0;
     const cli_opt opts[] = {
         {"model", 'm', CLI_STR, &model},
@@ -111,6 +114,7 @@ int main(int argc, char **argv) {
         {"batch", 0, CLI_INT, &B},
         {"seq", 0, CLI_INT, &seq},
         {"summary", 0, CLI_STR, &summary},
+        {"precision", 0, CLI_STR, &precision},
         {0}};
     cli_common cli;
     cli_parse(argc, argv, usage, opts, &cli);
@@ -120,6 +124,7 @@ int main(int argc, char **argv) {
     if (!model || !field || !*field) cli_usage_error("-m DIR and --field NAME are required (see --help)");
     if (B < 1 || seq < 0) cli_usage_error("--batch must be >= 1 and --seq >= 0");
     if (summary && !strcmp(summary, "-")) cli_usage_error("--summary: needs a file name (stdout carries the records)");
+    gemm_set_precision(cli_precision(precision));
     wdl_model *m = model_load(model);
     wdl_tokenizer *tok = tok_load(model);
     wdl_template tpl = tpl_from_name(m->cfg.template_name);

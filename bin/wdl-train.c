@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "common.h"
 #include "dataset.h"
+#include "gemm.h"
 #include "model.h"
 #include "optim.h"
 #include "probe.h"
@@ -39,6 +40,7 @@ static const char *usage =
     "  --group G (16)     shuffle: batches from length-sorted windows of G; 1 = plain\n"
     "  --lm               loss on every token (pretraining on full text)\n"
     "  --seed S (0)       --threads N (all cores)       --bf16  write weights as BF16\n"
+    "  --precision fp32|bf16 (fp32): matrix products in fp32, or bf16 in, fp32 out\n"
     "  --log FILE         JSONL log, one object per step (+ probe diagnostics)\n"
     "  --probe-every N (10): diagnostics on a fixed probe batch every N steps (0 = off)\n"
     "  --save-every N     checkpoint to OUT.ckpt every N steps   --resume  continue from it\n"
@@ -47,7 +49,7 @@ static const char *usage =
 typedef struct {
     const char *model, *out, *weak, *weak_out, *log, *order, *schedule;
     double lambda, lr, warmup, min_lr, wd, beta1, beta2, eps, clip;
-    const char *clip_mode;
+    const char *clip_mode, *precision;
     int freeze_weak, weak_constant, lm, bf16, resume, quiet, save_epochs;
     long long epochs, steps, batch, accum, seq, seed, threads, probe_every, save_every, group;
     const char **files;
@@ -75,6 +77,7 @@ static void parse(int argc, char **argv, opts *o) {
         {"eps", 0, CLI_REAL, &o->eps},
         {"clip", 0, CLI_REAL, &o->clip},
         {"clip-mode", 0, CLI_STR, &o->clip_mode},
+        {"precision", 0, CLI_STR, &o->precision},
         {"save-epochs", 0, CLI_FLAG, &o->save_epochs},
         {"epochs", 0, CLI_INT, &o->epochs},
         {"steps", 0, CLI_INT, &o->steps},
@@ -204,6 +207,7 @@ static void save_epoch(const opts *o, const wdl_model *s, int64_t k) {
 int main(int argc, char **argv) {
     opts o;
     parse(argc, argv, &o);
+    gemm_set_precision(cli_precision(o.precision));
 
     wdl_model *s = model_load(o.model), *w = NULL;
     wdl_tokenizer *tok = tok_load(o.model);
@@ -237,7 +241,7 @@ int main(int argc, char **argv) {
     if (w) {
         int train_weak = !o.freeze_weak;
         if (train_weak) { model_alloc_grads(w); model_alloc_moments(w); }
-        model_alloc_acts(w, B, Tmax, train_weak, !o.quiet);
+        model_alloc_acts(w, B, Tmax, train_weak ? ACTS_TRAIN : ACTS_STREAM, !o.quiet);
     }
     if (!o.quiet)
         fprintf(stderr, "%s: %lld examples, %lld steps (%lld per epoch) of %lld x %lld sequences, warm-up %lld, %s%s\n",

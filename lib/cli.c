@@ -18,10 +18,33 @@ void cli_usage_error(const char *fmt, ...) {
     wdl_vexit(2, NULL, 0, fmt, ap);
 }
 
-void cli_wait_policy(char **argv) {
-    if (getenv("OMP_WAIT_POLICY")) return;
-    setenv("OMP_WAIT_POLICY", "passive", 1);
-    execv("/proc/self/exe", argv);   /* on failure: carry on as we are */
+char *openblas_get_corename(void);
+static int fix_openblas_core(void) {
+    if (getenv("OPENBLAS_CORETYPE") || strcmp(openblas_get_corename(), "Prescott")) return 0;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+        setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        setenv("OPENBLAS_CORETYPE", "Haswell", 1);
+    else
+        return 0;
+    return 1;
+}
+
+void cli_startup_env(char **argv) {
+    int again = fix_openblas_core();
+    if (!getenv("OMP_WAIT_POLICY")) {
+        setenv("OMP_WAIT_POLICY", "passive", 1);
+        again = 1;
+    }
+    if (again) execv("/proc/self/exe", argv);   /* on failure: carry on as we are */
+}
+
+gemm_precision cli_precision(const char *name) {
+    if (!name || !strcmp(name, "fp32")) return GEMM_FP32;
+    if (!strcmp(name, "bf16")) return GEMM_BF16;
+    cli_usage_error("--precision: expected fp32 or bf16, got '%s'", name);
 }
 
 void cli_set_threads(int n) {
@@ -50,7 +73,7 @@ static const char *common_help =
     "Common options: -h/--help, --version, -o/--output FILE, --threads N, -q/--quiet\n";
 
 void cli_parse(int argc, char **argv, const char *usage, const cli_opt *opts, cli_common *c) {
-    cli_wait_policy(argv);
+    cli_startup_env(argv);
     wdl_set_prog(argv[0]);
     memset(c, 0, sizeof *c);
     c->threads = sysconf(_SC_NPROCESSORS_ONLN);

@@ -10,6 +10,7 @@
  * "wdl-<prog>: ..." and exits 2; bad input later exits 1 (die). */
 #ifndef WDL_CLI_H
 #define WDL_CLI_H
+#include "gemm.h"
 #include <stdarg.h>
 
 typedef enum {
@@ -50,12 +51,21 @@ double cli_real(const char *flag, const char *s);
 /* A usage error: "wdl-<prog>: <message>" on one line, exit 2. */
 _Noreturn void cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* OpenMP threads that spin while waiting collapse throughput when another
- * process wants the same cores; libgomp reads OMP_WAIT_POLICY when it
- * loads, so unless the user chose a policy the program re-executes itself
- * once with OMP_WAIT_POLICY=passive. Call first thing in main, before any
- * OpenMP region (cli_parse does). */
-void cli_wait_policy(char **argv);
+/* The environment that libgomp and OpenBLAS read when they load, before
+ * main, set by re-executing the program once when something is missing:
+ *  - OMP_WAIT_POLICY=passive unless the user chose a policy: threads that
+ *    spin while waiting collapse throughput when another process wants the
+ *    same cores (measured 2x for training, up to 50x for decoding);
+ *  - OPENBLAS_CORETYPE=SkylakeX (AVX-512) or Haswell (AVX2) when OpenBLAS
+ *    did not recognise the CPU and chose its generic SSE3 "Prescott"
+ *    kernels (Debian 12's 0.3.21 on Emerald Rapids: 12-18 GFLOP/s of sgemm
+ *    against 90-100 with the SkylakeX kernels, one core), unless set.
+ * Call first thing in main, before any OpenMP region (cli_parse does). */
+void cli_startup_env(char **argv);
+
+/* --precision NAME (NULL: the default, fp32) as a GEMM precision; another
+ * name is a usage error. */
+gemm_precision cli_precision(const char *name);
 
 /* Threads for OpenMP loops and OpenBLAS (cli_parse calls it). */
 void cli_set_threads(int n);

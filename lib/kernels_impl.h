@@ -1,8 +1,9 @@
 /* kernels_impl.h: kernel bodies, included twice by kernels.c with
- * R = float / double and S = "" / "_f64". GEMM(...) maps to cblas_sgemm or
- * cblas_dgemm. Loops over rows run under OpenMP; a BLAS call made inside an
- * OpenMP region runs single-threaded (OpenMP build of OpenBLAS), so the two
- * never oversubscribe the cores. */
+ * R = float / double and S = "" / "_f64". GEMM(...) takes cblas_sgemm's
+ * arguments and maps to the backend of lib/gemm.h (float) or to cblas_dgemm
+ * (double). Loops over rows run under OpenMP; a GEMM made inside an OpenMP
+ * region runs single-threaded (OpenMP builds of OpenBLAS and oneDNN), so
+ * the two never oversubscribe the cores. */
 
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)

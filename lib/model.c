@@ -99,9 +99,10 @@ void model_zero_grad(wdl_model *m) { memset(m->grads, 0, m->nparams * sizeof(flo
 float *model_head(wdl_model *m) { return m->P[W_HEAD]; }
 float *model_head_grad(wdl_model *m) { return m->G[W_HEAD]; }
 
-void model_alloc_acts(wdl_model *m, int64_t Bmax, int64_t Tmax, int train, int verbose) {
+void model_alloc_acts(wdl_model *m, int64_t Bmax, int64_t Tmax, int mode, int verbose) {
     const wdl_config *c = &m->cfg;
-    int64_t N = Bmax * Tmax, L = c->layers, H = c->hidden, I = c->inter,
+    const int train = mode == ACTS_TRAIN;
+    int64_t N = Bmax * Tmax, L = mode == ACTS_STREAM ? 1 : c->layers, H = c->hidden, I = c->inter,
             QD = c->heads * c->head_dim, KD = c->kv_heads * c->head_dim,
             NH = c->heads, KV = c->kv_heads;
     /* the table: name, elements; carved from one block in this order */
@@ -137,11 +138,19 @@ void model_alloc_acts(wdl_model *m, int64_t Bmax, int64_t Tmax, int train, int v
         off += ((size_t)t[i].n + 15) & ~(size_t)15;
     }
     m->Bmax = Bmax; m->Tmax = Tmax;
+    m->act_layers = L;
     m->ids = xcalloc((size_t)N, sizeof(int32_t));
     m->pos = xcalloc((size_t)N, sizeof(int32_t));
 }
 
 #define LAYER(ptr, l, per) ((ptr) + (size_t)(l) * (size_t)(per))
+
+/* The residual-stream slot holding the input of layer l (l = layers: the
+ * final output). With one layer's slots the stream alternates between two. */
+static float *resid_slot(const wdl_model *m, int64_t l) {
+    int64_t s = m->act_layers == m->cfg.layers ? l : l % 2;
+    return LAYER(m->a.resid, s, m->Bmax * m->Tmax * m->cfg.hidden);
+}
 
 /* Layer l's slots in the activation buffer: each layer's slot holds the
  * capacity Bmax*Tmax positions, and a smaller batch uses its head. */
@@ -154,7 +163,8 @@ static void layer_views(const wdl_model *m, int64_t l, layer_acts *v) {
     const wdl_acts *a = &m->a;
     const int64_t Nc = m->Bmax * m->Tmax, H = c->hidden, I = c->inter, NH = c->heads, KV = c->kv_heads,
                   QD = NH * c->head_dim, KD = KV * c->head_dim;
-    v->x = LAYER(a->resid, l, Nc * H); v->xo = LAYER(a->resid, l + 1, Nc * H);
+    v->x = resid_slot(m, l); v->xo = resid_slot(m, l + 1);
+    if (m->act_layers != c->layers) l = 0;   /* one slot, reused by every layer */
     v->ln1 = LAYER(a->ln1, l, Nc * H); v->ln1r = LAYER(a->ln1_rstd, l, Nc);
     v->q = LAYER(a->q, l, Nc * QD); v->qrs = LAYER(a->q_rstd, l, Nc * NH); v->qr = LAYER(a->qr, l, Nc * QD);
     v->k = LAYER(a->k, l, Nc * KD); v->krs = LAYER(a->k_rstd, l, Nc * KV); v->kr = LAYER(a->kr, l, Nc * KD);
@@ -168,7 +178,7 @@ void model_forward(wdl_model *m, const int32_t *ids, int64_t B, int64_t T) {
     const wdl_config *c = &m->cfg;
     if (!m->act_mem || B > m->Bmax || T > m->Tmax)
         die("internal: batch %lldx%lld exceeds activation capacity", (long long)B, (long long)T);
-    const int64_t N = B * T, Nc = m->Bmax * m->Tmax, H = c->hidden, I = c->inter, HD = c->head_dim,
+    const int64_t N = B * T, H = c->hidden, I = c->inter, HD = c->head_dim,
                   NH = c->heads, KV = c->kv_heads, QD = NH * HD, KD = KV * HD;
     m->B = B; m->T = T;
     for (int64_t n = 0; n < N; n++) {
@@ -204,19 +214,19 @@ void model_forward(wdl_model *m, const int32_t *ids, int64_t B, int64_t T) {
         linear_forward(a->tmp, act, LAYER(m->P[W_DOWN], l, H * I), N, I, H);
         residual_forward(xo, r1, a->tmp, N * H);
     }
-    rmsnorm_forward(a->normf, a->normf_rstd, LAYER(a->resid, c->layers, Nc * H), m->P[W_NORM], N, H, c->eps);
+    rmsnorm_forward(a->normf, a->normf_rstd, resid_slot(m, c->layers), m->P[W_NORM], N, H, c->eps);
 }
 
 void model_backward(wdl_model *m) {
     const wdl_config *c = &m->cfg;
-    const int64_t B = m->B, T = m->T, N = B * T, Nc = m->Bmax * m->Tmax, H = c->hidden, I = c->inter,
+    const int64_t B = m->B, T = m->T, N = B * T, H = c->hidden, I = c->inter,
                   HD = c->head_dim, NH = c->heads, KV = c->kv_heads, QD = NH * HD, KD = KV * HD;
     wdl_acts *a = &m->a;
     if (!m->grads || !a->dres) die("internal: backward without gradient buffers");
     attn_dims d = {B, T, NH, KV, HD};
 #define ZERO(p, n) memset((p), 0, sizeof(float) * (size_t)(n))
     ZERO(a->dres, N * H);
-    rmsnorm_backward(a->dres, m->G[W_NORM], a->dnormf, LAYER(a->resid, c->layers, Nc * H), m->P[W_NORM],
+    rmsnorm_backward(a->dres, m->G[W_NORM], a->dnormf, resid_slot(m, c->layers), m->P[W_NORM],
                      a->normf_rstd, N, H);
     for (int64_t l = c->layers - 1; l >= 0; l--) {
         layer_acts L_;

@@ -39,6 +39,7 @@ typedef struct {
     float *P[W_KINDS], *G[W_KINDS];
     /* activations */
     int64_t Bmax, Tmax, B, T;
+    int64_t act_layers;             /* layers with their own activation slots: all, or 1 (ACTS_STREAM) */
     float *act_mem;
     size_t act_elems;
     wdl_acts a;
@@ -55,9 +56,15 @@ void model_init_random(wdl_model *m, uint64_t seed, double std);
 void model_alloc_grads(wdl_model *m);
 void model_alloc_moments(wdl_model *m);
 void model_zero_grad(wdl_model *m);
-/* Activation buffers for batches up to Bmax x Tmax (train: with backward
- * scratch). Prints the bytes needed on stderr when verbose. */
-void model_alloc_acts(wdl_model *m, int64_t Bmax, int64_t Tmax, int train, int verbose);
+/* Activation buffers for batches up to Bmax x Tmax. mode: ACTS_TRAIN (every
+ * layer's activations plus backward scratch), ACTS_FORWARD (every layer's,
+ * no backward: what KV-cache prefill reads back), ACTS_STREAM (forward
+ * only, one layer's activations reused by every layer and two residual
+ * slots: memory independent of depth, same results bit for bit; after
+ * model_forward only m->a.normf is meaningful). Prints the bytes needed on
+ * stderr when verbose. */
+enum { ACTS_FORWARD = 0, ACTS_TRAIN = 1, ACTS_STREAM = 2 };
+void model_alloc_acts(wdl_model *m, int64_t Bmax, int64_t Tmax, int mode, int verbose);
 
 /* Forward over ids [B*T] (row b holds a sequence; positions 0..T-1).
  * Leaves the final normed hidden states in m->a.normf [B*T, H]. */

@@ -43,14 +43,6 @@ static float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 
 float st_bf16_to_f32(uint16_t h) { return u2f((uint32_t)h << 16); }
 
-uint16_t st_f32_to_bf16(float f) {
-    uint32_t u = f2u(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u)  /* NaN: keep sign, force quiet bit */
-        return (uint16_t)((u >> 16) | 0x0040u);
-    u += 0x7fffu + ((u >> 16) & 1u);     /* round to nearest, ties to even */
-    return (uint16_t)(u >> 16);
-}
-
 float st_f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
     if (exp == 0x1f) return u2f(sign | 0x7f800000u | (man << 13));

@@ -13,6 +13,7 @@
 #define WDL_SAFETENSORS_H
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Element types that convert to float32. Every other dtype of the spec
  * (I64, U8, F8_E4M3, ...) is accepted when validating a file but cannot be
@@ -81,7 +82,15 @@ void st_write_meta(const char *path, const st_tensor *t, size_t n, st_dtype dtyp
 
 /* ---- conversions (exposed for tests and kernels) ---- */
 float st_bf16_to_f32(uint16_t h);
-uint16_t st_f32_to_bf16(float f);   /* round to nearest even, NaN kept */
+/* Round to nearest even, NaN kept (sign kept, quiet bit forced). Inline and
+ * branch-free so that loops converting whole matrices vectorize (the bf16
+ * GEMM backend converts its inputs with it). */
+static inline uint16_t st_f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint32_t nan = (u >> 16) | 0x0040u, rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
+}
 float st_f16_to_f32(uint16_t h);
 uint16_t st_f32_to_f16(float f);    /* round to nearest even, NaN kept */
 

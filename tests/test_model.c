@@ -288,6 +288,37 @@ static void test_generation_matches_forward(void **st) {
     model_free(m);
 }
 
+/* Forward-only with one layer's activations (ACTS_STREAM, what wdl-score
+ * uses) gives the final hidden states of the full forward bit for bit, on
+ * the fixture and on a 4-layer model (the residual stream alternates), in a
+ * batch smaller than the capacity. */
+static void stream_matches(wdl_model *m, int64_t Bc, int64_t Tc, int64_t Bn, int64_t Tn) {
+    const int64_t H = m->cfg.hidden, N = Bn * Tn;
+    int32_t *ids = xmalloc(sizeof(int32_t) * (size_t)N);
+    for (int64_t i = 0; i < N; i++) ids[i] = (int32_t)((i * 7 + 3) % m->cfg.vocab);
+    model_alloc_acts(m, Bc, Tc, ACTS_FORWARD, 0);
+    model_forward(m, ids, Bn, Tn);
+    float *full = xmalloc(sizeof(float) * (size_t)(N * H));
+    memcpy(full, m->a.normf, sizeof(float) * (size_t)(N * H));
+    size_t full_elems = m->act_elems;
+    model_alloc_acts(m, Bc, Tc, ACTS_STREAM, 0);
+    assert_true(m->act_elems < full_elems);
+    model_forward(m, ids, Bn, Tn);
+    assert_memory_equal(full, m->a.normf, sizeof(float) * (size_t)(N * H));
+    free(full);
+    free(ids);
+}
+static void test_stream_forward(void **st) {
+    wdl_model *m = model_load(FIX "untied");
+    stream_matches(m, B, T, B, T);
+    model_free(m);
+    wdl_config c;
+    config_preset("nano", &c);
+    m = model_new(&c);
+    model_init_random(m, 3, 0.02);
+    stream_matches(m, 3, 80, 2, 70);
+    model_free(m);
+}
 
 /* Checkpoint directories written by the programs themselves (committed in
  * tests/fixtures/c_written/: `wdl-init` in F32, then 3 `wdl-train` steps saved
@@ -325,6 +356,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_untied), cmocka_unit_test(test_tied), cmocka_unit_test(test_mixed),
         cmocka_unit_test(test_generation_matches_forward),
+        cmocka_unit_test(test_stream_forward),
         cmocka_unit_test(test_written_checkpoints),
     };
     return cmocka_run_group_tests_name("model", tests, NULL, NULL);

@@ -7,10 +7,9 @@
 #include <unistd.h>
 #include "common.h"
 
-/* Run fn(arg) in a child process and expect what die() does: exit status 1
- * and exactly one stderr line "<wdl_prog>: ..." containing needle and, if not
- * NULL, needle2. */
-static inline void expect_die(void (*fn)(void *), void *arg, const char *needle, const char *needle2) {
+/* Run fn(arg) in a child process (which then exits 0); its stderr lands in
+ * buf (NUL-terminated, at most cap - 1 bytes). Returns the wait status. */
+static inline int run_in_child(void (*fn)(void *), void *arg, char *buf, size_t cap) {
     int p[2];
     assert_int_equal(pipe(p), 0);
     fflush(stdout);
@@ -25,14 +24,23 @@ static inline void expect_die(void (*fn)(void *), void *arg, const char *needle,
         _exit(0);
     }
     close(p[1]);
-    char buf[4096];
     size_t n = 0;
     ssize_t k;
-    while (n < sizeof buf - 1 && (k = read(p[0], buf + n, sizeof buf - 1 - n)) > 0) n += (size_t)k;
+    while (n < cap - 1 && (k = read(p[0], buf + n, cap - 1 - n)) > 0) n += (size_t)k;
     buf[n] = 0;
     close(p[0]);
     int st;
     assert_int_equal(waitpid(pid, &st, 0), pid);
+    return st;
+}
+
+/* Run fn(arg) in a child process and expect what die() does: exit status 1
+ * and exactly one stderr line "<wdl_prog>: ..." containing needle and, if not
+ * NULL, needle2. */
+static inline void expect_die(void (*fn)(void *), void *arg, const char *needle, const char *needle2) {
+    char buf[4096];
+    int st = run_in_child(fn, arg, buf, sizeof buf);
+    size_t n = strlen(buf);
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 1 || !strstr(buf, needle) || (needle2 && !strstr(buf, needle2)))
         fail_msg("expected exit 1 with '%s'%s%s, got status %d, stderr: %s", needle, needle2 ? " and " : "",
                  needle2 ? needle2 : "", st, buf);

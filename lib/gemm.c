@@ -1,0 +1,390 @@
+/* gemm.c: the matrix-product backend (see gemm.h): OpenBLAS for fp32,
+ * oneDNN matmul for bf16 (and for fp32 on request). */
+#include "gemm.h"
+#include "common.h"
+#include "safetensors.h"
+#include <cblas.h>
+#include <oneapi/dnnl/dnnl.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Threads that may call gemm_run over the life of the process (each gets a
+ * scratch slot the first time it calls). */
+#define GEMM_MAX_THREADS 256
+/* Primitives kept per context. A training run sees a few hundred shapes
+ * (the padded length varies by batch); past this bound a new shape gets a
+ * primitive created for the call and destroyed after it, so memory stays
+ * bounded while every shape still runs. */
+#define GEMM_MAX_CACHED 4096
+
+/* What a created primitive depends on. Zeroed before filling (it is hashed
+ * and compared as bytes, padding included). alpha/beta are held as bits. */
+typedef struct {
+    int32_t prec, ta, tb;
+    uint32_t alpha, beta;
+    int64_t M, N, K, lda, ldb, ldc;
+} gemm_key;
+
+typedef struct gemm_entry {
+    gemm_key key;
+    struct gemm_entry *next;
+    dnnl_primitive_t prim;      /* NULL: no oneDNN kernel, emulate on cblas_sgemm */
+    dnnl_memory_desc_t md[4];   /* src (A), weights (B), dst (C), scratchpad */
+    size_t pad_bytes;
+} gemm_entry;
+
+/* One calling thread's scratch: inputs converted to bf16 (or, emulating,
+ * to bf16-rounded floats), oneDNN's scratchpad, and its stream. */
+typedef struct {
+    void *buf[3];
+    size_t cap[3];
+    dnnl_stream_t stream;
+} gemm_slot;
+
+struct gemm_ctx {
+    gemm_precision prec;
+    dnnl_engine_t eng;
+    pthread_mutex_t lock;       /* guards the table and slot creation */
+    gemm_entry **tab;
+    size_t ntab, nent, max_cached;
+    int64_t emulated;
+    gemm_slot *slot[GEMM_MAX_THREADS];
+};
+
+#define DNNL_CHECK(call, what)                                                   \
+    do {                                                                         \
+        dnnl_status_t st_ = (call);                                              \
+        if (st_ != dnnl_success) die("oneDNN: %s failed (status %d)", what, (int)st_); \
+    } while (0)
+
+gemm_ctx *gemm_ctx_new(gemm_precision p) {
+    gemm_ctx *g = xcalloc(1, sizeof *g);
+    g->prec = p;
+    g->max_cached = GEMM_MAX_CACHED;
+    pthread_mutex_init(&g->lock, NULL);
+    if (p != GEMM_FP32) {
+        DNNL_CHECK(dnnl_engine_create(&g->eng, dnnl_cpu, 0), "engine creation");
+        g->ntab = 256;
+        g->tab = xcalloc(g->ntab, sizeof *g->tab);
+    }
+    return g;
+}
+
+void gemm_ctx_free(gemm_ctx *g) {
+    if (!g) return;
+    for (size_t i = 0; i < g->ntab; i++)
+        for (gemm_entry *e = g->tab[i], *nx; e; e = nx) {
+            nx = e->next;
+            if (e->prim) dnnl_primitive_destroy(e->prim);
+            free(e);
+        }
+    free(g->tab);
+    for (int t = 0; t < GEMM_MAX_THREADS; t++) {
+        gemm_slot *s = g->slot[t];
+        if (!s) continue;
+        for (int i = 0; i < 3; i++) free(s->buf[i]);
+        if (s->stream) dnnl_stream_destroy(s->stream);
+        free(s);
+    }
+    if (g->eng) dnnl_engine_destroy(g->eng);
+    pthread_mutex_destroy(&g->lock);
+    free(g);
+}
+
+gemm_precision gemm_ctx_precision(const gemm_ctx *g) { return g->prec; }
+
+void gemm_ctx_set_cache_limit(gemm_ctx *g, size_t n) { g->max_cached = n; }
+
+void gemm_ctx_stats(gemm_ctx *g, int64_t *primitives, int64_t *emulated) {
+    pthread_mutex_lock(&g->lock);
+    if (primitives) *primitives = (int64_t)g->nent - g->emulated;
+    if (emulated) *emulated = g->emulated;
+    pthread_mutex_unlock(&g->lock);
+}
+
+/* ------------------------------------------------------------ the cache */
+static uint64_t key_hash(const gemm_key *k) {
+    const unsigned char *p = (const unsigned char *)k;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < sizeof *k; i++) h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+static void make_entry(gemm_ctx *g, gemm_entry *e) {
+    const gemm_key *k = &e->key;
+    double t0 = wdl_now();
+    dnnl_data_type_t dt = k->prec == GEMM_BF16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_dims_t da = {k->M, k->K}, db = {k->K, k->N}, dc = {k->M, k->N};
+    dnnl_dims_t sa = {k->lda, 1}, sb = {k->ldb, 1}, sc = {k->ldc, 1};
+    if (k->ta) { sa[0] = 1; sa[1] = k->lda; }
+    if (k->tb) { sb[0] = 1; sb[1] = k->ldb; }
+    DNNL_CHECK(dnnl_memory_desc_init_by_strides(&e->md[0], 2, da, dt, sa), "A descriptor");
+    DNNL_CHECK(dnnl_memory_desc_init_by_strides(&e->md[1], 2, db, dt, sb), "B descriptor");
+    DNNL_CHECK(dnnl_memory_desc_init_by_strides(&e->md[2], 2, dc, dnnl_f32, sc), "C descriptor");
+    dnnl_matmul_desc_t d;
+    DNNL_CHECK(dnnl_matmul_desc_init(&d, &e->md[0], &e->md[1], NULL, &e->md[2]), "matmul descriptor");
+    dnnl_primitive_attr_t attr;
+    DNNL_CHECK(dnnl_primitive_attr_create(&attr), "attribute creation");
+    DNNL_CHECK(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user), "scratchpad mode");
+    float alpha, beta;
+    memcpy(&alpha, &k->alpha, 4);
+    memcpy(&beta, &k->beta, 4);
+    /* dst = alpha * (A B) (output scale), then += beta * dst_old (sum post-op) */
+    if (alpha != 1.0f) DNNL_CHECK(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &alpha), "output scale");
+    if (beta != 0.0f) {
+        dnnl_post_ops_t po;
+        DNNL_CHECK(dnnl_post_ops_create(&po), "post-ops creation");
+        DNNL_CHECK(dnnl_post_ops_append_sum(po, beta), "sum post-op");
+        DNNL_CHECK(dnnl_primitive_attr_set_post_ops(attr, po), "post-ops");
+        dnnl_post_ops_destroy(po);
+    }
+    dnnl_primitive_desc_t pd;
+    dnnl_status_t st = dnnl_primitive_desc_create(&pd, &d, attr, g->eng, NULL);
+    dnnl_primitive_attr_destroy(attr);
+    if (st == dnnl_unimplemented && k->prec == GEMM_BF16) {
+        e->prim = NULL;   /* no bf16 matmul for this CPU: emulate */
+        g->emulated++;
+        return;
+    }
+    if (st != dnnl_success) die("oneDNN: no matmul for %lldx%lldx%lld (status %d)", (long long)k->M,
+                                (long long)k->N, (long long)k->K, (int)st);
+    e->md[3] = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    e->pad_bytes = dnnl_memory_desc_get_size(&e->md[3]);
+    DNNL_CHECK(dnnl_primitive_create(&e->prim, pd), "primitive creation");
+    if (getenv("WDL_GEMM_VERBOSE")) {
+        const char *impl = NULL;
+        dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+        fprintf(stderr, "gemm: %s %c%c M=%lld N=%lld K=%lld alpha=%g beta=%g: %.2f ms: %s\n",
+                gemm_precision_name(g->prec), k->ta ? 'T' : 'N', k->tb ? 'T' : 'N', (long long)k->M,
+                (long long)k->N, (long long)k->K, alpha, beta, 1e3 * (wdl_now() - t0), impl ? impl : "?");
+    }
+    dnnl_primitive_desc_destroy(pd);
+}
+
+/* The entry for a key, created on first use. Entries are never removed
+ * before gemm_ctx_free, so the pointer stays valid without the lock. With
+ * the cache full, *transient is set and the caller frees the entry. */
+static gemm_entry *lookup(gemm_ctx *g, const gemm_key *k, int *transient) {
+    *transient = 0;
+    uint64_t h = key_hash(k);
+    pthread_mutex_lock(&g->lock);
+    gemm_entry *e = g->tab[h & (g->ntab - 1)];
+    while (e && memcmp(&e->key, k, sizeof *k)) e = e->next;
+    if (!e && g->nent >= g->max_cached) {
+        e = xcalloc(1, sizeof *e);
+        e->key = *k;
+        make_entry(g, e);
+        if (!e->prim) g->emulated--;    /* not kept: not counted */
+        pthread_mutex_unlock(&g->lock);
+        *transient = 1;
+        return e;
+    }
+    if (!e) {
+        if (g->nent + 1 > g->ntab) {   /* keep chains short: double the table */
+            size_t nn = g->ntab * 2;
+            gemm_entry **nt = xcalloc(nn, sizeof *nt);
+            for (size_t i = 0; i < g->ntab; i++)
+                for (gemm_entry *x = g->tab[i], *nx; x; x = nx) {
+                    nx = x->next;
+                    size_t b = key_hash(&x->key) & (nn - 1);
+                    x->next = nt[b];
+                    nt[b] = x;
+                }
+            free(g->tab);
+            g->tab = nt;
+            g->ntab = nn;
+        }
+        e = xcalloc(1, sizeof *e);
+        e->key = *k;
+        make_entry(g, e);
+        size_t b = h & (g->ntab - 1);
+        e->next = g->tab[b];
+        g->tab[b] = e;
+        g->nent++;
+    }
+    pthread_mutex_unlock(&g->lock);
+    return e;
+}
+
+/* ------------------------------------------------------------ scratch */
+static int thread_index(void) {
+    static atomic_int next;
+    static _Thread_local int id = -1;
+    if (id < 0) id = atomic_fetch_add(&next, 1);
+    if (id >= GEMM_MAX_THREADS) die("gemm: more than %d calling threads", GEMM_MAX_THREADS);
+    return id;
+}
+
+static gemm_slot *my_slot(gemm_ctx *g) {
+    int t = thread_index();
+    if (!g->slot[t]) {   /* only thread t ever writes slot[t] */
+        gemm_slot *s = xcalloc(1, sizeof *s);
+        pthread_mutex_lock(&g->lock);
+        DNNL_CHECK(dnnl_stream_create(&s->stream, g->eng, dnnl_stream_default_flags), "stream creation");
+        pthread_mutex_unlock(&g->lock);
+        g->slot[t] = s;
+    }
+    return g->slot[t];
+}
+
+static void *slot_buf(gemm_slot *s, int i, size_t bytes) {
+    if (bytes > s->cap[i]) {
+        free(s->buf[i]);
+        s->buf[i] = xaligned(bytes);
+        s->cap[i] = bytes;
+    }
+    return s->buf[i];
+}
+
+/* Conversions of a stored rows x cols matrix (leading dimension ld) into a
+ * dense copy. Parallel when large and not already inside a parallel region. */
+#define CONVERT_PAR_MIN (1 << 16)
+static void to_bf16(uint16_t *dst, const float *src, int64_t rows, int64_t cols, int64_t ld) {
+#pragma omp parallel for schedule(static) if (rows * cols > CONVERT_PAR_MIN && !omp_in_parallel())
+    for (int64_t r = 0; r < rows; r++) {
+        const float *x = src + r * ld;
+        uint16_t *y = dst + r * cols;
+        for (int64_t c = 0; c < cols; c++) y[c] = st_f32_to_bf16(x[c]);
+    }
+}
+static void to_bf16_rounded_f32(float *dst, const float *src, int64_t rows, int64_t cols, int64_t ld) {
+#pragma omp parallel for schedule(static) if (rows * cols > CONVERT_PAR_MIN && !omp_in_parallel())
+    for (int64_t r = 0; r < rows; r++) {
+        const float *x = src + r * ld;
+        float *y = dst + r * cols;
+        for (int64_t c = 0; c < cols; c++) {
+            uint32_t u = (uint32_t)st_f32_to_bf16(x[c]) << 16;
+            memcpy(&y[c], &u, 4);
+        }
+    }
+}
+
+/* ------------------------------------------------------------ the product */
+void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+              const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    if (g->prec == GEMM_FP32) {
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K,
+                    alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0 || alpha == 0.0f) {   /* C = beta * C, as BLAS defines it */
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+        return;
+    }
+    /* stored shapes of A and B */
+    int64_t ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+    gemm_key k;
+    memset(&k, 0, sizeof k);
+    k.prec = g->prec;
+    k.ta = !!ta;
+    k.tb = !!tb;
+    memcpy(&k.alpha, &alpha, 4);
+    memcpy(&k.beta, &beta, 4);
+    k.M = M; k.N = N; k.K = K; k.ldc = ldc;
+    /* bf16 inputs are converted into dense copies, so their strides are the
+     * stored widths; fp32 inputs are read in place */
+    k.lda = g->prec == GEMM_BF16 ? ac : lda;
+    k.ldb = g->prec == GEMM_BF16 ? bc : ldb;
+    int transient;
+    gemm_entry *e = lookup(g, &k, &transient);
+    gemm_slot *s = my_slot(g);
+    if (!e->prim) {   /* emulated bf16: rounded inputs, fp32 products */
+        float *a = slot_buf(s, 0, sizeof(float) * (size_t)(ar * ac));
+        float *b = slot_buf(s, 1, sizeof(float) * (size_t)(br * bc));
+        to_bf16_rounded_f32(a, A, ar, ac, lda);
+        to_bf16_rounded_f32(b, B, br, bc, ldb);
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K,
+                    alpha, a, ac, b, bc, beta, C, ldc);
+        if (transient) free(e);
+        return;
+    }
+    const void *pa = A, *pb = B;
+    if (g->prec == GEMM_BF16) {
+        uint16_t *a = slot_buf(s, 0, sizeof(uint16_t) * (size_t)(ar * ac));
+        uint16_t *b = slot_buf(s, 1, sizeof(uint16_t) * (size_t)(br * bc));
+        to_bf16(a, A, ar, ac, lda);
+        to_bf16(b, B, br, bc, ldb);
+        pa = a;
+        pb = b;
+    }
+    dnnl_memory_t mem[4] = {NULL, NULL, NULL, NULL};
+    const void *ptr[4] = {pa, pb, C, e->pad_bytes ? slot_buf(s, 2, e->pad_bytes) : NULL};
+    static const int argk[4] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_SCRATCHPAD};
+    dnnl_exec_arg_t args[4];
+    int nargs = e->pad_bytes ? 4 : 3;
+    for (int i = 0; i < nargs; i++) {
+        DNNL_CHECK(dnnl_memory_create(&mem[i], &e->md[i], g->eng, (void *)ptr[i]), "memory creation");
+        args[i].arg = argk[i];
+        args[i].memory = mem[i];
+    }
+    DNNL_CHECK(dnnl_primitive_execute(e->prim, s->stream, nargs, args), "matmul");
+    DNNL_CHECK(dnnl_stream_wait(s->stream), "stream wait");
+    for (int i = 0; i < nargs; i++) dnnl_memory_destroy(mem[i]);
+    if (transient) {
+        dnnl_primitive_destroy(e->prim);
+        free(e);
+    }
+}
+
+/* ------------------------------------------------------------ process-wide */
+static gemm_ctx *g_default;
+
+void gemm_set_precision(gemm_precision p) {
+    if (g_default && g_default->prec == p) return;
+    gemm_ctx_free(g_default);
+    g_default = gemm_ctx_new(p);
+    if (p == GEMM_BF16 && !gemm_bf16_native())
+        wdl_warn("bf16: this CPU has no AVX512-BF16 or AMX (oneDNN ISA %s): bf16 matrix products run on an "
+                 "emulated path (inputs still rounded to bf16; slower, possibly slower than fp32)", gemm_dnnl_isa());
+}
+
+gemm_ctx *gemm_default(void) {
+    if (!g_default) g_default = gemm_ctx_new(GEMM_FP32);
+    return g_default;
+}
+
+void wdl_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+               const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    gemm_ctx *g = g_default;
+    if (!g || g->prec == GEMM_FP32)
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K,
+                    alpha, A, lda, B, ldb, beta, C, ldc);
+    else
+        gemm_run(g, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+gemm_precision gemm_parse_precision(const char *flag, const char *s) {
+    if (!strcmp(s, "fp32")) return GEMM_FP32;
+    if (!strcmp(s, "bf16")) return GEMM_BF16;
+    die("%s: expected fp32 or bf16, got '%s'", flag, s);
+}
+
+const char *gemm_precision_name(gemm_precision p) {
+    return p == GEMM_BF16 ? "bf16" : p == GEMM_FP32_DNNL ? "fp32-onednn" : "fp32";
+}
+
+const char *gemm_dnnl_isa(void) {
+    switch (dnnl_get_effective_cpu_isa()) {
+    case dnnl_cpu_isa_sse41: return "sse41";
+    case dnnl_cpu_isa_avx: return "avx";
+    case dnnl_cpu_isa_avx2: return "avx2";
+    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
+    case dnnl_cpu_isa_avx512_mic: return "avx512_mic";
+    case dnnl_cpu_isa_avx512_mic_4ops: return "avx512_mic_4ops";
+    case dnnl_cpu_isa_avx512_core: return "avx512_core";
+    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+    default: return "other";
+    }
+}
+
+int gemm_bf16_native(void) {
+    unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
+    return (isa & (unsigned)dnnl_cpu_isa_avx512_core_bf16) == (unsigned)dnnl_cpu_isa_avx512_core_bf16;
+}

@@ -1,0 +1,74 @@
+/* gemm.h: the matrix-product backend. Every float GEMM of the engine goes
+ * through here; the double instantiation of the kernels (gradient checks)
+ * calls cblas_dgemm directly and never comes here.
+ *
+ * Semantics are cblas_sgemm's, row-major only:
+ *   C[M,N] = alpha * op(A) op(B) + beta * C,  op(X) = X or X^T,
+ * A stored [M,K] (lda) or, transposed, [K,M]; B [K,N] (ldb) or [N,K];
+ * beta == 0 overwrites C (its old contents are never read).
+ *
+ * Precisions:
+ *   GEMM_FP32       OpenBLAS cblas_sgemm: the exactness reference; results
+ *                   are those of a direct cblas_sgemm call, bit for bit.
+ *   GEMM_BF16       A and B rounded to bf16 (round to nearest even) into
+ *                   per-thread scratch, products accumulated and written in
+ *                   fp32 by oneDNN's matmul (AMX or AVX512-BF16 kernels where
+ *                   the CPU has them). Where oneDNN has no bf16 matmul for
+ *                   this CPU, the same bf16-rounded inputs go to cblas_sgemm
+ *                   (identical semantics, slower).
+ *   GEMM_FP32_DNNL  oneDNN's fp32 matmul on the inputs as given (for the
+ *                   bench; not offered on the command line).
+ *
+ * A gemm_ctx holds the precision, the oneDNN engine, a cache of created
+ * matmul primitives keyed by (shape, transposes, strides, alpha, beta)
+ * (creating one costs far more than running it on this model's shapes; the
+ * cache is bounded, see gemm_ctx_set_cache_limit) and per-thread scratch
+ * (converted inputs, oneDNN's scratchpad in user mode, a stream). gemm_run
+ * may be called concurrently from several threads, e.g. an OpenMP team; a
+ * call inside a parallel region runs single-threaded, as OpenBLAS does.
+ *
+ * The engine's kernels take no context: they call wdl_sgemm, which uses the
+ * process-wide context chosen once at program start by gemm_set_precision
+ * (before any GEMM runs and before any other thread exists; the default,
+ * without a call, is GEMM_FP32). This is the one piece of process-wide
+ * backend configuration; tests that compare precisions in one process build
+ * their own contexts with gemm_ctx_new. */
+#ifndef WDL_GEMM_H
+#define WDL_GEMM_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { GEMM_FP32 = 0, GEMM_BF16 = 1, GEMM_FP32_DNNL = 2 } gemm_precision;
+
+typedef struct gemm_ctx gemm_ctx;
+
+gemm_ctx *gemm_ctx_new(gemm_precision p);
+void gemm_ctx_free(gemm_ctx *g);
+gemm_precision gemm_ctx_precision(const gemm_ctx *g);
+/* ta/tb nonzero: that operand is transposed. */
+void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+              const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* Number of oneDNN primitives created so far, and of those that fell back to
+ * bf16-rounded inputs on cblas_sgemm (for tests and the bench). */
+void gemm_ctx_stats(gemm_ctx *g, int64_t *primitives, int64_t *emulated);
+/* At most n primitives are kept (default 4096); a shape met after that gets
+ * one made for the call and destroyed after it (slower, bounded memory). */
+void gemm_ctx_set_cache_limit(gemm_ctx *g, size_t n);
+
+/* The process-wide context (see above). gemm_set_precision replaces it;
+ * for GEMM_BF16 on a CPU without AVX512-BF16 or AMX it prints one line on
+ * stderr saying that bf16 runs on a slow path. */
+void gemm_set_precision(gemm_precision p);
+gemm_ctx *gemm_default(void);
+void wdl_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+               const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
+/* "fp32" / "bf16" (the command line's --precision); dies naming the flag
+ * on anything else. */
+gemm_precision gemm_parse_precision(const char *flag, const char *s);
+const char *gemm_precision_name(gemm_precision p);
+/* oneDNN's effective CPU ISA, e.g. "avx512_core_amx", and whether it has
+ * native bf16 arithmetic (AVX512-BF16 or AMX). */
+const char *gemm_dnnl_isa(void);
+int gemm_bf16_native(void);
+#endif

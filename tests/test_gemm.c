@@ -1,0 +1,335 @@
+/* The GEMM backend (lib/gemm.h) against a double-precision reference.
+ *
+ * Tolerances (derived, per element of C; u8 = 2^-8 is the unit roundoff of
+ * bf16's 8-bit significand under round-to-nearest-even, u24 = 2^-24 that of
+ * fp32; S_ij = sum_k |op(A)_ik| |op(B)_kj|):
+ *  - bf16 against the exact product of the fp32 inputs: each input carries a
+ *    relative error of at most u8, so each product at most 2 u8 + u8^2; the
+ *    fp32 accumulation of K terms (any order), the alpha scale and the beta
+ *    sum add at most (K + 2) u24. Bound:
+ *      |C - C_ref| <= |alpha| (2 u8 + u8^2 + (K + 2) u24) S_ij + 2 u24 |beta C0_ij|.
+ *    This is a worst case; with independent rounding errors the typical
+ *    error is about 0.6 u8 sqrt(sum_k (a b)^2) (a sqrt(K) growth), which
+ *    the test prints and checks loosely (rms ratio below 3 u8).
+ *  - bf16 against the exact product of the RNE-rounded inputs (this checks
+ *    the rounding itself): bf16 x bf16 is exact in fp32, so only the
+ *    accumulation remains: |alpha| (K + 2) u24 S~_ij + 2 u24 |beta C0_ij|.
+ *  - fp32 through oneDNN: the same accumulation bound on the fp32 inputs.
+ *  - fp32 through OpenBLAS: bit-identical to a direct cblas_sgemm call. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "common.h"
+#include "gemm.h"
+#include "safetensors.h"
+#include "testutil.h"
+
+static const double U8 = 1.0 / 256, U24 = 1.0 / 16777216;
+
+static wdl_rng rng;
+static float *rnd(int64_t n) {
+    float *a = xmalloc(sizeof(float) * (size_t)(n ? n : 1));
+    for (int64_t i = 0; i < n; i++) a[i] = rng_normal(&rng);
+    return a;
+}
+static float bf16_round(float x) {
+    uint32_t u = (uint32_t)st_f32_to_bf16(x) << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+typedef struct {
+    int ta, tb;
+    int64_t M, N, K, lda, ldb, ldc;
+    float alpha, beta;
+    float *A, *B, *C0;   /* C0: C before the call */
+} problem;
+
+/* Operands with leading dimensions padded past the stored width (strided). */
+static problem make(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, float beta) {
+    problem p = {ta, tb, M, N, K, 0, 0, 0, alpha, beta, NULL, NULL, NULL};
+    p.lda = (ta ? M : K) + 3;
+    p.ldb = (tb ? K : N) + 5;
+    p.ldc = N + 2;
+    p.A = rnd((ta ? K : M) * p.lda);
+    p.B = rnd((tb ? N : K) * p.ldb);
+    p.C0 = rnd(M * p.ldc);
+    if (beta == 0)   /* beta = 0 must not read C: NaN there must not leak */
+        for (int64_t i = 0; i < M * p.ldc; i++) p.C0[i] = NAN;
+    return p;
+}
+static void unmake(problem *p) { free(p->A); free(p->B); free(p->C0); }
+static float a_at(const problem *p, const float *A, int64_t i, int64_t k) {
+    return p->ta ? A[k * p->lda + i] : A[i * p->lda + k];
+}
+static float b_at(const problem *p, const float *B, int64_t k, int64_t j) {
+    return p->tb ? B[j * p->ldb + k] : B[k * p->ldb + j];
+}
+
+static float *run(gemm_ctx *g, const problem *p) {
+    float *C = xmalloc(sizeof(float) * (size_t)(p->M * p->ldc));
+    memcpy(C, p->C0, sizeof(float) * (size_t)(p->M * p->ldc));
+    gemm_run(g, p->ta, p->tb, p->M, p->N, p->K, p->alpha, p->A, p->lda, p->B, p->ldb, p->beta, C, p->ldc);
+    return C;
+}
+
+/* max over elements of |C - ref| / bound, where ref and the bound are built
+ * in double from the inputs (rounded to bf16 first when `round`) with
+ * bound = |alpha| rel S_ij + 2 u24 |beta C0_ij|. Also returns the rms error
+ * relative to the rms of |alpha| sqrt(sum_k (a b)^2) in *rms_ratio. Padding
+ * columns of C must be untouched. */
+static double check(const problem *p, const float *C, int round, double rel, double *rms_ratio) {
+    double worst = 0, se = 0, sp = 0;
+    for (int64_t i = 0; i < p->M; i++) {
+        for (int64_t j = 0; j < p->N; j++) {
+            double ref = 0, S = 0, S2 = 0;
+            for (int64_t k = 0; k < p->K; k++) {
+                double a = a_at(p, p->A, i, k), b = b_at(p, p->B, k, j);
+                if (round) { a = bf16_round((float)a); b = bf16_round((float)b); }
+                ref += a * b;
+                S += fabs(a * b);
+                S2 += a * b * a * b;
+            }
+            double c0 = p->beta == 0 ? 0 : p->C0[i * p->ldc + j];
+            ref = p->alpha * ref + p->beta * c0;
+            double bound = fabs(p->alpha) * rel * S + 2 * U24 * fabs(p->beta * c0) + 1e-30;
+            double err = fabs((double)C[i * p->ldc + j] - ref);
+            if (!(err <= bound))
+                fail_msg("C[%lld,%lld] = %.9g, reference %.9g: error %.3g over bound %.3g (%s%s M=%lld N=%lld K=%lld)",
+                         (long long)i, (long long)j, C[i * p->ldc + j], ref, err, bound, p->ta ? "T" : "N",
+                         p->tb ? "T" : "N", (long long)p->M, (long long)p->N, (long long)p->K);
+            worst = fmax(worst, err / bound);
+            se += err * err;
+            sp += p->alpha * p->alpha * S2;
+        }
+        for (int64_t j = p->N; j < p->ldc; j++)
+            if (memcmp(&C[i * p->ldc + j], &p->C0[i * p->ldc + j], 4)) fail_msg("padding of C written");
+    }
+    if (rms_ratio) *rms_ratio = sp > 0 ? sqrt(se / sp) : 0;
+    return worst;
+}
+
+static const int64_t SHAPES[][3] = {{1, 1, 1}, {7, 13, 5}, {33, 17, 65}, {64, 100, 257}, {130, 3, 1000}, {5, 300, 64}};
+static const float ALPHAS[] = {1.0f, 0.37f, -2.0f};
+static const float BETAS[] = {0.0f, 1.0f, 0.5f};
+#define NSHAPES (sizeof SHAPES / sizeof SHAPES[0])
+
+/* Every transpose combination, shape, alpha and beta. */
+static void test_bf16_all_cases(void **state) {
+    (void)state;
+    gemm_ctx *g = gemm_ctx_new(GEMM_BF16);
+    double worst_in = 0, worst_rounded = 0, worst_rms = 0, min_rms = 1e30;
+    for (int t = 0; t < 4; t++)
+        for (size_t s = 0; s < NSHAPES; s++)
+            for (int ai = 0; ai < 3; ai++)
+                for (int bi = 0; bi < 3; bi++) {
+                    problem p = make(t & 1, t >> 1, SHAPES[s][0], SHAPES[s][1], SHAPES[s][2], ALPHAS[ai], BETAS[bi]);
+                    float *C = run(g, &p);
+                    double K = (double)p.K, rms;
+                    worst_in = fmax(worst_in, check(&p, C, 0, 2 * U8 + U8 * U8 + (K + 2) * U24, &rms));
+                    worst_rounded = fmax(worst_rounded, check(&p, C, 1, (K + 2) * U24, NULL));
+                    /* typical error: each product's error is the sum of
+                     * two independent roundings, each uniform over half an
+                     * ulp (rms about 0.42 u8 relative, averaged over the
+                     * mantissa range), so about 0.6 u8 per unit of rms
+                     * product; allow 3 u8 (small K gives few samples) */
+                    worst_rms = fmax(worst_rms, rms);
+                    if (p.K >= 64) min_rms = fmin(min_rms, rms);
+                    free(C);
+                    unmake(&p);
+                }
+    int64_t prims, emul;
+    gemm_ctx_stats(g, &prims, &emul);
+    print_message("bf16 (%s, %lld primitives, %lld emulated): worst error / bound %.3f against the fp32 "
+                  "inputs, %.3f against the rounded inputs; rms error / rms product %.2e .. %.2e (u8 = %.2e)\n",
+                  gemm_dnnl_isa(), (long long)prims, (long long)emul, worst_in, worst_rounded, min_rms, worst_rms, U8);
+    assert_true(worst_rms < 3 * U8);
+    /* the inputs really were rounded: an fp32 product would be ~1e-7 */
+    assert_true(min_rms > U8 / 16);
+    assert_int_equal(prims + emul, 4 * NSHAPES * 9);
+    gemm_ctx_free(g);
+}
+
+/* A second call with a cached primitive gives the same bytes, and a call
+ * with the same shape but other data is right too. */
+static void test_bf16_cache_reuse(void **state) {
+    (void)state;
+    gemm_ctx *g = gemm_ctx_new(GEMM_BF16);
+    problem p = make(0, 1, 48, 40, 96, 1.0f, 1.0f);
+    float *C1 = run(g, &p), *C2 = run(g, &p);
+    assert_memory_equal(C1, C2, sizeof(float) * (size_t)(p.M * p.ldc));
+    problem q = make(0, 1, 48, 40, 96, 1.0f, 1.0f);
+    float *C3 = run(g, &q);
+    check(&q, C3, 1, (q.K + 2) * U24, NULL);
+    int64_t prims, emul;
+    gemm_ctx_stats(g, &prims, &emul);
+    assert_int_equal(prims + emul, 1);
+    free(C1); free(C2); free(C3);
+    unmake(&p); unmake(&q);
+    gemm_ctx_free(g);
+}
+
+/* Past the cache bound, new shapes still run right and are not kept. */
+static void test_bf16_cache_limit(void **state) {
+    (void)state;
+    gemm_ctx *g = gemm_ctx_new(GEMM_BF16);
+    gemm_ctx_set_cache_limit(g, 2);
+    for (int64_t n = 1; n <= 5; n++) {
+        problem p = make(n & 1, 0, 9, 4 * n, 33, 0.5f, 1.0f);
+        float *C = run(g, &p);
+        check(&p, C, 1, (p.K + 2) * U24, NULL);
+        free(C);
+        unmake(&p);
+    }
+    int64_t prims, emul;
+    gemm_ctx_stats(g, &prims, &emul);
+    assert_int_equal(prims + emul, 2);
+    gemm_ctx_free(g);
+}
+
+/* Calls from the threads of an OpenMP team at once (as attention does):
+ * each result is right and equals the same call made alone, whether its
+ * primitive was created outside the team (g) or inside it (g2). */
+static void test_bf16_in_parallel_region(void **state) {
+    (void)state;
+    gemm_ctx *g = gemm_ctx_new(GEMM_BF16), *g2 = gemm_ctx_new(GEMM_BF16);
+    enum { NP = 16 };
+    problem p[NP];
+    float *alone[NP], *together[NP];
+    for (int i = 0; i < NP; i++) {
+        int big = i % 8 >= 4;   /* big enough for oneDNN to split the work over threads */
+        p[i] = make(i & 1, (i >> 1) & 1, big ? 512 : 64, big ? 384 : 32 + 8 * (i % 3), 256, i % 2 ? 0.25f : 1.0f,
+                    (float)(i % 2));
+        alone[i] = run(g, &p[i]);
+    }
+    float *fresh[NP];
+#pragma omp parallel for schedule(dynamic, 1) num_threads(2)
+    for (int i = 0; i < NP; i++) {
+        together[i] = run(g, &p[i]);
+        fresh[i] = run(g2, &p[i]);
+    }
+    for (int i = 0; i < NP; i++) {
+        check(&p[i], together[i], 1, (p[i].K + 2) * U24, NULL);
+        check(&p[i], fresh[i], 1, (p[i].K + 2) * U24, NULL);
+        assert_memory_equal(alone[i], together[i], sizeof(float) * (size_t)(p[i].M * p[i].ldc));
+        /* a primitive made inside the team, then run outside it */
+        float *again = run(g2, &p[i]);
+        check(&p[i], again, 1, (p[i].K + 2) * U24, NULL);
+        free(alone[i]); free(together[i]); free(fresh[i]); free(again);
+        unmake(&p[i]);
+    }
+    gemm_ctx_free(g);
+    gemm_ctx_free(g2);
+}
+
+/* fp32 (the default, and an explicit fp32 context) is cblas_sgemm, bit for bit. */
+static void test_fp32_is_openblas(void **state) {
+    (void)state;
+    gemm_ctx *g = gemm_ctx_new(GEMM_FP32);
+    for (int t = 0; t < 4; t++)
+        for (size_t s = 0; s < NSHAPES; s++) {
+            problem p = make(t & 1, t >> 1, SHAPES[s][0], SHAPES[s][1], SHAPES[s][2], 0.37f, 0.5f);
+            float *C = run(g, &p), *D = run(g, &p);
+            memcpy(D, p.C0, sizeof(float) * (size_t)(p.M * p.ldc));
+            cblas_sgemm(CblasRowMajor, p.ta ? CblasTrans : CblasNoTrans, p.tb ? CblasTrans : CblasNoTrans, p.M, p.N,
+                        p.K, p.alpha, p.A, p.lda, p.B, p.ldb, p.beta, D, p.ldc);
+            assert_memory_equal(C, D, sizeof(float) * (size_t)(p.M * p.ldc));
+            memcpy(C, p.C0, sizeof(float) * (size_t)(p.M * p.ldc));
+            wdl_sgemm(p.ta, p.tb, p.M, p.N, p.K, p.alpha, p.A, p.lda, p.B, p.ldb, p.beta, C, p.ldc);
+            assert_memory_equal(C, D, sizeof(float) * (size_t)(p.M * p.ldc));
+            free(C); free(D);
+            unmake(&p);
+        }
+    assert_int_equal(gemm_ctx_precision(gemm_default()), GEMM_FP32);
+    gemm_ctx_free(g);
+}
+
+/* oneDNN's fp32 matmul: within the fp32 accumulation bound. */
+static void test_fp32_onednn(void **state) {
+    (void)state;
+    gemm_ctx *g = gemm_ctx_new(GEMM_FP32_DNNL);
+    for (int t = 0; t < 4; t++)
+        for (size_t s = 0; s < NSHAPES; s++) {
+            problem p = make(t & 1, t >> 1, SHAPES[s][0], SHAPES[s][1], SHAPES[s][2], -2.0f, 1.0f);
+            float *C = run(g, &p);
+            check(&p, C, 0, (p.K + 2) * U24, NULL);
+            free(C);
+            unmake(&p);
+        }
+    gemm_ctx_free(g);
+}
+
+/* K = 0 and alpha = 0 leave beta * C; M = 0 or N = 0 touch nothing. */
+static void test_degenerate(void **state) {
+    (void)state;
+    gemm_ctx *g = gemm_ctx_new(GEMM_BF16);
+    float A[4] = {1, 2, 3, 4}, B[4] = {5, 6, 7, 8}, C[4] = {1, 2, 3, 4};
+    gemm_run(g, 0, 0, 2, 2, 0, 1.0f, A, 2, B, 2, 0.5f, C, 2);
+    assert_true(C[0] == 0.5f && C[3] == 2.0f);
+    gemm_run(g, 0, 0, 2, 2, 2, 0.0f, A, 2, B, 2, 0.0f, C, 2);
+    assert_true(C[0] == 0.0f && C[3] == 0.0f);
+    C[0] = 9;
+    gemm_run(g, 0, 0, 0, 2, 2, 1.0f, A, 2, B, 2, 0.0f, C, 2);
+    assert_true(C[0] == 9.0f);
+    gemm_ctx_free(g);
+}
+
+static void parse_bad(void *arg) { gemm_parse_precision("--precision", (const char *)arg); }
+static void test_parse(void **state) {
+    (void)state;
+    assert_int_equal(gemm_parse_precision("--precision", "fp32"), GEMM_FP32);
+    assert_int_equal(gemm_parse_precision("--precision", "bf16"), GEMM_BF16);
+    expect_die(parse_bad, "fp16", "--precision", "fp16");
+}
+
+/* Without bf16 instructions (oneDNN capped at AVX2 through its documented
+ * ONEDNN_MAX_CPU_ISA), bf16 still gives bf16-rounded-input products and
+ * says so once on stderr. Runs in a child that has not touched oneDNN (the
+ * cap is read on first use), so it must stay the first test. */
+static void no_bf16_child(void *arg) {
+    (void)arg;
+    setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 1);
+    if (gemm_bf16_native()) _exit(3);
+    gemm_set_precision(GEMM_BF16);
+    problem p = make(1, 0, 37, 21, 130, 0.37f, 0.5f);
+    float *C = xmalloc(sizeof(float) * (size_t)(p.M * p.ldc));
+    memcpy(C, p.C0, sizeof(float) * (size_t)(p.M * p.ldc));
+    wdl_sgemm(p.ta, p.tb, p.M, p.N, p.K, p.alpha, p.A, p.lda, p.B, p.ldb, p.beta, C, p.ldc);
+    check(&p, C, 1, (p.K + 2) * U24, NULL);   /* a failure here exits non-zero */
+}
+static void test_bf16_without_bf16_isa(void **state) {
+    (void)state;
+    char buf[4096];
+    int st = run_in_child(no_bf16_child, NULL, buf, sizeof buf);
+    size_t n = strlen(buf);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) fail_msg("child status %d, stderr: %s", st, buf);
+    if (!strstr(buf, "no AVX512-BF16 or AMX") || n == 0 || strchr(buf, '\n') != buf + n - 1)
+        fail_msg("expected one line about the missing bf16 instructions, got: %s", buf);
+    print_message("%s", buf);
+}
+
+int main(void) {
+    wdl_set_prog("test_gemm");
+    rng_seed(&rng, 42);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bf16_without_bf16_isa),
+        cmocka_unit_test(test_bf16_all_cases),
+        cmocka_unit_test(test_bf16_cache_reuse),
+        cmocka_unit_test(test_bf16_cache_limit),
+        cmocka_unit_test(test_bf16_in_parallel_region),
+        cmocka_unit_test(test_fp32_is_openblas),
+        cmocka_unit_test(test_fp32_onednn),
+        cmocka_unit_test(test_degenerate),
+        cmocka_unit_test(test_parse),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
