@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include "checker.h"
 #include "cli.h"
+#include "checkpoint.h"
 #include "common.h"
 #include "gemm.h"
 #include "generate.h"
@@ -129,9 +130,9 @@ static int64_t generate_chunk(wdl_model *m, const wdl_tokenizer *tok, wdl_templa
 
 static double generate_all(const eval_opts *o, eval_summary *s, rec_writer *pw) {
     gemm_set_precision(cli_precision(o->precision));
-    wdl_model *m = model_load(o->model);
-    wdl_tokenizer *tok = tok_load(o->model);
-    wdl_template tpl = tpl_from_name(m->cfg.template_name);
+    wdl_tokenizer *tok;
+    wdl_template tpl;
+    wdl_model *m = model_dir_open(o->model, &tok, &tpl);
     rec_multi *in = rec_multi_open(o->cli.args, o->cli.nargs);
     enum { CHUNK = 256 };
     json_t *recs[CHUNK];

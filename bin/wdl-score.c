@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "cli.h"
+#include "checkpoint.h"
 #include "common.h"
 #include "gemm.h"
 #include "kernels.h"
@@ -125,9 +126,9 @@ int main(int argc, char **argv) {
     if (B < 1 || seq < 0) cli_usage_error("--batch must be >= 1 and --seq >= 0");
     if (summary && !strcmp(summary, "-")) cli_usage_error("--summary: needs a file name (stdout carries the records)");
     gemm_set_precision(cli_precision(precision));
-    wdl_model *m = model_load(model);
-    wdl_tokenizer *tok = tok_load(model);
-    wdl_template tpl = tpl_from_name(m->cfg.template_name);
+    wdl_tokenizer *tok;
+    wdl_template tpl;
+    wdl_model *m = model_dir_open(model, &tok, &tpl);
     if (!seq) seq = m->cfg.max_pos;
     int64_t chunk = step_chunk_for(m->cfg.vocab);
     float *scratch = xaligned(ce_scratch_elems(1, chunk, m->cfg.vocab) * sizeof(float));

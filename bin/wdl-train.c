@@ -209,12 +209,9 @@ int main(int argc, char **argv) {
     parse(argc, argv, &o);
     gemm_set_precision(cli_precision(o.precision));
 
-    wdl_model *s = model_load(o.model), *w = NULL;
-    wdl_tokenizer *tok = tok_load(o.model);
-    if (tok_vocab_size(tok) > s->cfg.vocab)
-        die("%s: tokenizer has %lld ids but vocab_size is %lld", o.model, (long long)tok_vocab_size(tok),
-            (long long)s->cfg.vocab);
-    wdl_template tpl = tpl_from_name(s->cfg.template_name);
+    wdl_tokenizer *tok;
+    wdl_template tpl;
+    wdl_model *s = model_dir_open(o.model, &tok, &tpl), *w = NULL;
     if (o.weak) {
         w = model_load(o.weak);
         if (w->cfg.vocab != s->cfg.vocab || strcmp(w->cfg.tokenizer, s->cfg.tokenizer) ||

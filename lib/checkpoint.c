@@ -5,6 +5,16 @@
 #include <string.h>
 #include "common.h"
 
+wdl_model *model_dir_open(const char *dir, wdl_tokenizer **tok, wdl_template *tpl) {
+    wdl_model *m = model_load(dir);
+    *tok = tok_load(dir);
+    if (tok_vocab_size(*tok) > m->cfg.vocab)
+        die("%s: tokenizer has %lld ids but vocab_size is %lld", dir, (long long)tok_vocab_size(*tok),
+            (long long)m->cfg.vocab);
+    *tpl = tpl_from_name(m->cfg.template_name);
+    return m;
+}
+
 void ckpt_write_model(const wdl_model *m, const char *src_dir, const char *dir, int bf16) {
     wdl_mkdirs(dir);
     model_write_dir(m, dir, bf16);

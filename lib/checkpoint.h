@@ -8,6 +8,13 @@
 #include <stdint.h>
 #include "dataset.h"
 #include "model.h"
+#include "template.h"
+#include "tokenizer.h"
+
+/* A model directory opened for use: the model, its tokenizer (checked to
+ * fit the vocabulary) and its prompt template. Dies naming dir when any
+ * part is missing or bad. */
+wdl_model *model_dir_open(const char *dir, wdl_tokenizer **tok, wdl_template *tpl);
 
 /* A model directory: config, weights (BF16 when bf16) and the tokenizer of
  * the model directory src_dir. */

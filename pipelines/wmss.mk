@@ -84,6 +84,10 @@ EPOCHS := $(shell seq 1 $(SFT_EPOCHS))
 
 .PHONY: phase1 phase2 phase3 baseline ablations curve experiment report pipeline-clean shared-check
 .DELETE_ON_ERROR:
+# Every program writes its output atomically, so a target that exists is
+# complete: an interrupt that lands after a program finished (while
+# step.sh writes the manifest) must not make make delete it.
+.PRECIOUS: $(R)/%
 
 # the file behind a path or ARCHIVE:member (a make prerequisite cannot hold ':')
 file_of = $(firstword $(subst :, ,$(1)))
