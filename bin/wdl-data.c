@@ -90,7 +90,7 @@ static int cmd_gen(opts *o) {
     if (!o->split) cli_usage_error("gen: --split is required (train, dev or test)");
     if (o->nfiles) cli_usage_error("gen: unexpected argument '%s'", o->files[0]);
     int kind = task_kind(o->task), split = task_split(o->split);
-    if (kind < 0) cli_usage_error("gen: unknown task '%s' (arith, equation, prog or mix)", o->task);
+    if (kind < 0) cli_usage_error("gen: unknown task '%s' (arith, equation, prog, mix, or a list such as equation,prog)", o->task);
     if (split < 0) cli_usage_error("gen: unknown split '%s' (train, dev or test)", o->split);
     if (o->difficulty < 1 || o->difficulty > 4) cli_usage_error("--difficulty: must be 1..4, got %lld", o->difficulty);
     rec_writer *w = rec_create(o->out);

@@ -424,7 +424,19 @@ int task_kind(const char *name) {
     static const char *names[] = {"arith", "equation", "prog", "mix", NULL};
     for (int i = 0; names[i]; i++)
         if (!strcmp(name, names[i])) return i;
-    return -1;
+    if (!strchr(name, ',')) return -1;
+    int mask = 0;
+    for (const char *p = name; *p;) {
+        size_t n = strcspn(p, ",");
+        int k = -1;
+        for (int i = 0; i < TASK_MIX; i++)
+            if (strlen(names[i]) == n && !strncmp(p, names[i], n)) k = i;
+        if (k < 0 || mask & (1 << k)) return -1;
+        mask |= 1 << k;
+        p += n;
+        if (*p == ',' && *++p == 0) return -1;
+    }
+    return TASK_LIST + mask;
 }
 int task_split(const char *name) {
     static const char *names[] = {"train", "dev", "test", NULL};
@@ -465,6 +477,9 @@ json_t *task_make(int kind, wdl_rng *r, int d) {
 void task_gen_init(task_gen *g, int kind, uint64_t seed, int split, int difficulty) {
     memset(g, 0, sizeof *g);
     g->kind = kind;
+    for (int k = 0; k < TASK_MIX; k++)
+        if (kind == TASK_MIX || (kind >= TASK_LIST && ((kind - TASK_LIST) & (1 << k))) || kind == k)
+            g->kinds[g->nkinds++] = k;
     g->split = split;
     g->difficulty = difficulty;
     rng_seed(&g->rng, seed * 0x9E3779B97F4A7C15ULL + (uint64_t)kind);
@@ -497,7 +512,7 @@ static int seen_add(task_gen *g, uint64_t h) {
 }
 
 json_t *task_gen_next(task_gen *g) {
-    int kind = g->kind == TASK_MIX ? (int)(g->count % 3) : g->kind;
+    int kind = g->kinds[g->count % g->nkinds];
     for (int64_t tries = 0;; tries++) {
         if (tries > 1000000)
             die("gen: cannot find more distinct prompts for this task/split at difficulty %d "

@@ -9,9 +9,13 @@
 #include "common.h"
 
 enum { TASK_ARITH, TASK_EQUATION, TASK_PROG, TASK_MIX };
+/* A list of kinds ("equation,prog"): TASK_LIST + a bit mask of the kinds;
+ * records cycle through the listed kinds in the order arith, equation,
+ * prog, as "mix" does through all three. */
+enum { TASK_LIST = 16 };
 enum { SPLIT_TRAIN, SPLIT_DEV, SPLIT_TEST };
 
-int task_kind(const char *name);    /* TASK_* or -1 */
+int task_kind(const char *name);    /* TASK_*, TASK_LIST + mask, or -1 */
 int task_split(const char *name);   /* SPLIT_* or -1 */
 /* Split a prompt belongs to: hash of the lowercased, space-collapsed text
  * mod 10: 0-7 train, 8 dev, 9 test. */
@@ -19,6 +23,7 @@ int task_split_of(const char *prompt);
 
 typedef struct {
     int kind, split, difficulty;
+    int kinds[3], nkinds;   /* what a record can be, cycled through */
     wdl_rng rng;
     int64_t count;      /* records emitted so far (= next idx) */
     uint64_t *seen;     /* open-addressing set of prompt hashes */
