@@ -31,24 +31,28 @@ void grad_scale(wdl_model *m, float s) {
     for (size_t i = 0; i < n; i++) g[i] *= s;
 }
 
+static void scale_to_clip(wdl_model *const *ms, int n, double norm, double clip) {
+    if (clip <= 0) return;
+    double coef = clip / (norm + 1e-6);
+    if (coef < 1.0)
+        for (int i = 0; i < n; i++) grad_scale(ms[i], (float)coef);
+}
+
 double grad_clip(wdl_model *m, double clip) {
-    return grad_clip_joint(&m, 1, clip, NULL);
+    double norm = grad_norm(m);
+    scale_to_clip(&m, 1, norm, clip);
+    return norm;
 }
 
 double grad_clip_joint(wdl_model *const *ms, int n, double clip, double *norms) {
-    double sq = 0, one = 0;
+    double sq = 0;
     for (int i = 0; i < n; i++) {
         double g = grad_norm(ms[i]);
         if (norms) norms[i] = g;
         sq += g * g;
-        one = g;
     }
-    double norm = n == 1 ? one : sqrt(sq);   /* one model: its norm exactly, as before */
-    if (clip > 0) {
-        double coef = clip / (norm + 1e-6);
-        if (coef < 1.0)
-            for (int i = 0; i < n; i++) grad_scale(ms[i], (float)coef);
-    }
+    double norm = sqrt(sq);
+    scale_to_clip(ms, n, norm, clip);
     return norm;
 }
 

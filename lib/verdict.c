@@ -194,7 +194,7 @@ static double acc_mean(const rpt_run *runs, int nrun, const char *arm, double *s
 }
 
 static void md_regime(FILE *f, const rpt_run *runs, int nrun, const vd_cmps *c) {
-    double pt, ta, sd, acc, accsd;
+    double pt, ta, acc, accsd;
     int ka;
     fprintf(f, "## Regime\n\nThe method's premise is a saturated M1. Checks on the means over seeds:\n\n");
     int ks = mean_of(get_sat, runs, nrun, "m1", "p_target", &pt, NULL) &&
@@ -208,7 +208,6 @@ static void md_regime(FILE *f, const rpt_run *runs, int nrun, const vd_cmps *c) 
     for (size_t i = 0; i < c->n; i++) {
         const vd_cmp *x = &c->v[i];
         if (strcmp(x->control, "m1")) continue;
-        (void)sd;
         fprintf(f, "- SFT plateau: %s − m1 = %+.1f points, 95%% CI [%.1f, %.1f] (want a change within the seed "
                    "spread)\n", x->arm, x->st.diff, x->st.ci_lo, x->st.ci_hi);
     }
