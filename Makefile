@@ -13,12 +13,16 @@ CFLAGS += -fopenmp -fno-math-errno -Ilib -I$(B)/gen -DWDL_VERSION='"$(VERSION)"'
 # so the two never oversubscribe the cores. oneDNN (bf16 GEMMs, lib/gemm.c)
 # is Debian's OpenMP build and joins the same pool.
 BLAS_DIR ?= /usr/lib/x86_64-linux-gnu/openblas-openmp
-LDLIBS := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -ldnnl -lzstd -ljansson -lpcre2-8 -lutf8proc -larchive -lm -fopenmp
+# Open MPI (lib/dist.c): linked into every program, initialised only when
+# mpirun starts one.
+MPI_DIR ?= /usr/lib/x86_64-linux-gnu/openmpi
+CFLAGS += -I$(MPI_DIR)/include
+LDLIBS := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -ldnnl -lzstd -ljansson -lpcre2-8 -lutf8proc -larchive -L$(MPI_DIR)/lib -lmpi -lm -fopenmp
 
 # Debian packages the build, the tests and the pipeline need.
 DEB_PKGS := build-essential pkg-config libopenblas-openmp-dev libzstd-dev libjansson-dev \
   libcmocka-dev libdnnl-dev libpcre2-dev libutf8proc-dev libarchive-dev bats jq zstd \
-  gnuplot-nox clang libclang-rt-14-dev
+  gnuplot-nox clang libclang-rt-14-dev libopenmpi-dev openmpi-bin
 
 LIB_SRC := $(wildcard lib/*.c)
 LIB_OBJ := $(patsubst lib/%.c,$(B)/obj/%.o,$(LIB_SRC)) $(B)/obj/presets.o
@@ -72,7 +76,7 @@ $(B)/bench/%: bench/%.c $(B)/libwdl.a
 
 # libFuzzer targets: clang; the library is compiled once with the sanitizers
 # (and fuzzer coverage) into its own archive.
-FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -fopenmp -Ilib -I$(B)/gen -fsanitize=address,undefined
+FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -fopenmp -I$(MPI_DIR)/include -Ilib -I$(B)/gen -fsanitize=address,undefined
 FUZZ_OBJ := $(patsubst lib/%.c,$(B)/fuzzobj/%.o,$(LIB_SRC)) $(B)/fuzzobj/presets.o
 $(B)/fuzzobj/%.o: lib/%.c
 	@mkdir -p $(@D)

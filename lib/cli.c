@@ -15,6 +15,9 @@ extern void openblas_set_num_threads(int);
 void cli_usage_error(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
+    /* under mpirun every rank parses the same command line: one says it */
+    const char *r = getenv("OMPI_COMM_WORLD_RANK");
+    if (r && strcmp(r, "0")) exit(2);
     wdl_vexit(2, NULL, 0, fmt, ap);
 }
 

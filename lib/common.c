@@ -101,6 +101,11 @@ void wdl_set_prog(const char *argv0) {
     signal(SIGPIPE, on_signal);
 }
 
+static char msg_prefix[32];
+static void (*exit_hook)(int code);
+void wdl_set_message_prefix(const char *prefix) { snprintf(msg_prefix, sizeof msg_prefix, "%s", prefix); }
+void wdl_set_exit_hook(void (*hook)(int code)) { exit_hook = hook; }
+
 /* Format a message, replace invalid UTF-8 (a message may quote input) and
  * write it as one line "wdl-prog: message". */
 static void vmessage(const char *src, int line, const char *fmt, va_list ap) {
@@ -109,7 +114,7 @@ static void vmessage(const char *src, int line, const char *fmt, va_list ap) {
     size_t len = n < 0 ? 0 : (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1;
     size_t m;
     char *u = utf8_valid(buf, len, &m);
-    fprintf(stderr, "%s: %.*s", wdl_prog, (int)m, u);
+    fprintf(stderr, "%s: %s%.*s", wdl_prog, msg_prefix, (int)m, u);
     if (src && getenv("WDL_DEBUG")) fprintf(stderr, " [%s:%d]", src, line);
     fputc('\n', stderr);
     if (u != buf) free(u);
@@ -119,6 +124,7 @@ void wdl_vexit(int code, const char *src, int line, const char *fmt, va_list ap)
     fflush(stdout);
     vmessage(src, line, fmt, ap);
     cleanup_tmp();
+    if (exit_hook) exit_hook(code);
     exit(code);
 }
 

@@ -20,6 +20,11 @@ _Noreturn void wdl_die_at(const char *src, int line, const char *fmt, ...)
 /* The message as die prints it, then exit(code) after removing temporary
  * outputs (cli_usage_error uses code 2). Messages are made valid UTF-8. */
 _Noreturn void wdl_vexit(int code, const char *src, int line, const char *fmt, va_list ap);
+/* Under MPI (lib/dist.c): a prefix after the program name in every
+ * message ("rank 1: "), and a function that ends the process in place of
+ * exit() once temporary outputs are gone (it ends the whole job). */
+void wdl_set_message_prefix(const char *prefix);
+void wdl_set_exit_hook(void (*hook)(int code));
 /* Warning/info on stderr, prefixed by the program name. */
 void wdl_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
