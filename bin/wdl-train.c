@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "common.h"
 #include "dataset.h"
+#include "dist.h"
 #include "gemm.h"
 #include "model.h"
 #include "optim.h"
@@ -44,7 +45,9 @@ static const char *usage =
     "  --log FILE         JSONL log, one object per step (+ probe diagnostics)\n"
     "  --probe-every N (10): diagnostics on a fixed probe batch every N steps (0 = off)\n"
     "  --save-every N     checkpoint to OUT.ckpt every N steps   --resume  continue from it\n"
-    "  --save-epochs      also write the model after each epoch but the last to OUT.epochK\n";
+    "  --save-epochs      also write the model after each epoch but the last to OUT.epochK\n"
+    "Under mpirun -np N: data parallel; --batch is per rank, a step is N x batch x\n"
+    "accum sequences; rank 0 reads the data and writes the log, checkpoints and OUT.\n";
 
 typedef struct {
     const char *model, *out, *weak, *weak_out, *log, *order, *schedule;
@@ -208,6 +211,9 @@ int main(int argc, char **argv) {
     opts o;
     parse(argc, argv, &o);
     gemm_set_precision(cli_precision(o.precision));
+    dist_init();
+    const int rank = dist_rank(), ranks = dist_size(), lead = rank == 0;
+    if (!lead) o.quiet = 1;
 
     wdl_tokenizer *tok;
     wdl_template tpl;
@@ -218,15 +224,21 @@ int main(int argc, char **argv) {
             strcmp(w->cfg.template_name, s->cfg.template_name))
             die("%s: weak model's vocabulary/tokenizer/template differ from %s", o.weak, o.model);
     }
-    dataset d;
-    dataset_load(&d, o.files, o.nfiles, tok, tpl, o.seq, o.lm);
-    if (d.n == 0) die("%s: no training examples", o.nfiles ? o.files[0] : "<stdin>");
+    /* rank 0 reads the data (stdin reaches only rank 0 under mpirun) */
+    dataset d = {0};
+    if (lead) {
+        dataset_load(&d, o.files, o.nfiles, tok, tpl, o.seq, o.lm);
+        if (d.n == 0) die("%s: no training examples", o.nfiles ? o.files[0] : "<stdin>");
+    }
+    dataset_bcast(&d);
     if (d.truncated && !o.quiet) wdl_warn("%lld examples longer than --seq %lld were cut", (long long)d.truncated, (long long)o.seq);
-    if (d.unlabeled) wdl_warn("%lld records without a completion were skipped", (long long)d.unlabeled);
+    if (d.unlabeled && lead) wdl_warn("%lld records without a completion were skipped", (long long)d.unlabeled);
     if (d.dropped && !o.quiet) wdl_warn("%lld examples had no loss token within --seq and were skipped", (long long)d.dropped);
 
-    const int64_t B = o.batch, micro_per_epoch = (d.n + B - 1) / B;
-    const int64_t steps_per_epoch = (micro_per_epoch + o.accum - 1) / o.accum;
+    /* a step takes G micro-batches in data order: rank r runs the r-th
+     * run of `accum` of them, as one process with --accum G would */
+    const int64_t B = o.batch, G = ranks * o.accum, micro_per_epoch = (d.n + B - 1) / B;
+    const int64_t steps_per_epoch = (micro_per_epoch + G - 1) / G;
     const int64_t total = o.steps ? o.steps : o.epochs * steps_per_epoch;
     const int64_t warmup = o.warmup < 1 ? (int64_t)llround(o.warmup * total) : (int64_t)o.warmup;
     const int64_t Tmax = dataset_max_len(&d);
@@ -241,22 +253,35 @@ int main(int argc, char **argv) {
         model_alloc_acts(w, B, Tmax, train_weak ? ACTS_TRAIN : ACTS_STREAM, !o.quiet);
     }
     if (!o.quiet)
-        fprintf(stderr, "%s: %lld examples, %lld steps (%lld per epoch) of %lld x %lld sequences, warm-up %lld, %s%s\n",
-                wdl_prog, (long long)d.n, (long long)total, (long long)steps_per_epoch, (long long)o.accum,
-                (long long)B, (long long)warmup, w ? "WD-JT" : (o.weak_constant ? "constant-weak control" : "SFT"),
+        fprintf(stderr, "%s: %lld examples, %lld steps (%lld per epoch) of %lld x %lld sequences%s, warm-up %lld, %s%s\n",
+                wdl_prog, (long long)d.n, (long long)total, (long long)steps_per_epoch, (long long)G,
+                (long long)B, ranks > 1 ? " over ranks" : "", (long long)warmup, w ? "WD-JT" : (o.weak_constant ? "constant-weak control" : "SFT"),
                 w && o.freeze_weak ? " (weak frozen)" : "");
 
     size_t ckl = strlen(o.out) + 8;
     char *ckpt = xmalloc(ckl);
     snprintf(ckpt, ckl, "%s.ckpt", o.out);
-    int64_t start = 0;
-    if (o.resume && wdl_is_dir(ckpt)) {
-        start = ckpt_load(ckpt, s, o.freeze_weak ? NULL : w, total, o.seed, &d);
+    int64_t start = 0, global_batch = G * B;
+    wdl_model *trained_weak = w && !o.freeze_weak ? w : NULL;
+    if (o.resume && lead && wdl_is_dir(ckpt)) {
+        start = ckpt_load(ckpt, s, trained_weak, total, o.seed, global_batch, &d);
         if (!o.quiet) fprintf(stderr, "%s: resuming from %s at step %lld\n", wdl_prog, ckpt, (long long)start);
     }
+    if (o.resume) {   /* the other ranks take rank 0's state */
+        dist_bcast(&start, sizeof start, 0);
+        if (start > 0) {
+            wdl_model *ms[2] = {s, trained_weak};
+            for (int i = 0; i < 2 && ms[i]; i++)
+                for (float *buf[3] = {ms[i]->params, ms[i]->m, ms[i]->v}, **b = buf; b < buf + 3; b++)
+                    dist_bcast(*b, ms[i]->nparams * sizeof(float), 0);
+        }
+    }
+    /* gradient sums over ranks go in pieces of 4M floats */
+    const int64_t piece = (int64_t)1 << 22;
+    float *sum_scratch = ranks > 1 ? xaligned(dist_scratch_elems(piece) * sizeof(float)) : NULL;
 
     FILE *lf = NULL;
-    if (o.log) {
+    if (o.log && lead) {
         /* keep the log lines of the steps a resumed run already made */
         if (start > 0 && wdl_exists(o.log)) {
             size_t len;
@@ -289,7 +314,7 @@ int main(int argc, char **argv) {
     for (int64_t i = 0; i < pB; i++) pidx[i] = i;
     int32_t *pids = xmalloc(sizeof(int32_t) * (size_t)(pB * Tmax)), *ptg = xmalloc(sizeof(int32_t) * (size_t)(pB * Tmax));
     int64_t pT = dataset_batch(&d, pidx, pB, 0, pids, ptg, &pl, &pr);
-    if (o.probe_every > 0 && start == 0 && lf) {
+    if (o.probe_every > 0 && start == 0 && lf) {   /* lf: rank 0 only */
         json_t *r = json_pack("{s:I}", "step", (json_int_t)0);
         log_probe(lf, r, s, pids, ptg, pB, pT);
         log_write(lf, r);
@@ -304,19 +329,20 @@ int main(int argc, char **argv) {
     for (int64_t step = start; step < total; step++) {
         double ts = wdl_now();
         /* gather this step's micro-batches */
-        int64_t nm = 0, nloss = 0, nreal = 0;
+        int64_t nm = 0, cnt[4] = {0, 0, 0, 0};   /* loss tokens, real tokens, padded, all positions */
         for (int64_t j = 0; j < o.accum; j++) {
-            int64_t g = step * o.accum + j, epoch = g / micro_per_epoch, pos = g % micro_per_epoch;
+            int64_t g = step * G + rank * o.accum + j, epoch = g / micro_per_epoch, pos = g % micro_per_epoch;
             if (!o.steps && epoch >= o.epochs) break;
             if (epoch != cur_epoch) { epoch_order(&o, &d, epoch, ord); cur_epoch = epoch; }
             int64_t b0 = pos * B, nb = d.n - b0 < B ? d.n - b0 : B, nl, nr;
             mT[nm] = dataset_batch(&d, ord + b0, nb, pad, ids + nm * B * Tmax, tg + nm * B * Tmax, &nl, &nr);
             mB[nm] = nb;
-            nloss += nl; nreal += nr;
-            pad_pos += (double)(nb * mT[nm] - nr); all_pos += (double)(nb * mT[nm]);
+            cnt[0] += nl; cnt[1] += nr; cnt[2] += nb * mT[nm] - nr; cnt[3] += nb * mT[nm];
             nm++;
         }
-        if (nloss == 0) nloss = 1;
+        dist_sum_i64(cnt, 4);   /* the loss is a mean over the whole step's tokens */
+        int64_t nloss = cnt[0] ? cnt[0] : 1, nreal = cnt[1];
+        pad_pos += (double)cnt[2]; all_pos += (double)cnt[3];
         double lr = lr_at(sched, o.lr, step, total, warmup, o.min_lr);
         model_zero_grad(s);
         if (w && !o.freeze_weak) model_zero_grad(w);
@@ -326,7 +352,20 @@ int main(int argc, char **argv) {
             for (int64_t i = 0; i < n; i++) wt[i] = 1.0f / (float)nloss;
             loss += step_train(&st, ids + j * B * Tmax, tg + j * B * Tmax, wt, mB[j], mT[j]);
         }
-        if (!isfinite(loss)) die("loss is %f at step %lld: training diverged (try a lower --lr)", loss, (long long)step + 1);
+        /* every rank learns every rank's loss: the first that diverged says so */
+        double rank_loss[ranks];
+        dist_gather_f64(loss, rank_loss);
+        for (int r = 0; r < ranks; r++) {
+            if (isfinite(rank_loss[r])) continue;
+            if (r != rank) dist_wait_for_abort();
+            die("loss is %f at step %lld: training diverged (try a lower --lr)", loss, (long long)step + 1);
+        }
+        if (ranks > 1) {   /* sums over ranks in rank order: same bytes every run */
+            loss = 0;
+            for (int r = 0; r < ranks; r++) loss += rank_loss[r];
+            dist_sum_f32(s->grads, (int64_t)s->nparams, sum_scratch, piece);
+            if (trained_weak) dist_sum_f32(w->grads, (int64_t)w->nparams, sum_scratch, piece);
+        }
         /* WD-JT clips both models' gradients as one set by default (the
          * reference trains them as one module under one optimizer) */
         double gn, wgn = 0, norms[2];
@@ -346,8 +385,9 @@ int main(int argc, char **argv) {
         }
         double now = wdl_now(), tps = nreal / (now - ts);
         last_loss = loss;
+        if (!lead) continue;   /* rank 0 logs and writes */
         json_t *r = json_pack("{s:I,s:f,s:f,s:f,s:f,s:I,s:f,s:f}", "step", (json_int_t)(step + 1), "epoch",
-                              (double)((step + 1) * o.accum) / (double)micro_per_epoch, "loss", loss, "lr", lr,
+                              (double)((step + 1) * G) / (double)micro_per_epoch, "loss", loss, "lr", lr,
                               "grad_norm", gn, "tokens", (json_int_t)nloss, "tokens_per_s", tps, "elapsed_s", now - t0);
         if (w && !o.freeze_weak) json_object_set_new(r, "weak_grad_norm", json_real(wgn));
         if (o.probe_every > 0 && ((step + 1) % o.probe_every == 0 || step + 1 == total))
@@ -358,20 +398,21 @@ int main(int argc, char **argv) {
         snprintf(info, sizeof info, "loss %.4f %.0f tok/s", loss, tps);
         if (step + 1 == total) progress_end(&bar, step + 1, info);
         else progress_update(&bar, step + 1, info);
-        int64_t ep_done = (step + 1) * o.accum / micro_per_epoch;
-        if (o.save_epochs && ep_done > step * o.accum / micro_per_epoch && ep_done >= 1 && step + 1 < total)
+        int64_t ep_done = (step + 1) * G / micro_per_epoch;
+        if (o.save_epochs && ep_done > step * G / micro_per_epoch && ep_done >= 1 && step + 1 < total)
             save_epoch(&o, s, ep_done);
         if (o.save_every > 0 && (step + 1) % o.save_every == 0 && step + 1 < total)
-            ckpt_save(ckpt, s, o.model, o.freeze_weak ? NULL : w, o.weak, step + 1, total, o.seed, &d);
+            ckpt_save(ckpt, s, o.model, trained_weak, o.weak, step + 1, total, o.seed, global_batch, &d);
     }
     if (lf) fclose(lf);
+    char *tmp = NULL, *wtmp = NULL;
+    if (!lead) goto done;
 
     /* outputs appear only when complete */
-    char *tmp = wdl_tmp_name(o.out);
+    tmp = wdl_tmp_name(o.out);
     wdl_rmtree(tmp);
     wdl_tmp_register(tmp);
     ckpt_write_model(s, o.model, tmp, o.bf16);
-    char *wtmp = NULL;
     if (o.weak_out) {
         wtmp = wdl_tmp_name(o.weak_out);
         wdl_rmtree(wtmp);
@@ -384,12 +425,17 @@ int main(int argc, char **argv) {
     if (!o.quiet)
         fprintf(stderr, "%s: wrote %s: %lld steps in %.1fs, final loss %.4f, padding %.1f%% of positions\n", wdl_prog,
                 o.out, (long long)(total - start), wdl_now() - t0, last_loss, all_pos > 0 ? 100 * pad_pos / all_pos : 0.0);
+    if (!o.quiet && ranks > 1)
+        fprintf(stderr, "%s: %d ranks: %.1fs of rank 0's %.1fs in communication\n", wdl_prog, ranks,
+                dist_comm_seconds(), wdl_now() - t0);
+done:
     step_free(&st);
     dataset_free(&d);
     model_free(s); model_free(w);
     tok_free(tok);
     free(ids); free(tg); free(wt); free(ord); free(ckpt); free(tmp); free(wtmp);
-    free(pidx); free(pids); free(ptg);
+    free(pidx); free(pids); free(ptg); free(sum_scratch);
     free(o.files);
+    dist_finish();
     return 0;
 }

@@ -31,7 +31,7 @@ static void save_side(const wdl_model *m, const char *src, const char *dir) {
 }
 
 void ckpt_save(const char *ckpt, const wdl_model *s, const char *s_src, const wdl_model *w, const char *w_src,
-               int64_t step, int64_t total, int64_t seed, const dataset *d) {
+               int64_t step, int64_t total, int64_t seed, int64_t global_batch, const dataset *d) {
     char *tmp = wdl_tmp_name(ckpt);
     wdl_rmtree(tmp);
     wdl_tmp_register(tmp);
@@ -41,8 +41,9 @@ void ckpt_save(const char *ckpt, const wdl_model *s, const char *s_src, const wd
         save_side(w, w_src, wd);
         free(wd);
     }
-    json_t *j = json_pack("{s:I,s:I,s:I,s:s,s:I}", "step", (json_int_t)step, "total_steps", (json_int_t)total,
-                          "seed", (json_int_t)seed, "data_hash", "", "examples", (json_int_t)d->n);
+    json_t *j = json_pack("{s:I,s:I,s:I,s:I,s:s,s:I}", "step", (json_int_t)step, "total_steps", (json_int_t)total,
+                          "seed", (json_int_t)seed, "global_batch", (json_int_t)global_batch, "data_hash", "",
+                          "examples", (json_int_t)d->n);
     char hash[32];
     snprintf(hash, sizeof hash, "%016llx", (unsigned long long)d->hash);
     json_object_set_new(j, "data_hash", json_string(hash));
@@ -65,7 +66,8 @@ static void load_side(wdl_model *m, const char *dir) {
     free(p); free(q);
 }
 
-int64_t ckpt_load(const char *ckpt, wdl_model *s, wdl_model *w, int64_t total, int64_t seed, const dataset *d) {
+int64_t ckpt_load(const char *ckpt, wdl_model *s, wdl_model *w, int64_t total, int64_t seed, int64_t global_batch,
+                  const dataset *d) {
     char *tj = wdl_path_join(ckpt, "trainer.json");
     json_error_t e;
     json_t *j = json_load_file(tj, 0, &e);
@@ -78,6 +80,11 @@ int64_t ckpt_load(const char *ckpt, wdl_model *s, wdl_model *w, int64_t total, i
     if (json_integer_value(json_object_get(j, "total_steps")) != total ||
         json_integer_value(json_object_get(j, "seed")) != seed)
         die("%s: checkpoint was made with a different --seed or number of steps", tj);
+    /* ranks x --batch x --accum may be split differently, not changed */
+    json_t *gb = json_object_get(j, "global_batch");
+    if (gb && json_integer_value(gb) != global_batch)
+        die("%s: checkpoint was made with %lld sequences per step, this run has %lld (ranks x --batch x --accum)",
+            tj, (long long)json_integer_value(gb), (long long)global_batch);
     if (step < 0 || step > total) die("%s: bad step %lld", tj, (long long)step);
     json_decref(j);
     free(tj);

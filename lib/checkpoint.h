@@ -22,8 +22,10 @@ void ckpt_write_model(const wdl_model *m, const char *src_dir, const char *dir, 
 /* Write ckpt atomically at step of total; w (NULL: none) is the weak side.
  * s_src/w_src are the directories the models came from (tokenizers). */
 void ckpt_save(const char *ckpt, const wdl_model *s, const char *s_src, const wdl_model *w, const char *w_src,
-               int64_t step, int64_t total, int64_t seed, const dataset *d);
+               int64_t step, int64_t total, int64_t seed, int64_t global_batch, const dataset *d);
 /* Load ckpt into s (and w unless NULL) and return its step. Dies when it
- * was made on other data, with another seed or number of steps. */
-int64_t ckpt_load(const char *ckpt, wdl_model *s, wdl_model *w, int64_t total, int64_t seed, const dataset *d);
+ * was made on other data, with another seed, number of steps or number of
+ * sequences per step (global_batch; how ranks split it may differ). */
+int64_t ckpt_load(const char *ckpt, wdl_model *s, wdl_model *w, int64_t total, int64_t seed, int64_t global_batch,
+                  const dataset *d);
 #endif

@@ -41,7 +41,14 @@ void cli_startup_env(char **argv) {
         setenv("OMP_WAIT_POLICY", "passive", 1);
         again = 1;
     }
-    if (again) execv("/proc/self/exe", argv);   /* on failure: carry on as we are */
+    if (!again) return;
+    /* exec the binary by its own path, not /proc/self/exe, so that ps,
+     * pgrep and top keep showing the program's name */
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0 || n >= (ssize_t)sizeof self - 1) return;
+    self[n] = 0;
+    execv(self, argv);   /* on failure: carry on as we are */
 }
 
 gemm_precision cli_precision(const char *name) {

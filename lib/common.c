@@ -108,13 +108,13 @@ void wdl_set_exit_hook(void (*hook)(int code)) { exit_hook = hook; }
 
 /* Format a message, replace invalid UTF-8 (a message may quote input) and
  * write it as one line "wdl-prog: message". */
-static void vmessage(const char *src, int line, const char *fmt, va_list ap) {
+static void vmessage(const char *src, int line, const char *prefix, const char *fmt, va_list ap) {
     char buf[8192];
     int n = vsnprintf(buf, sizeof buf, fmt, ap);
     size_t len = n < 0 ? 0 : (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1;
     size_t m;
     char *u = utf8_valid(buf, len, &m);
-    fprintf(stderr, "%s: %s%.*s", wdl_prog, msg_prefix, (int)m, u);
+    fprintf(stderr, "%s: %s%.*s", wdl_prog, prefix, (int)m, u);
     if (src && getenv("WDL_DEBUG")) fprintf(stderr, " [%s:%d]", src, line);
     fputc('\n', stderr);
     if (u != buf) free(u);
@@ -122,7 +122,7 @@ static void vmessage(const char *src, int line, const char *fmt, va_list ap) {
 
 void wdl_vexit(int code, const char *src, int line, const char *fmt, va_list ap) {
     fflush(stdout);
-    vmessage(src, line, fmt, ap);
+    vmessage(src, line, msg_prefix, fmt, ap);   /* errors say which rank failed */
     cleanup_tmp();
     if (exit_hook) exit_hook(code);
     exit(code);
@@ -137,7 +137,7 @@ void wdl_die_at(const char *src, int line, const char *fmt, ...) {
 void wdl_warn(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vmessage(NULL, 0, fmt, ap);
+    vmessage(NULL, 0, "", fmt, ap);
     va_end(ap);
 }
 

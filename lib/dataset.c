@@ -1,6 +1,7 @@
 /* dataset.c: see dataset.h. */
 #include "dataset.h"
 #include "common.h"
+#include "dist.h"
 #include "records.h"
 #include <stdlib.h>
 #include <string.h>
@@ -76,4 +77,37 @@ int64_t dataset_batch(const dataset *d, const int64_t *idx, int64_t B, int32_t p
     *n_loss = nl;
     if (real) *real = nr;
     return T;
+}
+
+/* Rank 0's dataset to every rank: the counts, then per example its sizes,
+ * then all tokens in one message. */
+void dataset_bcast(dataset *d) {
+    if (dist_size() == 1) return;
+    int64_t head[5] = {d->n, d->truncated, d->dropped, d->unlabeled, (int64_t)d->hash};
+    dist_bcast(head, sizeof head, 0);
+    int64_t n = head[0];
+    if (dist_rank() != 0) {
+        dataset_free(d);
+        d->n = d->cap = n;
+        d->truncated = head[1]; d->dropped = head[2]; d->unlabeled = head[3]; d->hash = (uint64_t)head[4];
+        d->ex = xcalloc((size_t)(n ? n : 1), sizeof(example));
+    }
+    int64_t *sz = xmalloc(sizeof(int64_t) * (size_t)(3 * n + 1)), total = 0;
+    for (int64_t i = 0; i < n && dist_rank() == 0; i++) {
+        sz[3 * i] = d->ex[i].len; sz[3 * i + 1] = d->ex[i].n_prompt; sz[3 * i + 2] = d->ex[i].bucket;
+    }
+    dist_bcast(sz, sizeof(int64_t) * (size_t)(3 * n), 0);
+    for (int64_t i = 0; i < n; i++) total += sz[3 * i];
+    int32_t *all = xmalloc(sizeof(int32_t) * (size_t)(total ? total : 1));
+    if (dist_rank() == 0)
+        for (int64_t i = 0, o = 0; i < n; o += d->ex[i].len, i++) memcpy(all + o, d->ex[i].ids, sizeof(int32_t) * (size_t)d->ex[i].len);
+    dist_bcast(all, sizeof(int32_t) * (size_t)total, 0);
+    if (dist_rank() != 0)
+        for (int64_t i = 0, o = 0; i < n; o += sz[3 * i], i++) {
+            example *e = &d->ex[i];
+            e->len = sz[3 * i]; e->n_prompt = sz[3 * i + 1]; e->bucket = sz[3 * i + 2];
+            e->ids = xmalloc(sizeof(int32_t) * (size_t)e->len);
+            memcpy(e->ids, all + o, sizeof(int32_t) * (size_t)e->len);
+        }
+    free(sz); free(all);
 }

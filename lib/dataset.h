@@ -40,4 +40,7 @@ int64_t dataset_max_len(const dataset *d);
  * receives the number of non-pad positions. pad = the id written in pads. */
 int64_t dataset_batch(const dataset *d, const int64_t *idx, int64_t B, int32_t pad,
                       int32_t *ids, int32_t *targets, int64_t *n_loss, int64_t *real);
+/* Under MPI: rank 0 loaded d; afterwards every rank holds the same
+ * examples (only rank 0 needs to read the input). No-op on one process. */
+void dataset_bcast(dataset *d);
 #endif

@@ -104,6 +104,17 @@ void dist_sum_f64(double *v, int n) {
     world.comm_s += wdl_now() - t0;
 }
 
+void dist_gather_f64(double v, double *all) {
+    if (world.size == 1) { all[0] = v; return; }
+    double t0 = wdl_now();
+    MPI_Allgather(&v, 1, MPI_DOUBLE, all, 1, MPI_DOUBLE, MPI_COMM_WORLD);
+    world.comm_s += wdl_now() - t0;
+}
+
+void dist_wait_for_abort(void) {
+    for (;;) pause();   /* MPI_Abort's SIGTERM ends this (common.c's handler) */
+}
+
 void dist_sum_i64(int64_t *v, int n) {
     if (world.size == 1 || n == 0) return;
     double t0 = wdl_now();

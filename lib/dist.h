@@ -30,6 +30,11 @@ int dist_launched(void);
  * scratch holds dist_scratch_elems(piece) floats, owned by the caller. */
 void dist_sum_f32(float *buf, int64_t n, float *scratch, int64_t piece);
 size_t dist_scratch_elems(int64_t piece);
+/* Every rank's v, in rank order, into all[0..size). */
+void dist_gather_f64(double v, double *all);
+/* For a rank that found another rank failing: wait for that rank's die()
+ * to end the job, so that exactly one rank reports. */
+_Noreturn void dist_wait_for_abort(void);
 /* Sum of small arrays (losses, counts), rank order, on every rank. */
 void dist_sum_f64(double *v, int n);
 void dist_sum_i64(int64_t *v, int n);
