@@ -33,6 +33,9 @@ TOKPY=${TOK_PYTHON:-$(command -v python3)}
 [ -x /opt/fixenv/bin/python ] && [ -z "${TOK_PYTHON:-}" ] && TOKPY=/opt/fixenv/bin/python
 "$TOKPY" bench/tok_hf.py
 
+bash bench/mpi.sh | tee "$out.mpi"
+grep '^{' "$out.mpi" >> "$out"; rm -f "$out.mpi"
+
 echo "# summary"
 jq -rs '
   (map(select(.bench == "train" and .model == "reference" and (.precision // "fp32") == "fp32")) | max_by(.tokens_per_s)) as $c |
@@ -40,5 +43,6 @@ jq -rs '
   (map(select(.impl == "pytorch" and (.mode // "train") == "train")) | first) as $t |
   "C engine, reference model, fp32: \($c.tokens_per_s) tokens/s at \($c.threads) threads, \($c.gflops) GFLOP/s = \($c.mfu_vs_sgemm * 100 | floor)% of the measured OpenBLAS sgemm rate (\($c.sgemm_gflops) GFLOP/s; oneDNN fp32 \($c.onednn_f32_gflops))",
   (if $h then "C engine, reference model, bf16: \($h.tokens_per_s) tokens/s at \($h.threads) threads, \($h.gflops) GFLOP/s = \($h.mfu_vs_gemm * 100 | floor)% of the measured oneDNN bf16 rate (\($h.onednn_bf16_gflops) GFLOP/s, ISA \($h.onednn_isa)); bf16 / fp32 = \($h.tokens_per_s / $c.tokens_per_s * 100 | floor / 100)x" else empty end),
+  (map(select(.bench == "mpi_train")) | if length == 2 then "MPI: 2 ranks x 1 thread \(.[1].tokens_per_s) tokens/s vs 1 rank x 2 threads \(.[0].tokens_per_s) (\(.[1].tokens_per_s / .[0].tokens_per_s * 100 | floor / 100)x), communication \(.[1].comm_share * 100 | floor)% of rank 0'"'"'s time" else empty end),
   (if $t then "PyTorch \($t.torch): \($t.tokens_per_s | floor) tokens/s at \($t.threads) threads; C / PyTorch = \($c.tokens_per_s / $t.tokens_per_s * 100 | floor / 100)x" else "PyTorch: not measured" end)
 ' "$out"
