@@ -23,10 +23,13 @@ echo "# MPI: wdl-train, bench model, equation+prog records, 16 sequences per ste
 run() { # label, launcher, threads, accum
   $2 "$B/bin/wdl-train" -m "$d/m" -o "$d/out-$1" --batch 8 --accum "$4" --seq 256 --steps 24 --lr 1e-3 \
     --threads "$3" --probe-every 0 --log "$d/log-$1" "$d/train.jsonl" 2>"$d/err-$1" || { cat "$d/err-$1"; return 1; }
-  comm=$(grep -o '[0-9.]*s of rank 0.s [0-9.]*s in communication' "$d/err-$1" | awk '{print $1+0, $5+0}')
-  jq -sc --arg l "$1" --arg c "${comm:-0 0}" '.[4:] as $s | ($s | map(.tokens_per_s) | add / length) as $tps |
+  # "N ranks: Cs of rank 0's Ts in communication, Ws waiting for other ranks"
+  comm=$(grep -o '[0-9.]*s of rank 0.s [0-9.]*s in communication, [0-9.]*s waiting' "$d/err-$1" |
+         awk '{print $1+0, $5+0, $8+0}')
+  jq -sc --arg l "$1" --arg c "${comm:-0 1 0}" '.[4:] as $s | ($s | map(.tokens_per_s) | add / length) as $tps |
+    ($c | split(" ") | map(tonumber)) as $c |
     {bench: "mpi_train", layout: $l, tokens_per_s: ($tps | floor),
-     comm_share: ($c | split(" ") | map(tonumber) | if .[1] > 0 then .[0] / .[1] else 0 end)}' "$d/log-$1"
+     comm_share: ($c[0] / $c[1]), wait_share: ($c[2] / $c[1])}' "$d/log-$1"
 }
 run 1x2 env 2 2
 run 2x1 "$MPIRUN -np 2" 1 1

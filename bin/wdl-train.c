@@ -426,8 +426,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: wrote %s: %lld steps in %.1fs, final loss %.4f, padding %.1f%% of positions\n", wdl_prog,
                 o.out, (long long)(total - start), wdl_now() - t0, last_loss, all_pos > 0 ? 100 * pad_pos / all_pos : 0.0);
     if (!o.quiet && ranks > 1)
-        fprintf(stderr, "%s: %d ranks: %.1fs of rank 0's %.1fs in communication\n", wdl_prog, ranks,
-                dist_comm_seconds(), wdl_now() - t0);
+        fprintf(stderr, "%s: %d ranks: %.2fs of rank 0's %.1fs in communication, %.2fs waiting for other ranks\n",
+                wdl_prog, ranks, dist_comm_seconds(), wdl_now() - t0, dist_wait_seconds());
 done:
     step_free(&st);
     dataset_free(&d);

@@ -11,8 +11,8 @@
 static struct {
     int on;        /* MPI_Init was called */
     int rank, size;
-    double comm_s;
-} world = {0, 0, 1, 0};
+    double comm_s, wait_s;
+} world = {0, 0, 1, 0, 0};
 
 int dist_launched(void) {
     return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK");
@@ -51,6 +51,7 @@ void dist_finish(void) {
 int dist_rank(void) { return world.rank; }
 int dist_size(void) { return world.size; }
 double dist_comm_seconds(void) { return world.comm_s; }
+double dist_wait_seconds(void) { return world.wait_s; }
 
 size_t dist_scratch_elems(int64_t piece) {
     /* one segment from every rank */
@@ -63,7 +64,12 @@ size_t dist_scratch_elems(int64_t piece) {
 
 void dist_sum_f32(float *buf, int64_t n, float *scratch, int64_t piece) {
     if (world.size == 1 || n == 0) return;
+    /* wait for the slowest rank first, so that what follows times the
+     * transfer alone (imbalance between ranks is not the network's) */
     double t0 = wdl_now();
+    MPI_Barrier(MPI_COMM_WORLD);
+    world.wait_s += wdl_now() - t0;
+    t0 = wdl_now();
     const int N = world.size, me = world.rank;
     int cnt[N], off[N], rcnt[N], roff[N];
     for (int64_t p0 = 0; p0 < n; p0 += piece) {

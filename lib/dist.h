@@ -46,6 +46,8 @@ void dist_barrier(void);
 void dist_send(const void *buf, size_t bytes, int to);
 void dist_recv(void *buf, size_t bytes, int from);
 /* Seconds spent inside the collectives above since dist_init (the
- * communication share that wdl-train reports). */
+ * communication share that wdl-train reports), and, apart from those,
+ * seconds dist_sum_f32 waited for the slowest rank before moving data. */
 double dist_comm_seconds(void);
+double dist_wait_seconds(void);
 #endif
