@@ -10,7 +10,7 @@
 #   make report                 tables and plots of every arm that exists
 # Variables: RUN (runs/$(RUN)), SEED, TASK, PRESET or MODEL (an HF Qwen3
 # directory used as M0), TRAIN/TEST/POOL (your own records), FORMAT,
-# SCALE=full|smoke, THREADS, LAMBDA.
+# SCALE=full|smoke, THREADS, LAMBDA, PRECISION=fp32|bf16.
 # Every output is a file written atomically by its program; each recipe
 # records command, input hashes and version in runs/$(RUN)/manifest.jsonl.
 
@@ -23,6 +23,8 @@ TASK ?= equation,prog
 SCALE ?= full
 THREADS ?= $(shell nproc)
 LAMBDA ?= 0.5
+# matrix products of every train, score and eval step (see README, Precision)
+PRECISION ?= fp32
 MODEL ?=
 LAMBDAS ?= 0.3 0.42 0.7
 SEEDS ?= 1 2 3 4 5
@@ -80,7 +82,7 @@ WB := $(B)/bin
 M0 := $(if $(MODEL),$(MODEL),$(R)/m0)
 M0_FILE := $(if $(MODEL),$(wildcard $(MODEL)/model.safetensors $(MODEL)/model.safetensors.index.json),$(R)/m0/model.safetensors)
 STEP = WDL_VERSION=$(VERSION) pipelines/step.sh $@ $(R)/manifest.jsonl "$^" --
-TRAIN_CMD = $(WB)/wdl-train --threads $(THREADS) --seed $(SEED) --batch $(BATCH) --seq $(SEQ)
+TRAIN_CMD = $(WB)/wdl-train --threads $(THREADS) --precision $(PRECISION) --seed $(SEED) --batch $(BATCH) --seq $(SEQ)
 TOOLS = | $(BINS)
 # the checkpoint near the end of M1's own SFT (the paper's weak-too-close case)
 LATE := $(R)/m1.epoch$(shell echo $$(( $(SFT_EPOCHS) > 1 ? $(SFT_EPOCHS) - 1 : 1 )))
@@ -153,9 +155,9 @@ phase1: deps shared-check $(R)/m1/model.safetensors
 # ---- phase 2: entropies under weak (M0) and strong (M1), then WD-DS selection
 # (one scorer after the other: two in a pipe would oversubscribe the cores)
 $(R)/scored_weak.jsonl.zst: $(M0_FILE) $(R)/data/train.jsonl.zst
-	$(STEP) $(WB)/wdl-score -m $(M0) --field h_weak --threads $(THREADS) -o $@ $(R)/data/train.jsonl.zst
+	$(STEP) $(WB)/wdl-score -m $(M0) --field h_weak --threads $(THREADS) --precision $(PRECISION) -o $@ $(R)/data/train.jsonl.zst
 $(R)/scored.jsonl.zst: $(R)/m1/model.safetensors $(R)/scored_weak.jsonl.zst
-	$(STEP) $(WB)/wdl-score -m $(R)/m1 --field h_strong --threads $(THREADS) -o $@ $(R)/scored_weak.jsonl.zst
+	$(STEP) $(WB)/wdl-score -m $(R)/m1 --field h_strong --threads $(THREADS) --precision $(PRECISION) -o $@ $(R)/scored_weak.jsonl.zst
 $(R)/selected.jsonl.zst: $(R)/scored.jsonl.zst
 	$(STEP) $(WB)/wdl-select --weak-field h_weak --strong-field h_strong --seed $(SEED) --buckets 3 \
 	  --stats $(R)/select.stats.json -o $@ $<
@@ -183,8 +185,8 @@ ARMS_ABL := wdds_only wdjt_only frozen_weak const_weak clip_separate late_weak $
 
 # ---- evaluation (greedy decoding on the test split), saturation on D and
 # the logit table; m0 may be the user's MODEL directory
-EVAL = $(WB)/wdl-eval --threads $(THREADS) --max-new $(MAX_NEW)
-SUMMARY = $(WB)/wdl-score --field h --threads $(THREADS)
+EVAL = $(WB)/wdl-eval --threads $(THREADS) --precision $(PRECISION) --max-new $(MAX_NEW)
+SUMMARY = $(WB)/wdl-score --field h --threads $(THREADS) --precision $(PRECISION)
 $(R)/eval/%.json: $(R)/%/model.safetensors $(R)/data/test.jsonl.zst
 	@mkdir -p $(R)/eval $(R)/preds
 	$(STEP) $(EVAL) -m $(R)/$* --preds $(R)/preds/$*.jsonl.zst -o $@ $(R)/data/test.jsonl.zst
