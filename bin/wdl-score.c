@@ -131,7 +131,7 @@ int main(int argc, char **argv) {
     wdl_model *m = model_dir_open(model, &tok, &tpl);
     if (!seq) seq = m->cfg.max_pos;
     int64_t chunk = step_chunk_for(m->cfg.vocab);
-    float *scratch = xaligned(ce_scratch_elems(1, chunk, m->cfg.vocab) * sizeof(float));
+    float *scratch = xaligned(ce_scratch_bytes(1, chunk, m->cfg.hidden, m->cfg.vocab));
     int32_t *ids = xmalloc(sizeof(int32_t) * (size_t)(B * seq)), *tg = xmalloc(sizeof(int32_t) * (size_t)(B * seq));
     double *nll = xmalloc(sizeof(double) * (size_t)(B * seq)), *ent = xmalloc(sizeof(double) * (size_t)(B * seq));
     const int64_t W = 16 * B;   /* read-ahead window, sorted by length */

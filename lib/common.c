@@ -9,6 +9,7 @@
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -141,27 +142,36 @@ void wdl_warn(const char *fmt, ...) {
     va_end(ap);
 }
 
+/* Counted with an atomic: kernels' callers may allocate from OpenMP threads. */
+static atomic_ullong alloc_count;
+uint64_t wdl_alloc_count(void) { return atomic_load(&alloc_count); }
+
 void *wdl_malloc_at(const char *src, int line, size_t n) {
+    atomic_fetch_add(&alloc_count, 1);
     void *p = malloc(n ? n : 1);
     if (!p) wdl_die_at(src, line, "out of memory allocating %zu bytes", n);
     return p;
 }
 void *wdl_calloc_at(const char *src, int line, size_t n, size_t sz) {
+    atomic_fetch_add(&alloc_count, 1);
     void *p = calloc(n ? n : 1, sz ? sz : 1);
     if (!p) wdl_die_at(src, line, "out of memory allocating %zu x %zu bytes", n, sz);
     return p;
 }
 void *wdl_realloc_at(const char *src, int line, void *p, size_t n) {
+    atomic_fetch_add(&alloc_count, 1);
     void *q = realloc(p, n ? n : 1);
     if (!q) wdl_die_at(src, line, "out of memory reallocating %zu bytes", n);
     return q;
 }
 char *wdl_strdup_at(const char *src, int line, const char *s) {
+    atomic_fetch_add(&alloc_count, 1);
     char *p = strdup(s);
     if (!p) wdl_die_at(src, line, "out of memory");
     return p;
 }
 void *wdl_aligned_at(const char *src, int line, size_t n) {
+    atomic_fetch_add(&alloc_count, 1);
     void *p = NULL;
     size_t m = (n + 63) & ~(size_t)63;
     if (posix_memalign(&p, 64, m ? m : 64) != 0)

@@ -39,6 +39,11 @@ void *wdl_aligned_at(const char *src, int line, size_t n);
 #define xrealloc(p, n) wdl_realloc_at(__FILE__, __LINE__, (p), (n))
 #define xstrdup(s) wdl_strdup_at(__FILE__, __LINE__, (s))
 #define xaligned(n) wdl_aligned_at(__FILE__, __LINE__, (n))
+/* How many allocations the wrappers above have made so far (for the test
+ * that a training step allocates nothing). It sees only the project's own
+ * allocations, all of which go through these wrappers: OpenBLAS, oneDNN,
+ * libgomp and libc allocate by themselves, out of its sight and our control. */
+uint64_t wdl_alloc_count(void);
 
 /* Temporary outputs: a path registered here is deleted (file, or directory
  * tree) if the program dies or gets SIGINT/SIGTERM/SIGHUP before it is

@@ -30,11 +30,13 @@ void gen_init(gen_state *g, wdl_model *m, int64_t B, int64_t maxlen) {
     g->logits = xaligned(sizeof(float) * (size_t)(B * c->vocab));
     g->rstd = xaligned(sizeof(float) * (size_t)(B * (c->heads > 1 ? c->heads : 1)));
     g->pos = xcalloc((size_t)B, sizeof(int32_t));
+    g->ids = xcalloc((size_t)B, sizeof(int32_t));
+    rope_cache_reserve(&m->rope, maxlen, c->head_dim, c->theta);   /* gen_step allocates nothing */
 }
 
 void gen_free(gen_state *g) {
     free(g->kc); free(g->vc); free(g->x); free(g->xn); free(g->q); free(g->k); free(g->v); free(g->aty);
-    free(g->tmp); free(g->gate); free(g->up); free(g->att); free(g->logits); free(g->rstd); free(g->pos);
+    free(g->tmp); free(g->gate); free(g->up); free(g->att); free(g->logits); free(g->rstd); free(g->pos); free(g->ids);
     memset(g, 0, sizeof *g);
 }
 
@@ -47,21 +49,18 @@ void gen_step(gen_state *g, const int32_t *tok, const uint8_t *active) {
                   QD = NH * HD, KD = KV * HD, FF = c->inter, grp = NH / KV, ML = g->maxlen;
     for (int64_t b = 0; b < B; b++)
         if (active[b] && g->pos[b] >= ML) die("internal: generation past the cache length %lld", (long long)ML);
-    int32_t *ids = xmalloc(sizeof(int32_t) * (size_t)B);
-    for (int64_t b = 0; b < B; b++) ids[b] = active[b] ? tok[b] : 0;
-    embedding_forward(g->x, ids, m->P[W_EMBED], B, H);
+    for (int64_t b = 0; b < B; b++) g->ids[b] = active[b] ? tok[b] : 0;
+    embedding_forward(g->x, g->ids, m->P[W_EMBED], B, H);
     const float scale = 1.0f / sqrtf((float)HD);
     for (int64_t l = 0; l < c->layers; l++) {
         rmsnorm_forward(g->xn, g->rstd, g->x, m->P[W_LN1] + l * H, B, H, c->eps);
         linear_forward(g->q, g->xn, m->P[W_Q] + l * QD * H, B, H, QD);
         linear_forward(g->k, g->xn, m->P[W_K] + l * KD * H, B, H, KD);
         linear_forward(g->v, g->xn, m->P[W_V] + l * KD * H, B, H, KD);
-        float *qn = g->tmp;
-        float *rs = xmalloc(sizeof(float) * (size_t)(B * NH));
-        rmsnorm_forward(qn, rs, g->q, m->P[W_QNORM] + l * HD, B * NH, HD, c->eps);
+        float *qn = g->tmp;   /* QK-norm's rstd goes to g->rstd: decoding never reads it back */
+        rmsnorm_forward(qn, g->rstd, g->q, m->P[W_QNORM] + l * HD, B * NH, HD, c->eps);
         rope_forward(g->q, &m->rope, qn, g->pos, B, NH, HD, c->theta);
-        rmsnorm_forward(qn, rs, g->k, m->P[W_KNORM] + l * HD, B * KV, HD, c->eps);
-        free(rs);
+        rmsnorm_forward(qn, g->rstd, g->k, m->P[W_KNORM] + l * HD, B * KV, HD, c->eps);
         float *kc = g->kc + l * B * ML * KD, *vc = g->vc + l * B * ML * KD;
         /* write the new position's key (after RoPE) and value into the cache */
         for (int64_t b = 0; b < B; b++) {
@@ -97,7 +96,6 @@ void gen_step(gen_state *g, const int32_t *tok, const uint8_t *active) {
     rmsnorm_forward(g->xn, g->rstd, g->x, m->P[W_NORM], B, H, c->eps);
     linear_forward(g->logits, g->xn, model_head(m), B, H, c->vocab);
     for (int64_t b = 0; b < B; b++) if (active[b]) g->pos[b]++;
-    free(ids);
 }
 
 int32_t gen_argmax(const gen_state *g, int64_t b) {

@@ -14,12 +14,16 @@ typedef struct {
     wdl_model *m;
     int64_t B, maxlen;
     float *kc, *vc;           /* [L, B, maxlen, KVH*HD] */
-    float *x, *xn, *q, *k, *v, *aty, *tmp, *gate, *up, *att, *logits, *rstd;
+    float *x, *xn, *q, *k, *v, *aty, *tmp, *gate, *up, *att, *logits;
+    float *rstd;              /* [B * max(heads, 1)]: RMSNorm's rstd, written, never read */
     int32_t *pos;             /* [B] current position (tokens already cached) */
+    int32_t *ids;             /* [B] the step's token ids (0 for inactive rows) */
     wdl_progress *progress;   /* optional: gen_greedy reports finished sequences */
     int64_t progress_base;    /* ... counted from here */
 } gen_state;
 
+/* Allocates everything decoding needs (and m's RoPE table for maxlen
+ * positions), so that gen_step allocates nothing. */
 void gen_init(gen_state *g, wdl_model *m, int64_t B, int64_t maxlen);
 void gen_free(gen_state *g);
 /* Reset sequence b to empty. */

@@ -1,5 +1,8 @@
-/* kernels.c: instantiates lib/kernels_impl.h in float (GEMMs through the
- * backend of lib/gemm.h) and in double (cblas_dgemm, for the gradient checks). */
+/* kernels.c: compiles lib/kernels_impl.h twice: in float under the names it
+ * is written with (GEMMs through the backend of lib/gemm.h), then in double
+ * (cblas_dgemm, for the gradient checks) with every name below mapped to its
+ * _f64 twin. A kernel added to kernels_impl.h needs its line in that table;
+ * a missing one fails the build (the name is then defined twice). */
 #include "kernels.h"
 #include "common.h"
 #include "gemm.h"
@@ -9,18 +12,36 @@
 #include <string.h>
 
 #define R float
-#define S
 /* float products go through the backend (fp32 OpenBLAS or bf16 oneDNN) */
 #define GEMM(order, ta, tb, ...) wdl_sgemm((ta) == CblasTrans, (tb) == CblasTrans, __VA_ARGS__)
 #define EXP expf
 #include "kernels_impl.h"
 #undef R
-#undef S
 #undef GEMM
 #undef EXP
 
 #define R double
-#define S _f64
 #define GEMM cblas_dgemm
 #define EXP exp
+/* the double twins: every name kernels_impl.h defines */
+#define rope_cache rope_cache_f64
+#define rope_build rope_build_f64
+#define rope_cache_reserve rope_cache_reserve_f64
+#define rope_cache_free rope_cache_free_f64
+#define rope_apply rope_apply_f64
+#define embedding_forward embedding_forward_f64
+#define embedding_backward embedding_backward_f64
+#define linear_forward linear_forward_f64
+#define linear_backward linear_backward_f64
+#define linear_backward_set linear_backward_set_f64
+#define rmsnorm_forward rmsnorm_forward_f64
+#define rmsnorm_backward rmsnorm_backward_f64
+#define rope_forward rope_forward_f64
+#define rope_backward rope_backward_f64
+#define attention_forward attention_forward_f64
+#define attention_backward attention_backward_f64
+#define swiglu_forward swiglu_forward_f64
+#define swiglu_backward swiglu_backward_f64
+#define residual_forward residual_forward_f64
+#define ce_chunked ce_chunked_f64
 #include "kernels_impl.h"

@@ -1,14 +1,28 @@
 /* kernels.h: the transformer's layer kernels, forward and backward.
  *
  * Conventions (after llm.c): outputs first, then saved statistics, then
- * inputs and weights, then sizes. Backward kernels ACCUMULATE (+=) into every
- * gradient they write, so callers zero gradient buffers once per step.
- * Matrices are row-major; a weight W of a linear layer is [out, in] as in
- * Hugging Face, so y = x W^T.
+ * inputs and weights, then sizes, then caller-owned scratch. Matrices are
+ * row-major; a weight W of a linear layer is [out, in] as in Hugging Face,
+ * so y = x W^T.
+ *
+ * THE RULE, for every kernel below: a forward kernel overwrites its outputs
+ * (activations and saved statistics alike); a backward kernel adds (+=) into
+ * every gradient it writes, so a caller zeroes a gradient buffer once before
+ * the first kernel that adds to it. The one exception carries it in its
+ * name: a *_set kernel overwrites its input gradient dinp (its weight
+ * gradient dw still adds). ce_chunked is forward and backward at once: it
+ * overwrites nll_out/ent_out and adds into dh/dw. tests/test_kernels.c
+ * checks the rule kernel by kernel.
+ *
+ * Kernels never allocate: a kernel that needs working memory takes it as a
+ * scratch argument from the caller, and the function named beside it gives
+ * the size the kernel uses, exactly.
  *
  * Each kernel exists in float (the trainer) and in double (suffix _f64, used
- * by the finite-difference gradient checks); both are generated from one
- * source, lib/kernels_impl.h. */
+ * by the finite-difference gradient checks). Both come from one source,
+ * lib/kernels_impl.h, whose definitions carry the float names: kernels.c
+ * compiles it twice, the second time with R = double and every name
+ * #defined to its _f64 twin. */
 #ifndef WDL_KERNELS_H
 #define WDL_KERNELS_H
 #include <stddef.h>
@@ -18,61 +32,143 @@
  * KVH key/value heads (NH % KVH == 0), head dimension HD. */
 typedef struct { int64_t B, T, NH, KVH, HD; } attn_dims;
 
-/* One side of a (mixed) logit: final hidden states h [N,C] and head W [V,C],
- * coefficient `coef` in z = sum_s coef_s * h_s W_s^T. dh/dW may be NULL
- * (no gradient wanted for that side). */
-#define CE_SIDES 2
-
 /* RoPE's cos/sin of every (position, frequency) pair, owned by the caller
  * (the model): built on first use, rebuilt when theta or the head size
  * change or a larger position appears. Zero-initialise; free with
- * rope_cache_free. */
-#define WDL_ROPE_CACHE(R, S)                                                        \
-    typedef struct { R *cs, *sn; double theta; int64_t hd, np; } rope_cache##S;     \
-    void rope_cache_free##S(rope_cache##S *t);
-WDL_ROPE_CACHE(float, )
-WDL_ROPE_CACHE(double, _f64)
+ * rope_cache_free. rope_cache_reserve builds it for positions < np ahead of
+ * time, so that later calls below np never allocate. */
+typedef struct { float *cs, *sn; double theta; int64_t hd, np; } rope_cache;
+typedef struct { double *cs, *sn; double theta; int64_t hd, np; } rope_cache_f64;
+void rope_cache_reserve(rope_cache *t, int64_t np, int64_t HD, double theta);
+void rope_cache_reserve_f64(rope_cache_f64 *t, int64_t np, int64_t HD, double theta);
+void rope_cache_free(rope_cache *t);
+void rope_cache_free_f64(rope_cache_f64 *t);
 
-#define WDL_KERNEL_DECLS(R, S)                                                      \
-    void embedding_forward##S(R *out, const int32_t *ids, const R *emb, int64_t N, int64_t C); \
-    void embedding_backward##S(R *demb, const R *dout, const int32_t *ids, int64_t N, int64_t C); \
-    void linear_forward##S(R *out, const R *inp, const R *w, int64_t N, int64_t C, int64_t OC); \
-    void linear_backward##S(R *dinp, R *dw, const R *dout, const R *inp, const R *w,   \
-                            int64_t N, int64_t C, int64_t OC);                         \
-    void linear_backward_set##S(R *dinp, R *dw, const R *dout, const R *inp, const R *w, \
-                                int64_t N, int64_t C, int64_t OC);                     \
-    void rmsnorm_forward##S(R *out, R *rstd, const R *inp, const R *w, int64_t N, int64_t C, double eps); \
-    void rmsnorm_backward##S(R *dinp, R *dw, const R *dout, const R *inp, const R *w,  \
-                             const R *rstd, int64_t N, int64_t C);                     \
-    void rope_forward##S(R *out, rope_cache##S *tab, const R *inp, const int32_t *pos, \
-                         int64_t N, int64_t H, int64_t HD, double theta);              \
-    void rope_backward##S(R *dinp, rope_cache##S *tab, const R *dout, const int32_t *pos, \
-                          int64_t N, int64_t H, int64_t HD, double theta);             \
-    void attention_forward##S(R *out, R *att, const R *q, const R *k, const R *v, attn_dims d); \
-    void attention_backward##S(R *dq, R *dk, R *dv, const R *dout, const R *att, const R *q, \
-                               const R *k, const R *v, attn_dims d);                   \
-    void swiglu_forward##S(R *out, const R *gate, const R *up, int64_t n);              \
-    void swiglu_backward##S(R *dgate, R *dup, const R *dout, const R *gate, const R *up, int64_t n); \
-    void residual_forward##S(R *out, const R *a, const R *b, int64_t n);                \
-    double ce_chunked##S(int nsides, R *const *h, R *const *w, const double *coef,      \
-                         R *const *dh, R *const *dw, const int32_t *targets,           \
-                         const float *weights, int64_t N, int64_t C, int64_t V,        \
-                         double *nll_out, double *ent_out, R *scratch, int64_t chunk);
+/* ---- scratch sizes (shared by the kernels, so a size cannot drift from
+ * what its kernel uses) ---- */
 
-WDL_KERNEL_DECLS(float, )
-WDL_KERNEL_DECLS(double, _f64)
+/* rmsnorm_backward sums dw over fixed blocks of rows, one partial per block
+ * and column, then adds the blocks in order: the result does not depend on
+ * the thread count. Scratch: this many doubles (needed only when dw). */
+#define RMSNORM_ROW_BLOCK 64
+static inline int64_t rmsnorm_backward_scratch(int64_t N, int64_t C) {
+    return (N + RMSNORM_ROW_BLOCK - 1) / RMSNORM_ROW_BLOCK * C;
+}
+
+/* attention runs over causal blocks of query rows; attention_backward gives
+ * each (sequence, KV head) pair a [rows of one block, T] dP area. Scratch:
+ * this many reals of the kernel's precision. */
+#define ATT_ROW_BLOCK 64
+static inline int64_t attention_scratch_rows(int64_t T) { return T < ATT_ROW_BLOCK ? T : ATT_ROW_BLOCK; }
+static inline int64_t attention_backward_scratch(attn_dims d) {
+    return d.B * d.KVH * attention_scratch_rows(d.T) * d.T;
+}
+
+/* ce_chunked's scratch, byte offsets of its parts: for one chunk of rows,
+ * the logits z [chunk, V], the gathered hidden rows of each side
+ * [nsides, chunk, C] and the gradient rows [chunk, C] (reals of `real`
+ * bytes), then the chunk's positions (int64) and losses (double). */
+typedef struct { size_t z, hg, dhg, act, rowloss, total; } ce_layout;
+static inline ce_layout ce_scratch_layout(int nsides, int64_t chunk, int64_t C, int64_t V, size_t real) {
+    ce_layout l;
+    size_t ch = (size_t)chunk;
+    l.z = 0;
+    l.hg = l.z + real * ch * (size_t)V;
+    l.dhg = l.hg + real * ch * (size_t)C * (size_t)nsides;
+    l.act = (l.dhg + real * ch * (size_t)C + 7) & ~(size_t)7;   /* 8-byte aligned */
+    l.rowloss = l.act + sizeof(int64_t) * ch;
+    l.total = l.rowloss + sizeof(double) * ch;
+    return l;
+}
+/* Bytes of scratch ce_chunked (float) / ce_chunked_f64 uses. */
+static inline size_t ce_scratch_bytes(int nsides, int64_t chunk, int64_t C, int64_t V) {
+    return ce_scratch_layout(nsides, chunk, C, V, sizeof(float)).total;
+}
+static inline size_t ce_scratch_bytes_f64(int nsides, int64_t chunk, int64_t C, int64_t V) {
+    return ce_scratch_layout(nsides, chunk, C, V, sizeof(double)).total;
+}
+
+/* ---- the kernels, float then double ---- */
+
+/* out[n] = emb[ids[n]]; demb[ids[n]] += dout[n]. */
+void embedding_forward(float *out, const int32_t *ids, const float *emb, int64_t N, int64_t C);
+void embedding_forward_f64(double *out, const int32_t *ids, const double *emb, int64_t N, int64_t C);
+void embedding_backward(float *demb, const float *dout, const int32_t *ids, int64_t N, int64_t C);
+void embedding_backward_f64(double *demb, const double *dout, const int32_t *ids, int64_t N, int64_t C);
+
+/* out = inp w^T, inp [N,C], w [OC,C]. Backward: dinp += dout w and
+ * dw += dout^T inp (either may be NULL); the _set variant overwrites dinp
+ * (never NULL there): it saves zeroing a buffer that only this product fills. */
+void linear_forward(float *out, const float *inp, const float *w, int64_t N, int64_t C, int64_t OC);
+void linear_forward_f64(double *out, const double *inp, const double *w, int64_t N, int64_t C, int64_t OC);
+void linear_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                     int64_t N, int64_t C, int64_t OC);
+void linear_backward_f64(double *dinp, double *dw, const double *dout, const double *inp, const double *w,
+                         int64_t N, int64_t C, int64_t OC);
+void linear_backward_set(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                         int64_t N, int64_t C, int64_t OC);
+void linear_backward_set_f64(double *dinp, double *dw, const double *dout, const double *inp, const double *w,
+                             int64_t N, int64_t C, int64_t OC);
+
+/* RMSNorm over rows of C (HF Qwen3RMSNorm); rstd [N] is saved for backward.
+ * dinp or dw may be NULL; part: rmsnorm_backward_scratch(N, C) doubles when
+ * dw is wanted (else may be NULL). */
+void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int64_t N, int64_t C, double eps);
+void rmsnorm_forward_f64(double *out, double *rstd, const double *inp, const double *w, int64_t N, int64_t C,
+                         double eps);
+void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                      const float *rstd, int64_t N, int64_t C, double *part);
+void rmsnorm_backward_f64(double *dinp, double *dw, const double *dout, const double *inp, const double *w,
+                          const double *rstd, int64_t N, int64_t C, double *part);
+
+/* Rotate-half RoPE on rows [N, H, HD] at positions pos[N]. */
+void rope_forward(float *out, rope_cache *tab, const float *inp, const int32_t *pos,
+                  int64_t N, int64_t H, int64_t HD, double theta);
+void rope_forward_f64(double *out, rope_cache_f64 *tab, const double *inp, const int32_t *pos,
+                      int64_t N, int64_t H, int64_t HD, double theta);
+void rope_backward(float *dinp, rope_cache *tab, const float *dout, const int32_t *pos,
+                   int64_t N, int64_t H, int64_t HD, double theta);
+void rope_backward_f64(double *dinp, rope_cache_f64 *tab, const double *dout, const int32_t *pos,
+                       int64_t N, int64_t H, int64_t HD, double theta);
+
+/* Causal GQA attention; att [B, NH, T, T] saves the probabilities.
+ * scratch: attention_backward_scratch(d) reals. */
+void attention_forward(float *out, float *att, const float *q, const float *k, const float *v, attn_dims d);
+void attention_forward_f64(double *out, double *att, const double *q, const double *k, const double *v,
+                           attn_dims d);
+void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
+                        const float *k, const float *v, attn_dims d, float *scratch);
+void attention_backward_f64(double *dq, double *dk, double *dv, const double *dout, const double *att,
+                            const double *q, const double *k, const double *v, attn_dims d, double *scratch);
+
+/* out = silu(gate) * up, elementwise over n. */
+void swiglu_forward(float *out, const float *gate, const float *up, int64_t n);
+void swiglu_forward_f64(double *out, const double *gate, const double *up, int64_t n);
+void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int64_t n);
+void swiglu_backward_f64(double *dgate, double *dup, const double *dout, const double *gate, const double *up,
+                         int64_t n);
+
+/* out = a + b; its backward is the identity, so it has no kernel. */
+void residual_forward(float *out, const float *a, const float *b, int64_t n);
+void residual_forward_f64(double *out, const double *a, const double *b, int64_t n);
 
 /* ce_chunked: fused linear head + softmax + cross-entropy over N positions.
- * z_n = sum_s coef[s] * h_s[n] W_s^T (a [V] row; nsides = 1 for plain CE,
- * 2 for the mixed-logit loss). Positions with targets[n] < 0 or weights[n] == 0
- * are skipped entirely. Returns sum_n weights[n] * NLL_n. With dh/dw non-NULL,
- * accumulates the gradient of that sum: dz_n = weights[n]*(softmax(z_n) - e_y),
- * side s gets coef[s]*dz. nll_out/ent_out (may be NULL) receive per-position
- * NLL and predictive entropy (unweighted; 0 for skipped positions).
- * scratch holds chunk*V*(nsides+1) reals; no [N,V] tensor is ever held. */
-
-/* Bytes of scratch ce_chunked needs. */
-static inline size_t ce_scratch_elems(int nsides, int64_t chunk, int64_t V) {
-    return (size_t)chunk * (size_t)V * (size_t)(nsides + 1);
-}
+ * One side s is final hidden states h[s] [N,C] and a head w[s] [V,C], with
+ * coefficient coef[s]: z_n = sum_s coef[s] * h_s[n] W_s^T (a [V] row;
+ * nsides = 1 for plain CE, 2 for the mixed-logit loss). Positions
+ * with targets[n] < 0 or weights[n] == 0 are skipped entirely. Returns
+ * sum_n weights[n] * NLL_n. With dh[s]/dw[s] non-NULL, adds the gradient of
+ * that sum: dz_n = weights[n]*(softmax(z_n) - e_y), side s gets coef[s]*dz.
+ * nll_out/ent_out (may be NULL) receive per-position NLL and predictive
+ * entropy (unweighted; 0 for skipped positions). Positions go `chunk` at a
+ * time, so no [N,V] tensor is ever held; scratch: ce_scratch_bytes(nsides,
+ * chunk, C, V) bytes (_f64: ce_scratch_bytes_f64), 8-byte aligned. */
+double ce_chunked(int nsides, float *const *h, float *const *w, const double *coef,
+                  float *const *dh, float *const *dw, const int32_t *targets,
+                  const float *weights, int64_t N, int64_t C, int64_t V,
+                  double *nll_out, double *ent_out, void *scratch, int64_t chunk);
+double ce_chunked_f64(int nsides, double *const *h, double *const *w, const double *coef,
+                      double *const *dh, double *const *dw, const int32_t *targets,
+                      const float *weights, int64_t N, int64_t C, int64_t V,
+                      double *nll_out, double *ent_out, void *scratch, int64_t chunk);
 #endif

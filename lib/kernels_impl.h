@@ -1,20 +1,19 @@
-/* kernels_impl.h: kernel bodies, included twice by kernels.c with
- * R = float / double and S = "" / "_f64". GEMM(...) takes cblas_sgemm's
+/* kernels_impl.h: kernel bodies, included twice by kernels.c: with
+ * R = float under the names written here, then with R = double and each name
+ * mapped to its _f64 twin by kernels.c's table. GEMM(...) takes cblas_sgemm's
  * arguments and maps to the backend of lib/gemm.h (float) or to cblas_dgemm
  * (double). Loops over rows run under OpenMP; a GEMM made inside an OpenMP
  * region runs single-threaded (OpenMP builds of OpenBLAS and oneDNN), so
- * the two never oversubscribe the cores. */
+ * the two never oversubscribe the cores. The accumulate-or-overwrite rule
+ * and the scratch sizes are kernels.h's. */
 
-#define CAT_(a, b) a##b
-#define CAT(a, b) CAT_(a, b)
-#define FN(name) CAT(name, S)
 /* below this many elements a loop runs on one thread: a parallel region
  * costs more than it saves (decoding works on one row per sequence) */
 #ifndef PAR_MIN
 #define PAR_MIN 32768
 #endif
 
-void FN(embedding_forward)(R *out, const int32_t *ids, const R *emb, int64_t N, int64_t C) {
+void embedding_forward(R *out, const int32_t *ids, const R *emb, int64_t N, int64_t C) {
 #pragma omp parallel for schedule(static) if (N * C > PAR_MIN)
     for (int64_t n = 0; n < N; n++)
         memcpy(out + n * C, emb + (int64_t)ids[n] * C, (size_t)C * sizeof(R));
@@ -22,7 +21,7 @@ void FN(embedding_forward)(R *out, const int32_t *ids, const R *emb, int64_t N, 
 
 /* Serial on purpose: two positions may hold the same token, and a fixed
  * summation order keeps results bit-identical across thread counts. */
-void FN(embedding_backward)(R *demb, const R *dout, const int32_t *ids, int64_t N, int64_t C) {
+void embedding_backward(R *demb, const R *dout, const int32_t *ids, int64_t N, int64_t C) {
     for (int64_t n = 0; n < N; n++) {
         R *d = demb + (int64_t)ids[n] * C;
         const R *g = dout + n * C;
@@ -30,11 +29,11 @@ void FN(embedding_backward)(R *demb, const R *dout, const int32_t *ids, int64_t 
     }
 }
 
-void FN(linear_forward)(R *out, const R *inp, const R *w, int64_t N, int64_t C, int64_t OC) {
+void linear_forward(R *out, const R *inp, const R *w, int64_t N, int64_t C, int64_t OC) {
     GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1, inp, C, w, C, 0, out, OC);
 }
 
-void FN(linear_backward)(R *dinp, R *dw, const R *dout, const R *inp, const R *w,
+void linear_backward(R *dinp, R *dw, const R *dout, const R *inp, const R *w,
                          int64_t N, int64_t C, int64_t OC) {
     if (dinp) GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1, dout, OC, w, C, 1, dinp, C);
     if (dw) GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1, dout, OC, inp, C, 1, dw, C);
@@ -42,14 +41,14 @@ void FN(linear_backward)(R *dinp, R *dw, const R *dout, const R *inp, const R *w
 
 /* As linear_backward, but dinp is overwritten, not accumulated: saves
  * zeroing a scratch buffer that only this product fills. */
-void FN(linear_backward_set)(R *dinp, R *dw, const R *dout, const R *inp, const R *w,
+void linear_backward_set(R *dinp, R *dw, const R *dout, const R *inp, const R *w,
                              int64_t N, int64_t C, int64_t OC) {
     GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1, dout, OC, w, C, 0, dinp, C);
     if (dw) GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1, dout, OC, inp, C, 1, dw, C);
 }
 
 /* out = w * x / sqrt(mean(x^2) + eps), row by row (HF Qwen3RMSNorm). */
-void FN(rmsnorm_forward)(R *out, R *rstd, const R *inp, const R *w, int64_t N, int64_t C, double eps) {
+void rmsnorm_forward(R *out, R *rstd, const R *inp, const R *w, int64_t N, int64_t C, double eps) {
 #pragma omp parallel for schedule(static) if (N * C > PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
         const R *x = inp + n * C;
@@ -65,8 +64,8 @@ void FN(rmsnorm_forward)(R *out, R *rstd, const R *inp, const R *w, int64_t N, i
 /* With xh = x*rstd: dx = rstd * (g - xh * mean(g*xh)), g = dout*w; dw += dout*xh.
  * dw is reduced over rows in a fixed order (per-thread partials would make
  * the sum depend on the thread count). */
-void FN(rmsnorm_backward)(R *dinp, R *dw, const R *dout, const R *inp, const R *w,
-                          const R *rstd, int64_t N, int64_t C) {
+void rmsnorm_backward(R *dinp, R *dw, const R *dout, const R *inp, const R *w,
+                      const R *rstd, int64_t N, int64_t C, double *part) {
     if (dinp) {
 #pragma omp parallel for schedule(static) if (N * C > PAR_MIN)
         for (int64_t n = 0; n < N; n++) {
@@ -82,9 +81,7 @@ void FN(rmsnorm_backward)(R *dinp, R *dw, const R *dout, const R *inp, const R *
     if (dw) {
         /* rows in fixed blocks: partial sums per block in parallel, then the
          * blocks added in order, so the result is independent of threads */
-        const int64_t RB = 64, nb = (N + RB - 1) / RB;
-        double *part = malloc(sizeof(double) * (size_t)(nb * C));
-        if (!part) die("out of memory (rmsnorm partials)");
+        const int64_t RB = RMSNORM_ROW_BLOCK, nb = (N + RB - 1) / RB;
 #pragma omp parallel for schedule(static) if (N * C > PAR_MIN)
         for (int64_t b = 0; b < nb; b++) {
             double *p = part + b * C;
@@ -98,7 +95,6 @@ void FN(rmsnorm_backward)(R *dinp, R *dw, const R *dout, const R *inp, const R *
         }
         for (int64_t b = 0; b < nb; b++)
             for (int64_t c = 0; c < C; c++) dw[c] += (R)part[b * C + c];
-        free(part);
     }
 }
 
@@ -107,18 +103,17 @@ void FN(rmsnorm_backward)(R *dinp, R *dw, const R *dout, const R *inp, const R *
  * Rows are [N, H, HD]; pos[n] is the position of row n. The inverse
  * frequency and angle are formed in the kernel's precision, as HF does. */
 /* The table covers every position in pos: grown geometrically so that
- * decoding one position at a time rebuilds it O(log T) times. */
-static void FN(rope_build)(FN(rope_cache) *t, const int32_t *pos, int64_t N, int64_t HD, double theta) {
-    int32_t mp = 0;
-    for (int64_t n = 0; n < N; n++) if (pos[n] > mp) mp = pos[n];
-    if (t->cs && t->theta == theta && t->hd == HD && mp < t->np) return;
-    int64_t np = mp + 1 > 2 * t->np ? mp + 1 : 2 * t->np;
-    if (t->theta != theta || t->hd != HD) np = mp + 1 > 64 ? mp + 1 : 64;
+ * decoding one position at a time rebuilds it O(log T) times. An entry
+ * depends only on its position, so a table built larger (reserved) holds
+ * the same values. */
+static void rope_build(rope_cache *t, int64_t need, int64_t HD, double theta) {
+    if (t->cs && t->theta == theta && t->hd == HD && need <= t->np) return;
+    int64_t np = need > 2 * t->np ? need : 2 * t->np;
+    if (t->theta != theta || t->hd != HD) np = need > 64 ? need : 64;
     int64_t half = HD / 2;
     free(t->cs); free(t->sn);
-    t->cs = malloc(sizeof(R) * (size_t)(np * half));
-    t->sn = malloc(sizeof(R) * (size_t)(np * half));
-    if (!t->cs || !t->sn) die("out of memory (rope table)");
+    t->cs = xmalloc(sizeof(R) * (size_t)(np * half));
+    t->sn = xmalloc(sizeof(R) * (size_t)(np * half));
     for (int64_t i = 0; i < half; i++) {
         R inv = (R)(1.0 / pow(theta, (double)(2 * i) / (double)HD));
         for (int64_t p = 0; p < np; p++) {
@@ -130,15 +125,21 @@ static void FN(rope_build)(FN(rope_cache) *t, const int32_t *pos, int64_t N, int
     t->theta = theta; t->hd = HD; t->np = np;
 }
 
-void FN(rope_cache_free)(FN(rope_cache) *t) {
+void rope_cache_reserve(rope_cache *t, int64_t np, int64_t HD, double theta) {
+    rope_build(t, np, HD, theta);
+}
+
+void rope_cache_free(rope_cache *t) {
     free(t->cs); free(t->sn);
     memset(t, 0, sizeof *t);
 }
 
-static void FN(rope_apply)(R *out, FN(rope_cache) *tab, const R *inp, const int32_t *pos, int64_t N,
+static void rope_apply(R *out, rope_cache *tab, const R *inp, const int32_t *pos, int64_t N,
                            int64_t H, int64_t HD, double theta, int sign, int accumulate) {
     int64_t half = HD / 2;
-    FN(rope_build)(tab, pos, N, HD, theta);
+    int32_t mp = 0;
+    for (int64_t n = 0; n < N; n++) if (pos[n] > mp) mp = pos[n];
+    rope_build(tab, (int64_t)mp + 1, HD, theta);
     const R *cs = tab->cs, *sn = tab->sn;
 #pragma omp parallel for schedule(static) if (N * H * HD > PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
@@ -156,25 +157,23 @@ static void FN(rope_apply)(R *out, FN(rope_cache) *tab, const R *inp, const int3
     }
 }
 
-void FN(rope_forward)(R *out, FN(rope_cache) *tab, const R *inp, const int32_t *pos, int64_t N, int64_t H,
+void rope_forward(R *out, rope_cache *tab, const R *inp, const int32_t *pos, int64_t N, int64_t H,
                       int64_t HD, double theta) {
-    FN(rope_apply)(out, tab, inp, pos, N, H, HD, theta, 1, 0);
+    rope_apply(out, tab, inp, pos, N, H, HD, theta, 1, 0);
 }
 /* The rotation is orthogonal: its transpose rotates by -angle. */
-void FN(rope_backward)(R *dinp, FN(rope_cache) *tab, const R *dout, const int32_t *pos, int64_t N, int64_t H,
+void rope_backward(R *dinp, rope_cache *tab, const R *dout, const int32_t *pos, int64_t N, int64_t H,
                        int64_t HD, double theta) {
-    FN(rope_apply)(dinp, tab, dout, pos, N, H, HD, theta, -1, 1);
+    rope_apply(dinp, tab, dout, pos, N, H, HD, theta, -1, 1);
 }
 
 /* Causal GQA attention. q [B*T, NH*HD], k/v [B*T, KVH*HD], out [B*T, NH*HD],
  * att [B, NH, T, T] holds the softmax probabilities (upper triangle zero).
  * Query head h reads KV head h / (NH/KVH) in place: no repeated K/V.
- * Rows go in blocks of ATT_BLOCK: a block of query rows only meets the keys
- * up to its last row, so the GEMMs skip most of the masked upper triangle. */
-#ifndef ATT_BLOCK
-#define ATT_BLOCK 64
-#endif
-void FN(attention_forward)(R *out, R *att, const R *q, const R *k, const R *v, attn_dims d) {
+ * Rows go in blocks of ATT_ROW_BLOCK: a block of query rows only meets the
+ * keys up to its last row, so the GEMMs skip most of the masked upper
+ * triangle. */
+void attention_forward(R *out, R *att, const R *q, const R *k, const R *v, attn_dims d) {
     const int64_t T = d.T, HD = d.HD, ldq = d.NH * HD, ldk = d.KVH * HD, grp = d.NH / d.KVH;
     const R scale = (R)(1.0 / sqrt((double)HD));
 #pragma omp parallel for schedule(dynamic, 1) if (d.B * d.NH * d.T * d.T * d.HD > PAR_MIN)
@@ -183,8 +182,8 @@ void FN(attention_forward)(R *out, R *att, const R *q, const R *k, const R *v, a
         const R *qh = q + b * T * ldq + h * HD;
         const R *kk = k + b * T * ldk + kh * HD, *vv = v + b * T * ldk + kh * HD;
         R *P = att + bh * T * T, *y = out + b * T * ldq + h * HD;
-        for (int64_t r0 = 0; r0 < T; r0 += ATT_BLOCK) {
-            int64_t r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T, m = r1 - r0;
+        for (int64_t r0 = 0; r0 < T; r0 += ATT_ROW_BLOCK) {
+            int64_t r1 = r0 + ATT_ROW_BLOCK < T ? r0 + ATT_ROW_BLOCK : T, m = r1 - r0;
             GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, HD, scale, qh + r0 * ldq, ldq, kk, ldk, 0,
                  P + r0 * T, T);
             for (int64_t t = r0; t < r1; t++) {
@@ -207,50 +206,45 @@ void FN(attention_forward)(R *out, R *att, const R *q, const R *k, const R *v, a
 /* O(T^2) softmax backward per head: dS = P o (dP - rowsum(P o dP)), in the
  * same causal row blocks as the forward. Work is split by (sequence, KV
  * head) so that the query heads sharing one K/V head accumulate dK/dV in
- * one thread, in a fixed order. */
-void FN(attention_backward)(R *dq, R *dk, R *dv, const R *dout, const R *att, const R *q,
-                            const R *k, const R *v, attn_dims d) {
+ * one thread, in a fixed order; each such pair has its own dP rows in
+ * scratch, so the result does not depend on which thread runs it. */
+void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *att, const R *q,
+                        const R *k, const R *v, attn_dims d, R *scratch) {
     const int64_t T = d.T, HD = d.HD, ldq = d.NH * HD, ldk = d.KVH * HD, grp = d.NH / d.KVH;
     const R scale = (R)(1.0 / sqrt((double)HD));
-#pragma omp parallel if (d.B * d.KVH * d.T * d.T * d.HD > PAR_MIN)
-    {
-        R *dP = malloc(sizeof(R) * (size_t)(T * T));
-        if (!dP) die("out of memory (attention scratch)");
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t bk = 0; bk < d.B * d.KVH; bk++) {
-            int64_t b = bk / d.KVH, kh = bk % d.KVH;
-            const R *kk = k + b * T * ldk + kh * HD, *vv = v + b * T * ldk + kh * HD;
-            R *dkk = dk + b * T * ldk + kh * HD, *dvv = dv + b * T * ldk + kh * HD;
-            for (int64_t h = kh * grp; h < (kh + 1) * grp; h++) {
-                const R *P = att + (b * d.NH + h) * T * T;
-                const R *dy = dout + b * T * ldq + h * HD, *qh = q + b * T * ldq + h * HD;
-                R *dqh = dq + b * T * ldq + h * HD;
-                for (int64_t r0 = 0; r0 < T; r0 += ATT_BLOCK) {
-                    int64_t r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T, m = r1 - r0;
-                    R *G = dP + r0 * T;
-                    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, HD, 1, dy + r0 * ldq, ldq, vv, ldk, 0, G, T);
-                    GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, r1, HD, m, 1, P + r0 * T, T, dy + r0 * ldq, ldq, 1,
-                         dvv, ldk);
-                    for (int64_t t = r0; t < r1; t++) {
-                        const R *p = P + t * T;
-                        R *g = dP + t * T;
-                        double dot = 0;
-                        for (int64_t u = 0; u <= t; u++) dot += (double)p[u] * g[u];
-                        for (int64_t u = 0; u <= t; u++) g[u] = p[u] * (g[u] - (R)dot);
-                        for (int64_t u = t + 1; u < r1; u++) g[u] = 0;
-                    }
-                    GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, HD, r1, scale, G, T, kk, ldk, 1,
-                         dqh + r0 * ldq, ldq);
-                    GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, r1, HD, m, scale, G, T, qh + r0 * ldq, ldq, 1,
-                         dkk, ldk);
+#pragma omp parallel for schedule(dynamic, 1) if (d.B * d.KVH * d.T * d.T * d.HD > PAR_MIN)
+    for (int64_t bk = 0; bk < d.B * d.KVH; bk++) {
+        int64_t b = bk / d.KVH, kh = bk % d.KVH;
+        R *dP = scratch + bk * attention_scratch_rows(T) * T;   /* one row block, [rows, T] */
+        const R *kk = k + b * T * ldk + kh * HD, *vv = v + b * T * ldk + kh * HD;
+        R *dkk = dk + b * T * ldk + kh * HD, *dvv = dv + b * T * ldk + kh * HD;
+        for (int64_t h = kh * grp; h < (kh + 1) * grp; h++) {
+            const R *P = att + (b * d.NH + h) * T * T;
+            const R *dy = dout + b * T * ldq + h * HD, *qh = q + b * T * ldq + h * HD;
+            R *dqh = dq + b * T * ldq + h * HD;
+            for (int64_t r0 = 0; r0 < T; r0 += ATT_ROW_BLOCK) {
+                int64_t r1 = r0 + ATT_ROW_BLOCK < T ? r0 + ATT_ROW_BLOCK : T, m = r1 - r0;
+                GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, HD, 1, dy + r0 * ldq, ldq, vv, ldk, 0, dP, T);
+                GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, r1, HD, m, 1, P + r0 * T, T, dy + r0 * ldq, ldq, 1,
+                     dvv, ldk);
+                for (int64_t t = r0; t < r1; t++) {
+                    const R *p = P + t * T;
+                    R *g = dP + (t - r0) * T;
+                    double dot = 0;
+                    for (int64_t u = 0; u <= t; u++) dot += (double)p[u] * g[u];
+                    for (int64_t u = 0; u <= t; u++) g[u] = p[u] * (g[u] - (R)dot);
+                    for (int64_t u = t + 1; u < r1; u++) g[u] = 0;
                 }
+                GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, HD, r1, scale, dP, T, kk, ldk, 1,
+                     dqh + r0 * ldq, ldq);
+                GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, r1, HD, m, scale, dP, T, qh + r0 * ldq, ldq, 1,
+                     dkk, ldk);
             }
         }
-        free(dP);
     }
 }
 
-void FN(swiglu_forward)(R *out, const R *gate, const R *up, int64_t n) {
+void swiglu_forward(R *out, const R *gate, const R *up, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         R g = gate[i], s = 1 / (1 + EXP(-g));
@@ -258,7 +252,7 @@ void FN(swiglu_forward)(R *out, const R *gate, const R *up, int64_t n) {
     }
 }
 
-void FN(swiglu_backward)(R *dgate, R *dup, const R *dout, const R *gate, const R *up, int64_t n) {
+void swiglu_backward(R *dgate, R *dup, const R *dout, const R *gate, const R *up, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         R g = gate[i], s = 1 / (1 + EXP(-g));
@@ -267,7 +261,7 @@ void FN(swiglu_backward)(R *dgate, R *dup, const R *dout, const R *gate, const R
     }
 }
 
-void FN(residual_forward)(R *out, const R *a, const R *b, int64_t n) {
+void residual_forward(R *out, const R *a, const R *b, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
@@ -276,36 +270,36 @@ void FN(residual_forward)(R *out, const R *a, const R *b, int64_t n) {
  * (prompt) positions cost nothing; z for a chunk is built by one GEMM per
  * side (beta = 1 mixes the sides), turned in place into dz, then pushed back
  * through each side's head by two more GEMMs. */
-double FN(ce_chunked)(int nsides, R *const *h, R *const *w, const double *coef,
-                      R *const *dh, R *const *dw, const int32_t *targets,
-                      const float *weights, int64_t N, int64_t C, int64_t V,
-                      double *nll_out, double *ent_out, R *scratch, int64_t chunk) {
+double ce_chunked(int nsides, R *const *h, R *const *w, const double *coef,
+                  R *const *dh, R *const *dw, const int32_t *targets,
+                  const float *weights, int64_t N, int64_t C, int64_t V,
+                  double *nll_out, double *ent_out, void *scratch, int64_t chunk) {
     if (nll_out) memset(nll_out, 0, sizeof(double) * (size_t)N);
     if (ent_out) memset(ent_out, 0, sizeof(double) * (size_t)N);
-    int64_t *act = malloc(sizeof(int64_t) * (size_t)(N ? N : 1));
-    R *hg = malloc(sizeof(R) * (size_t)(chunk * C * (nsides + 1)));
-    double *rowloss = malloc(sizeof(double) * (size_t)chunk);
-    if (!act || !hg || !rowloss) die("out of memory (loss chunk)");
-    int64_t na = 0;
-    for (int64_t n = 0; n < N; n++)
-        if (targets[n] >= 0 && (!weights || weights[n] != 0)) {
-            if (targets[n] >= V) die("target id %d outside the vocabulary (%lld)", targets[n], (long long)V);
-            act[na++] = n;
-        }
+    const ce_layout lay = ce_scratch_layout(nsides, chunk, C, V, sizeof(R));
+    char *base = scratch;
+    R *z = (R *)(base + lay.z), *hg = (R *)(base + lay.hg), *dhg = (R *)(base + lay.dhg);
+    int64_t *act = (int64_t *)(base + lay.act);
+    double *rowloss = (double *)(base + lay.rowloss);
+#define CE_ACTIVE(n) (targets[n] >= 0 && (!weights || weights[n] != 0))
+    for (int64_t n = 0; n < N; n++)   /* every target checked before any work */
+        if (CE_ACTIVE(n) && targets[n] >= V)
+            die("target id %d outside the vocabulary (%lld)", targets[n], (long long)V);
     double total = 0;
-    R *z = scratch, *dhg = hg + chunk * C * nsides;
     int want_grad = 0;
     for (int s = 0; s < nsides; s++) want_grad |= dh[s] || dw[s];
-    for (int64_t a0 = 0; a0 < na; a0 += chunk) {
-        int64_t m = na - a0 < chunk ? na - a0 : chunk;
+    for (int64_t next = 0;;) {
+        int64_t m = 0;   /* the chunk: the next (up to) `chunk` active positions */
+        for (; next < N && m < chunk; next++) if (CE_ACTIVE(next)) act[m++] = next;
+        if (!m) break;
         for (int s = 0; s < nsides; s++) {
-            for (int64_t i = 0; i < m; i++) memcpy(hg + (s * chunk + i) * C, h[s] + act[a0 + i] * C, sizeof(R) * (size_t)C);
+            for (int64_t i = 0; i < m; i++) memcpy(hg + (s * chunk + i) * C, h[s] + act[i] * C, sizeof(R) * (size_t)C);
             GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, m, V, C, (R)coef[s], hg + s * chunk * C, C,
                  w[s], C, s ? 1 : 0, z, V);
         }
 #pragma omp parallel for schedule(static) if (m * V > PAR_MIN)
         for (int64_t i = 0; i < m; i++) {
-            int64_t n = act[a0 + i];
+            int64_t n = act[i];
             R *zr = z + i * V;
             R mx = zr[0];
             for (int64_t v = 1; v < V; v++) if (zr[v] > mx) mx = zr[v];
@@ -330,7 +324,7 @@ double FN(ce_chunked)(int nsides, R *const *h, R *const *w, const double *coef,
             if (dh[s]) {
                 GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, C, V, (R)coef[s], z, V, w[s], C, 0, dhg, C);
                 for (int64_t i = 0; i < m; i++) {
-                    R *dst = dh[s] + act[a0 + i] * C;
+                    R *dst = dh[s] + act[i] * C;
                     const R *src = dhg + i * C;
                     for (int64_t c = 0; c < C; c++) dst[c] += src[c];
                 }
@@ -339,8 +333,6 @@ double FN(ce_chunked)(int nsides, R *const *h, R *const *w, const double *coef,
                 GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, m, (R)coef[s], z, V, hg + s * chunk * C, C, 1, dw[s], C);
         }
     }
-    free(act); free(hg); free(rowloss);
+#undef CE_ACTIVE
     return total;
 }
-
-#undef FN

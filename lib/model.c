@@ -104,7 +104,14 @@ void model_alloc_acts(wdl_model *m, int64_t Bmax, int64_t Tmax, int mode, int ve
     const int train = mode == ACTS_TRAIN;
     int64_t N = Bmax * Tmax, L = mode == ACTS_STREAM ? 1 : c->layers, H = c->hidden, I = c->inter,
             QD = c->heads * c->head_dim, KD = c->kv_heads * c->head_dim,
-            NH = c->heads, KV = c->kv_heads;
+            NH = c->heads, KV = c->kv_heads, HD = c->head_dim;
+    /* the kernels' backward scratch: rmsnorm_backward runs on rows of H
+     * (the layer norms) and of HD (QK-norm over NH or KV heads) */
+    int64_t rms = rmsnorm_backward_scratch(N, H), rq = rmsnorm_backward_scratch(N * NH, HD),
+            rk = rmsnorm_backward_scratch(N * KV, HD);
+    if (rq > rms) rms = rq;
+    if (rk > rms) rms = rk;
+    float *rms_part = NULL;
     /* the table: name, elements; carved from one block in this order */
     struct { float **p; int64_t n; int bwd; } t[] = {
         {&m->a.resid, (L + 1) * N * H, 0}, {&m->a.ln1, L * N * H, 0}, {&m->a.ln1_rstd, L * N, 0},
@@ -118,6 +125,8 @@ void model_alloc_acts(wdl_model *m, int64_t Bmax, int64_t Tmax, int mode, int ve
         {&m->a.dres, N * H, 1}, {&m->a.dln, N * H, 1}, {&m->a.dqr, N * QD, 1}, {&m->a.dq, N * QD, 1},
         {&m->a.dkr, N * KD, 1}, {&m->a.dk, N * KD, 1}, {&m->a.dv, N * KD, 1}, {&m->a.datty, N * QD, 1},
         {&m->a.dgate, N * I, 1}, {&m->a.dup, N * I, 1}, {&m->a.dact, N * I, 1}, {&m->a.dnormf, N * H, 1},
+        {&m->a.att_scratch, attention_backward_scratch((attn_dims){Bmax, Tmax, NH, KV, HD}), 1},
+        {&rms_part, 2 * rms, 1},   /* doubles, two floats each (areas start 64-byte aligned) */
     };
     size_t nt = sizeof t / sizeof t[0], total = 0;
     for (size_t i = 0; i < nt; i++)
@@ -137,10 +146,12 @@ void model_alloc_acts(wdl_model *m, int64_t Bmax, int64_t Tmax, int mode, int ve
         *t[i].p = m->act_mem + off;
         off += ((size_t)t[i].n + 15) & ~(size_t)15;
     }
+    m->a.rms_part = (double *)rms_part;
     m->Bmax = Bmax; m->Tmax = Tmax;
     m->act_layers = L;
     m->ids = xcalloc((size_t)N, sizeof(int32_t));
     m->pos = xcalloc((size_t)N, sizeof(int32_t));
+    rope_cache_reserve(&m->rope, Tmax, HD, c->theta);
 }
 
 #define LAYER(ptr, l, per) ((ptr) + (size_t)(l) * (size_t)(per))
@@ -227,7 +238,7 @@ void model_backward(wdl_model *m) {
 #define ZERO(p, n) memset((p), 0, sizeof(float) * (size_t)(n))
     ZERO(a->dres, N * H);
     rmsnorm_backward(a->dres, m->G[W_NORM], a->dnormf, resid_slot(m, c->layers), m->P[W_NORM],
-                     a->normf_rstd, N, H);
+                     a->normf_rstd, N, H, a->rms_part);
     for (int64_t l = c->layers - 1; l >= 0; l--) {
         layer_acts L_;
         layer_views(m, l, &L_);
@@ -240,24 +251,24 @@ void model_backward(wdl_model *m) {
         swiglu_backward(a->dgate, a->dup, a->dact, gate, up, N * I);
         linear_backward_set(a->dln, LAYER(m->G[W_GATE], l, I * H), a->dgate, ln2, LAYER(m->P[W_GATE], l, I * H), N, H, I);
         linear_backward(a->dln, LAYER(m->G[W_UP], l, I * H), a->dup, ln2, LAYER(m->P[W_UP], l, I * H), N, H, I);
-        rmsnorm_backward(a->dres, LAYER(m->G[W_LN2], l, H), a->dln, r1, LAYER(m->P[W_LN2], l, H), ln2r, N, H);
+        rmsnorm_backward(a->dres, LAYER(m->G[W_LN2], l, H), a->dln, r1, LAYER(m->P[W_LN2], l, H), ln2r, N, H, a->rms_part);
         /* attention: r1 = x + o(attn(...)) */
         linear_backward_set(a->datty, LAYER(m->G[W_O], l, H * QD), a->dres, aty, LAYER(m->P[W_O], l, H * QD), N, QD, H);
         ZERO(a->dqr, N * QD); ZERO(a->dkr, N * KD); ZERO(a->dv, N * KD);
-        attention_backward(a->dqr, a->dkr, a->dv, a->datty, att, qr, kr, v, d);
+        attention_backward(a->dqr, a->dkr, a->dv, a->datty, att, qr, kr, v, d, a->att_scratch);
         /* RoPE backward into a->tmp, then QK-norm backward */
         ZERO(a->tmp, N * QD);
         rope_backward(a->tmp, &m->rope, a->dqr, m->pos, N, NH, HD, c->theta);
         ZERO(a->dq, N * QD);
-        rmsnorm_backward(a->dq, LAYER(m->G[W_QNORM], l, HD), a->tmp, q, LAYER(m->P[W_QNORM], l, HD), qrs, N * NH, HD);
+        rmsnorm_backward(a->dq, LAYER(m->G[W_QNORM], l, HD), a->tmp, q, LAYER(m->P[W_QNORM], l, HD), qrs, N * NH, HD, a->rms_part);
         ZERO(a->tmp, N * KD);
         rope_backward(a->tmp, &m->rope, a->dkr, m->pos, N, KV, HD, c->theta);
         ZERO(a->dk, N * KD);
-        rmsnorm_backward(a->dk, LAYER(m->G[W_KNORM], l, HD), a->tmp, k, LAYER(m->P[W_KNORM], l, HD), krs, N * KV, HD);
+        rmsnorm_backward(a->dk, LAYER(m->G[W_KNORM], l, HD), a->tmp, k, LAYER(m->P[W_KNORM], l, HD), krs, N * KV, HD, a->rms_part);
         linear_backward_set(a->dln, LAYER(m->G[W_Q], l, QD * H), a->dq, ln1, LAYER(m->P[W_Q], l, QD * H), N, H, QD);
         linear_backward(a->dln, LAYER(m->G[W_K], l, KD * H), a->dk, ln1, LAYER(m->P[W_K], l, KD * H), N, H, KD);
         linear_backward(a->dln, LAYER(m->G[W_V], l, KD * H), a->dv, ln1, LAYER(m->P[W_V], l, KD * H), N, H, KD);
-        rmsnorm_backward(a->dres, LAYER(m->G[W_LN1], l, H), a->dln, x, LAYER(m->P[W_LN1], l, H), ln1r, N, H);
+        rmsnorm_backward(a->dres, LAYER(m->G[W_LN1], l, H), a->dln, x, LAYER(m->P[W_LN1], l, H), ln1r, N, H, a->rms_part);
     }
     embedding_backward(m->G[W_EMBED], a->dres, m->ids, N, H);
 #undef ZERO

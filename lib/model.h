@@ -26,6 +26,8 @@ typedef struct {
     float *normf, *normf_rstd;
     /* backward scratch, reused layer after layer */
     float *dres, *dln, *dqr, *dq, *dkr, *dk, *dv, *datty, *dgate, *dup, *dact, *dnormf;
+    float *att_scratch;   /* attention_backward's dP rows */
+    double *rms_part;     /* rmsnorm_backward's dw partials (largest of its calls) */
     float *tmp;        /* [N, max(H, NH*HD)] forward scratch */
 } wdl_acts;
 
@@ -57,12 +59,13 @@ void model_alloc_grads(wdl_model *m);
 void model_alloc_moments(wdl_model *m);
 void model_zero_grad(wdl_model *m);
 /* Activation buffers for batches up to Bmax x Tmax. mode: ACTS_TRAIN (every
- * layer's activations plus backward scratch), ACTS_FORWARD (every layer's,
+ * layer's activations plus backward scratch, the kernels' included, so that
+ * forward and backward allocate nothing), ACTS_FORWARD (every layer's,
  * no backward: what KV-cache prefill reads back), ACTS_STREAM (forward
  * only, one layer's activations reused by every layer and two residual
  * slots: memory independent of depth, same results bit for bit; after
- * model_forward only m->a.normf is meaningful). Prints the bytes needed on
- * stderr when verbose. */
+ * model_forward only m->a.normf is meaningful). Also builds the RoPE table
+ * for Tmax positions. Prints the bytes needed on stderr when verbose. */
 enum { ACTS_FORWARD = 0, ACTS_TRAIN = 1, ACTS_STREAM = 2 };
 void model_alloc_acts(wdl_model *m, int64_t Bmax, int64_t Tmax, int mode, int verbose);
 

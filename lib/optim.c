@@ -6,21 +6,25 @@
 #include <string.h>
 
 #define BLOCK 65536
+/* blocks per parallel pass: their partial sums fit on the stack, so the
+ * norm allocates nothing inside a training step */
+#define GROUP 256
 
 double grad_norm(const wdl_model *m) {
     size_t n = m->nparams, nb = (n + BLOCK - 1) / BLOCK;
-    double *part = xcalloc(nb, sizeof(double));
     const float *g = m->grads;
+    double s = 0, part[GROUP];
+    for (size_t b0 = 0; b0 < nb; b0 += GROUP) {
+        size_t b1 = b0 + GROUP < nb ? b0 + GROUP : nb;
 #pragma omp parallel for schedule(static)
-    for (size_t b = 0; b < nb; b++) {
-        size_t e = (b + 1) * BLOCK < n ? (b + 1) * BLOCK : n;
-        double s = 0;
-        for (size_t i = b * BLOCK; i < e; i++) s += (double)g[i] * g[i];
-        part[b] = s;
+        for (size_t b = b0; b < b1; b++) {
+            size_t e = (b + 1) * BLOCK < n ? (b + 1) * BLOCK : n;
+            double sb = 0;
+            for (size_t i = b * BLOCK; i < e; i++) sb += (double)g[i] * g[i];
+            part[b - b0] = sb;
+        }
+        for (size_t b = b0; b < b1; b++) s += part[b - b0];   /* block order, as one pass would */
     }
-    double s = 0;
-    for (size_t b = 0; b < nb; b++) s += part[b];
-    free(part);
     return sqrt(s);
 }
 

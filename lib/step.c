@@ -16,7 +16,7 @@ void step_init(wd_step *s, wdl_model *strong, wdl_model *weak, double lambda) {
     memset(s, 0, sizeof *s);
     s->strong = strong; s->weak = weak; s->lambda = lambda;
     s->chunk = step_chunk_for(strong->cfg.vocab);
-    s->scratch = xaligned(ce_scratch_elems(2, s->chunk, strong->cfg.vocab) * sizeof(float));
+    s->scratch = xaligned(ce_scratch_bytes(weak ? 2 : 1, s->chunk, strong->cfg.hidden, strong->cfg.vocab));
 }
 void step_free(wd_step *s) { free(s->scratch); s->scratch = NULL; }
 
@@ -57,7 +57,7 @@ double step_train(wd_step *s, const int32_t *ids, const int32_t *targets, const 
     return loss;
 }
 
-double step_score(wdl_model *m, float *scratch, int64_t chunk, const int32_t *ids,
+double step_score(wdl_model *m, void *scratch, int64_t chunk, const int32_t *ids,
                   const int32_t *targets, int64_t B, int64_t T, double *nll, double *ent) {
     model_forward(m, ids, B, T);
     float *h[1] = {m->a.normf}, *w[1] = {model_head(m)}, *nd[1] = {NULL};

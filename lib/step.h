@@ -14,7 +14,7 @@ typedef struct {
     double lambda;           /* mixing weight of the strong logits */
     int freeze_weak;         /* weak forward only, no weak gradient */
     int weak_constant;       /* control: weak logits replaced by 0 (SFT at T = 1/lambda) */
-    float *scratch;          /* loss chunk scratch */
+    void *scratch;           /* ce_chunked's scratch, ce_scratch_bytes for one or two sides */
     int64_t chunk;
 } wd_step;
 
@@ -24,10 +24,13 @@ void step_init(wd_step *s, wdl_model *strong, wdl_model *weak, double lambda);
 void step_free(wd_step *s);
 /* ids/targets [B*T]; targets[n] < 0 = no loss; weights[n] scales each
  * position's NLL (use 1/total_tokens for a mean over the optimizer step).
- * Accumulates gradients of sum_n weights[n]*NLL_n; returns that sum. */
+ * Accumulates gradients of sum_n weights[n]*NLL_n; returns that sum.
+ * Allocates nothing: every buffer it touches was sized by step_init and
+ * model_alloc_acts. */
 double step_train(wd_step *s, const int32_t *ids, const int32_t *targets, const float *weights,
                   int64_t B, int64_t T);
-/* Forward only (model m): per-position NLL and entropy (0 where no target). */
-double step_score(wdl_model *m, float *scratch, int64_t chunk, const int32_t *ids,
+/* Forward only (model m): per-position NLL and entropy (0 where no target).
+ * scratch: ce_scratch_bytes(1, chunk, hidden, vocab) bytes. */
+double step_score(wdl_model *m, void *scratch, int64_t chunk, const int32_t *ids,
                   const int32_t *targets, int64_t B, int64_t T, double *nll, double *ent);
 #endif

@@ -2,7 +2,11 @@
  * For a kernel y = f(x, w) and a fixed random projection r, the scalar
  * L = <r, y> has dL/dx = backward(dout = r); each analytic gradient entry is
  * compared with the central difference (L(x+h) - L(x-h)) / 2h. The float
- * kernels are then checked against the double ones on the same inputs. */
+ * kernels are then checked against the double ones on the same inputs.
+ * Each backward is also run a second time into gradient buffers that already
+ * hold values (kernels.h's rule: it adds, or overwrites where named _set),
+ * and each kernel that takes scratch gets exactly the size its function
+ * names, followed by a guard it must not touch. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +24,39 @@ static double *rnd(int64_t n, double scale) {
     return a;
 }
 static double *zeros(int64_t n) { return xcalloc((size_t)n, sizeof(double)); }
+static double *copy(const double *a, int64_t n) {
+    double *b = xmalloc(sizeof(double) * (size_t)n);
+    memcpy(b, a, sizeof(double) * (size_t)n);
+    return b;
+}
+
+/* got must be start + g, g being the gradient the kernel gave into zeros:
+ * the kernel added into its buffer. Frees got and start. */
+static void expect_added(const char *what, double *got, double *start, const double *g, int64_t n) {
+    double worst = 0;
+    for (int64_t i = 0; i < n; i++) worst = fmax(worst, fabs(got[i] - (start[i] + g[i])) / fmax(1, fabs(g[i])));
+    if (!(worst <= 1e-12)) fail_msg("%s: not added into the buffer's values (max diff %.3g)", what, worst);
+    free(got); free(start);
+}
+
+/* Scratch of `bytes` then a guard, all filled with one byte pattern. */
+enum { GUARD = 256, FILL = 0xA5 };
+static void *guarded(size_t bytes) {
+    unsigned char *p = xmalloc(bytes + GUARD);
+    memset(p, FILL, bytes + GUARD);
+    return p;
+}
+/* The kernel stayed inside its scratch and, with last > 0, wrote the last
+ * `last` bytes of it (so the size is exact, not just enough). Frees it. */
+static void expect_scratch(const char *what, void *scratch, size_t bytes, size_t last) {
+    const unsigned char *p = scratch;
+    for (size_t i = bytes; i < bytes + GUARD; i++)
+        if (p[i] != FILL) fail_msg("%s: wrote past its scratch size (%zu bytes)", what, bytes);
+    int used = !last;
+    for (size_t i = bytes - last; i < bytes; i++) used |= p[i] != FILL;
+    if (!used) fail_msg("%s: the end of its scratch (%zu bytes) stayed unused", what, bytes);
+    free(scratch);
+}
 static double dot(const double *a, const double *b, int64_t n) {
     double s = 0;
     for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
@@ -59,12 +96,18 @@ static void test_linear(void **st) {
     double *dx = zeros(c.N * c.C), *dw = zeros(c.OC * c.C);
     linear_backward_f64(dx, dw, c.r, c.x, c.w, c.N, c.C, c.OC);
     fd_check("linear dx", lin_loss, &c, c.x, dx, c.N * c.C);
-    /* the overwriting variant gives the same input gradient whatever dinp held */
-    double *dx2 = rnd(c.N * c.C, 5), *dw2 = zeros(c.OC * c.C);
-    linear_backward_set_f64(dx2, dw2, c.r, c.x, c.w, c.N, c.C, c.OC);
+    double *sx = rnd(c.N * c.C, 1), *sw = rnd(c.OC * c.C, 1), *ax = copy(sx, c.N * c.C), *aw = copy(sw, c.OC * c.C);
+    linear_backward_f64(ax, aw, c.r, c.x, c.w, c.N, c.C, c.OC);
+    expect_added("linear dx", ax, sx, dx, c.N * c.C);
+    expect_added("linear dw", aw, sw, dw, c.OC * c.C);
+    /* the _set variant gives the same input gradient whatever dinp held,
+     * and still adds into dw */
+    double *dx2 = rnd(c.N * c.C, 5);
+    sw = rnd(c.OC * c.C, 1); aw = copy(sw, c.OC * c.C);
+    linear_backward_set_f64(dx2, aw, c.r, c.x, c.w, c.N, c.C, c.OC);
     for (int64_t i = 0; i < c.N * c.C; i++) assert_true(fabs(dx2[i] - dx[i]) < 1e-12);
-    for (int64_t i = 0; i < c.OC * c.C; i++) assert_true(fabs(dw2[i] - dw[i]) < 1e-12);
-    free(dx2); free(dw2);
+    expect_added("linear_set dw", aw, sw, dw, c.OC * c.C);
+    free(dx2);
     fd_check("linear dw", lin_loss, &c, c.w, dw, c.OC * c.C);
     free(c.x); free(c.w); free(c.r); free(c.y); free(dx); free(dw);
 }
@@ -81,13 +124,23 @@ static void check_rms(int64_t N, int64_t C, const char *name) {
     c.x = rnd(N * C, 1); c.w = rnd(C, 1); c.r = rnd(N * C, 1); c.y = zeros(N * C); c.rs = zeros(N);
     rms_loss(&c);
     double *dx = zeros(N * C), *dw = zeros(C);
-    rmsnorm_backward_f64(dx, dw, c.r, c.x, c.w, c.rs, N, C);
+    size_t pb = sizeof(double) * (size_t)rmsnorm_backward_scratch(N, C);
+    double *part = guarded(pb);
+    rmsnorm_backward_f64(dx, dw, c.r, c.x, c.w, c.rs, N, C, part);
     char buf[64];
+    snprintf(buf, sizeof buf, "%s partials", name); expect_scratch(buf, part, pb, sizeof(double));
+    double *sx = rnd(N * C, 1), *sw = rnd(C, 1), *ax = copy(sx, N * C), *aw = copy(sw, C);
+    part = xmalloc(pb);
+    rmsnorm_backward_f64(ax, aw, c.r, c.x, c.w, c.rs, N, C, part);
+    free(part);
+    snprintf(buf, sizeof buf, "%s dx", name); expect_added(buf, ax, sx, dx, N * C);
+    snprintf(buf, sizeof buf, "%s dw", name); expect_added(buf, aw, sw, dw, C);
     snprintf(buf, sizeof buf, "%s dx", name); fd_check(buf, rms_loss, &c, c.x, dx, N * C);
     snprintf(buf, sizeof buf, "%s dw", name); fd_check(buf, rms_loss, &c, c.w, dw, C);
     free(c.x); free(c.w); free(c.r); free(c.y); free(c.rs); free(dx); free(dw);
 }
-static void test_rmsnorm(void **st) { check_rms(6, 10, "rmsnorm"); }
+/* 130 rows: three row blocks of partials, the last one short */
+static void test_rmsnorm(void **st) { check_rms(6, 10, "rmsnorm"); check_rms(130, 3, "rmsnorm, blocks"); }
 /* QK-norm: [tokens * heads] rows of head_dim, one weight vector per head_dim. */
 static void test_qknorm(void **st) { check_rms(4 * 3, 8, "qk-norm"); }
 
@@ -107,6 +160,9 @@ static void test_rope(void **st) {
     double *dx = zeros(n);
     rope_backward_f64(dx, &c.tab, c.r, c.pos, c.N, c.H, c.HD, 10000.0);
     fd_check("rope dx", rope_loss, &c, c.x, dx, n);
+    double *sx = rnd(n, 1), *ax = copy(sx, n);
+    rope_backward_f64(ax, &c.tab, c.r, c.pos, c.N, c.H, c.HD, 10000.0);
+    expect_added("rope dx", ax, sx, dx, n);
     /* position 0 is the identity; rotate-half pairs i with i + HD/2 */
     rope_loss(&c);
     for (int64_t i = 0; i < c.H * c.HD; i++) assert_true(fabs(c.y[i] - c.x[i]) < 1e-15);
@@ -136,7 +192,19 @@ static void check_attention(attn_dims dims) {
     c.y = zeros(nq); c.att = zeros(c.d.B * c.d.NH * c.d.T * c.d.T);
     att_loss(&c);
     double *dq = zeros(nq), *dk = zeros(nk), *dv = zeros(nk);
-    attention_backward_f64(dq, dk, dv, c.r, c.att, c.q, c.k, c.v, c.d);
+    /* past one row block, rows of the last block's dP stay unwritten */
+    size_t sb = sizeof(double) * (size_t)attention_backward_scratch(c.d);
+    double *scratch = guarded(sb);
+    attention_backward_f64(dq, dk, dv, c.r, c.att, c.q, c.k, c.v, c.d, scratch);
+    expect_scratch("attention dP", scratch, sb, c.d.T <= ATT_ROW_BLOCK ? sizeof(double) : 0);
+    double *sq = rnd(nq, 1), *sk = rnd(nk, 1), *sv = rnd(nk, 1), *aq = copy(sq, nq), *ak = copy(sk, nk),
+           *av = copy(sv, nk);
+    scratch = xmalloc(sb);
+    attention_backward_f64(aq, ak, av, c.r, c.att, c.q, c.k, c.v, c.d, scratch);
+    free(scratch);
+    expect_added("attention dq", aq, sq, dq, nq);
+    expect_added("attention dk", ak, sk, dk, nk);
+    expect_added("attention dv", av, sv, dv, nk);
     fd_check("attention dq", att_loss, &c, c.q, dq, nq);
     fd_check("attention dk", att_loss, &c, c.k, dk, nk);
     fd_check("attention dv", att_loss, &c, c.v, dv, nk);
@@ -161,6 +229,10 @@ static void test_swiglu(void **st) {
     c.g = rnd(c.n, 2); c.u = rnd(c.n, 1); c.r = rnd(c.n, 1); c.y = zeros(c.n);
     double *dg = zeros(c.n), *du = zeros(c.n);
     swiglu_backward_f64(dg, du, c.r, c.g, c.u, c.n);
+    double *sg = rnd(c.n, 1), *su = rnd(c.n, 1), *ag = copy(sg, c.n), *au = copy(su, c.n);
+    swiglu_backward_f64(ag, au, c.r, c.g, c.u, c.n);
+    expect_added("swiglu dgate", ag, sg, dg, c.n);
+    expect_added("swiglu dup", au, su, du, c.n);
     fd_check("swiglu dgate", sw_loss, &c, c.g, dg, c.n);
     fd_check("swiglu dup", sw_loss, &c, c.u, du, c.n);
     free(c.g); free(c.u); free(c.r); free(c.y); free(dg); free(du);
@@ -179,6 +251,9 @@ static void test_embedding(void **st) {
     c.e = rnd(5 * 4, 1); c.r = rnd(6 * 4, 1); c.y = zeros(6 * 4);
     double *de = zeros(5 * 4);
     embedding_backward_f64(de, c.r, ids, 6, 4);
+    double *se = rnd(5 * 4, 1), *ae = copy(se, 5 * 4);
+    embedding_backward_f64(ae, c.r, ids, 6, 4);
+    expect_added("embedding", ae, se, de, 5 * 4);
     fd_check("embedding", emb_loss, &c, c.e, de, 5 * 4);
     free(c.e); free(c.r); free(c.y); free(de);
 }
@@ -186,7 +261,7 @@ static void test_embedding(void **st) {
 /* ---- fused CE, plain, mixed-logit and tied ---- */
 typedef struct {
     int nsides; int64_t N, C, V; double coef[2]; double *h[2], *w[2]; int32_t *tg; float *wt;
-    double *scratch; int64_t chunk;
+    void *scratch; int64_t chunk;
 } ce_ctx;
 static double ce_loss(void *p) {
     ce_ctx *c = p;
@@ -219,7 +294,8 @@ static void check_ce(int nsides, int tied, const char *name) {
     int32_t tg[7] = {3, -100, 0, 10, 10, 2, 5};
     float wt[7] = {1, 1, 0.5f, 1, 0, 2, 1};
     c.tg = tg; c.wt = wt; c.chunk = 3;
-    c.scratch = zeros((int64_t)ce_scratch_elems(nsides, c.chunk, c.V));
+    size_t sb = ce_scratch_bytes_f64(nsides, c.chunk, c.C, c.V);
+    c.scratch = guarded(sb);
     if (nsides == 1) c.coef[0] = 1;
     double *dh[2] = {0}, *dw[2] = {0};
     for (int s = 0; s < nsides; s++) {
@@ -231,9 +307,21 @@ static void check_ce(int nsides, int tied, const char *name) {
     }
     double ent[7], ent_ref[7], nll[7];
     double l = ce_chunked_f64(nsides, c.h, c.w, c.coef, dh, dw, tg, wt, c.N, c.C, c.V, nll, ent, c.scratch, c.chunk);
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s scratch", name);
+    expect_scratch(buf, c.scratch, sb, sizeof(double));   /* the first chunk is full */
+    c.scratch = xmalloc(sb);
     assert_true(fabs(l - ce_naive(&c, ent_ref)) < 1e-10);
     for (int n = 0; n < 7; n++) assert_true(fabs(ent[n] - ent_ref[n]) < 1e-10);
-    char buf[64];
+    double *start[4], *acc[4], *grads[4] = {dh[0], dw[0], dh[1], dw[1]};
+    int64_t len[4] = {c.N * c.C, c.V * c.C, c.N * c.C, c.V * c.C};
+    for (int i = 0; i < 2 * nsides; i++) { start[i] = rnd(len[i], 1); acc[i] = copy(start[i], len[i]); }
+    double *ah[2] = {acc[0], nsides > 1 ? acc[2] : NULL}, *aw[2] = {acc[1], nsides > 1 ? acc[3] : NULL};
+    ce_chunked_f64(nsides, c.h, c.w, c.coef, ah, aw, tg, wt, c.N, c.C, c.V, NULL, NULL, c.scratch, c.chunk);
+    for (int i = 0; i < 2 * nsides; i++) {
+        snprintf(buf, sizeof buf, "%s %s[%d]", name, i % 2 ? "dW" : "dh", i / 2);
+        expect_added(buf, acc[i], start[i], grads[i], len[i]);
+    }
     for (int s = 0; s < nsides; s++) {
         snprintf(buf, sizeof buf, "%s dh[%d]", name, s); fd_check(buf, ce_loss, &c, c.h[s], dh[s], c.N * c.C);
         snprintf(buf, sizeof buf, "%s dW[%d]", name, s); fd_check(buf, ce_loss, &c, c.w[s], dw[s], c.V * c.C);
@@ -246,7 +334,7 @@ static void test_ce_mixed(void **st) { check_ce(2, 0, "mixed-logit CE"); }
 
 /* Tied head: the table W serves as embedding and head; its gradient is the
  * sum of both paths. L(W) = CE(embed(ids; W) W^T). */
-typedef struct { int32_t ids[6], tg[6]; double *w, *h, *scratch; } tied_ctx;
+typedef struct { int32_t ids[6], tg[6]; double *w, *h; void *scratch; } tied_ctx;
 static double tied_loss(void *p) {
     tied_ctx *c = p;
     embedding_forward_f64(c->h, c->ids, c->w, 6, 4);
@@ -255,7 +343,7 @@ static double tied_loss(void *p) {
 }
 static void test_tied(void **st) {
     tied_ctx c = {{1, 2, 3, 4, 5, 6}, {2, 3, 4, 5, 6, 7}};
-    c.w = rnd(9 * 4, 1); c.h = zeros(6 * 4); c.scratch = zeros((int64_t)ce_scratch_elems(1, 4, 9));
+    c.w = rnd(9 * 4, 1); c.h = zeros(6 * 4); c.scratch = xcalloc(1, ce_scratch_bytes_f64(1, 4, 4, 9));
     tied_loss(&c);
     double *dh = zeros(6 * 4), *dw = zeros(9 * 4), coef[1] = {1};
     double *hs[1] = {c.h}, *ws[1] = {c.w}, *dhs[1] = {dh}, *dws[1] = {dw};

@@ -351,6 +351,48 @@ static void test_written_checkpoints(void **st) {
     check_written(FIX "c_written/trained", FIX "c_written/trained.json");
 }
 
+/* A training step allocates nothing: forward, loss, backward, clipping and
+ * AdamW, from the very first step, for SFT and for WD-JT (two models, joint
+ * clipping); and a decoding step allocates nothing after gen_init. Counted
+ * are the project's own allocations (wdl_alloc_count: every one goes through
+ * common.h's wrappers); OpenBLAS's, libgomp's and libc's own are not. */
+static void test_step_allocates_nothing(void **st) {
+    adamw_cfg o = fixture_adamw();
+    wdl_model *wk = model_load(FIX "mixed/weak"), *sg = model_load(FIX "mixed/strong");
+    st_model *ref = st_open(FIX "mixed/ref.safetensors");
+    batch b;
+    load_batch(ref, &b);
+    wdl_model *both[2] = {sg, wk};
+    for (int i = 0; i < 2; i++) { model_alloc_grads(both[i]); model_alloc_moments(both[i]); model_alloc_acts(both[i], B, T, ACTS_TRAIN, 0); }
+    for (int mixed = 0; mixed < 2; mixed++) {
+        wd_step s;
+        step_init(&s, sg, mixed ? wk : NULL, 0.5);
+        uint64_t before = wdl_alloc_count();
+        for (int t = 0; t < 3; t++) {
+            /* T - t: shorter batches too, all within the capacity */
+            model_zero_grad(sg); model_zero_grad(wk);
+            step_train(&s, b.ids, b.tg, b.wt, B, T - t);
+            if (mixed) grad_clip_joint(both, 2, o.clip, NULL);
+            else grad_clip(sg, o.clip);
+            for (int i = 0; i <= mixed; i++) adamw_step(both[i], &o, o.lr, t + 1);
+        }
+        print_message("# %s: %llu allocations in 3 training steps\n", mixed ? "WD-JT" : "SFT",
+                      (unsigned long long)(wdl_alloc_count() - before));
+        assert_int_equal(wdl_alloc_count(), before);
+        step_free(&s);
+    }
+    gen_state g;
+    gen_init(&g, sg, B, T);
+    uint64_t before = wdl_alloc_count();
+    uint8_t active[B] = {1, 1};
+    for (int64_t t = 0; t < T; t++) gen_step(&g, b.ids + t, active);
+    print_message("# decoding: %llu allocations in %d steps\n", (unsigned long long)(wdl_alloc_count() - before), T);
+    assert_int_equal(wdl_alloc_count(), before);
+    gen_free(&g);
+    st_close(ref);
+    model_free(wk); model_free(sg);
+}
+
 int main(void) {
     wdl_set_prog("test_model");
     const struct CMUnitTest tests[] = {
@@ -358,6 +400,7 @@ int main(void) {
         cmocka_unit_test(test_generation_matches_forward),
         cmocka_unit_test(test_stream_forward),
         cmocka_unit_test(test_written_checkpoints),
+        cmocka_unit_test(test_step_allocates_nothing),
     };
     return cmocka_run_group_tests_name("model", tests, NULL, NULL);
 }
