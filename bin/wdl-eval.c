@@ -11,11 +11,14 @@
 #include "cli.h"
 #include "checkpoint.h"
 #include "common.h"
+#include "dataset.h"
+#include "dist.h"
 #include "gemm.h"
 #include "generate.h"
 #include "model.h"
 #include "progress.h"
 #include "records.h"
+#include "shard.h"
 #include "template.h"
 #include "tokenizer.h"
 #include "utf8.h"
@@ -23,6 +26,7 @@
 static const char *usage =
         "usage: wdl-eval --score-only FILE... [--preds OUT]\n"
         "       wdl-eval -m DIR [--max-new N] [--preds OUT] [FILE...]\n"
+        "       wdl-eval --merge-summaries [-o OUT] PART...\n"
         "\n"
         "Checks answers and prints a JSON summary on stdout:\n"
         "  {\"accuracy\": x, \"n\": n, \"correct\": c, \"tasks\": {TASK: {...}}}\n"
@@ -36,12 +40,22 @@ static const char *usage =
         "              with bf16 inputs and fp32 accumulation (oneDNN)\n"
         "--preds OUT   also write each record plus \"correct\" and \"extracted\"\n"
         "-o FILE       write the summary to FILE (atomically) instead of stdout\n"
+        "--shard K/N   only part K (0..N-1) of N of the input files, cut at\n"
+        "              windows of 256 records: the N --preds files concatenated\n"
+        "              in order are those of one run; the summary is a partial\n"
+        "--merge-summaries  the summaries of all N shards -> the summary\n"
+        "Under mpirun -np N the ranks share the windows (--threads is per rank):\n"
+        "same predictions and counts as one process.\n"
         "Checking dispatches on \"task\": equation runs the predicted equation,\n"
         "prog runs the predicted program on the hidden tests, aqua matches the\n"
         "option letter, others compare the final number (\\boxed{} first).\n";
 
+/* Records are generated for and checked a window at a time. */
+enum { WINDOW = 256 };
+
 typedef struct {
-    int score_only;
+    int score_only, merge;
+    shard_spec sp;
     const char *model, *preds;
     long long max_new, batch;
     const char *precision;
@@ -50,6 +64,7 @@ typedef struct {
 
 static void parse(int argc, char **argv, eval_opts *o) {
     memset(o, 0, sizeof *o);
+    const char *shard = NULL;
     o->max_new = 256;
     o->batch = 16;
     const cli_opt table[] = {
@@ -59,141 +74,199 @@ static void parse(int argc, char **argv, eval_opts *o) {
         {"max-new", 0, CLI_INT, &o->max_new},
         {"batch", 0, CLI_INT, &o->batch},
         {"precision", 0, CLI_STR, &o->precision},
+        {"shard", 0, CLI_STR, &shard},
+        {"merge-summaries", 0, CLI_FLAG, &o->merge},
         {0}};
     cli_parse(argc, argv, usage, table, &o->cli);
+    if (o->merge) {
+        if (o->model || o->score_only || o->preds || shard)
+            cli_usage_error("--merge-summaries takes only -o OUT and the summaries");
+        if (dist_launched()) cli_usage_error("--merge-summaries: run it once, without mpirun");
+        return;
+    }
     if (o->model && o->score_only) cli_usage_error("-m and --score-only exclude each other");
     if (!o->score_only && !o->model) cli_usage_error("give -m DIR or --score-only (see --help)");
     if (o->max_new < 1 || o->batch < 1) cli_usage_error("--max-new and --batch must be >= 1");
     cli_precision(o->precision);   /* checked here, set when the model runs */
+    o->sp = shard_parse(shard, o->cli.args, o->cli.nargs);
 }
 
-/* Check one record's prediction; add to the summary and the preds file. */
-static void score_record(json_t *rec, const char *pred, eval_summary *s, rec_writer *pw) {
+/* A window's results on their way to rank 0: the tokens generated, then
+ * per record its correctness (one byte) and task (NUL-terminated). */
+static void check_into(json_t *rec, const char *pred, shard_buf *res) {
     char *ex = NULL;
-    int ok = check_record(rec, pred, &ex);
-    evsum_add(s, json_string_value(json_object_get(rec, "task")), ok);
-    if (pw) {
-        json_object_set_new(rec, "correct", json_boolean(ok));
-        json_object_set_new(rec, "extracted", ex ? json_string_nocheck(ex) : json_null());
-        rec_write(pw, rec);
-    }
+    char ok = (char)check_record(rec, pred, &ex);
+    json_object_set_new(rec, "correct", json_boolean(ok));
+    json_object_set_new(rec, "extracted", ex ? json_string_nocheck(ex) : json_null());
+    const char *task = json_string_value(json_object_get(rec, "task"));
+    if (!task) task = "unknown";
+    shard_buf_add(res, &ok, 1);
+    shard_buf_add(res, task, strlen(task) + 1);
     free(ex);
 }
 
-static void score_only(const eval_opts *o, eval_summary *s, rec_writer *pw) {
-    rec_multi *m = rec_multi_open(o->cli.args, o->cli.nargs);
-    json_t *rec;
-    while ((rec = rec_multi_next(m))) {
-        json_t *p = json_object_get(rec, "prediction");
+typedef struct {
+    const eval_opts *o;
+    wdl_model *m;
+    wdl_tokenizer *tok;
+    wdl_template tpl;
+    ivec prompts[WINDOW];
+    /* rank 0: the run so far */
+    eval_summary *s;
+    int64_t made, done;
+    wdl_progress *bar;
+} evaluator;
+
+/* --score-only: the records carry their prediction. */
+static void work_check(shard_window *w, shard_buf *res, void *ctx) {
+    int64_t made = 0;
+    shard_buf_add(res, &made, sizeof made);
+    for (int64_t i = 0; i < w->n; i++) {
+        json_t *p = json_object_get(w->rec[i], "prediction");
         if (!json_is_string(p))
-            die("%s:%lld: record has no \"prediction\" string", rec_multi_name(m), (long long)rec_multi_line(m));
-        score_record(rec, json_string_value(p), s, pw);
-        json_decref(rec);
+            die("%s:%lld: record has no \"prediction\" string", w->name[i], (long long)w->line[i]);
+        check_into(w->rec[i], json_string_value(p), res);
     }
-    rec_multi_close(m);
 }
 
-
-/* Generate for a chunk of records and score them in order. */
-static int64_t generate_chunk(wdl_model *m, const wdl_tokenizer *tok, wdl_template tpl, const eval_opts *o,
-                              json_t **recs, ivec *prompts, int64_t n, eval_summary *s, rec_writer *pw,
-                              wdl_progress *bar, int64_t done) {
+/* -m: greedy generation for the window's prompts (batches of --batch in
+ * input order), then the check. */
+static void work_generate(shard_window *w, shard_buf *res, void *ctx) {
+    evaluator *c = ctx;
+    const int64_t n = w->n;
+    wdl_model *m = c->m;
     int64_t maxp = 1;
-    for (int64_t i = 0; i < n; i++) if ((int64_t)prompts[i].n > maxp) maxp = (int64_t)prompts[i].n;
-    int64_t maxlen = maxp + o->max_new + 1;
+    for (int64_t i = 0; i < n; i++) {
+        example_prompt(&c->prompts[i], w->rec[i], c->tok, c->tpl, w->name[i], w->line[i]);
+        if ((int64_t)c->prompts[i].n > maxp) maxp = (int64_t)c->prompts[i].n;
+    }
+    int64_t maxlen = maxp + c->o->max_new + 1;
     if (maxlen > m->cfg.max_pos) maxlen = m->cfg.max_pos;
     if (maxp >= maxlen) die("a prompt of %lld tokens does not fit the model's context (%lld)", (long long)maxp,
                             (long long)m->cfg.max_pos);
     gen_state g;
-    gen_init(&g, m, o->batch < n ? o->batch : n, maxlen);
-    g.progress = bar;
-    g.progress_base = done;
+    gen_init(&g, m, c->o->batch < n ? c->o->batch : n, maxlen);
+    g.progress = c->bar;
+    g.progress_base = c->done;
     const int32_t **pp = xmalloc(sizeof(int32_t *) * (size_t)n);
     int64_t *pl = xmalloc(sizeof(int64_t) * (size_t)n);
     ivec *out = xcalloc((size_t)n, sizeof(ivec));
-    for (int64_t i = 0; i < n; i++) { pp[i] = prompts[i].v; pl[i] = (int64_t)prompts[i].n; }
-    int64_t made = gen_greedy(&g, pp, pl, n, tpl_end_id(tok, tpl), o->max_new, out);
+    for (int64_t i = 0; i < n; i++) { pp[i] = c->prompts[i].v; pl[i] = (int64_t)c->prompts[i].n; }
+    int64_t made = gen_greedy(&g, pp, pl, n, tpl_end_id(c->tok, c->tpl), c->o->max_new, out);
+    shard_buf_add(res, &made, sizeof made);
     for (int64_t i = 0; i < n; i++) {
         size_t len, ulen;
-        char *text = tok_decode(tok, out[i].v, out[i].n, &len);
+        char *text = tok_decode(c->tok, out[i].v, out[i].n, &len);
         char *u = utf8_valid(text, len, &ulen);   /* a byte model can emit any bytes */
-        json_object_set_new(recs[i], "prediction", json_stringn_nocheck(u, ulen));
-        score_record(recs[i], u, s, pw);
+        json_object_set_new(w->rec[i], "prediction", json_stringn_nocheck(u, ulen));
+        check_into(w->rec[i], u, res);
         if (u != text) free(u);
         free(text);
         ivec_free(&out[i]);
     }
     gen_free(&g);
     free(pp); free(pl); free(out);
-    return made;
 }
 
-static double generate_all(const eval_opts *o, eval_summary *s, rec_writer *pw) {
-    gemm_set_precision(cli_precision(o->precision));
-    wdl_tokenizer *tok;
-    wdl_template tpl;
-    wdl_model *m = model_dir_open(o->model, &tok, &tpl);
-    rec_multi *in = rec_multi_open(o->cli.args, o->cli.nargs);
-    enum { CHUNK = 256 };
-    json_t *recs[CHUNK];
-    ivec prompts[CHUNK];
-    memset(prompts, 0, sizeof prompts);
-    int64_t n = 0, made = 0, done = 0;
-    double t0 = wdl_now();
-    wdl_progress bar;
-    progress_start(&bar, "records", 0, o->cli.quiet);
-    json_t *rec;
-    for (;;) {
-        rec = rec_multi_next(in);
-        if (rec) {
-            const char *sys, *prompt;
-            if (!rec_prompt_completion(rec, &sys, &prompt, NULL))
-                die("%s:%lld: record has no prompt", rec_multi_name(in), (long long)rec_multi_line(in));
-            prompts[n].n = 0;
-            size_t np;
-            tpl_encode(tok, tpl, sys, prompt, NULL, &prompts[n], &np);
-            recs[n++] = rec;
-        }
-        if (n == CHUNK || (!rec && n > 0)) {
-            made += generate_chunk(m, tok, tpl, o, recs, prompts, n, s, pw, &bar, done);
-            for (int64_t i = 0; i < n; i++) json_decref(recs[i]);
-            done += n;
-            n = 0;
-        }
-        if (!rec) break;
+static void fold(int64_t index, const char *res, size_t n, void *ctx) {
+    evaluator *c = ctx;
+    int64_t made;
+    memcpy(&made, res, sizeof made);
+    c->made += made;
+    for (size_t o = sizeof made; o < n;) {
+        int ok = res[o++];
+        evsum_add(c->s, res + o, ok);
+        o += strlen(res + o) + 1;
+        c->done++;
     }
-    progress_end(&bar, done, NULL);
-    double dt = wdl_now() - t0;
-    for (int i = 0; i < CHUNK; i++) ivec_free(&prompts[i]);
-    rec_multi_close(in);
-    tok_free(tok);
-    model_free(m);
-    return dt > 0 ? made / dt : 0;
 }
 
-static void write_summary(const eval_summary *s, const char *model, double tps, const char *out) {
+/* The summary: accuracy overall and per task, with -m the model and its
+ * decoding rate; a shard's adds what --merge-summaries needs. */
+static json_t *summary_json(const eval_summary *s, const char *model, int64_t made, double dt, shard_spec sp) {
     json_t *j = evsum_json(s);
     if (model) {
         json_object_set_new(j, "model", json_string(model));
-        json_object_set_new(j, "tokens_per_s", json_real(tps));
+        json_object_set_new(j, "tokens_per_s", json_real(dt > 0 ? made / dt : 0));
     }
+    if (sp.n) {
+        shard_tag(j, sp, WINDOW);
+        json_object_set_new(j, "tokens", json_integer(made));
+        json_object_set_new(j, "seconds", json_real(dt));
+    }
+    return j;
+}
+
+static void write_json(json_t *j, const char *out) {
     rec_writer *w = rec_create(out);
     rec_write(w, j);
     rec_commit(w);
     json_decref(j);
 }
 
+/* --merge-summaries: counts add up exactly; the rate is the shards'
+ * tokens over their summed seconds (one process's rate). */
+static void merge_summaries(const char *const *files, int n, const char *out) {
+    if (!n) cli_usage_error("--merge-summaries: give the summaries of every shard");
+    int np;
+    json_t **part = shard_parts(files, n, &np);
+    eval_summary *s = evsum_new();
+    const char *model = rec_str(part[0], "model");
+    int64_t made = 0;
+    double dt = 0;
+    for (int k = 0; k < np; k++) {
+        json_t *tasks = json_object_get(part[k], "tasks"), *v;
+        const char *task;
+        if (!json_is_object(tasks)) die("shard %d/%d: no \"tasks\" (not a wdl-eval summary?)", k, np);
+        json_object_foreach(tasks, task, v) evsum_add_n(s, task, rec_int(v, "n", 0), rec_int(v, "correct", 0));
+        const char *mk = rec_str(part[k], "model");
+        if ((mk == NULL) != (model == NULL) || (mk && strcmp(mk, model)))
+            die("shard %d/%d: model %s, but shard 0/%d: %s", k, np, mk ? mk : "none", np, model ? model : "none");
+        made += rec_int(part[k], "tokens", 0);
+        json_t *sec = json_object_get(part[k], "seconds");
+        dt += json_is_number(sec) ? json_number_value(sec) : 0;
+    }
+    write_json(summary_json(s, model, made, dt, (shard_spec){0, 0}), out);
+    evsum_free(s);
+    shard_parts_free(part, np);
+}
+
 int main(int argc, char **argv) {
     eval_opts o;
     parse(argc, argv, &o);
-    eval_summary *s = evsum_new();
-    rec_writer *pw = o.preds ? rec_create(o.preds) : NULL;
-    double tps = 0;
-    if (o.model) tps = generate_all(&o, s, pw);
-    else score_only(&o, s, pw);
-    if (pw) rec_commit(pw);
-    write_summary(s, o.model, tps, o.cli.output);
-    evsum_free(s);
+    if (o.merge) {
+        merge_summaries(o.cli.args, o.cli.nargs, o.cli.output);
+        free(o.cli.args);
+        return 0;
+    }
+    dist_init();
+    const int root = dist_rank() == 0;
+    evaluator *c = xcalloc(1, sizeof *c);
+    c->o = &o;
+    c->s = evsum_new();
+    if (o.model) {
+        gemm_set_precision(cli_precision(o.precision));
+        c->m = model_dir_open(o.model, &c->tok, &c->tpl);
+    }
+    rec_writer *pw = root && o.preds ? rec_create(o.preds) : NULL;
+    wdl_progress bar;
+    progress_start(&bar, "records", 0, o.cli.quiet || !root || !o.model);
+    c->bar = root && o.model ? &bar : NULL;
+    shard_job job = {.work = o.model ? work_generate : work_check, .fold = fold, .ctx = c, .window = WINDOW,
+                     .out = pw, .bar = c->bar};
+    double t0 = wdl_now();
+    shard_run(&job, o.cli.args, o.cli.nargs, o.sp);
+    double dt = wdl_now() - t0;
+    if (root) {
+        if (o.model) progress_end(&bar, c->done, NULL);
+        if (pw) rec_commit(pw);
+        write_json(summary_json(c->s, o.model, c->made, dt, o.sp), o.cli.output);
+    }
+    dist_finish();
+    for (int i = 0; i < WINDOW; i++) ivec_free(&c->prompts[i]);
+    if (c->m) { tok_free(c->tok); model_free(c->m); }
+    evsum_free(c->s);
+    free(c);
     free(o.cli.args);
     return 0;
 }

@@ -10,18 +10,22 @@
 #include "cli.h"
 #include "checkpoint.h"
 #include "common.h"
+#include "dataset.h"
+#include "dist.h"
 #include "gemm.h"
 #include "kernels.h"
 #include "model.h"
 #include "probe.h"
 #include "progress.h"
 #include "records.h"
+#include "shard.h"
 #include "step.h"
 #include "template.h"
 #include "tokenizer.h"
 
 static const char *usage =
     "usage: wdl-score -m DIR --field NAME [options] [FILE...]\n"
+    "       wdl-score --merge-summaries [-o OUT] PART...\n"
     "Filter JSON-Lines records (FILE... or stdin; .zst and ARCHIVE:member accepted)\n"
     "to stdout (or -o OUT), adding per record, with teacher forcing and no gradients:\n"
     "  NAME         mean predictive entropy (nats) over the completion tokens,\n"
@@ -33,82 +37,149 @@ static const char *usage =
     "(records are scored in windows of 16 batches sorted by length).\n"
     "  -m DIR         model directory            --field NAME  output field (required)\n"
     "  --batch B (16) records per forward pass   --seq T  max tokens (config max)\n"
-    "  --threads N    threads (all cores)        -o OUT   output file (.zst ok)\n"
+    "  --threads N    threads (all cores; per rank)  -o OUT  output file (.zst ok)\n"
     "  --summary FILE also write one JSON object over all scored tokens: the\n"
     "               saturation figures (mean p_target, token_accuracy, share of\n"
     "               tokens with p_target > 0.99, non-target mass) and the logit\n"
     "               table (mean, std, norms, max/min, entropy, p_max, target vs\n"
     "               non-target logit and gap)\n"
     "  --precision fp32|bf16 (fp32): matrix products in fp32 (OpenBLAS) or with\n"
-    "                 bf16 inputs and fp32 accumulation (oneDNN)\n";
+    "                 bf16 inputs and fp32 accumulation (oneDNN)\n"
+    "  --shard K/N    score only part K (0..N-1) of N of the input files, cut at\n"
+    "               window boundaries: the N outputs concatenated in order\n"
+    "               (cat, or wdl-data cat) are the output of one run; --summary\n"
+    "               then writes a partial that --merge-summaries combines\n"
+    "  --merge-summaries  the partial summaries of all N shards -> the summary\n"
+    "Under mpirun -np N the ranks share the windows: same bytes as one process.\n";
 
-typedef struct { json_t *rec; int32_t *ids; int64_t len, n_prompt; double ent, nll; int64_t cnt; } item;
-
-/* One forward pass over a batch of items; their sums land in the items. */
-static void score_batch(wdl_model *m, float *scratch, int64_t chunk, item **it, int64_t n, int64_t B,
-                        int64_t Tcap, int32_t *ids, int32_t *tg, double *nll, double *ent, logit_stats *st) {
-    int64_t T = 1;
-    for (int64_t i = 0; i < n; i++) if (it[i]->len > T) T = it[i]->len;
+/* One forward pass over examples ex[0..n) (n <= B); each one's entropy and
+ * NLL sums and token count land in ent/nll/cnt[i]. */
+static void score_batch(wdl_model *m, float *scratch, int64_t chunk, const example *const *ex, int64_t n,
+                        int64_t B, int64_t Tcap, int32_t *ids, int32_t *tg, double *nll, double *ent,
+                        double *sent, double *snll, int64_t *cnt, logit_stats *st) {
+    int64_t T = example_batch(ex, n, 0, ids, tg, NULL, NULL);
     /* activations grow with the longest batch seen, not the context size */
     if (!m->act_mem || T > m->Tmax) {
         int64_t nt = m->act_mem && 2 * m->Tmax > T ? 2 * m->Tmax : T;
         model_alloc_acts(m, B, nt < Tcap ? nt : Tcap, ACTS_STREAM, 0);
     }
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t t = 0; t < T; t++) {
-            ids[i * T + t] = t < it[i]->len ? it[i]->ids[t] : 0;
-            tg[i * T + t] = (t + 1 < it[i]->len && t + 1 >= it[i]->n_prompt) ? it[i]->ids[t + 1] : -1;
-        }
     step_score(m, scratch, chunk, ids, tg, n, T, nll, ent);
     if (st) logit_stats_after_forward(st, m, tg, n * T);
     for (int64_t i = 0; i < n; i++) {
-        it[i]->ent = it[i]->nll = 0;
-        it[i]->cnt = 0;
+        sent[i] = snll[i] = 0;
+        cnt[i] = 0;
         for (int64_t t = 0; t < T; t++)
-            if (tg[i * T + t] >= 0) { it[i]->ent += ent[i * T + t]; it[i]->nll += nll[i * T + t]; it[i]->cnt++; }
+            if (tg[i * T + t] >= 0) { sent[i] += ent[i * T + t]; snll[i] += nll[i * T + t]; cnt[i]++; }
     }
 }
 
 static int by_len(const void *a, const void *b) {
-    const item *x = *(item *const *)a, *y = *(item *const *)b;
+    const example *x = *(const example *const *)a, *y = *(const example *const *)b;
     if (x->len != y->len) return x->len < y->len ? -1 : 1;
     return x < y ? -1 : x > y;   /* input order among equals */
 }
 
-/* Score a window of records in batches of similar length (little padding),
- * then write them in input order. */
-static void flush(wdl_model *m, float *scratch, int64_t chunk, item *it, int64_t n, int64_t B, int64_t Tcap,
-                  rec_writer *w, const char *field, int32_t *ids, int32_t *tg, double *nll, double *ent,
-                  logit_stats *st) {
-    if (!n) return;
-    item **ord = xmalloc(sizeof(item *) * (size_t)n);
+/* What one window adds to the run: counts for the warnings and, with
+ * --summary, its logit statistics (windows are folded in input order). */
+typedef struct { int64_t unlabeled, cut; logit_stats st; } window_result;
+
+typedef struct {
+    wdl_model *m;
+    wdl_tokenizer *tok;
+    wdl_template tpl;
+    const char *field;
+    char *fnll, *ftok;       /* NAME_nll, NAME_tokens */
+    int summary;
+    int64_t B, seq, chunk;
+    float *scratch;
+    int32_t *ids, *tg;
+    double *nll, *ent;
+    example *ex;             /* a window's examples (ids NULL: unscored) */
+    ivec buf;
+    /* rank 0: the run so far */
+    window_result total;
+    json_t *windows;         /* --shard --summary: every window's sums */
+} scorer;
+
+/* Score a window in batches of similar length (little padding) and add
+ * the fields to its records, which are then written in input order. */
+static void work(shard_window *w, shard_buf *out, void *ctx) {
+    scorer *c = ctx;
+    window_result r = {0};
+    logit_stats_init(&r.st);
+    example **ord = xmalloc(sizeof(example *) * (size_t)w->n);
     int64_t ns = 0;
-    for (int64_t i = 0; i < n; i++)
-        if (it[i].ids) ord[ns++] = &it[i];
-    qsort(ord, (size_t)ns, sizeof(item *), by_len);
-    for (int64_t i = 0; i < ns; i += B)
-        score_batch(m, scratch, chunk, ord + i, ns - i < B ? ns - i : B, B, Tcap, ids, tg, nll, ent, st);
-    free(ord);
-    size_t fl = strlen(field) + 16;
-    char *fn = xmalloc(fl), *ft = xmalloc(fl);
-    snprintf(fn, fl, "%s_nll", field);
-    snprintf(ft, fl, "%s_tokens", field);
-    for (int64_t i = 0; i < n; i++) {
-        int64_t c = it[i].cnt;
-        if (!it[i].ids) { rec_write(w, it[i].rec); json_decref(it[i].rec); continue; }
-        json_object_set_new(it[i].rec, field, json_real(c ? it[i].ent / c : 0.0));
-        json_object_set_new(it[i].rec, fn, json_real(c ? it[i].nll / c : 0.0));
-        json_object_set_new(it[i].rec, ft, json_integer(c));
-        rec_write(w, it[i].rec);
-        json_decref(it[i].rec);
-        free(it[i].ids);
+    for (int64_t i = 0; i < w->n; i++) {
+        int cut = 0;
+        c->ex[i].ids = NULL;
+        if (!example_encode(&c->ex[i], w->rec[i], c->tok, c->tpl, c->seq, 0, &c->buf, &cut, w->name[i], w->line[i]))
+            r.unlabeled++;   /* passes through unscored: wdl-select gives it weight 0 */
+        else
+            ord[ns++] = &c->ex[i];
+        r.cut += cut;
     }
-    free(fn); free(ft);
+    qsort(ord, (size_t)ns, sizeof(example *), by_len);
+    double *sent = xmalloc(sizeof(double) * (size_t)w->n), *snll = xmalloc(sizeof(double) * (size_t)w->n);
+    int64_t *cnt = xmalloc(sizeof(int64_t) * (size_t)w->n);
+    for (int64_t i = 0; i < ns; i += c->B) {
+        int64_t nb = ns - i < c->B ? ns - i : c->B;
+        score_batch(c->m, c->scratch, c->chunk, (const example *const *)ord + i, nb, c->B, c->seq, c->ids, c->tg,
+                    c->nll, c->ent, sent + i, snll + i, cnt + i, c->summary ? &r.st : NULL);
+    }
+    for (int64_t i = 0; i < ns; i++) {   /* ord[i] is record ord[i] - ex */
+        json_t *rec = w->rec[ord[i] - c->ex];
+        int64_t n = cnt[i];
+        json_object_set_new(rec, c->field, json_real(n ? sent[i] / n : 0.0));
+        json_object_set_new(rec, c->fnll, json_real(n ? snll[i] / n : 0.0));
+        json_object_set_new(rec, c->ftok, json_integer(n));
+        free(ord[i]->ids);
+    }
+    free(ord); free(sent); free(snll); free(cnt);
+    shard_buf_add(out, &r, sizeof r);
+}
+
+static void fold(int64_t index, const char *res, size_t n, void *ctx) {
+    scorer *c = ctx;
+    window_result r;
+    memcpy(&r, res, sizeof r);
+    c->total.unlabeled += r.unlabeled;
+    c->total.cut += r.cut;
+    logit_stats_merge(&c->total.st, &r.st);
+    if (c->windows) json_array_append_new(c->windows, logit_stats_raw_json(&r.st));
+}
+
+/* --merge-summaries: the shards' partial summaries -> the summary. */
+static void merge_summaries(const char *const *files, int n, const char *out) {
+    if (!n) cli_usage_error("--merge-summaries: give the partial summaries of every shard");
+    int np;
+    json_t **part = shard_parts(files, n, &np);
+    logit_stats st;
+    logit_stats_init(&st);
+    int64_t records = 0;
+    for (int k = 0; k < np; k++) {
+        json_t *ws = json_object_get(part[k], "windows"), *v;
+        size_t i;
+        if (!json_is_array(ws)) die("shard %d/%d: no \"windows\" (not a wdl-score summary?)", k, np);
+        json_array_foreach(ws, i, v) {
+            logit_stats t;
+            if (!logit_stats_from_raw(&t, v)) die("shard %d/%d: window %zu: bad sums", k, np, i);
+            logit_stats_merge(&st, &t);
+        }
+        records += rec_int(part[k], "records", 0);
+    }
+    shard_parts_free(part, np);
+    json_t *j = logit_stats_json(&st);
+    json_object_set_new(j, "records", json_integer(records));
+    rec_writer *w = rec_create(out);
+    rec_write(w, j);
+    rec_commit(w);
+    json_decref(j);
 }
 
 int main(int argc, char **argv) {
-    const char *model = NULL, *field = NULL, *summary = NULL, *precision = NULL;
+    const char *model = NULL, *field = NULL, *summary = NULL, *precision = NULL, *shard = NULL;
     long long B = 16, seq = 0;
+    int merge = 0;
     const cli_opt opts[] = {
         {"model", 'm', CLI_STR, &model},
         {"field", 0, CLI_STR, &field},
@@ -116,82 +187,80 @@ int main(int argc, char **argv) {
         {"seq", 0, CLI_INT, &seq},
         {"summary", 0, CLI_STR, &summary},
         {"precision", 0, CLI_STR, &precision},
+        {"shard", 0, CLI_STR, &shard},
+        {"merge-summaries", 0, CLI_FLAG, &merge},
         {0}};
     cli_common cli;
     cli_parse(argc, argv, usage, opts, &cli);
-    const char *out = cli.output;
     const char **files = cli.args;
     int nfiles = cli.nargs;
+    if (merge) {
+        if (model || field || summary || shard) cli_usage_error("--merge-summaries takes only -o OUT and the summaries");
+        if (dist_launched()) cli_usage_error("--merge-summaries: run it once, without mpirun");
+        merge_summaries(files, nfiles, cli.output);
+        free(files);
+        return 0;
+    }
     if (!model || !field || !*field) cli_usage_error("-m DIR and --field NAME are required (see --help)");
     if (B < 1 || seq < 0) cli_usage_error("--batch must be >= 1 and --seq >= 0");
     if (summary && !strcmp(summary, "-")) cli_usage_error("--summary: needs a file name (stdout carries the records)");
+    shard_spec sp = shard_parse(shard, files, nfiles);
     gemm_set_precision(cli_precision(precision));
-    wdl_tokenizer *tok;
-    wdl_template tpl;
-    wdl_model *m = model_dir_open(model, &tok, &tpl);
-    if (!seq) seq = m->cfg.max_pos;
-    int64_t chunk = step_chunk_for(m->cfg.vocab);
-    float *scratch = xaligned(ce_scratch_bytes(1, chunk, m->cfg.hidden, m->cfg.vocab));
-    int32_t *ids = xmalloc(sizeof(int32_t) * (size_t)(B * seq)), *tg = xmalloc(sizeof(int32_t) * (size_t)(B * seq));
-    double *nll = xmalloc(sizeof(double) * (size_t)(B * seq)), *ent = xmalloc(sizeof(double) * (size_t)(B * seq));
-    const int64_t W = 16 * B;   /* read-ahead window, sorted by length */
-    item *it = xcalloc((size_t)W, sizeof(item));
-    rec_multi *in = rec_multi_open(files, nfiles);
-    rec_writer *w = rec_create(out), *sw = summary ? rec_create(summary) : NULL;
-    logit_stats st;
-    logit_stats_init(&st);
-    logit_stats *stp = summary ? &st : NULL;
-    json_t *rec;
-    int64_t n = 0, total = 0, cut = 0, unlabeled = 0;
+    dist_init();
+    const int root = dist_rank() == 0;
+    scorer c = {.field = field, .summary = summary != NULL, .B = B};
+    c.m = model_dir_open(model, &c.tok, &c.tpl);
+    c.seq = seq ? seq : c.m->cfg.max_pos;
+    c.chunk = step_chunk_for(c.m->cfg.vocab);
+    c.scratch = xaligned(ce_scratch_bytes(1, c.chunk, c.m->cfg.hidden, c.m->cfg.vocab));
+    c.ids = xmalloc(sizeof(int32_t) * (size_t)(B * c.seq));
+    c.tg = xmalloc(sizeof(int32_t) * (size_t)(B * c.seq));
+    c.nll = xmalloc(sizeof(double) * (size_t)(B * c.seq));
+    c.ent = xmalloc(sizeof(double) * (size_t)(B * c.seq));
+    size_t fl = strlen(field) + 16;
+    c.fnll = xmalloc(fl);
+    c.ftok = xmalloc(fl);
+    snprintf(c.fnll, fl, "%s_nll", field);
+    snprintf(c.ftok, fl, "%s_tokens", field);
+    const int64_t W = 16 * B;   /* a window: read ahead, sorted by length */
+    c.ex = xcalloc((size_t)W, sizeof(example));
+    logit_stats_init(&c.total.st);
+    if (sp.n && summary) c.windows = json_array();
+    rec_writer *w = root ? rec_create(cli.output) : NULL, *sw = root && summary ? rec_create(summary) : NULL;
     wdl_progress bar;
-    progress_start(&bar, "records", 0, cli.quiet);
-    ivec v = {0};
-    while ((rec = rec_multi_next(in))) {
-        const char *sys, *prompt, *completion;
-        if (!rec_prompt_completion(rec, &sys, &prompt, &completion))
-            die("%s:%lld: record has no prompt", rec_multi_name(in), (long long)rec_multi_line(in));
-        if (!completion) {   /* passes through unscored: wdl-select gives it weight 0 */
-            it[n] = (item){.rec = rec};
-            unlabeled++;
-            if (++n == W) { flush(m, scratch, chunk, it, n, B, seq, w, field, ids, tg, nll, ent, stp); total += n; n = 0; }
-            continue;
+    progress_start(&bar, "records", 0, cli.quiet || !root);
+    shard_job job = {.work = work, .fold = fold, .ctx = &c, .window = W, .out = w, .bar = &bar};
+    int64_t total = shard_run(&job, files, nfiles, sp);
+    if (root) {
+        progress_end(&bar, total, NULL);
+        if (sw) {
+            json_t *j;
+            if (sp.n) {   /* a partial summary: --merge-summaries folds the windows of all shards */
+                j = json_object();
+                shard_tag(j, sp, W);
+                json_object_set_new(j, "records", json_integer(total));
+                json_object_set_new(j, "windows", c.windows);
+            } else {
+                j = logit_stats_json(&c.total.st);
+                json_object_set_new(j, "records", json_integer(total));
+            }
+            rec_write(sw, j);
+            json_decref(j);
+            rec_commit(sw);
         }
-        v.n = 0;
-        size_t np;
-        tpl_encode(tok, tpl, sys, prompt, completion, &v, &np);
-        int64_t len = (int64_t)v.n;
-        if (len > seq) { len = seq; cut++; }
-        it[n].rec = rec;
-        it[n].ids = xmalloc(sizeof(int32_t) * (size_t)len);
-        memcpy(it[n].ids, v.v, sizeof(int32_t) * (size_t)len);
-        it[n].len = len;
-        it[n].n_prompt = (int64_t)np;
-        if (++n == W) {
-            flush(m, scratch, chunk, it, n, B, seq, w, field, ids, tg, nll, ent, stp);
-            total += n;
-            n = 0;
-            progress_update(&bar, total, NULL);
-        }
+        rec_commit(w);
+        if (c.total.unlabeled)
+            wdl_warn("%lld records without a completion passed through unscored", (long long)c.total.unlabeled);
+        if (c.total.cut)
+            wdl_warn("%lld records longer than %lld tokens were scored on their first %lld tokens",
+                     (long long)c.total.cut, (long long)c.seq, (long long)c.seq);
+        if (!cli.quiet) fprintf(stderr, "%s: scored %lld records\n", wdl_prog, (long long)total);
     }
-    flush(m, scratch, chunk, it, n, B, seq, w, field, ids, tg, nll, ent, stp);
-    total += n;
-    progress_end(&bar, total, NULL);
-    rec_multi_close(in);
-    if (sw) {
-        json_t *j = logit_stats_json(&st);
-        json_object_set_new(j, "records", json_integer(total));
-        rec_write(sw, j);
-        json_decref(j);
-        rec_commit(sw);
-    }
-    rec_commit(w);
-    if (unlabeled) wdl_warn("%lld records without a completion passed through unscored", (long long)unlabeled);
-    if (cut) wdl_warn("%lld records longer than %lld tokens were scored on their first %lld tokens", (long long)cut,
-                      (long long)seq, (long long)seq);
-    if (!cli.quiet) fprintf(stderr, "%s: scored %lld records\n", wdl_prog, (long long)total);
-    ivec_free(&v);
-    free(it); free(ids); free(tg); free(nll); free(ent); free(scratch); free(files);
-    tok_free(tok);
-    model_free(m);
+    dist_finish();
+    ivec_free(&c.buf);
+    free(c.ex); free(c.ids); free(c.tg); free(c.nll); free(c.ent); free(c.scratch); free(c.fnll); free(c.ftok);
+    free(files);
+    tok_free(c.tok);
+    model_free(c.m);
     return 0;
 }

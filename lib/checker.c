@@ -471,7 +471,9 @@ struct eval_summary {
 
 eval_summary *evsum_new(void) { return xcalloc(1, sizeof(eval_summary)); }
 
-void evsum_add(eval_summary *s, const char *task, int correct) {
+void evsum_add(eval_summary *s, const char *task, int correct) { evsum_add_n(s, task, 1, correct != 0); }
+
+void evsum_add_n(eval_summary *s, const char *task, long long n, long long correct) {
     if (!task) task = "unknown";
     size_t i = 0;
     while (i < s->nt && strcmp(s->t[i].task, task) < 0) i++;
@@ -482,9 +484,10 @@ void evsum_add(eval_summary *s, const char *task, int correct) {
         s->t[i].n = s->t[i].correct = 0;
         s->nt++;
     }
-    s->t[i].n++;
-    s->n++;
-    if (correct) { s->t[i].correct++; s->correct++; }
+    s->t[i].n += n;
+    s->n += n;
+    s->t[i].correct += correct;
+    s->correct += correct;
 }
 
 static json_t *counts(long long n, long long c) {

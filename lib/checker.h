@@ -28,6 +28,8 @@ int check_record(json_t *rec, const char *prediction, char **extracted);
 typedef struct eval_summary eval_summary;
 eval_summary *evsum_new(void);
 void evsum_add(eval_summary *s, const char *task, int correct);
+/* n records of a task at once, `correct` of them correct (merging). */
+void evsum_add_n(eval_summary *s, const char *task, long long n, long long correct);
 /* {"accuracy": x, "n": n, "correct": c, "tasks": {"arith": {...}, ...}} */
 json_t *evsum_json(const eval_summary *s);
 void evsum_free(eval_summary *s);

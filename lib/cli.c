@@ -87,6 +87,9 @@ void cli_parse(int argc, char **argv, const char *usage, const cli_opt *opts, cl
     wdl_set_prog(argv[0]);
     memset(c, 0, sizeof *c);
     c->threads = sysconf(_SC_NPROCESSORS_ONLN);
+    /* mpirun started several ranks on this machine: the cores are shared */
+    const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    if (local && atoi(local) > 1) c->threads = c->threads / atoi(local) > 0 ? c->threads / atoi(local) : 1;
     c->args = xcalloc((size_t)argc + 1, sizeof(char *));
     int n = 0;
     while (opts && opts[n].name) n++;

@@ -4,7 +4,9 @@
  *   -h, --help       the program's usage on stdout, exit 0
  *   --version        "wdl-<prog> <version>" on stdout, exit 0
  *   -o, --output F   the program's output (NULL when not given)
- *   --threads N      threads for OpenMP and OpenBLAS (default: all cores)
+ *   --threads N      threads for OpenMP and OpenBLAS, per process (default:
+ *                    all cores, shared out among the ranks mpirun started
+ *                    on this machine)
  *   -q, --quiet      no progress or summary on stderr
  * A usage error (unknown option, missing or bad value) prints one line
  * "wdl-<prog>: ..." and exits 2; bad input later exits 1 (die). */

@@ -11,6 +11,45 @@ static uint64_t mix(uint64_t h, uint64_t x) {
     return h * 0xff51afd7ed558ccdULL;
 }
 
+/* The record's parts; dies naming the record when it has no prompt. */
+static void parts(json_t *rec, const char **sys, const char **prompt, const char **completion, const char *where,
+                  int64_t line) {
+    *sys = *prompt = NULL;
+    if (completion) *completion = NULL;
+    if (!rec_prompt_completion(rec, sys, prompt, completion))
+        die("%s:%lld: record has no prompt", where, (long long)line);
+}
+
+int example_encode(example *e, json_t *rec, const wdl_tokenizer *tok, wdl_template tpl, int64_t max_len,
+                   int lm_loss, ivec *buf, int *cut, const char *where, int64_t line) {
+    const char *sys, *prompt, *completion;
+    parts(rec, &sys, &prompt, &completion, where, line);
+    if (!completion) return 0;
+    buf->n = 0;
+    size_t n_prompt = 0;
+    tpl_encode(tok, tpl, sys, prompt, completion, buf, &n_prompt);
+    if (lm_loss) n_prompt = 0;
+    int64_t len = (int64_t)buf->n;
+    *cut = len > max_len;
+    if (*cut) len = max_len;
+    e->ids = xmalloc((size_t)len * sizeof(int32_t));
+    memcpy(e->ids, buf->v, (size_t)len * sizeof(int32_t));
+    e->len = len;
+    e->n_prompt = (int64_t)n_prompt;
+    json_t *b = json_object_get(rec, "bucket");
+    e->bucket = json_is_integer(b) ? json_integer_value(b) : -1;
+    return 1;
+}
+
+void example_prompt(ivec *ids, json_t *rec, const wdl_tokenizer *tok, wdl_template tpl, const char *where,
+                    int64_t line) {
+    const char *sys, *prompt;
+    parts(rec, &sys, &prompt, NULL, where, line);
+    ids->n = 0;
+    size_t np;
+    tpl_encode(tok, tpl, sys, prompt, NULL, ids, &np);
+}
+
 void dataset_load(dataset *d, const char *const *paths, int npaths, const wdl_tokenizer *tok,
                   wdl_template tpl, int64_t max_len, int lm_loss) {
     memset(d, 0, sizeof *d);
@@ -19,29 +58,21 @@ void dataset_load(dataset *d, const char *const *paths, int npaths, const wdl_to
     json_t *rec;
     ivec ids = {0};
     while ((rec = rec_multi_next(in))) {
-        const char *sys = NULL, *prompt = NULL, *completion = NULL;
-        if (!rec_prompt_completion(rec, &sys, &prompt, &completion))
-            die("%s:%lld: record has no prompt", rec_multi_name(in), (long long)rec_multi_line(in));
-        if (!completion) { d->unlabeled++; json_decref(rec); continue; }   /* nothing to learn */
-        ids.n = 0;
-        size_t n_prompt = 0;
-        tpl_encode(tok, tpl, sys, prompt, completion, &ids, &n_prompt);
-        if (lm_loss) n_prompt = 0;
-        int64_t len = (int64_t)ids.n;
-        if (len > max_len) { len = max_len; d->truncated++; }
-        if ((int64_t)n_prompt >= len - 1 && !(lm_loss && len >= 2)) { d->dropped++; json_decref(rec); continue; }
         if (d->n == d->cap) { d->cap = d->cap ? 2 * d->cap : 1024; d->ex = xrealloc(d->ex, (size_t)d->cap * sizeof(example)); }
-        example *e = &d->ex[d->n++];
-        e->ids = xmalloc((size_t)len * sizeof(int32_t));
-        memcpy(e->ids, ids.v, (size_t)len * sizeof(int32_t));
-        e->len = len;
-        e->n_prompt = (int64_t)n_prompt;
-        json_t *b = json_object_get(rec, "bucket");
-        e->bucket = json_is_integer(b) ? json_integer_value(b) : -1;
-        d->hash = mix(d->hash, (uint64_t)len);
-        d->hash = mix(d->hash, (uint64_t)n_prompt);
-        for (int64_t i = 0; i < len; i++) d->hash = mix(d->hash, (uint64_t)(uint32_t)e->ids[i]);
+        example *e = &d->ex[d->n];
+        int cut = 0;
+        if (!example_encode(e, rec, tok, tpl, max_len, lm_loss, &ids, &cut, rec_multi_name(in), rec_multi_line(in))) {
+            d->unlabeled++;   /* nothing to learn */
+            json_decref(rec);
+            continue;
+        }
         json_decref(rec);
+        d->truncated += cut;
+        if (e->n_prompt >= e->len - 1 && !(lm_loss && e->len >= 2)) { d->dropped++; free(e->ids); continue; }
+        d->n++;
+        d->hash = mix(d->hash, (uint64_t)e->len);
+        d->hash = mix(d->hash, (uint64_t)e->n_prompt);
+        for (int64_t i = 0; i < e->len; i++) d->hash = mix(d->hash, (uint64_t)(uint32_t)e->ids[i]);
     }
     rec_multi_close(in);
     ivec_free(&ids);
@@ -59,12 +90,12 @@ int64_t dataset_max_len(const dataset *d) {
     return m;
 }
 
-int64_t dataset_batch(const dataset *d, const int64_t *idx, int64_t B, int32_t pad,
-                      int32_t *ids, int32_t *targets, int64_t *n_loss, int64_t *real) {
+int64_t example_batch(const example *const *ex, int64_t B, int32_t pad, int32_t *ids, int32_t *targets,
+                      int64_t *n_loss, int64_t *real) {
     int64_t T = 1, nl = 0, nr = 0;
-    for (int64_t b = 0; b < B; b++) if (d->ex[idx[b]].len > T) T = d->ex[idx[b]].len;
+    for (int64_t b = 0; b < B; b++) if (ex[b]->len > T) T = ex[b]->len;
     for (int64_t b = 0; b < B; b++) {
-        const example *e = &d->ex[idx[b]];
+        const example *e = ex[b];
         for (int64_t t = 0; t < T; t++) {
             ids[b * T + t] = t < e->len ? e->ids[t] : pad;
             /* position t predicts token t+1; it counts when t+1 is a loss token */
@@ -74,9 +105,16 @@ int64_t dataset_batch(const dataset *d, const int64_t *idx, int64_t B, int32_t p
         }
         nr += e->len;
     }
-    *n_loss = nl;
+    if (n_loss) *n_loss = nl;
     if (real) *real = nr;
     return T;
+}
+
+int64_t dataset_batch(const dataset *d, const int64_t *idx, int64_t B, int32_t pad,
+                      int32_t *ids, int32_t *targets, int64_t *n_loss, int64_t *real) {
+    const example *ex[B > 0 ? B : 1];   /* on the stack: no allocation in a training step */
+    for (int64_t b = 0; b < B; b++) ex[b] = &d->ex[idx[b]];
+    return example_batch(ex, B, pad, ids, targets, n_loss, real);
 }
 
 /* Rank 0's dataset to every rank: the counts, then per example its sizes,

@@ -71,6 +71,49 @@ void logit_stats_after_forward(logit_stats *s, wdl_model *m, const int32_t *targ
     free(z); free(hg); free(y); free(act);
 }
 
+void logit_stats_merge(logit_stats *s, const logit_stats *t) {
+    s->positions += t->positions;
+    s->correct += t->correct;
+    s->p99 += t->p99;
+    s->p_target += t->p_target;
+    s->entropy += t->entropy;
+    s->p_max += t->p_max;
+    s->mean += t->mean;
+    s->std += t->std;
+    s->cnorm += t->cnorm;
+    s->l2 += t->l2;
+    s->target += t->target;
+    s->nontarget += t->nontarget;
+    s->gap += t->gap;
+    s->nontarget_grad_norm += t->nontarget_grad_norm;
+    if (t->max > s->max) s->max = t->max;
+    if (t->min < s->min) s->min = t->min;
+}
+
+/* The fields of logit_stats by name: counts, then sums. */
+#define LS_COUNTS(X) X(positions) X(correct) X(p99)
+#define LS_SUMS(X) X(p_target) X(entropy) X(p_max) X(mean) X(std) X(cnorm) X(l2) X(target) X(nontarget) \
+    X(gap) X(nontarget_grad_norm) X(max) X(min)
+
+json_t *logit_stats_raw_json(const logit_stats *s) {
+    json_t *j = json_object();
+#define SET_I(f) json_object_set_new(j, #f, json_integer(s->f));
+#define SET_R(f) json_object_set_new(j, #f, json_real(s->f));
+    LS_COUNTS(SET_I)
+    LS_SUMS(SET_R)
+    return j;
+}
+
+int logit_stats_from_raw(logit_stats *s, const json_t *j) {
+    logit_stats_init(s);
+    json_t *v;
+#define GET_I(f) if (!json_is_integer(v = json_object_get(j, #f))) return 0; s->f = json_integer_value(v);
+#define GET_R(f) if (!json_is_real(v = json_object_get(j, #f))) return 0; s->f = json_real_value(v);
+    LS_COUNTS(GET_I)
+    LS_SUMS(GET_R)
+    return 1;
+}
+
 json_t *logit_stats_json(const logit_stats *s) {
     double n = s->positions ? (double)s->positions : 1;
     json_t *lg = json_pack("{s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f}",

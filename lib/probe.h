@@ -30,6 +30,12 @@ void logit_stats_add(logit_stats *s, const float *z, const int32_t *y, int64_t m
 /* Add the loss positions (targets >= 0) of a batch whose forward pass has
  * already run (m->a.normf holds the final hidden states). */
 void logit_stats_after_forward(logit_stats *s, wdl_model *m, const int32_t *targets, int64_t N);
+/* s += t: sums added, max/min kept (wdl-score folds windows in order). */
+void logit_stats_merge(logit_stats *s, const logit_stats *t);
+/* The sums themselves as JSON (reals read back to the same doubles), and
+ * back: a shard's partial summary. 0 when j is not such an object. */
+json_t *logit_stats_raw_json(const logit_stats *s);
+int logit_stats_from_raw(logit_stats *s, const json_t *j);
 /* The means as a JSON object (positions, p_target, token_accuracy,
  * frac_p_target_gt_99, nontarget_mass, and the logit table). */
 json_t *logit_stats_json(const logit_stats *s);

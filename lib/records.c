@@ -548,6 +548,17 @@ void rec_write(rec_writer *w, json_t *rec) {
     else w_raw(w, w->line.p, w->line.n);
 }
 
+void rec_write_text(rec_writer *w, const char *text, size_t n) {
+    if (!w->zc) { w_raw(w, text, n); return; }
+    /* a line at a time, as rec_write feeds the compressor */
+    for (size_t i = 0; i < n;) {
+        const char *nl = memchr(text + i, '\n', n - i);
+        size_t len = nl ? (size_t)(nl - (text + i)) + 1 : n - i;
+        w_zstd(w, text + i, len, ZSTD_e_continue);
+        i += len;
+    }
+}
+
 void rec_commit(rec_writer *w) {
     if (w->zc) w_zstd(w, NULL, 0, ZSTD_e_end);
     if (fflush(w->f) != 0) die("%s: write error: %s", wname(w), strerror(errno));

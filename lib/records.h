@@ -48,6 +48,9 @@ rec_writer *rec_create(const char *path);
 /* One compact line; keys in stored order; reals in the shortest form that
  * reads back to the same double (integral reals keep a ".0"). */
 void rec_write(rec_writer *w, json_t *rec);
+/* Lines that rec_write or rec_dumps made (another process's records),
+ * written as they are: text[0..n) holds whole lines, each ending in '\n'. */
+void rec_write_text(rec_writer *w, const char *text, size_t n);
 /* Flush, end the zstd frame, fsync, rename into place, free. */
 void rec_commit(rec_writer *w);
 

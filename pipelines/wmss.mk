@@ -10,7 +10,8 @@
 #   make report                 tables and plots of every arm that exists
 # Variables: RUN (runs/$(RUN)), SEED, TASK, PRESET or MODEL (an HF Qwen3
 # directory used as M0), TRAIN/TEST/POOL (your own records), FORMAT,
-# SCALE=full|smoke, THREADS, LAMBDA, PRECISION=fp32|bf16.
+# SCALE=full|smoke, THREADS, LAMBDA, PRECISION=fp32|bf16; RANKS and MPIRUN
+# (below) spread the heavy steps over MPI ranks.
 # Every output is a file written atomically by its program; each recipe
 # records command, input hashes and version in runs/$(RUN)/manifest.jsonl.
 
@@ -22,6 +23,23 @@ SEED ?= 1
 TASK ?= equation,prog
 SCALE ?= full
 THREADS ?= $(shell nproc)
+# RANKS=N runs each heavy step as N MPI ranks, started by $(MPIRUN) -np N;
+# RANKS=1, the default, needs no MPI at all. Scoring and evaluation give
+# the bytes of one process. Training keeps BATCH sequences per step, split
+# as BATCH/RANKS per rank (BATCH must divide): the same as one process with
+# --batch BATCH/RANKS --accum RANKS, which groups examples into smaller
+# micro-batches than RANKS=1 does, so the trained models differ a little. MPIRUN holds the launcher and its flags (a hostfile,
+# --oversubscribe for more ranks than cores; root needs --allow-run-as-root,
+# added here). RANK_THREADS: threads per rank, THREADS shared out by
+# default (ranks on one machine); with a hostfile set it to the cores a
+# rank has.
+RANKS ?= 1
+MPIRUN ?= mpirun$(if $(filter 0,$(shell id -u)), --allow-run-as-root)
+RANK_THREADS ?= $(shell n=$$(( $(THREADS) / $(RANKS) )); echo $$(( n > 0 ? n : 1 )))
+# the prefix of a step that runs as RANKS ranks (nothing for one rank)
+LAUNCH = $(if $(filter-out 1,$(RANKS)),$(MPIRUN) -np $(RANKS) )
+RANK_BATCH = $(shell [ $$(( $(BATCH) % $(RANKS) )) = 0 ] && echo $$(( $(BATCH) / $(RANKS) )) || \
+  { echo "wmss.mk: BATCH=$(BATCH) is not a multiple of RANKS=$(RANKS)" >&2; echo 0; })
 LAMBDA ?= 0.5
 # matrix products of every train, score and eval step (see README, Precision)
 PRECISION ?= fp32
@@ -82,7 +100,8 @@ WB := $(B)/bin
 M0 := $(if $(MODEL),$(MODEL),$(R)/m0)
 M0_FILE := $(if $(MODEL),$(wildcard $(MODEL)/model.safetensors $(MODEL)/model.safetensors.index.json),$(R)/m0/model.safetensors)
 STEP = WDL_VERSION=$(VERSION) pipelines/step.sh $@ $(R)/manifest.jsonl "$^" --
-TRAIN_CMD = $(WB)/wdl-train --threads $(THREADS) --precision $(PRECISION) --seed $(SEED) --batch $(BATCH) --seq $(SEQ)
+TRAIN_CMD = $(LAUNCH)$(WB)/wdl-train --threads $(RANK_THREADS) --precision $(PRECISION) --seed $(SEED) \
+  --batch $(RANK_BATCH) --seq $(SEQ)
 TOOLS = | $(BINS)
 # the checkpoint near the end of M1's own SFT (the paper's weak-too-close case)
 LATE := $(R)/m1.epoch$(shell echo $$(( $(SFT_EPOCHS) > 1 ? $(SFT_EPOCHS) - 1 : 1 )))
@@ -154,10 +173,11 @@ phase1: deps shared-check $(R)/m1/model.safetensors
 
 # ---- phase 2: entropies under weak (M0) and strong (M1), then WD-DS selection
 # (one scorer after the other: two in a pipe would oversubscribe the cores)
+SCORE = $(LAUNCH)$(WB)/wdl-score --threads $(RANK_THREADS) --precision $(PRECISION)
 $(R)/scored_weak.jsonl.zst: $(M0_FILE) $(R)/data/train.jsonl.zst
-	$(STEP) $(WB)/wdl-score -m $(M0) --field h_weak --threads $(THREADS) --precision $(PRECISION) -o $@ $(R)/data/train.jsonl.zst
+	$(STEP) $(SCORE) -m $(M0) --field h_weak -o $@ $(R)/data/train.jsonl.zst
 $(R)/scored.jsonl.zst: $(R)/m1/model.safetensors $(R)/scored_weak.jsonl.zst
-	$(STEP) $(WB)/wdl-score -m $(R)/m1 --field h_strong --threads $(THREADS) --precision $(PRECISION) -o $@ $(R)/scored_weak.jsonl.zst
+	$(STEP) $(SCORE) -m $(R)/m1 --field h_strong -o $@ $(R)/scored_weak.jsonl.zst
 $(R)/selected.jsonl.zst: $(R)/scored.jsonl.zst
 	$(STEP) $(WB)/wdl-select --weak-field h_weak --strong-field h_strong --seed $(SEED) --buckets 3 \
 	  --stats $(R)/select.stats.json -o $@ $<
@@ -185,8 +205,8 @@ ARMS_ABL := wdds_only wdjt_only frozen_weak const_weak clip_separate late_weak $
 
 # ---- evaluation (greedy decoding on the test split), saturation on D and
 # the logit table; m0 may be the user's MODEL directory
-EVAL = $(WB)/wdl-eval --threads $(THREADS) --precision $(PRECISION) --max-new $(MAX_NEW)
-SUMMARY = $(WB)/wdl-score --field h --threads $(THREADS) --precision $(PRECISION)
+EVAL = $(LAUNCH)$(WB)/wdl-eval --threads $(RANK_THREADS) --precision $(PRECISION) --max-new $(MAX_NEW)
+SUMMARY = $(SCORE) --field h
 $(R)/eval/%.json: $(R)/%/model.safetensors $(R)/data/test.jsonl.zst
 	@mkdir -p $(R)/eval $(R)/preds
 	$(STEP) $(EVAL) -m $(R)/$* --preds $(R)/preds/$*.jsonl.zst -o $@ $(R)/data/test.jsonl.zst

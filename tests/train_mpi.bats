@@ -2,15 +2,16 @@
 # wdl-train under mpirun -np 2: how a failing rank ends the job. (The
 # numerical equivalence to one process is tests/test_dist.c.)
 
+load mpi
+
 setup() {
-  command -v mpirun >/dev/null || skip "mpirun not installed (make deps installs openmpi-bin)"
-  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1   # CI runs as root
+  need_mpirun
   D=$BATS_TEST_TMPDIR
   wdl-data gen --task arith --n 48 --seed 3 --split train > "$D/train.jsonl"
   wdl-init --preset nano --seed 1 -o "$D/m0" 2>/dev/null
 }
 
-mpitrain() { mpirun --oversubscribe -np 2 wdl-train -m "$D/m0" --batch 4 --seq 128 --threads 1 -q "$@"; }
+mpitrain() { mpi 2 wdl-train -m "$D/m0" --batch 4 --seq 128 --threads 1 -q "$@"; }
 
 # exactly one line of ours, naming the rank and the cause (mpirun may add
 # its own framed notice)
@@ -37,8 +38,8 @@ one_error_line() {
 
 @test "a rank killed mid-run ends the job; mpirun names the rank and the signal" {
   # mpirun itself in the background (not a function's subshell): its
-  # children are the ranks
-  mpirun --oversubscribe -np 2 wdl-train -m "$D/m0" --batch 4 --seq 128 --threads 1 -q \
+  # children are the ranks; without -q, so that it says what happened
+  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun --oversubscribe -np 2 wdl-train -m "$D/m0" --batch 4 --seq 128 --threads 1 -q \
     -o "$D/out" --steps 400 --log "$D/log" "$D/train.jsonl" 2>"$D/err" &
   pid=$!
   for i in $(seq 1 200); do [ -s "$D/log" ] && break; sleep 0.05; done
