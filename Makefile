@@ -17,7 +17,7 @@ BLAS_DIR ?= /usr/lib/x86_64-linux-gnu/openblas-openmp
 # mpirun starts one.
 MPI_DIR ?= /usr/lib/x86_64-linux-gnu/openmpi
 CFLAGS += -I$(MPI_DIR)/include
-LDLIBS := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -ldnnl -lzstd -ljansson -lpcre2-8 -lutf8proc -larchive -L$(MPI_DIR)/lib -lmpi -lm -fopenmp
+LDLIBS := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -ldnnl -lzstd -ljansson -lpcre2-8 -lutf8proc -larchive -L$(MPI_DIR)/lib -lmpi -lmvec -lm -fopenmp
 
 # Debian packages the build, the tests and the pipeline need.
 DEB_PKGS := build-essential pkg-config libopenblas-openmp-dev libzstd-dev libjansson-dev \

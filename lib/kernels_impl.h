@@ -189,13 +189,24 @@ void attention_forward(R *out, R *att, const R *q, const R *k, const R *v, attn_
             for (int64_t t = r0; t < r1; t++) {
                 R *row = P + t * T;
                 R mx = row[0];
-                for (int64_t u = 1; u <= t; u++) if (row[u] > mx) mx = row[u];
-                for (int64_t u = 0; u <= t; u++) row[u] = EXP(row[u] - mx);
+#pragma omp simd reduction(max : mx)
+                for (int64_t u = 1; u <= t; u++) mx = row[u] > mx ? row[u] : mx;
+                /* vector exp (libmvec) and a lane-wise sum (a fixed order),
+                 * over whole vectors: the masked tail is set to -inf first,
+                 * whose exp adds 0 */
+                int64_t tv = (t + 16) & ~(int64_t)15;
+                if (tv > T) tv = T;
+                for (int64_t u = t + 1; u < tv; u++) row[u] = -(R)INFINITY;
                 double sum = 0;
-                for (int64_t u = 0; u <= t; u++) sum += row[u];
+#pragma omp simd reduction(+ : sum)
+                for (int64_t u = 0; u < tv; u++) {
+                    R e = EXP(row[u] - mx);
+                    row[u] = e;
+                    sum += e;
+                }
                 R inv = (R)(1.0 / sum);
                 for (int64_t u = 0; u <= t; u++) row[u] *= inv;
-                for (int64_t u = t + 1; u < T; u++) row[u] = 0;
+                for (int64_t u = tv; u < T; u++) row[u] = 0;
             }
             GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, HD, r1, 1, P + r0 * T, T, vv, ldk, 0,
                  y + r0 * ldq, ldq);
@@ -231,6 +242,7 @@ void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *att, const 
                     const R *p = P + t * T;
                     R *g = dP + (t - r0) * T;
                     double dot = 0;
+#pragma omp simd reduction(+ : dot)
                     for (int64_t u = 0; u <= t; u++) dot += (double)p[u] * g[u];
                     for (int64_t u = 0; u <= t; u++) g[u] = p[u] * (g[u] - (R)dot);
                     for (int64_t u = t + 1; u < r1; u++) g[u] = 0;
@@ -245,7 +257,7 @@ void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *att, const 
 }
 
 void swiglu_forward(R *out, const R *gate, const R *up, int64_t n) {
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         R g = gate[i], s = 1 / (1 + EXP(-g));
         out[i] = g * s * up[i];
@@ -253,7 +265,7 @@ void swiglu_forward(R *out, const R *gate, const R *up, int64_t n) {
 }
 
 void swiglu_backward(R *dgate, R *dup, const R *dout, const R *gate, const R *up, int64_t n) {
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         R g = gate[i], s = 1 / (1 + EXP(-g));
         dgate[i] += dout[i] * up[i] * s * (1 + g * (1 - s));
@@ -302,19 +314,29 @@ double ce_chunked(int nsides, R *const *h, R *const *w, const double *coef,
             int64_t n = act[i];
             R *zr = z + i * V;
             R mx = zr[0];
-            for (int64_t v = 1; v < V; v++) if (zr[v] > mx) mx = zr[v];
-            double se = 0, sz = 0;
-            for (int64_t v = 0; v < V; v++) { double e = exp((double)(zr[v] - mx)); se += e; sz += e * (zr[v] - mx); }
+#pragma omp simd reduction(max : mx)
+            for (int64_t v = 1; v < V; v++) mx = zr[v] > mx ? zr[v] : mx;
+            /* one pass of vector exps (libmvec) with lane-wise double sums
+             * (a fixed order); z becomes exp(z - max) in place */
+            double se = 0, sz = 0, zt = (double)(zr[targets[n]] - mx);
+#pragma omp simd reduction(+ : se, sz)
+            for (int64_t v = 0; v < V; v++) {
+                R d = zr[v] - mx, e = EXP(d);
+                zr[v] = e;
+                se += e;
+                sz += (double)e * d;
+            }
             double lse = log(se);               /* relative to mx */
-            double nll = lse - (double)(zr[targets[n]] - mx);
+            double nll = lse - zt;
             double ent = lse - sz / se;
             if (nll_out) nll_out[n] = nll;
             if (ent_out) ent_out[n] = ent;
             double wt = weights ? weights[n] : 1.0;
             rowloss[i] = wt * nll;
             if (want_grad) {
-                double inv = 1.0 / se;
-                for (int64_t v = 0; v < V; v++) zr[v] = (R)(wt * exp((double)(zr[v] - mx)) * inv);
+                R scale = (R)(wt / se);
+#pragma omp simd
+                for (int64_t v = 0; v < V; v++) zr[v] *= scale;
                 zr[targets[n]] -= (R)wt;
             }
         }
