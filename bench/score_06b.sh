@@ -4,7 +4,7 @@
 # bench/score_06b.sh). A random-init model with Qwen3-0.6B's configuration
 # (28 layers, hidden 1024, 16/8 heads, head_dim 128, ffn 3072, vocab
 # 151,936, tied; BF16 on disk) from wdl-init --config, the byte tokenizer
-# (no ../shared needed); N06B (16) records of the built-in mix task at
+# (or Qwen3's tokenizer from ../shared where present, needed for decoding); N06B (16) records of the built-in mix task at
 # difficulty 4 (GSM8K-like length), fixed seed. wdl-score at its defaults
 # (batch 16) in fp32 and bf16 under /usr/bin/time (peak RSS, wall incl.
 # loading); transformers' forward on the same token sequences (the ids come
@@ -37,12 +37,17 @@ JSON
 # BENCH_06B_CONFIG=file: another config instead (a quick check of this script)
 [ -n "${BENCH_06B_CONFIG:-}" ] && cp "$BENCH_06B_CONFIG" "$D/config.json"
 echo "# Qwen3-0.6B-shaped model (random init, seed 1, BF16 on disk), $TH threads, in $D"
-[ -d "$D/m" ] || wdl-init --config "$D/config.json" --tokenizer byte --bf16 --seed 1 -o "$D/m" -q
+# Qwen3's tokenizer where ../shared (or $WDL_SHARED) has it: greedy decoding
+# of a random model emits ids all over the vocabulary, which only it can
+# decode; without it, the byte tokenizer and no decoding comparison.
+TOKJ=${WDL_SHARED:-../shared}/data/qwen3-tokenizer/tokenizer.json
+if [ -f "$TOKJ" ]; then tok=$TOKJ; else tok=byte; GEN_N=0; fi
+[ -d "$D/m" ] || wdl-init --config "$D/config.json" --tokenizer "$tok" --template plain --bf16 --seed 1 -o "$D/m" -q
 wdl-data gen --task mix --n "$N" --seed 1 --split test --difficulty 4 > "$D/recs.jsonl"
 head -n "$GEN_N" "$D/recs.jsonl" > "$D/gen.jsonl"
-# the sequences the programs feed the model (plain template, byte tokens)
+# the sequences the programs feed the model (plain template + end token)
 jq -c '{text: ("Question: " + .prompt + "\nAnswer: " + .completion)}' "$D/recs.jsonl" |
-  wdl-tok -t "$D/m" encode | jq -c '.ids + [0]' > "$D/ids.jsonl"
+  wdl-tok -t "$D/m" encode | jq -c '.ids + [151643]' > "$D/ids.jsonl"
 jq -c '{text: ("Question: " + .prompt + "\nAnswer: ")}' "$D/gen.jsonl" |
   wdl-tok -t "$D/m" encode | jq -c '.ids' > "$D/gen_ids.jsonl"
 tokens=$(jq -s 'map(length) | add' "$D/ids.jsonl")
@@ -60,15 +65,14 @@ timed() { # label kind tokens cmd...: one JSON line from /usr/bin/time -v
 for p in fp32 bf16; do
   timed "score_$p" score "$tokens" wdl-score -m "$D/m" --field h --threads "$TH" --precision "$p" "$D/recs.jsonl"
 done
-for p in fp32 bf16; do
+for p in $( [ "$GEN_N" -gt 0 ] && echo fp32 bf16); do
   timed "gen_$p" generate "$((GEN_N * GEN_NEW))" wdl-eval -m "$D/m" --max-new "$GEN_NEW" --threads "$TH" --precision "$p" \
     --preds "$D/preds_$p.jsonl" "$D/gen.jsonl"
 done
-echo "# wdl-eval stops at the end token: $(jq -s 'map(.prediction | length) | add' "$D/preds_fp32.jsonl") prediction chars in fp32 (byte tokens; $((GEN_N * GEN_NEW)) if none stopped)"
 
 if [ -x "$PY" ] && "$PY" -c 'import transformers' 2>/dev/null; then
   for p in fp32 bf16; do "$PY" bench/hf_06b.py score "$D/m" "$D/ids.jsonl" --dtype "$p" --threads "$TH" | tee -a "$out"; done
-  "$PY" bench/hf_06b.py generate "$D/m" "$D/gen_ids.jsonl" --dtype fp32 --threads "$TH" --max-new "$GEN_NEW" | tee -a "$out"
+  [ "$GEN_N" -gt 0 ] && "$PY" bench/hf_06b.py generate "$D/m" "$D/gen_ids.jsonl" --dtype fp32 --threads "$TH" --max-new "$GEN_NEW" | tee -a "$out"
 else
   echo "# transformers: skipped (run make bench-deps, or set BENCH_PY)"
 fi
@@ -90,7 +94,8 @@ jq -rs --argjson mb "$(( $(stat -c %s "$D/m/model.safetensors") * 2 / 1048576 ))
     "transformers bf16: \($h16.tokens_per_s_with_load) tokens/s with load (\($h16.tokens_per_s) compute only), peak RSS \($h16.peak_rss_mb) MB",
     "wdl fp32 / transformers fp32 = \($s32.tokens_per_s_with_load / $h32.tokens_per_s_with_load | r2)x (target 3x: \(ok($s32.tokens_per_s_with_load / $h32.tokens_per_s_with_load; 3)); against its compute only \($s32.tokens_per_s_with_load / $h32.tokens_per_s | r2)x)",
     "wdl bf16 / transformers bf16 = \($s16.tokens_per_s_with_load / $h16.tokens_per_s_with_load | r2)x (target 1.5x: \(ok($s16.tokens_per_s_with_load / $h16.tokens_per_s_with_load; 1.5)); against its compute only \($s16.tokens_per_s_with_load / $h16.tokens_per_s | r2)x)",
-    "greedy decoding: wdl-eval fp32 \($g32.tokens_per_s_with_load), bf16 \($g16.tokens_per_s_with_load) tokens/s; transformers generate fp32 \($hg.tokens_per_s_with_load) with load (\($hg.tokens_per_s) compute only)",
-    "wdl fp32 / transformers generate = \($g32.tokens_per_s_with_load / $hg.tokens_per_s_with_load | r2)x (target 2x: \(ok($g32.tokens_per_s_with_load / $hg.tokens_per_s_with_load; 2)); against its compute only \($g32.tokens_per_s_with_load / $hg.tokens_per_s | r2)x)"
+    (if $g32 and $hg then "greedy decoding: wdl-eval fp32 \($g32.tokens_per_s_with_load), bf16 \($g16.tokens_per_s_with_load) tokens/s; transformers generate fp32 \($hg.tokens_per_s_with_load) with load (\($hg.tokens_per_s) compute only)" else empty end),
+    (if $g32 and $hg then
+    "wdl fp32 / transformers generate = \($g32.tokens_per_s_with_load / $hg.tokens_per_s_with_load | r2)x (target 2x: \(ok($g32.tokens_per_s_with_load / $hg.tokens_per_s_with_load; 2)); against its compute only \($g32.tokens_per_s_with_load / $hg.tokens_per_s | r2)x)" else "greedy decoding: not measured" end)
    else "transformers: not measured" end)
 ' "$out"
