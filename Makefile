@@ -102,13 +102,29 @@ TEST_FUZZ_SECONDS ?= 5
 test: deps all $(TESTS) $(BENCHES) $(if $(filter-out 0,$(TEST_FUZZ_SECONDS)),$(FUZZERS))
 	@B=$(B) FUZZ_SECONDS=$(TEST_FUZZ_SECONDS) bash tests/run.sh
 
-# PyTorch (Debian's python3-torch) for the side-by-side comparison.
+# PyTorch 2.x + transformers for the side-by-side comparison (dev-side only,
+# as tests/gen_fixtures.py: never needed by the programs or by make test):
+# a virtualenv from PyPI in $(B)/bench-venv, or BENCH_PY=/path/to/python to
+# use an existing interpreter that has both (e.g. /opt/fixenv/bin/python).
+# BENCH_PIP_ARGS is passed to pip (e.g. --index-url
+# https://download.pytorch.org/whl/cpu for the CPU-only torch wheel).
+BENCH_VENV := $(B)/bench-venv
+BENCH_PY ?= $(BENCH_VENV)/bin/python
+BENCH_PIP_ARGS ?=
 bench-deps:
-	@dpkg -s python3-torch >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-torch >/dev/null; }
+	@if "$(BENCH_PY)" -c 'import torch, transformers, safetensors' 2>/dev/null; then \
+	  echo "bench-deps: $(BENCH_PY) has torch $$("$(BENCH_PY)" -c 'import torch; print(torch.__version__)')"; \
+	elif [ "$(BENCH_PY)" != "$(BENCH_VENV)/bin/python" ]; then \
+	  echo "bench-deps: $(BENCH_PY) lacks torch, transformers or safetensors" >&2; exit 1; \
+	else \
+	  python3 -m venv "$(BENCH_VENV)" && "$(BENCH_VENV)/bin/pip" install -q --upgrade pip && \
+	  "$(BENCH_VENV)/bin/pip" install -q $(BENCH_PIP_ARGS) 'torch>=2.1' 'transformers>=4.51' safetensors; \
+	fi
 
-bench: deps bench-deps all $(BENCHES)
-	@B=$(B) bash bench/run.sh
+# The torch peers run only when $(BENCH_PY) exists (make bench-deps);
+# BENCH_06B=1 adds the Qwen3-0.6B-shaped scoring and decoding (slow).
+bench: deps all $(BENCHES)
+	@B=$(B) BENCH_PY=$(BENCH_PY) bash bench/run.sh
 
 clean:
 	rm -rf $(B)

@@ -1,48 +1,79 @@
 #!/usr/bin/env bash
 # make bench: throughput of the C engine and tokenizer, side by side with
-# PyTorch (Debian's python3-torch, eager) and Hugging Face tokenizers where
-# those are installed. Prints one JSON line per measurement, then a summary.
+# the PyTorch 2.x peers (eager fp32 with SDPA, bf16 autocast, torch.compile,
+# torch.compile + autocast) from $BENCH_PY (make bench-deps) and Hugging Face
+# tokenizers where installed; BENCH_06B=1 adds bench/score_06b.sh. Prints one
+# JSON line per measurement, then a side-by-side table against the targets.
+#   BENCH_STEPS (10) timed steps per run, BENCH_REPEAT (3) best of R runs.
 set -u
 cd "$(dirname "$0")/.."
 B=${B:-build}
 NPROC=$(nproc)
+STEPS=${BENCH_STEPS:-10}
+REPEAT=${BENCH_REPEAT:-3}
+PY=${BENCH_PY:-$B/bench-venv/bin/python}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-echo "# machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $NPROC cores"
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
+flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx512f|avx512_bf16|amx_bf16|amx_tile)$' | tr '\n' ' ')
+echo "# machine: $cpu, $NPROC cores ($flags), load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
+echo "# commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 
 echo "# C engine: reference model (hidden 256, 4 layers, 8/4 heads, head_dim 32, ffn 768, vocab 512, untied), batch 8 x 256"
 echo "# fp32 = OpenBLAS, bf16 = oneDNN matmul (bf16 inputs, fp32 accumulation); GEMM rates of both libraries on the model's shapes"
 for p in fp32 bf16; do
-  for t in $(seq 1 "$NPROC"); do "$B/bench/bench_train" --threads "$t" --steps 10 --repeat 3 --precision "$p" | tee -a "$out"; done
+  for t in $(seq 1 "$NPROC"); do "$B/bench/bench_train" --threads "$t" --steps "$STEPS" --repeat "$REPEAT" --precision "$p" | tee -a "$out"; done
 done
+echo "# oneDNN ISA: $(jq -rs 'map(select(.onednn_isa)) | first | .onednn_isa' "$out") (dnnl_get_effective_cpu_isa)"
 echo "# C engine: presets (batch 8 x 256, all cores)"
 for p in nano tiny small; do "$B/bench/bench_train" --preset "$p" --threads "$NPROC" --steps 5 | tee -a "$out"; done
 
-PY=${TORCH_PYTHON:-/usr/bin/python3}
-if "$PY" -c 'import torch' 2>/dev/null; then
-  echo "# PyTorch $("$PY" -c 'import torch; print(torch.__version__)') (eager, same model, AdamW + clipping), best thread count"
-  "$PY" bench/torch_train.py --steps 10 --warmup-steps 2 --threads best | tee -a "$out"
-  "$PY" bench/torch_train.py --steps 10 --warmup-steps 2 --threads best --forward-only | tee -a "$out"
+if [ -x "$PY" ] && "$PY" -c 'import torch; assert int(torch.__version__.split(".")[0]) >= 2' 2>/dev/null; then
+  echo "# PyTorch $("$PY" -c 'import torch; print(torch.__version__)') ($PY): the same model, AdamW + clipping, $NPROC threads"
+  for m in eager autocast compile compile-autocast; do
+    "$PY" bench/torch_train.py --steps "$STEPS" --warmup-steps 3 --threads "$NPROC" --mode "$m" 2>/dev/null | tee -a "$out"
+  done
+  "$PY" bench/torch_train.py --steps "$STEPS" --warmup-steps 2 --threads "$NPROC" --forward-only | tee -a "$out"
 else
-  echo "# PyTorch: skipped ($PY has no torch; 'apt-get install python3-torch' or set TORCH_PYTHON)"
+  echo "# PyTorch peers: skipped (run make bench-deps, or set BENCH_PY to a python with torch 2.x)"
 fi
 
 echo "# tokenizer (GSM8K test set, one thread)"
 "$B/bench/bench_tok"
-TOKPY=${TOK_PYTHON:-$(command -v python3)}
-[ -x /opt/fixenv/bin/python ] && [ -z "${TOK_PYTHON:-}" ] && TOKPY=/opt/fixenv/bin/python
+TOKPY=${TOK_PYTHON:-$PY}
+[ -x "$TOKPY" ] || TOKPY=$(command -v python3)
 "$TOKPY" bench/tok_hf.py
+
+[ "${BENCH_06B:-0}" = 1 ] && B=$B BENCH_PY=$PY bash bench/score_06b.sh
 
 bash bench/mpi.sh | tee "$out.mpi"
 grep '^{' "$out.mpi" >> "$out"; rm -f "$out.mpi"
 
-echo "# summary"
-jq -rs '
-  (map(select(.bench == "train" and .model == "reference" and (.precision // "fp32") == "fp32")) | max_by(.tokens_per_s)) as $c |
-  (map(select(.bench == "train" and .model == "reference" and .precision == "bf16")) | max_by(.tokens_per_s)) as $h |
-  (map(select(.impl == "pytorch" and (.mode // "train") == "train")) | first) as $t |
-  "C engine, reference model, fp32: \($c.tokens_per_s) tokens/s at \($c.threads) threads, \($c.gflops) GFLOP/s = \($c.mfu_vs_sgemm * 100 | floor)% of the measured OpenBLAS sgemm rate (\($c.sgemm_gflops) GFLOP/s; oneDNN fp32 \($c.onednn_f32_gflops))",
-  (if $h then "C engine, reference model, bf16: \($h.tokens_per_s) tokens/s at \($h.threads) threads, \($h.gflops) GFLOP/s = \($h.mfu_vs_gemm * 100 | floor)% of the measured oneDNN bf16 rate (\($h.onednn_bf16_gflops) GFLOP/s, ISA \($h.onednn_isa)); bf16 / fp32 = \($h.tokens_per_s / $c.tokens_per_s * 100 | floor / 100)x" else empty end),
-  (map(select(.bench == "mpi_train")) | if length == 2 then "MPI: 2 ranks x 1 thread \(.[1].tokens_per_s) tokens/s vs 1 rank x 2 threads \(.[0].tokens_per_s) (\(.[1].tokens_per_s / .[0].tokens_per_s * 100 | floor / 100)x), communication \(.[1].comm_share * 1000 | floor / 10)% of rank 0'"'"'s time, waiting for the other rank \(.[1].wait_share * 1000 | floor / 10)%" else empty end),
-  (if $t then "PyTorch \($t.torch): \($t.tokens_per_s | floor) tokens/s at \($t.threads) threads; C / PyTorch = \($c.tokens_per_s / $t.tokens_per_s * 100 | floor / 100)x" else "PyTorch: not measured" end)
+echo "# summary at $NPROC threads (one run, side by side; targets of issue 7); load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+jq -rs --argjson n "$NPROC" '
+  def r2: . * 100 | round / 100;
+  def ok($x; $t): if $x >= $t then "met" else "MISSED" end;
+  map(select(.bench == "train" and .model == "reference")) as $c |
+  ($c | map(select(.precision == "fp32" and .threads == $n)) | first) as $f |
+  ($c | map(select(.precision == "bf16" and .threads == $n)) | first) as $h |
+  map(select(.impl == "pytorch" and .mode == "train")) as $t |
+  ($t | map({key: .peer, value: .tokens_per_s}) | from_entries) as $p |
+  ([$p.eager, $p.autocast, $p.compile] | map(select(. != null)) | max) as $best3 |
+  ([$f.sgemm_gflops, $f.onednn_f32_gflops] | max) as $g32 |
+  "| run | tokens/s | threads |",
+  "|---|---:|---:|",
+  "| wdl fp32 (OpenBLAS) | \($f.tokens_per_s) | \($f.threads) |",
+  "| wdl bf16 (oneDNN \($h.onednn_isa)) | \($h.tokens_per_s) | \($h.threads) |",
+  ($t[] | "| PyTorch \(.torch) \(.peer) | \(.tokens_per_s | round) | \(.threads) |"),
+  "",
+  "GEMM rates on the model shapes (GFLOP/s): OpenBLAS sgemm \($f.sgemm_gflops), oneDNN fp32 \($f.onednn_f32_gflops), oneDNN bf16 \($h.onednn_bf16_gflops)",
+  "wdl fp32: \($f.gflops) GFLOP/s = \($f.gflops / $g32 * 100 | round)% of the fastest fp32 GEMM rate (target 75%: \(ok($f.gflops / $g32; 0.75)))",
+  "wdl bf16: \($h.gflops) GFLOP/s, MFU \($h.mfu_vs_gemm * 100 | round)% of the measured oneDNN bf16 rate",
+  (if $best3 then
+    "wdl bf16 / best of PyTorch eager, autocast, compile = \($h.tokens_per_s / $best3 | r2)x (target 2x: \(ok($h.tokens_per_s / $best3; 2)))"
+   else "PyTorch peers: not measured" end),
+  (if $p.compile then
+    "wdl fp32 / torch.compile fp32 = \($f.tokens_per_s / $p.compile | r2)x (target 1.3x: \(ok($f.tokens_per_s / $p.compile; 1.3)))"
+   else empty end),
+  (map(select(.bench == "mpi_train")) | if length == 2 then "MPI: 2 ranks x 1 thread \(.[1].tokens_per_s) tokens/s vs 1 rank x 2 threads \(.[0].tokens_per_s) (\(.[1].tokens_per_s / .[0].tokens_per_s | r2)x), communication \(.[1].comm_share * 1000 | floor / 10)% of rank 0'"'"'s time, waiting for the other rank \(.[1].wait_share * 1000 | floor / 10)%" else empty end)
 ' "$out"

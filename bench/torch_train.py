@@ -3,10 +3,15 @@
 tensor names as Hugging Face's Qwen3ForCausalLM, untied lm_head) trained on
 random tokens with AdamW + grad clipping, CPU.  Prints one JSON line.
 
-Runs on Debian 12's python3-torch (1.13): no nn.RMSNorm, no
-scaled_dot_product_attention, no transformers.
+--mode picks the PyTorch 2.x peer (the issue's three, and one more):
+  eager             fp32, attention by F.scaled_dot_product_attention
+  autocast          eager under torch.autocast("cpu", bfloat16), fp32 weights
+  compile           torch.compile(model), fp32
+  compile-autocast  torch.compile(model) under bf16 autocast
+On a torch without scaled_dot_product_attention (Debian 12's 1.13) only
+eager runs, with attention written out.
 
-  torch_train.py --steps 10 --warmup-steps 2 --threads best
+  torch_train.py --steps 10 --warmup-steps 2 --threads 2 --mode compile
   torch_train.py --forward-only --steps 10 --threads 1
 """
 import argparse
@@ -14,9 +19,14 @@ import json
 import os
 import time
 
+import contextlib
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+SDPA = hasattr(F, "scaled_dot_product_attention")
+MODES = ("eager", "autocast", "compile", "compile-autocast")
 
 
 class RMSNorm(nn.Module):
@@ -55,6 +65,9 @@ class Attention(nn.Module):
         rep = self.h // self.kv             # query head j reads kv head j // rep
         k = k.repeat_interleave(rep, dim=1)
         v = v.repeat_interleave(rep, dim=1)
+        if SDPA:
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return self.o_proj(o.transpose(1, 2).reshape(b, t, self.h * self.d))
         s = torch.matmul(q, k.transpose(-1, -2)) * (self.d ** -0.5)
         s = s.masked_fill(mask, float("-inf"))
         o = torch.matmul(torch.softmax(s, dim=-1), v)
@@ -145,32 +158,40 @@ def run(a, threads):
                for _ in range(4)]
     opt = None if a.forward_only else make_opt(model, a)
     loss_v = float("nan")
+    fwd = torch.compile(model) if a.mode.startswith("compile") else model
+    cast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if a.mode.endswith("autocast") \
+        else contextlib.nullcontext
 
     def step(i):
         nonlocal loss_v
         data = batches[i % len(batches)]
         x, y = data[:, :-1], data[:, 1:]
         if a.forward_only:
-            with torch.no_grad():
-                model(x)
+            with torch.no_grad(), cast():
+                fwd(x)
             return
         opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x).reshape(-1, a.vocab), y.reshape(-1))
+        with cast():
+            z = fwd(x)
+        loss = F.cross_entropy(z.float().reshape(-1, a.vocab), y.reshape(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         loss_v = loss.item()
 
     model.train(not a.forward_only)
+    t0 = time.perf_counter()
     for i in range(a.warmup_steps):
         step(i)
+    warm = time.perf_counter() - t0
     t0 = time.perf_counter()
     for i in range(a.steps):
         step(a.warmup_steps + i)
     dt = time.perf_counter() - t0
     tokens = a.batch * a.seq * a.steps
     return {"impl": "pytorch", "torch": torch.__version__,
-            "mode": "forward" if a.forward_only else "train",
+            "mode": "forward" if a.forward_only else "train", "peer": a.mode,
+            "sdpa": SDPA, "warmup_s": round(warm, 1),
             "threads": threads, "tokens_per_s": round(tokens / dt, 1),
             "ms_per_step": round(1000.0 * dt / a.steps, 2), "params": nparams,
             "steps": a.steps, "warmup_steps": a.warmup_steps,
@@ -197,6 +218,7 @@ def main():
     arg("--warmup-steps", type=int, default=2, help="untimed steps first")
     arg("--threads", default="1", help="N, or 'best' (tries 1 and nproc)")
     arg("--forward-only", action="store_true", help="inference tokens/s, no grad")
+    arg("--mode", choices=MODES, default="eager", help="which PyTorch peer (see above)")
     arg("--lr", type=float, default=1e-3)
     arg("--rope-theta", type=float, default=10000.0)
     arg("--eps", type=float, default=1e-6)
@@ -204,6 +226,8 @@ def main():
     a = ap.parse_args()
     if a.heads % a.kv_heads or a.head_dim % 2 or a.steps < 1:
         ap.error("need heads %% kv-heads == 0, even head-dim, steps >= 1")
+    if a.mode != "eager" and not SDPA:
+        ap.error("--mode %s needs PyTorch 2.x (this is %s)" % (a.mode, torch.__version__))
     if a.threads == "best":
         tried = [run(a, t) for t in sorted({1, os.cpu_count() or 1})]
         best = max(tried, key=lambda r: r["tokens_per_s"])

@@ -5,7 +5,7 @@ Hugging Face transformers' own Qwen3ForCausalLM (eager attention, float32).
 Dev-side only: the test suite reads the committed files under tests/fixtures/
 and never runs Python.  See tests/fixtures/README.md for what each file holds.
 
-  gen_fixtures.py [--out DIR]                 write untied/, tied/, mixed/
+  gen_fixtures.py [--out DIR]                 write untied/, tied/, mixed/, bf16/
   gen_fixtures.py --check-dir DIR --ids "1,2,3" --out FILE.json
                                               logits of a model dir (e.g. one
                                               written by wdl) on one sequence
@@ -343,18 +343,100 @@ def mixed_fixture(root, ids, tgt):
     return ref
 
 
+# ---- bf16 (wdl --precision bf16) -------------------------------------------
+def bf16_round(x):
+    return x.to(torch.bfloat16).to(torch.float32)
+
+
+class Bf16MatMul(torch.autograd.Function):
+    """wdl's --precision bf16 GEMM: both inputs rounded to bf16 (RNE),
+    products accumulated and returned in float32. The backward products are
+    GEMMs of the same kind: dA = r(dC) r(B)^T, dB = r(A)^T r(dC)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return torch.matmul(bf16_round(a), bf16_round(b))
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        g = bf16_round(g)
+        return (torch.matmul(g, bf16_round(b).transpose(-1, -2)),
+                torch.matmul(bf16_round(a).transpose(-1, -2), g))
+
+
+class Bf16Gemms(torch.overrides.TorchFunctionMode):
+    """Every F.linear and torch.matmul of transformers' Qwen3 (the projections,
+    q k^T, p v, lm_head) becomes a Bf16MatMul; everything else is float32."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.linear:
+            assert len(args) < 3 or args[2] is None, "no biases in Qwen3"
+            return Bf16MatMul.apply(args[0], args[1].t())
+        if func is torch.matmul:
+            return Bf16MatMul.apply(*args)
+        return func(*args, **kwargs)
+
+
+def bf16_fixture(root, ids, tgt):
+    """The untied model's first step (logits, NLL, entropy, loss, gradients)
+    two ways: "emu", transformers with wdl's bf16 GEMM semantics exactly
+    (Bf16Gemms), and "autocast", transformers under torch.autocast("cpu",
+    bfloat16) (which also rounds every matmul's output to bf16). Gradients
+    are stored in F16 to keep the file small (11-bit significand: 2^-12
+    relative, far below the bf16 tolerances)."""
+    from safetensors.torch import save_file
+    d = os.path.join(root, "bf16")
+    os.makedirs(d, exist_ok=True)
+    tensors = {"input_ids": ids.float(), "targets": tgt.float()}
+    meta = {"model": "untied", "n_targets": int((tgt != IGNORE).sum()),
+            "torch": torch.__version__, "transformers": transformers.__version__}
+    for tag in ("emu", "autocast"):
+        model = load_model(os.path.join(root, "untied"))
+        model.train()
+        if tag == "emu":
+            with Bf16Gemms():
+                z = model(input_ids=ids).logits
+        else:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                z = model(input_ids=ids).logits
+        loss = ce(z, tgt)
+        loss.backward()
+        z = z.detach().float()
+        lp = torch.log_softmax(z.double(), dim=-1)
+        tensors[tag + ".logits"] = z.contiguous()
+        tensors[tag + ".entropy"] = (-(lp.exp() * lp).sum(-1)).float().contiguous()
+        tensors[tag + ".nll"] = F.cross_entropy(z.reshape(-1, V), tgt.reshape(-1), ignore_index=IGNORE,
+                                                reduction="none").reshape(B, T).contiguous()
+        meta[tag] = {"loss": loss.item(), "logits_max_abs": z.abs().max().item(), "grad_max_abs": {}}
+        if tag == "emu":
+            for n, p in model.named_parameters():
+                tensors["emu.grad." + n] = p.grad.detach().to(torch.float16).contiguous()
+        for n, p in model.named_parameters():
+            meta[tag]["grad_max_abs"][n] = p.grad.abs().max().item()
+    save_file(tensors, os.path.join(d, "ref.safetensors"))
+    with open(os.path.join(d, "ref.json"), "w") as f:
+        json.dump(meta, f, indent=2)
+        f.write("\n")
+    return meta
+
+
 def generate(root):
     os.makedirs(root, exist_ok=True)
     ids, tgt = make_batch()
     refs = [single_fixture(root, "untied", 10000.0, False, ids, tgt),
             single_fixture(root, "tied", 1000000.0, True, ids, tgt),
             mixed_fixture(root, ids, tgt)]
+    b16 = bf16_fixture(root, ids, tgt)
     print(HF_FORWARD % transformers.__version__)
     print("torch %s, transformers %s" % (torch.__version__, transformers.__version__))
     for r in refs:
         print("%-7s loss %.6f  losses %s" % (
             r["config"], r["loss"], " ".join("%.4f" % x for x in r["losses"])))
-    for sub in ("untied", "tied", "mixed", "mixed/weak", "mixed/strong"):
+    print("bf16    loss %.6f (emulated wdl GEMMs), %.6f (autocast)" % (b16["emu"]["loss"], b16["autocast"]["loss"]))
+    for sub in ("untied", "tied", "mixed", "mixed/weak", "mixed/strong", "bf16"):
         d = os.path.join(root, sub)
         for f in sorted(os.listdir(d)):
             p = os.path.join(d, f)

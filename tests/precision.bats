@@ -32,6 +32,14 @@ last_loss() { jq -s '[.[] | select(.loss)] | .[-5:] | map(.loss) | add / length'
   cmp "$D/a/model.safetensors" "$D/c/model.safetensors"
 }
 
+@test "bf16: scoring twice gives identical bytes" {
+  head -n 24 "$D/train.jsonl" > "$D/s.jsonl"
+  for i in 1 2; do
+    wdl-score -m "$D/m0" --field h --precision bf16 --threads 2 "$D/s.jsonl" > "$D/s$i.jsonl" 2>/dev/null
+  done
+  cmp "$D/s1.jsonl" "$D/s2.jsonl"
+}
+
 @test "bf16 scoring and evaluation run and agree with fp32 closely" {
   head -n 24 "$D/train.jsonl" > "$D/s.jsonl"
   wdl-score -m "$D/m0" --field h --precision fp32 --threads 2 "$D/s.jsonl" > "$D/f.jsonl" 2>/dev/null

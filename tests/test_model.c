@@ -3,6 +3,7 @@
  * per-position NLL and entropy, every parameter gradient, five AdamW steps,
  * for an untied and a tied model; and the mixed-logit loss of a weak and a
  * strong model with its gradients and joint / frozen-weak AdamW steps.
+ * And --precision bf16 against transformers with bf16 GEMMs (test_bf16).
  * Tolerances are per tensor and are printed with the measured error. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "common.h"
+#include "gemm.h"
 #include "generate.h"
 #include "kernels.h"
 #include "model.h"
@@ -393,6 +395,125 @@ static void test_step_allocates_nothing(void **st) {
     model_free(wk); model_free(sg);
 }
 
+/* --precision bf16 against transformers (fixtures in tests/fixtures/bf16,
+ * the untied model's first step).
+ *
+ * "emu" is transformers with wdl's bf16 GEMM semantics exactly: every
+ * F.linear and torch.matmul (projections, q k^T, p v, lm_head, and the
+ * backward products) takes both inputs rounded to bf16 and accumulates and
+ * returns float32; all else float32. wdl-bf16 and emu then differ only by
+ * float32 effects (accumulation order, exp, rsqrt: ~K u24 relative per
+ * value, u24 = 2^-24) and by the bf16 roundings those effects flip: a value
+ * within ~K u24 of a rounding midpoint rounds the other way, moving one GEMM
+ * input by one bf16 ulp (2 u8 relative, u8 = 2^-8). Flips hit a fraction
+ * ~K u24 / u8 = K 2^-16 of the inputs (K <= 80: about 1e-3; more in the
+ * backward, where the softmax gradient p (dp - sum p dp) cancels and its
+ * float32 error is large relative to it), and each moves one term of one
+ * dot product by 2 u8 of that term. Tolerances: the logits and NLL u8 / 4
+ * of max |z| (one flip of a term up to an eighth of the largest logit); the
+ * loss, a mean of 14 NLLs: that NLL tolerance / sqrt(14), relative to the
+ * loss (4.9), is u8 / 26, rounded down to u8 / 32; each gradient u8
+ * relative to its largest element (one flip of a token's term worth half
+ * the largest element: a weight gradient sums only 24 tokens, so one term
+ * can be most of an element), which also covers the F16 storage of the
+ * reference gradients (2^-12 relative to the largest). Measured: logits
+ * 2e-7 (no flip in the forward), loss 1e-7, gradients 2.4e-4 (the F16
+ * storage) to 1.4e-3 (layer 0 q_proj). The same tolerances must reject
+ * wdl's fp32 path, which differs from emu by the bf16 rounding itself
+ * (~0.6 u8 sqrt(K) per product): checked below by a factor 2 at least
+ * (measured about 10x), so this test tells bf16 from fp32.
+ *
+ * "autocast" is transformers under torch.autocast("cpu", bfloat16), the
+ * usual PyTorch mixed precision: the same input roundings, and each matmul's
+ * output rounded to bf16 too (wdl keeps it in float32). The two are both
+ * bf16-accurate and no closer to each other than to fp32, so this is a
+ * band: each path carries about one rounding (u8) per GEMM on the way, 13
+ * GEMMs deep for the logits (6 per layer, 2 layers, lm_head) and twice that
+ * for autocast; their rms sum sqrt(3 * 13) u8 = 6.2 u8 gives the bound
+ * 6 u8 * max|z| for the logits and 6 u8 relative for the loss. */
+static float *grads_of(const wdl_model *m) {
+    float *g = xmalloc(m->nparams * sizeof(float));
+    memcpy(g, m->grads, m->nparams * sizeof(float));
+    return g;
+}
+typedef struct { float *logits, *grads; double loss, nll[B * T], ent[B * T]; } bf16_run;
+static void bf16_pass(wdl_model *m, gemm_precision p, const batch *b, bf16_run *r) {
+    gemm_set_precision(p);
+    wd_step s;
+    step_init(&s, m, NULL, 1.0);
+    step_score(m, s.scratch, s.chunk, b->ids, b->tg, B, T, r->nll, r->ent);
+    r->logits = xmalloc(sizeof(float) * B * T * m->cfg.vocab);
+    linear_forward(r->logits, m->a.normf, model_head(m), B * T, m->cfg.hidden, m->cfg.vocab);
+    model_zero_grad(m);
+    r->loss = step_train(&s, b->ids, b->tg, b->wt, B, T);
+    r->grads = grads_of(m);
+    step_free(&s);
+}
+/* worst per-tensor max|a - ref| / max|ref| over every gradient */
+static double grad_err(const wdl_model *m, st_model *ref, const float *g, char *worst) {
+    cmp_ctx c = {m, ref, "emu.grad.", g, 0, "", INFINITY, 1};
+    model_each_tensor(m, cmp_tensor, &c);
+    if (worst) strcpy(worst, c.worst_name);
+    return c.worst;
+}
+
+static void test_bf16(void **st) {
+    static const double U8 = 1.0 / 256;
+    wdl_model *m = model_load(FIX "untied");
+    st_model *ref = st_open(FIX "bf16/ref.safetensors");
+    json_t *rj = load_json(FIX "bf16/ref.json");
+    batch b;
+    load_batch(ref, &b);
+    const int64_t V = m->cfg.vocab;
+    const size_t NZ = (size_t)(B * T * V);
+    model_alloc_grads(m);
+    model_alloc_acts(m, B, T, 1, 0);
+    bf16_run r16, r32;
+    bf16_pass(m, GEMM_BF16, &b, &r16);
+    bf16_pass(m, GEMM_FP32, &b, &r32);
+    int64_t ls[3] = {B, T, V}, ps[2] = {B, T};
+    float *zemu = xmalloc(sizeof(float) * NZ), *zac = xmalloc(sizeof(float) * NZ), rn[B * T], fn[B * T];
+    st_read_f32(ref, "emu.logits", zemu, 3, ls);
+    st_read_f32(ref, "autocast.logits", zac, 3, ls);
+    json_t *je = json_object_get(rj, "emu"), *ja = json_object_get(rj, "autocast");
+    double zmax = json_real_value(json_object_get(je, "logits_max_abs"));
+    double lemu = json_real_value(json_object_get(je, "loss")), lac = json_real_value(json_object_get(ja, "loss"));
+    double tz = U8 / 4 * zmax, tl = U8 / 32, tg = U8;
+    char worst[300], what[400];
+
+    /* wdl bf16 against the exact emulation */
+    expect("bf16 logits vs emulated bf16 GEMMs (abs)", maxdiff(r16.logits, zemu, NZ, 0), tz);
+    st_read_f32(ref, "emu.nll", rn, 2, ps);
+    for (int i = 0; i < B * T; i++) fn[i] = (float)r16.nll[i];
+    expect("bf16 per-position NLL vs emulated (abs)", maxdiff(fn, rn, B * T, 0), tz);
+    expect("bf16 loss vs emulated (rel)", fabs(r16.loss - lemu) / lemu, tl);
+    double ge = grad_err(m, ref, r16.grads, worst);
+    snprintf(what, sizeof what, "bf16 gradients vs emulated (rel to max; worst %s)", worst);
+    expect(what, ge, tg);
+
+    /* the fp32 path fails the same checks, by a margin */
+    double e32z = maxdiff(r32.logits, zemu, NZ, 0), e32g = grad_err(m, ref, r32.grads, NULL);
+    double e32l = fabs(r32.loss - lemu) / lemu;
+    print_message("# fp32 path vs emulated bf16: logits %.2e (%.1fx tol), loss %.2e (%.1fx), grads %.2e (%.1fx)\n",
+                  e32z, e32z / tz, e32l, e32l / tl, e32g, e32g / tg);
+    assert_true(e32z > 2 * tz);
+    assert_true(e32g > 2 * tg);
+
+    /* the autocast band */
+    expect("bf16 logits vs transformers autocast (abs)", maxdiff(r16.logits, zac, NZ, 0), 6 * U8 * zmax);
+    expect("bf16 loss vs transformers autocast (rel)", fabs(r16.loss - lac) / lac, 6 * U8);
+
+    free(r16.logits); free(r16.grads); free(r32.logits); free(r32.grads);
+    free(zemu); free(zac);
+    json_decref(rj);
+    st_close(ref);
+    model_free(m);
+}
+static int precision_fp32(void **st) {   /* teardown: later tests run in fp32 even if this one failed */
+    gemm_set_precision(GEMM_FP32);
+    return 0;
+}
+
 int main(void) {
     wdl_set_prog("test_model");
     const struct CMUnitTest tests[] = {
@@ -401,6 +522,7 @@ int main(void) {
         cmocka_unit_test(test_stream_forward),
         cmocka_unit_test(test_written_checkpoints),
         cmocka_unit_test(test_step_allocates_nothing),
+        cmocka_unit_test_teardown(test_bf16, precision_fp32),
     };
     return cmocka_run_group_tests_name("model", tests, NULL, NULL);
 }
