@@ -353,6 +353,7 @@ int main(int argc, char **argv) {
             loss += step_train(&st, ids + j * B * Tmax, tg + j * B * Tmax, wt, mB[j], mT[j]);
         }
         /* every rank learns every rank's loss: the first that diverged says so */
+        dist_wait_for_others();   /* unequal batches: time the wait apart */
         double rank_loss[ranks];
         dist_gather_f64(loss, rank_loss);
         for (int r = 0; r < ranks; r++) {

@@ -64,12 +64,7 @@ size_t dist_scratch_elems(int64_t piece) {
 
 void dist_sum_f32(float *buf, int64_t n, float *scratch, int64_t piece) {
     if (world.size == 1 || n == 0) return;
-    /* wait for the slowest rank first, so that what follows times the
-     * transfer alone (imbalance between ranks is not the network's) */
     double t0 = wdl_now();
-    MPI_Barrier(MPI_COMM_WORLD);
-    world.wait_s += wdl_now() - t0;
-    t0 = wdl_now();
     const int N = world.size, me = world.rank;
     int cnt[N], off[N], rcnt[N], roff[N];
     for (int64_t p0 = 0; p0 < n; p0 += piece) {
@@ -138,6 +133,13 @@ void dist_bcast(void *buf, size_t bytes, int root) {
 
 void dist_barrier(void) {
     if (world.size > 1) MPI_Barrier(MPI_COMM_WORLD);
+}
+
+void dist_wait_for_others(void) {
+    if (world.size == 1) return;
+    double t0 = wdl_now();
+    MPI_Barrier(MPI_COMM_WORLD);
+    world.wait_s += wdl_now() - t0;
 }
 
 void dist_send(const void *buf, size_t bytes, int to) {

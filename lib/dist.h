@@ -42,12 +42,16 @@ void dist_sum_i64(int64_t *v, int n);
 void dist_bcast(void *buf, size_t bytes, int root);
 /* Wait for every rank. */
 void dist_barrier(void);
+/* The same, timed apart from communication (dist_wait_seconds): called
+ * where ranks finish unequal work, so that the collectives after it time
+ * the data movement alone. */
+void dist_wait_for_others(void);
 /* Point to point: bytes to or from one rank (any size). */
 void dist_send(const void *buf, size_t bytes, int to);
 void dist_recv(void *buf, size_t bytes, int from);
 /* Seconds spent inside the collectives above since dist_init (the
  * communication share that wdl-train reports), and, apart from those,
- * seconds dist_sum_f32 waited for the slowest rank before moving data. */
+ * seconds spent in dist_wait_for_others. */
 double dist_comm_seconds(void);
 double dist_wait_seconds(void);
 #endif
