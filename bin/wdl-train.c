@@ -38,7 +38,8 @@ static const char *usage =
     "  --wd X (0.1)       --beta1 (0.9) --beta2 (0.95) --eps (1e-8)   --clip X (1.0; 0 = off)\n"
     "  --clip-mode joint|separate (joint): WD-JT clips both models as one set, or each\n"
     "  --order shuffle|buckets|file (shuffle): per-epoch order; buckets = easy to hard\n"
-    "  --group G (16)     shuffle: batches from length-sorted windows of G; 1 = plain\n"
+    "  --group G (16)     shuffle: batches from length-sorted windows of G batches,\n"
+    "                     shuffled in blocks of one step's micro-batches; 1 = plain\n"
     "  --lm               loss on every token (pretraining on full text)\n"
     "  --seed S (0)       --threads N (all cores)       --bf16  write weights as BF16\n"
     "  --precision fp32|bf16 (fp32): matrix products in fp32, or bf16 in, fp32 out\n"
@@ -136,7 +137,8 @@ static int cmp_len(const void *a, const void *b, void *data) {
     if (lx != ly) return lx < ly ? -1 : 1;
     return x < y ? -1 : x > y;
 }
-static void epoch_order(const opts *o, const dataset *d, int64_t epoch, int64_t *ord) {
+/* G: micro-batches per optimizer step (ranks x accum) */
+static void epoch_order(const opts *o, const dataset *d, int64_t epoch, int64_t G, int64_t *ord) {
     for (int64_t i = 0; i < d->n; i++) ord[i] = i;
     if (!strcmp(o->order, "file")) return;
     wdl_rng r;
@@ -147,19 +149,21 @@ static void epoch_order(const opts *o, const dataset *d, int64_t epoch, int64_t 
     }
     if (!strcmp(o->order, "shuffle") && o->group > 1) {
         /* length grouping: sort windows of `group` batches by length so a
-         * batch pads little, then shuffle the order of the batches */
-        int64_t B = o->batch, W = o->group * B, nb = (d->n + B - 1) / B;
+         * batch pads little, then shuffle the order of blocks of G batches:
+         * the micro-batches of one step (one per rank under MPI) are then
+         * of similar length, so no rank waits long for another */
+        int64_t B = o->batch, W = o->group * B, nb = (d->n + B - 1) / B, nblk = (nb + G - 1) / G;
         for (int64_t w0 = 0; w0 < d->n; w0 += W)
             qsort_r(ord + w0, (size_t)(d->n - w0 < W ? d->n - w0 : W), sizeof(int64_t), cmp_len, (void *)d);
-        int64_t *bo = xmalloc(sizeof(int64_t) * (size_t)nb), *tmp = xmalloc(sizeof(int64_t) * (size_t)d->n), k = 0;
-        /* the last (possibly short) batch stays last so batch boundaries hold */
-        for (int64_t i = 0; i < nb; i++) bo[i] = i;
-        for (int64_t i = nb - 2; i > 0; i--) {
+        int64_t *bo = xmalloc(sizeof(int64_t) * (size_t)nblk), *tmp = xmalloc(sizeof(int64_t) * (size_t)d->n), k = 0;
+        /* the last (possibly short) block stays last so batch boundaries hold */
+        for (int64_t i = 0; i < nblk; i++) bo[i] = i;
+        for (int64_t i = nblk - 2; i > 0; i--) {
             int64_t j = (int64_t)rng_below(&r, (uint64_t)i + 1), t = bo[i];
             bo[i] = bo[j]; bo[j] = t;
         }
-        for (int64_t i = 0; i < nb; i++)
-            for (int64_t e = bo[i] * B; e < (bo[i] + 1) * B && e < d->n; e++) tmp[k++] = ord[e];
+        for (int64_t i = 0; i < nblk; i++)
+            for (int64_t e = bo[i] * G * B; e < (bo[i] + 1) * G * B && e < d->n; e++) tmp[k++] = ord[e];
         memcpy(ord, tmp, sizeof(int64_t) * (size_t)d->n);
         free(bo); free(tmp);
     }
@@ -333,7 +337,7 @@ int main(int argc, char **argv) {
         for (int64_t j = 0; j < o.accum; j++) {
             int64_t g = step * G + rank * o.accum + j, epoch = g / micro_per_epoch, pos = g % micro_per_epoch;
             if (!o.steps && epoch >= o.epochs) break;
-            if (epoch != cur_epoch) { epoch_order(&o, &d, epoch, ord); cur_epoch = epoch; }
+            if (epoch != cur_epoch) { epoch_order(&o, &d, epoch, G, ord); cur_epoch = epoch; }
             int64_t b0 = pos * B, nb = d.n - b0 < B ? d.n - b0 : B, nl, nr;
             mT[nm] = dataset_batch(&d, ord + b0, nb, pad, ids + nm * B * Tmax, tg + nm * B * Tmax, &nl, &nr);
             mB[nm] = nb;
