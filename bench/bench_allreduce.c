@@ -17,7 +17,7 @@ int main(int argc, char **argv) {
     long long reps = 10;
     const cli_opt opts[] = {{"reps", 0, CLI_INT, &reps}, {0}};
     cli_common cli;
-    cli_parse(argc, argv, usage, opts, &cli);
+    cli_parse_mpi(argc, argv, usage, opts, &cli);
     dist_init();
     int N = dist_size();
     if (N < 2) {

@@ -77,7 +77,7 @@ static void parse(int argc, char **argv, eval_opts *o) {
         {"shard", 0, CLI_STR, &shard},
         {"merge-summaries", 0, CLI_FLAG, &o->merge},
         {0}};
-    cli_parse(argc, argv, usage, table, &o->cli);
+    cli_parse_mpi(argc, argv, usage, table, &o->cli);
     if (o->merge) {
         if (o->model || o->score_only || o->preds || shard)
             cli_usage_error("--merge-summaries takes only -o OUT and the summaries");

@@ -191,7 +191,7 @@ int main(int argc, char **argv) {
         {"merge-summaries", 0, CLI_FLAG, &merge},
         {0}};
     cli_common cli;
-    cli_parse(argc, argv, usage, opts, &cli);
+    cli_parse_mpi(argc, argv, usage, opts, &cli);
     const char **files = cli.args;
     int nfiles = cli.nargs;
     if (merge) {

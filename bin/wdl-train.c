@@ -99,7 +99,7 @@ static void parse(int argc, char **argv, opts *o) {
         {"resume", 0, CLI_FLAG, &o->resume},
         {0}};
     cli_common cli;
-    cli_parse(argc, argv, usage, table, &cli);
+    cli_parse_mpi(argc, argv, usage, table, &cli);
     o->out = cli.output;
     o->threads = cli.threads;
     o->quiet = cli.quiet;

@@ -82,7 +82,24 @@ enum { OPT_VERSION = 1000, OPT_THREADS, OPT_TABLE = 2000 };
 static const char *common_help =
     "Common options: -h/--help, --version, -o/--output FILE, --threads N, -q/--quiet\n";
 
+static void parse_argv(int argc, char **argv, const char *usage, const cli_opt *opts, cli_common *c);
+
 void cli_parse(int argc, char **argv, const char *usage, const cli_opt *opts, cli_common *c) {
+    /* N copies of a program that knows nothing of ranks would each write
+     * the same output */
+    const char *size = getenv("OMPI_COMM_WORLD_SIZE");
+    if (size && atoi(size) > 1) {
+        wdl_set_prog(argv[0]);
+        cli_usage_error("does not run as several MPI ranks (mpirun -np 1, or no mpirun)");
+    }
+    parse_argv(argc, argv, usage, opts, c);
+}
+
+void cli_parse_mpi(int argc, char **argv, const char *usage, const cli_opt *opts, cli_common *c) {
+    parse_argv(argc, argv, usage, opts, c);
+}
+
+static void parse_argv(int argc, char **argv, const char *usage, const cli_opt *opts, cli_common *c) {
     cli_startup_env(argv);
     wdl_set_prog(argv[0]);
     memset(c, 0, sizeof *c);

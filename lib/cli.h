@@ -44,6 +44,10 @@ typedef struct {
  * options; "-" is an argument), then sets the thread counts. usage is the
  * help text. Free c->args with free(). */
 void cli_parse(int argc, char **argv, const char *usage, const cli_opt *opts, cli_common *c);
+/* The same for a program that runs as MPI ranks (wdl-train, wdl-score,
+ * wdl-eval: it calls dist_init next); cli_parse refuses to run under an
+ * mpirun of more than one rank. */
+void cli_parse_mpi(int argc, char **argv, const char *usage, const cli_opt *opts, cli_common *c);
 
 /* A command-line value as a decimal integer or a finite number; a bad
  * one is a usage error naming flag. */

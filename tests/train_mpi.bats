@@ -64,3 +64,11 @@ one_error_line() {
   mpitrain -o "$D/b" --steps 4 --seed 2 "$D/train.jsonl"
   cmp "$D/a/model.safetensors" "$D/b/model.safetensors"
 }
+
+@test "programs that do not run as ranks refuse mpirun -np 2 with one line" {
+  for p in wdl-data wdl-select wdl-report wdl-tok wdl-init; do
+    run mpi 2 "$p" --help
+    [ "$status" -ne 0 ]
+    [ "$(grep -c "^$p: does not run as several MPI ranks" <<<"$output")" -eq 1 ]
+  done
+}
