@@ -52,6 +52,11 @@ struct gemm_ctx {
     size_t ntab, nent, max_cached;
     int64_t emulated;
     gemm_slot *slot[GEMM_MAX_THREADS];
+    /* gemm_ctx_set_readonly: floats that never change again, held in bf16
+     * once so that products read them without converting on every call */
+    const float *ro_base;
+    size_t ro_n;
+    uint16_t *ro_bf16;
 };
 
 #define DNNL_CHECK(call, what)                                                   \
@@ -74,6 +79,7 @@ gemm_ctx *gemm_ctx_new(gemm_precision p) {
 }
 
 void gemm_ctx_free(gemm_ctx *g) {
+    if (g) free(g->ro_bf16);
     if (!g) return;
     for (size_t i = 0; i < g->ntab; i++)
         for (gemm_entry *e = g->tab[i], *nx; e; e = nx) {
@@ -262,6 +268,28 @@ static void to_bf16_rounded_f32(float *dst, const float *src, int64_t rows, int6
     }
 }
 
+void gemm_ctx_set_readonly(gemm_ctx *g, const float *base, size_t n) {
+    free(g->ro_bf16);
+    g->ro_bf16 = NULL;
+    g->ro_base = NULL;
+    g->ro_n = 0;
+    if (g->prec != GEMM_BF16 || !base || !n) return;
+    g->ro_bf16 = xaligned(n * sizeof(uint16_t));
+    const int64_t W = 1 << 16, rows = (int64_t)n / W, rest = (int64_t)n - rows * W;   /* rows: in parallel */
+    if (rows) to_bf16(g->ro_bf16, base, rows, W, W);
+    if (rest) to_bf16(g->ro_bf16 + rows * W, base + rows * W, 1, rest, rest);
+    g->ro_base = base;
+    g->ro_n = n;
+}
+
+/* The bf16 copy of a stored rows x cols operand (leading dimension ld) when
+ * it lies wholly inside the read-only range, else NULL. */
+static const uint16_t *readonly_bf16(const gemm_ctx *g, const float *X, int64_t rows, int64_t cols, int64_t ld) {
+    if (!g->ro_bf16 || X < g->ro_base || X >= g->ro_base + g->ro_n) return NULL;
+    size_t off = (size_t)(X - g->ro_base), extent = (size_t)((rows - 1) * ld + cols);
+    return off + extent <= g->ro_n ? g->ro_bf16 + off : NULL;
+}
+
 /* ------------------------------------------------------------ the product */
 void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
@@ -287,13 +315,16 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
     memcpy(&k.beta, &beta, 4);
     k.M = M; k.N = N; k.K = K; k.ldc = ldc;
     /* bf16 inputs are converted into dense copies, so their strides are the
-     * stored widths; fp32 inputs are read in place */
-    k.lda = g->prec == GEMM_BF16 ? ac : lda;
-    k.ldb = g->prec == GEMM_BF16 ? bc : ldb;
+     * stored widths, unless they are read-only and already held in bf16;
+     * fp32 inputs are read in place */
+    const uint16_t *ra = g->prec == GEMM_BF16 ? readonly_bf16(g, A, ar, ac, lda) : NULL;
+    const uint16_t *rb = g->prec == GEMM_BF16 ? readonly_bf16(g, B, br, bc, ldb) : NULL;
+    k.lda = g->prec == GEMM_BF16 && !ra ? ac : lda;
+    k.ldb = g->prec == GEMM_BF16 && !rb ? bc : ldb;
     int transient;
     gemm_entry *e = lookup(g, &k, &transient);
     gemm_slot *s = my_slot(g);
-    if (!e->prim) {   /* emulated bf16: rounded inputs, fp32 products */
+    if (!e->prim) {   /* emulated bf16: rounded inputs, fp32 products (the read-only copy is not used) */
         float *a = slot_buf(s, 0, sizeof(float) * (size_t)(ar * ac));
         float *b = slot_buf(s, 1, sizeof(float) * (size_t)(br * bc));
         to_bf16_rounded_f32(a, A, ar, ac, lda);
@@ -305,12 +336,18 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
     }
     const void *pa = A, *pb = B;
     if (g->prec == GEMM_BF16) {
-        uint16_t *a = slot_buf(s, 0, sizeof(uint16_t) * (size_t)(ar * ac));
-        uint16_t *b = slot_buf(s, 1, sizeof(uint16_t) * (size_t)(br * bc));
-        to_bf16(a, A, ar, ac, lda);
-        to_bf16(b, B, br, bc, ldb);
-        pa = a;
-        pb = b;
+        if (ra) pa = ra;
+        else {
+            uint16_t *a = slot_buf(s, 0, sizeof(uint16_t) * (size_t)(ar * ac));
+            to_bf16(a, A, ar, ac, lda);
+            pa = a;
+        }
+        if (rb) pb = rb;
+        else {
+            uint16_t *b = slot_buf(s, 1, sizeof(uint16_t) * (size_t)(br * bc));
+            to_bf16(b, B, br, bc, ldb);
+            pb = b;
+        }
     }
     dnnl_memory_t mem[4] = {NULL, NULL, NULL, NULL};
     const void *ptr[4] = {pa, pb, C, e->pad_bytes ? slot_buf(s, 2, e->pad_bytes) : NULL};

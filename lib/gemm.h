@@ -51,6 +51,13 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
 /* Number of oneDNN primitives created so far, and of those that fell back to
  * bf16-rounded inputs on cblas_sgemm (for tests and the bench). */
 void gemm_ctx_stats(gemm_ctx *g, int64_t *primitives, int64_t *emulated);
+/* With GEMM_BF16: the n floats at base will not change again (a model's
+ * weights while scoring or decoding); they are converted to bf16 once here
+ * (2n bytes held) and products whose operand lies inside read that copy
+ * instead of converting it on every call. Same values, so the same results
+ * up to oneDNN's choice of kernel for the strides. A no-op in fp32; NULL
+ * forgets the range. */
+void gemm_ctx_set_readonly(gemm_ctx *g, const float *base, size_t n);
 /* At most n primitives are kept (default 4096); a shape met after that gets
  * one made for the call and destroyed after it (slower, bounded memory). */
 void gemm_ctx_set_cache_limit(gemm_ctx *g, size_t n);

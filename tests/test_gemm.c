@@ -232,6 +232,41 @@ static void test_bf16_in_parallel_region(void **state) {
 }
 
 /* fp32 (the default, and an explicit fp32 context) is cblas_sgemm, bit for bit. */
+/* Read-only operands held in bf16 once (gemm_ctx_set_readonly): the same
+ * products as converting them on every call; a sub-block with its own
+ * leading dimension inside the range too (within the accumulation bound:
+ * oneDNN may pick another kernel for other strides); an operand outside
+ * the range, or after the range is forgotten, is converted as before. */
+static void test_bf16_readonly(void **state) {
+    const int64_t M = 37, N = 96, K = 80, LDW = 128;
+    float *A = rnd(M * K), *W = rnd(N * LDW), *C1 = xmalloc(sizeof(float) * M * N), *C2 = xmalloc(sizeof(float) * M * N);
+    gemm_ctx *g = gemm_ctx_new(GEMM_BF16);
+    /* C = A W^T with W dense [N, K] at the start of the buffer, and with W a
+     * [N, K] window of rows of width LDW */
+    for (int strided = 0; strided < 2; strided++) {
+        int64_t ld = strided ? LDW : K;
+        const float *Wp = strided ? W + 5 : W;
+        gemm_ctx_set_readonly(g, NULL, 0);
+        gemm_run(g, 0, 1, M, N, K, 1.0f, A, K, Wp, ld, 0.0f, C1, N);
+        gemm_ctx_set_readonly(g, W, (size_t)(N * LDW));
+        gemm_run(g, 0, 1, M, N, K, 1.0f, A, K, Wp, ld, 0.0f, C2, N);
+        if (!strided) assert_memory_equal(C1, C2, sizeof(float) * M * N);
+        for (int64_t i = 0; i < M * N; i++) {
+            double S = 0;
+            for (int64_t k = 0; k < K; k++) S += fabs((double)A[i / N * K + k] * Wp[(i % N) * ld + k]);
+            assert_true(fabs((double)C1[i] - C2[i]) <= 2 * (K + 2) * U24 * S + 1e-30);
+        }
+    }
+    /* the range must hold the whole operand: W shifted past its end is converted */
+    gemm_ctx_set_readonly(g, W, (size_t)(N * K - 1));
+    gemm_run(g, 0, 1, M, N, K, 1.0f, A, K, W, K, 0.0f, C2, N);
+    gemm_ctx_set_readonly(g, NULL, 0);
+    gemm_run(g, 0, 1, M, N, K, 1.0f, A, K, W, K, 0.0f, C1, N);
+    assert_memory_equal(C1, C2, sizeof(float) * M * N);
+    gemm_ctx_free(g);
+    free(A); free(W); free(C1); free(C2);
+}
+
 static void test_fp32_is_openblas(void **state) {
     (void)state;
     gemm_ctx *g = gemm_ctx_new(GEMM_FP32);
@@ -326,6 +361,7 @@ int main(void) {
         cmocka_unit_test(test_bf16_cache_reuse),
         cmocka_unit_test(test_bf16_cache_limit),
         cmocka_unit_test(test_bf16_in_parallel_region),
+        cmocka_unit_test(test_bf16_readonly),
         cmocka_unit_test(test_fp32_is_openblas),
         cmocka_unit_test(test_fp32_onednn),
         cmocka_unit_test(test_degenerate),
