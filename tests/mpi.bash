@@ -12,6 +12,11 @@ need_mpirun() {
   command -v mpirun >/dev/null 2>&1 || skip "mpirun not installed (Open MPI: apt-get install openmpi-bin)"
 }
 
+# Containers often forbid the cross-process memory reads that Open MPI's
+# shared-memory transport uses for large messages; copying through shared
+# buffers works everywhere (the tests move little data).
+export OMPI_MCA_btl_vader_single_copy_mechanism=${OMPI_MCA_btl_vader_single_copy_mechanism:-none}
+
 mpi() {
   local n=$1
   shift

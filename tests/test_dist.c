@@ -49,6 +49,9 @@ static int group_setup(void **state) {
     /* Open MPI refuses root unless told; CI runs as root */
     setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
     setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+    /* containers often forbid the cross-process reads of Open MPI's
+     * shared-memory transport: copy through shared buffers instead */
+    setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 0);
     return sh("cd %s && wdl-data gen --task arith,equation --n 96 --seed 3 --split train > train.jsonl && "
               "wdl-init --preset nano --seed 1 -o m0 2>/dev/null && wdl-init --preset nano --seed 2 -o w0 2>/dev/null",
               tmpdir);
