@@ -53,6 +53,7 @@ void rmsnorm_forward(R *out, R *rstd, const R *inp, const R *w, int64_t N, int64
     for (int64_t n = 0; n < N; n++) {
         const R *x = inp + n * C;
         double ss = 0;
+#pragma omp simd reduction(+ : ss)
         for (int64_t c = 0; c < C; c++) ss += (double)x[c] * x[c];
         R r = (R)(1.0 / sqrt(ss / C + eps));
         rstd[n] = r;
@@ -72,6 +73,7 @@ void rmsnorm_backward(R *dinp, R *dw, const R *dout, const R *inp, const R *w,
             const R *x = inp + n * C, *d = dout + n * C;
             R r = rstd[n];
             double dot = 0;
+#pragma omp simd reduction(+ : dot)
             for (int64_t c = 0; c < C; c++) dot += (double)d[c] * w[c] * (x[c] * r);
             R m = (R)(dot / C);
             R *di = dinp + n * C;
@@ -190,20 +192,20 @@ void attention_forward(R *out, R *att, const R *q, const R *k, const R *v, attn_
                 R *row = P + t * T;
                 R mx = row[0];
 #pragma omp simd reduction(max : mx)
-                for (int64_t u = 1; u <= t; u++) mx = row[u] > mx ? row[u] : mx;
+                for (int64_t u = 0; u <= t; u++) mx = row[u] > mx ? row[u] : mx;
                 /* vector exp (libmvec) and a lane-wise sum (a fixed order),
                  * over whole vectors: the masked tail is set to -inf first,
                  * whose exp adds 0 */
                 int64_t tv = (t + 16) & ~(int64_t)15;
                 if (tv > T) tv = T;
                 for (int64_t u = t + 1; u < tv; u++) row[u] = -(R)INFINITY;
+                /* two loops: a double sum beside the float exp would make the
+                 * compiler give up the 16-lane exp */
+#pragma omp simd
+                for (int64_t u = 0; u < tv; u++) row[u] = EXP(row[u] - mx);
                 double sum = 0;
 #pragma omp simd reduction(+ : sum)
-                for (int64_t u = 0; u < tv; u++) {
-                    R e = EXP(row[u] - mx);
-                    row[u] = e;
-                    sum += e;
-                }
+                for (int64_t u = 0; u < tv; u++) sum += row[u];
                 R inv = (R)(1.0 / sum);
                 for (int64_t u = 0; u <= t; u++) row[u] *= inv;
                 for (int64_t u = tv; u < T; u++) row[u] = 0;
@@ -293,6 +295,7 @@ double ce_chunked(int nsides, R *const *h, R *const *w, const double *coef,
     R *z = (R *)(base + lay.z), *hg = (R *)(base + lay.hg), *dhg = (R *)(base + lay.dhg);
     int64_t *act = (int64_t *)(base + lay.act);
     double *rowloss = (double *)(base + lay.rowloss);
+#define CE_EXP_BLOCK 256
 #define CE_ACTIVE(n) (targets[n] >= 0 && (!weights || weights[n] != 0))
     for (int64_t n = 0; n < N; n++)   /* every target checked before any work */
         if (CE_ACTIVE(n) && targets[n] >= V)
@@ -315,16 +318,25 @@ double ce_chunked(int nsides, R *const *h, R *const *w, const double *coef,
             R *zr = z + i * V;
             R mx = zr[0];
 #pragma omp simd reduction(max : mx)
-            for (int64_t v = 1; v < V; v++) mx = zr[v] > mx ? zr[v] : mx;
+            for (int64_t v = 0; v < V; v++) mx = zr[v] > mx ? zr[v] : mx;
             /* one pass of vector exps (libmvec) with lane-wise double sums
              * (a fixed order); z becomes exp(z - max) in place */
             double se = 0, sz = 0, zt = (double)(zr[targets[n]] - mx);
+            /* in blocks: float exps in one loop, double sums in the next (a
+             * double sum beside the float exp would cost the 16-lane exp) */
+            for (int64_t v0 = 0; v0 < V; v0 += CE_EXP_BLOCK) {
+                int64_t nb = V - v0 < CE_EXP_BLOCK ? V - v0 : CE_EXP_BLOCK;
+                R db[CE_EXP_BLOCK], *zb = zr + v0;
+#pragma omp simd
+                for (int64_t i = 0; i < nb; i++) {
+                    db[i] = zb[i] - mx;
+                    zb[i] = EXP(db[i]);
+                }
 #pragma omp simd reduction(+ : se, sz)
-            for (int64_t v = 0; v < V; v++) {
-                R d = zr[v] - mx, e = EXP(d);
-                zr[v] = e;
-                se += e;
-                sz += (double)e * d;
+                for (int64_t i = 0; i < nb; i++) {
+                    se += zb[i];
+                    sz += (double)zb[i] * db[i];
+                }
             }
             double lse = log(se);               /* relative to mx */
             double nll = lse - zt;
