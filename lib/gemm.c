@@ -70,11 +70,10 @@ gemm_ctx *gemm_ctx_new(gemm_precision p) {
     g->prec = p;
     g->max_cached = GEMM_MAX_CACHED;
     pthread_mutex_init(&g->lock, NULL);
-    if (p != GEMM_FP32) {
-        DNNL_CHECK(dnnl_engine_create(&g->eng, dnnl_cpu, 0), "engine creation");
-        g->ntab = 256;
-        g->tab = xcalloc(g->ntab, sizeof *g->tab);
-    }
+    /* fp32 contexts need oneDNN too, for their few-row products */
+    DNNL_CHECK(dnnl_engine_create(&g->eng, dnnl_cpu, 0), "engine creation");
+    g->ntab = 256;
+    g->tab = xcalloc(g->ntab, sizeof *g->tab);
     return g;
 }
 
@@ -293,10 +292,16 @@ static const uint16_t *readonly_bf16(const gemm_ctx *g, const float *X, int64_t 
 /* ------------------------------------------------------------ the product */
 void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    if (g->prec == GEMM_FP32) {
-        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K,
-                    alpha, A, lda, B, ldb, beta, C, ldc);
-        return;
+    /* the precision this product runs in: fp32 products of a few rows
+     * against a large operand go to oneDNN (see gemm.h) */
+    gemm_precision prec = g->prec;
+    if (prec == GEMM_FP32) {
+        if (!(M <= GEMM_FEW_ROWS && N * K >= GEMM_FEW_ROWS_MIN_NK)) {
+            cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K,
+                        alpha, A, lda, B, ldb, beta, C, ldc);
+            return;
+        }
+        prec = GEMM_FP32_DNNL;
     }
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == 0.0f) {   /* C = beta * C, as BLAS defines it */
@@ -308,7 +313,7 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
     int64_t ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
     gemm_key k;
     memset(&k, 0, sizeof k);
-    k.prec = g->prec;
+    k.prec = prec;
     k.ta = !!ta;
     k.tb = !!tb;
     memcpy(&k.alpha, &alpha, 4);
@@ -317,10 +322,10 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
     /* bf16 inputs are converted into dense copies, so their strides are the
      * stored widths, unless they are read-only and already held in bf16;
      * fp32 inputs are read in place */
-    const uint16_t *ra = g->prec == GEMM_BF16 ? readonly_bf16(g, A, ar, ac, lda) : NULL;
-    const uint16_t *rb = g->prec == GEMM_BF16 ? readonly_bf16(g, B, br, bc, ldb) : NULL;
-    k.lda = g->prec == GEMM_BF16 && !ra ? ac : lda;
-    k.ldb = g->prec == GEMM_BF16 && !rb ? bc : ldb;
+    const uint16_t *ra = prec == GEMM_BF16 ? readonly_bf16(g, A, ar, ac, lda) : NULL;
+    const uint16_t *rb = prec == GEMM_BF16 ? readonly_bf16(g, B, br, bc, ldb) : NULL;
+    k.lda = prec == GEMM_BF16 && !ra ? ac : lda;
+    k.ldb = prec == GEMM_BF16 && !rb ? bc : ldb;
     int transient;
     gemm_entry *e = lookup(g, &k, &transient);
     gemm_slot *s = my_slot(g);
@@ -335,7 +340,7 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
         return;
     }
     const void *pa = A, *pb = B;
-    if (g->prec == GEMM_BF16) {
+    if (prec == GEMM_BF16) {
         if (ra) pa = ra;
         else {
             uint16_t *a = slot_buf(s, 0, sizeof(uint16_t) * (size_t)(ar * ac));
@@ -388,7 +393,7 @@ gemm_ctx *gemm_default(void) {
 void wdl_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     gemm_ctx *g = g_default;
-    if (!g || g->prec == GEMM_FP32)
+    if (!g)
         cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K,
                     alpha, A, lda, B, ldb, beta, C, ldc);
     else

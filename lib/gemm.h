@@ -8,8 +8,15 @@
  * beta == 0 overwrites C (its old contents are never read).
  *
  * Precisions:
- *   GEMM_FP32       OpenBLAS cblas_sgemm: the exactness reference; results
- *                   are those of a direct cblas_sgemm call, bit for bit.
+ *   GEMM_FP32       OpenBLAS cblas_sgemm, bit for bit, except a product of
+ *                   at most GEMM_FEW_ROWS rows of A against at least
+ *                   GEMM_FEW_ROWS_MIN_NK elements of B, which runs as
+ *                   GEMM_FP32_DNNL: OpenBLAS copies (packs) all of B on
+ *                   every call, which for the few rows of decoding costs
+ *                   more than the product (measured: greedy decoding of
+ *                   the Qwen3-0.6B shape spent 46% of its time packing).
+ *                   Without any context (no gemm_set_precision: the test
+ *                   binaries) every product is cblas_sgemm.
  *   GEMM_BF16       A and B rounded to bf16 (round to nearest even) into
  *                   per-thread scratch, products accumulated and written in
  *                   fp32 by oneDNN's matmul (AMX or AVX512-BF16 kernels where
@@ -39,6 +46,8 @@
 #include <stdint.h>
 
 typedef enum { GEMM_FP32 = 0, GEMM_BF16 = 1, GEMM_FP32_DNNL = 2 } gemm_precision;
+#define GEMM_FEW_ROWS 16
+#define GEMM_FEW_ROWS_MIN_NK (1 << 16)
 
 typedef struct gemm_ctx gemm_ctx;
 

@@ -15,7 +15,8 @@
  *    the rounding itself): bf16 x bf16 is exact in fp32, so only the
  *    accumulation remains: |alpha| (K + 2) u24 S~_ij + 2 u24 |beta C0_ij|.
  *  - fp32 through oneDNN: the same accumulation bound on the fp32 inputs.
- *  - fp32 through OpenBLAS: bit-identical to a direct cblas_sgemm call. */
+ *  - fp32 through OpenBLAS: bit-identical to a direct cblas_sgemm call
+ *    (products of a few rows against a large B: oneDNN's, bit for bit). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -288,6 +289,37 @@ static void test_fp32_is_openblas(void **state) {
     gemm_ctx_free(g);
 }
 
+/* fp32 products of a few rows against a large B go to oneDNN (gemm.h):
+ * bit for bit what an fp32-oneDNN context computes, within the fp32 bound;
+ * one row more, or a small B, and they are cblas_sgemm's again. */
+static void test_fp32_few_rows(void **state) {
+    (void)state;
+    gemm_ctx *g = gemm_ctx_new(GEMM_FP32), *d = gemm_ctx_new(GEMM_FP32_DNNL);
+    const int64_t K = 256, N = GEMM_FEW_ROWS_MIN_NK / K;
+    const int64_t rows[] = {1, 4, GEMM_FEW_ROWS, GEMM_FEW_ROWS + 1};
+    for (int t = 0; t < 4; t++)
+        for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++)
+            for (int small_b = 0; small_b < 2; small_b++) {
+                int64_t M = rows[r], n = small_b ? N / 2 : N;
+                problem p = make(t & 1, t >> 1, M, n, K, 0.37f, 0.5f);
+                float *C = run(g, &p), *D;
+                if (M <= GEMM_FEW_ROWS && !small_b) {
+                    D = run(d, &p);
+                    check(&p, C, 0, (p.K + 2) * U24, NULL);
+                } else {
+                    D = run(d, &p);
+                    memcpy(D, p.C0, sizeof(float) * (size_t)(p.M * p.ldc));
+                    cblas_sgemm(CblasRowMajor, p.ta ? CblasTrans : CblasNoTrans, p.tb ? CblasTrans : CblasNoTrans,
+                                p.M, p.N, p.K, p.alpha, p.A, p.lda, p.B, p.ldb, p.beta, D, p.ldc);
+                }
+                assert_memory_equal(C, D, sizeof(float) * (size_t)(p.M * p.ldc));
+                free(C); free(D);
+                unmake(&p);
+            }
+    gemm_ctx_free(g);
+    gemm_ctx_free(d);
+}
+
 /* oneDNN's fp32 matmul: within the fp32 accumulation bound. */
 static void test_fp32_onednn(void **state) {
     (void)state;
@@ -364,6 +396,7 @@ int main(void) {
         cmocka_unit_test(test_bf16_readonly),
         cmocka_unit_test(test_fp32_is_openblas),
         cmocka_unit_test(test_fp32_onednn),
+        cmocka_unit_test(test_fp32_few_rows),
         cmocka_unit_test(test_degenerate),
         cmocka_unit_test(test_parse),
     };
