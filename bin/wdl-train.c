@@ -275,9 +275,12 @@ int main(int argc, char **argv) {
         dist_bcast(&start, sizeof start, 0);
         if (start > 0) {
             wdl_model *ms[2] = {s, trained_weak};
-            for (int i = 0; i < 2 && ms[i]; i++)
-                for (float *buf[3] = {ms[i]->params, ms[i]->m, ms[i]->v}, **b = buf; b < buf + 3; b++)
-                    dist_bcast(*b, ms[i]->nparams * sizeof(float), 0);
+            for (int i = 0; i < 2 && ms[i]; i++) {
+                size_t bytes = ms[i]->nparams * sizeof(float);
+                dist_bcast(ms[i]->params, bytes, 0);
+                dist_bcast(ms[i]->m, bytes, 0);
+                dist_bcast(ms[i]->v, bytes, 0);
+            }
         }
     }
     /* gradient sums over ranks go in pieces of 4M floats */

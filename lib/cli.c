@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "common.h"
+#include "dist.h"
 
 extern void openblas_set_num_threads(int);
 
@@ -16,8 +17,7 @@ void cli_usage_error(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     /* under mpirun every rank parses the same command line: one says it */
-    const char *r = getenv("OMPI_COMM_WORLD_RANK");
-    if (r && strcmp(r, "0")) exit(2);
+    if (dist_launched_rank() != 0) exit(2);
     wdl_vexit(2, NULL, 0, fmt, ap);
 }
 
@@ -87,8 +87,7 @@ static void parse_argv(int argc, char **argv, const char *usage, const cli_opt *
 void cli_parse(int argc, char **argv, const char *usage, const cli_opt *opts, cli_common *c) {
     /* N copies of a program that knows nothing of ranks would each write
      * the same output */
-    const char *size = getenv("OMPI_COMM_WORLD_SIZE");
-    if (size && atoi(size) > 1) {
+    if (dist_launched_size() > 1) {
         wdl_set_prog(argv[0]);
         cli_usage_error("does not run as several MPI ranks (mpirun -np 1, or no mpirun)");
     }
@@ -105,8 +104,8 @@ static void parse_argv(int argc, char **argv, const char *usage, const cli_opt *
     memset(c, 0, sizeof *c);
     c->threads = sysconf(_SC_NPROCESSORS_ONLN);
     /* mpirun started several ranks on this machine: the cores are shared */
-    const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
-    if (local && atoi(local) > 1) c->threads = c->threads / atoi(local) > 0 ? c->threads / atoi(local) : 1;
+    int local = dist_launched_local_size();
+    if (local > 1) c->threads = c->threads / local > 0 ? c->threads / local : 1;
     c->args = xcalloc((size_t)argc + 1, sizeof(char *));
     int n = 0;
     while (opts && opts[n].name) n++;

@@ -14,9 +14,22 @@ static struct {
     double comm_s, wait_s;
 } world = {0, 0, 1, 0, 0};
 
-int dist_launched(void) {
-    return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK");
+/* the first of the launchers' variables that is set, else fallback */
+static int env_int(const char *const *names, int fallback) {
+    for (; *names; names++) {
+        const char *v = getenv(*names);
+        if (v && *v) return atoi(v);
+    }
+    return fallback;
 }
+static const char *const RANK_VARS[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", NULL};
+static const char *const SIZE_VARS[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", NULL};
+static const char *const LOCAL_VARS[] = {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", NULL};
+
+int dist_launched(void) { return env_int(RANK_VARS, -1) >= 0; }
+int dist_launched_rank(void) { return env_int(RANK_VARS, 0); }
+int dist_launched_size(void) { return env_int(SIZE_VARS, 1); }
+int dist_launched_local_size(void) { return env_int(LOCAL_VARS, 1); }
 
 /* die() on one rank ends the job: the message names the rank, then
  * MPI_Abort stops the others (they would otherwise wait forever in the
@@ -88,20 +101,6 @@ void dist_sum_f32(float *buf, int64_t n, float *scratch, int64_t piece) {
         /* all-gather the summed segments */
         MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, b, cnt, off, MPI_FLOAT, MPI_COMM_WORLD);
     }
-    world.comm_s += wdl_now() - t0;
-}
-
-void dist_sum_f64(double *v, int n) {
-    if (world.size == 1 || n == 0) return;
-    double t0 = wdl_now();
-    double *all = xmalloc(sizeof(double) * (size_t)n * (size_t)world.size);
-    MPI_Allgather(v, n, MPI_DOUBLE, all, n, MPI_DOUBLE, MPI_COMM_WORLD);
-    for (int i = 0; i < n; i++) {
-        double s = all[i];
-        for (int r = 1; r < world.size; r++) s += all[(size_t)r * n + i];
-        v[i] = s;
-    }
-    free(all);
     world.comm_s += wdl_now() - t0;
 }
 

@@ -20,9 +20,15 @@ void dist_init(void);
 void dist_finish(void);
 int dist_rank(void);
 int dist_size(void);
-/* True when this process was started by an MPI launcher (before or after
- * dist_init): programs without MPI support refuse to run N copies. */
+/* What the launcher told this process before any MPI call (its
+ * environment; 0/1/1 without a launcher): whether one started it, its rank,
+ * the number of ranks, and how many of them share this machine. The
+ * command-line layer reads these before dist_init (usage errors said once,
+ * threads per rank, programs that do not run as ranks). */
 int dist_launched(void);
+int dist_launched_rank(void);
+int dist_launched_size(void);
+int dist_launched_local_size(void);
 
 /* buf[0..n) becomes the sum over ranks, in rank order, on every rank.
  * Data moves as a reduce-scatter and an all-gather (2(N-1)/N of buf per
@@ -35,8 +41,7 @@ void dist_gather_f64(double v, double *all);
 /* For a rank that found another rank failing: wait for that rank's die()
  * to end the job, so that exactly one rank reports. */
 _Noreturn void dist_wait_for_abort(void);
-/* Sum of small arrays (losses, counts), rank order, on every rank. */
-void dist_sum_f64(double *v, int n);
+/* Sum of small integer arrays (token counts), exact, on every rank. */
 void dist_sum_i64(int64_t *v, int n);
 /* Copy root's bytes to every rank (any size). */
 void dist_bcast(void *buf, size_t bytes, int root);
