@@ -34,14 +34,20 @@ typedef struct gemm_entry {
     dnnl_primitive_t prim;      /* NULL: no oneDNN kernel, emulate on cblas_sgemm */
     dnnl_memory_desc_t md[4];   /* src (A), weights (B), dst (C), scratchpad */
     size_t pad_bytes;
+    int own_scale;              /* the primitive computes A B into dense scratch; gemm_run applies alpha, beta */
 } gemm_entry;
 
 /* One calling thread's scratch: inputs converted to bf16 (or, emulating,
  * to bf16-rounded floats), oneDNN's scratchpad, and its stream. */
+#define SLOT_MEMS 64
 typedef struct {
-    void *buf[3];
-    size_t cap[3];
+    void *buf[4];
+    size_t cap[4];
     dnnl_stream_t stream;
+    /* oneDNN memory objects of recently run entries, kept so that a call
+     * only points them at its buffers (creating and destroying four per
+     * call cost a third of a small product's time) */
+    struct { const gemm_entry *e; dnnl_memory_t mem[4]; } mems[SLOT_MEMS];
 } gemm_slot;
 
 struct gemm_ctx {
@@ -50,7 +56,8 @@ struct gemm_ctx {
     pthread_mutex_t lock;       /* guards the table and slot creation */
     gemm_entry **tab;
     size_t ntab, nent, max_cached;
-    int64_t emulated;
+    int64_t emulated, own_scaled;
+    int always_own_scale;       /* gemm_ctx_always_own_scale (tests) */
     gemm_slot *slot[GEMM_MAX_THREADS];
     /* gemm_ctx_set_readonly: floats that never change again, held in bf16
      * once so that products read them without converting on every call */
@@ -90,7 +97,10 @@ void gemm_ctx_free(gemm_ctx *g) {
     for (int t = 0; t < GEMM_MAX_THREADS; t++) {
         gemm_slot *s = g->slot[t];
         if (!s) continue;
-        for (int i = 0; i < 3; i++) free(s->buf[i]);
+        for (int i = 0; i < 4; i++) free(s->buf[i]);
+        for (int j = 0; j < SLOT_MEMS; j++)
+            for (int i = 0; i < 4; i++)
+                if (s->mems[j].mem[i]) dnnl_memory_destroy(s->mems[j].mem[i]);
         if (s->stream) dnnl_stream_destroy(s->stream);
         free(s);
     }
@@ -103,8 +113,11 @@ gemm_precision gemm_ctx_precision(const gemm_ctx *g) { return g->prec; }
 
 void gemm_ctx_set_cache_limit(gemm_ctx *g, size_t n) { g->max_cached = n; }
 
-void gemm_ctx_stats(gemm_ctx *g, int64_t *primitives, int64_t *emulated) {
+void gemm_ctx_always_own_scale(gemm_ctx *g) { g->always_own_scale = 1; }
+
+void gemm_ctx_stats(gemm_ctx *g, int64_t *primitives, int64_t *emulated, int64_t *own_scaled) {
     pthread_mutex_lock(&g->lock);
+    if (own_scaled) *own_scaled = g->own_scaled;
     if (primitives) *primitives = (int64_t)g->nent - g->emulated;
     if (emulated) *emulated = g->emulated;
     pthread_mutex_unlock(&g->lock);
@@ -118,12 +131,15 @@ static uint64_t key_hash(const gemm_key *k) {
     return h;
 }
 
-static void make_entry(gemm_ctx *g, gemm_entry *e) {
+/* A primitive descriptor for the entry's shapes: with_attrs, alpha as an
+ * output scale and beta as a sum post-op, into C as stored; without, A B
+ * into a dense M x N scratch. The status is returned, not checked (the
+ * caller knows which failures it can take). */
+static dnnl_status_t make_pd(gemm_ctx *g, gemm_entry *e, int with_attrs, dnnl_primitive_desc_t *pd) {
     const gemm_key *k = &e->key;
-    double t0 = wdl_now();
     dnnl_data_type_t dt = k->prec == GEMM_BF16 ? dnnl_bf16 : dnnl_f32;
     dnnl_dims_t da = {k->M, k->K}, db = {k->K, k->N}, dc = {k->M, k->N};
-    dnnl_dims_t sa = {k->lda, 1}, sb = {k->ldb, 1}, sc = {k->ldc, 1};
+    dnnl_dims_t sa = {k->lda, 1}, sb = {k->ldb, 1}, sc = {with_attrs ? k->ldc : k->N, 1};
     if (k->ta) { sa[0] = 1; sa[1] = k->lda; }
     if (k->tb) { sb[0] = 1; sb[1] = k->ldb; }
     DNNL_CHECK(dnnl_memory_desc_init_by_strides(&e->md[0], 2, da, dt, sa), "A descriptor");
@@ -138,17 +154,35 @@ static void make_entry(gemm_ctx *g, gemm_entry *e) {
     memcpy(&alpha, &k->alpha, 4);
     memcpy(&beta, &k->beta, 4);
     /* dst = alpha * (A B) (output scale), then += beta * dst_old (sum post-op) */
-    if (alpha != 1.0f) DNNL_CHECK(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &alpha), "output scale");
-    if (beta != 0.0f) {
+    if (with_attrs && alpha != 1.0f)
+        DNNL_CHECK(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &alpha), "output scale");
+    if (with_attrs && beta != 0.0f) {
         dnnl_post_ops_t po;
         DNNL_CHECK(dnnl_post_ops_create(&po), "post-ops creation");
         DNNL_CHECK(dnnl_post_ops_append_sum(po, beta), "sum post-op");
         DNNL_CHECK(dnnl_primitive_attr_set_post_ops(attr, po), "post-ops");
         dnnl_post_ops_destroy(po);
     }
-    dnnl_primitive_desc_t pd;
-    dnnl_status_t st = dnnl_primitive_desc_create(&pd, &d, attr, g->eng, NULL);
+    dnnl_status_t st = dnnl_primitive_desc_create(pd, &d, attr, g->eng, NULL);
     dnnl_primitive_attr_destroy(attr);
+    return st;
+}
+
+static const char *pd_impl(const_dnnl_primitive_desc_t pd) {
+    const char *impl = NULL;
+    dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+    return impl ? impl : "?";
+}
+
+static void make_entry(gemm_ctx *g, gemm_entry *e) {
+    const gemm_key *k = &e->key;
+    double t0 = wdl_now();
+    float alpha, beta;
+    memcpy(&alpha, &k->alpha, 4);
+    memcpy(&beta, &k->beta, 4);
+    int attrs = alpha != 1.0f || beta != 0.0f;
+    dnnl_primitive_desc_t pd;
+    dnnl_status_t st = make_pd(g, e, 1, &pd);
     if (st == dnnl_unimplemented && k->prec == GEMM_BF16) {
         e->prim = NULL;   /* no bf16 matmul for this CPU: emulate */
         g->emulated++;
@@ -156,16 +190,26 @@ static void make_entry(gemm_ctx *g, gemm_entry *e) {
     }
     if (st != dnnl_success) die("oneDNN: no matmul for %lldx%lldx%lld (status %d)", (long long)k->M,
                                 (long long)k->N, (long long)k->K, (int)st);
+    /* oneDNN's gemm-based matmul (chosen for small shapes, where the
+     * brgemm kernels decline) applies an output scale or a sum post-op in a
+     * scalar loop: measured 5-13x the cost of the product itself on the
+     * attention's 64-row blocks. There the product runs without them into
+     * scratch and gemm_run applies alpha and beta in a vector loop. */
+    if (attrs && (g->always_own_scale || !strncmp(pd_impl(pd), "gemm:", 5))) {
+        dnnl_primitive_desc_destroy(pd);
+        if (make_pd(g, e, 0, &pd) != dnnl_success)
+            die("oneDNN: no matmul for %lldx%lldx%lld", (long long)k->M, (long long)k->N, (long long)k->K);
+        e->own_scale = 1;
+        g->own_scaled++;
+    }
     e->md[3] = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     e->pad_bytes = dnnl_memory_desc_get_size(&e->md[3]);
     DNNL_CHECK(dnnl_primitive_create(&e->prim, pd), "primitive creation");
-    if (getenv("WDL_GEMM_VERBOSE")) {
-        const char *impl = NULL;
-        dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
-        fprintf(stderr, "gemm: %s %c%c M=%lld N=%lld K=%lld alpha=%g beta=%g: %.2f ms: %s\n",
+    if (getenv("WDL_GEMM_VERBOSE"))
+        fprintf(stderr, "gemm: %s %c%c M=%lld N=%lld K=%lld alpha=%g beta=%g: %.2f ms: %s%s\n",
                 gemm_precision_name(g->prec), k->ta ? 'T' : 'N', k->tb ? 'T' : 'N', (long long)k->M,
-                (long long)k->N, (long long)k->K, alpha, beta, 1e3 * (wdl_now() - t0), impl ? impl : "?");
-    }
+                (long long)k->N, (long long)k->K, alpha, beta, 1e3 * (wdl_now() - t0), pd_impl(pd),
+                e->own_scale ? " (alpha, beta applied by gemm_run)" : "");
     dnnl_primitive_desc_destroy(pd);
 }
 
@@ -244,16 +288,66 @@ static void *slot_buf(gemm_slot *s, int i, size_t bytes) {
     return s->buf[i];
 }
 
+/* One row of n floats to bf16. Where the CPU has AVX512-BF16 its
+ * conversion instruction does it: round to nearest even and quiet NaNs as
+ * st_f32_to_bf16 does, but fp32 denormals become (signed) zero. That
+ * changes no product: the bf16 dot products of AMX and AVX512-BF16 treat
+ * bf16 denormal inputs as zero anyway (checked by test_gemm), and CPUs
+ * without them take the emulated path, which converts in software. */
+static void row_to_bf16_sw(uint16_t *y, const float *x, int64_t n) {
+    for (int64_t c = 0; c < n; c++) y[c] = st_f32_to_bf16(x[c]);
+}
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+__attribute__((target("avx512f,avx512bf16")))
+static void row_to_bf16_hw(uint16_t *y, const float *x, int64_t n) {
+    int64_t c = 0;
+    for (; c + 32 <= n; c += 32) {
+        __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + c + 16), _mm512_loadu_ps(x + c));
+        _mm512_storeu_si512((void *)(y + c), (__m512i)v);
+    }
+    if (c < n) {   /* the tail, masked */
+        __mmask16 lo = (__mmask16)(n - c >= 16 ? 0xffff : (1u << (n - c)) - 1);
+        __mmask16 hi = (__mmask16)(n - c <= 16 ? 0 : (1u << (n - c - 16)) - 1);
+        __m512bh v = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, x + c + 16), _mm512_maskz_loadu_ps(lo, x + c));
+        _mm512_mask_storeu_epi16((void *)(y + c), (__mmask32)lo | ((__mmask32)hi << 16), (__m512i)v);
+    }
+}
+static void (*row_to_bf16(void))(uint16_t *, const float *, int64_t) {
+    static int hw = -1;
+    if (hw < 0) {
+        __builtin_cpu_init();
+        hw = __builtin_cpu_supports("avx512bf16") ? 1 : 0;
+    }
+    return hw ? row_to_bf16_hw : row_to_bf16_sw;
+}
+#else
+static void (*row_to_bf16(void))(uint16_t *, const float *, int64_t) { return row_to_bf16_sw; }
+#endif
+
 /* Conversions of a stored rows x cols matrix (leading dimension ld) into a
- * dense copy. Parallel when large and not already inside a parallel region. */
+ * dense copy: one run when the rows are contiguous; parallel when large and
+ * not already inside a parallel region (a small one stays out of OpenMP:
+ * attention converts thousands of small blocks per step). */
 #define CONVERT_PAR_MIN (1 << 16)
 static void to_bf16(uint16_t *dst, const float *src, int64_t rows, int64_t cols, int64_t ld) {
-#pragma omp parallel for schedule(static) if (rows * cols > CONVERT_PAR_MIN && !omp_in_parallel())
-    for (int64_t r = 0; r < rows; r++) {
-        const float *x = src + r * ld;
-        uint16_t *y = dst + r * cols;
-        for (int64_t c = 0; c < cols; c++) y[c] = st_f32_to_bf16(x[c]);
+    void (*row)(uint16_t *, const float *, int64_t) = row_to_bf16();
+    if (ld == cols) {   /* one run of rows * cols, cut into pieces for the threads */
+        cols *= rows;
+        rows = 1;
+        if (cols > CONVERT_PAR_MIN && !omp_in_parallel()) {
+            const int64_t piece = 1 << 14, np = (cols + piece - 1) / piece;
+#pragma omp parallel for schedule(static)
+            for (int64_t p = 0; p < np; p++)
+                row(dst + p * piece, src + p * piece, p == np - 1 ? cols - p * piece : piece);
+            return;
+        }
     }
+    if (rows * cols > CONVERT_PAR_MIN && !omp_in_parallel()) {
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < rows; r++) row(dst + r * cols, src + r * ld, cols);
+    } else
+        for (int64_t r = 0; r < rows; r++) row(dst + r * cols, src + r * ld, cols);
 }
 static void to_bf16_rounded_f32(float *dst, const float *src, int64_t rows, int64_t cols, int64_t ld) {
 #pragma omp parallel for schedule(static) if (rows * cols > CONVERT_PAR_MIN && !omp_in_parallel())
@@ -354,19 +448,45 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
             pb = b;
         }
     }
-    dnnl_memory_t mem[4] = {NULL, NULL, NULL, NULL};
-    const void *ptr[4] = {pa, pb, C, e->pad_bytes ? slot_buf(s, 2, e->pad_bytes) : NULL};
+    float *dst = e->own_scale ? slot_buf(s, 3, sizeof(float) * (size_t)(M * N)) : C;
+    const void *ptr[4] = {pa, pb, dst, e->pad_bytes ? slot_buf(s, 2, e->pad_bytes) : NULL};
     static const int argk[4] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_SCRATCHPAD};
     dnnl_exec_arg_t args[4];
     int nargs = e->pad_bytes ? 4 : 3;
+    /* a transient entry's memory objects are not kept: its address may
+     * come back for another entry */
+    dnnl_memory_t own[4] = {NULL, NULL, NULL, NULL}, *mem = own;
+    if (!transient) {
+        size_t j = ((uintptr_t)e >> 4) % SLOT_MEMS;
+        if (s->mems[j].e != e) {
+            for (int i = 0; i < 4; i++)
+                if (s->mems[j].mem[i]) dnnl_memory_destroy(s->mems[j].mem[i]);
+            memset(&s->mems[j], 0, sizeof s->mems[j]);
+            s->mems[j].e = e;
+        }
+        mem = s->mems[j].mem;
+    }
     for (int i = 0; i < nargs; i++) {
-        DNNL_CHECK(dnnl_memory_create(&mem[i], &e->md[i], g->eng, (void *)ptr[i]), "memory creation");
+        if (!mem[i]) DNNL_CHECK(dnnl_memory_create(&mem[i], &e->md[i], g->eng, (void *)ptr[i]), "memory creation");
+        else DNNL_CHECK(dnnl_memory_set_data_handle_v2(mem[i], (void *)ptr[i], s->stream), "memory handle");
         args[i].arg = argk[i];
         args[i].memory = mem[i];
     }
     DNNL_CHECK(dnnl_primitive_execute(e->prim, s->stream, nargs, args), "matmul");
     DNNL_CHECK(dnnl_stream_wait(s->stream), "stream wait");
-    for (int i = 0; i < nargs; i++) dnnl_memory_destroy(mem[i]);
+    if (transient)
+        for (int i = 0; i < nargs; i++) dnnl_memory_destroy(own[i]);
+    if (e->own_scale)
+        for (int64_t i = 0; i < M; i++) {
+            float *c = C + i * ldc;
+            const float *p = dst + i * N;
+            if (beta == 0.0f)
+#pragma omp simd
+                for (int64_t j = 0; j < N; j++) c[j] = alpha * p[j];
+            else
+#pragma omp simd
+                for (int64_t j = 0; j < N; j++) c[j] = alpha * p[j] + beta * c[j];
+        }
     if (transient) {
         dnnl_primitive_destroy(e->prim);
         free(e);

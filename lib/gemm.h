@@ -57,9 +57,15 @@ gemm_precision gemm_ctx_precision(const gemm_ctx *g);
 /* ta/tb nonzero: that operand is transposed. */
 void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
-/* Number of oneDNN primitives created so far, and of those that fell back to
- * bf16-rounded inputs on cblas_sgemm (for tests and the bench). */
-void gemm_ctx_stats(gemm_ctx *g, int64_t *primitives, int64_t *emulated);
+/* Number of oneDNN primitives created so far, of those that fell back to
+ * bf16-rounded inputs on cblas_sgemm, and of those whose alpha and beta
+ * gemm_run applies itself (for tests and the bench). */
+void gemm_ctx_stats(gemm_ctx *g, int64_t *primitives, int64_t *emulated, int64_t *own_scaled);
+/* oneDNN's gemm-based matmul (small shapes) scales and accumulates in a
+ * scalar loop; products it would run get alpha and beta applied by
+ * gemm_run in a vector loop instead. This makes every product with alpha
+ * != 1 or beta != 0 take that route (tests, on any CPU). */
+void gemm_ctx_always_own_scale(gemm_ctx *g);
 /* With GEMM_BF16: the n floats at base will not change again (a model's
  * weights while scoring or decoding); they are converted to bf16 once here
  * (2n bytes held) and products whose operand lies inside read that copy

@@ -124,10 +124,12 @@ static const float ALPHAS[] = {1.0f, 0.37f, -2.0f};
 static const float BETAS[] = {0.0f, 1.0f, 0.5f};
 #define NSHAPES (sizeof SHAPES / sizeof SHAPES[0])
 
-/* Every transpose combination, shape, alpha and beta. */
-static void test_bf16_all_cases(void **state) {
-    (void)state;
+/* Every transpose combination, shape, alpha and beta; with own_scale, alpha
+ * and beta applied by gemm_run for every product (the route oneDNN's
+ * gemm-based matmul takes), which therefore runs on any CPU. */
+static void bf16_all_cases(int own_scale) {
     gemm_ctx *g = gemm_ctx_new(GEMM_BF16);
+    if (own_scale) gemm_ctx_always_own_scale(g);
     double worst_in = 0, worst_rounded = 0, worst_rms = 0, min_rms = 1e30;
     for (int t = 0; t < 4; t++)
         for (size_t s = 0; s < NSHAPES; s++)
@@ -148,17 +150,22 @@ static void test_bf16_all_cases(void **state) {
                     free(C);
                     unmake(&p);
                 }
-    int64_t prims, emul;
-    gemm_ctx_stats(g, &prims, &emul);
-    print_message("bf16 (%s, %lld primitives, %lld emulated): worst error / bound %.3f against the fp32 "
-                  "inputs, %.3f against the rounded inputs; rms error / rms product %.2e .. %.2e (u8 = %.2e)\n",
-                  gemm_dnnl_isa(), (long long)prims, (long long)emul, worst_in, worst_rounded, min_rms, worst_rms, U8);
+    int64_t prims, emul, own;
+    gemm_ctx_stats(g, &prims, &emul, &own);
+    print_message("bf16 (%s, %lld primitives, %lld emulated, %lld scaled by gemm_run): worst error / bound %.3f "
+                  "against the fp32 inputs, %.3f against the rounded inputs; rms error / rms product %.2e .. %.2e "
+                  "(u8 = %.2e)\n", gemm_dnnl_isa(), (long long)prims, (long long)emul, (long long)own, worst_in,
+                  worst_rounded, min_rms, worst_rms, U8);
+    /* 4 transposes x shapes x (8 of 9 alpha, beta pairs are not 1, 0) */
+    if (own_scale) assert_int_equal(own, prims ? 4 * NSHAPES * 8 : 0);
     assert_true(worst_rms < 3 * U8);
     /* the inputs really were rounded: an fp32 product would be ~1e-7 */
     assert_true(min_rms > U8 / 16);
     assert_int_equal(prims + emul, 4 * NSHAPES * 9);
     gemm_ctx_free(g);
 }
+static void test_bf16_all_cases(void **state) { (void)state; bf16_all_cases(0); }
+static void test_bf16_all_cases_own_scale(void **state) { (void)state; bf16_all_cases(1); }
 
 /* A second call with a cached primitive gives the same bytes, and a call
  * with the same shape but other data is right too. */
@@ -172,7 +179,7 @@ static void test_bf16_cache_reuse(void **state) {
     float *C3 = run(g, &q);
     check(&q, C3, 1, (q.K + 2) * U24, NULL);
     int64_t prims, emul;
-    gemm_ctx_stats(g, &prims, &emul);
+    gemm_ctx_stats(g, &prims, &emul, NULL);
     assert_int_equal(prims + emul, 1);
     free(C1); free(C2); free(C3);
     unmake(&p); unmake(&q);
@@ -192,7 +199,7 @@ static void test_bf16_cache_limit(void **state) {
         unmake(&p);
     }
     int64_t prims, emul;
-    gemm_ctx_stats(g, &prims, &emul);
+    gemm_ctx_stats(g, &prims, &emul, NULL);
     assert_int_equal(prims + emul, 2);
     gemm_ctx_free(g);
 }
@@ -390,6 +397,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bf16_without_bf16_isa),
         cmocka_unit_test(test_bf16_all_cases),
+        cmocka_unit_test(test_bf16_all_cases_own_scale),
         cmocka_unit_test(test_bf16_cache_reuse),
         cmocka_unit_test(test_bf16_cache_limit),
         cmocka_unit_test(test_bf16_in_parallel_region),
