@@ -247,7 +247,7 @@ int main(int argc, char **argv) {
     if (o.model) {
         gemm_set_precision(cli_precision(o.precision));
         c->m = model_dir_open(o.model, &c->tok, &c->tpl);
-        gemm_ctx_set_readonly(gemm_default(), c->m->params, c->m->nparams);   /* bf16: weights converted once */
+        gemm_ctx_set_readonly(gemm_default(), 0, c->m->params, c->m->nparams);   /* bf16: weights converted once */
     }
     rec_writer *pw = root && o.preds ? rec_create(o.preds) : NULL;
     wdl_progress bar;

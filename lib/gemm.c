@@ -40,6 +40,7 @@ typedef struct gemm_entry {
 /* One calling thread's scratch: inputs converted to bf16 (or, emulating,
  * to bf16-rounded floats), oneDNN's scratchpad, and its stream. */
 #define SLOT_MEMS 64
+#define SLOT_HELD 4
 typedef struct {
     void *buf[4];
     size_t cap[4];
@@ -48,6 +49,9 @@ typedef struct {
      * only points them at its buffers (creating and destroying four per
      * call cost a third of a small product's time) */
     struct { const gemm_entry *e; dnnl_memory_t mem[4]; } mems[SLOT_MEMS];
+    /* gemm_hold_inputs: bf16 copies kept while the inputs are held */
+    int hold, next_held;
+    struct { const float *src; int64_t rows, cols, ld; uint16_t *buf; size_t cap; } held[SLOT_HELD];
 } gemm_slot;
 
 struct gemm_ctx {
@@ -61,9 +65,7 @@ struct gemm_ctx {
     gemm_slot *slot[GEMM_MAX_THREADS];
     /* gemm_ctx_set_readonly: floats that never change again, held in bf16
      * once so that products read them without converting on every call */
-    const float *ro_base;
-    size_t ro_n;
-    uint16_t *ro_bf16;
+    struct { const float *base; size_t n, cap; uint16_t *bf16; } ro[GEMM_READONLY_RANGES];
 };
 
 #define DNNL_CHECK(call, what)                                                   \
@@ -85,7 +87,8 @@ gemm_ctx *gemm_ctx_new(gemm_precision p) {
 }
 
 void gemm_ctx_free(gemm_ctx *g) {
-    if (g) free(g->ro_bf16);
+    if (g)
+        for (int i = 0; i < GEMM_READONLY_RANGES; i++) free(g->ro[i].bf16);
     if (!g) return;
     for (size_t i = 0; i < g->ntab; i++)
         for (gemm_entry *e = g->tab[i], *nx; e; e = nx) {
@@ -98,6 +101,7 @@ void gemm_ctx_free(gemm_ctx *g) {
         gemm_slot *s = g->slot[t];
         if (!s) continue;
         for (int i = 0; i < 4; i++) free(s->buf[i]);
+        for (int i = 0; i < SLOT_HELD; i++) free(s->held[i].buf);
         for (int j = 0; j < SLOT_MEMS; j++)
             for (int i = 0; i < 4; i++)
                 if (s->mems[j].mem[i]) dnnl_memory_destroy(s->mems[j].mem[i]);
@@ -122,6 +126,8 @@ void gemm_ctx_stats(gemm_ctx *g, int64_t *primitives, int64_t *emulated, int64_t
     if (emulated) *emulated = g->emulated;
     pthread_mutex_unlock(&g->lock);
 }
+
+static gemm_ctx *g_default;   /* the process-wide context (see the end of the file) */
 
 /* ------------------------------------------------------------ the cache */
 static uint64_t key_hash(const gemm_key *k) {
@@ -361,26 +367,72 @@ static void to_bf16_rounded_f32(float *dst, const float *src, int64_t rows, int6
     }
 }
 
-void gemm_ctx_set_readonly(gemm_ctx *g, const float *base, size_t n) {
-    free(g->ro_bf16);
-    g->ro_bf16 = NULL;
-    g->ro_base = NULL;
-    g->ro_n = 0;
+void gemm_ctx_set_readonly(gemm_ctx *g, int which, const float *base, size_t n) {
+    if (which < 0 || which >= GEMM_READONLY_RANGES) die("internal: read-only range %d", which);
+    g->ro[which].base = NULL;
+    g->ro[which].n = 0;
     if (g->prec != GEMM_BF16 || !base || !n) return;
-    g->ro_bf16 = xaligned(n * sizeof(uint16_t));
-    const int64_t W = 1 << 16, rows = (int64_t)n / W, rest = (int64_t)n - rows * W;   /* rows: in parallel */
-    if (rows) to_bf16(g->ro_bf16, base, rows, W, W);
-    if (rest) to_bf16(g->ro_bf16 + rows * W, base + rows * W, 1, rest, rest);
-    g->ro_base = base;
-    g->ro_n = n;
+    if (n > g->ro[which].cap) {   /* the buffer is kept: a training step sets it again each time */
+        free(g->ro[which].bf16);
+        g->ro[which].bf16 = xaligned(n * sizeof(uint16_t));
+        g->ro[which].cap = n;
+    }
+    to_bf16(g->ro[which].bf16, base, 1, (int64_t)n, (int64_t)n);   /* one run, in parallel pieces */
+    g->ro[which].base = base;
+    g->ro[which].n = n;
 }
 
 /* The bf16 copy of a stored rows x cols operand (leading dimension ld) when
- * it lies wholly inside the read-only range, else NULL. */
+ * it lies wholly inside a read-only range, else NULL. */
 static const uint16_t *readonly_bf16(const gemm_ctx *g, const float *X, int64_t rows, int64_t cols, int64_t ld) {
-    if (!g->ro_bf16 || X < g->ro_base || X >= g->ro_base + g->ro_n) return NULL;
-    size_t off = (size_t)(X - g->ro_base), extent = (size_t)((rows - 1) * ld + cols);
-    return off + extent <= g->ro_n ? g->ro_bf16 + off : NULL;
+    for (int i = 0; i < GEMM_READONLY_RANGES; i++) {
+        if (!g->ro[i].n || X < g->ro[i].base || X >= g->ro[i].base + g->ro[i].n) continue;
+        size_t off = (size_t)(X - g->ro[i].base), extent = (size_t)((rows - 1) * ld + cols);
+        return off + extent <= g->ro[i].n ? g->ro[i].bf16 + off : NULL;
+    }
+    return NULL;
+}
+
+/* The bf16 copy of a stored operand: converted into the slot's scratch
+ * buffer `which` (0 for A, 1 for B), or, while the thread holds its inputs,
+ * looked up among (or added to) the copies kept since gemm_hold_inputs. */
+static const uint16_t *converted(gemm_slot *s, int which, const float *X, int64_t rows, int64_t cols, int64_t ld) {
+    size_t bytes = sizeof(uint16_t) * (size_t)(rows * cols);
+    if (!s->hold) {
+        uint16_t *y = slot_buf(s, which, bytes);
+        to_bf16(y, X, rows, cols, ld);
+        return y;
+    }
+    for (int i = 0; i < SLOT_HELD; i++)
+        if (s->held[i].src == X && s->held[i].rows == rows && s->held[i].cols == cols && s->held[i].ld == ld)
+            return s->held[i].buf;
+    /* round robin: the other operand of this call was the last one added */
+    int i = s->next_held;
+    s->next_held = (i + 1) % SLOT_HELD;
+    if (bytes > s->held[i].cap) {
+        free(s->held[i].buf);
+        s->held[i].buf = xaligned(bytes);
+        s->held[i].cap = bytes;
+    }
+    s->held[i].src = X;
+    s->held[i].rows = rows;
+    s->held[i].cols = cols;
+    s->held[i].ld = ld;
+    to_bf16(s->held[i].buf, X, rows, cols, ld);
+    return s->held[i].buf;
+}
+
+void gemm_ctx_hold_inputs(gemm_ctx *g, int on) {
+    if (!g || g->prec != GEMM_BF16) return;
+    gemm_slot *s = my_slot(g);
+    s->hold = on;
+    for (int i = 0; i < SLOT_HELD; i++) s->held[i].src = NULL;   /* forget on either edge */
+}
+
+void gemm_hold_inputs(int on) { gemm_ctx_hold_inputs(g_default, on); }
+
+void gemm_set_readonly(int which, const float *base, size_t n) {
+    if (g_default) gemm_ctx_set_readonly(g_default, which, base, n);
 }
 
 /* ------------------------------------------------------------ the product */
@@ -436,17 +488,9 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
     const void *pa = A, *pb = B;
     if (prec == GEMM_BF16) {
         if (ra) pa = ra;
-        else {
-            uint16_t *a = slot_buf(s, 0, sizeof(uint16_t) * (size_t)(ar * ac));
-            to_bf16(a, A, ar, ac, lda);
-            pa = a;
-        }
+        else pa = converted(s, 0, A, ar, ac, lda);
         if (rb) pb = rb;
-        else {
-            uint16_t *b = slot_buf(s, 1, sizeof(uint16_t) * (size_t)(br * bc));
-            to_bf16(b, B, br, bc, ldb);
-            pb = b;
-        }
+        else pb = converted(s, 1, B, br, bc, ldb);
     }
     float *dst = e->own_scale ? slot_buf(s, 3, sizeof(float) * (size_t)(M * N)) : C;
     const void *ptr[4] = {pa, pb, dst, e->pad_bytes ? slot_buf(s, 2, e->pad_bytes) : NULL};
@@ -494,7 +538,6 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
 }
 
 /* ------------------------------------------------------------ process-wide */
-static gemm_ctx *g_default;
 
 void gemm_set_precision(gemm_precision p) {
     if (g_default && g_default->prec == p) return;

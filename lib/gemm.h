@@ -66,13 +66,26 @@ void gemm_ctx_stats(gemm_ctx *g, int64_t *primitives, int64_t *emulated, int64_t
  * gemm_run in a vector loop instead. This makes every product with alpha
  * != 1 or beta != 0 take that route (tests, on any CPU). */
 void gemm_ctx_always_own_scale(gemm_ctx *g);
-/* With GEMM_BF16: the n floats at base will not change again (a model's
- * weights while scoring or decoding); they are converted to bf16 once here
- * (2n bytes held) and products whose operand lies inside read that copy
- * instead of converting it on every call. Same values, so the same results
- * up to oneDNN's choice of kernel for the strides. A no-op in fp32; NULL
+/* With GEMM_BF16: the n floats at base will not change until this range is
+ * set again (a model's weights while scoring or decoding, or during one
+ * training step); they are converted to bf16 here, once (2n bytes held,
+ * kept for the next call), and products whose operand lies inside read that
+ * copy instead of converting it on every call. Same values, so the same
+ * results up to oneDNN's choice of kernel for the strides. `which` (0 or 1)
+ * names one of two ranges (two models in WD-JT). A no-op in fp32; NULL
  * forgets the range. */
-void gemm_ctx_set_readonly(gemm_ctx *g, const float *base, size_t n);
+#define GEMM_READONLY_RANGES 2
+void gemm_ctx_set_readonly(gemm_ctx *g, int which, const float *base, size_t n);
+/* Holding inputs (bf16; a no-op in fp32): between gemm_ctx_hold_inputs(g, 1)
+ * and gemm_ctx_hold_inputs(g, 0) the calling thread promises that a matrix,
+ * once read by one of its products, does not change before the release
+ * (an output may become an input later if it is not written after that).
+ * Meanwhile operands converted to bf16 are kept (the last four, per
+ * thread), and a later product reading the same stored matrix (address,
+ * rows, columns, leading dimension) uses the copy instead of converting
+ * again: the Q, K and V projections read one input, and a backward pass
+ * reads each output gradient twice. Same values, so the same results. */
+void gemm_ctx_hold_inputs(gemm_ctx *g, int on);
 /* At most n primitives are kept (default 4096); a shape met after that gets
  * one made for the call and destroyed after it (slower, bounded memory). */
 void gemm_ctx_set_cache_limit(gemm_ctx *g, size_t n);
@@ -82,6 +95,10 @@ void gemm_ctx_set_cache_limit(gemm_ctx *g, size_t n);
  * stderr saying that bf16 runs on a slow path. */
 void gemm_set_precision(gemm_precision p);
 gemm_ctx *gemm_default(void);
+/* gemm_ctx_hold_inputs and gemm_ctx_set_readonly on the process-wide
+ * context (no-ops without one: they never create it). */
+void gemm_hold_inputs(int on);
+void gemm_set_readonly(int which, const float *base, size_t n);
 void wdl_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 

@@ -21,14 +21,17 @@ float expf(float);
 /* float products go through the backend (fp32 OpenBLAS or bf16 oneDNN) */
 #define GEMM(order, ta, tb, ...) wdl_sgemm((ta) == CblasTrans, (tb) == CblasTrans, __VA_ARGS__)
 #define EXP expf
+#define GEMM_HOLD(on) gemm_hold_inputs(on)
 #include "kernels_impl.h"
 #undef R
 #undef GEMM
 #undef EXP
+#undef GEMM_HOLD
 
 #define R double
 #define GEMM cblas_dgemm
 #define EXP exp
+#define GEMM_HOLD(on) ((void)0)
 /* the double twins: every name kernels_impl.h defines */
 #define rope_cache rope_cache_f64
 #define rope_build rope_build_f64

@@ -2,7 +2,8 @@
  * R = float under the names written here, then with R = double and each name
  * mapped to its _f64 twin by kernels.c's table. GEMM(...) takes cblas_sgemm's
  * arguments and maps to the backend of lib/gemm.h (float) or to cblas_dgemm
- * (double). Loops over rows run under OpenMP; a GEMM made inside an OpenMP
+ * (double); GEMM_HOLD(on) is gemm_hold_inputs (float) or nothing (double).
+ * Loops over rows run under OpenMP; a GEMM made inside an OpenMP
  * region runs single-threaded (OpenMP builds of OpenBLAS and oneDNN), so
  * the two never oversubscribe the cores. The accumulate-or-overwrite rule
  * and the scratch sizes are kernels.h's. */
@@ -307,6 +308,9 @@ double ce_chunked(int nsides, R *const *h, R *const *w, const double *coef,
         int64_t m = 0;   /* the chunk: the next (up to) `chunk` active positions */
         for (; next < N && m < chunk; next++) if (CE_ACTIVE(next)) act[m++] = next;
         if (!m) break;
+        /* bf16: hg is read by two products per side and z (once it is dz)
+         * by two; held, each is converted once (see gemm_hold_inputs) */
+        GEMM_HOLD(1);
         for (int s = 0; s < nsides; s++) {
             for (int64_t i = 0; i < m; i++) memcpy(hg + (s * chunk + i) * C, h[s] + act[i] * C, sizeof(R) * (size_t)C);
             GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, m, V, C, (R)coef[s], hg + s * chunk * C, C,
@@ -353,7 +357,10 @@ double ce_chunked(int nsides, R *const *h, R *const *w, const double *coef,
             }
         }
         for (int64_t i = 0; i < m; i++) total += rowloss[i];   /* fixed order */
-        if (!want_grad) continue;
+        if (!want_grad) {
+            GEMM_HOLD(0);
+            continue;
+        }
         for (int s = 0; s < nsides; s++) {
             if (dh[s]) {
                 GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, C, V, (R)coef[s], z, V, w[s], C, 0, dhg, C);
@@ -366,6 +373,7 @@ double ce_chunked(int nsides, R *const *h, R *const *w, const double *coef,
             if (dw[s])
                 GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, m, (R)coef[s], z, V, hg + s * chunk * C, C, 1, dw[s], C);
         }
+        GEMM_HOLD(0);
     }
 #undef CE_ACTIVE
     return total;

@@ -2,6 +2,7 @@
  * HF semantics: per layer x += o(attn(rope(qnorm(q(ln1 x))), rope(knorm(k(ln1 x))), v(ln1 x)))
  * then x += down(silu(gate(ln2 x)) * up(ln2 x)); final RMSNorm; LM head. */
 #include "model.h"
+#include "gemm.h"
 #include "common.h"
 #include "kernels.h"
 #include "safetensors.h"
@@ -207,9 +208,11 @@ void model_forward(wdl_model *m, const int32_t *ids, int64_t B, int64_t T) {
               *k = L_.k, *krs = L_.krs, *kr = L_.kr, *v = L_.v, *att = L_.att, *aty = L_.aty, *r1 = L_.r1,
               *ln2 = L_.ln2, *ln2r = L_.ln2r, *gate = L_.gate, *up = L_.up, *act = L_.act;
         rmsnorm_forward(ln1, ln1r, x, LAYER(m->P[W_LN1], l, H), N, H, c->eps);
+        gemm_hold_inputs(1);   /* one bf16 copy of ln1 for the three */
         linear_forward(q, ln1, LAYER(m->P[W_Q], l, QD * H), N, H, QD);
         linear_forward(k, ln1, LAYER(m->P[W_K], l, KD * H), N, H, KD);
         linear_forward(v, ln1, LAYER(m->P[W_V], l, KD * H), N, H, KD);
+        gemm_hold_inputs(0);
         /* QK-norm per head, before RoPE */
         rmsnorm_forward(a->tmp, qrs, q, LAYER(m->P[W_QNORM], l, HD), N * NH, HD, c->eps);
         rope_forward(qr, &m->rope, a->tmp, m->pos, N, NH, HD, c->theta);
@@ -219,8 +222,10 @@ void model_forward(wdl_model *m, const int32_t *ids, int64_t B, int64_t T) {
         linear_forward(a->tmp, aty, LAYER(m->P[W_O], l, H * QD), N, QD, H);
         residual_forward(r1, x, a->tmp, N * H);
         rmsnorm_forward(ln2, ln2r, r1, LAYER(m->P[W_LN2], l, H), N, H, c->eps);
+        gemm_hold_inputs(1);
         linear_forward(gate, ln2, LAYER(m->P[W_GATE], l, I * H), N, H, I);
         linear_forward(up, ln2, LAYER(m->P[W_UP], l, I * H), N, H, I);
+        gemm_hold_inputs(0);
         swiglu_forward(act, gate, up, N * I);
         linear_forward(a->tmp, act, LAYER(m->P[W_DOWN], l, H * I), N, I, H);
         residual_forward(xo, r1, a->tmp, N * H);
@@ -246,14 +251,21 @@ void model_backward(wdl_model *m) {
               *k = L_.k, *krs = L_.krs, *kr = L_.kr, *v = L_.v, *att = L_.att, *aty = L_.aty, *r1 = L_.r1,
               *ln2 = L_.ln2, *ln2r = L_.ln2r, *gate = L_.gate, *up = L_.up, *act = L_.act;
         /* MLP: xo = r1 + down(swiglu(gate(ln2), up(ln2))) */
+        /* held inputs: each output gradient is read by two products */
+        gemm_hold_inputs(1);
         linear_backward_set(a->dact, LAYER(m->G[W_DOWN], l, H * I), a->dres, act, LAYER(m->P[W_DOWN], l, H * I), N, I, H);
+        gemm_hold_inputs(0);
         ZERO(a->dgate, N * I); ZERO(a->dup, N * I);
         swiglu_backward(a->dgate, a->dup, a->dact, gate, up, N * I);
+        gemm_hold_inputs(1);
         linear_backward_set(a->dln, LAYER(m->G[W_GATE], l, I * H), a->dgate, ln2, LAYER(m->P[W_GATE], l, I * H), N, H, I);
         linear_backward(a->dln, LAYER(m->G[W_UP], l, I * H), a->dup, ln2, LAYER(m->P[W_UP], l, I * H), N, H, I);
+        gemm_hold_inputs(0);
         rmsnorm_backward(a->dres, LAYER(m->G[W_LN2], l, H), a->dln, r1, LAYER(m->P[W_LN2], l, H), ln2r, N, H, a->rms_part);
         /* attention: r1 = x + o(attn(...)) */
+        gemm_hold_inputs(1);
         linear_backward_set(a->datty, LAYER(m->G[W_O], l, H * QD), a->dres, aty, LAYER(m->P[W_O], l, H * QD), N, QD, H);
+        gemm_hold_inputs(0);
         ZERO(a->dqr, N * QD); ZERO(a->dkr, N * KD); ZERO(a->dv, N * KD);
         attention_backward(a->dqr, a->dkr, a->dv, a->datty, att, qr, kr, v, d, a->att_scratch);
         /* RoPE backward into a->tmp, then QK-norm backward */
@@ -265,9 +277,11 @@ void model_backward(wdl_model *m) {
         rope_backward(a->tmp, &m->rope, a->dkr, m->pos, N, KV, HD, c->theta);
         ZERO(a->dk, N * KD);
         rmsnorm_backward(a->dk, LAYER(m->G[W_KNORM], l, HD), a->tmp, k, LAYER(m->P[W_KNORM], l, HD), krs, N * KV, HD, a->rms_part);
+        gemm_hold_inputs(1);
         linear_backward_set(a->dln, LAYER(m->G[W_Q], l, QD * H), a->dq, ln1, LAYER(m->P[W_Q], l, QD * H), N, H, QD);
         linear_backward(a->dln, LAYER(m->G[W_K], l, KD * H), a->dk, ln1, LAYER(m->P[W_K], l, KD * H), N, H, KD);
         linear_backward(a->dln, LAYER(m->G[W_V], l, KD * H), a->dv, ln1, LAYER(m->P[W_V], l, KD * H), N, H, KD);
+        gemm_hold_inputs(0);
         rmsnorm_backward(a->dres, LAYER(m->G[W_LN1], l, H), a->dln, x, LAYER(m->P[W_LN1], l, H), ln1r, N, H, a->rms_part);
     }
     embedding_backward(m->G[W_EMBED], a->dres, m->ids, N, H);

@@ -2,6 +2,7 @@
 #include "step.h"
 #include "common.h"
 #include "kernels.h"
+#include "gemm.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +25,10 @@ double step_train(wd_step *s, const int32_t *ids, const int32_t *targets, const 
                   int64_t B, int64_t T) {
     wdl_model *st = s->strong, *wk = s->weak;
     const int64_t N = B * T, H = st->cfg.hidden, V = st->cfg.vocab;
+    /* bf16: the weights do not change within a step; each is converted once
+     * here instead of by every product that reads it (a no-op in fp32) */
+    gemm_set_readonly(0, st->params, st->nparams);
+    if (wk && !s->weak_constant) gemm_set_readonly(1, wk->params, wk->nparams);
     model_forward(st, ids, B, T);
     memset(st->a.dnormf, 0, sizeof(float) * (size_t)(N * H));
     float *h[2] = {st->a.normf, NULL}, *w[2] = {model_head(st), NULL};
@@ -54,6 +59,8 @@ double step_train(wd_step *s, const int32_t *ids, const int32_t *targets, const 
                              s->scratch, s->chunk);
     model_backward(st);
     if (nsides == 2 && !s->freeze_weak) model_backward(wk);
+    gemm_set_readonly(0, NULL, 0);
+    gemm_set_readonly(1, NULL, 0);
     return loss;
 }
 

@@ -254,9 +254,9 @@ static void test_bf16_readonly(void **state) {
     for (int strided = 0; strided < 2; strided++) {
         int64_t ld = strided ? LDW : K;
         const float *Wp = strided ? W + 5 : W;
-        gemm_ctx_set_readonly(g, NULL, 0);
+        gemm_ctx_set_readonly(g, 0, NULL, 0);
         gemm_run(g, 0, 1, M, N, K, 1.0f, A, K, Wp, ld, 0.0f, C1, N);
-        gemm_ctx_set_readonly(g, W, (size_t)(N * LDW));
+        gemm_ctx_set_readonly(g, 0, W, (size_t)(N * LDW));
         gemm_run(g, 0, 1, M, N, K, 1.0f, A, K, Wp, ld, 0.0f, C2, N);
         if (!strided) assert_memory_equal(C1, C2, sizeof(float) * M * N);
         for (int64_t i = 0; i < M * N; i++) {
@@ -266,13 +266,59 @@ static void test_bf16_readonly(void **state) {
         }
     }
     /* the range must hold the whole operand: W shifted past its end is converted */
-    gemm_ctx_set_readonly(g, W, (size_t)(N * K - 1));
+    gemm_ctx_set_readonly(g, 0, W, (size_t)(N * K - 1));
     gemm_run(g, 0, 1, M, N, K, 1.0f, A, K, W, K, 0.0f, C2, N);
-    gemm_ctx_set_readonly(g, NULL, 0);
+    gemm_ctx_set_readonly(g, 0, NULL, 0);
     gemm_run(g, 0, 1, M, N, K, 1.0f, A, K, W, K, 0.0f, C1, N);
     assert_memory_equal(C1, C2, sizeof(float) * M * N);
+    /* two ranges at once (both operands read-only), and set again over a
+     * changed W: the copy follows (the buffer is reused) */
+    gemm_ctx_set_readonly(g, 0, A, (size_t)(M * K));
+    gemm_ctx_set_readonly(g, 1, W, (size_t)(N * K));
+    gemm_run(g, 0, 1, M, N, K, 1.0f, A, K, W, K, 0.0f, C2, N);
+    assert_memory_equal(C1, C2, sizeof(float) * M * N);
+    for (int64_t i = 0; i < N * K; i++) W[i] = -W[i];
+    gemm_ctx_set_readonly(g, 1, W, (size_t)(N * K));
+    gemm_run(g, 0, 1, M, N, K, 1.0f, A, K, W, K, 0.0f, C2, N);
+    for (int64_t i = 0; i < M * N; i++) assert_true(C2[i] == -C1[i]);
     gemm_ctx_free(g);
     free(A); free(W); free(C1); free(C2);
+}
+
+/* Held inputs (gemm_ctx_hold_inputs): products that read one stored matrix
+ * as A, as B, transposed or with another partner give the bytes they give
+ * without holding (one copy serves them all, more than SLOT_HELD operands
+ * included); once released, a changed input is converted afresh. */
+static void test_bf16_hold_inputs(void **state) {
+    (void)state;
+    const int64_t N = 300, C = 64, O1 = 48, O2 = 80;
+    float *X = rnd(N * C), *W1 = rnd(O1 * C), *W2 = rnd(O2 * C), *D = rnd(N * O1);
+    float *ref[6], *got[6];
+    gemm_ctx *g = gemm_ctx_new(GEMM_BF16);
+    for (int held = 0; held < 2; held++) {
+        float **out = held ? got : ref;
+        for (int i = 0; i < 6; i++) out[i] = xcalloc((size_t)(N * O2), sizeof(float));
+        if (held) gemm_ctx_hold_inputs(g, 1);
+        gemm_run(g, 0, 1, N, O1, C, 1.0f, X, C, W1, C, 0.0f, out[0], O1);    /* X W1^T */
+        gemm_run(g, 0, 1, N, O2, C, 1.0f, X, C, W2, C, 0.0f, out[1], O2);    /* X W2^T: X again */
+        gemm_run(g, 1, 0, O1, C, N, 1.0f, D, O1, X, C, 0.0f, out[2], C);     /* D^T X: X as B */
+        gemm_run(g, 0, 0, N, C, O1, 0.5f, D, O1, W1, C, 1.0f, out[3], C);    /* D W1: D, W1 again */
+        /* the same address, rows and columns, another leading dimension:
+         * the first N/2 rows of X, then every other row */
+        gemm_run(g, 0, 1, N / 2, O1, C, 1.0f, X, C, W1, C, 0.0f, out[4], O1);
+        gemm_run(g, 0, 1, N / 2, O1, C, 1.0f, X, 2 * C, W1, C, 0.0f, out[5], O1);
+        if (held) gemm_ctx_hold_inputs(g, 0);
+    }
+    for (int i = 0; i < 6; i++) assert_memory_equal(ref[i], got[i], sizeof(float) * (size_t)(N * O2));
+    /* released: X changes, and the next held product sees the new values */
+    for (int64_t i = 0; i < N * C; i++) X[i] = -X[i];
+    gemm_ctx_hold_inputs(g, 1);
+    gemm_run(g, 0, 1, N, O1, C, 1.0f, X, C, W1, C, 0.0f, got[0], O1);
+    gemm_ctx_hold_inputs(g, 0);
+    for (int64_t i = 0; i < N * O1; i++) assert_true(got[0][i] == -ref[0][i]);
+    gemm_ctx_free(g);
+    for (int i = 0; i < 6; i++) { free(ref[i]); free(got[i]); }
+    free(X); free(W1); free(W2); free(D);
 }
 
 static void test_fp32_is_openblas(void **state) {
@@ -402,6 +448,7 @@ int main(void) {
         cmocka_unit_test(test_bf16_cache_limit),
         cmocka_unit_test(test_bf16_in_parallel_region),
         cmocka_unit_test(test_bf16_readonly),
+        cmocka_unit_test(test_bf16_hold_inputs),
         cmocka_unit_test(test_fp32_is_openblas),
         cmocka_unit_test(test_fp32_onednn),
         cmocka_unit_test(test_fp32_few_rows),
