@@ -395,6 +395,41 @@ static void test_step_allocates_nothing(void **st) {
     model_free(wk); model_free(sg);
 }
 
+/* In bf16 the backend keeps per-thread scratch (converted operands, held
+ * inputs, the weights' bf16 copies) that grows on first use, and a cached
+ * primitive per product shape; after one step of each kind, further steps
+ * of the same shapes allocate nothing. (A new padded length creates its
+ * primitives once: the cache is bounded, see gemm.h.) */
+static void test_bf16_steps_allocate_nothing_after_the_first(void **st) {
+    adamw_cfg o = fixture_adamw();
+    wdl_model *wk = model_load(FIX "mixed/weak"), *sg = model_load(FIX "mixed/strong");
+    st_model *ref = st_open(FIX "mixed/ref.safetensors");
+    batch b;
+    load_batch(ref, &b);
+    wdl_model *both[2] = {sg, wk};
+    for (int i = 0; i < 2; i++) { model_alloc_grads(both[i]); model_alloc_moments(both[i]); model_alloc_acts(both[i], B, T, ACTS_TRAIN, 0); }
+    gemm_set_precision(GEMM_BF16);
+    for (int mixed = 0; mixed < 2; mixed++) {
+        wd_step s;
+        step_init(&s, sg, mixed ? wk : NULL, 0.5);
+        uint64_t before = 0;
+        for (int t = 0; t < 4; t++) {
+            if (t == 1) before = wdl_alloc_count();   /* step 0 warms the scratch */
+            model_zero_grad(sg); model_zero_grad(wk);
+            step_train(&s, b.ids, b.tg, b.wt, B, T);
+            if (mixed) grad_clip_joint(both, 2, o.clip, NULL);
+            else grad_clip(sg, o.clip);
+            for (int i = 0; i <= mixed; i++) adamw_step(both[i], &o, o.lr, t + 1);
+        }
+        print_message("# bf16 %s: %llu allocations in 3 training steps after the first\n", mixed ? "WD-JT" : "SFT",
+                      (unsigned long long)(wdl_alloc_count() - before));
+        assert_int_equal(wdl_alloc_count(), before);
+        step_free(&s);
+    }
+    st_close(ref);
+    model_free(wk); model_free(sg);
+}
+
 /* --precision bf16 against transformers (fixtures in tests/fixtures/bf16,
  * the untied model's first step).
  *
@@ -523,6 +558,7 @@ int main(void) {
         cmocka_unit_test(test_written_checkpoints),
         cmocka_unit_test(test_step_allocates_nothing),
         cmocka_unit_test_teardown(test_bf16, precision_fp32),
+        cmocka_unit_test_teardown(test_bf16_steps_allocate_nothing_after_the_first, precision_fp32),
     };
     return cmocka_run_group_tests_name("model", tests, NULL, NULL);
 }
