@@ -353,35 +353,51 @@ static void test_written_checkpoints(void **st) {
     check_written(FIX "c_written/trained", FIX "c_written/trained.json");
 }
 
+/* Allocations made by 3 training steps (SFT, or WD-JT with joint clipping)
+ * after `warm` uncounted ones. vary_T: step t has T - t positions (shorter
+ * batches, all within the capacity). */
+static uint64_t step_allocations(wdl_model *sg, wdl_model *wk, const batch *b, int mixed, int warm, int vary_T) {
+    adamw_cfg o = fixture_adamw();
+    wdl_model *both[2] = {sg, wk};
+    wd_step s;
+    step_init(&s, sg, mixed ? wk : NULL, 0.5);
+    uint64_t before = wdl_alloc_count();
+    for (int t = 0; t < warm + 3; t++) {
+        if (t == warm) before = wdl_alloc_count();
+        model_zero_grad(sg); model_zero_grad(wk);
+        step_train(&s, b->ids, b->tg, b->wt, B, vary_T ? T - (t - warm > 0 ? t - warm : 0) : T);
+        if (mixed) grad_clip_joint(both, 2, o.clip, NULL);
+        else grad_clip(sg, o.clip);
+        for (int i = 0; i <= mixed; i++) adamw_step(both[i], &o, o.lr, t + 1);
+    }
+    uint64_t n = wdl_alloc_count() - before;
+    step_free(&s);
+    return n;
+}
+
+static void load_mixed(wdl_model **sg, wdl_model **wk, st_model **ref, batch *b) {
+    *wk = model_load(FIX "mixed/weak");
+    *sg = model_load(FIX "mixed/strong");
+    *ref = st_open(FIX "mixed/ref.safetensors");
+    load_batch(*ref, b);
+    wdl_model *both[2] = {*sg, *wk};
+    for (int i = 0; i < 2; i++) { model_alloc_grads(both[i]); model_alloc_moments(both[i]); model_alloc_acts(both[i], B, T, ACTS_TRAIN, 0); }
+}
+
 /* A training step allocates nothing: forward, loss, backward, clipping and
  * AdamW, from the very first step, for SFT and for WD-JT (two models, joint
  * clipping); and a decoding step allocates nothing after gen_init. Counted
  * are the project's own allocations (wdl_alloc_count: every one goes through
  * common.h's wrappers); OpenBLAS's, libgomp's and libc's own are not. */
 static void test_step_allocates_nothing(void **st) {
-    adamw_cfg o = fixture_adamw();
-    wdl_model *wk = model_load(FIX "mixed/weak"), *sg = model_load(FIX "mixed/strong");
-    st_model *ref = st_open(FIX "mixed/ref.safetensors");
+    wdl_model *sg, *wk;
+    st_model *ref;
     batch b;
-    load_batch(ref, &b);
-    wdl_model *both[2] = {sg, wk};
-    for (int i = 0; i < 2; i++) { model_alloc_grads(both[i]); model_alloc_moments(both[i]); model_alloc_acts(both[i], B, T, ACTS_TRAIN, 0); }
+    load_mixed(&sg, &wk, &ref, &b);
     for (int mixed = 0; mixed < 2; mixed++) {
-        wd_step s;
-        step_init(&s, sg, mixed ? wk : NULL, 0.5);
-        uint64_t before = wdl_alloc_count();
-        for (int t = 0; t < 3; t++) {
-            /* T - t: shorter batches too, all within the capacity */
-            model_zero_grad(sg); model_zero_grad(wk);
-            step_train(&s, b.ids, b.tg, b.wt, B, T - t);
-            if (mixed) grad_clip_joint(both, 2, o.clip, NULL);
-            else grad_clip(sg, o.clip);
-            for (int i = 0; i <= mixed; i++) adamw_step(both[i], &o, o.lr, t + 1);
-        }
-        print_message("# %s: %llu allocations in 3 training steps\n", mixed ? "WD-JT" : "SFT",
-                      (unsigned long long)(wdl_alloc_count() - before));
-        assert_int_equal(wdl_alloc_count(), before);
-        step_free(&s);
+        uint64_t n = step_allocations(sg, wk, &b, mixed, 0, 1);
+        print_message("# %s: %llu allocations in 3 training steps\n", mixed ? "WD-JT" : "SFT", (unsigned long long)n);
+        assert_int_equal(n, 0);
     }
     gen_state g;
     gen_init(&g, sg, B, T);
@@ -401,30 +417,16 @@ static void test_step_allocates_nothing(void **st) {
  * of the same shapes allocate nothing. (A new padded length creates its
  * primitives once: the cache is bounded, see gemm.h.) */
 static void test_bf16_steps_allocate_nothing_after_the_first(void **st) {
-    adamw_cfg o = fixture_adamw();
-    wdl_model *wk = model_load(FIX "mixed/weak"), *sg = model_load(FIX "mixed/strong");
-    st_model *ref = st_open(FIX "mixed/ref.safetensors");
+    wdl_model *sg, *wk;
+    st_model *ref;
     batch b;
-    load_batch(ref, &b);
-    wdl_model *both[2] = {sg, wk};
-    for (int i = 0; i < 2; i++) { model_alloc_grads(both[i]); model_alloc_moments(both[i]); model_alloc_acts(both[i], B, T, ACTS_TRAIN, 0); }
+    load_mixed(&sg, &wk, &ref, &b);
     gemm_set_precision(GEMM_BF16);
     for (int mixed = 0; mixed < 2; mixed++) {
-        wd_step s;
-        step_init(&s, sg, mixed ? wk : NULL, 0.5);
-        uint64_t before = 0;
-        for (int t = 0; t < 4; t++) {
-            if (t == 1) before = wdl_alloc_count();   /* step 0 warms the scratch */
-            model_zero_grad(sg); model_zero_grad(wk);
-            step_train(&s, b.ids, b.tg, b.wt, B, T);
-            if (mixed) grad_clip_joint(both, 2, o.clip, NULL);
-            else grad_clip(sg, o.clip);
-            for (int i = 0; i <= mixed; i++) adamw_step(both[i], &o, o.lr, t + 1);
-        }
+        uint64_t n = step_allocations(sg, wk, &b, mixed, 1, 0);
         print_message("# bf16 %s: %llu allocations in 3 training steps after the first\n", mixed ? "WD-JT" : "SFT",
-                      (unsigned long long)(wdl_alloc_count() - before));
-        assert_int_equal(wdl_alloc_count(), before);
-        step_free(&s);
+                      (unsigned long long)n);
+        assert_int_equal(n, 0);
     }
     st_close(ref);
     model_free(wk); model_free(sg);
