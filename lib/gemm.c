@@ -62,6 +62,7 @@ struct gemm_ctx {
     size_t ntab, nent, max_cached;
     int64_t emulated, own_scaled;
     int always_own_scale;       /* gemm_ctx_always_own_scale (tests) */
+    int software_conversion;    /* gemm_ctx_software_conversion (tests) */
     gemm_slot *slot[GEMM_MAX_THREADS];
     /* gemm_ctx_set_readonly: floats that never change again, held in bf16
      * once so that products read them without converting on every call */
@@ -118,6 +119,7 @@ gemm_precision gemm_ctx_precision(const gemm_ctx *g) { return g->prec; }
 void gemm_ctx_set_cache_limit(gemm_ctx *g, size_t n) { g->max_cached = n; }
 
 void gemm_ctx_always_own_scale(gemm_ctx *g) { g->always_own_scale = 1; }
+void gemm_ctx_software_conversion(gemm_ctx *g) { g->software_conversion = 1; }
 
 void gemm_ctx_stats(gemm_ctx *g, int64_t *primitives, int64_t *emulated, int64_t *own_scaled) {
     pthread_mutex_lock(&g->lock);
@@ -296,10 +298,13 @@ static void *slot_buf(gemm_slot *s, int i, size_t bytes) {
 
 /* One row of n floats to bf16. Where the CPU has AVX512-BF16 its
  * conversion instruction does it: round to nearest even and quiet NaNs as
- * st_f32_to_bf16 does, but fp32 denormals become (signed) zero. That
- * changes no product: the bf16 dot products of AMX and AVX512-BF16 treat
- * bf16 denormal inputs as zero anyway (checked by test_gemm), and CPUs
- * without them take the emulated path, which converts in software. */
+ * st_f32_to_bf16 does, but fp32 denormals become (signed) zero. Products
+ * barely notice: the bf16 dot products of AMX and AVX512-BF16 treat bf16
+ * denormal inputs as zero anyway (test_gemm checks it), so the only inputs
+ * that differ are those within half a bf16 ulp below the smallest normal,
+ * |x| in [2^-126 (1 - 2^-9), 2^-126), which software rounds up to 2^-126.
+ * CPUs without these instructions take the emulated path, which converts
+ * in software. */
 static void row_to_bf16_sw(uint16_t *y, const float *x, int64_t n) {
     for (int64_t c = 0; c < n; c++) y[c] = st_f32_to_bf16(x[c]);
 }
@@ -336,8 +341,8 @@ static void (*row_to_bf16(void))(uint16_t *, const float *, int64_t) { return ro
  * not already inside a parallel region (a small one stays out of OpenMP:
  * attention converts thousands of small blocks per step). */
 #define CONVERT_PAR_MIN (1 << 16)
-static void to_bf16(uint16_t *dst, const float *src, int64_t rows, int64_t cols, int64_t ld) {
-    void (*row)(uint16_t *, const float *, int64_t) = row_to_bf16();
+static void to_bf16(const gemm_ctx *g, uint16_t *dst, const float *src, int64_t rows, int64_t cols, int64_t ld) {
+    void (*row)(uint16_t *, const float *, int64_t) = g->software_conversion ? row_to_bf16_sw : row_to_bf16();
     if (ld == cols) {   /* one run of rows * cols, cut into pieces for the threads */
         cols *= rows;
         rows = 1;
@@ -377,7 +382,7 @@ void gemm_ctx_set_readonly(gemm_ctx *g, int which, const float *base, size_t n) 
         g->ro[which].bf16 = xaligned(n * sizeof(uint16_t));
         g->ro[which].cap = n;
     }
-    to_bf16(g->ro[which].bf16, base, 1, (int64_t)n, (int64_t)n);   /* one run, in parallel pieces */
+    to_bf16(g, g->ro[which].bf16, base, 1, (int64_t)n, (int64_t)n);   /* one run, in parallel pieces */
     g->ro[which].base = base;
     g->ro[which].n = n;
 }
@@ -396,11 +401,11 @@ static const uint16_t *readonly_bf16(const gemm_ctx *g, const float *X, int64_t 
 /* The bf16 copy of a stored operand: converted into the slot's scratch
  * buffer `which` (0 for A, 1 for B), or, while the thread holds its inputs,
  * looked up among (or added to) the copies kept since gemm_hold_inputs. */
-static const uint16_t *converted(gemm_slot *s, int which, const float *X, int64_t rows, int64_t cols, int64_t ld) {
+static const uint16_t *converted(const gemm_ctx *g, gemm_slot *s, int which, const float *X, int64_t rows, int64_t cols, int64_t ld) {
     size_t bytes = sizeof(uint16_t) * (size_t)(rows * cols);
     if (!s->hold) {
         uint16_t *y = slot_buf(s, which, bytes);
-        to_bf16(y, X, rows, cols, ld);
+        to_bf16(g, y, X, rows, cols, ld);
         return y;
     }
     for (int i = 0; i < SLOT_HELD; i++)
@@ -418,7 +423,7 @@ static const uint16_t *converted(gemm_slot *s, int which, const float *X, int64_
     s->held[i].rows = rows;
     s->held[i].cols = cols;
     s->held[i].ld = ld;
-    to_bf16(s->held[i].buf, X, rows, cols, ld);
+    to_bf16(g, s->held[i].buf, X, rows, cols, ld);
     return s->held[i].buf;
 }
 
@@ -488,9 +493,9 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
     const void *pa = A, *pb = B;
     if (prec == GEMM_BF16) {
         if (ra) pa = ra;
-        else pa = converted(s, 0, A, ar, ac, lda);
+        else pa = converted(g, s, 0, A, ar, ac, lda);
         if (rb) pb = rb;
-        else pb = converted(s, 1, B, br, bc, ldb);
+        else pb = converted(g, s, 1, B, br, bc, ldb);
     }
     float *dst = e->own_scale ? slot_buf(s, 3, sizeof(float) * (size_t)(M * N)) : C;
     const void *ptr[4] = {pa, pb, dst, e->pad_bytes ? slot_buf(s, 2, e->pad_bytes) : NULL};

@@ -66,6 +66,10 @@ void gemm_ctx_stats(gemm_ctx *g, int64_t *primitives, int64_t *emulated, int64_t
  * gemm_run in a vector loop instead. This makes every product with alpha
  * != 1 or beta != 0 take that route (tests, on any CPU). */
 void gemm_ctx_always_own_scale(gemm_ctx *g);
+/* Converts to bf16 in software (st_f32_to_bf16) even where the CPU has
+ * AVX512-BF16's instruction, which turns fp32 denormals into zero (tests:
+ * the two give the same products). */
+void gemm_ctx_software_conversion(gemm_ctx *g);
 /* With GEMM_BF16: the n floats at base will not change until this range is
  * set again (a model's weights while scoring or decoding, or during one
  * training step); they are converted to bf16 here, once (2n bytes held,
