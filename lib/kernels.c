@@ -47,6 +47,10 @@ float expf(float);
 #define rmsnorm_backward rmsnorm_backward_f64
 #define rope_forward rope_forward_f64
 #define rope_backward rope_backward_f64
+#define rope_backward_set rope_backward_set_f64
+#define qknorm_rope_forward qknorm_rope_forward_f64
+#define residual_rmsnorm_forward residual_rmsnorm_forward_f64
+#define swiglu_backward_set swiglu_backward_set_f64
 #define attention_forward attention_forward_f64
 #define attention_backward attention_backward_f64
 #define swiglu_forward swiglu_forward_f64

@@ -120,6 +120,12 @@ void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *in
                       const float *rstd, int64_t N, int64_t C, double *part);
 void rmsnorm_backward_f64(double *dinp, double *dw, const double *dout, const double *inp, const double *w,
                           const double *rstd, int64_t N, int64_t C, double *part);
+/* sum = a + b, out = rmsnorm(sum) * w (residual_forward then rmsnorm_forward,
+ * fused: the same bytes, one pass over memory). */
+void residual_rmsnorm_forward(float *sum, float *out, float *rstd, const float *a, const float *b, const float *w,
+                              int64_t N, int64_t C, double eps);
+void residual_rmsnorm_forward_f64(double *sum, double *out, double *rstd, const double *a, const double *b,
+                                  const double *w, int64_t N, int64_t C, double eps);
 
 /* Rotate-half RoPE on rows [N, H, HD] at positions pos[N]. */
 void rope_forward(float *out, rope_cache *tab, const float *inp, const int32_t *pos,
@@ -130,6 +136,16 @@ void rope_backward(float *dinp, rope_cache *tab, const float *dout, const int32_
                    int64_t N, int64_t H, int64_t HD, double theta);
 void rope_backward_f64(double *dinp, rope_cache_f64 *tab, const double *dout, const int32_t *pos,
                        int64_t N, int64_t H, int64_t HD, double theta);
+void rope_backward_set(float *dinp, rope_cache *tab, const float *dout, const int32_t *pos,
+                       int64_t N, int64_t H, int64_t HD, double theta);
+void rope_backward_set_f64(double *dinp, rope_cache_f64 *tab, const double *dout, const int32_t *pos,
+                           int64_t N, int64_t H, int64_t HD, double theta);
+/* QK-norm (rmsnorm over rows of HD, weight w [HD], rstd [N*H]) then RoPE,
+ * fused: the same bytes as rmsnorm_forward then rope_forward. */
+void qknorm_rope_forward(float *out, float *rstd, rope_cache *tab, const float *inp, const float *w,
+                         const int32_t *pos, int64_t N, int64_t H, int64_t HD, double eps, double theta);
+void qknorm_rope_forward_f64(double *out, double *rstd, rope_cache_f64 *tab, const double *inp, const double *w,
+                             const int32_t *pos, int64_t N, int64_t H, int64_t HD, double eps, double theta);
 
 /* Causal GQA attention; att [B, NH, T, T] saves the probabilities.
  * scratch: attention_backward_scratch(d) reals. */
@@ -147,6 +163,9 @@ void swiglu_forward_f64(double *out, const double *gate, const double *up, int64
 void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int64_t n);
 void swiglu_backward_f64(double *dgate, double *dup, const double *dout, const double *gate, const double *up,
                          int64_t n);
+void swiglu_backward_set(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int64_t n);
+void swiglu_backward_set_f64(double *dgate, double *dup, const double *dout, const double *gate, const double *up,
+                             int64_t n);
 
 /* out = a + b; its backward is the identity, so it has no kernel. */
 void residual_forward(float *out, const float *a, const float *b, int64_t n);

@@ -63,6 +63,26 @@ void rmsnorm_forward(R *out, R *rstd, const R *inp, const R *w, int64_t N, int64
     }
 }
 
+/* sum = a + b, then out = rmsnorm(sum) * w: residual_forward followed by
+ * rmsnorm_forward in one pass over memory (the row is still in cache for
+ * the norm), bit for bit the same results. */
+void residual_rmsnorm_forward(R *sum, R *out, R *rstd, const R *a, const R *b, const R *w, int64_t N, int64_t C,
+                              double eps) {
+#pragma omp parallel for schedule(static) if (N * C > PAR_MIN)
+    for (int64_t n = 0; n < N; n++) {
+        R *x = sum + n * C;
+#pragma omp simd
+        for (int64_t c = 0; c < C; c++) x[c] = a[n * C + c] + b[n * C + c];
+        double ss = 0;
+#pragma omp simd reduction(+ : ss)
+        for (int64_t c = 0; c < C; c++) ss += (double)x[c] * x[c];
+        R r = (R)(1.0 / sqrt(ss / C + eps));
+        rstd[n] = r;
+        R *o = out + n * C;
+        for (int64_t c = 0; c < C; c++) o[c] = w[c] * (x[c] * r);
+    }
+}
+
 /* With xh = x*rstd: dx = rstd * (g - xh * mean(g*xh)), g = dout*w; dw += dout*xh.
  * dw is reduced over rows in a fixed order (per-thread partials would make
  * the sum depend on the thread count). */
@@ -164,10 +184,48 @@ void rope_forward(R *out, rope_cache *tab, const R *inp, const int32_t *pos, int
                       int64_t HD, double theta) {
     rope_apply(out, tab, inp, pos, N, H, HD, theta, 1, 0);
 }
+
+/* Qwen3's QK-norm then RoPE, row by row (a row is one head of one token):
+ * rmsnorm_forward over rows of HD into a row buffer, rotated into out; the
+ * same results as the two kernels, without the normalised tensor's trip
+ * through memory. rstd [N*H] as rmsnorm_forward's. */
+void qknorm_rope_forward(R *out, R *rstd, rope_cache *tab, const R *inp, const R *w, const int32_t *pos, int64_t N,
+                         int64_t H, int64_t HD, double eps, double theta) {
+    int64_t half = HD / 2;
+    int32_t mp = 0;
+    for (int64_t n = 0; n < N; n++) if (pos[n] > mp) mp = pos[n];
+    rope_build(tab, (int64_t)mp + 1, HD, theta);
+    const R *cs = tab->cs, *sn = tab->sn;
+#pragma omp parallel for schedule(static) if (N * H * HD > PAR_MIN)
+    for (int64_t n = 0; n < N; n++) {
+        const R *c = cs + (int64_t)pos[n] * half, *s = sn + (int64_t)pos[n] * half;
+        R xn[HD];
+        for (int64_t h = 0; h < H; h++) {
+            const R *x = inp + (n * H + h) * HD;
+            double ss = 0;
+#pragma omp simd reduction(+ : ss)
+            for (int64_t i = 0; i < HD; i++) ss += (double)x[i] * x[i];
+            R r = (R)(1.0 / sqrt(ss / HD + eps));
+            rstd[n * H + h] = r;
+            for (int64_t i = 0; i < HD; i++) xn[i] = w[i] * (x[i] * r);
+            R *o = out + (n * H + h) * HD;
+            for (int64_t i = 0; i < half; i++) {
+                R x1 = xn[i], x2 = xn[i + half], si = s[i];
+                o[i] = x1 * c[i] - x2 * si;
+                o[i + half] = x2 * c[i] + x1 * si;
+            }
+        }
+    }
+}
 /* The rotation is orthogonal: its transpose rotates by -angle. */
 void rope_backward(R *dinp, rope_cache *tab, const R *dout, const int32_t *pos, int64_t N, int64_t H,
                        int64_t HD, double theta) {
     rope_apply(dinp, tab, dout, pos, N, H, HD, theta, -1, 1);
+}
+/* As rope_backward, but dinp is overwritten (no zeroing pass before). */
+void rope_backward_set(R *dinp, rope_cache *tab, const R *dout, const int32_t *pos, int64_t N, int64_t H,
+                       int64_t HD, double theta) {
+    rope_apply(dinp, tab, dout, pos, N, H, HD, theta, -1, 0);
 }
 
 /* Causal GQA attention. q [B*T, NH*HD], k/v [B*T, KVH*HD], out [B*T, NH*HD],
@@ -273,6 +331,16 @@ void swiglu_backward(R *dgate, R *dup, const R *dout, const R *gate, const R *up
         R g = gate[i], s = 1 / (1 + EXP(-g));
         dgate[i] += dout[i] * up[i] * s * (1 + g * (1 - s));
         dup[i] += dout[i] * g * s;
+    }
+}
+
+/* As swiglu_backward, but dgate and dup are overwritten. */
+void swiglu_backward_set(R *dgate, R *dup, const R *dout, const R *gate, const R *up, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        R g = gate[i], s = 1 / (1 + EXP(-g));
+        dgate[i] = dout[i] * up[i] * s * (1 + g * (1 - s));
+        dup[i] = dout[i] * g * s;
     }
 }
 

@@ -207,30 +207,35 @@ void model_forward(wdl_model *m, const int32_t *ids, int64_t B, int64_t T) {
         float *x = L_.x, *xo = L_.xo, *ln1 = L_.ln1, *ln1r = L_.ln1r, *q = L_.q, *qrs = L_.qrs, *qr = L_.qr,
               *k = L_.k, *krs = L_.krs, *kr = L_.kr, *v = L_.v, *att = L_.att, *aty = L_.aty, *r1 = L_.r1,
               *ln2 = L_.ln2, *ln2r = L_.ln2r, *gate = L_.gate, *up = L_.up, *act = L_.act;
-        rmsnorm_forward(ln1, ln1r, x, LAYER(m->P[W_LN1], l, H), N, H, c->eps);
+        /* ln1 of layers after the first was made by the previous layer's
+         * last residual (fused with this norm) */
+        if (l == 0) rmsnorm_forward(ln1, ln1r, x, LAYER(m->P[W_LN1], l, H), N, H, c->eps);
         gemm_hold_inputs(1);   /* one bf16 copy of ln1 for the three */
         linear_forward(q, ln1, LAYER(m->P[W_Q], l, QD * H), N, H, QD);
         linear_forward(k, ln1, LAYER(m->P[W_K], l, KD * H), N, H, KD);
         linear_forward(v, ln1, LAYER(m->P[W_V], l, KD * H), N, H, KD);
         gemm_hold_inputs(0);
         /* QK-norm per head, before RoPE */
-        rmsnorm_forward(a->tmp, qrs, q, LAYER(m->P[W_QNORM], l, HD), N * NH, HD, c->eps);
-        rope_forward(qr, &m->rope, a->tmp, m->pos, N, NH, HD, c->theta);
-        rmsnorm_forward(a->tmp, krs, k, LAYER(m->P[W_KNORM], l, HD), N * KV, HD, c->eps);
-        rope_forward(kr, &m->rope, a->tmp, m->pos, N, KV, HD, c->theta);
+        qknorm_rope_forward(qr, qrs, &m->rope, q, LAYER(m->P[W_QNORM], l, HD), m->pos, N, NH, HD, c->eps, c->theta);
+        qknorm_rope_forward(kr, krs, &m->rope, k, LAYER(m->P[W_KNORM], l, HD), m->pos, N, KV, HD, c->eps, c->theta);
         attention_forward(aty, att, qr, kr, v, d);
         linear_forward(a->tmp, aty, LAYER(m->P[W_O], l, H * QD), N, QD, H);
-        residual_forward(r1, x, a->tmp, N * H);
-        rmsnorm_forward(ln2, ln2r, r1, LAYER(m->P[W_LN2], l, H), N, H, c->eps);
+        residual_rmsnorm_forward(r1, ln2, ln2r, x, a->tmp, LAYER(m->P[W_LN2], l, H), N, H, c->eps);
         gemm_hold_inputs(1);
         linear_forward(gate, ln2, LAYER(m->P[W_GATE], l, I * H), N, H, I);
         linear_forward(up, ln2, LAYER(m->P[W_UP], l, I * H), N, H, I);
         gemm_hold_inputs(0);
         swiglu_forward(act, gate, up, N * I);
         linear_forward(a->tmp, act, LAYER(m->P[W_DOWN], l, H * I), N, I, H);
-        residual_forward(xo, r1, a->tmp, N * H);
+        /* the residual, fused with the next norm: the next layer's ln1, or
+         * after the last layer the final norm */
+        if (l + 1 < c->layers) {
+            layer_acts Ln;
+            layer_views(m, l + 1, &Ln);
+            residual_rmsnorm_forward(xo, Ln.ln1, Ln.ln1r, r1, a->tmp, LAYER(m->P[W_LN1], l + 1, H), N, H, c->eps);
+        } else
+            residual_rmsnorm_forward(xo, a->normf, a->normf_rstd, r1, a->tmp, m->P[W_NORM], N, H, c->eps);
     }
-    rmsnorm_forward(a->normf, a->normf_rstd, resid_slot(m, c->layers), m->P[W_NORM], N, H, c->eps);
 }
 
 void model_backward(wdl_model *m) {
@@ -255,8 +260,7 @@ void model_backward(wdl_model *m) {
         gemm_hold_inputs(1);
         linear_backward_set(a->dact, LAYER(m->G[W_DOWN], l, H * I), a->dres, act, LAYER(m->P[W_DOWN], l, H * I), N, I, H);
         gemm_hold_inputs(0);
-        ZERO(a->dgate, N * I); ZERO(a->dup, N * I);
-        swiglu_backward(a->dgate, a->dup, a->dact, gate, up, N * I);
+        swiglu_backward_set(a->dgate, a->dup, a->dact, gate, up, N * I);
         gemm_hold_inputs(1);
         linear_backward_set(a->dln, LAYER(m->G[W_GATE], l, I * H), a->dgate, ln2, LAYER(m->P[W_GATE], l, I * H), N, H, I);
         linear_backward(a->dln, LAYER(m->G[W_UP], l, I * H), a->dup, ln2, LAYER(m->P[W_UP], l, I * H), N, H, I);
@@ -269,12 +273,10 @@ void model_backward(wdl_model *m) {
         ZERO(a->dqr, N * QD); ZERO(a->dkr, N * KD); ZERO(a->dv, N * KD);
         attention_backward(a->dqr, a->dkr, a->dv, a->datty, att, qr, kr, v, d, a->att_scratch);
         /* RoPE backward into a->tmp, then QK-norm backward */
-        ZERO(a->tmp, N * QD);
-        rope_backward(a->tmp, &m->rope, a->dqr, m->pos, N, NH, HD, c->theta);
+        rope_backward_set(a->tmp, &m->rope, a->dqr, m->pos, N, NH, HD, c->theta);
         ZERO(a->dq, N * QD);
         rmsnorm_backward(a->dq, LAYER(m->G[W_QNORM], l, HD), a->tmp, q, LAYER(m->P[W_QNORM], l, HD), qrs, N * NH, HD, a->rms_part);
-        ZERO(a->tmp, N * KD);
-        rope_backward(a->tmp, &m->rope, a->dkr, m->pos, N, KV, HD, c->theta);
+        rope_backward_set(a->tmp, &m->rope, a->dkr, m->pos, N, KV, HD, c->theta);
         ZERO(a->dk, N * KD);
         rmsnorm_backward(a->dk, LAYER(m->G[W_KNORM], l, HD), a->tmp, k, LAYER(m->P[W_KNORM], l, HD), krs, N * KV, HD, a->rms_part);
         gemm_hold_inputs(1);

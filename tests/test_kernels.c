@@ -163,6 +163,12 @@ static void test_rope(void **st) {
     double *sx = rnd(n, 1), *ax = copy(sx, n);
     rope_backward_f64(ax, &c.tab, c.r, c.pos, c.N, c.H, c.HD, 10000.0);
     expect_added("rope dx", ax, sx, dx, n);
+    /* the _set variant overwrites whatever dinp held with the same gradient */
+    double *dset = rnd(n, 3);
+    rope_backward_set_f64(dset, &c.tab, c.r, c.pos, c.N, c.H, c.HD, 10000.0);
+    assert_memory_equal(dset, dx, sizeof(double) * (size_t)n);
+    fd_check("rope_set dx", rope_loss, &c, c.x, dset, n);
+    free(dset);
     /* position 0 is the identity; rotate-half pairs i with i + HD/2 */
     rope_loss(&c);
     for (int64_t i = 0; i < c.H * c.HD; i++) assert_true(fabs(c.y[i] - c.x[i]) < 1e-15);
@@ -233,6 +239,13 @@ static void test_swiglu(void **st) {
     swiglu_backward_f64(ag, au, c.r, c.g, c.u, c.n);
     expect_added("swiglu dgate", ag, sg, dg, c.n);
     expect_added("swiglu dup", au, su, du, c.n);
+    double *gs = rnd(c.n, 3), *us = rnd(c.n, 3);   /* _set: overwritten, not added */
+    swiglu_backward_set_f64(gs, us, c.r, c.g, c.u, c.n);
+    assert_memory_equal(gs, dg, sizeof(double) * (size_t)c.n);
+    assert_memory_equal(us, du, sizeof(double) * (size_t)c.n);
+    fd_check("swiglu_set dgate", sw_loss, &c, c.g, gs, c.n);
+    fd_check("swiglu_set dup", sw_loss, &c, c.u, us, c.n);
+    free(gs); free(us);
     fd_check("swiglu dgate", sw_loss, &c, c.g, dg, c.n);
     fd_check("swiglu dup", sw_loss, &c, c.u, du, c.n);
     free(c.g); free(c.u); free(c.r); free(c.y); free(dg); free(du);
@@ -353,6 +366,76 @@ static void test_tied(void **st) {
     free(c.w); free(c.h); free(c.scratch); free(dh); free(dw);
 }
 
+/* The fused forward kernels give the bytes of the kernels they fuse, in
+ * float and in double; their gradients are those kernels' (checked above),
+ * so the finite differences are checked through the fused forward too. */
+typedef struct { int64_t N, C; double *a, *b, *w, *r, *sum, *y, *rs; } resnorm_ctx;
+static double resnorm_loss(void *p) {
+    resnorm_ctx *c = p;
+    residual_rmsnorm_forward_f64(c->sum, c->y, c->rs, c->a, c->b, c->w, c->N, c->C, 1e-6);
+    return dot(c->y, c->r, c->N * c->C);
+}
+static void test_fused_forwards(void **st) {
+    /* residual + rmsnorm: 130 rows of 37, both precisions */
+    resnorm_ctx c = {130, 37};
+    int64_t n = c.N * c.C;
+    c.a = rnd(n, 1); c.b = rnd(n, 1); c.w = rnd(c.C, 1); c.r = rnd(n, 1);
+    c.sum = zeros(n); c.y = zeros(n); c.rs = zeros(c.N);
+    double *s2 = zeros(n), *y2 = zeros(n), *rs2 = zeros(c.N);
+    resnorm_loss(&c);
+    residual_forward_f64(s2, c.a, c.b, n);
+    rmsnorm_forward_f64(y2, rs2, s2, c.w, c.N, c.C, 1e-6);
+    assert_memory_equal(c.sum, s2, sizeof(double) * (size_t)n);
+    assert_memory_equal(c.y, y2, sizeof(double) * (size_t)n);
+    assert_memory_equal(c.rs, rs2, sizeof(double) * (size_t)c.N);
+    /* d/da of <r, rmsnorm(a + b)> is rmsnorm_backward's dinp */
+    double *da = zeros(n), *dw = zeros(c.C), *part = xmalloc(sizeof(double) * (size_t)rmsnorm_backward_scratch(c.N, c.C));
+    rmsnorm_backward_f64(da, dw, c.r, c.sum, c.w, c.rs, c.N, c.C, part);
+    fd_check("residual+rmsnorm da", resnorm_loss, &c, c.a, da, n);
+    fd_check("residual+rmsnorm dw", resnorm_loss, &c, c.w, dw, c.C);
+    float *f[7];
+    int64_t fl[7] = {n, n, c.C, n, n, c.N, n};
+    for (int i = 0; i < 7; i++) f[i] = xmalloc(sizeof(float) * (size_t)fl[i]);
+    for (int64_t i = 0; i < n; i++) { f[0][i] = (float)c.a[i]; f[1][i] = (float)c.b[i]; }
+    for (int64_t i = 0; i < c.C; i++) f[2][i] = (float)c.w[i];
+    float *fs = f[3], *fy = f[4], *frs = f[5], *fs2 = f[6], *fy2 = xmalloc(sizeof(float) * (size_t)n),
+          *frs2 = xmalloc(sizeof(float) * (size_t)c.N);
+    residual_rmsnorm_forward(fs, fy, frs, f[0], f[1], f[2], c.N, c.C, 1e-6);
+    residual_forward(fs2, f[0], f[1], n);
+    rmsnorm_forward(fy2, frs2, fs2, f[2], c.N, c.C, 1e-6);
+    assert_memory_equal(fs, fs2, sizeof(float) * (size_t)n);
+    assert_memory_equal(fy, fy2, sizeof(float) * (size_t)n);
+    assert_memory_equal(frs, frs2, sizeof(float) * (size_t)c.N);
+    /* QK-norm + RoPE: 6 tokens x 3 heads of 16 at scattered positions */
+    const int64_t N = 6, H = 3, HD = 16, m = N * H * HD;
+    int32_t pos[6] = {0, 1, 2, 9, 40, 3};
+    rope_cache_f64 tab = {0}, tab2 = {0};
+    double *x = rnd(m, 1), *qw = rnd(HD, 1), *o = zeros(m), *rs = zeros(N * H), *tmp = zeros(m), *o2 = zeros(m),
+           *rsb = zeros(N * H);
+    qknorm_rope_forward_f64(o, rs, &tab, x, qw, pos, N, H, HD, 1e-6, 1e6);
+    rmsnorm_forward_f64(tmp, rsb, x, qw, N * H, HD, 1e-6);
+    rope_forward_f64(o2, &tab2, tmp, pos, N, H, HD, 1e6);
+    assert_memory_equal(o, o2, sizeof(double) * (size_t)m);
+    assert_memory_equal(rs, rsb, sizeof(double) * (size_t)(N * H));
+    rope_cache ft = {0}, ft2 = {0};
+    float *fx = xmalloc(sizeof(float) * m), *fw = xmalloc(sizeof(float) * HD), *fo = xmalloc(sizeof(float) * m),
+          *fo2 = xmalloc(sizeof(float) * m), *ftmp = xmalloc(sizeof(float) * m), *fr = xmalloc(sizeof(float) * N * H),
+          *fr2 = xmalloc(sizeof(float) * N * H);
+    for (int64_t i = 0; i < m; i++) fx[i] = (float)x[i];
+    for (int64_t i = 0; i < HD; i++) fw[i] = (float)qw[i];
+    qknorm_rope_forward(fo, fr, &ft, fx, fw, pos, N, H, HD, 1e-6, 1e6);
+    rmsnorm_forward(ftmp, fr2, fx, fw, N * H, HD, 1e-6);
+    rope_forward(fo2, &ft2, ftmp, pos, N, H, HD, 1e6);
+    assert_memory_equal(fo, fo2, sizeof(float) * (size_t)m);
+    assert_memory_equal(fr, fr2, sizeof(float) * (size_t)(N * H));
+    rope_cache_free_f64(&tab); rope_cache_free_f64(&tab2); rope_cache_free(&ft); rope_cache_free(&ft2);
+    free(x); free(qw); free(o); free(rs); free(tmp); free(o2); free(rsb);
+    free(fx); free(fw); free(fo); free(fo2); free(ftmp); free(fr); free(fr2);
+    for (int i = 0; i < 7; i++) free(f[i]);
+    free(fy2); free(frs2); free(da); free(dw); free(part);
+    free(c.a); free(c.b); free(c.w); free(c.r); free(c.sum); free(c.y); free(c.rs); free(s2); free(y2); free(rs2);
+}
+
 /* The float kernels compute the same function as the double ones. */
 static void test_float_matches_double(void **st) {
     attn_dims d = {2, 6, 4, 2, 4};
@@ -376,6 +459,7 @@ int main(void) {
         cmocka_unit_test(test_linear),    cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_qknorm),    cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention), cmocka_unit_test(test_attention_blocks), cmocka_unit_test(test_swiglu),
+        cmocka_unit_test(test_fused_forwards),
         cmocka_unit_test(test_embedding), cmocka_unit_test(test_ce),
         cmocka_unit_test(test_ce_mixed),  cmocka_unit_test(test_tied),
         cmocka_unit_test(test_float_matches_double),
