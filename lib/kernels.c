@@ -44,6 +44,7 @@ float expf(float);
 #define linear_backward linear_backward_f64
 #define linear_backward_set linear_backward_set_f64
 #define rmsnorm_forward rmsnorm_forward_f64
+#define rms_row rms_row_f64
 #define rmsnorm_backward rmsnorm_backward_f64
 #define rope_forward rope_forward_f64
 #define rope_backward rope_backward_f64

@@ -49,18 +49,20 @@ void linear_backward_set(R *dinp, R *dw, const R *dout, const R *inp, const R *w
 }
 
 /* out = w * x / sqrt(mean(x^2) + eps), row by row (HF Qwen3RMSNorm). */
+/* One row: o = w * x / sqrt(mean(x^2) + eps), its 1/rms into *rstd (the
+ * arithmetic of every RMSNorm here, fused or not). */
+static inline void rms_row(R *o, R *rstd, const R *x, const R *w, int64_t C, double eps) {
+    double ss = 0;
+#pragma omp simd reduction(+ : ss)
+    for (int64_t c = 0; c < C; c++) ss += (double)x[c] * x[c];
+    R r = (R)(1.0 / sqrt(ss / C + eps));
+    *rstd = r;
+    for (int64_t c = 0; c < C; c++) o[c] = w[c] * (x[c] * r);
+}
+
 void rmsnorm_forward(R *out, R *rstd, const R *inp, const R *w, int64_t N, int64_t C, double eps) {
 #pragma omp parallel for schedule(static) if (N * C > PAR_MIN)
-    for (int64_t n = 0; n < N; n++) {
-        const R *x = inp + n * C;
-        double ss = 0;
-#pragma omp simd reduction(+ : ss)
-        for (int64_t c = 0; c < C; c++) ss += (double)x[c] * x[c];
-        R r = (R)(1.0 / sqrt(ss / C + eps));
-        rstd[n] = r;
-        R *o = out + n * C;
-        for (int64_t c = 0; c < C; c++) o[c] = w[c] * (x[c] * r);
-    }
+    for (int64_t n = 0; n < N; n++) rms_row(out + n * C, rstd + n, inp + n * C, w, C, eps);
 }
 
 /* sum = a + b, then out = rmsnorm(sum) * w: residual_forward followed by
@@ -73,13 +75,7 @@ void residual_rmsnorm_forward(R *sum, R *out, R *rstd, const R *a, const R *b, c
         R *x = sum + n * C;
 #pragma omp simd
         for (int64_t c = 0; c < C; c++) x[c] = a[n * C + c] + b[n * C + c];
-        double ss = 0;
-#pragma omp simd reduction(+ : ss)
-        for (int64_t c = 0; c < C; c++) ss += (double)x[c] * x[c];
-        R r = (R)(1.0 / sqrt(ss / C + eps));
-        rstd[n] = r;
-        R *o = out + n * C;
-        for (int64_t c = 0; c < C; c++) o[c] = w[c] * (x[c] * r);
+        rms_row(out + n * C, rstd + n, x, w, C, eps);
     }
 }
 
@@ -157,8 +153,12 @@ void rope_cache_free(rope_cache *t) {
     memset(t, 0, sizeof *t);
 }
 
-static void rope_apply(R *out, rope_cache *tab, const R *inp, const int32_t *pos, int64_t N,
-                           int64_t H, int64_t HD, double theta, int sign, int accumulate) {
+/* Rotates rows [N, H, HD] by their positions (sign -1: the inverse, for
+ * backward), into out or added to it. With nw, each row is first
+ * QK-normalised with weight nw (rmsnorm_forward's arithmetic, its rstd kept
+ * in rstd[N*H]) in a row buffer: the fused QK-norm + RoPE. */
+static void rope_apply(R *out, rope_cache *tab, const R *inp, const int32_t *pos, int64_t N, int64_t H, int64_t HD,
+                       double theta, int sign, int accumulate, const R *nw, R *rstd, double eps) {
     int64_t half = HD / 2;
     int32_t mp = 0;
     for (int64_t n = 0; n < N; n++) if (pos[n] > mp) mp = pos[n];
@@ -167,8 +167,13 @@ static void rope_apply(R *out, rope_cache *tab, const R *inp, const int32_t *pos
 #pragma omp parallel for schedule(static) if (N * H * HD > PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
         const R *c = cs + (int64_t)pos[n] * half, *s = sn + (int64_t)pos[n] * half;
+        R xn[nw ? HD : 1];
         for (int64_t h = 0; h < H; h++) {
             const R *x = inp + (n * H + h) * HD;
+            if (nw) {
+                rms_row(xn, rstd + n * H + h, x, nw, HD, eps);
+                x = xn;
+            }
             R *o = out + (n * H + h) * HD;
             for (int64_t i = 0; i < half; i++) {
                 R x1 = x[i], x2 = x[i + half], si = sign * s[i];
@@ -182,50 +187,25 @@ static void rope_apply(R *out, rope_cache *tab, const R *inp, const int32_t *pos
 
 void rope_forward(R *out, rope_cache *tab, const R *inp, const int32_t *pos, int64_t N, int64_t H,
                       int64_t HD, double theta) {
-    rope_apply(out, tab, inp, pos, N, H, HD, theta, 1, 0);
+    rope_apply(out, tab, inp, pos, N, H, HD, theta, 1, 0, NULL, NULL, 0);
 }
 
 /* Qwen3's QK-norm then RoPE, row by row (a row is one head of one token):
- * rmsnorm_forward over rows of HD into a row buffer, rotated into out; the
- * same results as the two kernels, without the normalised tensor's trip
- * through memory. rstd [N*H] as rmsnorm_forward's. */
+ * the same results as rmsnorm_forward then rope_forward, without the
+ * normalised tensor's trip through memory. rstd [N*H] as rmsnorm_forward's. */
 void qknorm_rope_forward(R *out, R *rstd, rope_cache *tab, const R *inp, const R *w, const int32_t *pos, int64_t N,
                          int64_t H, int64_t HD, double eps, double theta) {
-    int64_t half = HD / 2;
-    int32_t mp = 0;
-    for (int64_t n = 0; n < N; n++) if (pos[n] > mp) mp = pos[n];
-    rope_build(tab, (int64_t)mp + 1, HD, theta);
-    const R *cs = tab->cs, *sn = tab->sn;
-#pragma omp parallel for schedule(static) if (N * H * HD > PAR_MIN)
-    for (int64_t n = 0; n < N; n++) {
-        const R *c = cs + (int64_t)pos[n] * half, *s = sn + (int64_t)pos[n] * half;
-        R xn[HD];
-        for (int64_t h = 0; h < H; h++) {
-            const R *x = inp + (n * H + h) * HD;
-            double ss = 0;
-#pragma omp simd reduction(+ : ss)
-            for (int64_t i = 0; i < HD; i++) ss += (double)x[i] * x[i];
-            R r = (R)(1.0 / sqrt(ss / HD + eps));
-            rstd[n * H + h] = r;
-            for (int64_t i = 0; i < HD; i++) xn[i] = w[i] * (x[i] * r);
-            R *o = out + (n * H + h) * HD;
-            for (int64_t i = 0; i < half; i++) {
-                R x1 = xn[i], x2 = xn[i + half], si = s[i];
-                o[i] = x1 * c[i] - x2 * si;
-                o[i + half] = x2 * c[i] + x1 * si;
-            }
-        }
-    }
+    rope_apply(out, tab, inp, pos, N, H, HD, theta, 1, 0, w, rstd, eps);
 }
-/* The rotation is orthogonal: its transpose rotates by -angle. */
+
 void rope_backward(R *dinp, rope_cache *tab, const R *dout, const int32_t *pos, int64_t N, int64_t H,
                        int64_t HD, double theta) {
-    rope_apply(dinp, tab, dout, pos, N, H, HD, theta, -1, 1);
+    rope_apply(dinp, tab, dout, pos, N, H, HD, theta, -1, 1, NULL, NULL, 0);
 }
 /* As rope_backward, but dinp is overwritten (no zeroing pass before). */
 void rope_backward_set(R *dinp, rope_cache *tab, const R *dout, const int32_t *pos, int64_t N, int64_t H,
                        int64_t HD, double theta) {
-    rope_apply(dinp, tab, dout, pos, N, H, HD, theta, -1, 0);
+    rope_apply(dinp, tab, dout, pos, N, H, HD, theta, -1, 0, NULL, NULL, 0);
 }
 
 /* Causal GQA attention. q [B*T, NH*HD], k/v [B*T, KVH*HD], out [B*T, NH*HD],
