@@ -401,7 +401,8 @@ static const uint16_t *readonly_bf16(const gemm_ctx *g, const float *X, int64_t 
 /* The bf16 copy of a stored operand: converted into the slot's scratch
  * buffer `which` (0 for A, 1 for B), or, while the thread holds its inputs,
  * looked up among (or added to) the copies kept since gemm_hold_inputs. */
-static const uint16_t *converted(const gemm_ctx *g, gemm_slot *s, int which, const float *X, int64_t rows, int64_t cols, int64_t ld) {
+static const uint16_t *converted(const gemm_ctx *g, gemm_slot *s, int which, const float *X, int64_t rows,
+                                 int64_t cols, int64_t ld, const void *keep) {
     size_t bytes = sizeof(uint16_t) * (size_t)(rows * cols);
     if (!s->hold) {
         uint16_t *y = slot_buf(s, which, bytes);
@@ -411,8 +412,10 @@ static const uint16_t *converted(const gemm_ctx *g, gemm_slot *s, int which, con
     for (int i = 0; i < SLOT_HELD; i++)
         if (s->held[i].src == X && s->held[i].rows == rows && s->held[i].cols == cols && s->held[i].ld == ld)
             return s->held[i].buf;
-    /* round robin: the other operand of this call was the last one added */
+    /* round robin, passing over the copy this call's other operand uses
+     * (keep), which may be the oldest */
     int i = s->next_held;
+    if (keep && s->held[i].buf == keep) i = (i + 1) % SLOT_HELD;
     s->next_held = (i + 1) % SLOT_HELD;
     if (bytes > s->held[i].cap) {
         free(s->held[i].buf);
@@ -431,6 +434,7 @@ void gemm_ctx_hold_inputs(gemm_ctx *g, int on) {
     if (!g || g->prec != GEMM_BF16) return;
     gemm_slot *s = my_slot(g);
     s->hold = on;
+    s->next_held = 0;
     for (int i = 0; i < SLOT_HELD; i++) s->held[i].src = NULL;   /* forget on either edge */
 }
 
@@ -493,9 +497,9 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
     const void *pa = A, *pb = B;
     if (prec == GEMM_BF16) {
         if (ra) pa = ra;
-        else pa = converted(g, s, 0, A, ar, ac, lda);
+        else pa = converted(g, s, 0, A, ar, ac, lda, NULL);
         if (rb) pb = rb;
-        else pb = converted(g, s, 1, B, br, bc, ldb);
+        else pb = converted(g, s, 1, B, br, bc, ldb, pa);
     }
     float *dst = e->own_scale ? slot_buf(s, 3, sizeof(float) * (size_t)(M * N)) : C;
     const void *ptr[4] = {pa, pb, dst, e->pad_bytes ? slot_buf(s, 2, e->pad_bytes) : NULL};

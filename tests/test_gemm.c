@@ -310,6 +310,22 @@ static void test_bf16_hold_inputs(void **state) {
         if (held) gemm_ctx_hold_inputs(g, 0);
     }
     for (int i = 0; i < 6; i++) assert_memory_equal(ref[i], got[i], sizeof(float) * (size_t)(N * O2));
+    /* A held copy found for A must survive B's insertion: two products of
+     * four new matrices fill the four slots (the next to go holds F[0]),
+     * then a product reads F[0] as A and a new matrix as B */
+    {
+        float *F[2], *G[2], *Bn = rnd(C * O1), *c1 = xcalloc((size_t)(N * O1), sizeof(float)),
+              *c2 = xcalloc((size_t)(N * O1), sizeof(float));
+        for (int i = 0; i < 2; i++) { F[i] = rnd(N * C); G[i] = rnd(C * O1); }
+        gemm_run(g, 0, 0, N, O1, C, 1.0f, F[0], C, Bn, O1, 0.0f, c1, O1);   /* unheld reference */
+        gemm_ctx_hold_inputs(g, 1);
+        for (int i = 0; i < 2; i++) gemm_run(g, 0, 0, N, O1, C, 1.0f, F[i], C, G[i], O1, 0.0f, c2, O1);
+        gemm_run(g, 0, 0, N, O1, C, 1.0f, F[0], C, Bn, O1, 0.0f, c2, O1);
+        gemm_ctx_hold_inputs(g, 0);
+        assert_memory_equal(c1, c2, sizeof(float) * (size_t)(N * O1));
+        for (int i = 0; i < 2; i++) { free(F[i]); free(G[i]); }
+        free(Bn); free(c1); free(c2);
+    }
     /* released: X changes, and the next held product sees the new values */
     for (int64_t i = 0; i < N * C; i++) X[i] = -X[i];
     gemm_ctx_hold_inputs(g, 1);
