@@ -1,9 +1,9 @@
 /* common.c: see common.h. */
 #include "common.h"
-#include <omp.h>
 #include "utf8.h"
 #include <dirent.h>
 #include <fcntl.h>
+#include <omp.h>
 #include <sys/syscall.h>
 #include <errno.h>
 #include <libgen.h>

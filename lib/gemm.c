@@ -50,7 +50,7 @@ typedef struct {
      * call cost a third of a small product's time) */
     struct { const gemm_entry *e; dnnl_memory_t mem[4]; } mems[SLOT_MEMS];
     /* gemm_hold_inputs: bf16 copies kept while the inputs are held */
-    int hold, next_held;
+    int hold, next_held;   /* hold: depth of nested gemm_hold_inputs scopes */
     struct { const float *src; int64_t rows, cols, ld; uint16_t *buf; size_t cap; } held[SLOT_HELD];
 } gemm_slot;
 
@@ -88,9 +88,8 @@ gemm_ctx *gemm_ctx_new(gemm_precision p) {
 }
 
 void gemm_ctx_free(gemm_ctx *g) {
-    if (g)
-        for (int i = 0; i < GEMM_READONLY_RANGES; i++) free(g->ro[i].bf16);
     if (!g) return;
+    for (int i = 0; i < GEMM_READONLY_RANGES; i++) free(g->ro[i].bf16);
     for (size_t i = 0; i < g->ntab; i++)
         for (gemm_entry *e = g->tab[i], *nx; e; e = nx) {
             nx = e->next;
@@ -433,9 +432,15 @@ static const uint16_t *converted(const gemm_ctx *g, gemm_slot *s, int which, con
 void gemm_ctx_hold_inputs(gemm_ctx *g, int on) {
     if (!g || g->prec != GEMM_BF16) return;
     gemm_slot *s = my_slot(g);
-    s->hold = on;
-    s->next_held = 0;
-    for (int i = 0; i < SLOT_HELD; i++) s->held[i].src = NULL;   /* forget on either edge */
+    /* scopes nest (a kernel holds its own two products inside a caller's
+     * scope); the copies are forgotten when the outermost one opens or
+     * closes */
+    if (on) s->hold++;
+    else if (s->hold > 0) s->hold--;
+    if ((on && s->hold == 1) || (!on && s->hold == 0)) {
+        s->next_held = 0;
+        for (int i = 0; i < SLOT_HELD; i++) s->held[i].src = NULL;
+    }
 }
 
 void gemm_hold_inputs(int on) { gemm_ctx_hold_inputs(g_default, on); }

@@ -87,8 +87,9 @@ void gemm_ctx_set_readonly(gemm_ctx *g, int which, const float *base, size_t n);
  * Meanwhile operands converted to bf16 are kept (the last four, per
  * thread), and a later product reading the same stored matrix (address,
  * rows, columns, leading dimension) uses the copy instead of converting
- * again: the Q, K and V projections read one input, and a backward pass
- * reads each output gradient twice. Same values, so the same results. */
+ * again: the Q, K and V projections read one input, and a linear
+ * backward reads its output gradient twice. Same values, so the same
+ * results. Scopes nest; the copies live until the outermost one closes. */
 void gemm_ctx_hold_inputs(gemm_ctx *g, int on);
 /* At most n primitives are kept (default 4096); a shape met after that gets
  * one made for the call and destroyed after it (slower, bounded memory). */

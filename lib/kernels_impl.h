@@ -34,18 +34,23 @@ void linear_forward(R *out, const R *inp, const R *w, int64_t N, int64_t C, int6
     GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1, inp, C, w, C, 0, out, OC);
 }
 
+/* Both products read dout: held, bf16 converts it once. */
 void linear_backward(R *dinp, R *dw, const R *dout, const R *inp, const R *w,
                          int64_t N, int64_t C, int64_t OC) {
+    GEMM_HOLD(1);
     if (dinp) GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1, dout, OC, w, C, 1, dinp, C);
     if (dw) GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1, dout, OC, inp, C, 1, dw, C);
+    GEMM_HOLD(0);
 }
 
 /* As linear_backward, but dinp is overwritten, not accumulated: saves
  * zeroing a scratch buffer that only this product fills. */
 void linear_backward_set(R *dinp, R *dw, const R *dout, const R *inp, const R *w,
                              int64_t N, int64_t C, int64_t OC) {
+    GEMM_HOLD(1);
     GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1, dout, OC, w, C, 0, dinp, C);
     if (dw) GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1, dout, OC, inp, C, 1, dw, C);
+    GEMM_HOLD(0);
 }
 
 /* out = w * x / sqrt(mean(x^2) + eps), row by row (HF Qwen3RMSNorm). */

@@ -256,20 +256,15 @@ void model_backward(wdl_model *m) {
               *k = L_.k, *krs = L_.krs, *kr = L_.kr, *v = L_.v, *att = L_.att, *aty = L_.aty, *r1 = L_.r1,
               *ln2 = L_.ln2, *ln2r = L_.ln2r, *gate = L_.gate, *up = L_.up, *act = L_.act;
         /* MLP: xo = r1 + down(swiglu(gate(ln2), up(ln2))) */
-        /* held inputs: each output gradient is read by two products */
-        gemm_hold_inputs(1);
         linear_backward_set(a->dact, LAYER(m->G[W_DOWN], l, H * I), a->dres, act, LAYER(m->P[W_DOWN], l, H * I), N, I, H);
-        gemm_hold_inputs(0);
         swiglu_backward_set(a->dgate, a->dup, a->dact, gate, up, N * I);
-        gemm_hold_inputs(1);
+        gemm_hold_inputs(1);   /* ln2 for both weight gradients */
         linear_backward_set(a->dln, LAYER(m->G[W_GATE], l, I * H), a->dgate, ln2, LAYER(m->P[W_GATE], l, I * H), N, H, I);
         linear_backward(a->dln, LAYER(m->G[W_UP], l, I * H), a->dup, ln2, LAYER(m->P[W_UP], l, I * H), N, H, I);
         gemm_hold_inputs(0);
         rmsnorm_backward(a->dres, LAYER(m->G[W_LN2], l, H), a->dln, r1, LAYER(m->P[W_LN2], l, H), ln2r, N, H, a->rms_part);
         /* attention: r1 = x + o(attn(...)) */
-        gemm_hold_inputs(1);
         linear_backward_set(a->datty, LAYER(m->G[W_O], l, H * QD), a->dres, aty, LAYER(m->P[W_O], l, H * QD), N, QD, H);
-        gemm_hold_inputs(0);
         ZERO(a->dqr, N * QD); ZERO(a->dkr, N * KD); ZERO(a->dv, N * KD);
         attention_backward(a->dqr, a->dkr, a->dv, a->datty, att, qr, kr, v, d, a->att_scratch);
         /* RoPE backward into a->tmp, then QK-norm backward */
