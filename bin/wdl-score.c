@@ -52,24 +52,27 @@ static const char *usage =
     "  --merge-summaries  the partial summaries of all N shards -> the summary\n"
     "Under mpirun -np N the ranks share the windows: same bytes as one process.\n";
 
-/* One forward pass over examples ex[0..n) (n <= B); each one's entropy and
- * NLL sums and token count land in ent/nll/cnt[i]. */
+/* One forward pass over examples ex[0..n) (n <= B), packed without
+ * padding; each one's entropy and NLL sums and token count land in
+ * ent/nll/cnt[i]. */
 static void score_batch(wdl_model *m, float *scratch, int64_t chunk, const example *const *ex, int64_t n,
                         int64_t B, int64_t Tcap, int32_t *ids, int32_t *tg, double *nll, double *ent,
                         double *sent, double *snll, int64_t *cnt, logit_stats *st) {
-    int64_t T = example_batch(ex, n, 0, ids, tg, NULL, NULL);
+    int64_t len[n > 0 ? n : 1], T = 1;
+    for (int64_t i = 0; i < n; i++) if (ex[i]->len > T) T = ex[i]->len;
     /* activations grow with the longest batch seen, not the context size */
     if (!m->act_mem || T > m->Tmax) {
         int64_t nt = m->act_mem && 2 * m->Tmax > T ? 2 * m->Tmax : T;
         model_alloc_acts(m, B, nt < Tcap ? nt : Tcap, ACTS_STREAM, 0);
     }
-    step_score(m, scratch, chunk, ids, tg, n, T, nll, ent);
-    if (st) logit_stats_after_forward(st, m, tg, n * T);
-    for (int64_t i = 0; i < n; i++) {
+    int64_t N = example_pack(ex, n, ids, tg, len);
+    step_score_packed(m, scratch, chunk, ids, tg, len, n, nll, ent);
+    if (st) logit_stats_after_forward(st, m, tg, N);
+    for (int64_t i = 0, o = 0; i < n; o += len[i], i++) {
         sent[i] = snll[i] = 0;
         cnt[i] = 0;
-        for (int64_t t = 0; t < T; t++)
-            if (tg[i * T + t] >= 0) { sent[i] += ent[i * T + t]; snll[i] += nll[i * T + t]; cnt[i]++; }
+        for (int64_t t = o; t < o + len[i]; t++)
+            if (tg[t] >= 0) { sent[i] += ent[t]; snll[i] += nll[t]; cnt[i]++; }
     }
 }
 

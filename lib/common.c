@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -175,13 +176,18 @@ void *wdl_aligned_at(const char *src, int line, size_t n) {
     atomic_fetch_add(&alloc_count, 1);
     void *p = NULL;
     size_t m = (n + 63) & ~(size_t)63;
-    if (posix_memalign(&p, 64, m ? m : 64) != 0)
+    const size_t piece = (size_t)1 << 20, huge = (size_t)2 << 20;
+    /* Large buffers start on a 2 MB boundary and ask for transparent huge
+     * pages: one fault per 2 MB instead of per 4 KB (a no-op where THP is
+     * off; the kernel still zeroes every page). */
+    int big = m >= 32 * piece;
+    if (posix_memalign(&p, big ? huge : 64, m ? m : 64) != 0)
         wdl_die_at(src, line, "out of memory allocating %zu bytes", n);
+    if (big) madvise(p, m, MADV_HUGEPAGE);
     /* Zeroing is the first touch of every page: the kernel's page faults,
      * not the stores, are the cost (measured 0.5 s per GB on one thread).
      * Large buffers (a real model's weights) are zeroed by all threads. */
-    const size_t piece = (size_t)1 << 20;
-    if (m >= 32 * piece && !omp_in_parallel()) {
+    if (big && !omp_in_parallel()) {
         char *c = p;
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < m; i += piece) memset(c + i, 0, m - i < piece ? m - i : piece);

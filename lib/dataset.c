@@ -90,24 +90,41 @@ int64_t dataset_max_len(const dataset *d) {
     return m;
 }
 
+/* One example into ids/targets [width] (pad after its tokens); returns its
+ * loss tokens. Position t predicts token t+1 and counts when t+1 is a loss
+ * token. */
+static int64_t example_row(const example *e, int64_t width, int32_t pad, int32_t *ids, int32_t *targets) {
+    int64_t nl = 0;
+    for (int64_t t = 0; t < width; t++) {
+        ids[t] = t < e->len ? e->ids[t] : pad;
+        int loss = t + 1 < e->len && t + 1 >= e->n_prompt;
+        targets[t] = loss ? e->ids[t + 1] : -1;
+        nl += loss;
+    }
+    return nl;
+}
+
 int64_t example_batch(const example *const *ex, int64_t B, int32_t pad, int32_t *ids, int32_t *targets,
                       int64_t *n_loss, int64_t *real) {
     int64_t T = 1, nl = 0, nr = 0;
     for (int64_t b = 0; b < B; b++) if (ex[b]->len > T) T = ex[b]->len;
     for (int64_t b = 0; b < B; b++) {
-        const example *e = ex[b];
-        for (int64_t t = 0; t < T; t++) {
-            ids[b * T + t] = t < e->len ? e->ids[t] : pad;
-            /* position t predicts token t+1; it counts when t+1 is a loss token */
-            int loss = t + 1 < e->len && t + 1 >= e->n_prompt;
-            targets[b * T + t] = loss ? e->ids[t + 1] : -1;
-            nl += loss;
-        }
-        nr += e->len;
+        nl += example_row(ex[b], T, pad, ids + b * T, targets + b * T);
+        nr += ex[b]->len;
     }
     if (n_loss) *n_loss = nl;
     if (real) *real = nr;
     return T;
+}
+
+int64_t example_pack(const example *const *ex, int64_t B, int32_t *ids, int32_t *targets, int64_t *len) {
+    int64_t N = 0;
+    for (int64_t b = 0; b < B; b++) {
+        len[b] = ex[b]->len;
+        example_row(ex[b], len[b], 0, ids + N, targets + N);
+        N += len[b];
+    }
+    return N;
 }
 
 int64_t dataset_batch(const dataset *d, const int64_t *idx, int64_t B, int32_t pad,

@@ -58,6 +58,10 @@ int64_t dataset_batch(const dataset *d, const int64_t *idx, int64_t B, int32_t p
 /* The same from examples ex[0..B) anywhere in memory (wdl-score). */
 int64_t example_batch(const example *const *ex, int64_t B, int32_t pad, int32_t *ids, int32_t *targets,
                       int64_t *n_loss, int64_t *real);
+/* The same examples packed back to back, without padding (for
+ * model_forward_packed): ids/targets [sum len], len[b] = ex[b]->len.
+ * Returns the positions written. */
+int64_t example_pack(const example *const *ex, int64_t B, int32_t *ids, int32_t *targets, int64_t *len);
 /* Under MPI: rank 0 loaded d; afterwards every rank holds the same
  * examples (only rank 0 needs to read the input). No-op on one process. */
 void dataset_bcast(dataset *d);

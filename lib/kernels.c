@@ -17,6 +17,19 @@
 #pragma omp declare simd notinbranch
 float expf(float);
 
+/* Where sequence b of an attention call lives: its first row, its length,
+ * and its areas in att and in attention_backward's scratch. */
+typedef struct { int64_t row, T, att, dp; } att_seq;
+static void att_seqs(att_seq *s, attn_dims d) {
+    int64_t att = 0, dp = 0;
+    for (int64_t b = 0; b < d.B; b++) {
+        int64_t T = d.off ? d.off[b + 1] - d.off[b] : d.T;
+        s[b] = (att_seq){d.off ? d.off[b] : b * d.T, T, att, dp};
+        att += d.NH * T * T;
+        dp += d.KVH * attention_scratch_rows(T) * T;
+    }
+}
+
 #define R float
 /* float products go through the backend (fp32 OpenBLAS or bf16 oneDNN) */
 #define GEMM(order, ta, tb, ...) wdl_sgemm((ta) == CblasTrans, (tb) == CblasTrans, __VA_ARGS__)

@@ -29,8 +29,11 @@
 #include <stdint.h>
 
 /* Sizes of one attention call: B sequences of T positions; NH query heads,
- * KVH key/value heads (NH % KVH == 0), head dimension HD. */
-typedef struct { int64_t B, T, NH, KVH, HD; } attn_dims;
+ * KVH key/value heads (NH % KVH == 0), head dimension HD. With off (B + 1
+ * row offsets) the sequences are packed instead: sequence b is rows
+ * off[b]..off[b+1] (1 to T of them, no padding), and its probabilities are
+ * [NH, Tb, Tb] right after the previous sequence's. */
+typedef struct { int64_t B, T, NH, KVH, HD; const int64_t *off; } attn_dims;
 
 /* RoPE's cos/sin of every (position, frequency) pair, owned by the caller
  * (the model): built on first use, rebuilt when theta or the head size
@@ -57,7 +60,8 @@ static inline int64_t rmsnorm_backward_scratch(int64_t N, int64_t C) {
 
 /* attention runs over causal blocks of query rows; attention_backward gives
  * each (sequence, KV head) pair a [rows of one block, T] dP area. Scratch:
- * this many reals of the kernel's precision. */
+ * this many reals of the kernel's precision (packed sequences need at most
+ * as much as B padded ones). */
 #define ATT_ROW_BLOCK 64
 static inline int64_t attention_scratch_rows(int64_t T) { return T < ATT_ROW_BLOCK ? T : ATT_ROW_BLOCK; }
 static inline int64_t attention_backward_scratch(attn_dims d) {

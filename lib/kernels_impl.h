@@ -213,21 +213,25 @@ void rope_backward_set(R *dinp, rope_cache *tab, const R *dout, const int32_t *p
     rope_apply(dinp, tab, dout, pos, N, H, HD, theta, -1, 0, NULL, NULL, 0);
 }
 
-/* Causal GQA attention. q [B*T, NH*HD], k/v [B*T, KVH*HD], out [B*T, NH*HD],
- * att [B, NH, T, T] holds the softmax probabilities (upper triangle zero).
+/* Causal GQA attention. q [N, NH*HD], k/v [N, KVH*HD], out [N, NH*HD] with
+ * N = B*T (or off[B] packed), att holds each sequence's softmax
+ * probabilities [NH, Tb, Tb] (upper triangle zero).
  * Query head h reads KV head h / (NH/KVH) in place: no repeated K/V.
  * Rows go in blocks of ATT_ROW_BLOCK: a block of query rows only meets the
  * keys up to its last row, so the GEMMs skip most of the masked upper
  * triangle. */
 void attention_forward(R *out, R *att, const R *q, const R *k, const R *v, attn_dims d) {
-    const int64_t T = d.T, HD = d.HD, ldq = d.NH * HD, ldk = d.KVH * HD, grp = d.NH / d.KVH;
+    const int64_t HD = d.HD, ldq = d.NH * HD, ldk = d.KVH * HD, grp = d.NH / d.KVH;
     const R scale = (R)(1.0 / sqrt((double)HD));
+    att_seq sq[d.B > 0 ? d.B : 1];
+    att_seqs(sq, d);
 #pragma omp parallel for schedule(dynamic, 1) if (d.B * d.NH * d.T * d.T * d.HD > PAR_MIN)
     for (int64_t bh = 0; bh < d.B * d.NH; bh++) {
-        int64_t b = bh / d.NH, h = bh % d.NH, kh = h / grp;
-        const R *qh = q + b * T * ldq + h * HD;
-        const R *kk = k + b * T * ldk + kh * HD, *vv = v + b * T * ldk + kh * HD;
-        R *P = att + bh * T * T, *y = out + b * T * ldq + h * HD;
+        const att_seq *s = &sq[bh / d.NH];
+        int64_t h = bh % d.NH, kh = h / grp, T = s->T;
+        const R *qh = q + s->row * ldq + h * HD;
+        const R *kk = k + s->row * ldk + kh * HD, *vv = v + s->row * ldk + kh * HD;
+        R *P = att + s->att + h * T * T, *y = out + s->row * ldq + h * HD;
         for (int64_t r0 = 0; r0 < T; r0 += ATT_ROW_BLOCK) {
             int64_t r1 = r0 + ATT_ROW_BLOCK < T ? r0 + ATT_ROW_BLOCK : T, m = r1 - r0;
             GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, HD, scale, qh + r0 * ldq, ldq, kk, ldk, 0,
@@ -267,18 +271,21 @@ void attention_forward(R *out, R *att, const R *q, const R *k, const R *v, attn_
  * scratch, so the result does not depend on which thread runs it. */
 void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *att, const R *q,
                         const R *k, const R *v, attn_dims d, R *scratch) {
-    const int64_t T = d.T, HD = d.HD, ldq = d.NH * HD, ldk = d.KVH * HD, grp = d.NH / d.KVH;
+    const int64_t HD = d.HD, ldq = d.NH * HD, ldk = d.KVH * HD, grp = d.NH / d.KVH;
     const R scale = (R)(1.0 / sqrt((double)HD));
+    att_seq sq[d.B > 0 ? d.B : 1];
+    att_seqs(sq, d);
 #pragma omp parallel for schedule(dynamic, 1) if (d.B * d.KVH * d.T * d.T * d.HD > PAR_MIN)
     for (int64_t bk = 0; bk < d.B * d.KVH; bk++) {
-        int64_t b = bk / d.KVH, kh = bk % d.KVH;
-        R *dP = scratch + bk * attention_scratch_rows(T) * T;   /* one row block, [rows, T] */
-        const R *kk = k + b * T * ldk + kh * HD, *vv = v + b * T * ldk + kh * HD;
-        R *dkk = dk + b * T * ldk + kh * HD, *dvv = dv + b * T * ldk + kh * HD;
+        const att_seq *s = &sq[bk / d.KVH];
+        int64_t kh = bk % d.KVH, T = s->T;
+        R *dP = scratch + s->dp + kh * attention_scratch_rows(T) * T;   /* one row block, [rows, T] */
+        const R *kk = k + s->row * ldk + kh * HD, *vv = v + s->row * ldk + kh * HD;
+        R *dkk = dk + s->row * ldk + kh * HD, *dvv = dv + s->row * ldk + kh * HD;
         for (int64_t h = kh * grp; h < (kh + 1) * grp; h++) {
-            const R *P = att + (b * d.NH + h) * T * T;
-            const R *dy = dout + b * T * ldq + h * HD, *qh = q + b * T * ldq + h * HD;
-            R *dqh = dq + b * T * ldq + h * HD;
+            const R *P = att + s->att + h * T * T;
+            const R *dy = dout + s->row * ldq + h * HD, *qh = q + s->row * ldq + h * HD;
+            R *dqh = dq + s->row * ldq + h * HD;
             for (int64_t r0 = 0; r0 < T; r0 += ATT_ROW_BLOCK) {
                 int64_t r1 = r0 + ATT_ROW_BLOCK < T ? r0 + ATT_ROW_BLOCK : T, m = r1 - r0;
                 GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, HD, 1, dy + r0 * ldq, ldq, vv, ldk, 0, dP, T);

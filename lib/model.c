@@ -72,7 +72,7 @@ wdl_model *model_new(const wdl_config *cfg) {
 void model_free(wdl_model *m) {
     if (!m) return;
     free(m->params); free(m->grads); free(m->m); free(m->v); free(m->act_mem);
-    free(m->ids); free(m->pos);
+    free(m->ids); free(m->pos); free(m->seq_off);
     rope_cache_free(&m->rope);
     free(m);
 }
@@ -138,7 +138,7 @@ void model_alloc_acts(wdl_model *m, int64_t Bmax, int64_t Tmax, int mode, int ve
                 "activations %.1f MB (batch %lld x %lld)\n", wdl_prog, pb / 1e6, train ? pb / 1e6 : 0.0,
                 train ? 2 * pb / 1e6 : 0.0, total * 4 / 1e6, (long long)Bmax, (long long)Tmax);
     }
-    free(m->act_mem); free(m->ids); free(m->pos);
+    free(m->act_mem); free(m->ids); free(m->pos); free(m->seq_off);
     m->act_mem = xaligned(total * sizeof(float));
     m->act_elems = total;
     size_t off = 0;
@@ -152,6 +152,7 @@ void model_alloc_acts(wdl_model *m, int64_t Bmax, int64_t Tmax, int mode, int ve
     m->act_layers = L;
     m->ids = xcalloc((size_t)N, sizeof(int32_t));
     m->pos = xcalloc((size_t)N, sizeof(int32_t));
+    m->seq_off = xcalloc((size_t)N + 1, sizeof(int64_t));
     rope_cache_reserve(&m->rope, Tmax, HD, c->theta);
 }
 
@@ -186,20 +187,51 @@ static void layer_views(const wdl_model *m, int64_t l, layer_acts *v) {
     v->gate = LAYER(a->gate, l, Nc * I); v->up = LAYER(a->up, l, Nc * I); v->act = LAYER(a->act, l, Nc * I);
 }
 
+static void forward_layers(wdl_model *m);
+
+/* The batch's layout (m->seq_off set) -> positions and checked ids. */
+static void forward_inputs(wdl_model *m, const int32_t *ids) {
+    const int64_t V = m->cfg.vocab;
+    for (int64_t b = 0; b < m->nseq; b++)
+        for (int64_t n = m->seq_off[b]; n < m->seq_off[b + 1]; n++) {
+            if (ids[n] < 0 || ids[n] >= V) die("token id %d outside the vocabulary (%lld)", ids[n], (long long)V);
+            m->ids[n] = ids[n];
+            m->pos[n] = (int32_t)(n - m->seq_off[b]);
+        }
+}
+
 void model_forward(wdl_model *m, const int32_t *ids, int64_t B, int64_t T) {
-    const wdl_config *c = &m->cfg;
     if (!m->act_mem || B > m->Bmax || T > m->Tmax)
         die("internal: batch %lldx%lld exceeds activation capacity", (long long)B, (long long)T);
-    const int64_t N = B * T, H = c->hidden, I = c->inter, HD = c->head_dim,
-                  NH = c->heads, KV = c->kv_heads, QD = NH * HD, KD = KV * HD;
-    m->B = B; m->T = T;
-    for (int64_t n = 0; n < N; n++) {
-        if (ids[n] < 0 || ids[n] >= c->vocab) die("token id %d outside the vocabulary (%lld)", ids[n], (long long)c->vocab);
-        m->ids[n] = ids[n];
-        m->pos[n] = (int32_t)(n % T);
+    m->nseq = B; m->N = B * T; m->Tlong = T;
+    for (int64_t b = 0; b <= B; b++) m->seq_off[b] = b * T;
+    forward_inputs(m, ids);
+    forward_layers(m);
+}
+
+void model_forward_packed(wdl_model *m, const int32_t *ids, const int64_t *len, int64_t nseq) {
+    int64_t N = 0, Tl = 0;
+    for (int64_t b = 0; b < nseq; b++) {
+        if (len[b] < 1 || len[b] > m->Tmax)
+            die("internal: packed sequence of %lld tokens (capacity %lld)", (long long)len[b], (long long)m->Tmax);
+        N += len[b];
+        if (len[b] > Tl) Tl = len[b];
     }
+    if (!m->act_mem || N > m->Bmax * m->Tmax)
+        die("internal: %lld packed positions exceed activation capacity", (long long)N);
+    m->nseq = nseq; m->N = N; m->Tlong = Tl;
+    m->seq_off[0] = 0;
+    for (int64_t b = 0; b < nseq; b++) m->seq_off[b + 1] = m->seq_off[b] + len[b];
+    forward_inputs(m, ids);
+    forward_layers(m);
+}
+
+static void forward_layers(wdl_model *m) {
+    const wdl_config *c = &m->cfg;
+    const int64_t N = m->N, H = c->hidden, I = c->inter, HD = c->head_dim,
+                  NH = c->heads, KV = c->kv_heads, QD = NH * HD, KD = KV * HD;
     wdl_acts *a = &m->a;
-    attn_dims d = {B, T, NH, KV, HD};
+    attn_dims d = {m->nseq, m->Tlong, NH, KV, HD, m->seq_off};
     embedding_forward(a->resid, m->ids, m->P[W_EMBED], N, H);
     for (int64_t l = 0; l < c->layers; l++) {
         layer_acts L_;
@@ -240,11 +272,11 @@ void model_forward(wdl_model *m, const int32_t *ids, int64_t B, int64_t T) {
 
 void model_backward(wdl_model *m) {
     const wdl_config *c = &m->cfg;
-    const int64_t B = m->B, T = m->T, N = B * T, H = c->hidden, I = c->inter,
+    const int64_t N = m->N, H = c->hidden, I = c->inter,
                   HD = c->head_dim, NH = c->heads, KV = c->kv_heads, QD = NH * HD, KD = KV * HD;
     wdl_acts *a = &m->a;
     if (!m->grads || !a->dres) die("internal: backward without gradient buffers");
-    attn_dims d = {B, T, NH, KV, HD};
+    attn_dims d = {m->nseq, m->Tlong, NH, KV, HD, m->seq_off};
 #define ZERO(p, n) memset((p), 0, sizeof(float) * (size_t)(n))
     ZERO(a->dres, N * H);
     rmsnorm_backward(a->dres, m->G[W_NORM], a->dnormf, resid_slot(m, c->layers), m->P[W_NORM],

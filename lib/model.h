@@ -18,10 +18,11 @@ enum {
 };
 
 typedef struct {
-    /* forward state saved for backward, all [N, ...] with N = B*T */
+    /* forward state saved for backward, all [N, ...] with N the positions
+     * of the batch (B*T, or the packed sequences' total) */
     float *resid;      /* [L+1, N, H]: input of each layer, then final */
     float *ln1, *ln1_rstd, *q, *q_rstd, *qr, *k, *k_rstd, *kr, *v;
-    float *att;        /* [L, B, NH, T, T] softmax probabilities */
+    float *att;        /* [L, ...] each sequence's [NH, Tb, Tb] softmax probabilities */
     float *atty, *r1, *ln2, *ln2_rstd, *gate, *up, *act;
     float *normf, *normf_rstd;
     /* backward scratch, reused layer after layer */
@@ -40,7 +41,9 @@ typedef struct {
     float *params, *grads, *m, *v;  /* grads/m/v allocated on demand */
     float *P[W_KINDS], *G[W_KINDS];
     /* activations */
-    int64_t Bmax, Tmax, B, T;
+    int64_t Bmax, Tmax;             /* capacity: Bmax*Tmax positions, sequences of <= Tmax */
+    int64_t nseq, N, Tlong;         /* the last forward: sequences, positions, longest */
+    int64_t *seq_off;               /* [nseq + 1] its sequences' first rows */
     int64_t act_layers;             /* layers with their own activation slots: all, or 1 (ACTS_STREAM) */
     float *act_mem;
     size_t act_elems;
@@ -72,6 +75,11 @@ void model_alloc_acts(wdl_model *m, int64_t Bmax, int64_t Tmax, int mode, int ve
 /* Forward over ids [B*T] (row b holds a sequence; positions 0..T-1).
  * Leaves the final normed hidden states in m->a.normf [B*T, H]. */
 void model_forward(wdl_model *m, const int32_t *ids, int64_t B, int64_t T);
+/* Forward over nseq sequences packed back to back in ids (sequence b is
+ * len[b] tokens, 1..Tmax, positions from 0; at most Bmax*Tmax in all): no
+ * padding computed. Each sequence's results are those it would get alone,
+ * up to the GEMMs' rounding. normf is [sum len, H] in the same order. */
+void model_forward_packed(wdl_model *m, const int32_t *ids, const int64_t *len, int64_t nseq);
 /* Backward from dL/d(normf) in m->a.dnormf, accumulating into m->grads. */
 void model_backward(wdl_model *m);
 /* LM-head weight [V,H] and its gradient (the embedding when tied). */

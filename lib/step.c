@@ -64,11 +64,23 @@ double step_train(wd_step *s, const int32_t *ids, const int32_t *targets, const 
     return loss;
 }
 
+/* The loss of the last forward's m->N positions. */
+static double score_head(wdl_model *m, void *scratch, int64_t chunk, const int32_t *targets, double *nll,
+                         double *ent) {
+    float *h[1] = {m->a.normf}, *w[1] = {model_head(m)}, *nd[1] = {NULL};
+    double coef[1] = {1.0};
+    return ce_chunked(1, h, w, coef, nd, nd, targets, NULL, m->N, m->cfg.hidden, m->cfg.vocab, nll, ent,
+                      scratch, chunk);
+}
+
 double step_score(wdl_model *m, void *scratch, int64_t chunk, const int32_t *ids,
                   const int32_t *targets, int64_t B, int64_t T, double *nll, double *ent) {
     model_forward(m, ids, B, T);
-    float *h[1] = {m->a.normf}, *w[1] = {model_head(m)}, *nd[1] = {NULL};
-    double coef[1] = {1.0};
-    return ce_chunked(1, h, w, coef, nd, nd, targets, NULL, B * T, m->cfg.hidden, m->cfg.vocab, nll, ent,
-                      scratch, chunk);
+    return score_head(m, scratch, chunk, targets, nll, ent);
+}
+
+double step_score_packed(wdl_model *m, void *scratch, int64_t chunk, const int32_t *ids,
+                         const int32_t *targets, const int64_t *len, int64_t nseq, double *nll, double *ent) {
+    model_forward_packed(m, ids, len, nseq);
+    return score_head(m, scratch, chunk, targets, nll, ent);
 }

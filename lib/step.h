@@ -33,4 +33,8 @@ double step_train(wd_step *s, const int32_t *ids, const int32_t *targets, const 
  * scratch: ce_scratch_bytes(1, chunk, hidden, vocab) bytes. */
 double step_score(wdl_model *m, void *scratch, int64_t chunk, const int32_t *ids,
                   const int32_t *targets, int64_t B, int64_t T, double *nll, double *ent);
+/* As step_score over nseq sequences packed back to back (model_forward_packed):
+ * ids, targets, nll and ent hold sum(len) positions. */
+double step_score_packed(wdl_model *m, void *scratch, int64_t chunk, const int32_t *ids,
+                         const int32_t *targets, const int64_t *len, int64_t nseq, double *nll, double *ent);
 #endif

@@ -181,18 +181,18 @@ static void test_rope(void **st) {
 }
 
 /* ---- attention with GQA ---- */
-typedef struct { attn_dims d; double *q, *k, *v, *r, *y, *att; } att_ctx;
+typedef struct { attn_dims d; int64_t rows; double *q, *k, *v, *r, *y, *att; } att_ctx;
 static double att_loss(void *p) {
     att_ctx *c = p;
     attention_forward_f64(c->y, c->att, c->q, c->k, c->v, c->d);
-    return dot(c->y, c->r, c->d.B * c->d.T * c->d.NH * c->d.HD);
+    return dot(c->y, c->r, c->rows * c->d.NH * c->d.HD);
 }
 static void check_attention(attn_dims dims);
 static void test_attention(void **st) { check_attention((attn_dims){2, 5, 4, 2, 3}); }
 /* longer than one causal row block (64): the blocked GEMMs and their seams */
 static void test_attention_blocks(void **st) { check_attention((attn_dims){1, 70, 2, 1, 2}); }
 static void check_attention(attn_dims dims) {
-    att_ctx c = {dims};
+    att_ctx c = {dims, dims.B * dims.T};
     int64_t nq = c.d.B * c.d.T * c.d.NH * c.d.HD, nk = c.d.B * c.d.T * c.d.KVH * c.d.HD;
     c.q = rnd(nq, 1); c.k = rnd(nk, 1); c.v = rnd(nk, 1); c.r = rnd(nq, 1);
     c.y = zeros(nq); c.att = zeros(c.d.B * c.d.NH * c.d.T * c.d.T);
@@ -220,6 +220,50 @@ static void check_attention(attn_dims dims) {
     c.k[c.d.KVH * c.d.HD * 3] += 1.0;
     att_loss(&c);
     assert_true(c.y[0] == y0);
+    free(c.q); free(c.k); free(c.v); free(c.r); free(c.y); free(c.att); free(dq); free(dk); free(dv);
+}
+
+/* Packed sequences (no padding): each one's outputs, probabilities and
+ * gradients are exactly those of the sequence alone; the backward stays in
+ * the scratch the packed lengths need; finite differences through the
+ * packed layout. Lengths straddle the 64-row block and include a 1. */
+static void test_attention_packed(void **st) {
+    enum { NS = 4, NH = 4, KVH = 2, HD = 3 };
+    const int64_t len[NS] = {5, 1, 70, 3}, off[NS + 1] = {0, 5, 6, 76, 79}, N = off[NS];
+    int64_t natt = 0, nscr = 0;
+    for (int b = 0; b < NS; b++) {
+        natt += NH * len[b] * len[b];
+        nscr += KVH * attention_scratch_rows(len[b]) * len[b];
+    }
+    att_ctx c = {{NS, 70, NH, KVH, HD, off}, N};
+    const int64_t ldq = NH * HD, ldk = KVH * HD, nq = N * ldq, nk = N * ldk;
+    c.q = rnd(nq, 1); c.k = rnd(nk, 1); c.v = rnd(nk, 1); c.r = rnd(nq, 1);
+    c.y = zeros(nq); c.att = zeros(natt);
+    att_loss(&c);
+    double *dq = zeros(nq), *dk = zeros(nk), *dv = zeros(nk);
+    size_t sb = sizeof(double) * (size_t)nscr;
+    double *scratch = guarded(sb);
+    attention_backward_f64(dq, dk, dv, c.r, c.att, c.q, c.k, c.v, c.d, scratch);
+    expect_scratch("packed attention dP", scratch, sb, 0);
+    int64_t ao = 0;
+    for (int b = 0; b < NS; b++) {
+        const int64_t T = len[b], o = off[b];
+        attn_dims one = {1, T, NH, KVH, HD, NULL};
+        double *y = zeros(T * ldq), *att = zeros(NH * T * T), *gq = zeros(T * ldq), *gk = zeros(T * ldk),
+               *gv = zeros(T * ldk), *scr = zeros(attention_backward_scratch(one));
+        attention_forward_f64(y, att, c.q + o * ldq, c.k + o * ldk, c.v + o * ldk, one);
+        attention_backward_f64(gq, gk, gv, c.r + o * ldq, att, c.q + o * ldq, c.k + o * ldk, c.v + o * ldk, one, scr);
+        assert_memory_equal(y, c.y + o * ldq, sizeof(double) * (size_t)(T * ldq));
+        assert_memory_equal(att, c.att + ao, sizeof(double) * (size_t)(NH * T * T));
+        assert_memory_equal(gq, dq + o * ldq, sizeof(double) * (size_t)(T * ldq));
+        assert_memory_equal(gk, dk + o * ldk, sizeof(double) * (size_t)(T * ldk));
+        assert_memory_equal(gv, dv + o * ldk, sizeof(double) * (size_t)(T * ldk));
+        ao += NH * T * T;
+        free(y); free(att); free(gq); free(gk); free(gv); free(scr);
+    }
+    fd_check("packed attention dq", att_loss, &c, c.q, dq, nq);
+    fd_check("packed attention dk", att_loss, &c, c.k, dk, nk);
+    fd_check("packed attention dv", att_loss, &c, c.v, dv, nk);
     free(c.q); free(c.k); free(c.v); free(c.r); free(c.y); free(c.att); free(dq); free(dk); free(dv);
 }
 
@@ -458,7 +502,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_linear),    cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_qknorm),    cmocka_unit_test(test_rope),
-        cmocka_unit_test(test_attention), cmocka_unit_test(test_attention_blocks), cmocka_unit_test(test_swiglu),
+        cmocka_unit_test(test_attention), cmocka_unit_test(test_attention_blocks), cmocka_unit_test(test_attention_packed), cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_fused_forwards),
         cmocka_unit_test(test_embedding), cmocka_unit_test(test_ce),
         cmocka_unit_test(test_ce_mixed),  cmocka_unit_test(test_tied),

@@ -322,6 +322,49 @@ static void test_stream_forward(void **st) {
     model_free(m);
 }
 
+/* Packed sequences (model_forward_packed, what wdl-score runs): each
+ * sequence's final hidden states, NLL and entropy are those of the sequence
+ * run alone, up to the GEMMs' rounding (products with a different row count
+ * may round differently); streaming the packed batch gives the full
+ * forward's bytes. Lengths straddle the attention's row block; one is 1. */
+static void test_packed_forward(void **st) {
+    wdl_config c;
+    config_preset("nano", &c);
+    wdl_model *m = model_new(&c);
+    model_init_random(m, 5, 0.02);
+    enum { NS = 4 };
+    const int64_t len[NS] = {70, 3, 1, 41}, H = c.hidden, V = c.vocab;
+    int64_t N = 0;
+    for (int b = 0; b < NS; b++) N += len[b];
+    int32_t *ids = xmalloc(sizeof(int32_t) * (size_t)N), *tg = xmalloc(sizeof(int32_t) * (size_t)N);
+    for (int64_t i = 0; i < N; i++) {
+        ids[i] = (int32_t)((i * 11 + 5) % V);
+        tg[i] = i % 3 ? (int32_t)((i * 5 + 1) % V) : -1;
+    }
+    float *full = xmalloc(sizeof(float) * (size_t)(N * H));
+    double *nll = xmalloc(sizeof(double) * (size_t)N), *ent = xmalloc(sizeof(double) * (size_t)N);
+    double *nll1 = xmalloc(sizeof(double) * (size_t)N), *ent1 = xmalloc(sizeof(double) * (size_t)N);
+    int64_t chunk = 16;
+    void *scratch = xmalloc(ce_scratch_layout(1, chunk, H, V, sizeof(float)).total);
+    model_alloc_acts(m, 2, 80, ACTS_FORWARD, 0);   /* capacity 160 positions: 115 packed fit */
+    step_score_packed(m, scratch, chunk, ids, tg, len, NS, nll, ent);
+    memcpy(full, m->a.normf, sizeof(float) * (size_t)(N * H));
+    double worst = 0, wl = 0, we = 0;
+    for (int64_t b = 0, o = 0; b < NS; o += len[b], b++) {
+        step_score(m, scratch, chunk, ids + o, tg + o, 1, len[b], nll1 + o, ent1 + o);
+        worst = fmax(worst, maxdiff(full + o * H, m->a.normf, (size_t)(len[b] * H), 0));
+    }
+    for (int64_t i = 0; i < N; i++) { wl = fmax(wl, fabs(nll[i] - nll1[i])); we = fmax(we, fabs(ent[i] - ent1[i])); }
+    expect("packed vs alone: final hidden states (abs)", worst, 1e-5);
+    expect("packed vs alone: per-position NLL (abs)", wl, 1e-5);
+    expect("packed vs alone: per-position entropy (abs)", we, 1e-5);
+    model_alloc_acts(m, 2, 80, ACTS_STREAM, 0);
+    model_forward_packed(m, ids, len, NS);
+    assert_memory_equal(full, m->a.normf, sizeof(float) * (size_t)(N * H));
+    free(scratch); free(full); free(nll); free(ent); free(nll1); free(ent1); free(ids); free(tg);
+    model_free(m);
+}
+
 /* Checkpoint directories written by the programs themselves (committed in
  * tests/fixtures/c_written/: `wdl-init` in F32, then 3 `wdl-train` steps saved
  * with --bf16) load in transformers and give, there, the logits C computes
@@ -557,6 +600,7 @@ int main(void) {
         cmocka_unit_test(test_untied), cmocka_unit_test(test_tied), cmocka_unit_test(test_mixed),
         cmocka_unit_test(test_generation_matches_forward),
         cmocka_unit_test(test_stream_forward),
+        cmocka_unit_test(test_packed_forward),
         cmocka_unit_test(test_written_checkpoints),
         cmocka_unit_test(test_step_allocates_nothing),
         cmocka_unit_test_teardown(test_bf16, precision_fp32),
