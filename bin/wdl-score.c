@@ -212,8 +212,7 @@ int main(int argc, char **argv) {
     dist_init();
     const int root = dist_rank() == 0;
     scorer c = {.field = field, .summary = summary != NULL, .B = B};
-    c.m = model_dir_open(model, &c.tok, &c.tpl);
-    gemm_ctx_set_readonly(gemm_default(), 0, c.m->params, c.m->nparams);   /* bf16: weights converted once */
+    c.m = model_dir_open_forward(model, &c.tok, &c.tpl);   /* bf16: weights held once in bf16 */
     c.seq = seq ? seq : c.m->cfg.max_pos;
     c.chunk = step_chunk_for(c.m->cfg.vocab);
     c.scratch = xaligned(ce_scratch_bytes(1, c.chunk, c.m->cfg.hidden, c.m->cfg.vocab));

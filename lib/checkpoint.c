@@ -5,8 +5,17 @@
 #include <string.h>
 #include "common.h"
 
+static wdl_model *dir_open(wdl_model *m, const char *dir, wdl_tokenizer **tok, wdl_template *tpl);
+
 wdl_model *model_dir_open(const char *dir, wdl_tokenizer **tok, wdl_template *tpl) {
-    wdl_model *m = model_load(dir);
+    return dir_open(model_load(dir), dir, tok, tpl);
+}
+
+wdl_model *model_dir_open_forward(const char *dir, wdl_tokenizer **tok, wdl_template *tpl) {
+    return dir_open(model_load_forward(dir), dir, tok, tpl);
+}
+
+static wdl_model *dir_open(wdl_model *m, const char *dir, wdl_tokenizer **tok, wdl_template *tpl) {
     *tok = tok_load(dir);
     if (tok_vocab_size(*tok) > m->cfg.vocab)
         die("%s: tokenizer has %lld ids but vocab_size is %lld", dir, (long long)tok_vocab_size(*tok),

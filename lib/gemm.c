@@ -67,6 +67,9 @@ struct gemm_ctx {
     /* gemm_ctx_set_readonly: floats that never change again, held in bf16
      * once so that products read them without converting on every call */
     struct { const float *base; size_t n, cap; uint16_t *bf16; } ro[GEMM_READONLY_RANGES];
+    /* gemm_ctx_add_bf16_view: ranges held only in bf16, sorted by base */
+    struct gemm_view { const float *base; size_t n; const uint16_t *bf16; } *views;
+    size_t nviews, capviews;
 };
 
 #define DNNL_CHECK(call, what)                                                   \
@@ -90,6 +93,7 @@ gemm_ctx *gemm_ctx_new(gemm_precision p) {
 void gemm_ctx_free(gemm_ctx *g) {
     if (!g) return;
     for (int i = 0; i < GEMM_READONLY_RANGES; i++) free(g->ro[i].bf16);
+    free(g->views);
     for (size_t i = 0; i < g->ntab; i++)
         for (gemm_entry *e = g->tab[i], *nx; e; e = nx) {
             nx = e->next;
@@ -371,6 +375,13 @@ static void to_bf16_rounded_f32(float *dst, const float *src, int64_t rows, int6
     }
 }
 
+/* bf16 rows (stride ld) -> dense floats: exact. */
+static void widen_bf16(float *dst, const uint16_t *src, int64_t rows, int64_t cols, int64_t ld) {
+#pragma omp parallel for schedule(static) if (rows * cols > CONVERT_PAR_MIN && !omp_in_parallel())
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) dst[r * cols + c] = st_bf16_to_f32(src[r * ld + c]);
+}
+
 void gemm_ctx_set_readonly(gemm_ctx *g, int which, const float *base, size_t n) {
     if (which < 0 || which >= GEMM_READONLY_RANGES) die("internal: read-only range %d", which);
     g->ro[which].base = NULL;
@@ -386,12 +397,51 @@ void gemm_ctx_set_readonly(gemm_ctx *g, int which, const float *base, size_t n) 
     g->ro[which].n = n;
 }
 
+void gemm_ctx_add_bf16_view(gemm_ctx *g, const float *base, size_t n, const uint16_t *bf16) {
+    if (g->prec != GEMM_BF16) die("internal: a bf16 view needs bf16 products");
+    if (g->nviews == g->capviews) {
+        g->capviews = g->capviews ? 2 * g->capviews : 64;
+        g->views = xrealloc(g->views, sizeof *g->views * g->capviews);
+    }
+    size_t i = g->nviews++;
+    for (; i > 0 && g->views[i - 1].base > base; i--) g->views[i] = g->views[i - 1];
+    g->views[i] = (struct gemm_view){base, n, bf16};
+}
+
+void gemm_ctx_drop_bf16_views(gemm_ctx *g, const float *base, size_t n) {
+    if (!g) return;
+    size_t j = 0;
+    for (size_t i = 0; i < g->nviews; i++)
+        if (g->views[i].base < base || g->views[i].base >= base + n) g->views[j++] = g->views[i];
+    g->nviews = j;
+}
+
+/* The view holding X (by binary search), else NULL. */
+static const struct gemm_view *view_of(const gemm_ctx *g, const float *X) {
+    size_t lo = 0, hi = g->nviews;   /* the last view with base <= X is below hi */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (g->views[mid].base <= X) lo = mid + 1;
+        else hi = mid;
+    }
+    if (!lo) return NULL;
+    const struct gemm_view *v = &g->views[lo - 1];
+    return X < v->base + v->n ? v : NULL;
+}
+
 /* The bf16 copy of a stored rows x cols operand (leading dimension ld) when
- * it lies wholly inside a read-only range, else NULL. */
+ * it lies wholly inside a view or a read-only range, else NULL. */
 static const uint16_t *readonly_bf16(const gemm_ctx *g, const float *X, int64_t rows, int64_t cols, int64_t ld) {
+    size_t extent = (size_t)((rows - 1) * ld + cols);
+    const struct gemm_view *v = view_of(g, X);
+    if (v) {
+        size_t off = (size_t)(X - v->base);
+        if (off + extent > v->n) die("internal: a product reads past a bf16-only tensor");
+        return v->bf16 + off;
+    }
     for (int i = 0; i < GEMM_READONLY_RANGES; i++) {
         if (!g->ro[i].n || X < g->ro[i].base || X >= g->ro[i].base + g->ro[i].n) continue;
-        size_t off = (size_t)(X - g->ro[i].base), extent = (size_t)((rows - 1) * ld + cols);
+        size_t off = (size_t)(X - g->ro[i].base);
         return off + extent <= g->ro[i].n ? g->ro[i].bf16 + off : NULL;
     }
     return NULL;
@@ -489,11 +539,14 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
     int transient;
     gemm_entry *e = lookup(g, &k, &transient);
     gemm_slot *s = my_slot(g);
-    if (!e->prim) {   /* emulated bf16: rounded inputs, fp32 products (the read-only copy is not used) */
+    if (!e->prim) {   /* emulated bf16: rounded inputs, fp32 products (the read-only copy is not used;
+                         * a bf16-only view is widened, as its floats are not stored) */
         float *a = slot_buf(s, 0, sizeof(float) * (size_t)(ar * ac));
         float *b = slot_buf(s, 1, sizeof(float) * (size_t)(br * bc));
-        to_bf16_rounded_f32(a, A, ar, ac, lda);
-        to_bf16_rounded_f32(b, B, br, bc, ldb);
+        if (view_of(g, A)) widen_bf16(a, ra, ar, ac, lda);
+        else to_bf16_rounded_f32(a, A, ar, ac, lda);
+        if (view_of(g, B)) widen_bf16(b, rb, br, bc, ldb);
+        else to_bf16_rounded_f32(b, B, br, bc, ldb);
         cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K,
                     alpha, a, ac, b, bc, beta, C, ldc);
         if (transient) free(e);

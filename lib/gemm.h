@@ -80,6 +80,15 @@ void gemm_ctx_software_conversion(gemm_ctx *g);
  * forgets the range. */
 #define GEMM_READONLY_RANGES 2
 void gemm_ctx_set_readonly(gemm_ctx *g, int which, const float *base, size_t n);
+/* With GEMM_BF16: the n floats at base are never stored; bf16[0..n) holds
+ * their values (a BF16 checkpoint's tensor, read in place), and products
+ * whose operand lies inside read it (the emulated path widens it). The
+ * caller keeps bf16 valid until gemm_ctx_drop_bf16_views. Views come
+ * before the read-only ranges when both cover an operand. Not with fp32:
+ * the fp32 path would read the floats at base. */
+void gemm_ctx_add_bf16_view(gemm_ctx *g, const float *base, size_t n, const uint16_t *bf16);
+/* Forget the views of floats inside [base, base + n). */
+void gemm_ctx_drop_bf16_views(gemm_ctx *g, const float *base, size_t n);
 /* Holding inputs (bf16; a no-op in fp32): between gemm_ctx_hold_inputs(g, 1)
  * and gemm_ctx_hold_inputs(g, 0) the calling thread promises that a matrix,
  * once read by one of its products, does not change before the release

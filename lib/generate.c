@@ -50,7 +50,7 @@ void gen_step(gen_state *g, const int32_t *tok, const uint8_t *active) {
     for (int64_t b = 0; b < B; b++)
         if (active[b] && g->pos[b] >= ML) die("internal: generation past the cache length %lld", (long long)ML);
     for (int64_t b = 0; b < B; b++) g->ids[b] = active[b] ? tok[b] : 0;
-    embedding_forward(g->x, g->ids, m->P[W_EMBED], B, H);
+    model_embed(m, g->x, g->ids, B);
     const float scale = 1.0f / sqrtf((float)HD);
     for (int64_t l = 0; l < c->layers; l++) {
         rmsnorm_forward(g->xn, g->rstd, g->x, m->P[W_LN1] + l * H, B, H, c->eps);

@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static const char *const kind_names[W_KINDS] = {
     "model.embed_tokens.weight", "input_layernorm.weight", "self_attn.q_proj.weight",
@@ -48,7 +49,9 @@ static void point_views(wdl_model *m) {
     if (m->cfg.tied) { m->P[W_HEAD] = m->P[W_EMBED]; m->G[W_HEAD] = m->G[W_EMBED]; }
 }
 
-wdl_model *model_new(const wdl_config *cfg) {
+/* lazy: parameters in fresh anonymous pages, zero until written and costing
+ * nothing until then (bf16-only weights never write theirs) */
+static wdl_model *model_alloc(const wdl_config *cfg, int lazy) {
     wdl_model *m = xcalloc(1, sizeof *m);
     m->cfg = *cfg;
     size_t off = 0;
@@ -64,14 +67,29 @@ wdl_model *model_new(const wdl_config *cfg) {
         off = (off + 15) & ~(size_t)15;   /* keep every view 64-byte aligned */
     }
     m->nparams = off;
-    m->params = xaligned(off * sizeof(float));
+    if (lazy) {
+        size_t bytes = off ? off * sizeof(float) : 1;
+        void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) die("out of memory reserving %zu bytes of parameters", bytes);
+        m->params = p;
+        m->params_mapped = bytes;
+    } else
+        m->params = xaligned(off * sizeof(float));
     point_views(m);
     return m;
 }
 
+wdl_model *model_new(const wdl_config *cfg) { return model_alloc(cfg, 0); }
+
 void model_free(wdl_model *m) {
     if (!m) return;
-    free(m->params); free(m->grads); free(m->m); free(m->v); free(m->act_mem);
+    if (m->view_st) {
+        gemm_ctx_drop_bf16_views(gemm_default(), m->params, m->nparams);
+        st_close(m->view_st);
+    }
+    if (m->params_mapped) munmap(m->params, m->params_mapped);
+    else free(m->params);
+    free(m->grads); free(m->m); free(m->v); free(m->act_mem);
     free(m->ids); free(m->pos); free(m->seq_off);
     rope_cache_free(&m->rope);
     free(m);
@@ -232,7 +250,7 @@ static void forward_layers(wdl_model *m) {
                   NH = c->heads, KV = c->kv_heads, QD = NH * HD, KD = KV * HD;
     wdl_acts *a = &m->a;
     attn_dims d = {m->nseq, m->Tlong, NH, KV, HD, m->seq_off};
-    embedding_forward(a->resid, m->ids, m->P[W_EMBED], N, H);
+    model_embed(m, a->resid, m->ids, N);
     for (int64_t l = 0; l < c->layers; l++) {
         layer_acts L_;
         layer_views(m, l, &L_);
@@ -337,8 +355,29 @@ void model_each_tensor(const wdl_model *m, model_tensor_fn fn, void *ctx) {
     }
 }
 
+void model_embed(const wdl_model *m, float *out, const int32_t *ids, int64_t N) {
+    const int64_t H = m->cfg.hidden;
+    if (!m->embed16) {
+        embedding_forward(out, ids, m->P[W_EMBED], N, H);
+        return;
+    }
+#pragma omp parallel for schedule(static) if (N * H > (1 << 16))
+    for (int64_t n = 0; n < N; n++) {
+        const uint16_t *e = m->embed16 + (int64_t)ids[n] * H;
+        for (int64_t i = 0; i < H; i++) out[n * H + i] = st_bf16_to_f32(e[i]);
+    }
+}
+
 /* ---- directories ---- */
-typedef struct { const wdl_model *m; st_model *st; st_tensor *list; size_t n; char **names; } io_ctx;
+typedef struct {
+    const wdl_model *m;
+    st_model *st;
+    st_tensor *list;
+    size_t n;
+    char **names;
+    int all_bf16;
+    wdl_model *loading;   /* the model being loaded (bf16-only: embed16 set) */
+} io_ctx;
 
 static void load_one(void *p, const char *name, int nd, const int64_t *shape, size_t off) {
     io_ctx *x = p;
@@ -346,13 +385,39 @@ static void load_one(void *p, const char *name, int nd, const int64_t *shape, si
     x->n++;
 }
 
-wdl_model *model_load(const char *dir) {
+/* bf16-only loading: are all matrices BF16 on disk? */
+static void check_bf16(void *p, const char *name, int nd, const int64_t *shape, size_t off) {
+    io_ctx *x = p;
+    if (nd == 2 && st_expect(x->st, name, nd, shape)->dtype != ST_BF16) x->all_bf16 = 0;
+}
+
+/* Matrices stay where the file maps them, products read them through the
+ * gemm views; vectors (norm weights) are read as usual. */
+static void view_one(void *p, const char *name, int nd, const int64_t *shape, size_t off) {
+    io_ctx *x = p;
+    if (nd != 2) {
+        load_one(p, name, nd, shape, off);
+        return;
+    }
+    const st_info *t = st_expect(x->st, name, nd, shape);
+    const uint16_t *w = st_raw(x->st, t);
+    gemm_ctx_add_bf16_view(gemm_default(), x->m->params + off, (size_t)t->nelem, w);
+    if (x->m->params + off == x->m->P[W_EMBED]) x->loading->embed16 = w;
+    x->n++;
+}
+
+static wdl_model *load_as(const char *dir, int bf16_only) {
     wdl_config cfg;
     config_load(dir, &cfg);
-    wdl_model *m = model_new(&cfg);
+    wdl_model *m = model_alloc(&cfg, bf16_only);
     st_model *st = st_open(dir);
-    io_ctx x = {m, st};
-    model_each_tensor(m, load_one, &x);
+    io_ctx x = {m, st, .all_bf16 = 1, .loading = m};
+    if (bf16_only) model_each_tensor(m, check_bf16, &x);
+    if (bf16_only && x.all_bf16) {
+        model_each_tensor(m, view_one, &x);
+        m->view_st = st;
+    } else
+        model_each_tensor(m, load_one, &x);
     /* every tensor in the file must be one we read (a tied model may carry a
      * redundant lm_head.weight, as some HF exports do) */
     for (size_t i = 0; i < st_count(st); i++) {
@@ -368,7 +433,17 @@ wdl_model *model_load(const char *dir) {
             for (int k = W_LN1; k <= W_DOWN; k++) if (!strcmp(nm + used, kind_names[k])) known = 1;
         if (!known) die("%s: unexpected tensor '%s' for a %lld-layer Qwen3 config", dir, nm, (long long)cfg.layers);
     }
-    st_close(st);
+    if (!m->view_st) st_close(st);
+    return m;
+}
+
+wdl_model *model_load(const char *dir) { return load_as(dir, 0); }
+
+wdl_model *model_load_forward(const char *dir) {
+    gemm_ctx *g = gemm_default();
+    if (gemm_ctx_precision(g) != GEMM_BF16) return model_load(dir);
+    wdl_model *m = load_as(dir, 1);
+    if (!m->view_st) gemm_ctx_set_readonly(g, 0, m->params, m->nparams);
     return m;
 }
 

@@ -39,6 +39,9 @@ typedef struct {
     size_t layer_elems[W_KINDS];    /* per layer (or whole, for unlayered) */
     int layered[W_KINDS];
     float *params, *grads, *m, *v;  /* grads/m/v allocated on demand */
+    size_t params_mapped;           /* bytes, when params are lazily mapped pages (model_load_forward) */
+    void *view_st;                  /* the open checkpoint whose BF16 matrices stand in for params */
+    const uint16_t *embed16;        /* then: the embedding rows in bf16 */
     float *P[W_KINDS], *G[W_KINDS];
     /* activations */
     int64_t Bmax, Tmax;             /* capacity: Bmax*Tmax positions, sequences of <= Tmax */
@@ -96,6 +99,16 @@ void model_each_tensor(const wdl_model *m, model_tensor_fn fn, void *ctx);
  * validates every tensor's shape against the config and rejects tensors
  * it does not know. Save writes to a temporary directory and renames it. */
 wdl_model *model_load(const char *dir);
+/* For forward-only use (scoring, decoding) in the process-wide gemm
+ * precision. fp32: model_load. bf16: the weights are held once in bf16,
+ * either as the checkpoint's own BF16 matrices read in place (every matrix
+ * BF16 on disk: no fp32 copy of them is ever made; their floats in params
+ * stay unwritten zeros that only the gemm views and model_embed stand
+ * for) or converted once from the fp32 load (gemm_ctx_set_readonly). Same
+ * values either way. Such a model must not be trained or written. */
+wdl_model *model_load_forward(const char *dir);
+/* Embedding rows of ids into out [N, H] (from the bf16 rows when held so). */
+void model_embed(const wdl_model *m, float *out, const int32_t *ids, int64_t N);
 /* Write config.json + model.safetensors into an existing directory. bf16:
  * store weights as BF16 (round to nearest even) instead of F32. */
 void model_write_dir(const wdl_model *m, const char *dir, int bf16);

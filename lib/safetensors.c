@@ -545,7 +545,7 @@ const char *st_metadata(const st_model *m, const char *key) {
 /* st_info is the first member of st_entry */
 const void *st_raw(const st_model *m, const st_info *info) { return ((const st_entry *)info)->data; }
 
-void st_read_f32(const st_model *m, const char *name, float *dst, int ndim, const int64_t *shape) {
+const st_info *st_expect(const st_model *m, const char *name, int ndim, const int64_t *shape) {
     const st_info *t = st_find(m, name);
     if (!t) die("%s: no tensor '%s'", m->path, name);
     int same = t->ndim == ndim;
@@ -556,6 +556,11 @@ void st_read_f32(const st_model *m, const char *name, float *dst, int ndim, cons
         shape_str(b, sizeof b, ndim, shape);
         die("%s: tensor %s: shape %s but expected %s", t->file, name, a, b);
     }
+    return t;
+}
+
+void st_read_f32(const st_model *m, const char *name, float *dst, int ndim, const int64_t *shape) {
+    const st_info *t = st_expect(m, name, ndim, shape);
     if (t->dtype == ST_OTHER)
         die("%s: tensor %s: dtype %s cannot be read as float (F32, F16, BF16, F64 can)", t->file, name,
             t->dtype_name);

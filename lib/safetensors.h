@@ -57,6 +57,8 @@ const char *st_metadata(const st_model *m, const char *key);
  * not a float, or if its shape is not exactly `shape` (ndim entries); the
  * message names the file, the tensor, the shape found and the one expected. */
 void st_read_f32(const st_model *m, const char *name, float *dst, int ndim, const int64_t *shape);
+/* The tensor named, after the same presence and shape checks (any dtype). */
+const st_info *st_expect(const st_model *m, const char *name, int ndim, const int64_t *shape);
 /* The raw little-endian bytes of a tensor (mapped read-only), info->nbytes long. */
 const void *st_raw(const st_model *m, const st_info *info);
 

@@ -285,6 +285,42 @@ static void test_bf16_readonly(void **state) {
     free(A); free(W); free(C1); free(C2);
 }
 
+/* bf16-only views (gemm_ctx_add_bf16_view): products read the bf16 values
+ * in place of floats that are never stored; the same bytes as a read-only
+ * range over those floats (on a CPU without bf16 the emulated path widens
+ * the view); several views, found by address, as operand A or B, one
+ * nested in a larger buffer; dropping them by range. */
+static void test_bf16_views(void **state) {
+    (void)state;
+    const int64_t M = 37, N = 96, K = 80;
+    float *A = rnd(M * K), *W = rnd(N * K), *C1 = xmalloc(sizeof(float) * M * N), *C2 = xmalloc(sizeof(float) * M * N);
+    for (int64_t i = 0; i < N * K; i++) W[i] = st_bf16_to_f32(st_f32_to_bf16(W[i]));   /* bf16 values */
+    for (int64_t i = 0; i < M * K; i++) A[i] = st_bf16_to_f32(st_f32_to_bf16(A[i]));
+    uint16_t *W16 = xmalloc(sizeof(uint16_t) * N * K), *A16 = xmalloc(sizeof(uint16_t) * M * K);
+    for (int64_t i = 0; i < N * K; i++) W16[i] = st_f32_to_bf16(W[i]);
+    for (int64_t i = 0; i < M * K; i++) A16[i] = st_f32_to_bf16(A[i]);
+    /* the floats the views stand for: zeros, inside one buffer */
+    float *blank = xcalloc((size_t)(M * K + N * K + 64), sizeof(float)), *Av = blank + 16, *Wv = Av + M * K + 16;
+    gemm_ctx *g = gemm_ctx_new(GEMM_BF16);
+    gemm_ctx_set_readonly(g, 0, W, (size_t)(N * K));
+    gemm_run(g, 0, 1, M, N, K, 1.0f, A, K, W, K, 0.0f, C1, N);
+    gemm_ctx_set_readonly(g, 0, NULL, 0);
+    gemm_ctx_add_bf16_view(g, Wv, (size_t)(N * K), W16);
+    gemm_ctx_add_bf16_view(g, Av, (size_t)(M * K), A16);
+    gemm_run(g, 0, 1, M, N, K, 1.0f, Av, K, Wv, K, 0.0f, C2, N);
+    assert_memory_equal(C1, C2, sizeof(float) * M * N);
+    /* B's rows 10.. as a window of the view (offset into it) */
+    gemm_run(g, 0, 1, M, N - 10, K, 1.0f, A, K, W + 10 * K, K, 0.0f, C1, N);
+    gemm_run(g, 0, 1, M, N - 10, K, 1.0f, A, K, Wv + 10 * K, K, 0.0f, C2, N);
+    for (int64_t i = 0; i < M; i++) assert_memory_equal(C1 + i * N, C2 + i * N, sizeof(float) * (size_t)(N - 10));
+    /* dropped: the floats (zeros) are read again */
+    gemm_ctx_drop_bf16_views(g, blank, (size_t)(M * K + N * K + 64));
+    gemm_run(g, 0, 1, M, N, K, 1.0f, A, K, Wv, K, 0.0f, C2, N);
+    for (int64_t i = 0; i < M * N; i++) assert_true(C2[i] == 0.0f);
+    gemm_ctx_free(g);
+    free(A); free(W); free(C1); free(C2); free(W16); free(A16); free(blank);
+}
+
 /* Held inputs (gemm_ctx_hold_inputs): products that read one stored matrix
  * as A, as B, transposed or with another partner give the bytes they give
  * without holding (one copy serves them all, more than SLOT_HELD operands
@@ -507,6 +543,7 @@ int main(void) {
         cmocka_unit_test(test_bf16_cache_limit),
         cmocka_unit_test(test_bf16_in_parallel_region),
         cmocka_unit_test(test_bf16_readonly),
+        cmocka_unit_test(test_bf16_views),
         cmocka_unit_test(test_bf16_hold_inputs),
         cmocka_unit_test(test_bf16_denormals),
         cmocka_unit_test(test_fp32_is_openblas),

@@ -589,6 +589,67 @@ static void test_bf16(void **st) {
     st_close(ref);
     model_free(m);
 }
+/* model_load_forward in bf16 on a checkpoint with BF16 matrices (what
+ * wdl-train --bf16 writes) keeps them in the file: no fp32 copy is ever
+ * written (the floats stay zero), and the forward, the head product and a
+ * decoding step give the bytes of the fp32 load with its converted bf16
+ * copy. An F32 checkpoint takes the converted copy; in fp32 it is
+ * model_load. */
+static void forward_pass(wdl_model *m, const int32_t *ids, int64_t n, float *h, float *z, float *dz) {
+    const int64_t H = m->cfg.hidden, V = m->cfg.vocab;
+    model_alloc_acts(m, 1, n, ACTS_FORWARD, 0);
+    model_forward(m, ids, 1, n);
+    memcpy(h, m->a.normf, sizeof(float) * (size_t)(n * H));
+    linear_forward(z, m->a.normf, model_head(m), n, H, V);
+    gen_state g;
+    gen_init(&g, m, 1, n + 1);
+    gen_prefill(&g, 0, ids, n);
+    uint8_t on = 1;
+    gen_step(&g, ids, &on);
+    memcpy(dz, g.logits, sizeof(float) * (size_t)V);
+    gen_free(&g);
+}
+static void test_forward_bf16_weights(void **st) {
+    enum { n = 9 };
+    int32_t ids[n];
+    gemm_set_precision(GEMM_BF16);
+    wdl_model *ref = model_load(FIX "c_written/trained");
+    const int64_t H = ref->cfg.hidden, V = ref->cfg.vocab;
+    for (int i = 0; i < n; i++) ids[i] = (int32_t)((i * 37 + 11) % V);
+    float *h0 = xmalloc(sizeof(float) * n * H), *z0 = xmalloc(sizeof(float) * n * V), *d0 = xmalloc(sizeof(float) * V);
+    float *h1 = xmalloc(sizeof(float) * n * H), *z1 = xmalloc(sizeof(float) * n * V), *d1 = xmalloc(sizeof(float) * V);
+    gemm_ctx_set_readonly(gemm_default(), 0, ref->params, ref->nparams);
+    forward_pass(ref, ids, n, h0, z0, d0);
+    gemm_ctx_set_readonly(gemm_default(), 0, NULL, 0);
+    wdl_model *m = model_load_forward(FIX "c_written/trained");
+    assert_non_null(m->view_st);
+    for (int k = 0; k < W_KINDS; k++) {   /* matrices unwritten, norm weights read */
+        int64_t nk = (int64_t)m->layer_elems[k] * (m->layered[k] ? m->cfg.layers : 1), nz = 0;
+        for (int64_t i = 0; i < nk; i++) nz += m->P[k][i] != 0;
+        if (model_kind_decays(k)) assert_int_equal(nz, 0);
+        else assert_memory_equal(m->P[k], ref->P[k], sizeof(float) * (size_t)nk);
+    }
+    forward_pass(m, ids, n, h1, z1, d1);
+    assert_memory_equal(h0, h1, sizeof(float) * n * H);
+    assert_memory_equal(z0, z1, sizeof(float) * n * V);
+    assert_memory_equal(d0, d1, sizeof(float) * V);
+    model_free(m);
+    /* F32 on disk: loaded, its bf16 copy converted */
+    m = model_load_forward(FIX "c_written/init");
+    wdl_model *f32 = model_load(FIX "c_written/init");
+    assert_null(m->view_st);
+    assert_memory_equal(m->params, f32->params, sizeof(float) * m->nparams);
+    model_free(m);
+    model_free(f32);
+    gemm_set_precision(GEMM_FP32);
+    m = model_load_forward(FIX "c_written/trained");
+    assert_null(m->view_st);
+    assert_memory_equal(m->params, ref->params, sizeof(float) * m->nparams);
+    model_free(m);
+    model_free(ref);
+    free(h0); free(z0); free(d0); free(h1); free(z1); free(d1);
+}
+
 static int precision_fp32(void **st) {   /* teardown: later tests run in fp32 even if this one failed */
     gemm_set_precision(GEMM_FP32);
     return 0;
@@ -604,6 +665,7 @@ int main(void) {
         cmocka_unit_test(test_written_checkpoints),
         cmocka_unit_test(test_step_allocates_nothing),
         cmocka_unit_test_teardown(test_bf16, precision_fp32),
+        cmocka_unit_test_teardown(test_forward_bf16_weights, precision_fp32),
         cmocka_unit_test_teardown(test_bf16_steps_allocate_nothing_after_the_first, precision_fp32),
     };
     return cmocka_run_group_tests_name("model", tests, NULL, NULL);
