@@ -10,7 +10,7 @@
 # loading); transformers' forward on the same token sequences (the ids come
 # from wdl-tok on the plain template's text, plus the end token), fp32 and
 # bf16; greedy decoding of GEN_NEW (32) tokens for GEN_N (4) prompts:
-# wdl-eval -m --max-new vs model.generate. THREADS (2) threads everywhere.
+# wdl-eval -m --max-new vs model.generate, fp32 and bf16 each. THREADS (2) threads everywhere.
 # Slow on 2 cores (several minutes). Prints JSON lines and a summary.
 set -eu
 cd "$(dirname "$0")/.."
@@ -72,7 +72,9 @@ done
 
 if [ -x "$PY" ] && "$PY" -c 'import transformers' 2>/dev/null; then
   for p in fp32 bf16; do "$PY" bench/hf_06b.py score "$D/m" "$D/ids.jsonl" --dtype "$p" --threads "$TH" | tee -a "$out"; done
-  [ "$GEN_N" -gt 0 ] && "$PY" bench/hf_06b.py generate "$D/m" "$D/gen_ids.jsonl" --dtype fp32 --threads "$TH" --max-new "$GEN_NEW" | tee -a "$out"
+  for p in $( [ "$GEN_N" -gt 0 ] && echo fp32 bf16); do
+    "$PY" bench/hf_06b.py generate "$D/m" "$D/gen_ids.jsonl" --dtype "$p" --threads "$TH" --max-new "$GEN_NEW" | tee -a "$out"
+  done
 else
   echo "# transformers: skipped (run make bench-deps, or set BENCH_PY)"
 fi
@@ -87,6 +89,7 @@ jq -rs --argjson mb "$(( $(stat -c %s "$D/m/model.safetensors") * 2 / 1048576 ))
   w("score"; "score_fp32") as $s32 | w("score"; "score_bf16") as $s16 |
   w("generate"; "gen_fp32") as $g32 | w("generate"; "gen_bf16") as $g16 |
   h("score"; "fp32") as $h32 | h("score"; "bf16") as $h16 | h("generate"; "fp32") as $hg |
+  h("generate"; "bf16") as $hg16 |
   "wdl-score fp32: \($s32.tokens_per_s_with_load) tokens/s, peak RSS \($s32.peak_rss_mb) MB = model fp32 bytes + \(($s32.peak_rss_mb - $mb) / 1024 | r2) GB (target <= +1.5 GB: \(ok(1536 - ($s32.peak_rss_mb - $mb); 0)))",
   "wdl-score bf16: \($s16.tokens_per_s_with_load) tokens/s, peak RSS \($s16.peak_rss_mb) MB",
   (if $h32 then
@@ -94,8 +97,9 @@ jq -rs --argjson mb "$(( $(stat -c %s "$D/m/model.safetensors") * 2 / 1048576 ))
     "transformers bf16: \($h16.tokens_per_s_with_load) tokens/s with load (\($h16.tokens_per_s) compute only), peak RSS \($h16.peak_rss_mb) MB",
     "wdl fp32 / transformers fp32 = \($s32.tokens_per_s_with_load / $h32.tokens_per_s_with_load | r2)x (target 3x: \(ok($s32.tokens_per_s_with_load / $h32.tokens_per_s_with_load; 3)); against its compute only \($s32.tokens_per_s_with_load / $h32.tokens_per_s | r2)x)",
     "wdl bf16 / transformers bf16 = \($s16.tokens_per_s_with_load / $h16.tokens_per_s_with_load | r2)x (target 1.5x: \(ok($s16.tokens_per_s_with_load / $h16.tokens_per_s_with_load; 1.5)); against its compute only \($s16.tokens_per_s_with_load / $h16.tokens_per_s | r2)x)",
-    (if $g32 and $hg then "greedy decoding: wdl-eval fp32 \($g32.tokens_per_s_with_load), bf16 \($g16.tokens_per_s_with_load) tokens/s; transformers generate fp32 \($hg.tokens_per_s_with_load) with load (\($hg.tokens_per_s) compute only)" else empty end),
+    (if $g32 and $hg then "greedy decoding: wdl-eval fp32 \($g32.tokens_per_s_with_load), bf16 \($g16.tokens_per_s_with_load) tokens/s; transformers generate fp32 \($hg.tokens_per_s_with_load) with load (\($hg.tokens_per_s) compute only), bf16 \($hg16.tokens_per_s_with_load) (\($hg16.tokens_per_s))" else empty end),
     (if $g32 and $hg then
-    "wdl fp32 / transformers generate = \($g32.tokens_per_s_with_load / $hg.tokens_per_s_with_load | r2)x (target 2x: \(ok($g32.tokens_per_s_with_load / $hg.tokens_per_s_with_load; 2)); against its compute only \($g32.tokens_per_s_with_load / $hg.tokens_per_s | r2)x)" else "greedy decoding: not measured" end)
+    "wdl fp32 / transformers generate fp32 = \($g32.tokens_per_s_with_load / $hg.tokens_per_s_with_load | r2)x (target 2x: \(ok($g32.tokens_per_s_with_load / $hg.tokens_per_s_with_load; 2)); against its compute only \($g32.tokens_per_s_with_load / $hg.tokens_per_s | r2)x)",
+    "wdl bf16 / transformers generate bf16 = \($g16.tokens_per_s_with_load / $hg16.tokens_per_s_with_load | r2)x (target 2x: \(ok($g16.tokens_per_s_with_load / $hg16.tokens_per_s_with_load; 2)); against its compute only \($g16.tokens_per_s_with_load / $hg16.tokens_per_s | r2)x)" else "greedy decoding: not measured" end)
    else "transformers: not measured" end)
 ' "$out"

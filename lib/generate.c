@@ -31,12 +31,16 @@ void gen_init(gen_state *g, wdl_model *m, int64_t B, int64_t maxlen) {
     g->rstd = xaligned(sizeof(float) * (size_t)(B * (c->heads > 1 ? c->heads : 1)));
     g->pos = xcalloc((size_t)B, sizeof(int32_t));
     g->ids = xcalloc((size_t)B, sizeof(int32_t));
+    g->pack = xcalloc((size_t)maxlen, sizeof(int32_t));
+    g->plen = xcalloc((size_t)B, sizeof(int64_t));
+    g->plogits = xaligned(sizeof(float) * (size_t)(B * c->vocab));
     rope_cache_reserve(&m->rope, maxlen, c->head_dim, c->theta);   /* gen_step allocates nothing */
 }
 
 void gen_free(gen_state *g) {
     free(g->kc); free(g->vc); free(g->x); free(g->xn); free(g->q); free(g->k); free(g->v); free(g->aty);
     free(g->tmp); free(g->gate); free(g->up); free(g->att); free(g->logits); free(g->rstd); free(g->pos); free(g->ids);
+    free(g->pack); free(g->plen); free(g->plogits);
     memset(g, 0, sizeof *g);
 }
 
@@ -106,20 +110,43 @@ int32_t gen_argmax(const gen_state *g, int64_t b) {
     return best;
 }
 
-void gen_prefill(gen_state *g, int64_t b, const int32_t *prompt, int64_t plen) {
+void gen_prefill_many(gen_state *g, const int64_t *slot, const int32_t *const *prompt, const int64_t *plen,
+                      int64_t k) {
     wdl_model *m = g->m;
     const wdl_config *c = &m->cfg;
-    const int64_t KD = c->kv_heads * c->head_dim, H = c->hidden, ML = g->maxlen;
-    if (plen < 1 || plen >= ML) die("prompt of %lld tokens does not fit the context (%lld)", (long long)plen, (long long)ML);
-    if (!m->act_mem || m->Bmax < 1 || m->Tmax < plen) model_alloc_acts(m, 1, ML, 0, 0);
-    model_forward(m, prompt, 1, plen);
-    const int64_t Nc = m->Bmax * m->Tmax;
-    for (int64_t l = 0; l < c->layers; l++) {
-        memcpy(g->kc + (l * g->B + b) * ML * KD, m->a.kr + l * Nc * KD, sizeof(float) * (size_t)(plen * KD));
-        memcpy(g->vc + (l * g->B + b) * ML * KD, m->a.v + l * Nc * KD, sizeof(float) * (size_t)(plen * KD));
+    const int64_t KD = c->kv_heads * c->head_dim, H = c->hidden, V = c->vocab, ML = g->maxlen;
+    int64_t N = 0;
+    if (k < 1 || k > g->B) die("internal: prefill of %lld prompts (batch %lld)", (long long)k, (long long)g->B);
+    for (int64_t j = 0; j < k; j++) {
+        if (plen[j] < 1 || plen[j] >= ML)
+            die("prompt of %lld tokens does not fit the context (%lld)", (long long)plen[j], (long long)ML);
+        if (N + plen[j] > ML) die("internal: a prefill of more than %lld tokens", (long long)ML);
+        memcpy(g->pack + N, prompt[j], sizeof(int32_t) * (size_t)plen[j]);
+        g->plen[j] = plen[j];
+        N += plen[j];
     }
-    linear_forward(g->logits + b * c->vocab, m->a.normf + (plen - 1) * H, model_head(m), 1, H, c->vocab);
-    g->pos[b] = (int32_t)plen;
+    /* every layer's activations (the cache is copied from them) for ML
+     * positions: room for any packing of up to ML tokens */
+    if (!m->act_mem || m->act_layers != c->layers || m->Tmax < ML || m->Bmax * m->Tmax < ML)
+        model_alloc_acts(m, 1, ML, ACTS_FORWARD, 0);
+    model_forward_packed(m, g->pack, g->plen, k);
+    const int64_t Nc = m->Bmax * m->Tmax;
+    for (int64_t j = 0, o = 0; j < k; o += plen[j], j++) {
+        const int64_t b = slot[j];
+        for (int64_t l = 0; l < c->layers; l++) {
+            memcpy(g->kc + (l * g->B + b) * ML * KD, m->a.kr + (l * Nc + o) * KD, sizeof(float) * (size_t)(plen[j] * KD));
+            memcpy(g->vc + (l * g->B + b) * ML * KD, m->a.v + (l * Nc + o) * KD, sizeof(float) * (size_t)(plen[j] * KD));
+        }
+        memcpy(g->xn + j * H, m->a.normf + (o + plen[j] - 1) * H, sizeof(float) * (size_t)H);
+        g->pos[b] = (int32_t)plen[j];
+    }
+    /* the last positions' logits in one product, then to their slots */
+    linear_forward(g->plogits, g->xn, model_head(m), k, H, V);
+    for (int64_t j = 0; j < k; j++) memcpy(g->logits + slot[j] * V, g->plogits + j * V, sizeof(float) * (size_t)V);
+}
+
+void gen_prefill(gen_state *g, int64_t b, const int32_t *prompt, int64_t plen) {
+    gen_prefill_many(g, &b, &prompt, &plen, 1);
 }
 
 int64_t gen_greedy(gen_state *g, const int32_t *const *prompts, const int64_t *plen, int64_t n,
@@ -129,14 +156,28 @@ int64_t gen_greedy(gen_state *g, const int32_t *const *prompts, const int64_t *p
     int32_t *tok = xcalloc((size_t)B, sizeof(int32_t));
     uint8_t *active = xcalloc((size_t)B, 1);
     for (int64_t b = 0; b < B; b++) slot[b] = -1;
+    int64_t *fill = xmalloc(sizeof(int64_t) * (size_t)B), *fill_i = xmalloc(sizeof(int64_t) * (size_t)B),
+            *fill_len = xmalloc(sizeof(int64_t) * (size_t)B);
+    const int32_t **fill_p = xmalloc(sizeof(int32_t *) * (size_t)B);
     for (;;) {
-        /* fill free slots: prefill the prompt in one forward pass, take the
-         * first token; a sequence may end right there */
-        for (int64_t b = 0; b < B; b++) {
-            while (slot[b] < 0 && next < n) {
-                int64_t i = next++;
+        /* fill free slots: their prompts are prefilled together, packed into
+         * one forward pass of up to maxlen tokens (the weights are read once
+         * for all of them), and each takes its first token; a sequence may
+         * end right there, freeing its slot for the next round */
+        for (;;) {
+            int64_t k = 0, tokens = 0;
+            for (int64_t b = 0; b < B && next < n; b++) {
+                if (slot[b] >= 0) continue;
+                if (k && tokens + plen[next] > g->maxlen) break;
+                fill[k] = b; fill_i[k] = next; fill_p[k] = prompts[next]; fill_len[k] = plen[next];
+                tokens += plen[next++];
+                k++;
+            }
+            if (!k) break;
+            gen_prefill_many(g, fill, fill_p, fill_len, k);
+            for (int64_t j = 0; j < k; j++) {
+                const int64_t b = fill[j], i = fill_i[j];
                 out[i].n = 0;
-                gen_prefill(g, b, prompts[i], plen[i]);
                 int32_t t = gen_argmax(g, b);
                 if (t == stop_id || max_new < 1) continue;
                 ivec_push(&out[i], t);
@@ -144,6 +185,8 @@ int64_t gen_greedy(gen_state *g, const int32_t *const *prompts, const int64_t *p
                 if ((int64_t)out[i].n >= max_new || g->pos[b] + 1 >= g->maxlen) continue;
                 slot[b] = i;
             }
+        }
+        for (int64_t b = 0; b < B; b++) {
             active[b] = slot[b] >= 0;
             if (active[b]) tok[b] = out[slot[b]].v[out[slot[b]].n - 1];
         }
@@ -162,6 +205,6 @@ int64_t gen_greedy(gen_state *g, const int32_t *const *prompts, const int64_t *p
             if ((int64_t)out[i].n >= max_new || g->pos[b] + 1 >= g->maxlen) slot[b] = -1;
         }
     }
-    free(slot); free(tok); free(active);
+    free(slot); free(tok); free(active); free(fill); free(fill_i); free(fill_len); free(fill_p);
     return generated;
 }
