@@ -31,7 +31,7 @@ void gen_init(gen_state *g, wdl_model *m, int64_t B, int64_t maxlen) {
     g->rstd = xaligned(sizeof(float) * (size_t)(B * (c->heads > 1 ? c->heads : 1)));
     g->pos = xcalloc((size_t)B, sizeof(int32_t));
     g->ids = xcalloc((size_t)B, sizeof(int32_t));
-    g->pack = xcalloc((size_t)maxlen, sizeof(int32_t));
+    g->pack = xcalloc((size_t)(B * maxlen), sizeof(int32_t));
     g->plen = xcalloc((size_t)B, sizeof(int64_t));
     g->plogits = xaligned(sizeof(float) * (size_t)(B * c->vocab));
     rope_cache_reserve(&m->rope, maxlen, c->head_dim, c->theta);   /* gen_step allocates nothing */
@@ -110,35 +110,48 @@ int32_t gen_argmax(const gen_state *g, int64_t b) {
     return best;
 }
 
+/* model_forward's per-layer hook during a prefill: each packed prompt's
+ * keys (after RoPE) and values go to its slot's cache as the layer makes
+ * them, so the forward needs only one layer's activations. */
+typedef struct { gen_state *g; const int64_t *slot, *plen; int64_t k; } prefill_sink;
+static void prefill_kv(void *ctx, int64_t l, const float *kr, const float *v) {
+    const prefill_sink *p = ctx;
+    const gen_state *g = p->g;
+    const int64_t KD = g->m->cfg.kv_heads * g->m->cfg.head_dim, ML = g->maxlen;
+    for (int64_t j = 0, o = 0; j < p->k; o += p->plen[j], j++) {
+        size_t at = (size_t)((l * g->B + p->slot[j]) * ML * KD), n = sizeof(float) * (size_t)(p->plen[j] * KD);
+        memcpy(g->kc + at, kr + o * KD, n);
+        memcpy(g->vc + at, v + o * KD, n);
+    }
+}
+
 void gen_prefill_many(gen_state *g, const int64_t *slot, const int32_t *const *prompt, const int64_t *plen,
                       int64_t k) {
     wdl_model *m = g->m;
     const wdl_config *c = &m->cfg;
-    const int64_t KD = c->kv_heads * c->head_dim, H = c->hidden, V = c->vocab, ML = g->maxlen;
+    const int64_t H = c->hidden, V = c->vocab, ML = g->maxlen;
     int64_t N = 0;
     if (k < 1 || k > g->B) die("internal: prefill of %lld prompts (batch %lld)", (long long)k, (long long)g->B);
     for (int64_t j = 0; j < k; j++) {
         if (plen[j] < 1 || plen[j] >= ML)
             die("prompt of %lld tokens does not fit the context (%lld)", (long long)plen[j], (long long)ML);
-        if (N + plen[j] > ML) die("internal: a prefill of more than %lld tokens", (long long)ML);
         memcpy(g->pack + N, prompt[j], sizeof(int32_t) * (size_t)plen[j]);
         g->plen[j] = plen[j];
         N += plen[j];
     }
-    /* every layer's activations (the cache is copied from them) for ML
-     * positions: room for any packing of up to ML tokens */
-    if (!m->act_mem || m->act_layers != c->layers || m->Tmax < ML || m->Bmax * m->Tmax < ML)
-        model_alloc_acts(m, 1, ML, ACTS_FORWARD, 0);
+    /* one layer's activations for B prompts of up to ML tokens: room for
+     * any k <= B of them */
+    if (!m->act_mem || m->Tmax < ML || m->Bmax * m->Tmax < g->B * ML)
+        model_alloc_acts(m, g->B, ML, ACTS_STREAM, 0);
+    prefill_sink sink = {g, slot, g->plen, k};
+    m->kv_hook = prefill_kv;
+    m->kv_ctx = &sink;
     model_forward_packed(m, g->pack, g->plen, k);
-    const int64_t Nc = m->Bmax * m->Tmax;
+    m->kv_hook = NULL;
+    m->kv_ctx = NULL;
     for (int64_t j = 0, o = 0; j < k; o += plen[j], j++) {
-        const int64_t b = slot[j];
-        for (int64_t l = 0; l < c->layers; l++) {
-            memcpy(g->kc + (l * g->B + b) * ML * KD, m->a.kr + (l * Nc + o) * KD, sizeof(float) * (size_t)(plen[j] * KD));
-            memcpy(g->vc + (l * g->B + b) * ML * KD, m->a.v + (l * Nc + o) * KD, sizeof(float) * (size_t)(plen[j] * KD));
-        }
         memcpy(g->xn + j * H, m->a.normf + (o + plen[j] - 1) * H, sizeof(float) * (size_t)H);
-        g->pos[b] = (int32_t)plen[j];
+        g->pos[slot[j]] = (int32_t)plen[j];
     }
     /* the last positions' logits in one product, then to their slots */
     linear_forward(g->plogits, g->xn, model_head(m), k, H, V);
@@ -161,16 +174,15 @@ int64_t gen_greedy(gen_state *g, const int32_t *const *prompts, const int64_t *p
     const int32_t **fill_p = xmalloc(sizeof(int32_t *) * (size_t)B);
     for (;;) {
         /* fill free slots: their prompts are prefilled together, packed into
-         * one forward pass of up to maxlen tokens (the weights are read once
-         * for all of them), and each takes its first token; a sequence may
-         * end right there, freeing its slot for the next round */
+         * one forward pass (the weights are read once for all of them), and
+         * each takes its first token; a sequence may end right there,
+         * freeing its slot for the next round */
         for (;;) {
-            int64_t k = 0, tokens = 0;
+            int64_t k = 0;
             for (int64_t b = 0; b < B && next < n; b++) {
                 if (slot[b] >= 0) continue;
-                if (k && tokens + plen[next] > g->maxlen) break;
                 fill[k] = b; fill_i[k] = next; fill_p[k] = prompts[next]; fill_len[k] = plen[next];
-                tokens += plen[next++];
+                next++;
                 k++;
             }
             if (!k) break;

@@ -18,7 +18,7 @@ typedef struct {
     float *rstd;              /* [B * max(heads, 1)]: RMSNorm's rstd, written, never read */
     int32_t *pos;             /* [B] current position (tokens already cached) */
     int32_t *ids;             /* [B] the step's token ids (0 for inactive rows) */
-    int32_t *pack;            /* [maxlen] prompts packed for one prefill */
+    int32_t *pack;            /* [B * maxlen] prompts packed for one prefill */
     int64_t *plen;            /* [B] their lengths */
     float *plogits;           /* [B, V] their last positions' logits */
     wdl_progress *progress;   /* optional: gen_greedy reports finished sequences */
@@ -37,8 +37,9 @@ void gen_step(gen_state *g, const int32_t *tok, const uint8_t *active);
 /* Run prompt through a full forward pass, fill sequence b's cache and
  * leave the logits of its last position in row b (uses m's activations). */
 void gen_prefill(gen_state *g, int64_t b, const int32_t *prompt, int64_t plen);
-/* The same for k prompts at once, prompt[j] into slot[j], packed into one
- * forward pass without padding (their lengths may add up to maxlen). */
+/* The same for k <= B prompts at once, prompt[j] into slot[j], packed into
+ * one forward pass without padding that holds one layer's activations (the
+ * cache is filled layer by layer through model_forward's kv_hook). */
 void gen_prefill_many(gen_state *g, const int64_t *slot, const int32_t *const *prompt, const int64_t *plen,
                       int64_t k);
 /* argmax of row b of the last logits (lowest id on ties). */

@@ -268,6 +268,7 @@ static void forward_layers(wdl_model *m) {
         /* QK-norm per head, before RoPE */
         qknorm_rope_forward(qr, qrs, &m->rope, q, LAYER(m->P[W_QNORM], l, HD), m->pos, N, NH, HD, c->eps, c->theta);
         qknorm_rope_forward(kr, krs, &m->rope, k, LAYER(m->P[W_KNORM], l, HD), m->pos, N, KV, HD, c->eps, c->theta);
+        if (m->kv_hook) m->kv_hook(m->kv_ctx, l, kr, v);
         attention_forward(aty, att, qr, kr, v, d);
         linear_forward(a->tmp, aty, LAYER(m->P[W_O], l, H * QD), N, QD, H);
         residual_rmsnorm_forward(r1, ln2, ln2r, x, a->tmp, LAYER(m->P[W_LN2], l, H), N, H, c->eps);

@@ -53,6 +53,10 @@ typedef struct {
     wdl_acts a;
     int32_t *ids, *pos;             /* [Bmax*Tmax] inputs of the last forward */
     rope_cache rope;                /* RoPE cos/sin, grown with the positions seen */
+    /* optional: called by the forward once per layer with that layer's keys
+     * after RoPE and values [N, KVH*HD] (decoding's prefill fills its cache) */
+    void (*kv_hook)(void *ctx, int64_t layer, const float *kr, const float *v);
+    void *kv_ctx;
 } wdl_model;
 
 /* Allocate parameters for cfg (zeroed). */

@@ -290,10 +290,11 @@ static void test_generation_matches_forward(void **st) {
     model_free(m);
 }
 
-/* Prompts prefilled together (gen_prefill_many: packed, one forward pass)
- * leave each slot the cache and next-token logits of its prompt prefilled
- * alone, up to the GEMMs' rounding; a packing of exactly maxlen tokens
- * fits. */
+/* Prompts prefilled together (gen_prefill_many: packed, one forward pass
+ * filling the cache layer by layer) leave each slot the cache and
+ * next-token logits its prompt gets when fed token by token through
+ * gen_step (itself checked against the full forward above), up to the
+ * GEMMs' rounding; so does gen_prefill of one prompt. */
 static void test_prefill_many(void **st) {
     wdl_model *m = model_load(FIX "untied");
     const int64_t V = m->cfg.vocab, KD = m->cfg.kv_heads * m->cfg.head_dim, L = m->cfg.layers, ML = 16;
@@ -305,23 +306,41 @@ static void test_prefill_many(void **st) {
     gen_state one, many;
     gen_init(&one, m, K, ML);
     gen_init(&many, m, K, ML);
-    for (int j = 0; j < K; j++) gen_prefill(&one, slot[j], prompt[j], plen[j]);
+    float *next_logits = xmalloc(sizeof(float) * (size_t)(K * V));   /* by slot */
+    for (int j = 0; j < K; j++) {   /* slot b alone active, its prompt one token a step */
+        uint8_t active[K] = {0, 0, 0};
+        int32_t tok[K] = {0, 0, 0};
+        active[slot[j]] = 1;
+        for (int64_t t = 0; t < plen[j]; t++) {
+            tok[slot[j]] = prompt[j][t];
+            gen_step(&one, tok, active);
+        }
+        /* (a step writes every row's logits: keep this slot's now) */
+        memcpy(next_logits + slot[j] * V, one.logits + slot[j] * V, sizeof(float) * (size_t)V);
+    }
     gen_prefill_many(&many, slot, prompt, plen, K);
+    gen_state single;   /* gen_prefill: the same for one prompt */
+    gen_init(&single, m, K, ML);
+    gen_prefill(&single, 1, prompt[2], plen[2]);
+    expect("prefill of one prompt vs token by token: logits (abs)",
+           maxdiff(single.logits + V, next_logits + slot[2] * V, (size_t)V, 0), 1e-5);
+    gen_free(&single);
     double wl = 0, wk = 0;
     for (int j = 0; j < K; j++) {
         int64_t b = slot[j];
         assert_int_equal(many.pos[b], plen[j]);
-        wl = fmax(wl, maxdiff(many.logits + b * V, one.logits + b * V, (size_t)V, 0));
+        wl = fmax(wl, maxdiff(many.logits + b * V, next_logits + b * V, (size_t)V, 0));
         for (int64_t l = 0; l < L; l++) {
             size_t o = (size_t)((l * K + b) * ML * KD), n = (size_t)(plen[j] * KD);
             wk = fmax(wk, maxdiff(many.kc + o, one.kc + o, n, 0));
             wk = fmax(wk, maxdiff(many.vc + o, one.vc + o, n, 0));
         }
     }
-    expect("prefill together vs alone: next-token logits (abs)", wl, 1e-5);
-    expect("prefill together vs alone: key/value cache (abs)", wk, 1e-5);
+    expect("prefill together vs token by token: next-token logits (abs)", wl, 1e-5);
+    expect("prefill together vs token by token: key/value cache (abs)", wk, 1e-5);
     gen_free(&one);
     gen_free(&many);
+    free(next_logits);
     model_free(m);
 }
 
