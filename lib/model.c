@@ -386,10 +386,13 @@ static void load_one(void *p, const char *name, int nd, const int64_t *shape, si
     x->n++;
 }
 
-/* bf16-only loading: are all matrices BF16 on disk? */
+/* bf16-only loading: are all matrices BF16 on disk (and 2-byte aligned
+ * there, so that they can be read as bf16 arrays in place)? */
 static void check_bf16(void *p, const char *name, int nd, const int64_t *shape, size_t off) {
     io_ctx *x = p;
-    if (nd == 2 && st_expect(x->st, name, nd, shape)->dtype != ST_BF16) x->all_bf16 = 0;
+    if (nd != 2) return;
+    const st_info *t = st_expect(x->st, name, nd, shape);
+    if (t->dtype != ST_BF16 || (uintptr_t)st_raw(x->st, t) % sizeof(uint16_t)) x->all_bf16 = 0;
 }
 
 /* Matrices stay where the file maps them, products read them through the
