@@ -608,6 +608,8 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
 
 void gemm_set_precision(gemm_precision p) {
     if (g_default && g_default->prec == p) return;
+    /* a model loaded bf16-only would read the zeros its views stand for */
+    if (g_default && g_default->nviews) die("internal: precision changed while bf16-only weights are loaded");
     gemm_ctx_free(g_default);
     g_default = gemm_ctx_new(p);
     if (p == GEMM_BF16 && !gemm_bf16_native())

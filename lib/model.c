@@ -71,6 +71,7 @@ static wdl_model *model_alloc(const wdl_config *cfg, int lazy) {
         size_t bytes = off ? off * sizeof(float) : 1;
         void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED) die("out of memory reserving %zu bytes of parameters", bytes);
+        madvise(p, bytes, MADV_HUGEPAGE);   /* as xaligned's large buffers, for the pages that are written */
         m->params = p;
         m->params_mapped = bytes;
     } else
