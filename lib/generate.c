@@ -32,7 +32,6 @@ void gen_init(gen_state *g, wdl_model *m, int64_t B, int64_t maxlen) {
     g->pos = xcalloc((size_t)B, sizeof(int32_t));
     g->ids = xcalloc((size_t)B, sizeof(int32_t));
     g->pack = xcalloc((size_t)(B * maxlen), sizeof(int32_t));
-    g->plen = xcalloc((size_t)B, sizeof(int64_t));
     g->plogits = xaligned(sizeof(float) * (size_t)(B * c->vocab));
     rope_cache_reserve(&m->rope, maxlen, c->head_dim, c->theta);   /* gen_step allocates nothing */
 }
@@ -40,7 +39,7 @@ void gen_init(gen_state *g, wdl_model *m, int64_t B, int64_t maxlen) {
 void gen_free(gen_state *g) {
     free(g->kc); free(g->vc); free(g->x); free(g->xn); free(g->q); free(g->k); free(g->v); free(g->aty);
     free(g->tmp); free(g->gate); free(g->up); free(g->att); free(g->logits); free(g->rstd); free(g->pos); free(g->ids);
-    free(g->pack); free(g->plen); free(g->plogits);
+    free(g->pack); free(g->plogits);
     memset(g, 0, sizeof *g);
 }
 
@@ -136,17 +135,16 @@ void gen_prefill_many(gen_state *g, const int64_t *slot, const int32_t *const *p
         if (plen[j] < 1 || plen[j] >= ML)
             die("prompt of %lld tokens does not fit the context (%lld)", (long long)plen[j], (long long)ML);
         memcpy(g->pack + N, prompt[j], sizeof(int32_t) * (size_t)plen[j]);
-        g->plen[j] = plen[j];
         N += plen[j];
     }
     /* one layer's activations for B prompts of up to ML tokens: room for
      * any k <= B of them */
     if (!m->act_mem || m->Tmax < ML || m->Bmax * m->Tmax < g->B * ML)
         model_alloc_acts(m, g->B, ML, ACTS_STREAM, 0);
-    prefill_sink sink = {g, slot, g->plen, k};
+    prefill_sink sink = {g, slot, plen, k};
     m->kv_hook = prefill_kv;
     m->kv_ctx = &sink;
-    model_forward_packed(m, g->pack, g->plen, k);
+    model_forward_packed(m, g->pack, plen, k);
     m->kv_hook = NULL;
     m->kv_ctx = NULL;
     for (int64_t j = 0, o = 0; j < k; o += plen[j], j++) {
@@ -169,26 +167,22 @@ int64_t gen_greedy(gen_state *g, const int32_t *const *prompts, const int64_t *p
     int32_t *tok = xcalloc((size_t)B, sizeof(int32_t));
     uint8_t *active = xcalloc((size_t)B, 1);
     for (int64_t b = 0; b < B; b++) slot[b] = -1;
-    int64_t *fill = xmalloc(sizeof(int64_t) * (size_t)B), *fill_i = xmalloc(sizeof(int64_t) * (size_t)B),
-            *fill_len = xmalloc(sizeof(int64_t) * (size_t)B);
-    const int32_t **fill_p = xmalloc(sizeof(int32_t *) * (size_t)B);
+    int64_t *fill = xmalloc(sizeof(int64_t) * (size_t)B);   /* the slots a round fills */
     for (;;) {
         /* fill free slots: their prompts are prefilled together, packed into
          * one forward pass (the weights are read once for all of them), and
          * each takes its first token; a sequence may end right there,
          * freeing its slot for the next round */
         for (;;) {
-            int64_t k = 0;
-            for (int64_t b = 0; b < B && next < n; b++) {
-                if (slot[b] >= 0) continue;
-                fill[k] = b; fill_i[k] = next; fill_p[k] = prompts[next]; fill_len[k] = plen[next];
-                next++;
-                k++;
-            }
+            /* prompts first.. go to the free slots in order */
+            int64_t k = 0, first = next;
+            for (int64_t b = 0; b < B && first + k < n; b++)
+                if (slot[b] < 0) fill[k++] = b;
             if (!k) break;
-            gen_prefill_many(g, fill, fill_p, fill_len, k);
+            next += k;
+            gen_prefill_many(g, fill, prompts + first, plen + first, k);
             for (int64_t j = 0; j < k; j++) {
-                const int64_t b = fill[j], i = fill_i[j];
+                const int64_t b = fill[j], i = first + j;
                 out[i].n = 0;
                 int32_t t = gen_argmax(g, b);
                 if (t == stop_id || max_new < 1) continue;
@@ -217,6 +211,6 @@ int64_t gen_greedy(gen_state *g, const int32_t *const *prompts, const int64_t *p
             if ((int64_t)out[i].n >= max_new || g->pos[b] + 1 >= g->maxlen) slot[b] = -1;
         }
     }
-    free(slot); free(tok); free(active); free(fill); free(fill_i); free(fill_len); free(fill_p);
+    free(slot); free(tok); free(active); free(fill);
     return generated;
 }

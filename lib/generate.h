@@ -19,7 +19,6 @@ typedef struct {
     int32_t *pos;             /* [B] current position (tokens already cached) */
     int32_t *ids;             /* [B] the step's token ids (0 for inactive rows) */
     int32_t *pack;            /* [B * maxlen] prompts packed for one prefill */
-    int64_t *plen;            /* [B] their lengths */
     float *plogits;           /* [B, V] their last positions' logits */
     wdl_progress *progress;   /* optional: gen_greedy reports finished sequences */
     int64_t progress_base;    /* ... counted from here */

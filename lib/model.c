@@ -371,15 +371,7 @@ void model_embed(const wdl_model *m, float *out, const int32_t *ids, int64_t N) 
 }
 
 /* ---- directories ---- */
-typedef struct {
-    const wdl_model *m;
-    st_model *st;
-    st_tensor *list;
-    size_t n;
-    char **names;
-    int all_bf16;
-    wdl_model *loading;   /* the model being loaded (bf16-only: embed16 set) */
-} io_ctx;
+typedef struct { const wdl_model *m; st_model *st; st_tensor *list; size_t n; char **names; int all_bf16; } io_ctx;
 
 static void load_one(void *p, const char *name, int nd, const int64_t *shape, size_t off) {
     io_ctx *x = p;
@@ -407,7 +399,6 @@ static void view_one(void *p, const char *name, int nd, const int64_t *shape, si
     const st_info *t = st_expect(x->st, name, nd, shape);
     const uint16_t *w = st_raw(x->st, t);
     gemm_ctx_add_bf16_view(gemm_default(), x->m->params + off, (size_t)t->nelem, w);
-    if (x->m->params + off == x->m->P[W_EMBED]) x->loading->embed16 = w;
     x->n++;
 }
 
@@ -416,11 +407,12 @@ static wdl_model *load_as(const char *dir, int bf16_only) {
     config_load(dir, &cfg);
     wdl_model *m = model_alloc(&cfg, bf16_only);
     st_model *st = st_open(dir);
-    io_ctx x = {m, st, .all_bf16 = 1, .loading = m};
+    io_ctx x = {m, st, .all_bf16 = 1};
     if (bf16_only) model_each_tensor(m, check_bf16, &x);
     if (bf16_only && x.all_bf16) {
         model_each_tensor(m, view_one, &x);
         m->view_st = st;
+        m->embed16 = st_raw(st, st_find(st, kind_names[W_EMBED]));
     } else
         model_each_tensor(m, load_one, &x);
     /* every tensor in the file must be one we read (a tied model may carry a
