@@ -4,6 +4,7 @@
  * _f64 twin. A kernel added to kernels_impl.h needs its line in that table;
  * a missing one fails the build (the name is then defined twice). */
 #include "kernels.h"
+#include "attention_bf16.h"
 #include "common.h"
 #include "gemm.h"
 #include <cblas.h>
@@ -35,16 +36,23 @@ static void att_seqs(att_seq *s, attn_dims d) {
 #define GEMM(order, ta, tb, ...) wdl_sgemm((ta) == CblasTrans, (tb) == CblasTrans, __VA_ARGS__)
 #define EXP expf
 #define GEMM_HOLD(on) gemm_hold_inputs(on)
+/* with bf16 products, attention batches its own (lib/attention_bf16.c) */
+#define ATT_BATCHED_FORWARD attention_bf16_forward
+#define ATT_BATCHED_BACKWARD attention_bf16_backward
 #include "kernels_impl.h"
 #undef R
 #undef GEMM
 #undef EXP
 #undef GEMM_HOLD
+#undef ATT_BATCHED_FORWARD
+#undef ATT_BATCHED_BACKWARD
 
 #define R double
 #define GEMM cblas_dgemm
 #define EXP exp
 #define GEMM_HOLD(on) ((void)0)
+#define ATT_BATCHED_FORWARD(...) 0
+#define ATT_BATCHED_BACKWARD(...) 0
 /* the double twins: every name kernels_impl.h defines */
 #define rope_cache rope_cache_f64
 #define rope_build rope_build_f64

@@ -221,6 +221,7 @@ void rope_backward_set(R *dinp, rope_cache *tab, const R *dout, const int32_t *p
  * keys up to its last row, so the GEMMs skip most of the masked upper
  * triangle. */
 void attention_forward(R *out, R *att, const R *q, const R *k, const R *v, attn_dims d) {
+    if (ATT_BATCHED_FORWARD(out, att, q, k, v, d)) return;   /* bf16 products: lib/attention_bf16.c */
     const int64_t HD = d.HD, ldq = d.NH * HD, ldk = d.KVH * HD, grp = d.NH / d.KVH;
     const R scale = (R)(1.0 / sqrt((double)HD));
     att_seq sq[d.B > 0 ? d.B : 1];
@@ -271,6 +272,7 @@ void attention_forward(R *out, R *att, const R *q, const R *k, const R *v, attn_
  * scratch, so the result does not depend on which thread runs it. */
 void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *att, const R *q,
                         const R *k, const R *v, attn_dims d, R *scratch) {
+    if (ATT_BATCHED_BACKWARD(dq, dk, dv, dout, att, q, k, v, d)) return;
     const int64_t HD = d.HD, ldq = d.NH * HD, ldk = d.KVH * HD, grp = d.NH / d.KVH;
     const R scale = (R)(1.0 / sqrt((double)HD));
     att_seq sq[d.B > 0 ? d.B : 1];
