@@ -123,7 +123,7 @@ void gemm_ctx_to_bf16(const gemm_ctx *g, uint16_t *dst, const float *src, int64_
  * kernels (lib/attention_bf16.c) keep their blocks here, beside the
  * converted inputs, so that callers need not size backend-specific
  * scratch. */
-#define GEMM_WORKSPACES 8
+#define GEMM_WORKSPACES 12
 void *gemm_ctx_workspace(gemm_ctx *g, int i, size_t bytes);
 
 /* The process-wide context (see above). gemm_set_precision replaces it;

@@ -12,6 +12,8 @@
  *    with E_i = max_j |dz_ij|, the probabilities of row i move by a relative
  *    r_i = exp(2 E_i) - 1 + (T + 8) u24 (softmax: d log P_j = dz_j - sum P dz,
  *    plus exp, the sum and the division in fp32);
+ *  - the saved statistics: the row max within E_i + u24 |max|, 1/sum within
+ *    a relative r_i;
  *  - y_id = sum_j P_ij v_jd: sum_j P_ij |v_jd| ((1 + r_i)(1 + u8)^2 (1 + (T + 2) u24) - 1);
  *  - dv_jd = sum_i P_ij dy_id: the same form over i, summed over the query
  *    heads that share the KV head;
@@ -23,9 +25,9 @@
  *  - dq_id = s sum_j dS_ij k_jd: s sum_j (e'(dS_ij) (1 + u8) + u8 |dS_ij|) |k_jd|
  *    + (T + 4) u24 s sum_j |dS_ij k_jd|; dk_jd alike over i with q_id.
  * The test also reports the worst error / bound, and checks that the path
- * really ran in bf16 (its errors are far above fp32's), that P's upper
- * triangle is exactly zero, that the backward adds into its buffers, and
- * that a second run gives the same bytes. */
+ * really ran in bf16 (its errors are far above fp32's), that every
+ * statistic is written, that the backward (which recomputes P) adds into
+ * its buffers, and that a second run gives the same bytes. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -106,7 +108,32 @@ static void expect_within(const char *what, const float *got, const double *ref,
 }
 
 /* The bounds of the header, from the double reference's P. */
-static void bounds(const problem *p, const double *att, double *by, double *bP, double *bdq, double *bdk, double *bdv) {
+/* The reference probabilities, [NH, T, T] per sequence, in double. */
+static void probs(const problem *p, double *att) {
+    const attn_dims d = p->d;
+    const int64_t HD = d.HD, ldq = d.NH * HD, ldk = d.KVH * HD, grp = d.NH / d.KVH;
+    for (int64_t b = 0; b < d.B; b++) {
+        const int64_t T = p->seq_T[b], row = p->seq_row[b];
+        for (int64_t h = 0; h < d.NH; h++)
+            for (int64_t i = 0; i < T; i++) {
+                double *P = att + p->seq_att[b] + (h * T + i) * T, mx = -INFINITY, sum = 0;
+                for (int64_t j = 0; j <= i; j++) {
+                    double z = 0;
+                    for (int64_t c = 0; c < HD; c++)
+                        z += p->qd[(row + i) * ldq + h * HD + c] * p->kd[(row + j) * ldk + h / grp * HD + c];
+                    P[j] = z / sqrt((double)HD);
+                    mx = fmax(mx, P[j]);
+                }
+                for (int64_t j = 0; j <= i; j++) sum += P[j] = exp(P[j] - mx);
+                for (int64_t j = 0; j <= i; j++) P[j] /= sum;
+            }
+    }
+}
+
+/* bstat: the saved statistics' bounds, E_i + u24 |max| for the max and
+ * (exp(2 E_i) - 1 + (T + 8) u24) 1/sum for the reciprocal of the sum. */
+static void bounds(const problem *p, const double *att, const double *stat, double *by, double *bstat, double *bdq,
+                   double *bdk, double *bdv) {
     const attn_dims d = p->d;
     const int64_t HD = d.HD, ldq = d.NH * HD, ldk = d.KVH * HD, grp = d.NH / d.KVH;
     const double s = 1.0 / sqrt((double)HD);
@@ -127,7 +154,9 @@ static void bounds(const problem *p, const double *att, double *by, double *bP, 
                 }
                 const double r = expm1(2 * E) + (T + 8) * U24;
                 const double fy = (1 + r) * (1 + U8) * (1 + U8) * (1 + (T + 2) * U24) - 1;
-                for (int64_t j = 0; j <= i; j++) bP[p->seq_att[b] + (h * T + i) * T + j] = r * P[j];
+                const int64_t si = ((row + i) * d.NH + h) * 2;
+                bstat[si] = E + U24 * fabs(stat[si]);
+                bstat[si + 1] = r * stat[si + 1];
                 for (int64_t c = 0; c < HD; c++) {
                     double a = 0;
                     for (int64_t j = 0; j <= i; j++) a += P[j] * fabs(p->vd[(row + j) * ldk + kh * HD + c]);
@@ -179,7 +208,9 @@ static void bounds(const problem *p, const double *att, double *by, double *bP, 
  * against the double kernels. */
 static void check(attn_dims d, const int64_t *len) {
     problem p = make(d, len);
-    double *y = dzeros(p.nq), *att = dzeros(p.natt), *gq = dzeros(p.nq), *gk = dzeros(p.nk), *gv = dzeros(p.nk);
+    const int64_t ns = p.N * d.NH * 2;
+    double *y = dzeros(p.nq), *att = dzeros(p.natt), *stat = dzeros(ns), *gq = dzeros(p.nq), *gk = dzeros(p.nk),
+           *gv = dzeros(p.nk);
     attn_dims dd = d;
     int64_t *off = NULL;
     if (len) {
@@ -187,35 +218,32 @@ static void check(attn_dims d, const int64_t *len) {
         for (int64_t b = 0; b <= d.B; b++) off[b] = b < d.B ? p.seq_row[b] : p.N;
         dd.off = off;
     }
-    double *scr = dzeros(attention_backward_scratch(dd));
-    attention_forward_f64(y, att, p.qd, p.kd, p.vd, dd);
-    attention_backward_f64(gq, gk, gv, p.dyd, att, p.qd, p.kd, p.vd, dd, scr);
-    free(scr);
+    double *fs = dzeros(attention_forward_scratch(dd)), *scr = dzeros(attention_backward_scratch(dd));
+    attention_forward_f64(y, stat, p.qd, p.kd, p.vd, dd, fs);
+    attention_backward_f64(gq, gk, gv, p.dyd, stat, p.qd, p.kd, p.vd, dd, scr);
+    probs(&p, att);
+    free(fs); free(scr);
 
-    float *yf = fzeros(p.nq), *attf = xmalloc(sizeof(float) * (size_t)p.natt);
-    for (int64_t i = 0; i < p.natt; i++) attf[i] = NAN;   /* every element must be written */
-    assert_int_equal(attention_bf16_forward(yf, attf, p.q, p.k, p.v, dd), 1);
+    float *yf = fzeros(p.nq), *statf = xmalloc(sizeof(float) * (size_t)ns);
+    for (int64_t i = 0; i < ns; i++) statf[i] = NAN;   /* every element must be written */
+    assert_int_equal(attention_bf16_forward(yf, statf, p.q, p.k, p.v, dd), 1);
     /* the float kernel dispatches to it: the same bytes */
-    float *yf2 = fzeros(p.nq), *attf2 = fzeros(p.natt);
-    attention_forward(yf2, attf2, p.q, p.k, p.v, dd);
+    float *yf2 = fzeros(p.nq), *statf2 = fzeros(ns), *fsf = fzeros(attention_forward_scratch(dd));
+    attention_forward(yf2, statf2, p.q, p.k, p.v, dd, fsf);
     assert_memory_equal(yf, yf2, sizeof(float) * (size_t)p.nq);
-    assert_memory_equal(attf, attf2, sizeof(float) * (size_t)p.natt);
+    assert_memory_equal(statf, statf2, sizeof(float) * (size_t)ns);
 
-    double *by = dzeros(p.nq), *bP = dzeros(p.natt), *bdq = dzeros(p.nq), *bdk = dzeros(p.nk), *bdv = dzeros(p.nk);
-    bounds(&p, att, by, bP, bdq, bdk, bdv);
+    double *by = dzeros(p.nq), *bstat = dzeros(ns), *bdq = dzeros(p.nq), *bdk = dzeros(p.nk), *bdv = dzeros(p.nk);
+    bounds(&p, att, stat, by, bstat, bdq, bdk, bdv);
     expect_within("y", yf, y, by, p.nq);
-    /* probabilities within r_i P_ij; the upper triangle exactly zero (its
-     * bound is 0) */
-    expect_within("P", attf, att, bP, p.natt);
-    for (int64_t i = 0; i < p.natt; i++)
-        if (bP[i] == 0 && att[i] == 0) assert_false(signbit(attf[i]));
+    expect_within("softmax statistics", statf, stat, bstat, ns);
 
     /* backward into buffers that hold values: it adds */
     float *dqf = xmalloc(sizeof(float) * (size_t)p.nq), *dkf = xmalloc(sizeof(float) * (size_t)p.nk),
           *dvf = xmalloc(sizeof(float) * (size_t)p.nk);
     for (int64_t i = 0; i < p.nq; i++) dqf[i] = 0.5f;
     for (int64_t i = 0; i < p.nk; i++) { dkf[i] = -0.25f; dvf[i] = 2.0f; }
-    assert_int_equal(attention_bf16_backward(dqf, dkf, dvf, p.dy, attf, p.q, p.k, p.v, dd), 1);
+    assert_int_equal(attention_bf16_backward(dqf, dkf, dvf, p.dy, statf, p.q, p.k, p.v, dd), 1);
     for (int64_t i = 0; i < p.nq; i++) { gq[i] += 0.5; bdq[i] += U24 * (0.5 + fabs(gq[i])); }
     for (int64_t i = 0; i < p.nk; i++) {
         gk[i] += -0.25; bdk[i] += U24 * (0.25 + fabs(gk[i]));
@@ -225,19 +253,19 @@ static void check(attn_dims d, const int64_t *len) {
     expect_within("dk", dkf, gk, bdk, p.nk);
     expect_within("dv", dvf, gv, bdv, p.nk);
 
-    /* a second run: the same bytes */
+    /* a second run, through the float kernel: the same bytes */
     float *dq2 = xmalloc(sizeof(float) * (size_t)p.nq), *dk2 = xmalloc(sizeof(float) * (size_t)p.nk),
           *dv2 = xmalloc(sizeof(float) * (size_t)p.nk), *scrf = fzeros(attention_backward_scratch(dd));
     for (int64_t i = 0; i < p.nq; i++) dq2[i] = 0.5f;
     for (int64_t i = 0; i < p.nk; i++) { dk2[i] = -0.25f; dv2[i] = 2.0f; }
-    attention_backward(dq2, dk2, dv2, p.dy, attf, p.q, p.k, p.v, dd, scrf);
+    attention_backward(dq2, dk2, dv2, p.dy, statf, p.q, p.k, p.v, dd, scrf);
     assert_memory_equal(dqf, dq2, sizeof(float) * (size_t)p.nq);
     assert_memory_equal(dkf, dk2, sizeof(float) * (size_t)p.nk);
     assert_memory_equal(dvf, dv2, sizeof(float) * (size_t)p.nk);
 
-    free(y); free(att); free(gq); free(gk); free(gv); free(yf); free(attf); free(yf2); free(attf2);
-    free(by); free(bP); free(bdq); free(bdk); free(bdv); free(dqf); free(dkf); free(dvf); free(dq2); free(dk2); free(dv2);
-    free(scrf); free(off);
+    free(y); free(att); free(stat); free(gq); free(gk); free(gv); free(yf); free(statf); free(yf2); free(statf2);
+    free(fsf); free(by); free(bstat); free(bdq); free(bdk); free(bdv); free(dqf); free(dkf); free(dvf);
+    free(dq2); free(dk2); free(dv2); free(scrf); free(off);
     unmake(&p);
 }
 
