@@ -26,7 +26,6 @@ typedef struct {
     int32_t prec, ta, tb;
     uint32_t alpha, beta;
     int64_t M, N, K, lda, ldb, ldc;
-    int64_t batch;   /* 0: one product; else gemm_run_bf16_batch's dense batch */
 } gemm_key;
 
 typedef struct gemm_entry {
@@ -45,8 +44,6 @@ typedef struct gemm_entry {
 typedef struct {
     void *buf[4];
     size_t cap[4];
-    void *ws[GEMM_WORKSPACES];   /* gemm_ctx_workspace */
-    size_t wscap[GEMM_WORKSPACES];
     dnnl_stream_t stream;
     /* oneDNN memory objects of recently run entries, kept so that a call
      * only points them at its buffers (creating and destroying four per
@@ -108,7 +105,6 @@ void gemm_ctx_free(gemm_ctx *g) {
         gemm_slot *s = g->slot[t];
         if (!s) continue;
         for (int i = 0; i < 4; i++) free(s->buf[i]);
-        for (int i = 0; i < GEMM_WORKSPACES; i++) free(s->ws[i]);
         for (int i = 0; i < SLOT_HELD; i++) free(s->held[i].buf);
         for (int j = 0; j < SLOT_MEMS; j++)
             for (int i = 0; i < 4; i++)
@@ -153,26 +149,13 @@ static uint64_t key_hash(const gemm_key *k) {
 static dnnl_status_t make_pd(gemm_ctx *g, gemm_entry *e, int with_attrs, dnnl_primitive_desc_t *pd) {
     const gemm_key *k = &e->key;
     dnnl_data_type_t dt = k->prec == GEMM_BF16 ? dnnl_bf16 : dnnl_f32;
-    /* a batch is a leading dimension over dense matrices (with strides of
-     * their own size: oneDNN's AMX kernels take only dense batches) */
-    int nd = k->batch ? 3 : 2;
     dnnl_dims_t da = {k->M, k->K}, db = {k->K, k->N}, dc = {k->M, k->N};
     dnnl_dims_t sa = {k->lda, 1}, sb = {k->ldb, 1}, sc = {with_attrs ? k->ldc : k->N, 1};
     if (k->ta) { sa[0] = 1; sa[1] = k->lda; }
     if (k->tb) { sb[0] = 1; sb[1] = k->ldb; }
-    if (k->batch) {
-        for (int i = 1; i >= 0; i--) {
-            da[i + 1] = da[i]; db[i + 1] = db[i]; dc[i + 1] = dc[i];
-            sa[i + 1] = sa[i]; sb[i + 1] = sb[i]; sc[i + 1] = sc[i];
-        }
-        da[0] = db[0] = dc[0] = k->batch;
-        sa[0] = k->M * k->K;
-        sb[0] = k->K * k->N;
-        sc[0] = k->M * k->N;
-    }
-    DNNL_CHECK(dnnl_memory_desc_init_by_strides(&e->md[0], nd, da, dt, sa), "A descriptor");
-    DNNL_CHECK(dnnl_memory_desc_init_by_strides(&e->md[1], nd, db, dt, sb), "B descriptor");
-    DNNL_CHECK(dnnl_memory_desc_init_by_strides(&e->md[2], nd, dc, dnnl_f32, sc), "C descriptor");
+    DNNL_CHECK(dnnl_memory_desc_init_by_strides(&e->md[0], 2, da, dt, sa), "A descriptor");
+    DNNL_CHECK(dnnl_memory_desc_init_by_strides(&e->md[1], 2, db, dt, sb), "B descriptor");
+    DNNL_CHECK(dnnl_memory_desc_init_by_strides(&e->md[2], 2, dc, dnnl_f32, sc), "C descriptor");
     dnnl_matmul_desc_t d;
     DNNL_CHECK(dnnl_matmul_desc_init(&d, &e->md[0], &e->md[1], NULL, &e->md[2]), "matmul descriptor");
     dnnl_primitive_attr_t attr;
@@ -234,8 +217,8 @@ static void make_entry(gemm_ctx *g, gemm_entry *e) {
     e->pad_bytes = dnnl_memory_desc_get_size(&e->md[3]);
     DNNL_CHECK(dnnl_primitive_create(&e->prim, pd), "primitive creation");
     if (getenv("WDL_GEMM_VERBOSE"))
-        fprintf(stderr, "gemm: %s %c%c batch=%lld M=%lld N=%lld K=%lld alpha=%g beta=%g: %.2f ms: %s%s\n",
-                gemm_precision_name(g->prec), k->ta ? 'T' : 'N', k->tb ? 'T' : 'N', (long long)k->batch, (long long)k->M,
+        fprintf(stderr, "gemm: %s %c%c M=%lld N=%lld K=%lld alpha=%g beta=%g: %.2f ms: %s%s\n",
+                gemm_precision_name(g->prec), k->ta ? 'T' : 'N', k->tb ? 'T' : 'N', (long long)k->M,
                 (long long)k->N, (long long)k->K, alpha, beta, 1e3 * (wdl_now() - t0), pd_impl(pd),
                 e->own_scale ? " (alpha, beta applied by gemm_run)" : "");
     dnnl_primitive_desc_destroy(pd);
@@ -517,39 +500,6 @@ void gemm_set_readonly(int which, const float *base, size_t n) {
 }
 
 /* ------------------------------------------------------------ the product */
-/* Runs an entry's primitive on the calling thread's stream: A at pa, B at
- * pb, C at dst. */
-static void execute(gemm_ctx *g, gemm_slot *s, gemm_entry *e, int transient, const void *pa, const void *pb,
-                    float *dst) {
-    const void *ptr[4] = {pa, pb, dst, e->pad_bytes ? slot_buf(s, 2, e->pad_bytes) : NULL};
-    static const int argk[4] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_SCRATCHPAD};
-    dnnl_exec_arg_t args[4];
-    int nargs = e->pad_bytes ? 4 : 3;
-    /* a transient entry's memory objects are not kept: its address may
-     * come back for another entry */
-    dnnl_memory_t own[4] = {NULL, NULL, NULL, NULL}, *mem = own;
-    if (!transient) {
-        size_t j = ((uintptr_t)e >> 4) % SLOT_MEMS;
-        if (s->mems[j].e != e) {
-            for (int i = 0; i < 4; i++)
-                if (s->mems[j].mem[i]) dnnl_memory_destroy(s->mems[j].mem[i]);
-            memset(&s->mems[j], 0, sizeof s->mems[j]);
-            s->mems[j].e = e;
-        }
-        mem = s->mems[j].mem;
-    }
-    for (int i = 0; i < nargs; i++) {
-        if (!mem[i]) DNNL_CHECK(dnnl_memory_create(&mem[i], &e->md[i], g->eng, (void *)ptr[i]), "memory creation");
-        else DNNL_CHECK(dnnl_memory_set_data_handle_v2(mem[i], (void *)ptr[i], s->stream), "memory handle");
-        args[i].arg = argk[i];
-        args[i].memory = mem[i];
-    }
-    DNNL_CHECK(dnnl_primitive_execute(e->prim, s->stream, nargs, args), "matmul");
-    DNNL_CHECK(dnnl_stream_wait(s->stream), "stream wait");
-    if (transient)
-        for (int i = 0; i < nargs; i++) dnnl_memory_destroy(own[i]);
-}
-
 void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     /* the precision this product runs in: fp32 products of a few rows
@@ -610,7 +560,33 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
         else pb = converted(g, s, 1, B, br, bc, ldb, pa);
     }
     float *dst = e->own_scale ? slot_buf(s, 3, sizeof(float) * (size_t)(M * N)) : C;
-    execute(g, s, e, transient, pa, pb, dst);
+    const void *ptr[4] = {pa, pb, dst, e->pad_bytes ? slot_buf(s, 2, e->pad_bytes) : NULL};
+    static const int argk[4] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_SCRATCHPAD};
+    dnnl_exec_arg_t args[4];
+    int nargs = e->pad_bytes ? 4 : 3;
+    /* a transient entry's memory objects are not kept: its address may
+     * come back for another entry */
+    dnnl_memory_t own[4] = {NULL, NULL, NULL, NULL}, *mem = own;
+    if (!transient) {
+        size_t j = ((uintptr_t)e >> 4) % SLOT_MEMS;
+        if (s->mems[j].e != e) {
+            for (int i = 0; i < 4; i++)
+                if (s->mems[j].mem[i]) dnnl_memory_destroy(s->mems[j].mem[i]);
+            memset(&s->mems[j], 0, sizeof s->mems[j]);
+            s->mems[j].e = e;
+        }
+        mem = s->mems[j].mem;
+    }
+    for (int i = 0; i < nargs; i++) {
+        if (!mem[i]) DNNL_CHECK(dnnl_memory_create(&mem[i], &e->md[i], g->eng, (void *)ptr[i]), "memory creation");
+        else DNNL_CHECK(dnnl_memory_set_data_handle_v2(mem[i], (void *)ptr[i], s->stream), "memory handle");
+        args[i].arg = argk[i];
+        args[i].memory = mem[i];
+    }
+    DNNL_CHECK(dnnl_primitive_execute(e->prim, s->stream, nargs, args), "matmul");
+    DNNL_CHECK(dnnl_stream_wait(s->stream), "stream wait");
+    if (transient)
+        for (int i = 0; i < nargs; i++) dnnl_memory_destroy(own[i]);
     if (e->own_scale)
         for (int64_t i = 0; i < M; i++) {
             float *c = C + i * ldc;
@@ -628,60 +604,6 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
     }
 }
 
-void gemm_run_bf16_batch(gemm_ctx *g, int64_t batch, int ta, int tb, int64_t M, int64_t N, int64_t K,
-                         const uint16_t *A, const uint16_t *B, float *C) {
-    if (batch <= 0 || M <= 0 || N <= 0) return;
-    if (K <= 0) {
-        memset(C, 0, sizeof(float) * (size_t)(batch * M * N));
-        return;
-    }
-    gemm_key k;
-    memset(&k, 0, sizeof k);
-    k.prec = GEMM_BF16;
-    k.ta = !!ta;
-    k.tb = !!tb;
-    const float one = 1.0f;
-    memcpy(&k.alpha, &one, 4);
-    k.M = M; k.N = N; k.K = K;
-    k.lda = ta ? M : K;
-    k.ldb = tb ? K : N;
-    k.ldc = N;
-    k.batch = batch;
-    int transient;
-    gemm_entry *e = lookup(g, &k, &transient);
-    gemm_slot *s = my_slot(g);
-    if (e->prim) execute(g, s, e, transient, A, B, C);
-    else {   /* no bf16 matmul on this CPU: each matrix widened (exact), on cblas_sgemm */
-        int64_t na = M * K, nb = K * N;
-        float *a = slot_buf(s, 0, sizeof(float) * (size_t)na), *b = slot_buf(s, 1, sizeof(float) * (size_t)nb);
-        for (int64_t i = 0; i < batch; i++) {
-            widen_bf16(a, A + i * na, 1, na, na);
-            widen_bf16(b, B + i * nb, 1, nb, nb);
-            cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K,
-                        1.0f, a, (int)k.lda, b, (int)k.ldb, 0.0f, C + i * M * N, N);
-        }
-    }
-    if (transient) {
-        if (e->prim) dnnl_primitive_destroy(e->prim);
-        free(e);
-    }
-}
-
-void *gemm_ctx_workspace(gemm_ctx *g, int i, size_t bytes) {
-    if (i < 0 || i >= GEMM_WORKSPACES) die("internal: workspace %d", i);
-    gemm_slot *s = my_slot(g);
-    if (bytes > s->wscap[i]) {
-        free(s->ws[i]);
-        s->ws[i] = xaligned(bytes);
-        s->wscap[i] = bytes;
-    }
-    return s->ws[i];
-}
-
-void gemm_ctx_to_bf16(const gemm_ctx *g, uint16_t *dst, const float *src, int64_t n) {
-    (g->software_conversion ? row_to_bf16_sw : row_to_bf16())(dst, src, n);
-}
-
 /* ------------------------------------------------------------ process-wide */
 
 void gemm_set_precision(gemm_precision p) {
@@ -694,8 +616,6 @@ void gemm_set_precision(gemm_precision p) {
         wdl_warn("bf16: this CPU has no AVX512-BF16 or AMX (oneDNN ISA %s): bf16 matrix products run on an "
                  "emulated path (inputs still rounded to bf16; slower, possibly slower than fp32)", gemm_dnnl_isa());
 }
-
-gemm_ctx *gemm_current(void) { return g_default; }
 
 gemm_ctx *gemm_default(void) {
     if (!g_default) g_default = gemm_ctx_new(GEMM_FP32);

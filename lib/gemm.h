@@ -104,35 +104,11 @@ void gemm_ctx_hold_inputs(gemm_ctx *g, int on);
  * one made for the call and destroyed after it (slower, bounded memory). */
 void gemm_ctx_set_cache_limit(gemm_ctx *g, size_t n);
 
-/* Batched bf16 products on dense operands, for attention's per-head
- * blocks (lib/attention_bf16.c): for i < batch,
- *   C_i[M,N] = op(A_i) op(B_i)   (overwritten, fp32),
- * A_i = A + i*M*K stored [M,K] (ta: [K,M]), B_i = B + i*K*N stored [K,N]
- * (tb: [N,K]), C_i = C + i*M*N. Dense because oneDNN's AMX kernels take a
- * batch only when every matrix is stored at its own size: with any other
- * stride it chooses a kernel 3-5x slower, and one call for the batch costs
- * about what two of its matrices cost alone. Where the CPU has no bf16
- * matmul, each matrix is widened (exactly) and run on cblas_sgemm. */
-void gemm_run_bf16_batch(gemm_ctx *g, int64_t batch, int ta, int tb, int64_t M, int64_t N, int64_t K,
-                         const uint16_t *A, const uint16_t *B, float *C);
-/* n floats to bf16, as this context converts a product's inputs. */
-void gemm_ctx_to_bf16(const gemm_ctx *g, uint16_t *dst, const float *src, int64_t n);
-/* Working memory of the calling thread, slot i < GEMM_WORKSPACES: at least
- * `bytes`, 64-byte aligned, kept and reused (allocated only when a call
- * asks for more than before), its contents undefined. The backend's own
- * kernels (lib/attention_bf16.c) keep their blocks here, beside the
- * converted inputs, so that callers need not size backend-specific
- * scratch. */
-#define GEMM_WORKSPACES 12
-void *gemm_ctx_workspace(gemm_ctx *g, int i, size_t bytes);
-
 /* The process-wide context (see above). gemm_set_precision replaces it;
  * for GEMM_BF16 on a CPU without AVX512-BF16 or AMX it prints one line on
  * stderr saying that bf16 runs on a slow path. */
 void gemm_set_precision(gemm_precision p);
 gemm_ctx *gemm_default(void);
-/* The process-wide context if one was chosen, else NULL (never creates). */
-gemm_ctx *gemm_current(void);
 /* gemm_ctx_hold_inputs and gemm_ctx_set_readonly on the process-wide
  * context (no-ops without one: they never create it). */
 void gemm_hold_inputs(int on);

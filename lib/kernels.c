@@ -4,7 +4,6 @@
  * _f64 twin. A kernel added to kernels_impl.h needs its line in that table;
  * a missing one fails the build (the name is then defined twice). */
 #include "kernels.h"
-#include "attention_bf16.h"
 #include "common.h"
 #include "gemm.h"
 #include <cblas.h>
@@ -19,15 +18,15 @@
 float expf(float);
 
 /* Where sequence b of an attention call lives: its first row, its length,
- * and its areas in attention_forward's and attention_backward's scratch. */
-typedef struct { int64_t row, T, fwd, bwd; } att_seq;
+ * and its areas in att and in attention_backward's scratch. */
+typedef struct { int64_t row, T, att, dp; } att_seq;
 static void att_seqs(att_seq *s, attn_dims d) {
-    int64_t fwd = 0, bwd = 0;
+    int64_t att = 0, dp = 0;
     for (int64_t b = 0; b < d.B; b++) {
         int64_t T = d.off ? d.off[b + 1] - d.off[b] : d.T;
-        s[b] = (att_seq){d.off ? d.off[b] : b * d.T, T, fwd, bwd};
-        fwd += d.NH * attention_scratch_rows(T) * T;
-        bwd += d.KVH * 2 * attention_scratch_rows(T) * T;
+        s[b] = (att_seq){d.off ? d.off[b] : b * d.T, T, att, dp};
+        att += d.NH * T * T;
+        dp += d.KVH * attention_scratch_rows(T) * T;
     }
 }
 
@@ -36,23 +35,16 @@ static void att_seqs(att_seq *s, attn_dims d) {
 #define GEMM(order, ta, tb, ...) wdl_sgemm((ta) == CblasTrans, (tb) == CblasTrans, __VA_ARGS__)
 #define EXP expf
 #define GEMM_HOLD(on) gemm_hold_inputs(on)
-/* with bf16 products, attention batches its own (lib/attention_bf16.c) */
-#define ATT_BATCHED_FORWARD attention_bf16_forward
-#define ATT_BATCHED_BACKWARD attention_bf16_backward
 #include "kernels_impl.h"
 #undef R
 #undef GEMM
 #undef EXP
 #undef GEMM_HOLD
-#undef ATT_BATCHED_FORWARD
-#undef ATT_BATCHED_BACKWARD
 
 #define R double
 #define GEMM cblas_dgemm
 #define EXP exp
 #define GEMM_HOLD(on) ((void)0)
-#define ATT_BATCHED_FORWARD(...) 0
-#define ATT_BATCHED_BACKWARD(...) 0
 /* the double twins: every name kernels_impl.h defines */
 #define rope_cache rope_cache_f64
 #define rope_build rope_build_f64
@@ -73,8 +65,6 @@ static void att_seqs(att_seq *s, attn_dims d) {
 #define qknorm_rope_forward qknorm_rope_forward_f64
 #define residual_rmsnorm_forward residual_rmsnorm_forward_f64
 #define swiglu_backward_set swiglu_backward_set_f64
-#define attention_softmax_row attention_softmax_row_f64
-#define softmax_row_exp softmax_row_exp_f64
 #define attention_forward attention_forward_f64
 #define attention_backward attention_backward_f64
 #define swiglu_forward swiglu_forward_f64

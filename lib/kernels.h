@@ -31,7 +31,8 @@
 /* Sizes of one attention call: B sequences of T positions; NH query heads,
  * KVH key/value heads (NH % KVH == 0), head dimension HD. With off (B + 1
  * row offsets) the sequences are packed instead: sequence b is rows
- * off[b]..off[b+1] (1 to T of them, no padding); T is then the longest. */
+ * off[b]..off[b+1] (1 to T of them, no padding), and its probabilities are
+ * [NH, Tb, Tb] right after the previous sequence's. */
 typedef struct { int64_t B, T, NH, KVH, HD; const int64_t *off; } attn_dims;
 
 /* RoPE's cos/sin of every (position, frequency) pair, owned by the caller
@@ -57,19 +58,14 @@ static inline int64_t rmsnorm_backward_scratch(int64_t N, int64_t C) {
     return (N + RMSNORM_ROW_BLOCK - 1) / RMSNORM_ROW_BLOCK * C;
 }
 
-/* attention runs over causal blocks of query rows; attention_forward gives
- * each (sequence, query head) a [rows of one block, T] area for the
- * block's scores and probabilities, attention_backward each (sequence, KV
- * head) two (the recomputed probabilities and dP). Scratch: this many
- * reals of the kernel's precision (packed sequences need at most as much
- * as B padded ones). */
+/* attention runs over causal blocks of query rows; attention_backward gives
+ * each (sequence, KV head) pair a [rows of one block, T] dP area. Scratch:
+ * this many reals of the kernel's precision (packed sequences need at most
+ * as much as B padded ones). */
 #define ATT_ROW_BLOCK 64
 static inline int64_t attention_scratch_rows(int64_t T) { return T < ATT_ROW_BLOCK ? T : ATT_ROW_BLOCK; }
-static inline int64_t attention_forward_scratch(attn_dims d) {
-    return d.B * d.NH * attention_scratch_rows(d.T) * d.T;
-}
 static inline int64_t attention_backward_scratch(attn_dims d) {
-    return d.B * d.KVH * 2 * attention_scratch_rows(d.T) * d.T;
+    return d.B * d.KVH * attention_scratch_rows(d.T) * d.T;
 }
 
 /* ce_chunked's scratch, byte offsets of its parts: for one chunk of rows,
@@ -155,26 +151,15 @@ void qknorm_rope_forward(float *out, float *rstd, rope_cache *tab, const float *
 void qknorm_rope_forward_f64(double *out, double *rstd, rope_cache_f64 *tab, const double *inp, const double *w,
                              const int32_t *pos, int64_t N, int64_t H, int64_t HD, double eps, double theta);
 
-/* Causal GQA attention. stat [N, NH, 2] (N the call's rows) saves each
- * query row's softmax max and 1/sum; the backward recomputes the
- * probabilities from them and the same products (the same bits).
- * scratch: attention_forward_scratch(d) / attention_backward_scratch(d)
- * reals. */
-void attention_forward(float *out, float *stat, const float *q, const float *k, const float *v, attn_dims d,
-                       float *scratch);
-void attention_forward_f64(double *out, double *stat, const double *q, const double *k, const double *v,
-                           attn_dims d, double *scratch);
-void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *stat, const float *q,
+/* Causal GQA attention; att [B, NH, T, T] saves the probabilities.
+ * scratch: attention_backward_scratch(d) reals. */
+void attention_forward(float *out, float *att, const float *q, const float *k, const float *v, attn_dims d);
+void attention_forward_f64(double *out, double *att, const double *q, const double *k, const double *v,
+                           attn_dims d);
+void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
                         const float *k, const float *v, attn_dims d, float *scratch);
-void attention_backward_f64(double *dq, double *dk, double *dv, const double *dout, const double *stat,
+void attention_backward_f64(double *dq, double *dk, double *dv, const double *dout, const double *att,
                             const double *q, const double *k, const double *v, attn_dims d, double *scratch);
-/* One causal row of softmax (row t, keys 0..t of a block whose products
- * covered keys 0..r1): scores in row[0..t] become probabilities and
- * row[t+1..r1) zeros; the row's max and 1/sum go to stat[0..2), or with
- * recompute come from there. The attention kernels' own arithmetic, for
- * lib/attention_bf16.c. */
-void attention_softmax_row(float *row, float *stat, int64_t t, int64_t r1, int recompute);
-void attention_softmax_row_f64(double *row, double *stat, int64_t t, int64_t r1, int recompute);
 
 /* out = silu(gate) * up, elementwise over n. */
 void swiglu_forward(float *out, const float *gate, const float *up, int64_t n);

@@ -213,55 +213,14 @@ void rope_backward_set(R *dinp, rope_cache *tab, const R *dout, const int32_t *p
     rope_apply(dinp, tab, dout, pos, N, H, HD, theta, -1, 0, NULL, NULL, 0);
 }
 
-/* One causal row of softmax, t the row's position (keys 0..t of a block
- * whose products covered keys 0..r1): the scores in row[0..t] become
- * probabilities, row[t+1..r1) zeros. The forward finds the row's max and
- * the reciprocal of its sum and saves them in stat[0..2); the backward
- * passes them back (recompute) and gets the very same bits, as the same
- * loops run on the same scores.
- * Vector exp (libmvec) and a lane-wise sum (a fixed order) over whole
- * vectors: the masked tail is set to -inf first, whose exp adds 0. */
-static int64_t softmax_row_exp(R *row, int64_t t, int64_t r1, R mx) {
-    int64_t tv = (t + 16) & ~(int64_t)15;
-    if (tv > r1) tv = r1;
-    for (int64_t u = t + 1; u < tv; u++) row[u] = -(R)INFINITY;
-#pragma omp simd
-    for (int64_t u = 0; u < tv; u++) row[u] = EXP(row[u] - mx);
-    for (int64_t u = tv; u < r1; u++) row[u] = 0;
-    return tv;
-}
-void attention_softmax_row(R *row, R *stat, int64_t t, int64_t r1, int recompute) {
-    R mx = stat[0], inv = stat[1];
-    if (!recompute) {
-        mx = row[0];
-#pragma omp simd reduction(max : mx)
-        for (int64_t u = 0; u <= t; u++) mx = row[u] > mx ? row[u] : mx;
-    }
-    int64_t tv = softmax_row_exp(row, t, r1, mx);
-    if (!recompute) {
-        /* two loops: a double sum beside the float exp would make the
-         * compiler give up the 16-lane exp */
-        double sum = 0;
-#pragma omp simd reduction(+ : sum)
-        for (int64_t u = 0; u < tv; u++) sum += row[u];
-        inv = (R)(1.0 / sum);
-        stat[0] = mx;
-        stat[1] = inv;
-    }
-#pragma omp simd
-    for (int64_t u = 0; u <= t; u++) row[u] *= inv;
-}
-
 /* Causal GQA attention. q [N, NH*HD], k/v [N, KVH*HD], out [N, NH*HD] with
- * N = B*T (or off[B] packed); stat [N, NH, 2] saves each query row's
- * softmax max and 1/sum, from which the backward recomputes the
- * probabilities (O(T) memory, not O(T^2)).
+ * N = B*T (or off[B] packed), att holds each sequence's softmax
+ * probabilities [NH, Tb, Tb] (upper triangle zero).
  * Query head h reads KV head h / (NH/KVH) in place: no repeated K/V.
  * Rows go in blocks of ATT_ROW_BLOCK: a block of query rows only meets the
  * keys up to its last row, so the GEMMs skip most of the masked upper
- * triangle. Each (sequence, head) has its own [rows, T] area of scratch. */
-void attention_forward(R *out, R *stat, const R *q, const R *k, const R *v, attn_dims d, R *scratch) {
-    if (ATT_BATCHED_FORWARD(out, stat, q, k, v, d)) return;   /* bf16 products: lib/attention_bf16.c */
+ * triangle. */
+void attention_forward(R *out, R *att, const R *q, const R *k, const R *v, attn_dims d) {
     const int64_t HD = d.HD, ldq = d.NH * HD, ldk = d.KVH * HD, grp = d.NH / d.KVH;
     const R scale = (R)(1.0 / sqrt((double)HD));
     att_seq sq[d.B > 0 ? d.B : 1];
@@ -272,27 +231,46 @@ void attention_forward(R *out, R *stat, const R *q, const R *k, const R *v, attn
         int64_t h = bh % d.NH, kh = h / grp, T = s->T;
         const R *qh = q + s->row * ldq + h * HD;
         const R *kk = k + s->row * ldk + kh * HD, *vv = v + s->row * ldk + kh * HD;
-        R *P = scratch + s->fwd + h * attention_scratch_rows(T) * T, *y = out + s->row * ldq + h * HD;
+        R *P = att + s->att + h * T * T, *y = out + s->row * ldq + h * HD;
         for (int64_t r0 = 0; r0 < T; r0 += ATT_ROW_BLOCK) {
             int64_t r1 = r0 + ATT_ROW_BLOCK < T ? r0 + ATT_ROW_BLOCK : T, m = r1 - r0;
-            GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, HD, scale, qh + r0 * ldq, ldq, kk, ldk, 0, P, T);
-            for (int64_t t = r0; t < r1; t++)
-                attention_softmax_row(P + (t - r0) * T, stat + ((s->row + t) * d.NH + h) * 2, t, r1, 0);
-            GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, HD, r1, 1, P, T, vv, ldk, 0, y + r0 * ldq, ldq);
+            GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, HD, scale, qh + r0 * ldq, ldq, kk, ldk, 0,
+                 P + r0 * T, T);
+            for (int64_t t = r0; t < r1; t++) {
+                R *row = P + t * T;
+                R mx = row[0];
+#pragma omp simd reduction(max : mx)
+                for (int64_t u = 0; u <= t; u++) mx = row[u] > mx ? row[u] : mx;
+                /* vector exp (libmvec) and a lane-wise sum (a fixed order),
+                 * over whole vectors: the masked tail is set to -inf first,
+                 * whose exp adds 0 */
+                int64_t tv = (t + 16) & ~(int64_t)15;
+                if (tv > T) tv = T;
+                for (int64_t u = t + 1; u < tv; u++) row[u] = -(R)INFINITY;
+                /* two loops: a double sum beside the float exp would make the
+                 * compiler give up the 16-lane exp */
+#pragma omp simd
+                for (int64_t u = 0; u < tv; u++) row[u] = EXP(row[u] - mx);
+                double sum = 0;
+#pragma omp simd reduction(+ : sum)
+                for (int64_t u = 0; u < tv; u++) sum += row[u];
+                R inv = (R)(1.0 / sum);
+                for (int64_t u = 0; u <= t; u++) row[u] *= inv;
+                for (int64_t u = tv; u < T; u++) row[u] = 0;
+            }
+            GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, HD, r1, 1, P + r0 * T, T, vv, ldk, 0,
+                 y + r0 * ldq, ldq);
         }
     }
 }
 
-/* O(T^2) softmax backward per head: the block's probabilities recomputed
- * (the forward's products and loops, so the same bits), then
- * dS = P o (dP - rowsum(P o dP)), in the same causal row blocks. Work is
- * split by (sequence, KV head) so that the query heads sharing one K/V head
- * accumulate dK/dV in one thread, in a fixed order; each such pair has its
- * own P and dP rows in scratch, so the result does not depend on which
- * thread runs it. */
-void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *stat, const R *q,
+/* O(T^2) softmax backward per head: dS = P o (dP - rowsum(P o dP)), in the
+ * same causal row blocks as the forward. Work is split by (sequence, KV
+ * head) so that the query heads sharing one K/V head accumulate dK/dV in
+ * one thread, in a fixed order; each such pair has its own dP rows in
+ * scratch, so the result does not depend on which thread runs it. */
+void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *att, const R *q,
                         const R *k, const R *v, attn_dims d, R *scratch) {
-    if (ATT_BATCHED_BACKWARD(dq, dk, dv, dout, stat, q, k, v, d)) return;
     const int64_t HD = d.HD, ldq = d.NH * HD, ldk = d.KVH * HD, grp = d.NH / d.KVH;
     const R scale = (R)(1.0 / sqrt((double)HD));
     att_seq sq[d.B > 0 ? d.B : 1];
@@ -300,23 +278,21 @@ void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *stat, const
 #pragma omp parallel for schedule(dynamic, 1) if (d.B * d.KVH * d.T * d.T * d.HD > PAR_MIN)
     for (int64_t bk = 0; bk < d.B * d.KVH; bk++) {
         const att_seq *s = &sq[bk / d.KVH];
-        int64_t kh = bk % d.KVH, T = s->T, rows = attention_scratch_rows(T);
-        R *P = scratch + s->bwd + kh * 2 * rows * T, *dP = P + rows * T;   /* one row block each, [rows, T] */
+        int64_t kh = bk % d.KVH, T = s->T;
+        R *dP = scratch + s->dp + kh * attention_scratch_rows(T) * T;   /* one row block, [rows, T] */
         const R *kk = k + s->row * ldk + kh * HD, *vv = v + s->row * ldk + kh * HD;
         R *dkk = dk + s->row * ldk + kh * HD, *dvv = dv + s->row * ldk + kh * HD;
         for (int64_t h = kh * grp; h < (kh + 1) * grp; h++) {
+            const R *P = att + s->att + h * T * T;
             const R *dy = dout + s->row * ldq + h * HD, *qh = q + s->row * ldq + h * HD;
             R *dqh = dq + s->row * ldq + h * HD;
             for (int64_t r0 = 0; r0 < T; r0 += ATT_ROW_BLOCK) {
                 int64_t r1 = r0 + ATT_ROW_BLOCK < T ? r0 + ATT_ROW_BLOCK : T, m = r1 - r0;
-                GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, HD, scale, qh + r0 * ldq, ldq, kk, ldk, 0, P, T);
-                for (int64_t t = r0; t < r1; t++)
-                    attention_softmax_row(P + (t - r0) * T, (R *)stat + ((s->row + t) * d.NH + h) * 2, t, r1, 1);
                 GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, HD, 1, dy + r0 * ldq, ldq, vv, ldk, 0, dP, T);
-                GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, r1, HD, m, 1, P, T, dy + r0 * ldq, ldq, 1,
+                GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, r1, HD, m, 1, P + r0 * T, T, dy + r0 * ldq, ldq, 1,
                      dvv, ldk);
                 for (int64_t t = r0; t < r1; t++) {
-                    const R *p = P + (t - r0) * T;
+                    const R *p = P + t * T;
                     R *g = dP + (t - r0) * T;
                     double dot = 0;
 #pragma omp simd reduction(+ : dot)

@@ -132,14 +132,12 @@ void model_alloc_acts(wdl_model *m, int64_t Bmax, int64_t Tmax, int mode, int ve
     if (rq > rms) rms = rq;
     if (rk > rms) rms = rk;
     float *rms_part = NULL;
-    attn_dims ad = {Bmax, Tmax, NH, KV, HD, NULL};
-    int64_t att_fwd = attention_forward_scratch(ad), att_bwd = attention_backward_scratch(ad);
     /* the table: name, elements; carved from one block in this order */
     struct { float **p; int64_t n; int bwd; } t[] = {
         {&m->a.resid, (L + 1) * N * H, 0}, {&m->a.ln1, L * N * H, 0}, {&m->a.ln1_rstd, L * N, 0},
         {&m->a.q, L * N * QD, 0}, {&m->a.q_rstd, L * N * NH, 0}, {&m->a.qr, L * N * QD, 0},
         {&m->a.k, L * N * KD, 0}, {&m->a.k_rstd, L * N * KV, 0}, {&m->a.kr, L * N * KD, 0},
-        {&m->a.v, L * N * KD, 0}, {&m->a.stat, L * N * NH * 2, 0},
+        {&m->a.v, L * N * KD, 0}, {&m->a.att, L * Bmax * NH * Tmax * Tmax, 0},
         {&m->a.atty, L * N * QD, 0}, {&m->a.r1, L * N * H, 0}, {&m->a.ln2, L * N * H, 0},
         {&m->a.ln2_rstd, L * N, 0}, {&m->a.gate, L * N * I, 0}, {&m->a.up, L * N * I, 0},
         {&m->a.act, L * N * I, 0}, {&m->a.normf, N * H, 0}, {&m->a.normf_rstd, N, 0},
@@ -147,7 +145,7 @@ void model_alloc_acts(wdl_model *m, int64_t Bmax, int64_t Tmax, int mode, int ve
         {&m->a.dres, N * H, 1}, {&m->a.dln, N * H, 1}, {&m->a.dqr, N * QD, 1}, {&m->a.dq, N * QD, 1},
         {&m->a.dkr, N * KD, 1}, {&m->a.dk, N * KD, 1}, {&m->a.dv, N * KD, 1}, {&m->a.datty, N * QD, 1},
         {&m->a.dgate, N * I, 1}, {&m->a.dup, N * I, 1}, {&m->a.dact, N * I, 1}, {&m->a.dnormf, N * H, 1},
-        {&m->a.att_scratch, train ? att_bwd > att_fwd ? att_bwd : att_fwd : att_fwd, 0},
+        {&m->a.att_scratch, attention_backward_scratch((attn_dims){Bmax, Tmax, NH, KV, HD}), 1},
         {&rms_part, 2 * rms, 1},   /* doubles, two floats each (areas start 64-byte aligned) */
     };
     size_t nt = sizeof t / sizeof t[0], total = 0;
@@ -189,7 +187,7 @@ static float *resid_slot(const wdl_model *m, int64_t l) {
 /* Layer l's slots in the activation buffer: each layer's slot holds the
  * capacity Bmax*Tmax positions, and a smaller batch uses its head. */
 typedef struct {
-    float *x, *xo, *ln1, *ln1r, *q, *qrs, *qr, *k, *krs, *kr, *v, *stat, *aty, *r1, *ln2, *ln2r, *gate, *up, *act;
+    float *x, *xo, *ln1, *ln1r, *q, *qrs, *qr, *k, *krs, *kr, *v, *att, *aty, *r1, *ln2, *ln2r, *gate, *up, *act;
 } layer_acts;
 
 static void layer_views(const wdl_model *m, int64_t l, layer_acts *v) {
@@ -202,7 +200,7 @@ static void layer_views(const wdl_model *m, int64_t l, layer_acts *v) {
     v->ln1 = LAYER(a->ln1, l, Nc * H); v->ln1r = LAYER(a->ln1_rstd, l, Nc);
     v->q = LAYER(a->q, l, Nc * QD); v->qrs = LAYER(a->q_rstd, l, Nc * NH); v->qr = LAYER(a->qr, l, Nc * QD);
     v->k = LAYER(a->k, l, Nc * KD); v->krs = LAYER(a->k_rstd, l, Nc * KV); v->kr = LAYER(a->kr, l, Nc * KD);
-    v->v = LAYER(a->v, l, Nc * KD); v->stat = LAYER(a->stat, l, Nc * NH * 2);
+    v->v = LAYER(a->v, l, Nc * KD); v->att = LAYER(a->att, l, m->Bmax * NH * m->Tmax * m->Tmax);
     v->aty = LAYER(a->atty, l, Nc * QD); v->r1 = LAYER(a->r1, l, Nc * H);
     v->ln2 = LAYER(a->ln2, l, Nc * H); v->ln2r = LAYER(a->ln2_rstd, l, Nc);
     v->gate = LAYER(a->gate, l, Nc * I); v->up = LAYER(a->up, l, Nc * I); v->act = LAYER(a->act, l, Nc * I);
@@ -258,7 +256,7 @@ static void forward_layers(wdl_model *m) {
         layer_acts L_;
         layer_views(m, l, &L_);
         float *x = L_.x, *xo = L_.xo, *ln1 = L_.ln1, *ln1r = L_.ln1r, *q = L_.q, *qrs = L_.qrs, *qr = L_.qr,
-              *k = L_.k, *krs = L_.krs, *kr = L_.kr, *v = L_.v, *stat = L_.stat, *aty = L_.aty, *r1 = L_.r1,
+              *k = L_.k, *krs = L_.krs, *kr = L_.kr, *v = L_.v, *att = L_.att, *aty = L_.aty, *r1 = L_.r1,
               *ln2 = L_.ln2, *ln2r = L_.ln2r, *gate = L_.gate, *up = L_.up, *act = L_.act;
         /* ln1 of layers after the first was made by the previous layer's
          * last residual (fused with this norm) */
@@ -272,7 +270,7 @@ static void forward_layers(wdl_model *m) {
         qknorm_rope_forward(qr, qrs, &m->rope, q, LAYER(m->P[W_QNORM], l, HD), m->pos, N, NH, HD, c->eps, c->theta);
         qknorm_rope_forward(kr, krs, &m->rope, k, LAYER(m->P[W_KNORM], l, HD), m->pos, N, KV, HD, c->eps, c->theta);
         if (m->kv_hook) m->kv_hook(m->kv_ctx, l, kr, v);
-        attention_forward(aty, stat, qr, kr, v, d, a->att_scratch);
+        attention_forward(aty, att, qr, kr, v, d);
         linear_forward(a->tmp, aty, LAYER(m->P[W_O], l, H * QD), N, QD, H);
         residual_rmsnorm_forward(r1, ln2, ln2r, x, a->tmp, LAYER(m->P[W_LN2], l, H), N, H, c->eps);
         gemm_hold_inputs(1);
@@ -307,7 +305,7 @@ void model_backward(wdl_model *m) {
         layer_acts L_;
         layer_views(m, l, &L_);
         float *x = L_.x, *ln1 = L_.ln1, *ln1r = L_.ln1r, *q = L_.q, *qrs = L_.qrs, *qr = L_.qr,
-              *k = L_.k, *krs = L_.krs, *kr = L_.kr, *v = L_.v, *stat = L_.stat, *aty = L_.aty, *r1 = L_.r1,
+              *k = L_.k, *krs = L_.krs, *kr = L_.kr, *v = L_.v, *att = L_.att, *aty = L_.aty, *r1 = L_.r1,
               *ln2 = L_.ln2, *ln2r = L_.ln2r, *gate = L_.gate, *up = L_.up, *act = L_.act;
         /* MLP: xo = r1 + down(swiglu(gate(ln2), up(ln2))) */
         linear_backward_set(a->dact, LAYER(m->G[W_DOWN], l, H * I), a->dres, act, LAYER(m->P[W_DOWN], l, H * I), N, I, H);
@@ -320,7 +318,7 @@ void model_backward(wdl_model *m) {
         /* attention: r1 = x + o(attn(...)) */
         linear_backward_set(a->datty, LAYER(m->G[W_O], l, H * QD), a->dres, aty, LAYER(m->P[W_O], l, H * QD), N, QD, H);
         ZERO(a->dqr, N * QD); ZERO(a->dkr, N * KD); ZERO(a->dv, N * KD);
-        attention_backward(a->dqr, a->dkr, a->dv, a->datty, stat, qr, kr, v, d, a->att_scratch);
+        attention_backward(a->dqr, a->dkr, a->dv, a->datty, att, qr, kr, v, d, a->att_scratch);
         /* RoPE backward into a->tmp, then QK-norm backward */
         rope_backward_set(a->tmp, &m->rope, a->dqr, m->pos, N, NH, HD, c->theta);
         ZERO(a->dq, N * QD);

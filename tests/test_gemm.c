@@ -506,66 +506,6 @@ static void test_parse(void **state) {
     expect_die(parse_bad, "fp16", "--precision", "fp16");
 }
 
-/* Batched products on dense bf16 operands (gemm_run_bf16_batch): every
- * matrix of the batch, every transpose, against the exact double product
- * (bf16 x bf16 is exact, so only the fp32 accumulation's (K + 2) u24 S_ij
- * remains); a second call gives the same bytes. */
-static void batch_cases(gemm_ctx *g) {
-    static const int64_t shapes[][4] = {{1, 1, 1, 1}, {3, 7, 13, 5}, {64, 64, 40, 32}, {5, 33, 70, 64}, {2, 130, 3, 257}};
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-        for (int t = 0; t < 4; t++) {
-            int ta = t & 1, tb = t >> 1;
-            int64_t nb = shapes[s][0], M = shapes[s][1], N = shapes[s][2], K = shapes[s][3];
-            uint16_t *A = xmalloc(2 * (size_t)(nb * M * K)), *B = xmalloc(2 * (size_t)(nb * K * N));
-            for (int64_t i = 0; i < nb * M * K; i++) A[i] = st_f32_to_bf16(rng_normal(&rng));
-            for (int64_t i = 0; i < nb * K * N; i++) B[i] = st_f32_to_bf16(rng_normal(&rng));
-            float *C = xmalloc(sizeof(float) * (size_t)(nb * M * N)), *C2 = xmalloc(sizeof(float) * (size_t)(nb * M * N));
-            for (int64_t i = 0; i < nb * M * N; i++) C[i] = NAN;   /* overwritten, never read */
-            gemm_run_bf16_batch(g, nb, ta, tb, M, N, K, A, B, C);
-            for (int64_t x = 0; x < nb; x++)
-                for (int64_t i = 0; i < M; i++)
-                    for (int64_t j = 0; j < N; j++) {
-                        double ref = 0, S = 0;
-                        for (int64_t k = 0; k < K; k++) {
-                            double a = st_bf16_to_f32(A[x * M * K + (ta ? k * M + i : i * K + k)]);
-                            double b = st_bf16_to_f32(B[x * K * N + (tb ? j * K + k : k * N + j)]);
-                            ref += a * b;
-                            S += fabs(a * b);
-                        }
-                        double c = C[(x * M + i) * N + j];
-                        if (!(fabs(c - ref) <= (K + 2) * U24 * S + 1e-30))
-                            fail_msg("batch %lld %c%c M=%lld N=%lld K=%lld: C[%lld][%lld,%lld] = %.9g, reference %.9g",
-                                     (long long)nb, ta ? 'T' : 'N', tb ? 'T' : 'N', (long long)M, (long long)N,
-                                     (long long)K, (long long)x, (long long)i, (long long)j, c, ref);
-                    }
-            gemm_run_bf16_batch(g, nb, ta, tb, M, N, K, A, B, C2);
-            assert_memory_equal(C, C2, sizeof(float) * (size_t)(nb * M * N));
-            free(A); free(B); free(C); free(C2);
-        }
-}
-static void test_bf16_batch(void **state) {
-    (void)state;
-    gemm_ctx *g = gemm_ctx_new(GEMM_BF16);
-    batch_cases(g);
-    gemm_ctx_free(g);
-}
-
-/* The workspace keeps its buffer while a call asks for no more, and grows
- * (keeping nothing) when one asks for more. */
-static void test_workspace(void **state) {
-    (void)state;
-    gemm_ctx *g = gemm_ctx_new(GEMM_BF16);
-    char *a = gemm_ctx_workspace(g, 0, 1000);
-    memset(a, 1, 1000);
-    assert_ptr_equal(gemm_ctx_workspace(g, 0, 10), a);
-    assert_ptr_equal(gemm_ctx_workspace(g, 0, 1000), a);
-    assert_ptr_not_equal(gemm_ctx_workspace(g, 1, 1000), a);
-    char *b = gemm_ctx_workspace(g, 0, 1 << 20);
-    memset(b, 2, 1 << 20);
-    assert_true(((uintptr_t)b & 63) == 0);
-    gemm_ctx_free(g);
-}
-
 /* Without bf16 instructions (oneDNN capped at AVX2 through its documented
  * ONEDNN_MAX_CPU_ISA), bf16 still gives bf16-rounded-input products and
  * says so once on stderr. Runs in a child that has not touched oneDNN (the
@@ -580,7 +520,6 @@ static void no_bf16_child(void *arg) {
     memcpy(C, p.C0, sizeof(float) * (size_t)(p.M * p.ldc));
     wdl_sgemm(p.ta, p.tb, p.M, p.N, p.K, p.alpha, p.A, p.lda, p.B, p.ldb, p.beta, C, p.ldc);
     check(&p, C, 1, (p.K + 2) * U24, NULL);   /* a failure here exits non-zero */
-    batch_cases(gemm_default());                /* batched: widened onto cblas_sgemm */
 }
 static void test_bf16_without_bf16_isa(void **state) {
     (void)state;
@@ -599,8 +538,6 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bf16_without_bf16_isa),
         cmocka_unit_test(test_bf16_all_cases),
-        cmocka_unit_test(test_bf16_batch),
-        cmocka_unit_test(test_workspace),
         cmocka_unit_test(test_bf16_all_cases_own_scale),
         cmocka_unit_test(test_bf16_cache_reuse),
         cmocka_unit_test(test_bf16_cache_limit),

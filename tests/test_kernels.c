@@ -181,10 +181,10 @@ static void test_rope(void **st) {
 }
 
 /* ---- attention with GQA ---- */
-typedef struct { attn_dims d; int64_t rows; double *q, *k, *v, *r, *y, *stat, *fscr; } att_ctx;
+typedef struct { attn_dims d; int64_t rows; double *q, *k, *v, *r, *y, *att; } att_ctx;
 static double att_loss(void *p) {
     att_ctx *c = p;
-    attention_forward_f64(c->y, c->stat, c->q, c->k, c->v, c->d, c->fscr);
+    attention_forward_f64(c->y, c->att, c->q, c->k, c->v, c->d);
     return dot(c->y, c->r, c->rows * c->d.NH * c->d.HD);
 }
 static void check_attention(attn_dims dims);
@@ -195,24 +195,18 @@ static void check_attention(attn_dims dims) {
     att_ctx c = {dims, dims.B * dims.T};
     int64_t nq = c.d.B * c.d.T * c.d.NH * c.d.HD, nk = c.d.B * c.d.T * c.d.KVH * c.d.HD;
     c.q = rnd(nq, 1); c.k = rnd(nk, 1); c.v = rnd(nk, 1); c.r = rnd(nq, 1);
-    c.y = zeros(nq); c.stat = zeros(c.rows * c.d.NH * 2);
-    /* past one row block, the last block's rows stay short of the area's
-     * end (in both kernels' scratch) */
-    size_t last = c.d.T <= ATT_ROW_BLOCK ? sizeof(double) : 0;
-    size_t fb = sizeof(double) * (size_t)attention_forward_scratch(c.d);
-    c.fscr = guarded(fb);
+    c.y = zeros(nq); c.att = zeros(c.d.B * c.d.NH * c.d.T * c.d.T);
     att_loss(&c);
-    expect_scratch("attention forward", c.fscr, fb, last);
-    c.fscr = xmalloc(fb);
     double *dq = zeros(nq), *dk = zeros(nk), *dv = zeros(nk);
+    /* past one row block, rows of the last block's dP stay unwritten */
     size_t sb = sizeof(double) * (size_t)attention_backward_scratch(c.d);
     double *scratch = guarded(sb);
-    attention_backward_f64(dq, dk, dv, c.r, c.stat, c.q, c.k, c.v, c.d, scratch);
-    expect_scratch("attention P, dP", scratch, sb, last);
+    attention_backward_f64(dq, dk, dv, c.r, c.att, c.q, c.k, c.v, c.d, scratch);
+    expect_scratch("attention dP", scratch, sb, c.d.T <= ATT_ROW_BLOCK ? sizeof(double) : 0);
     double *sq = rnd(nq, 1), *sk = rnd(nk, 1), *sv = rnd(nk, 1), *aq = copy(sq, nq), *ak = copy(sk, nk),
            *av = copy(sv, nk);
     scratch = xmalloc(sb);
-    attention_backward_f64(aq, ak, av, c.r, c.stat, c.q, c.k, c.v, c.d, scratch);
+    attention_backward_f64(aq, ak, av, c.r, c.att, c.q, c.k, c.v, c.d, scratch);
     free(scratch);
     expect_added("attention dq", aq, sq, dq, nq);
     expect_added("attention dk", ak, sk, dk, nk);
@@ -226,91 +220,51 @@ static void check_attention(attn_dims dims) {
     c.k[c.d.KVH * c.d.HD * 3] += 1.0;
     att_loss(&c);
     assert_true(c.y[0] == y0);
-    free(c.q); free(c.k); free(c.v); free(c.r); free(c.y); free(c.stat); free(c.fscr); free(dq); free(dk); free(dv);
+    free(c.q); free(c.k); free(c.v); free(c.r); free(c.y); free(c.att); free(dq); free(dk); free(dv);
 }
 
-/* Packed sequences (no padding): each one's outputs, statistics and
- * gradients are exactly those of the sequence alone; both kernels stay in
+/* Packed sequences (no padding): each one's outputs, probabilities and
+ * gradients are exactly those of the sequence alone; the backward stays in
  * the scratch the packed lengths need; finite differences through the
  * packed layout. Lengths straddle the 64-row block and include a 1. */
 static void test_attention_packed(void **st) {
     enum { NS = 4, NH = 4, KVH = 2, HD = 3 };
     const int64_t len[NS] = {5, 1, 70, 3}, off[NS + 1] = {0, 5, 6, 76, 79}, N = off[NS];
-    int64_t nfs = 0, nbs = 0;
+    int64_t natt = 0, nscr = 0;
     for (int b = 0; b < NS; b++) {
-        nfs += NH * attention_scratch_rows(len[b]) * len[b];
-        nbs += KVH * 2 * attention_scratch_rows(len[b]) * len[b];
+        natt += NH * len[b] * len[b];
+        nscr += KVH * attention_scratch_rows(len[b]) * len[b];
     }
     att_ctx c = {{NS, 70, NH, KVH, HD, off}, N};
-    assert_true(nfs <= attention_forward_scratch(c.d) && nbs <= attention_backward_scratch(c.d));
     const int64_t ldq = NH * HD, ldk = KVH * HD, nq = N * ldq, nk = N * ldk;
     c.q = rnd(nq, 1); c.k = rnd(nk, 1); c.v = rnd(nk, 1); c.r = rnd(nq, 1);
-    c.y = zeros(nq); c.stat = zeros(N * NH * 2);
-    size_t fb = sizeof(double) * (size_t)nfs;
-    c.fscr = guarded(fb);
+    c.y = zeros(nq); c.att = zeros(natt);
     att_loss(&c);
-    expect_scratch("packed attention forward", c.fscr, fb, sizeof(double));   /* the last sequence fits a block */
-    c.fscr = xmalloc(fb);
     double *dq = zeros(nq), *dk = zeros(nk), *dv = zeros(nk);
-    size_t sb = sizeof(double) * (size_t)nbs;
+    size_t sb = sizeof(double) * (size_t)nscr;
     double *scratch = guarded(sb);
-    attention_backward_f64(dq, dk, dv, c.r, c.stat, c.q, c.k, c.v, c.d, scratch);
-    expect_scratch("packed attention P, dP", scratch, sb, sizeof(double));
+    attention_backward_f64(dq, dk, dv, c.r, c.att, c.q, c.k, c.v, c.d, scratch);
+    expect_scratch("packed attention dP", scratch, sb, 0);
+    int64_t ao = 0;
     for (int b = 0; b < NS; b++) {
         const int64_t T = len[b], o = off[b];
         attn_dims one = {1, T, NH, KVH, HD, NULL};
-        double *y = zeros(T * ldq), *stat = zeros(T * NH * 2), *gq = zeros(T * ldq), *gk = zeros(T * ldk),
-               *gv = zeros(T * ldk), *fs = zeros(attention_forward_scratch(one)),
-               *scr = zeros(attention_backward_scratch(one));
-        attention_forward_f64(y, stat, c.q + o * ldq, c.k + o * ldk, c.v + o * ldk, one, fs);
-        attention_backward_f64(gq, gk, gv, c.r + o * ldq, stat, c.q + o * ldq, c.k + o * ldk, c.v + o * ldk, one, scr);
+        double *y = zeros(T * ldq), *att = zeros(NH * T * T), *gq = zeros(T * ldq), *gk = zeros(T * ldk),
+               *gv = zeros(T * ldk), *scr = zeros(attention_backward_scratch(one));
+        attention_forward_f64(y, att, c.q + o * ldq, c.k + o * ldk, c.v + o * ldk, one);
+        attention_backward_f64(gq, gk, gv, c.r + o * ldq, att, c.q + o * ldq, c.k + o * ldk, c.v + o * ldk, one, scr);
         assert_memory_equal(y, c.y + o * ldq, sizeof(double) * (size_t)(T * ldq));
-        assert_memory_equal(stat, c.stat + o * NH * 2, sizeof(double) * (size_t)(T * NH * 2));
+        assert_memory_equal(att, c.att + ao, sizeof(double) * (size_t)(NH * T * T));
         assert_memory_equal(gq, dq + o * ldq, sizeof(double) * (size_t)(T * ldq));
         assert_memory_equal(gk, dk + o * ldk, sizeof(double) * (size_t)(T * ldk));
         assert_memory_equal(gv, dv + o * ldk, sizeof(double) * (size_t)(T * ldk));
-        free(y); free(stat); free(gq); free(gk); free(gv); free(fs); free(scr);
+        ao += NH * T * T;
+        free(y); free(att); free(gq); free(gk); free(gv); free(scr);
     }
     fd_check("packed attention dq", att_loss, &c, c.q, dq, nq);
     fd_check("packed attention dk", att_loss, &c, c.k, dk, nk);
     fd_check("packed attention dv", att_loss, &c, c.v, dv, nk);
-    free(c.q); free(c.k); free(c.v); free(c.r); free(c.y); free(c.stat); free(c.fscr); free(dq); free(dk); free(dv);
-}
-
-/* The backward's recomputed probabilities are the forward's, bit for bit
- * (float and double): rows of every length against blocks of several
- * widths, so that the vector loops' tails differ from row to row. The
- * saved statistics are the row's max and 1/sum, and a row sums to 1. */
-static void test_softmax_recompute(void **st) {
-    enum { W = 200 };
-    float sf[W], af[W], bf[W], statf[2];
-    double sd[W], ad[W], bd[W], statd[2];
-    const int64_t widths[] = {1, 15, 16, 17, 64, 70, 128, 200};
-    for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++) {
-        int64_t r1 = widths[wi];
-        for (int64_t t = 0; t < r1; t++) {
-            for (int64_t u = 0; u < W; u++) { sd[u] = 3 * rng_normal(&rng); sf[u] = (float)sd[u]; }
-            memcpy(af, sf, sizeof sf); memcpy(bf, sf, sizeof sf);
-            memcpy(ad, sd, sizeof sd); memcpy(bd, sd, sizeof sd);
-            attention_softmax_row(af, statf, t, r1, 0);
-            attention_softmax_row(bf, statf, t, r1, 1);
-            assert_memory_equal(af, bf, sizeof(float) * (size_t)r1);
-            attention_softmax_row_f64(ad, statd, t, r1, 0);
-            attention_softmax_row_f64(bd, statd, t, r1, 1);
-            assert_memory_equal(ad, bd, sizeof(double) * (size_t)r1);
-            double mx = sd[0], sum = 0, ps = 0;
-            for (int64_t u = 0; u <= t; u++) mx = fmax(mx, sd[u]);
-            for (int64_t u = 0; u <= t; u++) sum += exp(sd[u] - mx);
-            assert_true(statd[0] == mx && fabs(statd[1] * sum - 1) < 1e-14);
-            for (int64_t u = 0; u < r1; u++) {
-                if (u > t) assert_true(ad[u] == 0 && af[u] == 0);
-                ps += ad[u];
-            }
-            assert_true(fabs(ps - 1) < 1e-12);
-            /* untouched past the block */
-            for (int64_t u = r1; u < W; u++) assert_true(af[u] == sf[u] && ad[u] == sd[u]);
-        }
-    }
+    free(c.q); free(c.k); free(c.v); free(c.r); free(c.y); free(c.att); free(dq); free(dk); free(dv);
 }
 
 /* ---- swiglu ---- */
@@ -529,18 +483,18 @@ static void test_fused_forwards(void **st) {
 /* The float kernels compute the same function as the double ones. */
 static void test_float_matches_double(void **st) {
     attn_dims d = {2, 6, 4, 2, 4};
-    int64_t nq = d.B * d.T * d.NH * d.HD, nk = d.B * d.T * d.KVH * d.HD, ns = d.B * d.T * d.NH * 2,
-            nf = attention_forward_scratch(d);
-    double *q = rnd(nq, 1), *k = rnd(nk, 1), *v = rnd(nk, 1), *y = zeros(nq), *stat = zeros(ns), *fs = zeros(nf);
+    int64_t nq = d.B * d.T * d.NH * d.HD, nk = d.B * d.T * d.KVH * d.HD;
+    double *q = rnd(nq, 1), *k = rnd(nk, 1), *v = rnd(nk, 1), *y = zeros(nq), *att = zeros(d.B * d.NH * d.T * d.T);
     float *qf = xmalloc(4 * nq), *kf = xmalloc(4 * nk), *vf = xmalloc(4 * nk), *yf = xmalloc(4 * nq),
-          *statf = xmalloc(4 * ns), *fsf = xmalloc(4 * nf);
-    for (int64_t i = 0; i < nq; i++) { qf[i] = (float)q[i]; q[i] = qf[i]; }
-    for (int64_t i = 0; i < nk; i++) { kf[i] = (float)k[i]; vf[i] = (float)v[i]; k[i] = kf[i]; v[i] = vf[i]; }
-    attention_forward_f64(y, stat, q, k, v, d, fs);
-    attention_forward(yf, statf, qf, kf, vf, d, fsf);
+          *attf = xmalloc(4 * d.B * d.NH * d.T * d.T);
+    for (int64_t i = 0; i < nq; i++) qf[i] = (float)q[i];
+    for (int64_t i = 0; i < nk; i++) { kf[i] = (float)k[i]; vf[i] = (float)v[i]; q[i % nq] = q[i % nq]; }
+    for (int64_t i = 0; i < nk; i++) { k[i] = kf[i]; v[i] = vf[i]; }
+    for (int64_t i = 0; i < nq; i++) q[i] = qf[i];
+    attention_forward_f64(y, att, q, k, v, d);
+    attention_forward(yf, attf, qf, kf, vf, d);
     for (int64_t i = 0; i < nq; i++) assert_true(fabs(y[i] - yf[i]) < 1e-5);
-    free(q); free(k); free(v); free(y); free(stat); free(fs); free(qf); free(kf); free(vf); free(yf); free(statf);
-    free(fsf);
+    free(q); free(k); free(v); free(y); free(att); free(qf); free(kf); free(vf); free(yf); free(attf);
 }
 
 int main(void) {
@@ -548,7 +502,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_linear),    cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_qknorm),    cmocka_unit_test(test_rope),
-        cmocka_unit_test(test_attention), cmocka_unit_test(test_attention_blocks), cmocka_unit_test(test_attention_packed), cmocka_unit_test(test_softmax_recompute), cmocka_unit_test(test_swiglu),
+        cmocka_unit_test(test_attention), cmocka_unit_test(test_attention_blocks), cmocka_unit_test(test_attention_packed), cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_fused_forwards),
         cmocka_unit_test(test_embedding), cmocka_unit_test(test_ce),
         cmocka_unit_test(test_ce_mixed),  cmocka_unit_test(test_tied),
