@@ -18,14 +18,15 @@
 float expf(float);
 
 /* Where sequence b of an attention call lives: its first row, its length,
- * and its areas in att and in attention_backward's scratch. */
-typedef struct { int64_t row, T, att, dp; } att_seq;
+ * and its areas in att and in the forward's and the backward's scratch. */
+typedef struct { int64_t row, T, att, fwd, dp; } att_seq;
 static void att_seqs(att_seq *s, attn_dims d) {
-    int64_t att = 0, dp = 0;
+    int64_t att = 0, fwd = 0, dp = 0;
     for (int64_t b = 0; b < d.B; b++) {
         int64_t T = d.off ? d.off[b + 1] - d.off[b] : d.T;
-        s[b] = (att_seq){d.off ? d.off[b] : b * d.T, T, att, dp};
+        s[b] = (att_seq){d.off ? d.off[b] : b * d.T, T, att, fwd, dp};
         att += d.NH * T * T;
+        fwd += d.NH * attention_scratch_rows(T) * T;
         dp += d.KVH * attention_scratch_rows(T) * T;
     }
 }

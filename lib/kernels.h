@@ -67,6 +67,11 @@ static inline int64_t attention_scratch_rows(int64_t T) { return T < ATT_ROW_BLO
 static inline int64_t attention_backward_scratch(attn_dims d) {
     return d.B * d.KVH * attention_scratch_rows(d.T) * d.T;
 }
+/* attention_forward without att (forward only): a [rows, T] area per
+ * (sequence, query head) for the block's scores and probabilities. */
+static inline int64_t attention_forward_scratch(attn_dims d) {
+    return d.B * d.NH * attention_scratch_rows(d.T) * d.T;
+}
 
 /* ce_chunked's scratch, byte offsets of its parts: for one chunk of rows,
  * the logits z [chunk, V], the gathered hidden rows of each side
@@ -151,11 +156,15 @@ void qknorm_rope_forward(float *out, float *rstd, rope_cache *tab, const float *
 void qknorm_rope_forward_f64(double *out, double *rstd, rope_cache_f64 *tab, const double *inp, const double *w,
                              const int32_t *pos, int64_t N, int64_t H, int64_t HD, double eps, double theta);
 
-/* Causal GQA attention; att [B, NH, T, T] saves the probabilities.
- * scratch: attention_backward_scratch(d) reals. */
-void attention_forward(float *out, float *att, const float *q, const float *k, const float *v, attn_dims d);
+/* Causal GQA attention; att [B, NH, T, T] saves the probabilities for the
+ * backward, or is NULL in a forward-only call, which then takes
+ * attention_forward_scratch(d) reals of scratch (else scratch may be NULL;
+ * the outputs are the same bits). attention_backward's scratch:
+ * attention_backward_scratch(d) reals. */
+void attention_forward(float *out, float *att, const float *q, const float *k, const float *v, attn_dims d,
+                       float *scratch);
 void attention_forward_f64(double *out, double *att, const double *q, const double *k, const double *v,
-                           attn_dims d);
+                           attn_dims d, double *scratch);
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
                         const float *k, const float *v, attn_dims d, float *scratch);
 void attention_backward_f64(double *dq, double *dk, double *dv, const double *dout, const double *att,

@@ -214,13 +214,16 @@ void rope_backward_set(R *dinp, rope_cache *tab, const R *dout, const int32_t *p
 }
 
 /* Causal GQA attention. q [N, NH*HD], k/v [N, KVH*HD], out [N, NH*HD] with
- * N = B*T (or off[B] packed), att holds each sequence's softmax
- * probabilities [NH, Tb, Tb] (upper triangle zero).
+ * N = B*T (or off[B] packed). With att, each sequence's softmax
+ * probabilities [NH, Tb, Tb] are saved there for the backward (upper
+ * triangle zero); a forward-only caller passes att = NULL and scratch
+ * instead, a [rows of one block, T] area per (sequence, head), so that its
+ * memory grows with T, not T^2 (the same bits either way).
  * Query head h reads KV head h / (NH/KVH) in place: no repeated K/V.
  * Rows go in blocks of ATT_ROW_BLOCK: a block of query rows only meets the
  * keys up to its last row, so the GEMMs skip most of the masked upper
  * triangle. */
-void attention_forward(R *out, R *att, const R *q, const R *k, const R *v, attn_dims d) {
+void attention_forward(R *out, R *att, const R *q, const R *k, const R *v, attn_dims d, R *scratch) {
     const int64_t HD = d.HD, ldq = d.NH * HD, ldk = d.KVH * HD, grp = d.NH / d.KVH;
     const R scale = (R)(1.0 / sqrt((double)HD));
     att_seq sq[d.B > 0 ? d.B : 1];
@@ -231,13 +234,14 @@ void attention_forward(R *out, R *att, const R *q, const R *k, const R *v, attn_
         int64_t h = bh % d.NH, kh = h / grp, T = s->T;
         const R *qh = q + s->row * ldq + h * HD;
         const R *kk = k + s->row * ldk + kh * HD, *vv = v + s->row * ldk + kh * HD;
-        R *P = att + s->att + h * T * T, *y = out + s->row * ldq + h * HD;
+        R *y = out + s->row * ldq + h * HD;
         for (int64_t r0 = 0; r0 < T; r0 += ATT_ROW_BLOCK) {
             int64_t r1 = r0 + ATT_ROW_BLOCK < T ? r0 + ATT_ROW_BLOCK : T, m = r1 - r0;
-            GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, HD, scale, qh + r0 * ldq, ldq, kk, ldk, 0,
-                 P + r0 * T, T);
+            /* the block's rows: in att, or in this head's scratch area */
+            R *P = att ? att + s->att + h * T * T + r0 * T : scratch + s->fwd + h * attention_scratch_rows(T) * T;
+            GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, HD, scale, qh + r0 * ldq, ldq, kk, ldk, 0, P, T);
             for (int64_t t = r0; t < r1; t++) {
-                R *row = P + t * T;
+                R *row = P + (t - r0) * T;
                 R mx = row[0];
 #pragma omp simd reduction(max : mx)
                 for (int64_t u = 0; u <= t; u++) mx = row[u] > mx ? row[u] : mx;
@@ -258,8 +262,7 @@ void attention_forward(R *out, R *att, const R *q, const R *k, const R *v, attn_
                 for (int64_t u = 0; u <= t; u++) row[u] *= inv;
                 for (int64_t u = tv; u < T; u++) row[u] = 0;
             }
-            GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, HD, r1, 1, P + r0 * T, T, vv, ldk, 0,
-                 y + r0 * ldq, ldq);
+            GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, HD, r1, 1, P, T, vv, ldk, 0, y + r0 * ldq, ldq);
         }
     }
 }

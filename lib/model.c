@@ -137,7 +137,10 @@ void model_alloc_acts(wdl_model *m, int64_t Bmax, int64_t Tmax, int mode, int ve
         {&m->a.resid, (L + 1) * N * H, 0}, {&m->a.ln1, L * N * H, 0}, {&m->a.ln1_rstd, L * N, 0},
         {&m->a.q, L * N * QD, 0}, {&m->a.q_rstd, L * N * NH, 0}, {&m->a.qr, L * N * QD, 0},
         {&m->a.k, L * N * KD, 0}, {&m->a.k_rstd, L * N * KV, 0}, {&m->a.kr, L * N * KD, 0},
-        {&m->a.v, L * N * KD, 0}, {&m->a.att, L * Bmax * NH * Tmax * Tmax, 0},
+        {&m->a.v, L * N * KD, 0},
+        /* the probabilities are kept only for a backward: a forward-only
+         * attention works in per-head block rows (att_scratch) */
+        {&m->a.att, L * Bmax * NH * Tmax * Tmax, 1},
         {&m->a.atty, L * N * QD, 0}, {&m->a.r1, L * N * H, 0}, {&m->a.ln2, L * N * H, 0},
         {&m->a.ln2_rstd, L * N, 0}, {&m->a.gate, L * N * I, 0}, {&m->a.up, L * N * I, 0},
         {&m->a.act, L * N * I, 0}, {&m->a.normf, N * H, 0}, {&m->a.normf_rstd, N, 0},
@@ -145,7 +148,8 @@ void model_alloc_acts(wdl_model *m, int64_t Bmax, int64_t Tmax, int mode, int ve
         {&m->a.dres, N * H, 1}, {&m->a.dln, N * H, 1}, {&m->a.dqr, N * QD, 1}, {&m->a.dq, N * QD, 1},
         {&m->a.dkr, N * KD, 1}, {&m->a.dk, N * KD, 1}, {&m->a.dv, N * KD, 1}, {&m->a.datty, N * QD, 1},
         {&m->a.dgate, N * I, 1}, {&m->a.dup, N * I, 1}, {&m->a.dact, N * I, 1}, {&m->a.dnormf, N * H, 1},
-        {&m->a.att_scratch, attention_backward_scratch((attn_dims){Bmax, Tmax, NH, KV, HD}), 1},
+        {&m->a.att_scratch, train ? attention_backward_scratch((attn_dims){Bmax, Tmax, NH, KV, HD})
+                                  : attention_forward_scratch((attn_dims){Bmax, Tmax, NH, KV, HD}), 0},
         {&rms_part, 2 * rms, 1},   /* doubles, two floats each (areas start 64-byte aligned) */
     };
     size_t nt = sizeof t / sizeof t[0], total = 0;
@@ -200,7 +204,7 @@ static void layer_views(const wdl_model *m, int64_t l, layer_acts *v) {
     v->ln1 = LAYER(a->ln1, l, Nc * H); v->ln1r = LAYER(a->ln1_rstd, l, Nc);
     v->q = LAYER(a->q, l, Nc * QD); v->qrs = LAYER(a->q_rstd, l, Nc * NH); v->qr = LAYER(a->qr, l, Nc * QD);
     v->k = LAYER(a->k, l, Nc * KD); v->krs = LAYER(a->k_rstd, l, Nc * KV); v->kr = LAYER(a->kr, l, Nc * KD);
-    v->v = LAYER(a->v, l, Nc * KD); v->att = LAYER(a->att, l, m->Bmax * NH * m->Tmax * m->Tmax);
+    v->v = LAYER(a->v, l, Nc * KD); v->att = a->att ? LAYER(a->att, l, m->Bmax * NH * m->Tmax * m->Tmax) : NULL;
     v->aty = LAYER(a->atty, l, Nc * QD); v->r1 = LAYER(a->r1, l, Nc * H);
     v->ln2 = LAYER(a->ln2, l, Nc * H); v->ln2r = LAYER(a->ln2_rstd, l, Nc);
     v->gate = LAYER(a->gate, l, Nc * I); v->up = LAYER(a->up, l, Nc * I); v->act = LAYER(a->act, l, Nc * I);
@@ -270,7 +274,7 @@ static void forward_layers(wdl_model *m) {
         qknorm_rope_forward(qr, qrs, &m->rope, q, LAYER(m->P[W_QNORM], l, HD), m->pos, N, NH, HD, c->eps, c->theta);
         qknorm_rope_forward(kr, krs, &m->rope, k, LAYER(m->P[W_KNORM], l, HD), m->pos, N, KV, HD, c->eps, c->theta);
         if (m->kv_hook) m->kv_hook(m->kv_ctx, l, kr, v);
-        attention_forward(aty, att, qr, kr, v, d);
+        attention_forward(aty, att, qr, kr, v, d, a->att_scratch);
         linear_forward(a->tmp, aty, LAYER(m->P[W_O], l, H * QD), N, QD, H);
         residual_rmsnorm_forward(r1, ln2, ln2r, x, a->tmp, LAYER(m->P[W_LN2], l, H), N, H, c->eps);
         gemm_hold_inputs(1);

@@ -22,12 +22,12 @@ typedef struct {
      * of the batch (B*T, or the packed sequences' total) */
     float *resid;      /* [L+1, N, H]: input of each layer, then final */
     float *ln1, *ln1_rstd, *q, *q_rstd, *qr, *k, *k_rstd, *kr, *v;
-    float *att;        /* [L, ...] each sequence's [NH, Tb, Tb] softmax probabilities */
+    float *att;        /* [L, ...] each sequence's [NH, Tb, Tb] softmax probabilities (ACTS_TRAIN only) */
     float *atty, *r1, *ln2, *ln2_rstd, *gate, *up, *act;
     float *normf, *normf_rstd;
     /* backward scratch, reused layer after layer */
     float *dres, *dln, *dqr, *dq, *dkr, *dk, *dv, *datty, *dgate, *dup, *dact, *dnormf;
-    float *att_scratch;   /* attention_backward's dP rows */
+    float *att_scratch;   /* attention_backward's dP rows; without a backward, attention_forward's block rows */
     double *rms_part;     /* rmsnorm_backward's dw partials (largest of its calls) */
     float *tmp;        /* [N, max(H, NH*HD)] forward scratch */
 } wdl_acts;

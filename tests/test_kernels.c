@@ -184,7 +184,7 @@ static void test_rope(void **st) {
 typedef struct { attn_dims d; int64_t rows; double *q, *k, *v, *r, *y, *att; } att_ctx;
 static double att_loss(void *p) {
     att_ctx *c = p;
-    attention_forward_f64(c->y, c->att, c->q, c->k, c->v, c->d);
+    attention_forward_f64(c->y, c->att, c->q, c->k, c->v, c->d, NULL);
     return dot(c->y, c->r, c->rows * c->d.NH * c->d.HD);
 }
 static void check_attention(attn_dims dims);
@@ -251,7 +251,7 @@ static void test_attention_packed(void **st) {
         attn_dims one = {1, T, NH, KVH, HD, NULL};
         double *y = zeros(T * ldq), *att = zeros(NH * T * T), *gq = zeros(T * ldq), *gk = zeros(T * ldk),
                *gv = zeros(T * ldk), *scr = zeros(attention_backward_scratch(one));
-        attention_forward_f64(y, att, c.q + o * ldq, c.k + o * ldk, c.v + o * ldk, one);
+        attention_forward_f64(y, att, c.q + o * ldq, c.k + o * ldk, c.v + o * ldk, one, NULL);
         attention_backward_f64(gq, gk, gv, c.r + o * ldq, att, c.q + o * ldq, c.k + o * ldk, c.v + o * ldk, one, scr);
         assert_memory_equal(y, c.y + o * ldq, sizeof(double) * (size_t)(T * ldq));
         assert_memory_equal(att, c.att + ao, sizeof(double) * (size_t)(NH * T * T));
@@ -265,6 +265,45 @@ static void test_attention_packed(void **st) {
     fd_check("packed attention dk", att_loss, &c, c.k, dk, nk);
     fd_check("packed attention dv", att_loss, &c, c.v, dv, nk);
     free(c.q); free(c.k); free(c.v); free(c.r); free(c.y); free(c.att); free(dq); free(dk); free(dv);
+}
+
+/* Forward only (att NULL): the outputs are the bytes of the forward that
+ * saves the probabilities, in float and in double, padded and packed, and
+ * the block rows stay inside the scratch the function names (its last
+ * element used when the last sequence fits one block). */
+static void forward_only_case(attn_dims d, int64_t N, size_t last) {
+    const int64_t nq = N * d.NH * d.HD, nk = N * d.KVH * d.HD;
+    int64_t natt = 0;
+    for (int64_t b = 0; b < d.B; b++) {
+        int64_t T = d.off ? d.off[b + 1] - d.off[b] : d.T;
+        natt += d.NH * T * T;
+    }
+    double *q = rnd(nq, 1), *k = rnd(nk, 1), *v = rnd(nk, 1), *y = zeros(nq), *y2 = zeros(nq), *att = zeros(natt);
+    size_t sb = sizeof(double) * (size_t)attention_forward_scratch(d);
+    attention_forward_f64(y, att, q, k, v, d, NULL);
+    double *scr = guarded(sb);
+    attention_forward_f64(y2, NULL, q, k, v, d, scr);
+    expect_scratch("forward-only attention (double)", scr, sb, last ? sizeof(double) : 0);
+    assert_memory_equal(y, y2, sizeof(double) * (size_t)nq);
+    float *qf = xmalloc(4 * nq), *kf = xmalloc(4 * nk), *vf = xmalloc(4 * nk), *yf = xmalloc(4 * nq),
+          *yf2 = xmalloc(4 * nq), *attf = xmalloc(4 * natt);
+    for (int64_t i = 0; i < nq; i++) qf[i] = (float)q[i];
+    for (int64_t i = 0; i < nk; i++) { kf[i] = (float)k[i]; vf[i] = (float)v[i]; }
+    attention_forward(yf, attf, qf, kf, vf, d, NULL);
+    size_t sf = sizeof(float) * (size_t)attention_forward_scratch(d);
+    float *scf = guarded(sf);
+    attention_forward(yf2, NULL, qf, kf, vf, d, scf);
+    expect_scratch("forward-only attention (float)", scf, sf, last ? sizeof(float) : 0);
+    assert_memory_equal(yf, yf2, sizeof(float) * (size_t)nq);
+    free(q); free(k); free(v); free(y); free(y2); free(att); free(qf); free(kf); free(vf); free(yf); free(yf2);
+    free(attf);
+}
+static void test_attention_forward_only(void **st) {
+    forward_only_case((attn_dims){2, 5, 4, 2, 3}, 10, 1);
+    forward_only_case((attn_dims){2, 70, 4, 2, 3}, 140, 0);
+    /* packed: scratch for the padded batch, the areas of the packed lengths */
+    static const int64_t off[] = {0, 5, 6, 76, 79};
+    forward_only_case((attn_dims){4, 70, 4, 2, 3, off}, 79, 0);
 }
 
 /* ---- swiglu ---- */
@@ -491,8 +530,8 @@ static void test_float_matches_double(void **st) {
     for (int64_t i = 0; i < nk; i++) { kf[i] = (float)k[i]; vf[i] = (float)v[i]; q[i % nq] = q[i % nq]; }
     for (int64_t i = 0; i < nk; i++) { k[i] = kf[i]; v[i] = vf[i]; }
     for (int64_t i = 0; i < nq; i++) q[i] = qf[i];
-    attention_forward_f64(y, att, q, k, v, d);
-    attention_forward(yf, attf, qf, kf, vf, d);
+    attention_forward_f64(y, att, q, k, v, d, NULL);
+    attention_forward(yf, attf, qf, kf, vf, d, NULL);
     for (int64_t i = 0; i < nq; i++) assert_true(fabs(y[i] - yf[i]) < 1e-5);
     free(q); free(k); free(v); free(y); free(att); free(qf); free(kf); free(vf); free(yf); free(attf);
 }
@@ -502,7 +541,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_linear),    cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_qknorm),    cmocka_unit_test(test_rope),
-        cmocka_unit_test(test_attention), cmocka_unit_test(test_attention_blocks), cmocka_unit_test(test_attention_packed), cmocka_unit_test(test_swiglu),
+        cmocka_unit_test(test_attention), cmocka_unit_test(test_attention_blocks), cmocka_unit_test(test_attention_packed), cmocka_unit_test(test_attention_forward_only), cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_fused_forwards),
         cmocka_unit_test(test_embedding), cmocka_unit_test(test_ce),
         cmocka_unit_test(test_ce_mixed),  cmocka_unit_test(test_tied),
