@@ -4,7 +4,8 @@
 # torch.compile + autocast) from $BENCH_PY (make bench-deps) and Hugging Face
 # tokenizers where installed; BENCH_06B=1 adds bench/score_06b.sh. Prints one
 # JSON line per measurement, then a side-by-side table against the targets.
-#   BENCH_STEPS (10) timed steps per run, BENCH_REPEAT (3) best of R runs.
+#   BENCH_STEPS (10) timed steps per run, BENCH_REPEAT (3) best of R runs
+#   (the C engine and the PyTorch training peers alike).
 set -u
 cd "$(dirname "$0")/.."
 B=${B:-build}
@@ -29,9 +30,9 @@ echo "# C engine: presets (batch 8 x 256, all cores)"
 for p in nano tiny small; do "$B/bench/bench_train" --preset "$p" --threads "$NPROC" --steps 5 | tee -a "$out"; done
 
 if [ -x "$PY" ] && "$PY" -c 'import torch; assert int(torch.__version__.split(".")[0]) >= 2' 2>/dev/null; then
-  echo "# PyTorch $("$PY" -c 'import torch; print(torch.__version__)') ($PY): the same model, AdamW + clipping, $NPROC threads"
+  echo "# PyTorch $("$PY" -c 'import torch; print(torch.__version__)') ($PY): the same model, AdamW + clipping, $NPROC threads, best of $REPEAT runs as above"
   for m in eager autocast compile compile-autocast; do
-    "$PY" bench/torch_train.py --steps "$STEPS" --warmup-steps 3 --threads "$NPROC" --mode "$m" 2>/dev/null | tee -a "$out"
+    "$PY" bench/torch_train.py --steps "$STEPS" --warmup-steps 3 --repeat "$REPEAT" --threads "$NPROC" --mode "$m" 2>/dev/null | tee -a "$out"
   done
   "$PY" bench/torch_train.py --steps "$STEPS" --warmup-steps 2 --threads "$NPROC" --forward-only | tee -a "$out"
 else

@@ -184,17 +184,20 @@ def run(a, threads):
     for i in range(a.warmup_steps):
         step(i)
     warm = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for i in range(a.steps):
-        step(a.warmup_steps + i)
-    dt = time.perf_counter() - t0
+    dt, done = float("inf"), a.warmup_steps
+    for _ in range(a.repeat):   # best of R timed runs, as bench_train --repeat
+        t0 = time.perf_counter()
+        for i in range(a.steps):
+            step(done + i)
+        dt = min(dt, time.perf_counter() - t0)
+        done += a.steps
     tokens = a.batch * a.seq * a.steps
     return {"impl": "pytorch", "torch": torch.__version__,
             "mode": "forward" if a.forward_only else "train", "peer": a.mode,
             "sdpa": SDPA, "warmup_s": round(warm, 1),
             "threads": threads, "tokens_per_s": round(tokens / dt, 1),
             "ms_per_step": round(1000.0 * dt / a.steps, 2), "params": nparams,
-            "steps": a.steps, "warmup_steps": a.warmup_steps,
+            "steps": a.steps, "warmup_steps": a.warmup_steps, "repeat": a.repeat,
             "batch": a.batch, "seq": a.seq, "hidden": a.hidden,
             "layers": a.layers, "heads": a.heads, "kv_heads": a.kv_heads,
             "head_dim": a.head_dim, "inter": a.inter, "vocab": a.vocab,
@@ -216,6 +219,7 @@ def main():
     arg("--seq", type=int, default=256)
     arg("--steps", type=int, default=10, help="timed steps")
     arg("--warmup-steps", type=int, default=2, help="untimed steps first")
+    arg("--repeat", type=int, default=1, help="best of R timed runs of --steps (as bench_train)")
     arg("--threads", default="1", help="N, or 'best' (tries 1 and nproc)")
     arg("--forward-only", action="store_true", help="inference tokens/s, no grad")
     arg("--mode", choices=MODES, default="eager", help="which PyTorch peer (see above)")
@@ -224,8 +228,8 @@ def main():
     arg("--eps", type=float, default=1e-6)
     arg("--seed", type=int, default=1)
     a = ap.parse_args()
-    if a.heads % a.kv_heads or a.head_dim % 2 or a.steps < 1:
-        ap.error("need heads %% kv-heads == 0, even head-dim, steps >= 1")
+    if a.heads % a.kv_heads or a.head_dim % 2 or a.steps < 1 or a.repeat < 1:
+        ap.error("need heads %% kv-heads == 0, even head-dim, steps >= 1, repeat >= 1")
     if a.mode != "eager" and not SDPA:
         ap.error("--mode %s needs PyTorch 2.x (this is %s)" % (a.mode, torch.__version__))
     if a.threads == "best":
