@@ -240,6 +240,9 @@ void attention_forward(R *out, R *att, const R *q, const R *k, const R *v, attn_
             /* the block's rows: in att, or in this head's scratch area */
             R *P = att ? att + s->att + h * T * T + r0 * T : scratch + s->fwd + h * attention_scratch_rows(T) * T;
             GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, HD, scale, qh + r0 * ldq, ldq, kk, ldk, 0, P, T);
+            /* zeros past the row: to T in att (its upper triangle), to the
+             * block's keys r1 in scratch (all that PV reads) */
+            const int64_t width = att ? T : r1;
             for (int64_t t = r0; t < r1; t++) {
                 R *row = P + (t - r0) * T;
                 R mx = row[0];
@@ -260,7 +263,7 @@ void attention_forward(R *out, R *att, const R *q, const R *k, const R *v, attn_
                 for (int64_t u = 0; u < tv; u++) sum += row[u];
                 R inv = (R)(1.0 / sum);
                 for (int64_t u = 0; u <= t; u++) row[u] *= inv;
-                for (int64_t u = tv; u < T; u++) row[u] = 0;
+                for (int64_t u = tv; u < width; u++) row[u] = 0;
             }
             GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, HD, r1, 1, P, T, vv, ldk, 0, y + r0 * ldq, ldq);
         }
