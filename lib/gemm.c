@@ -61,6 +61,8 @@ struct gemm_ctx {
     gemm_entry **tab;
     size_t ntab, nent, max_cached;
     int64_t emulated, own_scaled;
+    atomic_llong few_rows;      /* products run by few_rows_bf16 */
+    int no_few_rows;            /* gemm_ctx_few_rows(g, 0) (tests) */
     int always_own_scale;       /* gemm_ctx_always_own_scale (tests) */
     int software_conversion;    /* gemm_ctx_software_conversion (tests) */
     gemm_slot *slot[GEMM_MAX_THREADS];
@@ -118,6 +120,8 @@ void gemm_ctx_free(gemm_ctx *g) {
 }
 
 gemm_precision gemm_ctx_precision(const gemm_ctx *g) { return g->prec; }
+int64_t gemm_ctx_few_row_products(gemm_ctx *g) { return (int64_t)atomic_load(&g->few_rows); }
+void gemm_ctx_few_rows(gemm_ctx *g, int on) { g->no_few_rows = !on; }
 
 void gemm_ctx_set_cache_limit(gemm_ctx *g, size_t n) { g->max_cached = n; }
 
@@ -499,6 +503,122 @@ void gemm_set_readonly(int which, const float *base, size_t n) {
     if (g_default) gemm_ctx_set_readonly(g_default, which, base, n);
 }
 
+/* ------------------------------------------------------------ few rows, bf16 */
+/* Decoding multiplies a few rows (one per sequence) by every weight matrix,
+ * so it is bound by reading the weights. oneDNN's AMX kernels first copy
+ * all of B into their tile layout, and read bf16 weights at about half the
+ * bandwidth its fp32 kernels reach on twice the bytes; AVX512-BF16's dot
+ * product, the obvious replacement, does half the multiply-adds per cycle
+ * of two FMA ports and ran no faster. Here each row of B (a weight row:
+ * A B^T is a linear layer's forward and the LM head) is read once from its
+ * bf16 copy, widened to fp32 in registers (a bf16 is the top half of an
+ * fp32) and multiplied into the fp32 rows of bf16-rounded A by FMAs. The
+ * products are exact, so this is the AMX kernels' arithmetic (exact bf16
+ * products, fp32 accumulation) in another order, except that bf16
+ * denormal inputs count as themselves, not as zero. Each element of C is
+ * one thread's fixed sequence, whatever the thread count. */
+#define FEW_NB 2     /* rows of B per pass, streaming side by side (of 1, 2 and 4, measured best) */
+#define FEW_MB 4     /* rows of A per pass: 8 accumulators, 4 widened weights, an input */
+/* Each row of B is prefetched this many elements (8 KB) ahead: the loads,
+ * not the FMAs, were the wait. Greedy decoding of the Qwen3-0.6B shape
+ * measured 2 KB ahead 20-30% slower than 8 KB; 16 and 64 KB no better. */
+#define FEW_PF 4096
+/* Widened A is read once per pass over B's rows, so it has to stay in L1:
+ * at most this many floats (16 KB). Past it (4 rows of a 2048-wide input)
+ * the kernel measured slower than oneDNN, and so from 8 rows on, where the
+ * FMAs rather than the memory set the pace. */
+#define FEW_A_MAX 4096
+#if defined(__x86_64__) && defined(__GNUC__)
+/* A's rows (bf16, dense) widened into 32-float blocks in the order the
+ * weights' widening produces: unpacking the low (high) four 16-bit words of
+ * each 128-bit lane against zero gives fp32 lanes 4l + i = word 8l + i
+ * (8l + 4 + i); the tail of K is zero. ap holds M rows of kp floats. */
+__attribute__((target("avx512f,avx512bw")))
+static void few_widen_a(float *ap, const uint16_t *a, int64_t M, int64_t K, int64_t kp) {
+    const __m512i zero = _mm512_setzero_si512();
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t k = 0; k < kp; k += 32) {
+            __mmask32 t = K - k >= 32 ? ~(__mmask32)0 : (__mmask32)((1ull << (K - k)) - 1);
+            __m512i x = _mm512_maskz_loadu_epi16(t, a + m * K + k);
+            _mm512_storeu_si512((void *)(ap + m * kp + k), _mm512_unpacklo_epi16(zero, x));
+            _mm512_storeu_si512((void *)(ap + m * kp + k + 16), _mm512_unpackhi_epi16(zero, x));
+        }
+}
+
+__attribute__((target("avx512f,avx512bw"), always_inline))
+static inline void few_tile(const int mb, int64_t K, int64_t kp, const float *ap, const uint16_t *const b[FEW_NB],
+                            float sum[FEW_MB][FEW_NB]) {
+    const __m512i zero = _mm512_setzero_si512();
+    __m512 acc[FEW_MB][FEW_NB];
+    for (int m = 0; m < mb; m++)
+        for (int j = 0; j < FEW_NB; j++) acc[m][j] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < kp; k += 32) {
+        __mmask32 t = K - k >= 32 ? ~(__mmask32)0 : (__mmask32)((1ull << (K - k)) - 1);
+        __m512 lo[FEW_NB], hi[FEW_NB];
+        for (int j = 0; j < FEW_NB; j++) {
+            _mm_prefetch((const char *)(b[j] + k + FEW_PF), _MM_HINT_T0);   /* past the end: harmless */
+            __m512i w = _mm512_maskz_loadu_epi16(t, b[j] + k);
+            lo[j] = _mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, w));
+            hi[j] = _mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, w));
+        }
+        for (int m = 0; m < mb; m++) {
+            __m512 x = _mm512_loadu_ps(ap + m * kp + k);
+            for (int j = 0; j < FEW_NB; j++) acc[m][j] = _mm512_fmadd_ps(x, lo[j], acc[m][j]);
+            x = _mm512_loadu_ps(ap + m * kp + k + 16);
+            for (int j = 0; j < FEW_NB; j++) acc[m][j] = _mm512_fmadd_ps(x, hi[j], acc[m][j]);
+        }
+    }
+    for (int m = 0; m < mb; m++)
+        for (int j = 0; j < FEW_NB; j++) sum[m][j] = _mm512_reduce_add_ps(acc[m][j]);
+}
+
+/* C = alpha A B^T + beta C for A [M,K] widened by few_widen_a (rows of kp),
+ * B [N,K] bf16 (ldb) */
+__attribute__((target("avx512f,avx512bw")))
+static void few_rows_bf16(int64_t M, int64_t N, int64_t K, int64_t kp, float alpha, const float *ap,
+                          const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    const int64_t nblocks = (N + FEW_NB - 1) / FEW_NB;
+#pragma omp parallel for schedule(static) if (!omp_in_parallel())
+    for (int64_t nb = 0; nb < nblocks; nb++) {
+        const int64_t n0 = nb * FEW_NB, nn = N - n0 < FEW_NB ? N - n0 : FEW_NB;
+        const uint16_t *b[FEW_NB];   /* past N: the last row again, its sums unused */
+        for (int j = 0; j < FEW_NB; j++) b[j] = B + (n0 + (j < nn ? j : nn - 1)) * ldb;
+        for (int64_t m0 = 0; m0 < M; m0 += FEW_MB) {
+            float sum[FEW_MB][FEW_NB];
+            const float *a = ap + m0 * kp;
+            switch (M - m0 < FEW_MB ? M - m0 : FEW_MB) {   /* constant row counts: the accumulators stay in registers */
+            case 1: few_tile(1, K, kp, a, b, sum); break;
+            case 2: few_tile(2, K, kp, a, b, sum); break;
+            case 3: few_tile(3, K, kp, a, b, sum); break;
+            default: few_tile(4, K, kp, a, b, sum); break;
+            }
+            for (int64_t m = 0; m < FEW_MB && m0 + m < M; m++)
+                for (int64_t j = 0; j < nn; j++) {
+                    float *c = &C[(m0 + m) * ldc + n0 + j];
+                    *c = beta == 0.0f ? alpha * sum[m][j] : alpha * sum[m][j] + beta * *c;
+                }
+        }
+    }
+}
+static int few_rows_hw(void) {
+    static int hw = -1;
+    if (hw < 0) {
+        __builtin_cpu_init();
+        hw = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") ? 1 : 0;
+    }
+    return hw;
+}
+#else
+static void few_widen_a(float *ap, const uint16_t *a, int64_t M, int64_t K, int64_t kp) {
+    die("internal: no few-row bf16 kernel on this platform");
+}
+static void few_rows_bf16(int64_t M, int64_t N, int64_t K, int64_t kp, float alpha, const float *ap,
+                          const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    die("internal: no few-row bf16 kernel on this platform");
+}
+static int few_rows_hw(void) { return 0; }
+#endif
+
 /* ------------------------------------------------------------ the product */
 void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
@@ -517,6 +637,26 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
     if (K <= 0 || alpha == 0.0f) {   /* C = beta * C, as BLAS defines it */
         for (int64_t i = 0; i < M; i++)
             for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+        return;
+    }
+    /* a few rows against weights held in bf16 (a read-only range or a
+     * view): the few-row kernel */
+    const uint16_t *few_b = NULL;
+    if (prec == GEMM_BF16 && !ta && tb && M * ((K + 31) / 32 * 32) <= FEW_A_MAX && N * K >= GEMM_FEW_ROWS_MIN_NK &&
+        !g->no_few_rows && few_rows_hw() && (few_b = readonly_bf16(g, B, N, K, ldb))) {
+        gemm_slot *s = my_slot(g);
+        const uint16_t *pa = readonly_bf16(g, A, M, K, lda);
+        if (!pa) pa = converted(g, s, 0, A, M, K, lda, NULL);
+        else if (lda != K) {   /* the kernel reads A dense: a read-only A with a wider stride is copied */
+            uint16_t *d = slot_buf(s, 0, sizeof(uint16_t) * (size_t)(M * K));
+            for (int64_t i = 0; i < M; i++) memcpy(d + i * K, pa + i * lda, sizeof(uint16_t) * (size_t)K);
+            pa = d;
+        }
+        const int64_t kp = (K + 31) / 32 * 32;
+        float *ap = slot_buf(s, 3, sizeof(float) * (size_t)(M * kp));
+        few_widen_a(ap, pa, M, K, kp);
+        few_rows_bf16(M, N, K, kp, alpha, ap, few_b, ldb, beta, C, ldc);
+        atomic_fetch_add(&g->few_rows, 1);
         return;
     }
     /* stored shapes of A and B */

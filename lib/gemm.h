@@ -22,7 +22,14 @@
  *                   fp32 by oneDNN's matmul (AMX or AVX512-BF16 kernels where
  *                   the CPU has them). Where oneDNN has no bf16 matmul for
  *                   this CPU, the same bf16-rounded inputs go to cblas_sgemm
- *                   (identical semantics, slower).
+ *                   (identical semantics, slower). A B^T of a few rows
+ *                   of A (M K <= 4096 after rounding K up to 32) against
+ *                   at least GEMM_FEW_ROWS_MIN_NK elements of B (decoding's
+ *                   linear layers and LM head) runs instead, on any CPU
+ *                   with AVX-512 (F and BW), on gemm.c's own kernel that
+ *                   reads B once at close to the memory bandwidth: the
+ *                   same exact bf16 products and fp32 accumulation in
+ *                   another order (bf16 denormal inputs kept, not zero).
  *   GEMM_FP32_DNNL  oneDNN's fp32 matmul on the inputs as given (for the
  *                   bench; not offered on the command line).
  *
@@ -61,6 +68,10 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
  * bf16-rounded inputs on cblas_sgemm, and of those whose alpha and beta
  * gemm_run applies itself (for tests and the bench). */
 void gemm_ctx_stats(gemm_ctx *g, int64_t *primitives, int64_t *emulated, int64_t *own_scaled);
+/* Number of bf16 products run by the few-row kernel so far, and a switch
+ * that sends them to oneDNN instead (on by default; tests compare the two). */
+int64_t gemm_ctx_few_row_products(gemm_ctx *g);
+void gemm_ctx_few_rows(gemm_ctx *g, int on);
 /* oneDNN's gemm-based matmul (small shapes) scales and accumulates in a
  * scalar loop; products it would run get alpha and beta applied by
  * gemm_run in a vector loop instead. This makes every product with alpha

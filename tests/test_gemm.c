@@ -416,6 +416,111 @@ static void test_bf16_denormals(void **state) {
     free(A); free(Bm); free(C1); free(C2);
 }
 
+/* bf16 A B^T of a few rows against large weights held in bf16 (decoding)
+ * runs on gemm.c's own kernel where the CPU has AVX-512 (F and BW): within
+ * the bounds of every bf16 product, against the fp32 and the rounded
+ * inputs; within the accumulation bound of oneDNN's result for the same
+ * call (two fp32 sums of the same exact products); the same bytes with 1
+ * and 2 threads, inside a parallel region, and with B a read-only range or
+ * a bf16-only view. Which products take it: M K <= 4096 (K rounded up to
+ * 32), N K at least GEMM_FEW_ROWS_MIN_NK, A B^T only, B held in bf16 (a
+ * B converted on the call goes to oneDNN). The shapes cover K and N tails
+ * (K = 300, N = 227) and strided A and B (make pads both). */
+static int few_rows_cpu(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+}
+static void test_bf16_few_rows(void **state) {
+    (void)state;
+    const int hw = few_rows_cpu();
+    if (!hw) print_message("# no AVX-512 here: every product below must go to oneDNN\n");
+    gemm_ctx *g = gemm_ctx_new(GEMM_BF16), *d = gemm_ctx_new(GEMM_BF16);
+    gemm_ctx_few_rows(d, 0);
+    /* M, N, K, transposes (ta + 2 tb), taken by the kernel? */
+    static const struct { int64_t M, N, K; int t, few; } cases[] = {
+        {1, 256, 256, 2, 1},  {3, 256, 256, 2, 1},  {4, 256, 256, 2, 1},   {5, 256, 256, 2, 1},
+        {16, 256, 256, 2, 1}, {17, 256, 256, 2, 0}, {1, 227, 300, 2, 1},   {7, 227, 300, 2, 1},
+        {12, 227, 300, 2, 1}, {13, 227, 300, 2, 0}, {4, 127, 256, 2, 0},   {4, 256, 256, 0, 0},
+        {4, 256, 256, 3, 0},  {2, 1024, 2048, 2, 1}, {3, 1024, 2048, 2, 0}, {1, 3000, 4096, 2, 1},
+    };
+    static const float ab[][2] = {{1.0f, 0.0f}, {0.37f, 0.5f}, {-2.0f, 1.0f}};
+    double worst = 0, worst_vs_dnnl = 0;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        for (int v = 0; v < 3; v++) {
+            problem p = make(cases[c].t & 1, cases[c].t >> 1, cases[c].M, cases[c].N, cases[c].K, ab[v][0], ab[v][1]);
+            const size_t nb = (size_t)((p.tb ? p.N : p.K) * p.ldb);
+            int64_t before = gemm_ctx_few_row_products(g);
+            float *E = run(g, &p);   /* B converted on the call: oneDNN */
+            assert_int_equal(gemm_ctx_few_row_products(g), before);
+            gemm_ctx_set_readonly(g, 0, p.B, nb);
+            gemm_ctx_set_readonly(d, 0, p.B, nb);
+            float *C = run(g, &p), *D = run(d, &p);
+            int64_t taken = gemm_ctx_few_row_products(g) - before;
+            if (!cases[c].few || !hw) assert_memory_equal(C, E, sizeof(float) * (size_t)(p.M * p.ldc));
+            free(E);
+            if (taken != (hw && cases[c].few))
+                fail_msg("M=%lld N=%lld K=%lld: few-row kernel taken %lld times", (long long)p.M, (long long)p.N,
+                         (long long)p.K, (long long)taken);
+            const double K = (double)p.K;
+            check(&p, C, 0, 2 * U8 + U8 * U8 + (K + 2) * U24, NULL);
+            worst = fmax(worst, check(&p, C, 1, (K + 2) * U24, NULL));
+            /* against oneDNN: both within (K + 2) u24 S~ of the exact product of the rounded inputs */
+            for (int64_t i = 0; i < p.M; i++)
+                for (int64_t j = 0; j < p.N; j++) {
+                    double S = 0;
+                    for (int64_t k = 0; k < p.K; k++)
+                        S += fabs((double)bf16_round(a_at(&p, p.A, i, k)) * bf16_round(b_at(&p, p.B, k, j)));
+                    double c0 = p.beta == 0 ? 0 : p.C0[i * p.ldc + j];
+                    double bound = 2 * (fabs(p.alpha) * (K + 2) * U24 * S + 2 * U24 * fabs(p.beta * c0)) + 1e-30;
+                    double e = fabs((double)C[i * p.ldc + j] - D[i * p.ldc + j]);
+                    assert_true(e <= bound);
+                    worst_vs_dnnl = fmax(worst_vs_dnnl, e / bound);
+                }
+            if (hw && cases[c].few) {
+                /* thread count, a parallel region: the same bytes */
+                int nt = omp_get_max_threads();
+                omp_set_num_threads(1);
+                float *C1 = run(g, &p);
+                omp_set_num_threads(nt > 1 ? nt : 2);
+                float *C2 = run(g, &p), *C3 = NULL;
+#pragma omp parallel num_threads(2)
+#pragma omp single
+                C3 = run(g, &p);
+                omp_set_num_threads(nt);
+                assert_memory_equal(C, C1, sizeof(float) * (size_t)(p.M * p.ldc));
+                assert_memory_equal(C, C2, sizeof(float) * (size_t)(p.M * p.ldc));
+                assert_memory_equal(C, C3, sizeof(float) * (size_t)(p.M * p.ldc));
+                free(C1); free(C2); free(C3);
+            }
+            gemm_ctx_set_readonly(g, 0, NULL, 0);
+            gemm_ctx_set_readonly(d, 0, NULL, 0);
+            free(C); free(D);
+            unmake(&p);
+        }
+    /* B a bf16-only view: the same bytes as a read-only range over the
+     * same values */
+    const int64_t M = 3, N = 300, K = 520;
+    float *A = rnd(M * K), *W = rnd(N * K), *C1 = xmalloc(sizeof(float) * M * N), *C2 = xmalloc(sizeof(float) * M * N);
+    for (int64_t i = 0; i < N * K; i++) W[i] = bf16_round(W[i]);
+    uint16_t *W16 = xmalloc(sizeof(uint16_t) * N * K);
+    for (int64_t i = 0; i < N * K; i++) W16[i] = st_f32_to_bf16(W[i]);
+    gemm_ctx_set_readonly(g, 0, W, (size_t)(N * K));
+    gemm_run(g, 0, 1, M, N, K, 1.0f, A, K, W, K, 0.0f, C1, N);
+    gemm_ctx_set_readonly(g, 0, NULL, 0);
+    float *V = xmalloc(sizeof(float) * N * K);   /* stands for floats never stored */
+    for (int64_t i = 0; i < N * K; i++) V[i] = NAN;
+    gemm_ctx_add_bf16_view(g, V, (size_t)(N * K), W16);
+    gemm_run(g, 0, 1, M, N, K, 1.0f, A, K, V, K, 0.0f, C2, N);
+    assert_memory_equal(C1, C2, sizeof(float) * M * N);
+    gemm_ctx_drop_bf16_views(g, V, (size_t)(N * K));
+    print_message("few rows (%s): %lld products on the kernel; worst error / bound %.3f against the rounded "
+                  "inputs, %.3f against oneDNN's result\n", hw ? "AVX-512" : "not this CPU",
+                  (long long)gemm_ctx_few_row_products(g), worst, worst_vs_dnnl);
+    gemm_ctx_free(g);
+    gemm_ctx_free(d);
+    free(A); free(W); free(W16); free(V); free(C1); free(C2);
+}
+
 static void test_fp32_is_openblas(void **state) {
     (void)state;
     gemm_ctx *g = gemm_ctx_new(GEMM_FP32);
@@ -546,6 +651,7 @@ int main(void) {
         cmocka_unit_test(test_bf16_views),
         cmocka_unit_test(test_bf16_hold_inputs),
         cmocka_unit_test(test_bf16_denormals),
+        cmocka_unit_test(test_bf16_few_rows),
         cmocka_unit_test(test_fp32_is_openblas),
         cmocka_unit_test(test_fp32_onednn),
         cmocka_unit_test(test_fp32_few_rows),
