@@ -246,7 +246,7 @@ int main(int argc, char **argv) {
     c->s = evsum_new();
     if (o.model) {
         gemm_set_precision(cli_precision(o.precision));
-        c->m = model_dir_open_forward(o.model, &c->tok, &c->tpl);   /* bf16: weights held once in bf16 */
+        c->m = model_dir_open_decode(o.model, &c->tok, &c->tpl);   /* bf16: weights held once in bf16 */
     }
     rec_writer *pw = root && o.preds ? rec_create(o.preds) : NULL;
     wdl_progress bar;

@@ -15,8 +15,9 @@
  * fit the vocabulary) and its prompt template. Dies naming dir when any
  * part is missing or bad. */
 wdl_model *model_dir_open(const char *dir, wdl_tokenizer **tok, wdl_template *tpl);
-/* The same with model_load_forward (wdl-score, wdl-eval). */
+/* The same with model_load_forward (wdl-score) and model_load_decode (wdl-eval). */
 wdl_model *model_dir_open_forward(const char *dir, wdl_tokenizer **tok, wdl_template *tpl);
+wdl_model *model_dir_open_decode(const char *dir, wdl_tokenizer **tok, wdl_template *tpl);
 
 /* A model directory: config, weights (BF16 when bf16) and the tokenizer of
  * the model directory src_dir. */

@@ -401,8 +401,7 @@ void gemm_ctx_set_readonly(gemm_ctx *g, int which, const float *base, size_t n) 
     g->ro[which].n = n;
 }
 
-void gemm_ctx_add_bf16_view(gemm_ctx *g, const float *base, size_t n, const uint16_t *bf16) {
-    if (g->prec != GEMM_BF16) die("internal: a bf16 view needs bf16 products");
+static void view_insert(gemm_ctx *g, const float *base, size_t n, const uint16_t *bf16) {
     if (g->nviews == g->capviews) {
         g->capviews = g->capviews ? 2 * g->capviews : 64;
         g->views = xrealloc(g->views, sizeof *g->views * g->capviews);
@@ -410,6 +409,16 @@ void gemm_ctx_add_bf16_view(gemm_ctx *g, const float *base, size_t n, const uint
     size_t i = g->nviews++;
     for (; i > 0 && g->views[i - 1].base > base; i--) g->views[i] = g->views[i - 1];
     g->views[i] = (struct gemm_view){base, n, bf16};
+}
+void gemm_ctx_add_bf16_view(gemm_ctx *g, const float *base, size_t n, const uint16_t *bf16) {
+    if (g->prec != GEMM_BF16) die("internal: a bf16 view needs bf16 products");
+    view_insert(g, base, n, bf16);
+}
+/* An fp32 context's table holds shadows only: its products read the
+ * floats, except the few-row kernel's, which reads the bf16 values. */
+void gemm_ctx_add_bf16_shadow(gemm_ctx *g, const float *base, size_t n, const uint16_t *bf16) {
+    if (g->prec != GEMM_FP32) die("internal: a bf16 shadow is for fp32 products");
+    view_insert(g, base, n, bf16);
 }
 
 void gemm_ctx_drop_bf16_views(gemm_ctx *g, const float *base, size_t n) {
@@ -545,6 +554,22 @@ static void few_widen_a(float *ap, const uint16_t *a, int64_t M, int64_t K, int6
         }
 }
 
+/* The same order from fp32 rows (stride lda), unrounded: the fp32 path. */
+__attribute__((target("avx512f,avx512bw")))
+static void few_permute_a(float *ap, const float *a, int64_t lda, int64_t M, int64_t K, int64_t kp) {
+    const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const __m512i hi = _mm512_setr_epi32(4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t k = 0; k < kp; k += 32) {
+            int64_t r = K - k;   /* elements left in this block */
+            __mmask16 t0 = r >= 16 ? 0xffff : (__mmask16)((1u << r) - 1);
+            __mmask16 t1 = r >= 32 ? 0xffff : r <= 16 ? 0 : (__mmask16)((1u << (r - 16)) - 1);
+            __m512 x0 = _mm512_maskz_loadu_ps(t0, a + m * lda + k), x1 = _mm512_maskz_loadu_ps(t1, a + m * lda + k + 16);
+            _mm512_storeu_ps(ap + m * kp + k, _mm512_permutex2var_ps(x0, lo, x1));
+            _mm512_storeu_ps(ap + m * kp + k + 16, _mm512_permutex2var_ps(x0, hi, x1));
+        }
+}
+
 __attribute__((target("avx512f,avx512bw"), always_inline))
 static inline void few_tile(const int mb, int64_t K, int64_t kp, const float *ap, const uint16_t *const b[FEW_NB],
                             float sum[FEW_MB][FEW_NB]) {
@@ -612,6 +637,9 @@ static int few_rows_hw(void) {
 static void few_widen_a(float *ap, const uint16_t *a, int64_t M, int64_t K, int64_t kp) {
     die("internal: no few-row bf16 kernel on this platform");
 }
+static void few_permute_a(float *ap, const float *a, int64_t lda, int64_t M, int64_t K, int64_t kp) {
+    die("internal: no few-row bf16 kernel on this platform");
+}
 static void few_rows_bf16(int64_t M, int64_t N, int64_t K, int64_t kp, float alpha, const float *ap,
                           const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     die("internal: no few-row bf16 kernel on this platform");
@@ -619,12 +647,43 @@ static void few_rows_bf16(int64_t M, int64_t N, int64_t K, int64_t kp, float alp
 static int few_rows_hw(void) { return 0; }
 #endif
 
+/* The few-row kernel, if this product is one for it: A B^T of a few rows
+ * (A's widened rows fit in L1) against large weights held in bf16 (bf16:
+ * a read-only range or a view; fp32: a shadow). Returns whether it ran. */
+static int few_rows_try(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                        int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    const int64_t kp = (K + 31) / 32 * 32;
+    if (ta || !tb || M <= 0 || M > GEMM_FEW_ROWS || M * kp > FEW_A_MAX || N * K < GEMM_FEW_ROWS_MIN_NK || g->no_few_rows ||
+        (g->prec != GEMM_BF16 && g->prec != GEMM_FP32) || !few_rows_hw())
+        return 0;
+    const uint16_t *b16 = readonly_bf16(g, B, N, K, ldb);   /* in fp32 contexts only shadows are there */
+    if (!b16) return 0;
+    gemm_slot *s = my_slot(g);
+    float *ap = slot_buf(s, 3, sizeof(float) * (size_t)(M * kp));
+    if (g->prec == GEMM_FP32)
+        few_permute_a(ap, A, lda, M, K, kp);
+    else {
+        const uint16_t *a16 = readonly_bf16(g, A, M, K, lda);
+        if (!a16) a16 = converted(g, s, 0, A, M, K, lda, NULL);
+        else if (lda != K) {   /* widening reads A dense: a read-only A with a wider stride is copied */
+            uint16_t *d = slot_buf(s, 0, sizeof(uint16_t) * (size_t)(M * K));
+            for (int64_t i = 0; i < M; i++) memcpy(d + i * K, a16 + i * lda, sizeof(uint16_t) * (size_t)K);
+            a16 = d;
+        }
+        few_widen_a(ap, a16, M, K, kp);
+    }
+    few_rows_bf16(M, N, K, kp, alpha, ap, b16, ldb, beta, C, ldc);
+    atomic_fetch_add(&g->few_rows, 1);
+    return 1;
+}
+
 /* ------------------------------------------------------------ the product */
 void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     /* the precision this product runs in: fp32 products of a few rows
      * against a large operand go to oneDNN (see gemm.h) */
     gemm_precision prec = g->prec;
+    if (few_rows_try(g, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
     if (prec == GEMM_FP32) {
         if (!(M <= GEMM_FEW_ROWS && N * K >= GEMM_FEW_ROWS_MIN_NK)) {
             cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K,
@@ -637,26 +696,6 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
     if (K <= 0 || alpha == 0.0f) {   /* C = beta * C, as BLAS defines it */
         for (int64_t i = 0; i < M; i++)
             for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
-        return;
-    }
-    /* a few rows against weights held in bf16 (a read-only range or a
-     * view): the few-row kernel */
-    const uint16_t *few_b = NULL;
-    if (prec == GEMM_BF16 && !ta && tb && M * ((K + 31) / 32 * 32) <= FEW_A_MAX && N * K >= GEMM_FEW_ROWS_MIN_NK &&
-        !g->no_few_rows && few_rows_hw() && (few_b = readonly_bf16(g, B, N, K, ldb))) {
-        gemm_slot *s = my_slot(g);
-        const uint16_t *pa = readonly_bf16(g, A, M, K, lda);
-        if (!pa) pa = converted(g, s, 0, A, M, K, lda, NULL);
-        else if (lda != K) {   /* the kernel reads A dense: a read-only A with a wider stride is copied */
-            uint16_t *d = slot_buf(s, 0, sizeof(uint16_t) * (size_t)(M * K));
-            for (int64_t i = 0; i < M; i++) memcpy(d + i * K, pa + i * lda, sizeof(uint16_t) * (size_t)K);
-            pa = d;
-        }
-        const int64_t kp = (K + 31) / 32 * 32;
-        float *ap = slot_buf(s, 3, sizeof(float) * (size_t)(M * kp));
-        few_widen_a(ap, pa, M, K, kp);
-        few_rows_bf16(M, N, K, kp, alpha, ap, few_b, ldb, beta, C, ldc);
-        atomic_fetch_add(&g->few_rows, 1);
         return;
     }
     /* stored shapes of A and B */

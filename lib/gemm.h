@@ -10,7 +10,8 @@
  * Precisions:
  *   GEMM_FP32       OpenBLAS cblas_sgemm, bit for bit, except a product of
  *                   at most GEMM_FEW_ROWS rows of A against at least
- *                   GEMM_FEW_ROWS_MIN_NK elements of B, which runs as
+ *                   GEMM_FEW_ROWS_MIN_NK elements of B, which runs on the
+ *                   few-row kernel (below) where it qualifies, else as
  *                   GEMM_FP32_DNNL: OpenBLAS copies (packs) all of B on
  *                   every call, which for the few rows of decoding costs
  *                   more than the product (measured: greedy decoding of
@@ -22,14 +23,17 @@
  *                   fp32 by oneDNN's matmul (AMX or AVX512-BF16 kernels where
  *                   the CPU has them). Where oneDNN has no bf16 matmul for
  *                   this CPU, the same bf16-rounded inputs go to cblas_sgemm
- *                   (identical semantics, slower). A B^T of a few rows
- *                   of A (M K <= 4096 after rounding K up to 32) against
- *                   at least GEMM_FEW_ROWS_MIN_NK elements of B (decoding's
- *                   linear layers and LM head) runs instead, on any CPU
- *                   with AVX-512 (F and BW), on gemm.c's own kernel that
- *                   reads B once at close to the memory bandwidth: the
- *                   same exact bf16 products and fp32 accumulation in
- *                   another order (bf16 denormal inputs kept, not zero).
+ *                   (identical semantics, slower).
+ *   The few-row kernel: A B^T of at most GEMM_FEW_ROWS rows of A, with
+ *                   M K <= 4096 (K rounded up to 32), against at least
+ *                   GEMM_FEW_ROWS_MIN_NK elements of B held in bf16 (in
+ *                   bf16 a read-only range or a view, in fp32 a shadow):
+ *                   decoding's linear layers and LM head. On any CPU with
+ *                   AVX-512 (F and BW) these run on gemm.c's own kernel,
+ *                   which reads B once at close to the memory bandwidth:
+ *                   exact products of the same values, accumulated in fp32
+ *                   in another order (in bf16, denormal inputs are kept,
+ *                   not zeroed as AMX does).
  *   GEMM_FP32_DNNL  oneDNN's fp32 matmul on the inputs as given (for the
  *                   bench; not offered on the command line).
  *
@@ -98,7 +102,14 @@ void gemm_ctx_set_readonly(gemm_ctx *g, int which, const float *base, size_t n);
  * before the read-only ranges when both cover an operand. Not with fp32:
  * the fp32 path would read the floats at base. */
 void gemm_ctx_add_bf16_view(gemm_ctx *g, const float *base, size_t n, const uint16_t *bf16);
-/* Forget the views of floats inside [base, base + n). */
+/* With GEMM_FP32: the n floats at base hold exactly the values bf16[0..n)
+ * (a model read from a BF16 checkpoint for decoding) and neither changes
+ * until the range is dropped (gemm_ctx_drop_bf16_views). Products of the
+ * few-row kernel (see GEMM_BF16) whose B lies inside read the bf16 values
+ * instead of the floats, half the bytes: fp32 A (not rounded), the same
+ * weights exactly, fp32 FMAs, so the fp32 product in another order. */
+void gemm_ctx_add_bf16_shadow(gemm_ctx *g, const float *base, size_t n, const uint16_t *bf16);
+/* Forget the views (or shadows) of floats inside [base, base + n). */
 void gemm_ctx_drop_bf16_views(gemm_ctx *g, const float *base, size_t n);
 /* Holding inputs (bf16; a no-op in fp32): between gemm_ctx_hold_inputs(g, 1)
  * and gemm_ctx_hold_inputs(g, 0) the calling thread promises that a matrix,

@@ -406,17 +406,32 @@ static void view_one(void *p, const char *name, int nd, const int64_t *shape, si
     x->n++;
 }
 
-static wdl_model *load_as(const char *dir, int bf16_only) {
+/* Matrices read into params as usual and kept mapped as their shadows. */
+static void shadow_one(void *p, const char *name, int nd, const int64_t *shape, size_t off) {
+    io_ctx *x = p;
+    load_one(p, name, nd, shape, off);
+    if (nd != 2) return;
+    const st_info *t = st_expect(x->st, name, nd, shape);
+    gemm_ctx_add_bf16_shadow(gemm_default(), x->m->params + off, (size_t)t->nelem, st_raw(x->st, t));
+}
+
+/* how: LOAD_PLAIN, LOAD_BF16_ONLY (views where all matrices are BF16) or
+ * LOAD_SHADOWED (fp32 params, and shadows where all matrices are BF16) */
+enum { LOAD_PLAIN, LOAD_BF16_ONLY, LOAD_SHADOWED };
+static wdl_model *load_as(const char *dir, int how) {
     wdl_config cfg;
     config_load(dir, &cfg);
-    wdl_model *m = model_alloc(&cfg, bf16_only);
+    wdl_model *m = model_alloc(&cfg, how == LOAD_BF16_ONLY);
     st_model *st = st_open(dir);
     io_ctx x = {m, st, .all_bf16 = 1};
-    if (bf16_only) model_each_tensor(m, check_bf16, &x);
-    if (bf16_only && x.all_bf16) {
+    if (how != LOAD_PLAIN) model_each_tensor(m, check_bf16, &x);
+    if (how == LOAD_BF16_ONLY && x.all_bf16) {
         model_each_tensor(m, view_one, &x);
         m->view_st = st;
         m->embed16 = st_raw(st, st_find(st, kind_names[W_EMBED]));
+    } else if (how == LOAD_SHADOWED && x.all_bf16) {
+        model_each_tensor(m, shadow_one, &x);
+        m->view_st = st;
     } else
         model_each_tensor(m, load_one, &x);
     /* every tensor in the file must be one we read (a tied model may carry a
@@ -438,14 +453,19 @@ static wdl_model *load_as(const char *dir, int bf16_only) {
     return m;
 }
 
-wdl_model *model_load(const char *dir) { return load_as(dir, 0); }
+wdl_model *model_load(const char *dir) { return load_as(dir, LOAD_PLAIN); }
 
 wdl_model *model_load_forward(const char *dir) {
     gemm_ctx *g = gemm_default();
     if (gemm_ctx_precision(g) != GEMM_BF16) return model_load(dir);
-    wdl_model *m = load_as(dir, 1);
+    wdl_model *m = load_as(dir, LOAD_BF16_ONLY);
     if (!m->view_st) gemm_ctx_set_readonly(g, 0, m->params, m->nparams);
     return m;
+}
+
+wdl_model *model_load_decode(const char *dir) {
+    if (gemm_ctx_precision(gemm_default()) != GEMM_FP32) return model_load_forward(dir);
+    return load_as(dir, LOAD_SHADOWED);
 }
 
 static void save_one(void *p, const char *name, int nd, const int64_t *shape, size_t off) {

@@ -40,8 +40,8 @@ typedef struct {
     int layered[W_KINDS];
     float *params, *grads, *m, *v;  /* grads/m/v allocated on demand */
     size_t params_mapped;           /* bytes, when params are lazily mapped pages (model_load_forward) */
-    void *view_st;                  /* the open checkpoint whose BF16 matrices stand in for params */
-    const uint16_t *embed16;        /* then: the embedding rows in bf16 */
+    void *view_st;                  /* the open checkpoint whose BF16 matrices stand in for params (bf16 views) or shadow them (fp32 decoding) */
+    const uint16_t *embed16;        /* with bf16 views: the embedding rows in bf16 */
     float *P[W_KINDS], *G[W_KINDS];
     /* activations */
     int64_t Bmax, Tmax;             /* capacity: Bmax*Tmax positions, sequences of <= Tmax */
@@ -111,6 +111,13 @@ wdl_model *model_load(const char *dir);
  * for) or converted once from the fp32 load (gemm_ctx_set_readonly). Same
  * values either way. Such a model must not be trained or written. */
 wdl_model *model_load_forward(const char *dir);
+/* For greedy decoding: model_load_forward, and in fp32, when every matrix
+ * is BF16 on disk, the checkpoint also stays mapped and each matrix's
+ * floats get its BF16 values as a gemm shadow (gemm_ctx_add_bf16_shadow):
+ * decoding's few-row products then read half the bytes, same values. Not
+ * for scoring, whose products have many rows: the mapped file would only
+ * add its size to the resident memory. */
+wdl_model *model_load_decode(const char *dir);
 /* Embedding rows of ids into out [N, H] (from the bf16 rows when held so). */
 void model_embed(const wdl_model *m, float *out, const int32_t *ids, int64_t N);
 /* Write config.json + model.safetensors into an existing directory. bf16:

@@ -521,6 +521,55 @@ static void test_bf16_few_rows(void **state) {
     free(A); free(W); free(W16); free(V); free(C1); free(C2);
 }
 
+/* fp32 A B^T of a few rows against B with a bf16 shadow (B's floats are
+ * bf16 values): the few-row kernel reads the shadow, within the fp32
+ * accumulation bound of the exact product of A (unrounded) and B; the same
+ * bytes with 1 and 2 threads. Without the shadow, or with more rows, it is
+ * the fp32 path as before (oneDNN's, then OpenBLAS's bytes). */
+static void test_fp32_few_rows_shadow(void **state) {
+    (void)state;
+    const int hw = few_rows_cpu();
+    gemm_ctx *g = gemm_ctx_new(GEMM_FP32), *d = gemm_ctx_new(GEMM_FP32_DNNL);
+    static const struct { int64_t M, N, K; int few; } cases[] = {
+        {1, 256, 256, 1}, {4, 227, 300, 1}, {13, 227, 300, 0}, {16, 256, 256, 1}, {17, 256, 256, 0}, {2, 1024, 2048, 1},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        problem p = make(0, 1, cases[c].M, cases[c].N, cases[c].K, 0.37f, 0.5f);
+        const size_t nb = (size_t)(p.N * p.ldb);
+        uint16_t *b16 = xmalloc(sizeof(uint16_t) * nb);
+        for (size_t i = 0; i < nb; i++) {
+            b16[i] = st_f32_to_bf16(p.B[i]);
+            p.B[i] = st_bf16_to_f32(b16[i]);
+        }
+        float *E = run(g, &p);   /* no shadow yet */
+        int64_t before = gemm_ctx_few_row_products(g);
+        gemm_ctx_add_bf16_shadow(g, p.B, nb, b16);
+        float *C = run(g, &p);
+        int64_t taken = gemm_ctx_few_row_products(g) - before;
+        assert_int_equal(taken, hw && cases[c].few);
+        check(&p, C, 0, (p.K + 2) * U24, NULL);
+        float *D = run(d, &p);
+        if (taken) {
+            assert_memory_equal(E, D, sizeof(float) * (size_t)(p.M * p.ldc));   /* before: oneDNN's bytes */
+            int nt = omp_get_max_threads();
+            omp_set_num_threads(1);
+            float *C1 = run(g, &p);
+            omp_set_num_threads(nt > 1 ? nt : 2);
+            float *C2 = run(g, &p);
+            omp_set_num_threads(nt);
+            assert_memory_equal(C, C1, sizeof(float) * (size_t)(p.M * p.ldc));
+            assert_memory_equal(C, C2, sizeof(float) * (size_t)(p.M * p.ldc));
+            free(C1); free(C2);
+        } else
+            assert_memory_equal(C, E, sizeof(float) * (size_t)(p.M * p.ldc));
+        gemm_ctx_drop_bf16_views(g, p.B, nb);
+        free(C); free(D); free(E); free(b16);
+        unmake(&p);
+    }
+    gemm_ctx_free(g);
+    gemm_ctx_free(d);
+}
+
 static void test_fp32_is_openblas(void **state) {
     (void)state;
     gemm_ctx *g = gemm_ctx_new(GEMM_FP32);
@@ -655,6 +704,7 @@ int main(void) {
         cmocka_unit_test(test_fp32_is_openblas),
         cmocka_unit_test(test_fp32_onednn),
         cmocka_unit_test(test_fp32_few_rows),
+        cmocka_unit_test(test_fp32_few_rows_shadow),
         cmocka_unit_test(test_degenerate),
         cmocka_unit_test(test_parse),
     };

@@ -704,6 +704,89 @@ static void test_forward_bf16_weights(void **st) {
     free(h0); free(z0); free(d0); free(h1); free(z1); free(d1);
 }
 
+/* model_load_decode: in fp32, a checkpoint with BF16 matrices keeps them
+ * mapped as shadows of the fp32 weights, and decoding's few-row products
+ * read them (the few-row kernel, where the CPU has AVX-512): the same fp32
+ * weights bytes as model_load, and prefill plus decoding steps within
+ * 1e-5 of its logits (the bound of decoding against the full forward),
+ * for one sequence and three. F32 on disk: no shadows. In bf16 it is
+ * model_load_forward. A model wide enough for the kernel (products of at
+ * least 65,536 weights: hidden 256, ffn 512), written BF16. */
+enum { DEC_PROMPT = 7, DEC_STEPS = 5 };
+/* nb prompts prefilled, then DEC_STEPS steps: their logits, [steps][nb][V] */
+static float *decode_run(wdl_model *m, int64_t nb) {
+    const int64_t V = m->cfg.vocab;
+    float *out = xmalloc(sizeof(float) * (size_t)(DEC_STEPS * nb * V));
+    gen_state g;
+    gen_init(&g, m, nb, DEC_PROMPT + DEC_STEPS);
+    int32_t ids[DEC_PROMPT], tok[3];
+    uint8_t on[3] = {1, 1, 1};
+    for (int64_t s = 0; s < nb; s++) {
+        for (int i = 0; i < DEC_PROMPT; i++) ids[i] = (int32_t)((i * 37 + 11 * s + 5) % V);
+        gen_prefill(&g, (int)s, ids, DEC_PROMPT);
+    }
+    for (int64_t t = 0; t < DEC_STEPS; t++) {
+        for (int64_t s = 0; s < nb; s++) tok[s] = (int32_t)((t * 13 + s * 7 + 1) % V);
+        gen_step(&g, tok, on);
+        memcpy(out + t * nb * V, g.logits, sizeof(float) * (size_t)(nb * V));
+    }
+    gen_free(&g);
+    return out;
+}
+static void test_decode_fp32_shadows(void **st) {
+    wdl_config c;
+    config_preset("nano", &c);
+    c.hidden = 256; c.inter = 512; c.heads = 4; c.kv_heads = 2; c.head_dim = 64; c.layers = 2;
+    assert_true(c.vocab * c.hidden >= GEMM_FEW_ROWS_MIN_NK);
+    wdl_model *m = model_new(&c);
+    model_init_random(m, 11, 0.05);
+    char dir[] = "/tmp/wdl-shadow-XXXXXX", d16[64], d32[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(d16, sizeof d16, "%s/bf16", dir);
+    snprintf(d32, sizeof d32, "%s/f32", dir);
+    wdl_mkdirs(d16);
+    wdl_mkdirs(d32);
+    model_write_dir(m, d16, 1);
+    model_write_dir(m, d32, 0);
+    model_free(m);
+    gemm_set_precision(GEMM_FP32);
+    wdl_model *ref = model_load(d16), *dec = model_load_decode(d16);
+    assert_null(ref->view_st);
+    assert_non_null(dec->view_st);
+    assert_memory_equal(ref->params, dec->params, sizeof(float) * ref->nparams);
+    __builtin_cpu_init();
+    int hw = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+    for (int64_t nb = 1; nb <= 3; nb += 2) {
+        int64_t f0 = gemm_ctx_few_row_products(gemm_default());
+        float *z0 = decode_run(ref, nb);
+        int64_t f1 = gemm_ctx_few_row_products(gemm_default());
+        float *z1 = decode_run(dec, nb);
+        int64_t f2 = gemm_ctx_few_row_products(gemm_default());
+        double worst = 0;
+        for (int64_t i = 0; i < DEC_STEPS * nb * c.vocab; i++) worst = fmax(worst, fabs((double)z1[i] - z0[i]));
+        print_message("# fp32 decoding of %lld sequence(s) with shadowed weights: %lld products on the few-row "
+                      "kernel, logits within %.2e of model_load's\n", (long long)nb, (long long)(f2 - f1), worst);
+        expect("fp32 decoding, shadowed weights vs model_load (abs)", worst, 1e-5);
+        assert_int_equal(f1, f0);   /* no shadows, no kernel */
+        /* per step and per prompt's prefill (7 rows): q, o, gate, up and
+         * down in each layer, and the head (k and v, 128 x 256, are too small) */
+        assert_int_equal(f2 - f1, hw ? (DEC_STEPS + nb) * (5 * c.layers + 1) : 0);
+        free(z0); free(z1);
+    }
+    model_free(dec);
+    dec = model_load_decode(d32);   /* F32 on disk */
+    assert_null(dec->view_st);
+    model_free(dec);
+    model_free(ref);
+    gemm_set_precision(GEMM_BF16);   /* bf16: model_load_forward's views */
+    dec = model_load_decode(d16);
+    assert_non_null(dec->view_st);
+    assert_non_null(dec->embed16);
+    model_free(dec);
+    gemm_set_precision(GEMM_FP32);
+    wdl_rmtree(dir);
+}
+
 static int precision_fp32(void **st) {   /* teardown: later tests run in fp32 even if this one failed */
     gemm_set_precision(GEMM_FP32);
     return 0;
@@ -714,6 +797,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_untied), cmocka_unit_test(test_tied), cmocka_unit_test(test_mixed),
         cmocka_unit_test(test_generation_matches_forward),
+        cmocka_unit_test_teardown(test_decode_fp32_shadows, precision_fp32),
         cmocka_unit_test(test_prefill_many),
         cmocka_unit_test(test_stream_forward),
         cmocka_unit_test(test_packed_forward),
