@@ -19,6 +19,9 @@
  * primitive created for the call and destroyed after it, so memory stays
  * bounded while every shape still runs. */
 #define GEMM_MAX_CACHED 4096
+/* Row counts are split (see gemm_run) only for products with fewer
+ * columns than this: a linear layer, not a head over the vocabulary. */
+#define GEMM_SPLIT_MAX_N 32768
 
 /* What a created primitive depends on. Zeroed before filling (it is hashed
  * and compared as bytes, padding included). alpha/beta are held as bits. */
@@ -63,6 +66,7 @@ struct gemm_ctx {
     int64_t emulated, own_scaled;
     atomic_llong few_rows;      /* products run by few_rows_bf16 */
     int no_few_rows;            /* gemm_ctx_few_rows(g, 0) (tests) */
+    int native;                 /* gemm_bf16_native() */
     int always_own_scale;       /* gemm_ctx_always_own_scale (tests) */
     int software_conversion;    /* gemm_ctx_software_conversion (tests) */
     gemm_slot *slot[GEMM_MAX_THREADS];
@@ -84,6 +88,7 @@ gemm_ctx *gemm_ctx_new(gemm_precision p) {
     gemm_ctx *g = xcalloc(1, sizeof *g);
     g->prec = p;
     g->max_cached = GEMM_MAX_CACHED;
+    g->native = gemm_bf16_native();
     pthread_mutex_init(&g->lock, NULL);
     /* fp32 contexts need oneDNN too, for their few-row products */
     DNNL_CHECK(dnnl_engine_create(&g->eng, dnnl_cpu, 0), "engine creation");
@@ -700,6 +705,23 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
     }
     /* stored shapes of A and B */
     int64_t ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+    /* oneDNN 2.6's AMX matmul takes up to 15x as long for some row counts
+     * that are not a multiple of 16: on the Qwen3-0.6B shapes (3072 x 1024
+     * weights, 2 threads) 59, 61, 147, 153, 159 and 171 rows took 5-16 ms,
+     * where 48, 64 or 160 rows take 1-2 ms; 250, 333 and 777 rows ran
+     * 1.3-1.7x faster split; no count below 48 was slow. Products of 48
+     * rows or more against a linear layer's weights (held in bf16, at
+     * least GEMM_FEW_ROWS_MIN_NK of them) run their rows in two parts: the
+     * largest multiple of 16, then the rest. Not the head (N the
+     * vocabulary): a second pass over its B (311 MB in that shape) cost
+     * more than it saved; nor decoding's few rows, bound by reading B. */
+    if (prec == GEMM_BF16 && M >= 48 && M % 16 && N < GEMM_SPLIT_MAX_N && N * K >= GEMM_FEW_ROWS_MIN_NK &&
+        g->native && readonly_bf16(g, B, br, bc, ldb)) {
+        const int64_t m16 = M / 16 * 16;
+        gemm_run(g, ta, tb, m16, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        gemm_run(g, ta, tb, M - m16, N, K, alpha, ta ? A + m16 : A + m16 * lda, lda, B, ldb, beta, C + m16 * ldc, ldc);
+        return;
+    }
     gemm_key k;
     memset(&k, 0, sizeof k);
     k.prec = prec;

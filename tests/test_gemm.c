@@ -439,7 +439,7 @@ static void test_bf16_few_rows(void **state) {
     /* M, N, K, transposes (ta + 2 tb), taken by the kernel? */
     static const struct { int64_t M, N, K; int t, few; } cases[] = {
         {1, 256, 256, 2, 1},  {3, 256, 256, 2, 1},  {4, 256, 256, 2, 1},   {5, 256, 256, 2, 1},
-        {16, 256, 256, 2, 1}, {17, 256, 256, 2, 0}, {1, 227, 300, 2, 1},   {7, 227, 300, 2, 1},
+        {16, 256, 256, 2, 1}, {32, 256, 256, 2, 0}, {1, 227, 300, 2, 1},   {7, 227, 300, 2, 1},
         {12, 227, 300, 2, 1}, {13, 227, 300, 2, 0}, {4, 127, 256, 2, 0},   {4, 256, 256, 0, 0},
         {4, 256, 256, 3, 0},  {2, 1024, 2048, 2, 1}, {3, 1024, 2048, 2, 0}, {1, 3000, 4096, 2, 1},
     };
@@ -568,6 +568,39 @@ static void test_fp32_few_rows_shadow(void **state) {
     }
     gemm_ctx_free(g);
     gemm_ctx_free(d);
+}
+
+/* bf16 products against weights held in bf16 with 48 rows or more, not
+ * a multiple of 16, run as two products (gemm.c: oneDNN is up to
+ * 15x slower on some such counts): a 59-row product makes the primitives
+ * of 48 and 11 rows and gives their bytes, within the bound; with N at
+ * the split limit (a head), weights converted on the call or fewer than
+ * GEMM_FEW_ROWS_MIN_NK of them, it is one product as before. */
+static void test_bf16_row_split(void **state) {
+    (void)state;
+    if (!gemm_bf16_native()) { print_message("# skipped: no native bf16 (oneDNN ISA %s)\n", gemm_dnnl_isa()); return; }
+    const int64_t M = 59;
+    for (int c = 0; c < 4; c++) {   /* linear layer, head, weights not held, small weights */
+        gemm_ctx *g = gemm_ctx_new(GEMM_BF16);
+        gemm_ctx_few_rows(g, 0);   /* the 11 rows to oneDNN too */
+        /* at least GEMM_FEW_ROWS_MIN_NK weights except in case 3; the head's N is gemm.c's limit */
+        const int64_t N = c == 1 ? 32768 : 72, K = c == 1 ? 2 : c == 3 ? 96 : 1024;
+        problem p = make(0, 1, M, N, K, 1.0f, 0.0f);
+        const size_t nb = (size_t)(p.N * p.ldb);
+        if (c < 2) gemm_ctx_set_readonly(g, 0, p.B, nb);
+        float *C = run(g, &p), *D = xmalloc(sizeof(float) * (size_t)(M * p.ldc));
+        int64_t prims, emul;
+        gemm_ctx_stats(g, &prims, &emul, NULL);
+        assert_int_equal(prims, c == 0 ? 2 : 1);
+        memcpy(D, p.C0, sizeof(float) * (size_t)(M * p.ldc));
+        gemm_run(g, 0, 1, 48, N, K, 1.0f, p.A, p.lda, p.B, p.ldb, 0.0f, D, p.ldc);
+        gemm_run(g, 0, 1, 11, N, K, 1.0f, p.A + 48 * p.lda, p.lda, p.B, p.ldb, 0.0f, D + 48 * p.ldc, p.ldc);
+        check(&p, C, 1, (K + 2) * U24, NULL);
+        if (c == 0) assert_memory_equal(C, D, sizeof(float) * (size_t)(M * p.ldc));
+        free(C); free(D);
+        unmake(&p);
+        gemm_ctx_free(g);
+    }
 }
 
 static void test_fp32_is_openblas(void **state) {
@@ -701,6 +734,7 @@ int main(void) {
         cmocka_unit_test(test_bf16_hold_inputs),
         cmocka_unit_test(test_bf16_denormals),
         cmocka_unit_test(test_bf16_few_rows),
+        cmocka_unit_test(test_bf16_row_split),
         cmocka_unit_test(test_fp32_is_openblas),
         cmocka_unit_test(test_fp32_onednn),
         cmocka_unit_test(test_fp32_few_rows),
