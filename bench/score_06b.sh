@@ -9,8 +9,9 @@
 # (batch 16) in fp32 and bf16 under /usr/bin/time (peak RSS, wall incl.
 # loading); transformers' forward on the same token sequences (the ids come
 # from wdl-tok on the plain template's text, plus the end token), fp32 and
-# bf16; greedy decoding of GEN_NEW (32) tokens for GEN_N (4) prompts:
-# wdl-eval -m --max-new vs model.generate, fp32 and bf16 each. THREADS (2) threads everywhere.
+# bf16; greedy decoding of GEN_NEW (32) tokens for GEN_N (4) prompts, and
+# for the first of them alone: wdl-eval -m --max-new vs model.generate,
+# fp32 and bf16 each. THREADS (2) threads everywhere.
 # Slow on 2 cores (several minutes). Prints JSON lines and a summary.
 set -eu
 cd "$(dirname "$0")/.."
@@ -45,11 +46,13 @@ if [ -f "$TOKJ" ]; then tok=$TOKJ; else tok=byte; GEN_N=0; fi
 [ -d "$D/m" ] || wdl-init --config "$D/config.json" --tokenizer "$tok" --template plain --bf16 --seed 1 -o "$D/m" -q
 wdl-data gen --task mix --n "$N" --seed 1 --split test --difficulty 4 > "$D/recs.jsonl"
 head -n "$GEN_N" "$D/recs.jsonl" > "$D/gen.jsonl"
+head -n 1 "$D/gen.jsonl" > "$D/gen1.jsonl"   # one prompt alone: decoding at batch 1
 # the sequences the programs feed the model (plain template + end token)
 jq -c '{text: ("Question: " + .prompt + "\nAnswer: " + .completion)}' "$D/recs.jsonl" |
   wdl-tok -t "$D/m" encode | jq -c '.ids + [151643]' > "$D/ids.jsonl"
 jq -c '{text: ("Question: " + .prompt + "\nAnswer: ")}' "$D/gen.jsonl" |
   wdl-tok -t "$D/m" encode | jq -c '.ids' > "$D/gen_ids.jsonl"
+head -n 1 "$D/gen_ids.jsonl" > "$D/gen1_ids.jsonl"
 tokens=$(jq -s 'map(length) | add' "$D/ids.jsonl")
 echo "# scoring: $N records, $tokens tokens; decoding: $GEN_N prompts x $GEN_NEW new tokens"
 
@@ -68,12 +71,16 @@ done
 for p in $( [ "$GEN_N" -gt 0 ] && echo fp32 bf16); do
   timed "gen_$p" generate "$((GEN_N * GEN_NEW))" wdl-eval -m "$D/m" --max-new "$GEN_NEW" --threads "$TH" --precision "$p" \
     --preds "$D/preds_$p.jsonl" "$D/gen.jsonl"
+  timed "gen1_$p" generate1 "$GEN_NEW" wdl-eval -m "$D/m" --max-new "$GEN_NEW" --threads "$TH" --precision "$p" \
+    --preds "$D/preds1_$p.jsonl" "$D/gen1.jsonl"
 done
 
 if [ -x "$PY" ] && "$PY" -c 'import transformers' 2>/dev/null; then
   for p in fp32 bf16; do "$PY" bench/hf_06b.py score "$D/m" "$D/ids.jsonl" --dtype "$p" --threads "$TH" | tee -a "$out"; done
   for p in $( [ "$GEN_N" -gt 0 ] && echo fp32 bf16); do
     "$PY" bench/hf_06b.py generate "$D/m" "$D/gen_ids.jsonl" --dtype "$p" --threads "$TH" --max-new "$GEN_NEW" | tee -a "$out"
+    "$PY" bench/hf_06b.py generate "$D/m" "$D/gen1_ids.jsonl" --dtype "$p" --threads "$TH" --max-new "$GEN_NEW" |
+      jq -c '.bench = "generate1"' | tee -a "$out"
   done
 else
   echo "# transformers: skipped (run make bench-deps, or set BENCH_PY)"
@@ -90,6 +97,8 @@ jq -rs --argjson mb "$(( $(stat -c %s "$D/m/model.safetensors") * 2 / 1048576 ))
   w("generate"; "gen_fp32") as $g32 | w("generate"; "gen_bf16") as $g16 |
   h("score"; "fp32") as $h32 | h("score"; "bf16") as $h16 | h("generate"; "fp32") as $hg |
   h("generate"; "bf16") as $hg16 |
+  w("generate1"; "gen1_fp32") as $o32 | w("generate1"; "gen1_bf16") as $o16 |
+  h("generate1"; "fp32") as $ho32 | h("generate1"; "bf16") as $ho16 |
   "wdl-score fp32: \($s32.tokens_per_s_with_load) tokens/s, peak RSS \($s32.peak_rss_mb) MB = model fp32 bytes + \(($s32.peak_rss_mb - $mb) / 1024 | r2) GB (target <= +1.5 GB: \(ok(1536 - ($s32.peak_rss_mb - $mb); 0)))",
   "wdl-score bf16: \($s16.tokens_per_s_with_load) tokens/s, peak RSS \($s16.peak_rss_mb) MB",
   (if $h32 then
@@ -100,6 +109,8 @@ jq -rs --argjson mb "$(( $(stat -c %s "$D/m/model.safetensors") * 2 / 1048576 ))
     (if $g32 and $hg then "greedy decoding: wdl-eval fp32 \($g32.tokens_per_s_with_load), bf16 \($g16.tokens_per_s_with_load) tokens/s; transformers generate fp32 \($hg.tokens_per_s_with_load) with load (\($hg.tokens_per_s) compute only), bf16 \($hg16.tokens_per_s_with_load) (\($hg16.tokens_per_s))" else empty end),
     (if $g32 and $hg then
     "wdl fp32 / transformers generate fp32 = \($g32.tokens_per_s_with_load / $hg.tokens_per_s_with_load | r2)x (target 2x: \(ok($g32.tokens_per_s_with_load / $hg.tokens_per_s_with_load; 2)); against its compute only \($g32.tokens_per_s_with_load / $hg.tokens_per_s | r2)x)",
-    "wdl bf16 / transformers generate bf16 = \($g16.tokens_per_s_with_load / $hg16.tokens_per_s_with_load | r2)x (target 2x: \(ok($g16.tokens_per_s_with_load / $hg16.tokens_per_s_with_load; 2)); against its compute only \($g16.tokens_per_s_with_load / $hg16.tokens_per_s | r2)x)" else "greedy decoding: not measured" end)
+    "wdl bf16 / transformers generate bf16 = \($g16.tokens_per_s_with_load / $hg16.tokens_per_s_with_load | r2)x (target 2x: \(ok($g16.tokens_per_s_with_load / $hg16.tokens_per_s_with_load; 2)); against its compute only \($g16.tokens_per_s_with_load / $hg16.tokens_per_s | r2)x)" else "greedy decoding: not measured" end),
+    (if $o32 and $ho32 then
+    "one prompt alone: wdl / transformers generate = fp32 \($o32.tokens_per_s_with_load / $ho32.tokens_per_s_with_load | r2)x (\($o32.tokens_per_s_with_load) vs \($ho32.tokens_per_s_with_load) tokens/s with load), bf16 \($o16.tokens_per_s_with_load / $ho16.tokens_per_s_with_load | r2)x (\($o16.tokens_per_s_with_load) vs \($ho16.tokens_per_s_with_load))" else empty end)
    else "transformers: not measured" end)
 ' "$out"

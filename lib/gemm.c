@@ -537,11 +537,17 @@ void gemm_set_readonly(int which, const float *base, size_t n) {
  * not the FMAs, were the wait. Greedy decoding of the Qwen3-0.6B shape
  * measured 2 KB ahead 20-30% slower than 8 KB; 16 and 64 KB no better. */
 #define FEW_PF 4096
-/* Widened A is read once per pass over B's rows, so it has to stay in L1:
- * at most this many floats (16 KB). Past it (4 rows of a 2048-wide input)
- * the kernel measured slower than oneDNN, and so from 8 rows on, where the
- * FMAs rather than the memory set the pace. */
-#define FEW_A_MAX 4096
+/* Which products take it: at most FEW_ROWS_BF16 rows of A in bf16 and
+ * FEW_ROWS_FP32 in fp32, and widened A at most FEW_A_MAX floats (48 KB:
+ * 4 rows of the 0.6B shape's 3072-wide input, read from L2 on every pass
+ * over B's rows). Greedy decoding of the Qwen3-0.6B shape, tokens/s of
+ * wdl-eval with and without the kernel: bf16 at 4 rows 37 vs 33, at 8 rows
+ * 48-52 vs 52-62, at 16 rows 47-52 vs 81-85 (from 8 rows on the FMAs, not
+ * the memory, set the pace, and AMX wins); fp32, where oneDNN reads twice
+ * the bytes, at 8 rows 40-47 vs 31-34, at 16 rows 42-45 vs 42-45. */
+#define FEW_ROWS_BF16 4
+#define FEW_ROWS_FP32 8
+#define FEW_A_MAX 12288
 #if defined(__x86_64__) && defined(__GNUC__)
 /* A's rows (bf16, dense) widened into 32-float blocks in the order the
  * weights' widening produces: unpacking the low (high) four 16-bit words of
@@ -653,13 +659,15 @@ static int few_rows_hw(void) { return 0; }
 #endif
 
 /* The few-row kernel, if this product is one for it: A B^T of a few rows
- * (A's widened rows fit in L1) against large weights held in bf16 (bf16:
- * a read-only range or a view; fp32: a shadow). Returns whether it ran. */
+ * (FEW_ROWS_BF16, FEW_ROWS_FP32, FEW_A_MAX) against large weights held in
+ * bf16 (bf16: a read-only range or a view; fp32: a shadow). Returns
+ * whether it ran. */
 static int few_rows_try(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                         int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     const int64_t kp = (K + 31) / 32 * 32;
-    if (ta || !tb || M <= 0 || M > GEMM_FEW_ROWS || M * kp > FEW_A_MAX || N * K < GEMM_FEW_ROWS_MIN_NK || g->no_few_rows ||
-        (g->prec != GEMM_BF16 && g->prec != GEMM_FP32) || !few_rows_hw())
+    if (ta || !tb || M <= 0 || M > (g->prec == GEMM_BF16 ? FEW_ROWS_BF16 : FEW_ROWS_FP32) || M * kp > FEW_A_MAX ||
+        N * K < GEMM_FEW_ROWS_MIN_NK || g->no_few_rows || (g->prec != GEMM_BF16 && g->prec != GEMM_FP32) ||
+        !few_rows_hw())
         return 0;
     const uint16_t *b16 = readonly_bf16(g, B, N, K, ldb);   /* in fp32 contexts only shadows are there */
     if (!b16) return 0;

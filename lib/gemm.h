@@ -24,8 +24,8 @@
  *                   the CPU has them). Where oneDNN has no bf16 matmul for
  *                   this CPU, the same bf16-rounded inputs go to cblas_sgemm
  *                   (identical semantics, slower).
- *   The few-row kernel: A B^T of at most GEMM_FEW_ROWS rows of A, with
- *                   M K <= 4096 (K rounded up to 32), against at least
+ *   The few-row kernel: A B^T of at most 4 rows of A in bf16, 8 in fp32,
+ *                   with M K <= 12288 (K rounded up to 32), against at least
  *                   GEMM_FEW_ROWS_MIN_NK elements of B held in bf16 (in
  *                   bf16 a read-only range or a view, in fp32 a shadow):
  *                   decoding's linear layers and LM head. On any CPU with
