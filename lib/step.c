@@ -7,7 +7,7 @@
 #include <string.h>
 
 int64_t step_chunk_for(int64_t vocab) {
-    int64_t c = (8 << 20) / (vocab > 0 ? vocab : 1);
+    int64_t c = (32 << 20) / (vocab > 0 ? vocab : 1);
     if (c < 16) c = 16;
     if (c > 1024) c = 1024;
     return c;

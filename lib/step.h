@@ -18,7 +18,14 @@ typedef struct {
     int64_t chunk;
 } wd_step;
 
-/* Chunk size that keeps the [chunk, V] logit block near 32 MB. */
+/* Chunk size that keeps the [chunk, V] logit block near 128 MB (at most
+ * 1024 rows). Each chunk reads the head's weights once (Qwen3-0.6B's tied
+ * head: 311 MB in bf16, 622 MB in fp32), so fewer, larger chunks pass over
+ * them fewer times: 220 rows instead of 55 (a 32 MB block) took fp32
+ * scoring of that shape from 9.0 to 7.2 s, bf16 from 3.25 to 3.16 s
+ * (medians of three), for 97 MB more peak memory in bf16 and none in fp32
+ * (loading sets its peak). Vocabularies up to 8,192 get 1024 rows either
+ * way. */
 int64_t step_chunk_for(int64_t vocab);
 void step_init(wd_step *s, wdl_model *strong, wdl_model *weak, double lambda);
 void step_free(wd_step *s);
