@@ -517,7 +517,7 @@ void gemm_set_readonly(int which, const float *base, size_t n) {
     if (g_default) gemm_ctx_set_readonly(g_default, which, base, n);
 }
 
-/* ------------------------------------------------------------ few rows, bf16 */
+/* ------------------------------------------------------------ few rows against bf16 weights */
 /* Decoding multiplies a few rows (one per sequence) by every weight matrix,
  * so it is bound by reading the weights. oneDNN's AMX kernels first copy
  * all of B into their tile layout, and read bf16 weights at about half the
@@ -577,7 +577,8 @@ static void few_permute_a(float *ap, const float *a, int64_t lda, int64_t M, int
             int64_t r = K - k;   /* elements left in this block */
             __mmask16 t0 = r >= 16 ? 0xffff : (__mmask16)((1u << r) - 1);
             __mmask16 t1 = r >= 32 ? 0xffff : r <= 16 ? 0 : (__mmask16)((1u << (r - 16)) - 1);
-            __m512 x0 = _mm512_maskz_loadu_ps(t0, a + m * lda + k), x1 = _mm512_maskz_loadu_ps(t1, a + m * lda + k + 16);
+            const float *x = a + m * lda + k;
+            __m512 x0 = _mm512_maskz_loadu_ps(t0, x), x1 = _mm512_maskz_loadu_ps(t1, x + 16);
             _mm512_storeu_ps(ap + m * kp + k, _mm512_permutex2var_ps(x0, lo, x1));
             _mm512_storeu_ps(ap + m * kp + k + 16, _mm512_permutex2var_ps(x0, hi, x1));
         }
@@ -667,7 +668,8 @@ static int few_rows_hw(void) { return 0; }
 static int few_rows_try(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                         int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     const int64_t kp = (K + 31) / 32 * 32;
-    if (ta || !tb || M <= 0 || M > (g->prec == GEMM_BF16 ? FEW_ROWS_BF16 : FEW_ROWS_FP32) || M * kp > FEW_A_MAX ||
+    if (ta || !tb || M <= 0 || alpha == 0.0f || M > (g->prec == GEMM_BF16 ? FEW_ROWS_BF16 : FEW_ROWS_FP32) ||
+        M * kp > FEW_A_MAX ||
         N * K < GEMM_FEW_ROWS_MIN_NK || g->no_few_rows || (g->prec != GEMM_BF16 && g->prec != GEMM_FP32) ||
         !few_rows_hw())
         return 0;

@@ -40,7 +40,8 @@ typedef struct {
     int layered[W_KINDS];
     float *params, *grads, *m, *v;  /* grads/m/v allocated on demand */
     size_t params_mapped;           /* bytes, when params are lazily mapped pages (model_load_forward) */
-    void *view_st;                  /* the open checkpoint whose BF16 matrices stand in for params (bf16 views) or shadow them (fp32 decoding) */
+    void *view_st;                  /* the open checkpoint whose BF16 matrices stand in for params
+                                     * (bf16 views) or shadow them (fp32 decoding) */
     const uint16_t *embed16;        /* with bf16 views: the embedding rows in bf16 */
     float *P[W_KINDS], *G[W_KINDS];
     /* activations */
