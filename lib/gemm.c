@@ -551,17 +551,17 @@ void gemm_set_readonly(int which, const float *base, size_t n) {
 #define FEW_ROWS_FP32 8
 #define FEW_A_MAX 12288
 #if defined(__x86_64__) && defined(__GNUC__)
-/* A's rows (bf16, dense) widened into 32-float blocks in the order the
+/* A's rows (bf16, stride lda) widened into 32-float blocks in the order the
  * weights' widening produces: unpacking the low (high) four 16-bit words of
  * each 128-bit lane against zero gives fp32 lanes 4l + i = word 8l + i
  * (8l + 4 + i); the tail of K is zero. ap holds M rows of kp floats. */
 __attribute__((target("avx512f,avx512bw")))
-static void few_widen_a(float *ap, const uint16_t *a, int64_t M, int64_t K, int64_t kp) {
+static void few_widen_a(float *ap, const uint16_t *a, int64_t lda, int64_t M, int64_t K, int64_t kp) {
     const __m512i zero = _mm512_setzero_si512();
     for (int64_t m = 0; m < M; m++)
         for (int64_t k = 0; k < kp; k += 32) {
             __mmask32 t = K - k >= 32 ? ~(__mmask32)0 : (__mmask32)((1ull << (K - k)) - 1);
-            __m512i x = _mm512_maskz_loadu_epi16(t, a + m * K + k);
+            __m512i x = _mm512_maskz_loadu_epi16(t, a + m * lda + k);
             _mm512_storeu_si512((void *)(ap + m * kp + k), _mm512_unpacklo_epi16(zero, x));
             _mm512_storeu_si512((void *)(ap + m * kp + k + 16), _mm512_unpackhi_epi16(zero, x));
         }
@@ -648,7 +648,7 @@ static int few_rows_hw(void) {
     return hw;
 }
 #else
-static void few_widen_a(float *ap, const uint16_t *a, int64_t M, int64_t K, int64_t kp) {
+static void few_widen_a(float *ap, const uint16_t *a, int64_t lda, int64_t M, int64_t K, int64_t kp) {
     die("internal: no few-row bf16 kernel on this platform");
 }
 static void few_permute_a(float *ap, const float *a, int64_t lda, int64_t M, int64_t K, int64_t kp) {
@@ -680,14 +680,9 @@ static int few_rows_try(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64
     if (g->prec == GEMM_FP32)
         few_permute_a(ap, A, lda, M, K, kp);
     else {
-        const uint16_t *a16 = readonly_bf16(g, A, M, K, lda);
-        if (!a16) a16 = converted(g, s, 0, A, M, K, lda, NULL);
-        else if (lda != K) {   /* widening reads A dense: a read-only A with a wider stride is copied */
-            uint16_t *d = slot_buf(s, 0, sizeof(uint16_t) * (size_t)(M * K));
-            for (int64_t i = 0; i < M; i++) memcpy(d + i * K, a16 + i * lda, sizeof(uint16_t) * (size_t)K);
-            a16 = d;
-        }
-        few_widen_a(ap, a16, M, K, kp);
+        const uint16_t *a16 = readonly_bf16(g, A, M, K, lda);   /* held in bf16: read in place, stride lda */
+        if (a16) few_widen_a(ap, a16, lda, M, K, kp);
+        else few_widen_a(ap, converted(g, s, 0, A, M, K, lda, NULL), K, M, K, kp);   /* a dense copy */
     }
     few_rows_bf16(M, N, K, kp, alpha, ap, b16, ldb, beta, C, ldc);
     atomic_fetch_add(&g->few_rows, 1);
