@@ -213,14 +213,24 @@ static void make_entry(gemm_ctx *g, gemm_entry *e) {
     /* oneDNN's gemm-based matmul (chosen for small shapes, where the
      * brgemm kernels decline) applies an output scale or a sum post-op in a
      * scalar loop: measured 5-13x the cost of the product itself on the
-     * attention's 64-row blocks. There the product runs without them into
-     * scratch and gemm_run applies alpha and beta in a vector loop. */
-    if (attrs && (g->always_own_scale || !strncmp(pd_impl(pd), "gemm:", 5))) {
+     * attention's 64-row blocks. And 2.6's AMX brgemm kernels decline a C
+     * with rows wider than N (attention's blocks of scores, written into
+     * rows of T), leaving them to the gemm-based kernel, which took 1.3x
+     * as long on those shapes. There the product runs without alpha and
+     * beta into dense scratch, and gemm_run applies them in a vector loop
+     * as it copies the result into C. */
+    int gemm_based = !strncmp(pd_impl(pd), "gemm:", 5);
+    if ((attrs && (g->always_own_scale || gemm_based)) || (k->ldc != k->N && gemm_based)) {
         dnnl_primitive_desc_destroy(pd);
         if (make_pd(g, e, 0, &pd) != dnnl_success)
             die("oneDNN: no matmul for %lldx%lldx%lld", (long long)k->M, (long long)k->N, (long long)k->K);
-        e->own_scale = 1;
-        g->own_scaled++;
+        if (!attrs && !strncmp(pd_impl(pd), "gemm:", 5)) {   /* the same kernel: no gain from the copy */
+            dnnl_primitive_desc_destroy(pd);
+            DNNL_CHECK(make_pd(g, e, 1, &pd), "matmul descriptor");
+        } else {
+            e->own_scale = 1;
+            g->own_scaled++;
+        }
     }
     e->md[3] = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     e->pad_bytes = dnnl_memory_desc_get_size(&e->md[3]);

@@ -69,8 +69,9 @@ gemm_precision gemm_ctx_precision(const gemm_ctx *g);
 void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 /* Number of oneDNN primitives created so far, of those that fell back to
- * bf16-rounded inputs on cblas_sgemm, and of those whose alpha and beta
- * gemm_run applies itself (for tests and the bench). */
+ * bf16-rounded inputs on cblas_sgemm, and of those that gemm_run runs into
+ * dense scratch, applying alpha and beta itself as it copies the result
+ * into C (for tests and the bench; see gemm.c's make_entry). */
 void gemm_ctx_stats(gemm_ctx *g, int64_t *primitives, int64_t *emulated, int64_t *own_scaled);
 /* Number of bf16 products run by the few-row kernel so far, and a switch
  * that sends them to oneDNN instead (on by default; tests compare the two). */
