@@ -58,20 +58,23 @@ static inline int64_t rmsnorm_backward_scratch(int64_t N, int64_t C) {
     return (N + RMSNORM_ROW_BLOCK - 1) / RMSNORM_ROW_BLOCK * C;
 }
 
-/* attention runs over causal blocks of query rows; attention_backward gives
- * each (sequence, KV head) pair a [rows of one block, T] dP area. Scratch:
- * this many reals of the kernel's precision (packed sequences need at most
- * as much as B padded ones). */
+/* attention runs over causal blocks of query rows. Scratch, in reals of the
+ * kernel's precision (packed sequences need at most as much as B padded
+ * ones): attention_forward without att, a [rows of one block, T] area per
+ * (sequence, query head) for the block's scores and probabilities;
+ * attention_backward, two per (sequence, KV head), for a block's dP and,
+ * without att, its recomputed P. */
 #define ATT_ROW_BLOCK 64
 static inline int64_t attention_scratch_rows(int64_t T) { return T < ATT_ROW_BLOCK ? T : ATT_ROW_BLOCK; }
 static inline int64_t attention_backward_scratch(attn_dims d) {
-    return d.B * d.KVH * attention_scratch_rows(d.T) * d.T;
+    return 2 * d.B * d.KVH * attention_scratch_rows(d.T) * d.T;
 }
-/* attention_forward without att (forward only): a [rows, T] area per
- * (sequence, query head) for the block's scores and probabilities. */
 static inline int64_t attention_forward_scratch(attn_dims d) {
     return d.B * d.NH * attention_scratch_rows(d.T) * d.T;
 }
+/* attention_forward's saved statistics: two reals per (position, query
+ * head). */
+static inline int64_t attention_stats(int64_t N, int64_t NH) { return 2 * N * NH; }
 
 /* ce_chunked's scratch, byte offsets of its parts: for one chunk of rows,
  * the logits z [chunk, V], the gathered hidden rows of each side
@@ -156,19 +159,23 @@ void qknorm_rope_forward(float *out, float *rstd, rope_cache *tab, const float *
 void qknorm_rope_forward_f64(double *out, double *rstd, rope_cache_f64 *tab, const double *inp, const double *w,
                              const int32_t *pos, int64_t N, int64_t H, int64_t HD, double eps, double theta);
 
-/* Causal GQA attention; att [B, NH, T, T] saves the probabilities for the
- * backward, or is NULL in a forward-only call, which then takes
- * attention_forward_scratch(d) reals of scratch (else scratch may be NULL;
- * the outputs are the same bits). attention_backward's scratch:
- * attention_backward_scratch(d) reals. */
-void attention_forward(float *out, float *att, const float *q, const float *k, const float *v, attn_dims d,
-                       float *scratch);
-void attention_forward_f64(double *out, double *att, const double *q, const double *k, const double *v,
-                           attn_dims d, double *scratch);
-void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
-                        const float *k, const float *v, attn_dims d, float *scratch);
+/* Causal GQA attention. For a backward the forward saves either the
+ * probabilities, att [B, NH, T, T] (packed: each sequence's [NH, Tb, Tb]),
+ * or, in stats (attention_stats(N, NH) reals), each row's softmax
+ * statistics, from which the backward recomputes them a block at a time
+ * (the same bits, memory linear in T); a forward-only call passes neither.
+ * The backward takes whichever the forward saved (att if not NULL).
+ * Scratch: attention_forward_scratch(d) reals for a forward without att
+ * (else it may be NULL), attention_backward_scratch(d) for the backward. */
+void attention_forward(float *out, float *att, float *stats, const float *q, const float *k, const float *v,
+                       attn_dims d, float *scratch);
+void attention_forward_f64(double *out, double *att, double *stats, const double *q, const double *k,
+                           const double *v, attn_dims d, double *scratch);
+void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *stats,
+                        const float *q, const float *k, const float *v, attn_dims d, float *scratch);
 void attention_backward_f64(double *dq, double *dk, double *dv, const double *dout, const double *att,
-                            const double *q, const double *k, const double *v, attn_dims d, double *scratch);
+                            const double *stats, const double *q, const double *k, const double *v, attn_dims d,
+                            double *scratch);
 
 /* out = silu(gate) * up, elementwise over n. */
 void swiglu_forward(float *out, const float *gate, const float *up, int64_t n);

@@ -213,17 +213,107 @@ void rope_backward_set(R *dinp, rope_cache *tab, const R *dout, const int32_t *p
     rope_apply(dinp, tab, dout, pos, N, H, HD, theta, -1, 0, NULL, NULL, 0);
 }
 
+/* Row reductions of attention in 16 lanes: lane j takes the elements
+ * j, j + 16, ... in order, then the lanes are combined pairwise. A fixed
+ * order, the same for any compiler, vector width or thread count, and no
+ * chain of 16 dependent adds at the end of each row, as a vectorised
+ * `omp simd` reduction leaves (with a store-forwarding stall after a max). */
+#define ATT_LANES 16
+static inline R att_row_max(const R *x, int64_t n) {
+#if ATT_AVX512
+    return att_row_max_avx512(x, n);
+#endif
+    R l[ATT_LANES];
+    for (int j = 0; j < ATT_LANES; j++) l[j] = x[0];
+    int64_t u = 0;
+    for (; u + ATT_LANES <= n; u += ATT_LANES)
+        for (int j = 0; j < ATT_LANES; j++) l[j] = x[u + j] > l[j] ? x[u + j] : l[j];
+    for (int j = 0; u + j < n; j++) l[j] = x[u + j] > l[j] ? x[u + j] : l[j];
+    for (int w = ATT_LANES / 2; w; w /= 2)
+        for (int j = 0; j < w; j++) l[j] = l[j + w] > l[j] ? l[j + w] : l[j];
+    return l[0];
+}
+/* sum of x[u] (y NULL) or of x[u] y[u], u < n, in double */
+static inline double att_row_sum(const R *x, const R *y, int64_t n) {
+#if ATT_AVX512
+    return att_row_sum_avx512(x, y, n);
+#endif
+    double l[ATT_LANES] = {0};
+    int64_t u = 0;
+    if (y) {
+        for (; u + ATT_LANES <= n; u += ATT_LANES)
+            for (int j = 0; j < ATT_LANES; j++) l[j] += (double)x[u + j] * y[u + j];
+        for (int j = 0; u + j < n; j++) l[j] += (double)x[u + j] * y[u + j];
+    } else {
+        for (; u + ATT_LANES <= n; u += ATT_LANES)
+            for (int j = 0; j < ATT_LANES; j++) l[j] += x[u + j];
+        for (int j = 0; u + j < n; j++) l[j] += x[u + j];
+    }
+    for (int w = ATT_LANES / 2; w; w /= 2)
+        for (int j = 0; j < w; j++) l[j] += l[j + w];
+    return l[0];
+}
+
+/* exp(row[u] - mx) for keys u <= t, in place, and 0 after them up to the
+ * next whole vector: tv is returned. Over whole vectors, to use the vector
+ * exp (libmvec): the tail is set to -inf first, whose exp is 0. Not
+ * inlined, so that the backward recomputes the forward's bits with the
+ * very same code. */
+__attribute__((noinline)) static int64_t att_exp_row(R *row, int64_t t, int64_t T, R mx) {
+    int64_t tv = (t + 16) & ~(int64_t)15;
+    if (tv > T) tv = T;
+    for (int64_t u = t + 1; u < tv; u++) row[u] = -(R)INFINITY;
+#pragma omp simd
+    for (int64_t u = 0; u < tv; u++) row[u] = EXP(row[u] - mx);
+    return tv;
+}
+
+/* The causal softmax of one block's rows r0..r1-1 (row t at P + (t - r0)
+ * T, the scores of keys 0..t): probabilities, then zeros up to `width`;
+ * with st, row t's max and 1/sum at st[t * sts], st[t * sts + 1]. */
+static void att_softmax_rows(R *P, int64_t r0, int64_t r1, int64_t T, int64_t width, R *st, int64_t sts) {
+    for (int64_t t = r0; t < r1; t++) {
+        R *row = P + (t - r0) * T;
+        R mx = att_row_max(row, t + 1);
+        int64_t tv = att_exp_row(row, t, T, mx);
+        /* in a pass of its own: a double sum beside the float exp would make
+         * the compiler give up the 16-lane exp */
+        R inv = (R)(1.0 / att_row_sum(row, NULL, t + 1));
+        for (int64_t u = 0; u <= t; u++) row[u] *= inv;
+        for (int64_t u = tv; u < width; u++) row[u] = 0;
+        if (st) {
+            st[t * sts] = mx;
+            st[t * sts + 1] = inv;
+        }
+    }
+}
+
+/* The forward's probabilities again, from the same scores and its saved
+ * statistics: the same operations on the same values, so the same bits. */
+static void att_probs_rows(R *P, int64_t r0, int64_t r1, int64_t T, const R *st, int64_t sts) {
+    for (int64_t t = r0; t < r1; t++) {
+        R *row = P + (t - r0) * T;
+        const R inv = st[t * sts + 1];
+        int64_t tv = att_exp_row(row, t, T, st[t * sts]);
+        for (int64_t u = 0; u <= t; u++) row[u] *= inv;
+        for (int64_t u = tv; u < r1; u++) row[u] = 0;
+    }
+}
+
 /* Causal GQA attention. q [N, NH*HD], k/v [N, KVH*HD], out [N, NH*HD] with
- * N = B*T (or off[B] packed). With att, each sequence's softmax
- * probabilities [NH, Tb, Tb] are saved there for the backward (upper
- * triangle zero); a forward-only caller passes att = NULL and scratch
- * instead, a [rows of one block, T] area per (sequence, head), so that its
- * memory grows with T, not T^2 (the same bits either way).
+ * N = B*T (or off[B] packed). For the backward the forward saves either
+ * the probabilities, each sequence's [NH, Tb, Tb] in att (upper triangle
+ * zero), or only each row's softmax statistics, its largest score and
+ * 1/sum, in stats ([N, NH, 2]), from which the backward recomputes the
+ * probabilities a block at a time: the same bits, in memory that grows
+ * with T instead of T^2, for a QK^T product and an exp per score more. A
+ * forward without att works in a [rows of one block, T] area of scratch
+ * per (sequence, head).
  * Query head h reads KV head h / (NH/KVH) in place: no repeated K/V.
  * Rows go in blocks of ATT_ROW_BLOCK: a block of query rows only meets the
  * keys up to its last row, so the GEMMs skip most of the masked upper
  * triangle. */
-void attention_forward(R *out, R *att, const R *q, const R *k, const R *v, attn_dims d, R *scratch) {
+void attention_forward(R *out, R *att, R *stats, const R *q, const R *k, const R *v, attn_dims d, R *scratch) {
     const int64_t HD = d.HD, ldq = d.NH * HD, ldk = d.KVH * HD, grp = d.NH / d.KVH;
     const R scale = (R)(1.0 / sqrt((double)HD));
     att_seq sq[d.B > 0 ? d.B : 1];
@@ -235,6 +325,7 @@ void attention_forward(R *out, R *att, const R *q, const R *k, const R *v, attn_
         const R *qh = q + s->row * ldq + h * HD;
         const R *kk = k + s->row * ldk + kh * HD, *vv = v + s->row * ldk + kh * HD;
         R *y = out + s->row * ldq + h * HD;
+        R *st = stats ? stats + (s->row * d.NH + h) * 2 : NULL;
         for (int64_t r0 = 0; r0 < T; r0 += ATT_ROW_BLOCK) {
             int64_t r1 = r0 + ATT_ROW_BLOCK < T ? r0 + ATT_ROW_BLOCK : T, m = r1 - r0;
             /* the block's rows: in att, or in this head's scratch area */
@@ -242,40 +333,20 @@ void attention_forward(R *out, R *att, const R *q, const R *k, const R *v, attn_
             GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, HD, scale, qh + r0 * ldq, ldq, kk, ldk, 0, P, T);
             /* zeros past the row: to T in att (its upper triangle), to the
              * block's keys r1 in scratch (all that PV reads) */
-            const int64_t width = att ? T : r1;
-            for (int64_t t = r0; t < r1; t++) {
-                R *row = P + (t - r0) * T;
-                R mx = row[0];
-#pragma omp simd reduction(max : mx)
-                for (int64_t u = 0; u <= t; u++) mx = row[u] > mx ? row[u] : mx;
-                /* vector exp (libmvec) and a lane-wise sum (a fixed order),
-                 * over whole vectors: the masked tail is set to -inf first,
-                 * whose exp adds 0 */
-                int64_t tv = (t + 16) & ~(int64_t)15;
-                if (tv > T) tv = T;
-                for (int64_t u = t + 1; u < tv; u++) row[u] = -(R)INFINITY;
-                /* two loops: a double sum beside the float exp would make the
-                 * compiler give up the 16-lane exp */
-#pragma omp simd
-                for (int64_t u = 0; u < tv; u++) row[u] = EXP(row[u] - mx);
-                double sum = 0;
-#pragma omp simd reduction(+ : sum)
-                for (int64_t u = 0; u < tv; u++) sum += row[u];
-                R inv = (R)(1.0 / sum);
-                for (int64_t u = 0; u <= t; u++) row[u] *= inv;
-                for (int64_t u = tv; u < width; u++) row[u] = 0;
-            }
+            att_softmax_rows(P, r0, r1, T, att ? T : r1, st, 2 * d.NH);
             GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, HD, r1, 1, P, T, vv, ldk, 0, y + r0 * ldq, ldq);
         }
     }
 }
 
 /* O(T^2) softmax backward per head: dS = P o (dP - rowsum(P o dP)), in the
- * same causal row blocks as the forward. Work is split by (sequence, KV
- * head) so that the query heads sharing one K/V head accumulate dK/dV in
- * one thread, in a fixed order; each such pair has its own dP rows in
- * scratch, so the result does not depend on which thread runs it. */
-void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *att, const R *q,
+ * forward's causal row blocks, each block's P read from att or recomputed
+ * first. Work is
+ * split by (sequence, KV head) so that the query heads sharing one K/V
+ * head accumulate dK/dV in one thread, in a fixed order; each such pair has
+ * its own P and dP rows in scratch, so the result does not depend on which
+ * thread runs it. */
+void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *att, const R *stats, const R *q,
                         const R *k, const R *v, attn_dims d, R *scratch) {
     const int64_t HD = d.HD, ldq = d.NH * HD, ldk = d.KVH * HD, grp = d.NH / d.KVH;
     const R scale = (R)(1.0 / sqrt((double)HD));
@@ -284,26 +355,29 @@ void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *att, const 
 #pragma omp parallel for schedule(dynamic, 1) if (d.B * d.KVH * d.T * d.T * d.HD > PAR_MIN)
     for (int64_t bk = 0; bk < d.B * d.KVH; bk++) {
         const att_seq *s = &sq[bk / d.KVH];
-        int64_t kh = bk % d.KVH, T = s->T;
-        R *dP = scratch + s->dp + kh * attention_scratch_rows(T) * T;   /* one row block, [rows, T] */
+        int64_t kh = bk % d.KVH, T = s->T, rows = attention_scratch_rows(T);
+        R *Pr = scratch + s->dp + kh * 2 * rows * T, *dP = Pr + rows * T;   /* one row block each, [rows, T] */
         const R *kk = k + s->row * ldk + kh * HD, *vv = v + s->row * ldk + kh * HD;
         R *dkk = dk + s->row * ldk + kh * HD, *dvv = dv + s->row * ldk + kh * HD;
         for (int64_t h = kh * grp; h < (kh + 1) * grp; h++) {
-            const R *P = att + s->att + h * T * T;
             const R *dy = dout + s->row * ldq + h * HD, *qh = q + s->row * ldq + h * HD;
+            const R *st = att ? NULL : stats + (s->row * d.NH + h) * 2;
             R *dqh = dq + s->row * ldq + h * HD;
             for (int64_t r0 = 0; r0 < T; r0 += ATT_ROW_BLOCK) {
                 int64_t r1 = r0 + ATT_ROW_BLOCK < T ? r0 + ATT_ROW_BLOCK : T, m = r1 - r0;
+                const R *P = att ? att + s->att + h * T * T + r0 * T : Pr;
+                if (!att) {   /* the forward's scores, product for product, then its P */
+                    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, HD, scale, qh + r0 * ldq, ldq, kk, ldk, 0,
+                         Pr, T);
+                    att_probs_rows(Pr, r0, r1, T, st, 2 * d.NH);
+                }
                 GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, HD, 1, dy + r0 * ldq, ldq, vv, ldk, 0, dP, T);
-                GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, r1, HD, m, 1, P + r0 * T, T, dy + r0 * ldq, ldq, 1,
-                     dvv, ldk);
+                GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, r1, HD, m, 1, P, T, dy + r0 * ldq, ldq, 1, dvv, ldk);
                 for (int64_t t = r0; t < r1; t++) {
-                    const R *p = P + t * T;
+                    const R *p = P + (t - r0) * T;
                     R *g = dP + (t - r0) * T;
-                    double dot = 0;
-#pragma omp simd reduction(+ : dot)
-                    for (int64_t u = 0; u <= t; u++) dot += (double)p[u] * g[u];
-                    for (int64_t u = 0; u <= t; u++) g[u] = p[u] * (g[u] - (R)dot);
+                    const R dot = (R)att_row_sum(p, g, t + 1);
+                    for (int64_t u = 0; u <= t; u++) g[u] = p[u] * (g[u] - dot);
                     for (int64_t u = t + 1; u < r1; u++) g[u] = 0;
                 }
                 GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, HD, r1, scale, dP, T, kk, ldk, 1,

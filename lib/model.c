@@ -54,6 +54,7 @@ static void point_views(wdl_model *m) {
 static wdl_model *model_alloc(const wdl_config *cfg, int lazy) {
     wdl_model *m = xcalloc(1, sizeof *m);
     m->cfg = *cfg;
+    m->att_keep_max = MODEL_ATT_KEEP_MAX;
     size_t off = 0;
     for (int k = 0; k < W_KINDS; k++) {
         int64_t s[2] = {1, 1};
@@ -119,6 +120,12 @@ void model_zero_grad(wdl_model *m) { memset(m->grads, 0, m->nparams * sizeof(flo
 float *model_head(wdl_model *m) { return m->P[W_HEAD]; }
 float *model_head_grad(wdl_model *m) { return m->G[W_HEAD]; }
 
+/* Training runs attention's forward and backward in one scratch area. */
+static int64_t att_train_scratch(attn_dims d) {
+    int64_t f = attention_forward_scratch(d), b = attention_backward_scratch(d);
+    return f > b ? f : b;
+}
+
 void model_alloc_acts(wdl_model *m, int64_t Bmax, int64_t Tmax, int mode, int verbose) {
     const wdl_config *c = &m->cfg;
     const int train = mode == ACTS_TRAIN;
@@ -132,15 +139,17 @@ void model_alloc_acts(wdl_model *m, int64_t Bmax, int64_t Tmax, int mode, int ve
     if (rq > rms) rms = rq;
     if (rk > rms) rms = rk;
     float *rms_part = NULL;
+    const int keep_att = (double)L * Bmax * NH * Tmax * Tmax * sizeof(float) <= (double)m->att_keep_max;
     /* the table: name, elements; carved from one block in this order */
     struct { float **p; int64_t n; int bwd; } t[] = {
         {&m->a.resid, (L + 1) * N * H, 0}, {&m->a.ln1, L * N * H, 0}, {&m->a.ln1_rstd, L * N, 0},
         {&m->a.q, L * N * QD, 0}, {&m->a.q_rstd, L * N * NH, 0}, {&m->a.qr, L * N * QD, 0},
         {&m->a.k, L * N * KD, 0}, {&m->a.k_rstd, L * N * KV, 0}, {&m->a.kr, L * N * KD, 0},
         {&m->a.v, L * N * KD, 0},
-        /* the probabilities are kept only for a backward: a forward-only
-         * attention works in per-head block rows (att_scratch) */
-        {&m->a.att, L * Bmax * NH * Tmax * Tmax, 1},
+        /* for a backward, attention's probabilities, or their statistics
+         * when the probabilities would take more than att_keep_max */
+        {&m->a.att, keep_att ? L * Bmax * NH * Tmax * Tmax : 0, 1},
+        {&m->a.att_stats, keep_att ? 0 : L * attention_stats(N, NH), 1},
         {&m->a.atty, L * N * QD, 0}, {&m->a.r1, L * N * H, 0}, {&m->a.ln2, L * N * H, 0},
         {&m->a.ln2_rstd, L * N, 0}, {&m->a.gate, L * N * I, 0}, {&m->a.up, L * N * I, 0},
         {&m->a.act, L * N * I, 0}, {&m->a.normf, N * H, 0}, {&m->a.normf_rstd, N, 0},
@@ -148,7 +157,7 @@ void model_alloc_acts(wdl_model *m, int64_t Bmax, int64_t Tmax, int mode, int ve
         {&m->a.dres, N * H, 1}, {&m->a.dln, N * H, 1}, {&m->a.dqr, N * QD, 1}, {&m->a.dq, N * QD, 1},
         {&m->a.dkr, N * KD, 1}, {&m->a.dk, N * KD, 1}, {&m->a.dv, N * KD, 1}, {&m->a.datty, N * QD, 1},
         {&m->a.dgate, N * I, 1}, {&m->a.dup, N * I, 1}, {&m->a.dact, N * I, 1}, {&m->a.dnormf, N * H, 1},
-        {&m->a.att_scratch, train ? attention_backward_scratch((attn_dims){Bmax, Tmax, NH, KV, HD})
+        {&m->a.att_scratch, train ? att_train_scratch((attn_dims){Bmax, Tmax, NH, KV, HD})
                                   : attention_forward_scratch((attn_dims){Bmax, Tmax, NH, KV, HD}), 0},
         {&rms_part, 2 * rms, 1},   /* doubles, two floats each (areas start 64-byte aligned) */
     };
@@ -158,15 +167,16 @@ void model_alloc_acts(wdl_model *m, int64_t Bmax, int64_t Tmax, int mode, int ve
     if (verbose) {
         size_t pb = m->nparams * sizeof(float);
         fprintf(stderr, "%s: memory: parameters %.1f MB, gradients %.1f MB, AdamW moments %.1f MB, "
-                "activations %.1f MB (batch %lld x %lld)\n", wdl_prog, pb / 1e6, train ? pb / 1e6 : 0.0,
-                train ? 2 * pb / 1e6 : 0.0, total * 4 / 1e6, (long long)Bmax, (long long)Tmax);
+                "activations %.1f MB (batch %lld x %lld%s)\n", wdl_prog, pb / 1e6, train ? pb / 1e6 : 0.0,
+                train ? 2 * pb / 1e6 : 0.0, total * 4 / 1e6, (long long)Bmax, (long long)Tmax,
+                train && !keep_att ? "; attention's probabilities recomputed in the backward" : "");
     }
     free(m->act_mem); free(m->ids); free(m->pos); free(m->seq_off);
     m->act_mem = xaligned(total * sizeof(float));
     m->act_elems = total;
     size_t off = 0;
     for (size_t i = 0; i < nt; i++) {
-        if (!train && t[i].bwd) { *t[i].p = NULL; continue; }
+        if ((!train && t[i].bwd) || !t[i].n) { *t[i].p = NULL; continue; }
         *t[i].p = m->act_mem + off;
         off += ((size_t)t[i].n + 15) & ~(size_t)15;
     }
@@ -191,7 +201,8 @@ static float *resid_slot(const wdl_model *m, int64_t l) {
 /* Layer l's slots in the activation buffer: each layer's slot holds the
  * capacity Bmax*Tmax positions, and a smaller batch uses its head. */
 typedef struct {
-    float *x, *xo, *ln1, *ln1r, *q, *qrs, *qr, *k, *krs, *kr, *v, *att, *aty, *r1, *ln2, *ln2r, *gate, *up, *act;
+    float *x, *xo, *ln1, *ln1r, *q, *qrs, *qr, *k, *krs, *kr, *v, *att, *att_st, *aty, *r1, *ln2, *ln2r, *gate, *up,
+        *act;
 } layer_acts;
 
 static void layer_views(const wdl_model *m, int64_t l, layer_acts *v) {
@@ -204,7 +215,9 @@ static void layer_views(const wdl_model *m, int64_t l, layer_acts *v) {
     v->ln1 = LAYER(a->ln1, l, Nc * H); v->ln1r = LAYER(a->ln1_rstd, l, Nc);
     v->q = LAYER(a->q, l, Nc * QD); v->qrs = LAYER(a->q_rstd, l, Nc * NH); v->qr = LAYER(a->qr, l, Nc * QD);
     v->k = LAYER(a->k, l, Nc * KD); v->krs = LAYER(a->k_rstd, l, Nc * KV); v->kr = LAYER(a->kr, l, Nc * KD);
-    v->v = LAYER(a->v, l, Nc * KD); v->att = a->att ? LAYER(a->att, l, m->Bmax * NH * m->Tmax * m->Tmax) : NULL;
+    v->v = LAYER(a->v, l, Nc * KD);
+    v->att = a->att ? LAYER(a->att, l, m->Bmax * NH * m->Tmax * m->Tmax) : NULL;
+    v->att_st = a->att_stats ? LAYER(a->att_stats, l, attention_stats(Nc, NH)) : NULL;
     v->aty = LAYER(a->atty, l, Nc * QD); v->r1 = LAYER(a->r1, l, Nc * H);
     v->ln2 = LAYER(a->ln2, l, Nc * H); v->ln2r = LAYER(a->ln2_rstd, l, Nc);
     v->gate = LAYER(a->gate, l, Nc * I); v->up = LAYER(a->up, l, Nc * I); v->act = LAYER(a->act, l, Nc * I);
@@ -260,8 +273,8 @@ static void forward_layers(wdl_model *m) {
         layer_acts L_;
         layer_views(m, l, &L_);
         float *x = L_.x, *xo = L_.xo, *ln1 = L_.ln1, *ln1r = L_.ln1r, *q = L_.q, *qrs = L_.qrs, *qr = L_.qr,
-              *k = L_.k, *krs = L_.krs, *kr = L_.kr, *v = L_.v, *att = L_.att, *aty = L_.aty, *r1 = L_.r1,
-              *ln2 = L_.ln2, *ln2r = L_.ln2r, *gate = L_.gate, *up = L_.up, *act = L_.act;
+              *k = L_.k, *krs = L_.krs, *kr = L_.kr, *v = L_.v, *att = L_.att, *att_st = L_.att_st,
+              *aty = L_.aty, *r1 = L_.r1, *ln2 = L_.ln2, *ln2r = L_.ln2r, *gate = L_.gate, *up = L_.up, *act = L_.act;
         /* ln1 of layers after the first was made by the previous layer's
          * last residual (fused with this norm) */
         if (l == 0) rmsnorm_forward(ln1, ln1r, x, LAYER(m->P[W_LN1], l, H), N, H, c->eps);
@@ -274,7 +287,7 @@ static void forward_layers(wdl_model *m) {
         qknorm_rope_forward(qr, qrs, &m->rope, q, LAYER(m->P[W_QNORM], l, HD), m->pos, N, NH, HD, c->eps, c->theta);
         qknorm_rope_forward(kr, krs, &m->rope, k, LAYER(m->P[W_KNORM], l, HD), m->pos, N, KV, HD, c->eps, c->theta);
         if (m->kv_hook) m->kv_hook(m->kv_ctx, l, kr, v);
-        attention_forward(aty, att, qr, kr, v, d, a->att_scratch);
+        attention_forward(aty, att, att_st, qr, kr, v, d, a->att_scratch);
         linear_forward(a->tmp, aty, LAYER(m->P[W_O], l, H * QD), N, QD, H);
         residual_rmsnorm_forward(r1, ln2, ln2r, x, a->tmp, LAYER(m->P[W_LN2], l, H), N, H, c->eps);
         gemm_hold_inputs(1);
@@ -309,8 +322,8 @@ void model_backward(wdl_model *m) {
         layer_acts L_;
         layer_views(m, l, &L_);
         float *x = L_.x, *ln1 = L_.ln1, *ln1r = L_.ln1r, *q = L_.q, *qrs = L_.qrs, *qr = L_.qr,
-              *k = L_.k, *krs = L_.krs, *kr = L_.kr, *v = L_.v, *att = L_.att, *aty = L_.aty, *r1 = L_.r1,
-              *ln2 = L_.ln2, *ln2r = L_.ln2r, *gate = L_.gate, *up = L_.up, *act = L_.act;
+              *k = L_.k, *krs = L_.krs, *kr = L_.kr, *v = L_.v, *att = L_.att, *att_st = L_.att_st,
+              *aty = L_.aty, *r1 = L_.r1, *ln2 = L_.ln2, *ln2r = L_.ln2r, *gate = L_.gate, *up = L_.up, *act = L_.act;
         /* MLP: xo = r1 + down(swiglu(gate(ln2), up(ln2))) */
         linear_backward_set(a->dact, LAYER(m->G[W_DOWN], l, H * I), a->dres, act, LAYER(m->P[W_DOWN], l, H * I), N, I, H);
         swiglu_backward_set(a->dgate, a->dup, a->dact, gate, up, N * I);
@@ -322,7 +335,7 @@ void model_backward(wdl_model *m) {
         /* attention: r1 = x + o(attn(...)) */
         linear_backward_set(a->datty, LAYER(m->G[W_O], l, H * QD), a->dres, aty, LAYER(m->P[W_O], l, H * QD), N, QD, H);
         ZERO(a->dqr, N * QD); ZERO(a->dkr, N * KD); ZERO(a->dv, N * KD);
-        attention_backward(a->dqr, a->dkr, a->dv, a->datty, att, qr, kr, v, d, a->att_scratch);
+        attention_backward(a->dqr, a->dkr, a->dv, a->datty, att, att_st, qr, kr, v, d, a->att_scratch);
         /* RoPE backward into a->tmp, then QK-norm backward */
         rope_backward_set(a->tmp, &m->rope, a->dqr, m->pos, N, NH, HD, c->theta);
         ZERO(a->dq, N * QD);

@@ -22,12 +22,13 @@ typedef struct {
      * of the batch (B*T, or the packed sequences' total) */
     float *resid;      /* [L+1, N, H]: input of each layer, then final */
     float *ln1, *ln1_rstd, *q, *q_rstd, *qr, *k, *k_rstd, *kr, *v;
-    float *att;        /* [L, ...] each sequence's [NH, Tb, Tb] softmax probabilities (ACTS_TRAIN only) */
+    float *att;        /* [L, ...] each sequence's [NH, Tb, Tb] softmax probabilities (ACTS_TRAIN, kept), */
+    float *att_stats;  /* or [L, N, NH, 2] their statistics, to recompute them (see att_keep_max) */
     float *atty, *r1, *ln2, *ln2_rstd, *gate, *up, *act;
     float *normf, *normf_rstd;
     /* backward scratch, reused layer after layer */
     float *dres, *dln, *dqr, *dq, *dkr, *dk, *dv, *datty, *dgate, *dup, *dact, *dnormf;
-    float *att_scratch;   /* attention_backward's dP rows; without a backward, attention_forward's block rows */
+    float *att_scratch;   /* attention's block rows (forward without att: probabilities; backward: dP and P) */
     double *rms_part;     /* rmsnorm_backward's dw partials (largest of its calls) */
     float *tmp;        /* [N, max(H, NH*HD)] forward scratch */
 } wdl_acts;
@@ -53,12 +54,20 @@ typedef struct {
     size_t act_elems;
     wdl_acts a;
     int32_t *ids, *pos;             /* [Bmax*Tmax] inputs of the last forward */
+    /* training keeps attention's probabilities for the backward while they
+     * take at most this many bytes (MODEL_ATT_KEEP_MAX unless changed
+     * before model_alloc_acts); beyond, only their statistics, and the
+     * backward recomputes them: the same bits, memory linear in the
+     * sequence length, a little slower (a QK^T product and an exp more) */
+    size_t att_keep_max;
     rope_cache rope;                /* RoPE cos/sin, grown with the positions seen */
     /* optional: called by the forward once per layer with that layer's keys
      * after RoPE and values [N, KVH*HD] (decoding's prefill fills its cache) */
     void (*kv_hook)(void *ctx, int64_t layer, const float *kr, const float *v);
     void *kv_ctx;
 } wdl_model;
+
+#define MODEL_ATT_KEEP_MAX ((size_t)1 << 30)
 
 /* Allocate parameters for cfg (zeroed). */
 wdl_model *model_new(const wdl_config *cfg);

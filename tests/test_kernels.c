@@ -184,7 +184,7 @@ static void test_rope(void **st) {
 typedef struct { attn_dims d; int64_t rows; double *q, *k, *v, *r, *y, *att; } att_ctx;
 static double att_loss(void *p) {
     att_ctx *c = p;
-    attention_forward_f64(c->y, c->att, c->q, c->k, c->v, c->d, NULL);
+    attention_forward_f64(c->y, c->att, NULL, c->q, c->k, c->v, c->d, NULL);
     return dot(c->y, c->r, c->rows * c->d.NH * c->d.HD);
 }
 static void check_attention(attn_dims dims);
@@ -201,12 +201,12 @@ static void check_attention(attn_dims dims) {
     /* past one row block, rows of the last block's dP stay unwritten */
     size_t sb = sizeof(double) * (size_t)attention_backward_scratch(c.d);
     double *scratch = guarded(sb);
-    attention_backward_f64(dq, dk, dv, c.r, c.att, c.q, c.k, c.v, c.d, scratch);
+    attention_backward_f64(dq, dk, dv, c.r, c.att, NULL, c.q, c.k, c.v, c.d, scratch);
     expect_scratch("attention dP", scratch, sb, c.d.T <= ATT_ROW_BLOCK ? sizeof(double) : 0);
     double *sq = rnd(nq, 1), *sk = rnd(nk, 1), *sv = rnd(nk, 1), *aq = copy(sq, nq), *ak = copy(sk, nk),
            *av = copy(sv, nk);
     scratch = xmalloc(sb);
-    attention_backward_f64(aq, ak, av, c.r, c.att, c.q, c.k, c.v, c.d, scratch);
+    attention_backward_f64(aq, ak, av, c.r, c.att, NULL, c.q, c.k, c.v, c.d, scratch);
     free(scratch);
     expect_added("attention dq", aq, sq, dq, nq);
     expect_added("attention dk", ak, sk, dk, nk);
@@ -233,7 +233,7 @@ static void test_attention_packed(void **st) {
     int64_t natt = 0, nscr = 0;
     for (int b = 0; b < NS; b++) {
         natt += NH * len[b] * len[b];
-        nscr += KVH * attention_scratch_rows(len[b]) * len[b];
+        nscr += 2 * KVH * attention_scratch_rows(len[b]) * len[b];
     }
     att_ctx c = {{NS, 70, NH, KVH, HD, off}, N};
     const int64_t ldq = NH * HD, ldk = KVH * HD, nq = N * ldq, nk = N * ldk;
@@ -243,7 +243,7 @@ static void test_attention_packed(void **st) {
     double *dq = zeros(nq), *dk = zeros(nk), *dv = zeros(nk);
     size_t sb = sizeof(double) * (size_t)nscr;
     double *scratch = guarded(sb);
-    attention_backward_f64(dq, dk, dv, c.r, c.att, c.q, c.k, c.v, c.d, scratch);
+    attention_backward_f64(dq, dk, dv, c.r, c.att, NULL, c.q, c.k, c.v, c.d, scratch);
     expect_scratch("packed attention dP", scratch, sb, 0);
     int64_t ao = 0;
     for (int b = 0; b < NS; b++) {
@@ -251,8 +251,9 @@ static void test_attention_packed(void **st) {
         attn_dims one = {1, T, NH, KVH, HD, NULL};
         double *y = zeros(T * ldq), *att = zeros(NH * T * T), *gq = zeros(T * ldq), *gk = zeros(T * ldk),
                *gv = zeros(T * ldk), *scr = zeros(attention_backward_scratch(one));
-        attention_forward_f64(y, att, c.q + o * ldq, c.k + o * ldk, c.v + o * ldk, one, NULL);
-        attention_backward_f64(gq, gk, gv, c.r + o * ldq, att, c.q + o * ldq, c.k + o * ldk, c.v + o * ldk, one, scr);
+        attention_forward_f64(y, att, NULL, c.q + o * ldq, c.k + o * ldk, c.v + o * ldk, one, NULL);
+        attention_backward_f64(gq, gk, gv, c.r + o * ldq, att, NULL, c.q + o * ldq, c.k + o * ldk, c.v + o * ldk, one,
+                               scr);
         assert_memory_equal(y, c.y + o * ldq, sizeof(double) * (size_t)(T * ldq));
         assert_memory_equal(att, c.att + ao, sizeof(double) * (size_t)(NH * T * T));
         assert_memory_equal(gq, dq + o * ldq, sizeof(double) * (size_t)(T * ldq));
@@ -280,19 +281,19 @@ static void forward_only_case(attn_dims d, int64_t N, size_t last) {
     }
     double *q = rnd(nq, 1), *k = rnd(nk, 1), *v = rnd(nk, 1), *y = zeros(nq), *y2 = zeros(nq), *att = zeros(natt);
     size_t sb = sizeof(double) * (size_t)attention_forward_scratch(d);
-    attention_forward_f64(y, att, q, k, v, d, NULL);
+    attention_forward_f64(y, att, NULL, q, k, v, d, NULL);
     double *scr = guarded(sb);
-    attention_forward_f64(y2, NULL, q, k, v, d, scr);
+    attention_forward_f64(y2, NULL, NULL, q, k, v, d, scr);
     expect_scratch("forward-only attention (double)", scr, sb, last ? sizeof(double) : 0);
     assert_memory_equal(y, y2, sizeof(double) * (size_t)nq);
     float *qf = xmalloc(4 * nq), *kf = xmalloc(4 * nk), *vf = xmalloc(4 * nk), *yf = xmalloc(4 * nq),
           *yf2 = xmalloc(4 * nq), *attf = xmalloc(4 * natt);
     for (int64_t i = 0; i < nq; i++) qf[i] = (float)q[i];
     for (int64_t i = 0; i < nk; i++) { kf[i] = (float)k[i]; vf[i] = (float)v[i]; }
-    attention_forward(yf, attf, qf, kf, vf, d, NULL);
+    attention_forward(yf, attf, NULL, qf, kf, vf, d, NULL);
     size_t sf = sizeof(float) * (size_t)attention_forward_scratch(d);
     float *scf = guarded(sf);
-    attention_forward(yf2, NULL, qf, kf, vf, d, scf);
+    attention_forward(yf2, NULL, NULL, qf, kf, vf, d, scf);
     expect_scratch("forward-only attention (float)", scf, sf, last ? sizeof(float) : 0);
     assert_memory_equal(yf, yf2, sizeof(float) * (size_t)nq);
     free(q); free(k); free(v); free(y); free(y2); free(att); free(qf); free(kf); free(vf); free(yf); free(yf2);
@@ -304,6 +305,63 @@ static void test_attention_forward_only(void **st) {
     /* packed: scratch for the padded batch, the areas of the packed lengths */
     static const int64_t off[] = {0, 5, 6, 76, 79};
     forward_only_case((attn_dims){4, 70, 4, 2, 3, off}, 79, 0);
+}
+
+/* Recomputing the probabilities (stats instead of att): the forward's
+ * outputs and the backward's gradients are the bytes of the stored path, in
+ * double and in float, padded and packed; the recomputing backward stays in
+ * its scratch and uses its end. */
+#define RECOMPUTE_CASE(NAME, R, FWD, BWD, FILL_RND)                                                             \
+    static void NAME(attn_dims d, int64_t N, int64_t natt) {                                                 \
+        const int64_t nq = N * d.NH * d.HD, nk = N * d.KVH * d.HD;                                           \
+        R *q = xmalloc(sizeof(R) * nq), *k = xmalloc(sizeof(R) * nk), *v = xmalloc(sizeof(R) * nk),          \
+          *r = xmalloc(sizeof(R) * nq);                                                                      \
+        FILL_RND(q, nq); FILL_RND(k, nk); FILL_RND(v, nk); FILL_RND(r, nq);                                  \
+        R *y = xcalloc(nq, sizeof(R)), *y2 = xcalloc(nq, sizeof(R)), *att = xcalloc(natt, sizeof(R)),        \
+          *stats = xcalloc(attention_stats(N, d.NH), sizeof(R));                                             \
+        R *g[2][3];                                                                                          \
+        for (int i = 0; i < 2; i++) {                                                                        \
+            g[i][0] = xcalloc(nq, sizeof(R)); g[i][1] = xcalloc(nk, sizeof(R)); g[i][2] = xcalloc(nk, sizeof(R)); \
+        }                                                                                                    \
+        size_t sf = sizeof(R) * (size_t)attention_forward_scratch(d),                                        \
+               sb = sizeof(R) * (size_t)attention_backward_scratch(d);                                       \
+        R *fs = xmalloc(sf), *bs = xmalloc(sb);                                                              \
+        FWD(y, att, NULL, q, k, v, d, NULL);                                                                 \
+        BWD(g[0][0], g[0][1], g[0][2], r, att, NULL, q, k, v, d, bs);                                        \
+        FWD(y2, NULL, stats, q, k, v, d, fs);                                                                \
+        assert_memory_equal(y, y2, sizeof(R) * (size_t)nq);                                                  \
+        R *gs = guarded(sb);                                                                                 \
+        BWD(g[1][0], g[1][1], g[1][2], r, NULL, stats, q, k, v, d, gs);                                      \
+        expect_scratch(#R " recomputing attention backward", gs, sb, d.T <= ATT_ROW_BLOCK ? sizeof(R) : 0);  \
+        assert_memory_equal(g[0][0], g[1][0], sizeof(R) * (size_t)nq);                                       \
+        assert_memory_equal(g[0][1], g[1][1], sizeof(R) * (size_t)nk);                                       \
+        assert_memory_equal(g[0][2], g[1][2], sizeof(R) * (size_t)nk);                                       \
+        for (int i = 0; i < 2; i++) { free(g[i][0]); free(g[i][1]); free(g[i][2]); }                         \
+        free(q); free(k); free(v); free(r); free(y); free(y2); free(att); free(stats); free(fs); free(bs);    \
+    }
+static void fill_rnd_d(double *x, int64_t n) {
+    double *t = rnd(n, 1);
+    memcpy(x, t, sizeof(double) * (size_t)n);
+    free(t);
+}
+static void fill_rnd_f(float *x, int64_t n) {
+    double *t = rnd(n, 1);
+    for (int64_t i = 0; i < n; i++) x[i] = (float)t[i];
+    free(t);
+}
+RECOMPUTE_CASE(recompute_case_d, double, attention_forward_f64, attention_backward_f64, fill_rnd_d)
+RECOMPUTE_CASE(recompute_case_f, float, attention_forward, attention_backward, fill_rnd_f)
+static void test_attention_recompute(void **st) {
+    static const int64_t off[] = {0, 5, 6, 76, 79};
+    const struct { attn_dims d; int64_t N, natt; } cases[] = {
+        {{2, 5, 4, 2, 3}, 10, 2 * 4 * 25},
+        {{2, 70, 4, 2, 3}, 140, 2 * 4 * 4900},
+        {{4, 70, 4, 2, 3, off}, 79, 4 * (25 + 1 + 4900 + 9)},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        recompute_case_d(cases[i].d, cases[i].N, cases[i].natt);
+        recompute_case_f(cases[i].d, cases[i].N, cases[i].natt);
+    }
 }
 
 /* ---- swiglu ---- */
@@ -530,8 +588,8 @@ static void test_float_matches_double(void **st) {
     for (int64_t i = 0; i < nk; i++) { kf[i] = (float)k[i]; vf[i] = (float)v[i]; q[i % nq] = q[i % nq]; }
     for (int64_t i = 0; i < nk; i++) { k[i] = kf[i]; v[i] = vf[i]; }
     for (int64_t i = 0; i < nq; i++) q[i] = qf[i];
-    attention_forward_f64(y, att, q, k, v, d, NULL);
-    attention_forward(yf, attf, qf, kf, vf, d, NULL);
+    attention_forward_f64(y, att, NULL, q, k, v, d, NULL);
+    attention_forward(yf, attf, NULL, qf, kf, vf, d, NULL);
     for (int64_t i = 0; i < nq; i++) assert_true(fabs(y[i] - yf[i]) < 1e-5);
     free(q); free(k); free(v); free(y); free(att); free(qf); free(kf); free(vf); free(yf); free(attf);
 }
@@ -541,7 +599,9 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_linear),    cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_qknorm),    cmocka_unit_test(test_rope),
-        cmocka_unit_test(test_attention), cmocka_unit_test(test_attention_blocks), cmocka_unit_test(test_attention_packed), cmocka_unit_test(test_attention_forward_only), cmocka_unit_test(test_swiglu),
+        cmocka_unit_test(test_attention), cmocka_unit_test(test_attention_blocks),
+        cmocka_unit_test(test_attention_packed), cmocka_unit_test(test_attention_forward_only),
+        cmocka_unit_test(test_attention_recompute), cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_fused_forwards),
         cmocka_unit_test(test_embedding), cmocka_unit_test(test_ce),
         cmocka_unit_test(test_ce_mixed),  cmocka_unit_test(test_tied),

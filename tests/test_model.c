@@ -496,6 +496,11 @@ static void test_step_allocates_nothing(void **st) {
         print_message("# %s: %llu allocations in 3 training steps\n", mixed ? "WD-JT" : "SFT", (unsigned long long)n);
         assert_int_equal(n, 0);
     }
+    sg->att_keep_max = 0;   /* recomputing attention's probabilities */
+    model_alloc_acts(sg, B, T, ACTS_TRAIN, 0);
+    uint64_t n = step_allocations(sg, wk, &b, 0, 0, 1);
+    print_message("# SFT, probabilities recomputed: %llu allocations in 3 training steps\n", (unsigned long long)n);
+    assert_int_equal(n, 0);
     gen_state g;
     gen_init(&g, sg, B, T);
     uint64_t before = wdl_alloc_count();
@@ -570,6 +575,43 @@ static float *grads_of(const wdl_model *m) {
     memcpy(g, m->grads, m->nparams * sizeof(float));
     return g;
 }
+/* Training that keeps only attention's softmax statistics (att_keep_max 0)
+ * and recomputes the probabilities in the backward gives the loss and the
+ * gradients of training that keeps them, bit for bit, in fp32 and in bf16,
+ * in less activation memory. */
+static void test_recomputed_attention(void **st) {
+    wdl_model *sg, *wk;
+    st_model *ref;
+    batch b;
+    load_mixed(&sg, &wk, &ref, &b);
+    for (int p = 0; p < 2; p++) {
+        gemm_set_precision(p ? GEMM_BF16 : GEMM_FP32);
+        float *g[2];
+        double loss[2];
+        size_t elems[2];
+        for (int re = 0; re < 2; re++) {
+            sg->att_keep_max = re ? 0 : MODEL_ATT_KEEP_MAX;
+            model_alloc_acts(sg, B, T, ACTS_TRAIN, 0);
+            assert_true(re ? !sg->a.att && sg->a.att_stats : sg->a.att && !sg->a.att_stats);
+            elems[re] = sg->act_elems;
+            wd_step s;
+            step_init(&s, sg, NULL, 1.0);
+            model_zero_grad(sg);
+            loss[re] = step_train(&s, b.ids, b.tg, b.wt, B, T);
+            g[re] = grads_of(sg);
+            step_free(&s);
+        }
+        print_message("# %s: activations %zu floats keeping the probabilities, %zu recomputing them\n",
+                      p ? "bf16" : "fp32", elems[0], elems[1]);
+        assert_true(elems[1] < elems[0]);
+        assert_true(loss[0] == loss[1]);
+        assert_memory_equal(g[0], g[1], sg->nparams * sizeof(float));
+        free(g[0]); free(g[1]);
+    }
+    st_close(ref);
+    model_free(wk); model_free(sg);
+}
+
 typedef struct { float *logits, *grads; double loss, nll[B * T], ent[B * T]; } bf16_run;
 static void bf16_pass(wdl_model *m, gemm_precision p, const batch *b, bf16_run *r) {
     gemm_set_precision(p);
@@ -803,6 +845,7 @@ int main(void) {
         cmocka_unit_test(test_packed_forward),
         cmocka_unit_test(test_written_checkpoints),
         cmocka_unit_test(test_step_allocates_nothing),
+        cmocka_unit_test_teardown(test_recomputed_attention, precision_fp32),
         cmocka_unit_test_teardown(test_bf16, precision_fp32),
         cmocka_unit_test_teardown(test_forward_bf16_weights, precision_fp32),
         cmocka_unit_test_teardown(test_bf16_steps_allocate_nothing_after_the_first, precision_fp32),
