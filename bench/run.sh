@@ -5,13 +5,15 @@
 # tokenizers where installed; BENCH_06B=1 adds bench/score_06b.sh. Prints one
 # JSON line per measurement, then a side-by-side table against the targets.
 #   BENCH_STEPS (10) timed steps per run, BENCH_REPEAT (3) best of R runs
-#   (the C engine and the PyTorch training peers alike).
+#   (the C engine and the PyTorch training peers alike), BENCH_ROUNDS (3)
+#   paired rounds of wdl and the peers back to back (0: none).
 set -u
 cd "$(dirname "$0")/.."
 B=${B:-build}
 NPROC=$(nproc)
 STEPS=${BENCH_STEPS:-10}
 REPEAT=${BENCH_REPEAT:-3}
+ROUNDS=${BENCH_ROUNDS:-3}
 PY=${BENCH_PY:-$B/bench-venv/bin/python}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
@@ -35,6 +37,21 @@ if [ -x "$PY" ] && "$PY" -c 'import torch; assert int(torch.__version__.split(".
     "$PY" bench/torch_train.py --steps "$STEPS" --warmup-steps 3 --repeat "$REPEAT" --threads "$NPROC" --mode "$m" 2>/dev/null | tee -a "$out"
   done
   "$PY" bench/torch_train.py --steps "$STEPS" --warmup-steps 2 --threads "$NPROC" --forward-only | tee -a "$out"
+  # The machine's speed drifts by 20% and more between minutes, and not
+  # equally for both sides, so the targets are also judged on rounds that
+  # run wdl and the three peers back to back, one run each: a ratio per
+  # round, then their median and range.
+  echo "# paired rounds ($ROUNDS): wdl fp32 and bf16, then PyTorch eager, autocast and compile, one run each"
+  for r in $(seq 1 "$ROUNDS"); do
+    for p in fp32 bf16; do
+      "$B/bench/bench_train" --threads "$NPROC" --steps "$STEPS" --repeat 1 --precision "$p" | grep '"train"' |
+        jq -c --argjson r "$r" '{round: $r, side: "wdl", what: .precision, tokens_per_s}'
+    done
+    for m in eager autocast compile; do
+      "$PY" bench/torch_train.py --steps "$STEPS" --warmup-steps 3 --repeat 1 --threads "$NPROC" --mode "$m" 2>/dev/null |
+        jq -c --argjson r "$r" '{round: $r, side: "pytorch", what: .peer, tokens_per_s}'
+    done
+  done | tee -a "$out"
 else
   echo "# PyTorch peers: skipped (run make bench-deps, or set BENCH_PY to a python with torch 2.x)"
 fi
@@ -75,6 +92,20 @@ jq -rs --argjson n "$NPROC" '
    else "PyTorch peers: not measured" end),
   (if $p.compile then
     "wdl fp32 / torch.compile fp32 = \($f.tokens_per_s / $p.compile | r2)x (target 1.3x: \(ok($f.tokens_per_s / $p.compile; 1.3)))"
+   else empty end),
+  (map(select(.round)) | group_by(.round) | map(
+     (map({key: (.side + " " + .what), value: .tokens_per_s}) | from_entries) as $x |
+     ([$x["pytorch eager"], $x["pytorch autocast"], $x["pytorch compile"]] | map(select(. != null)) | max) as $b |
+     {bf16: (if $b then $x["wdl bf16"] / $b else null end),
+      fp32: (if $x["pytorch compile"] then $x["wdl fp32"] / $x["pytorch compile"] else null end)}) |
+   def med: sort | if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+   def line($name; $t; $v): ($v | map(select(. != null))) as $w |
+     if ($w | length) > 0 then
+       "\($name): median \($w | med | r2)x over \($w | length) paired rounds (\($w | min | r2)-\($w | max | r2)x; target \($t)x: \(ok($w | med; $t)))"
+     else empty end;
+   if length > 0 then
+     line("wdl bf16 / best of PyTorch eager, autocast, compile"; 2; map(.bf16)),
+     line("wdl fp32 / torch.compile fp32"; 1.3; map(.fp32))
    else empty end),
   (map(select(.bench == "mpi_train")) | if length == 2 then "MPI: 2 ranks x 1 thread \(.[1].tokens_per_s) tokens/s vs 1 rank x 2 threads \(.[0].tokens_per_s) (\(.[1].tokens_per_s / .[0].tokens_per_s | r2)x), communication \(.[1].comm_share * 1000 | floor / 10)% of rank 0'"'"'s time, waiting for the other rank \(.[1].wait_share * 1000 | floor / 10)%" else empty end)
 ' "$out"
