@@ -2,7 +2,8 @@
  * R = float under the names written here, then with R = double and each name
  * mapped to its _f64 twin by kernels.c's table. GEMM(...) takes cblas_sgemm's
  * arguments and maps to the backend of lib/gemm.h (float) or to cblas_dgemm
- * (double); GEMM_HOLD(on) is gemm_hold_inputs (float) or nothing (double).
+ * (double); GEMM_HOLD(on) is gemm_hold_inputs (float) or nothing (double);
+ * ROW_MAX and ROW_SUM are lanes.h's reductions for R.
  * Loops over rows run under OpenMP; a GEMM made inside an OpenMP
  * region runs single-threaded (OpenMP builds of OpenBLAS and oneDNN), so
  * the two never oversubscribe the cores. The accumulate-or-overwrite rule
@@ -213,47 +214,6 @@ void rope_backward_set(R *dinp, rope_cache *tab, const R *dout, const int32_t *p
     rope_apply(dinp, tab, dout, pos, N, H, HD, theta, -1, 0, NULL, NULL, 0);
 }
 
-/* Row reductions of attention in 16 lanes: lane j takes the elements
- * j, j + 16, ... in order, then the lanes are combined pairwise. A fixed
- * order, the same for any compiler, vector width or thread count, and no
- * chain of 16 dependent adds at the end of each row, as a vectorised
- * `omp simd` reduction leaves (with a store-forwarding stall after a max). */
-#define ATT_LANES 16
-static inline R att_row_max(const R *x, int64_t n) {
-#if ATT_AVX512
-    return att_row_max_avx512(x, n);
-#endif
-    R l[ATT_LANES];
-    for (int j = 0; j < ATT_LANES; j++) l[j] = x[0];
-    int64_t u = 0;
-    for (; u + ATT_LANES <= n; u += ATT_LANES)
-        for (int j = 0; j < ATT_LANES; j++) l[j] = x[u + j] > l[j] ? x[u + j] : l[j];
-    for (int j = 0; u + j < n; j++) l[j] = x[u + j] > l[j] ? x[u + j] : l[j];
-    for (int w = ATT_LANES / 2; w; w /= 2)
-        for (int j = 0; j < w; j++) l[j] = l[j + w] > l[j] ? l[j + w] : l[j];
-    return l[0];
-}
-/* sum of x[u] (y NULL) or of x[u] y[u], u < n, in double */
-static inline double att_row_sum(const R *x, const R *y, int64_t n) {
-#if ATT_AVX512
-    return att_row_sum_avx512(x, y, n);
-#endif
-    double l[ATT_LANES] = {0};
-    int64_t u = 0;
-    if (y) {
-        for (; u + ATT_LANES <= n; u += ATT_LANES)
-            for (int j = 0; j < ATT_LANES; j++) l[j] += (double)x[u + j] * y[u + j];
-        for (int j = 0; u + j < n; j++) l[j] += (double)x[u + j] * y[u + j];
-    } else {
-        for (; u + ATT_LANES <= n; u += ATT_LANES)
-            for (int j = 0; j < ATT_LANES; j++) l[j] += x[u + j];
-        for (int j = 0; u + j < n; j++) l[j] += x[u + j];
-    }
-    for (int w = ATT_LANES / 2; w; w /= 2)
-        for (int j = 0; j < w; j++) l[j] += l[j + w];
-    return l[0];
-}
-
 /* exp(row[u] - mx) for keys u <= t, in place, and 0 after them up to the
  * next whole vector: tv is returned. Over whole vectors, to use the vector
  * exp (libmvec): the tail is set to -inf first, whose exp is 0. Not
@@ -274,11 +234,11 @@ __attribute__((noinline)) static int64_t att_exp_row(R *row, int64_t t, int64_t 
 static void att_softmax_rows(R *P, int64_t r0, int64_t r1, int64_t T, int64_t width, R *st, int64_t sts) {
     for (int64_t t = r0; t < r1; t++) {
         R *row = P + (t - r0) * T;
-        R mx = att_row_max(row, t + 1);
+        R mx = ROW_MAX(row, t + 1);   /* lanes.h: a fixed order, no stall */
         int64_t tv = att_exp_row(row, t, T, mx);
         /* in a pass of its own: a double sum beside the float exp would make
          * the compiler give up the 16-lane exp */
-        R inv = (R)(1.0 / att_row_sum(row, NULL, t + 1));
+        R inv = (R)(1.0 / ROW_SUM(row, NULL, t + 1));
         for (int64_t u = 0; u <= t; u++) row[u] *= inv;
         for (int64_t u = tv; u < width; u++) row[u] = 0;
         if (st) {
@@ -376,7 +336,7 @@ void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *att, const 
                 for (int64_t t = r0; t < r1; t++) {
                     const R *p = P + (t - r0) * T;
                     R *g = dP + (t - r0) * T;
-                    const R dot = (R)att_row_sum(p, g, t + 1);
+                    const R dot = (R)ROW_SUM(p, g, t + 1);
                     for (int64_t u = 0; u <= t; u++) g[u] = p[u] * (g[u] - dot);
                     for (int64_t u = t + 1; u < r1; u++) g[u] = 0;
                 }

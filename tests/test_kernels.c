@@ -16,6 +16,7 @@
 #include <string.h>
 #include "common.h"
 #include "kernels.h"
+#include "lanes.h"
 
 static wdl_rng rng;
 static double *rnd(int64_t n, double scale) {
@@ -364,6 +365,44 @@ static void test_attention_recompute(void **st) {
     }
 }
 
+/* lanes.h: the AVX-512 reductions (where built) give the portable ones'
+ * bits for every length across the 16 lanes and the tail, with and without
+ * a second row; the max is the exact max, the sums within a few ulps of a
+ * long double sum. */
+static void test_lanes(void **st) {
+    enum { NMAX = 300 };
+    float x[NMAX], y[NMAX];
+    for (int i = 0; i < NMAX; i++) {
+        x[i] = (float)((rng_normal(&rng) * 3.0) * (i % 7 == 0 ? 100.0 : 1.0));
+        y[i] = (float)rng_normal(&rng);
+    }
+    print_message("# lanes: AVX-512 %s\n", LANES_AVX512 ? "built, checked against the portable loops" : "not built");
+    for (int64_t n = 1; n <= NMAX; n++) {
+        float mp = lanes_max_portable_f32(x, n), mf = lanes_max_f32(x, n), m = x[0];
+        for (int64_t u = 1; u < n; u++) m = x[u] > m ? x[u] : m;
+        assert_true(mp == m && mf == m);
+        for (int with_y = 0; with_y < 2; with_y++) {
+            const float *yy = with_y ? y : NULL;
+            double sp = lanes_sum_portable_f32(x, yy, n), sf = lanes_sum_f32(x, yy, n);
+            assert_memory_equal(&sp, &sf, sizeof sp);
+            long double ref = 0, mag = 0;
+            for (int64_t u = 0; u < n; u++) {
+                long double t = with_y ? (long double)x[u] * y[u] : (long double)x[u];
+                ref += t;
+                mag += fabsl(t);
+            }
+            assert_true(fabsl((long double)sp - ref) <= 1e-15L * mag);
+        }
+    }
+    /* doubles: the same order */
+    double xd[40];
+    for (int i = 0; i < 40; i++) xd[i] = rng_normal(&rng);
+    double s = 0;
+    for (int i = 0; i < 40; i++) s += xd[i];
+    assert_true(fabs(lanes_sum_f64(xd, NULL, 40) - s) < 1e-13);
+    assert_true(lanes_max_f64(xd, 40) >= xd[39]);
+}
+
 /* ---- swiglu ---- */
 typedef struct { int64_t n; double *g, *u, *r, *y; } sw_ctx;
 static double sw_loss(void *p) {
@@ -601,7 +640,7 @@ int main(void) {
         cmocka_unit_test(test_qknorm),    cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention), cmocka_unit_test(test_attention_blocks),
         cmocka_unit_test(test_attention_packed), cmocka_unit_test(test_attention_forward_only),
-        cmocka_unit_test(test_attention_recompute), cmocka_unit_test(test_swiglu),
+        cmocka_unit_test(test_attention_recompute), cmocka_unit_test(test_lanes), cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_fused_forwards),
         cmocka_unit_test(test_embedding), cmocka_unit_test(test_ce),
         cmocka_unit_test(test_ce_mixed),  cmocka_unit_test(test_tied),
