@@ -32,7 +32,6 @@ static void att_seqs(att_seq *s, attn_dims d) {
     }
 }
 
-
 #define R float
 /* float products go through the backend (fp32 OpenBLAS or bf16 oneDNN) */
 #define GEMM(order, ta, tb, ...) wdl_sgemm((ta) == CblasTrans, (tb) == CblasTrans, __VA_ARGS__)

@@ -301,11 +301,10 @@ void attention_forward(R *out, R *att, R *stats, const R *q, const R *k, const R
 
 /* O(T^2) softmax backward per head: dS = P o (dP - rowsum(P o dP)), in the
  * forward's causal row blocks, each block's P read from att or recomputed
- * first. Work is
- * split by (sequence, KV head) so that the query heads sharing one K/V
- * head accumulate dK/dV in one thread, in a fixed order; each such pair has
- * its own P and dP rows in scratch, so the result does not depend on which
- * thread runs it. */
+ * first. Work is split by (sequence, KV head) so that the query heads
+ * sharing one K/V head accumulate dK/dV in one thread, in a fixed order;
+ * each such pair has its own P and dP rows in scratch, so the result does
+ * not depend on which thread runs it. */
 void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *att, const R *stats, const R *q,
                         const R *k, const R *v, attn_dims d, R *scratch) {
     const int64_t HD = d.HD, ldq = d.NH * HD, ldk = d.KVH * HD, grp = d.NH / d.KVH;
