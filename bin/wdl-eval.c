@@ -52,6 +52,9 @@ static const char *usage =
 
 /* Records are generated for and checked a window at a time. */
 enum { WINDOW = 256 };
+/* --max-new from which the model's BF16 matrices are copied into huge
+ * pages: the copy's load time is won back after about a hundred steps */
+enum { DECODE_COPY_MIN = 128 };
 
 typedef struct {
     int score_only, merge;
@@ -246,7 +249,9 @@ int main(int argc, char **argv) {
     c->s = evsum_new();
     if (o.model) {
         gemm_set_precision(cli_precision(o.precision));
-        c->m = model_dir_open_decode(o.model, &c->tok, &c->tpl);   /* bf16: weights held once in bf16 */
+        /* bf16: weights held once in bf16; for a long run (128 new tokens
+         * or more per batch), in huge pages (see model_load_decode) */
+        c->m = model_dir_open_decode(o.model, &c->tok, &c->tpl, o.max_new >= DECODE_COPY_MIN);
     }
     rec_writer *pw = root && o.preds ? rec_create(o.preds) : NULL;
     wdl_progress bar;

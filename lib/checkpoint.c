@@ -15,8 +15,8 @@ wdl_model *model_dir_open_forward(const char *dir, wdl_tokenizer **tok, wdl_temp
     return dir_open(model_load_forward(dir), dir, tok, tpl);
 }
 
-wdl_model *model_dir_open_decode(const char *dir, wdl_tokenizer **tok, wdl_template *tpl) {
-    return dir_open(model_load_decode(dir), dir, tok, tpl);
+wdl_model *model_dir_open_decode(const char *dir, wdl_tokenizer **tok, wdl_template *tpl, int copy) {
+    return dir_open(model_load_decode(dir, copy), dir, tok, tpl);
 }
 
 static wdl_model *dir_open(wdl_model *m, const char *dir, wdl_tokenizer **tok, wdl_template *tpl) {

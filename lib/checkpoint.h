@@ -15,9 +15,10 @@
  * fit the vocabulary) and its prompt template. Dies naming dir when any
  * part is missing or bad. */
 wdl_model *model_dir_open(const char *dir, wdl_tokenizer **tok, wdl_template *tpl);
-/* The same with model_load_forward (wdl-score) and model_load_decode (wdl-eval). */
+/* The same with model_load_forward (wdl-score) and model_load_decode (wdl-eval;
+ * copy as there). */
 wdl_model *model_dir_open_forward(const char *dir, wdl_tokenizer **tok, wdl_template *tpl);
-wdl_model *model_dir_open_decode(const char *dir, wdl_tokenizer **tok, wdl_template *tpl);
+wdl_model *model_dir_open_decode(const char *dir, wdl_tokenizer **tok, wdl_template *tpl, int copy);
 
 /* A model directory: config, weights (BF16 when bf16) and the tokenizer of
  * the model directory src_dir. */

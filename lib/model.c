@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 static const char *const kind_names[W_KINDS] = {
     "model.embed_tokens.weight", "input_layernorm.weight", "self_attn.q_proj.weight",
@@ -85,10 +86,9 @@ wdl_model *model_new(const wdl_config *cfg) { return model_alloc(cfg, 0); }
 
 void model_free(wdl_model *m) {
     if (!m) return;
-    if (m->view_st) {
-        gemm_ctx_drop_bf16_views(gemm_default(), m->params, m->nparams);
-        st_close(m->view_st);
-    }
+    if (m->view_st || m->w16) gemm_ctx_drop_bf16_views(gemm_default(), m->params, m->nparams);
+    if (m->view_st) st_close(m->view_st);
+    free(m->w16);
     if (m->params_mapped) munmap(m->params, m->params_mapped);
     else free(m->params);
     free(m->grads); free(m->m); free(m->v); free(m->act_mem);
@@ -388,7 +388,17 @@ void model_embed(const wdl_model *m, float *out, const int32_t *ids, int64_t N) 
 }
 
 /* ---- directories ---- */
-typedef struct { const wdl_model *m; st_model *st; st_tensor *list; size_t n; char **names; int all_bf16; } io_ctx;
+typedef struct {
+    const wdl_model *m;
+    st_model *st;
+    st_tensor *list;
+    size_t n;
+    char **names;
+    int all_bf16;
+    uint16_t *arena;      /* decoding: where the BF16 matrices are copied (NULL: read in place) */
+    size_t arena_used;    /* elements */
+    const uint16_t *embed16;
+} io_ctx;
 
 static void load_one(void *p, const char *name, int nd, const int64_t *shape, size_t off) {
     io_ctx *x = p;
@@ -405,8 +415,31 @@ static void check_bf16(void *p, const char *name, int nd, const int64_t *shape, 
     if (t->dtype != ST_BF16 || (uintptr_t)st_raw(x->st, t) % sizeof(uint16_t)) x->all_bf16 = 0;
 }
 
-/* Matrices stay where the file maps them, products read them through the
- * gemm views; vectors (norm weights) are read as usual. */
+/* Elements of the model's matrices (the arena's size). */
+static void count_matrix(void *p, const char *name, int nd, const int64_t *shape, size_t off) {
+    io_ctx *x = p;
+    if (nd == 2) x->arena_used += (size_t)(shape[0] * shape[1]);
+}
+
+/* A matrix's BF16 values where the products will read them: in place in
+ * the mapped file, or, with an arena, copied into it, and the file's pages
+ * let go (they are clean: the kernel reads them back if ever touched). */
+static const uint16_t *matrix_bf16(io_ctx *x, const char *name, const st_info *t) {
+    const uint16_t *w = st_raw(x->st, t);
+    if (!x->arena) return w;
+    uint16_t *dst = x->arena + x->arena_used;
+    memcpy(dst, w, sizeof(uint16_t) * (size_t)t->nelem);
+    x->arena_used += (size_t)t->nelem;
+    const size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)w + pg - 1) & ~(uintptr_t)(pg - 1),
+              b = ((uintptr_t)(w + t->nelem)) & ~(uintptr_t)(pg - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+    if (!strcmp(name, kind_names[W_EMBED])) x->embed16 = dst;
+    return dst;
+}
+
+/* Matrices stay in bf16 (where matrix_bf16 puts them), products read them
+ * through the gemm views; vectors (norm weights) are read as usual. */
 static void view_one(void *p, const char *name, int nd, const int64_t *shape, size_t off) {
     io_ctx *x = p;
     if (nd != 2) {
@@ -414,34 +447,42 @@ static void view_one(void *p, const char *name, int nd, const int64_t *shape, si
         return;
     }
     const st_info *t = st_expect(x->st, name, nd, shape);
-    const uint16_t *w = st_raw(x->st, t);
-    gemm_ctx_add_bf16_view(gemm_default(), x->m->params + off, (size_t)t->nelem, w);
+    if (!strcmp(name, kind_names[W_EMBED])) x->embed16 = st_raw(x->st, t);
+    gemm_ctx_add_bf16_view(gemm_default(), x->m->params + off, (size_t)t->nelem, matrix_bf16(x, name, t));
     x->n++;
 }
 
-/* Matrices read into params as usual and kept mapped as their shadows. */
+/* Matrices read into params as usual and kept in bf16 as their shadows. */
 static void shadow_one(void *p, const char *name, int nd, const int64_t *shape, size_t off) {
     io_ctx *x = p;
     load_one(p, name, nd, shape, off);
     if (nd != 2) return;
     const st_info *t = st_expect(x->st, name, nd, shape);
-    gemm_ctx_add_bf16_shadow(gemm_default(), x->m->params + off, (size_t)t->nelem, st_raw(x->st, t));
+    gemm_ctx_add_bf16_shadow(gemm_default(), x->m->params + off, (size_t)t->nelem, matrix_bf16(x, name, t));
 }
 
 /* how: LOAD_PLAIN, LOAD_BF16_ONLY (views where all matrices are BF16) or
- * LOAD_SHADOWED (fp32 params, and shadows where all matrices are BF16) */
+ * LOAD_SHADOWED (fp32 params, and shadows where all matrices are BF16).
+ * copy: the BF16 matrices go into one buffer of transparent huge pages
+ * instead of being read in place from the mapped file (see
+ * model_load_decode). */
 enum { LOAD_PLAIN, LOAD_BF16_ONLY, LOAD_SHADOWED };
-static wdl_model *load_as(const char *dir, int how) {
+static wdl_model *load_as(const char *dir, int how, int copy) {
     wdl_config cfg;
     config_load(dir, &cfg);
     wdl_model *m = model_alloc(&cfg, how == LOAD_BF16_ONLY);
     st_model *st = st_open(dir);
     io_ctx x = {m, st, .all_bf16 = 1};
     if (how != LOAD_PLAIN) model_each_tensor(m, check_bf16, &x);
+    if (how != LOAD_PLAIN && x.all_bf16 && copy) {
+        model_each_tensor(m, count_matrix, &x);
+        m->w16 = x.arena = xaligned(sizeof(uint16_t) * x.arena_used);   /* large: huge pages (common.c) */
+        x.arena_used = 0;
+    }
     if (how == LOAD_BF16_ONLY && x.all_bf16) {
         model_each_tensor(m, view_one, &x);
         m->view_st = st;
-        m->embed16 = st_raw(st, st_find(st, kind_names[W_EMBED]));
+        m->embed16 = x.embed16;
     } else if (how == LOAD_SHADOWED && x.all_bf16) {
         model_each_tensor(m, shadow_one, &x);
         m->view_st = st;
@@ -462,23 +503,29 @@ static wdl_model *load_as(const char *dir, int how) {
             for (int k = W_LN1; k <= W_DOWN; k++) if (!strcmp(nm + used, kind_names[k])) known = 1;
         if (!known) die("%s: unexpected tensor '%s' for a %lld-layer Qwen3 config", dir, nm, (long long)cfg.layers);
     }
-    if (!m->view_st) st_close(st);
+    if (m->w16) {   /* everything read: the file is no longer needed */
+        st_close(st);
+        m->view_st = NULL;
+    }
+    if (!m->view_st && !m->w16) st_close(st);
     return m;
 }
 
-wdl_model *model_load(const char *dir) { return load_as(dir, LOAD_PLAIN); }
+wdl_model *model_load(const char *dir) { return load_as(dir, LOAD_PLAIN, 0); }
 
-wdl_model *model_load_forward(const char *dir) {
+static wdl_model *load_forward(const char *dir, int copy) {
     gemm_ctx *g = gemm_default();
     if (gemm_ctx_precision(g) != GEMM_BF16) return model_load(dir);
-    wdl_model *m = load_as(dir, LOAD_BF16_ONLY);
-    if (!m->view_st) gemm_ctx_set_readonly(g, 0, m->params, m->nparams);
+    wdl_model *m = load_as(dir, LOAD_BF16_ONLY, copy);
+    if (!m->view_st && !m->w16) gemm_ctx_set_readonly(g, 0, m->params, m->nparams);
     return m;
 }
 
-wdl_model *model_load_decode(const char *dir) {
-    if (gemm_ctx_precision(gemm_default()) != GEMM_FP32) return model_load_forward(dir);
-    return load_as(dir, LOAD_SHADOWED);
+wdl_model *model_load_forward(const char *dir) { return load_forward(dir, 0); }
+
+wdl_model *model_load_decode(const char *dir, int copy) {
+    if (gemm_ctx_precision(gemm_default()) != GEMM_FP32) return load_forward(dir, copy);
+    return load_as(dir, LOAD_SHADOWED, copy);
 }
 
 static void save_one(void *p, const char *name, int nd, const int64_t *shape, size_t off) {

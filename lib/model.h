@@ -44,6 +44,7 @@ typedef struct {
     void *view_st;                  /* the open checkpoint whose BF16 matrices stand in for params
                                      * (bf16 views) or shadow them (fp32 decoding) */
     const uint16_t *embed16;        /* with bf16 views: the embedding rows in bf16 */
+    uint16_t *w16;                  /* model_load_decode: the BF16 matrices copied (huge pages), or NULL */
     float *P[W_KINDS], *G[W_KINDS];
     /* activations */
     int64_t Bmax, Tmax;             /* capacity: Bmax*Tmax positions, sequences of <= Tmax */
@@ -122,12 +123,18 @@ wdl_model *model_load(const char *dir);
  * values either way. Such a model must not be trained or written. */
 wdl_model *model_load_forward(const char *dir);
 /* For greedy decoding: model_load_forward, and in fp32, when every matrix
- * is BF16 on disk, the checkpoint also stays mapped and each matrix's
- * floats get its BF16 values as a gemm shadow (gemm_ctx_add_bf16_shadow):
- * decoding's few-row products then read half the bytes, same values. Not
- * for scoring, whose products have many rows: the mapped file would only
- * add its size to the resident memory. */
-wdl_model *model_load_decode(const char *dir);
+ * is BF16 on disk, each matrix's floats also get its BF16 values as a gemm
+ * shadow (gemm_ctx_add_bf16_shadow): decoding's few-row products then read
+ * half the bytes, same values. Not for scoring, whose products have many
+ * rows: the shadows would only add to the resident memory.
+ * copy: the BF16 matrices (views or shadows) are copied into one buffer of
+ * transparent huge pages (w16) and the file is closed, instead of being
+ * read where the file maps them. Decoding reads every matrix once per
+ * step, and each 4 KB page of the mapping costs a TLB miss and stops the
+ * hardware prefetchers: about 10% of a bf16 step of the Qwen3-0.6B shape.
+ * The copy costs about 0.5 s of load there, so it pays for runs of about
+ * a hundred steps or more. The same values either way. */
+wdl_model *model_load_decode(const char *dir, int copy);
 /* Embedding rows of ids into out [N, H] (from the bf16 rows when held so). */
 void model_embed(const wdl_model *m, float *out, const int32_t *ids, int64_t N);
 /* Write config.json + model.safetensors into an existing directory. bf16:

@@ -752,8 +752,10 @@ static void test_forward_bf16_weights(void **st) {
  * weights bytes as model_load, and prefill plus decoding steps within
  * 1e-5 of its logits (the bound of decoding against the full forward),
  * for one sequence and three. F32 on disk: no shadows. In bf16 it is
- * model_load_forward. A model wide enough for the kernel (products of at
- * least 65,536 weights: hidden 256, ffn 512), written BF16. */
+ * model_load_forward. With copy, the BF16 matrices copied out of the file
+ * give the same logits bytes, in fp32 and bf16. A model wide enough for
+ * the kernel (products of at least 65,536 weights: hidden 256, ffn 512),
+ * written BF16. */
 enum { DEC_PROMPT = 7, DEC_STEPS = 5 };
 /* nb prompts prefilled, then DEC_STEPS steps: their logits, [steps][nb][V] */
 static float *decode_run(wdl_model *m, int64_t nb) {
@@ -792,10 +794,14 @@ static void test_decode_fp32_shadows(void **st) {
     model_write_dir(m, d32, 0);
     model_free(m);
     gemm_set_precision(GEMM_FP32);
-    wdl_model *ref = model_load(d16), *dec = model_load_decode(d16);
+    wdl_model *ref = model_load(d16), *dec = model_load_decode(d16, 0), *cp = model_load_decode(d16, 1);
     assert_null(ref->view_st);
     assert_non_null(dec->view_st);
+    assert_null(dec->w16);
+    assert_null(cp->view_st);   /* copied: the file is closed */
+    assert_non_null(cp->w16);
     assert_memory_equal(ref->params, dec->params, sizeof(float) * ref->nparams);
+    assert_memory_equal(ref->params, cp->params, sizeof(float) * ref->nparams);
     __builtin_cpu_init();
     int hw = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
     for (int64_t nb = 1; nb <= 3; nb += 2) {
@@ -813,18 +819,29 @@ static void test_decode_fp32_shadows(void **st) {
         /* per step and per prompt's prefill (7 rows): q, o, gate, up and
          * down in each layer, and the head (k and v, 128 x 256, are too small) */
         assert_int_equal(f2 - f1, hw ? (DEC_STEPS + nb) * (5 * c.layers + 1) : 0);
-        free(z0); free(z1);
+        float *z2 = decode_run(cp, nb);   /* the shadows copied: the same values, the same bytes */
+        assert_memory_equal(z1, z2, sizeof(float) * (size_t)(DEC_STEPS * nb * c.vocab));
+        free(z0); free(z1); free(z2);
     }
     model_free(dec);
-    dec = model_load_decode(d32);   /* F32 on disk */
+    model_free(cp);
+    dec = model_load_decode(d32, 1);   /* F32 on disk: no shadows, nothing copied */
     assert_null(dec->view_st);
+    assert_null(dec->w16);
     model_free(dec);
     model_free(ref);
-    gemm_set_precision(GEMM_BF16);   /* bf16: model_load_forward's views */
-    dec = model_load_decode(d16);
+    gemm_set_precision(GEMM_BF16);   /* bf16: model_load_forward's views, in place or copied */
+    dec = model_load_decode(d16, 0);
+    cp = model_load_decode(d16, 1);
     assert_non_null(dec->view_st);
     assert_non_null(dec->embed16);
+    assert_null(cp->view_st);
+    assert_true(cp->embed16 >= cp->w16 && cp->embed16 < cp->w16 + cp->nparams);
+    float *zb = decode_run(dec, 3), *zc = decode_run(cp, 3);
+    assert_memory_equal(zb, zc, sizeof(float) * (size_t)(DEC_STEPS * 3 * c.vocab));
+    free(zb); free(zc);
     model_free(dec);
+    model_free(cp);
     gemm_set_precision(GEMM_FP32);
     wdl_rmtree(dir);
 }
