@@ -424,7 +424,7 @@ static void count_matrix(void *p, const char *name, int nd, const int64_t *shape
 /* A matrix's BF16 values where the products will read them: in place in
  * the mapped file, or, with an arena, copied into it, and the file's pages
  * let go (they are clean: the kernel reads them back if ever touched). */
-static const uint16_t *matrix_bf16(io_ctx *x, const char *name, const st_info *t) {
+static const uint16_t *matrix_bf16(io_ctx *x, const st_info *t) {
     const uint16_t *w = st_raw(x->st, t);
     if (!x->arena) return w;
     uint16_t *dst = x->arena + x->arena_used;
@@ -434,7 +434,6 @@ static const uint16_t *matrix_bf16(io_ctx *x, const char *name, const st_info *t
     uintptr_t a = ((uintptr_t)w + pg - 1) & ~(uintptr_t)(pg - 1),
               b = ((uintptr_t)(w + t->nelem)) & ~(uintptr_t)(pg - 1);
     if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
-    if (!strcmp(name, kind_names[W_EMBED])) x->embed16 = dst;
     return dst;
 }
 
@@ -447,8 +446,9 @@ static void view_one(void *p, const char *name, int nd, const int64_t *shape, si
         return;
     }
     const st_info *t = st_expect(x->st, name, nd, shape);
-    if (!strcmp(name, kind_names[W_EMBED])) x->embed16 = st_raw(x->st, t);
-    gemm_ctx_add_bf16_view(gemm_default(), x->m->params + off, (size_t)t->nelem, matrix_bf16(x, name, t));
+    const uint16_t *w = matrix_bf16(x, t);
+    if (!strcmp(name, kind_names[W_EMBED])) x->embed16 = w;
+    gemm_ctx_add_bf16_view(gemm_default(), x->m->params + off, (size_t)t->nelem, w);
     x->n++;
 }
 
@@ -458,7 +458,7 @@ static void shadow_one(void *p, const char *name, int nd, const int64_t *shape, 
     load_one(p, name, nd, shape, off);
     if (nd != 2) return;
     const st_info *t = st_expect(x->st, name, nd, shape);
-    gemm_ctx_add_bf16_shadow(gemm_default(), x->m->params + off, (size_t)t->nelem, matrix_bf16(x, name, t));
+    gemm_ctx_add_bf16_shadow(gemm_default(), x->m->params + off, (size_t)t->nelem, matrix_bf16(x, t));
 }
 
 /* how: LOAD_PLAIN, LOAD_BF16_ONLY (views where all matrices are BF16) or
@@ -503,11 +503,8 @@ static wdl_model *load_as(const char *dir, int how, int copy) {
             for (int k = W_LN1; k <= W_DOWN; k++) if (!strcmp(nm + used, kind_names[k])) known = 1;
         if (!known) die("%s: unexpected tensor '%s' for a %lld-layer Qwen3 config", dir, nm, (long long)cfg.layers);
     }
-    if (m->w16) {   /* everything read: the file is no longer needed */
-        st_close(st);
-        m->view_st = NULL;
-    }
-    if (!m->view_st && !m->w16) st_close(st);
+    if (m->w16) m->view_st = NULL;   /* every matrix copied: the file is no longer needed */
+    if (!m->view_st) st_close(st);
     return m;
 }
 
