@@ -250,8 +250,10 @@ int main(int argc, char **argv) {
     if (o.model) {
         gemm_set_precision(cli_precision(o.precision));
         /* bf16: weights held once in bf16; for a long run (128 new tokens
-         * or more per batch), in huge pages (see model_load_decode) */
-        c->m = model_dir_open_decode(o.model, &c->tok, &c->tpl, o.max_new >= DECODE_COPY_MIN);
+         * or more per batch), in huge pages (see model_load_decode), but
+         * not under mpirun, where the ranks share the mapped file's pages
+         * and copies would hold one per rank */
+        c->m = model_dir_open_decode(o.model, &c->tok, &c->tpl, o.max_new >= DECODE_COPY_MIN && dist_size() == 1);
     }
     rec_writer *pw = root && o.preds ? rec_create(o.preds) : NULL;
     wdl_progress bar;
