@@ -193,6 +193,8 @@ static const char *pd_impl(const_dnnl_primitive_desc_t pd) {
     dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
     return impl ? impl : "?";
 }
+/* oneDNN's gemm-based matmul (`gemm:jit` and kin), not its brgemm kernels */
+static int gemm_based(const_dnnl_primitive_desc_t pd) { return !strncmp(pd_impl(pd), "gemm:", 5); }
 
 static void make_entry(gemm_ctx *g, gemm_entry *e) {
     const gemm_key *k = &e->key;
@@ -219,12 +221,11 @@ static void make_entry(gemm_ctx *g, gemm_entry *e) {
      * as long on those shapes. There the product runs without alpha and
      * beta into dense scratch, and gemm_run applies them in a vector loop
      * as it copies the result into C. */
-    int gemm_based = !strncmp(pd_impl(pd), "gemm:", 5);
-    if ((attrs && (g->always_own_scale || gemm_based)) || (k->ldc != k->N && gemm_based)) {
+    if ((attrs && g->always_own_scale) || ((attrs || k->ldc != k->N) && gemm_based(pd))) {
         dnnl_primitive_desc_destroy(pd);
         if (make_pd(g, e, 0, &pd) != dnnl_success)
             die("oneDNN: no matmul for %lldx%lldx%lld", (long long)k->M, (long long)k->N, (long long)k->K);
-        if (!attrs && !strncmp(pd_impl(pd), "gemm:", 5)) {   /* the same kernel: no gain from the copy */
+        if (!attrs && gemm_based(pd)) {   /* the same kernel: no gain from the copy */
             dnnl_primitive_desc_destroy(pd);
             DNNL_CHECK(make_pd(g, e, 1, &pd), "matmul descriptor");
         } else {

@@ -76,6 +76,7 @@ static void att_seqs(att_seq *s, attn_dims d) {
 #define attention_forward attention_forward_f64
 #define attention_backward attention_backward_f64
 #define att_exp_row att_exp_row_f64
+#define att_norm_row att_norm_row_f64
 #define att_softmax_rows att_softmax_rows_f64
 #define att_probs_rows att_probs_rows_f64
 #define swiglu_forward swiglu_forward_f64

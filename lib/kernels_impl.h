@@ -228,6 +228,14 @@ __attribute__((noinline)) static int64_t att_exp_row(R *row, int64_t t, int64_t 
     return tv;
 }
 
+/* Row t's exps times inv (keys 0..t), then zeros from tv (att_exp_row's
+ * end) up to width: the one normalisation of the forward and of its
+ * recomputation. */
+static inline void att_norm_row(R *row, int64_t t, int64_t tv, int64_t width, R inv) {
+    for (int64_t u = 0; u <= t; u++) row[u] *= inv;
+    for (int64_t u = tv; u < width; u++) row[u] = 0;
+}
+
 /* The causal softmax of one block's rows r0..r1-1 (row t at P + (t - r0)
  * T, the scores of keys 0..t): probabilities, then zeros up to `width`;
  * with st, row t's max and 1/sum at st[t * sts], st[t * sts + 1]. */
@@ -239,8 +247,7 @@ static void att_softmax_rows(R *P, int64_t r0, int64_t r1, int64_t T, int64_t wi
         /* in a pass of its own: a double sum beside the float exp would make
          * the compiler give up the 16-lane exp */
         R inv = (R)(1.0 / ROW_SUM(row, NULL, t + 1));
-        for (int64_t u = 0; u <= t; u++) row[u] *= inv;
-        for (int64_t u = tv; u < width; u++) row[u] = 0;
+        att_norm_row(row, t, tv, width, inv);
         if (st) {
             st[t * sts] = mx;
             st[t * sts + 1] = inv;
@@ -253,10 +260,8 @@ static void att_softmax_rows(R *P, int64_t r0, int64_t r1, int64_t T, int64_t wi
 static void att_probs_rows(R *P, int64_t r0, int64_t r1, int64_t T, const R *st, int64_t sts) {
     for (int64_t t = r0; t < r1; t++) {
         R *row = P + (t - r0) * T;
-        const R inv = st[t * sts + 1];
         int64_t tv = att_exp_row(row, t, T, st[t * sts]);
-        for (int64_t u = 0; u <= t; u++) row[u] *= inv;
-        for (int64_t u = tv; u < r1; u++) row[u] = 0;
+        att_norm_row(row, t, tv, r1, st[t * sts + 1]);
     }
 }
 
