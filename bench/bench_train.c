@@ -51,7 +51,7 @@ int main(int argc, char **argv) {
     cli_startup_env(argv);
     wdl_set_prog(argv[0]);
     int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), steps = 10, repeat = 1;
-    gemm_precision prec = GEMM_FP32;
+    gemm_precision prec = GEMM_FP32_AUTO;   /* the programs' default */
     int64_t B = 8, T = 256;
     const char *preset = NULL;
     for (int i = 1; i < argc; i++) {
@@ -63,7 +63,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--precision") && i + 1 < argc) prec = gemm_parse_precision("--precision", argv[++i]);
         else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) repeat = (int)cli_int("--repeat", argv[++i]);
         else die("usage: bench_train [--threads N] [--steps S] [--preset NAME] [--batch B] [--seq T] "
-                 "[--precision fp32|bf16] [--repeat R]");
+                 "[--precision fp32|fp32-openblas|bf16] [--repeat R]");
     }
     omp_set_num_threads(threads);
     openblas_set_num_threads(threads);
@@ -93,7 +93,9 @@ int main(int argc, char **argv) {
         rate[p] = gemm_rate(g, &c, N);
         gemm_ctx_free(g);
     }
-    double used = rate[prec];   /* the rate of the backend training runs on */
+    /* the rate of the backend training runs on (fp32: its large products') */
+    const int fp32_onednn = prec == GEMM_FP32_AUTO && gemm_fp32_dnnl_fast();
+    double used = prec == GEMM_BF16 ? rate[1] : prec == GEMM_FP32_DNNL || fp32_onednn ? rate[2] : rate[0];
     double flop_tok = 3 * model_flops_per_token(&c, T);
     /* training: two warm-up steps, then timed steps; best of `repeat` runs */
     double t0 = 0, dt = 1e30;
@@ -112,9 +114,9 @@ int main(int argc, char **argv) {
     printf("{\"bench\":\"train\",\"model\":\"%s\",\"precision\":\"%s\",\"params\":%zu,\"threads\":%d,"
            "\"batch\":%lld,\"seq\":%lld,\"tokens_per_s\":%.0f,\"ms_per_step\":%.1f,\"gflops\":%.1f,"
            "\"sgemm_gflops\":%.1f,\"onednn_bf16_gflops\":%.1f,\"onednn_f32_gflops\":%.1f,\"gemm_gflops\":%.1f,"
-           "\"mfu_vs_gemm\":%.3f,\"mfu_vs_sgemm\":%.3f,\"onednn_isa\":\"%s\"}\n",
+           "\"mfu_vs_gemm\":%.3f,\"mfu_vs_sgemm\":%.3f,\"onednn_isa\":\"%s\",\"fp32_onednn\":%s}\n",
            name, gemm_precision_name(prec), m->nparams, threads, (long long)B, (long long)T, tps, dt * 1e3, gf,
-           rate[0], rate[1], rate[2], used, gf / used, gf / rate[0], gemm_dnnl_isa());
+           rate[0], rate[1], rate[2], used, gf / used, gf / rate[0], gemm_dnnl_isa(), fp32_onednn ? "true" : "false");
     /* forward only (scoring) */
     double *nll = xmalloc(sizeof(double) * (size_t)N), *ent = xmalloc(sizeof(double) * (size_t)N);
     for (int s = 0; s < steps + 2; s++) {

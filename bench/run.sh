@@ -23,10 +23,13 @@ echo "# machine: $cpu, $NPROC cores ($flags), load average $(cut -d' ' -f1-3 /pr
 echo "# commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 
 echo "# C engine: reference model (hidden 256, 4 layers, 8/4 heads, head_dim 32, ffn 768, vocab 512, untied), batch 8 x 256"
-echo "# fp32 = OpenBLAS, bf16 = oneDNN matmul (bf16 inputs, fp32 accumulation); GEMM rates of both libraries on the model's shapes"
+echo "# fp32 = oneDNN's fp32 matmul for products of 4M+ multiply-adds where oneDNN runs AVX-512, else OpenBLAS;"
+echo "# fp32-openblas = OpenBLAS throughout (the reference); bf16 = oneDNN matmul (bf16 inputs, fp32 accumulation);"
+echo "# GEMM rates of both libraries on the model's shapes"
 for p in fp32 bf16; do
   for t in $(seq 1 "$NPROC"); do "$B/bench/bench_train" --threads "$t" --steps "$STEPS" --repeat "$REPEAT" --precision "$p" | tee -a "$out"; done
 done
+"$B/bench/bench_train" --threads "$NPROC" --steps "$STEPS" --repeat "$REPEAT" --precision fp32-openblas | tee -a "$out"
 echo "# oneDNN ISA: $(jq -rs 'map(select(.onednn_isa)) | first | .onednn_isa' "$out") (dnnl_get_effective_cpu_isa)"
 echo "# C engine: presets (batch 8 x 256, all cores)"
 for p in nano tiny small; do "$B/bench/bench_train" --preset "$p" --threads "$NPROC" --steps 5 | tee -a "$out"; done
@@ -74,13 +77,15 @@ jq -rs --argjson n "$NPROC" '
   map(select(.bench == "train" and .model == "reference")) as $c |
   ($c | map(select(.precision == "fp32" and .threads == $n)) | first) as $f |
   ($c | map(select(.precision == "bf16" and .threads == $n)) | first) as $h |
+  ($c | map(select(.precision == "fp32-openblas" and .threads == $n)) | first) as $o |
   map(select(.impl == "pytorch" and .mode == "train")) as $t |
   ($t | map({key: .peer, value: .tokens_per_s}) | from_entries) as $p |
   ([$p.eager, $p.autocast, $p.compile] | map(select(. != null)) | max) as $best3 |
   ([$f.sgemm_gflops, $f.onednn_f32_gflops] | max) as $g32 |
   "| run | tokens/s | threads |",
   "|---|---:|---:|",
-  "| wdl fp32 (OpenBLAS) | \($f.tokens_per_s) | \($f.threads) |",
+  "| wdl fp32 (\(if $f.fp32_onednn then "oneDNN for large products" else "OpenBLAS" end)) | \($f.tokens_per_s) | \($f.threads) |",
+  (if $o then "| wdl fp32-openblas (the reference) | \($o.tokens_per_s) | \($o.threads) |" else empty end),
   "| wdl bf16 (oneDNN \($h.onednn_isa)) | \($h.tokens_per_s) | \($h.threads) |",
   ($t[] | "| PyTorch \(.torch) \(.peer) | \(.tokens_per_s | round) | \(.threads) |"),
   "",

@@ -52,9 +52,10 @@ void cli_startup_env(char **argv) {
 }
 
 gemm_precision cli_precision(const char *name) {
-    if (!name || !strcmp(name, "fp32")) return GEMM_FP32;
-    if (!strcmp(name, "bf16")) return GEMM_BF16;
-    cli_usage_error("--precision: expected fp32 or bf16, got '%s'", name);
+    gemm_precision p = GEMM_FP32_AUTO;
+    if (name && !gemm_precision_named(name, &p))
+        cli_usage_error("--precision: expected %s, got '%s'", GEMM_PRECISIONS, name);
+    return p;
 }
 
 void cli_set_threads(int n) {

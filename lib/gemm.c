@@ -67,6 +67,7 @@ struct gemm_ctx {
     atomic_llong few_rows;      /* products run by few_rows_bf16 */
     int no_few_rows;            /* gemm_ctx_few_rows(g, 0) (tests) */
     int native;                 /* gemm_bf16_native() */
+    int fp32_dnnl;              /* gemm_fp32_dnnl_fast(): GEMM_FP32_AUTO sends large products to oneDNN */
     int always_own_scale;       /* gemm_ctx_always_own_scale (tests) */
     int software_conversion;    /* gemm_ctx_software_conversion (tests) */
     gemm_slot *slot[GEMM_MAX_THREADS];
@@ -89,6 +90,7 @@ gemm_ctx *gemm_ctx_new(gemm_precision p) {
     g->prec = p;
     g->max_cached = GEMM_MAX_CACHED;
     g->native = gemm_bf16_native();
+    g->fp32_dnnl = gemm_fp32_dnnl_fast();
     pthread_mutex_init(&g->lock, NULL);
     /* fp32 contexts need oneDNN too, for their few-row products */
     DNNL_CHECK(dnnl_engine_create(&g->eng, dnnl_cpu, 0), "engine creation");
@@ -238,7 +240,7 @@ static void make_entry(gemm_ctx *g, gemm_entry *e) {
     DNNL_CHECK(dnnl_primitive_create(&e->prim, pd), "primitive creation");
     if (getenv("WDL_GEMM_VERBOSE"))
         fprintf(stderr, "gemm: %s %c%c M=%lld N=%lld K=%lld alpha=%g beta=%g: %.2f ms: %s%s\n",
-                gemm_precision_name(g->prec), k->ta ? 'T' : 'N', k->tb ? 'T' : 'N', (long long)k->M,
+                gemm_precision_name(k->prec), k->ta ? 'T' : 'N', k->tb ? 'T' : 'N', (long long)k->M,
                 (long long)k->N, (long long)k->K, alpha, beta, 1e3 * (wdl_now() - t0), pd_impl(pd),
                 e->own_scale ? " (alpha, beta applied by gemm_run)" : "");
     dnnl_primitive_desc_destroy(pd);
@@ -433,7 +435,7 @@ void gemm_ctx_add_bf16_view(gemm_ctx *g, const float *base, size_t n, const uint
 /* An fp32 context's table holds shadows only: its products read the
  * floats, except the few-row kernel's, which reads the bf16 values. */
 void gemm_ctx_add_bf16_shadow(gemm_ctx *g, const float *base, size_t n, const uint16_t *bf16) {
-    if (g->prec != GEMM_FP32) die("internal: a bf16 shadow is for fp32 products");
+    if (!gemm_is_fp32(g->prec)) die("internal: a bf16 shadow is for fp32 products");
     view_insert(g, base, n, bf16);
 }
 
@@ -681,14 +683,14 @@ static int few_rows_try(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64
     const int64_t kp = (K + 31) / 32 * 32;
     if (ta || !tb || M <= 0 || alpha == 0.0f || M > (g->prec == GEMM_BF16 ? FEW_ROWS_BF16 : FEW_ROWS_FP32) ||
         M * kp > FEW_A_MAX ||
-        N * K < GEMM_FEW_ROWS_MIN_NK || g->no_few_rows || (g->prec != GEMM_BF16 && g->prec != GEMM_FP32) ||
+        N * K < GEMM_FEW_ROWS_MIN_NK || g->no_few_rows || (g->prec != GEMM_BF16 && !gemm_is_fp32(g->prec)) ||
         !few_rows_hw())
         return 0;
     const uint16_t *b16 = readonly_bf16(g, B, N, K, ldb);   /* in fp32 contexts only shadows are there */
     if (!b16) return 0;
     gemm_slot *s = my_slot(g);
     float *ap = slot_buf(s, 3, sizeof(float) * (size_t)(M * kp));
-    if (g->prec == GEMM_FP32)
+    if (g->prec != GEMM_BF16)
         few_permute_a(ap, A, lda, M, K, kp);
     else {
         const uint16_t *a16 = readonly_bf16(g, A, M, K, lda);   /* held in bf16: read in place, stride lda */
@@ -707,6 +709,8 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
      * against a large operand go to oneDNN (see gemm.h) */
     gemm_precision prec = g->prec;
     if (few_rows_try(g, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
+    if (prec == GEMM_FP32_AUTO)
+        prec = g->fp32_dnnl && (double)M * N * K >= GEMM_FP32_DNNL_MIN ? GEMM_FP32_DNNL : GEMM_FP32;
     if (prec == GEMM_FP32) {
         if (!(M <= GEMM_FEW_ROWS && N * K >= GEMM_FEW_ROWS_MIN_NK)) {
             cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K,
@@ -732,9 +736,14 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
      * least GEMM_FEW_ROWS_MIN_NK of them) run their rows in two parts: the
      * largest multiple of 16, then the rest. Not the head (N the
      * vocabulary): a second pass over its B (311 MB in that shape) cost
-     * more than it saved; nor decoding's few rows, bound by reading B. */
-    if (prec == GEMM_BF16 && M >= 48 && M % 16 && N < GEMM_SPLIT_MAX_N && N * K >= GEMM_FEW_ROWS_MIN_NK &&
-        g->native && readonly_bf16(g, B, br, bc, ldb)) {
+     * more than it saved; nor decoding's few rows, bound by reading B.
+     * oneDNN's fp32 matmul (GEMM_FP32_AUTO's large products) has a milder
+     * form of it: 1,189 rows against those weights ran at 0.70-0.89x
+     * OpenBLAS's rate whole, 0.95-1.30x split (1,184 rows: 1.0-1.1x), so
+     * its products split the same way. */
+    const int split = prec == GEMM_BF16 ? g->native && readonly_bf16(g, B, br, bc, ldb)
+                                        : g->prec == GEMM_FP32_AUTO;   /* and prec is GEMM_FP32_DNNL */
+    if (split && M >= 48 && M % 16 && N < GEMM_SPLIT_MAX_N && N * K >= GEMM_FEW_ROWS_MIN_NK) {
         const int64_t m16 = M / 16 * 16;
         gemm_run(g, ta, tb, m16, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         gemm_run(g, ta, tb, M - m16, N, K, alpha, ta ? A + m16 : A + m16 * lda, lda, B, ldb, beta, C + m16 * ldc, ldc);
@@ -851,14 +860,38 @@ void wdl_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, con
         gemm_run(g, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+int gemm_precision_named(const char *s, gemm_precision *p) {
+    if (!strcmp(s, "fp32")) *p = GEMM_FP32_AUTO;
+    else if (!strcmp(s, "fp32-openblas")) *p = GEMM_FP32;
+    else if (!strcmp(s, "bf16")) *p = GEMM_BF16;
+    else return 0;
+    return 1;
+}
+
 gemm_precision gemm_parse_precision(const char *flag, const char *s) {
-    if (!strcmp(s, "fp32")) return GEMM_FP32;
-    if (!strcmp(s, "bf16")) return GEMM_BF16;
-    die("%s: expected fp32 or bf16, got '%s'", flag, s);
+    gemm_precision p;
+    if (!gemm_precision_named(s, &p)) die("%s: expected %s, got '%s'", flag, GEMM_PRECISIONS, s);
+    return p;
 }
 
 const char *gemm_precision_name(gemm_precision p) {
-    return p == GEMM_BF16 ? "bf16" : p == GEMM_FP32_DNNL ? "fp32-onednn" : "fp32";
+    switch (p) {
+    case GEMM_BF16: return "bf16";
+    case GEMM_FP32_DNNL: return "fp32-onednn";
+    case GEMM_FP32_AUTO: return "fp32";
+    default: return "fp32-openblas";
+    }
+}
+
+int gemm_is_fp32(gemm_precision p) { return p == GEMM_FP32 || p == GEMM_FP32_AUTO; }
+
+/* oneDNN's fp32 matmul beat OpenBLAS's sgemm on products of at least
+ * GEMM_FP32_DNNL_MIN multiply-adds where its ISA is AVX-512 or newer
+ * (measured on Sapphire/Emerald Rapids; see README, Precision); elsewhere
+ * (AVX2 and older, never measured faster) fp32 stays on OpenBLAS. */
+int gemm_fp32_dnnl_fast(void) {
+    const unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();   /* bit flags: avx2_vnni is numerically larger */
+    return (isa & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core;
 }
 
 const char *gemm_dnnl_isa(void) {

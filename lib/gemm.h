@@ -8,6 +8,13 @@
  * beta == 0 overwrites C (its old contents are never read).
  *
  * Precisions:
+ *   GEMM_FP32_AUTO  fp32, each product where it ran fastest (the programs'
+ *                   --precision fp32): products of at least
+ *                   GEMM_FP32_DNNL_MIN multiply-adds on oneDNN's fp32
+ *                   matmul (GEMM_FP32_DNNL) when oneDNN runs at AVX-512 or
+ *                   newer (gemm_fp32_dnnl_fast), the others as GEMM_FP32.
+ *                   Another summation order than OpenBLAS, so other bits;
+ *                   the same bits for the same inputs, shapes and threads.
  *   GEMM_FP32       OpenBLAS cblas_sgemm, bit for bit, except a product of
  *                   at most GEMM_FEW_ROWS rows of A against at least
  *                   GEMM_FEW_ROWS_MIN_NK elements of B, which runs on the
@@ -34,8 +41,9 @@
  *                   exact products of the same values, accumulated in fp32
  *                   in another order (in bf16, denormal inputs are kept,
  *                   not zeroed as AMX does).
+ *                   The exactness reference (--precision fp32-openblas).
  *   GEMM_FP32_DNNL  oneDNN's fp32 matmul on the inputs as given (for the
- *                   bench; not offered on the command line).
+ *                   bench and tests; not offered on the command line).
  *
  * A gemm_ctx holds the precision, the oneDNN engine, a cache of created
  * matmul primitives keyed by (shape, transposes, strides, alpha, beta)
@@ -56,7 +64,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum { GEMM_FP32 = 0, GEMM_BF16 = 1, GEMM_FP32_DNNL = 2 } gemm_precision;
+typedef enum { GEMM_FP32 = 0, GEMM_BF16 = 1, GEMM_FP32_DNNL = 2, GEMM_FP32_AUTO = 3 } gemm_precision;
+/* GEMM_FP32_AUTO: products of at least this many multiply-adds go to
+ * oneDNN where gemm_fp32_dnnl_fast() */
+#define GEMM_FP32_DNNL_MIN (1LL << 22)
 #define GEMM_FEW_ROWS 16
 #define GEMM_FEW_ROWS_MIN_NK (1 << 16)
 
@@ -139,10 +150,19 @@ void gemm_set_readonly(int which, const float *base, size_t n);
 void wdl_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
-/* "fp32" / "bf16" (the command line's --precision); dies naming the flag
- * on anything else. */
+/* "fp32" (GEMM_FP32_AUTO), "fp32-openblas" (GEMM_FP32) or "bf16": the
+ * command line's --precision; dies naming the flag on anything else.
+ * gemm_precision_name is the inverse ("fp32-onednn" for GEMM_FP32_DNNL). */
 gemm_precision gemm_parse_precision(const char *flag, const char *s);
+/* The same without dying: 0 for an unknown name. */
+int gemm_precision_named(const char *s, gemm_precision *p);
+#define GEMM_PRECISIONS "fp32, fp32-openblas or bf16"
 const char *gemm_precision_name(gemm_precision p);
+/* The programs' fp32 precisions: GEMM_FP32 and GEMM_FP32_AUTO. */
+int gemm_is_fp32(gemm_precision p);
+/* Whether oneDNN's fp32 matmul runs at AVX-512 or newer here, which is
+ * where GEMM_FP32_AUTO gives it the large products. */
+int gemm_fp32_dnnl_fast(void);
 /* oneDNN's effective CPU ISA, e.g. "avx512_core_amx", and whether it has
  * native bf16 arithmetic (AVX512-BF16 or AMX). */
 const char *gemm_dnnl_isa(void);

@@ -527,7 +527,7 @@ static wdl_model *load_forward(const char *dir, int copy) {
 wdl_model *model_load_forward(const char *dir) { return load_forward(dir, 0); }
 
 wdl_model *model_load_decode(const char *dir, int copy) {
-    if (gemm_ctx_precision(gemm_default()) != GEMM_FP32) return load_forward(dir, copy);
+    if (!gemm_is_fp32(gemm_ctx_precision(gemm_default()))) return load_forward(dir, copy);
     return load_as(dir, LOAD_SHADOWED, copy);
 }
 

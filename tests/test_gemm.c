@@ -704,6 +704,57 @@ static void test_fp32_onednn(void **state) {
     gemm_ctx_free(g);
 }
 
+/* The programs' fp32 (GEMM_FP32_AUTO): a product of at least
+ * GEMM_FP32_DNNL_MIN multiply-adds is oneDNN's fp32 matmul where
+ * gemm_fp32_dnnl_fast() (the bytes of an fp32-oneDNN context, within the
+ * fp32 bound), else and below it OpenBLAS's bytes. Shapes as training meets
+ * them (forward, input gradient, weight gradient with K = the tokens), and
+ * one just under the threshold; row counts that are not a multiple of 16
+ * run in two parts. The bytes must not depend on the thread
+ * count: scoring and decoding promise one process's output under mpirun,
+ * whose ranks run fewer threads. */
+static void test_fp32_auto(void **state) {
+    (void)state;
+    gemm_ctx *a = gemm_ctx_new(GEMM_FP32_AUTO), *o = gemm_ctx_new(GEMM_FP32), *d = gemm_ctx_new(GEMM_FP32_DNNL);
+    const int fast = gemm_fp32_dnnl_fast();
+    print_message("oneDNN ISA %s: large fp32 products on %s\n", gemm_dnnl_isa(), fast ? "oneDNN" : "OpenBLAS");
+    static const struct { int ta, tb; int64_t M, N, K; } cases[] = {
+        {0, 1, 512, 768, 256}, {0, 0, 512, 256, 768}, {1, 0, 256, 768, 512}, {1, 0, 64, 96, 4096},
+        {0, 1, 128, 256, 128}, {0, 1, 127, 256, 128}, {0, 1, 2, 2048, 1024}, {0, 1, 100, 512, 256},
+        {1, 0, 75, 300, 400},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        for (int b = 0; b < 2; b++) {
+            problem p = make(cases[c].ta, cases[c].tb, cases[c].M, cases[c].N, cases[c].K, 0.37f, b ? 1.0f : 0.0f);
+            const int large = (double)p.M * p.N * p.K >= (double)GEMM_FP32_DNNL_MIN;
+            const size_t n = sizeof(float) * (size_t)(p.M * p.ldc);
+            float *C = run(a, &p), *R = run(large && fast ? d : o, &p);
+            if (large && fast && p.M >= 48 && p.M % 16 && p.N * p.K >= GEMM_FEW_ROWS_MIN_NK) {
+                /* split as the largest multiple of 16 rows, then the rest (gemm.c) */
+                const int64_t m16 = p.M / 16 * 16;
+                memcpy(R, p.C0, n);
+                gemm_run(d, p.ta, p.tb, m16, p.N, p.K, p.alpha, p.A, p.lda, p.B, p.ldb, p.beta, R, p.ldc);
+                gemm_run(d, p.ta, p.tb, p.M - m16, p.N, p.K, p.alpha, p.ta ? p.A + m16 : p.A + m16 * p.lda, p.lda,
+                         p.B, p.ldb, p.beta, R + m16 * p.ldc, p.ldc);
+            }
+            assert_memory_equal(C, R, n);
+            check(&p, C, 0, (p.K + 2) * U24, NULL);
+            int nt = omp_get_max_threads();
+            omp_set_num_threads(1);
+            float *C1 = run(a, &p);
+            omp_set_num_threads(nt > 1 ? nt : 2);
+            float *C2 = run(a, &p);
+            omp_set_num_threads(nt);
+            assert_memory_equal(C, C1, n);
+            assert_memory_equal(C, C2, n);
+            free(C); free(R); free(C1); free(C2);
+            unmake(&p);
+        }
+    gemm_ctx_free(a);
+    gemm_ctx_free(o);
+    gemm_ctx_free(d);
+}
+
 /* K = 0 and alpha = 0 leave beta * C; M = 0 or N = 0 touch nothing. */
 static void test_degenerate(void **state) {
     (void)state;
@@ -722,8 +773,12 @@ static void test_degenerate(void **state) {
 static void parse_bad(void *arg) { gemm_parse_precision("--precision", (const char *)arg); }
 static void test_parse(void **state) {
     (void)state;
-    assert_int_equal(gemm_parse_precision("--precision", "fp32"), GEMM_FP32);
+    assert_int_equal(gemm_parse_precision("--precision", "fp32"), GEMM_FP32_AUTO);
+    assert_int_equal(gemm_parse_precision("--precision", "fp32-openblas"), GEMM_FP32);
     assert_int_equal(gemm_parse_precision("--precision", "bf16"), GEMM_BF16);
+    static const gemm_precision all[] = {GEMM_FP32, GEMM_BF16, GEMM_FP32_AUTO};
+    for (size_t i = 0; i < 3; i++)   /* names and parsing agree */
+        assert_int_equal(gemm_parse_precision("--precision", gemm_precision_name(all[i])), all[i]);
     expect_die(parse_bad, "fp16", "--precision", "fp16");
 }
 
@@ -772,6 +827,7 @@ int main(void) {
         cmocka_unit_test(test_bf16_row_split),
         cmocka_unit_test(test_fp32_is_openblas),
         cmocka_unit_test(test_fp32_onednn),
+        cmocka_unit_test(test_fp32_auto),
         cmocka_unit_test(test_fp32_few_rows),
         cmocka_unit_test(test_fp32_few_rows_shadow),
         cmocka_unit_test(test_degenerate),
