@@ -10,7 +10,7 @@
 #   make report                 tables and plots of every arm that exists
 # Variables: RUN (runs/$(RUN)), SEED, TASK, PRESET or MODEL (an HF Qwen3
 # directory used as M0), TRAIN/TEST/POOL (your own records), FORMAT,
-# SCALE=full|smoke, THREADS, LAMBDA, PRECISION=fp32|bf16; RANKS and MPIRUN
+# SCALE=full|smoke, THREADS, LAMBDA, PRECISION=fp32|fp32-openblas|bf16; RANKS and MPIRUN
 # (below) spread the heavy steps over MPI ranks.
 # Every output is a file written atomically by its program; each recipe
 # records command, input hashes and version in runs/$(RUN)/manifest.jsonl.
