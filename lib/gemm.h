@@ -12,7 +12,8 @@
  *                   --precision fp32): products of at least
  *                   GEMM_FP32_DNNL_MIN multiply-adds on oneDNN's fp32
  *                   matmul (GEMM_FP32_DNNL) when oneDNN runs at AVX-512 or
- *                   newer (gemm_fp32_dnnl_fast), the others as GEMM_FP32.
+ *                   newer (gemm_fp32_dnnl_fast), except the shapes below
+ *                   where OpenBLAS measured faster; the others as GEMM_FP32.
  *                   Another summation order than OpenBLAS, so other bits;
  *                   the same bits for the same inputs, shapes and threads.
  *   GEMM_FP32       OpenBLAS cblas_sgemm, bit for bit, except a product of
@@ -66,8 +67,12 @@
 
 typedef enum { GEMM_FP32 = 0, GEMM_BF16 = 1, GEMM_FP32_DNNL = 2, GEMM_FP32_AUTO = 3 } gemm_precision;
 /* GEMM_FP32_AUTO: products of at least this many multiply-adds go to
- * oneDNN where gemm_fp32_dnnl_fast() */
+ * oneDNN where gemm_fp32_dnnl_fast(), unless B is not transposed and N is
+ * wider than GEMM_FP32_DNNL_MAX_N or C holds more than
+ * GEMM_FP32_DNNL_MAX_MN elements (gemm.c says why) */
 #define GEMM_FP32_DNNL_MIN (1LL << 22)
+#define GEMM_FP32_DNNL_MAX_N 2048
+#define GEMM_FP32_DNNL_MAX_MN (1LL << 24)
 #define GEMM_FEW_ROWS 16
 #define GEMM_FEW_ROWS_MIN_NK (1 << 16)
 
