@@ -712,18 +712,18 @@ static int few_rows_try(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64
  * shape (2 x 256 tokens, 2 threads), OpenBLAS's over oneDNN's: 1.04-1.42
  * for every product but NN 512 x 3072 x 1024 (0.52) and TN 1024 x 3072 x
  * 512 with beta 1 (0.55), N 3072 both, and the head's weight gradient, TN
- * 151936 x 1024 x 220 with beta 1 (0.81; C 156 M elements). The bench
- * and nano models' products all go to oneDNN. */
+ * 151936 x 1024 x 220 with beta 1 (0.81; C 156 M elements). Every large
+ * product of the bench and nano models goes to oneDNN. */
 static int fp32_on_dnnl(const gemm_ctx *g, int tb, int64_t M, int64_t N, int64_t K) {
     if (!g->fp32_dnnl || (double)M * N * K < (double)GEMM_FP32_DNNL_MIN) return 0;
     return tb || (N <= GEMM_FP32_DNNL_MAX_N && M * N <= GEMM_FP32_DNNL_MAX_MN);
 }
 
-
 void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     /* the precision this product runs in: fp32 products of a few rows
-     * against a large operand go to oneDNN (see gemm.h) */
+     * against a large operand, and GEMM_FP32_AUTO's large ones, go to
+     * oneDNN (see gemm.h) */
     gemm_precision prec = g->prec;
     if (few_rows_try(g, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
     if (prec == GEMM_FP32_AUTO) prec = fp32_on_dnnl(g, tb, M, N, K) ? GEMM_FP32_DNNL : GEMM_FP32;

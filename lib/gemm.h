@@ -12,8 +12,9 @@
  *                   --precision fp32): products of at least
  *                   GEMM_FP32_DNNL_MIN multiply-adds on oneDNN's fp32
  *                   matmul (GEMM_FP32_DNNL) when oneDNN runs at AVX-512 or
- *                   newer (gemm_fp32_dnnl_fast), except the shapes below
- *                   where OpenBLAS measured faster; the others as GEMM_FP32.
+ *                   newer (gemm_fp32_dnnl_fast), except shapes where
+ *                   OpenBLAS measured faster (GEMM_FP32_DNNL_MAX_N and
+ *                   _MAX_MN below); the others as GEMM_FP32.
  *                   Another summation order than OpenBLAS, so other bits;
  *                   the same bits for the same inputs, shapes and threads.
  *   GEMM_FP32       OpenBLAS cblas_sgemm, bit for bit, except a product of

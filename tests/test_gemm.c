@@ -83,6 +83,22 @@ static float *run(gemm_ctx *g, const problem *p) {
     return C;
 }
 
+/* The product run at 1 thread and at 2 (or the current count, if more)
+ * gives C's bytes. */
+static void same_at_1_and_2_threads(gemm_ctx *g, const problem *p, const float *C) {
+    const size_t n = sizeof(float) * (size_t)(p->M * p->ldc);
+    const int nt = omp_get_max_threads();
+    omp_set_num_threads(1);
+    float *C1 = run(g, p);
+    omp_set_num_threads(nt > 1 ? nt : 2);
+    float *C2 = run(g, p);
+    omp_set_num_threads(nt);
+    assert_memory_equal(C, C1, n);
+    assert_memory_equal(C, C2, n);
+    free(C1);
+    free(C2);
+}
+
 /* max over elements of |C - ref| / bound, where ref and the bound are built
  * in double from the inputs (rounded to bf16 first when `round`) with
  * bound = |alpha| rel S_ij + 2 u24 |beta C0_ij|. Also returns the rms error
@@ -585,15 +601,7 @@ static void test_fp32_few_rows_shadow(void **state) {
         float *D = run(d, &p);
         if (taken) {
             assert_memory_equal(E, D, sizeof(float) * (size_t)(p.M * p.ldc));   /* before: oneDNN's bytes */
-            int nt = omp_get_max_threads();
-            omp_set_num_threads(1);
-            float *C1 = run(g, &p);
-            omp_set_num_threads(nt > 1 ? nt : 2);
-            float *C2 = run(g, &p);
-            omp_set_num_threads(nt);
-            assert_memory_equal(C, C1, sizeof(float) * (size_t)(p.M * p.ldc));
-            assert_memory_equal(C, C2, sizeof(float) * (size_t)(p.M * p.ldc));
-            free(C1); free(C2);
+            same_at_1_and_2_threads(g, &p, C);
         } else
             assert_memory_equal(C, E, sizeof(float) * (size_t)(p.M * p.ldc));
         gemm_ctx_drop_bf16_views(g, p.B, nb);
@@ -745,17 +753,7 @@ static void test_fp32_auto(void **state) {
             }
             assert_memory_equal(C, R, n);
             check(&p, C, 0, (p.K + 2) * U24, NULL);
-            if (dn) {   /* OpenBLAS's own bytes: its generic kernels can differ by thread count */
-                int nt = omp_get_max_threads();
-                omp_set_num_threads(1);
-                float *C1 = run(a, &p);
-                omp_set_num_threads(nt > 1 ? nt : 2);
-                float *C2 = run(a, &p);
-                omp_set_num_threads(nt);
-                assert_memory_equal(C, C1, n);
-                assert_memory_equal(C, C2, n);
-                free(C1); free(C2);
-            }
+            if (dn) same_at_1_and_2_threads(a, &p, C);   /* OpenBLAS's generic kernels can differ */
             free(C); free(R);
             unmake(&p);
         }
