@@ -43,12 +43,14 @@ if [ -x "$PY" ] && "$PY" -c 'import torch; assert int(torch.__version__.split(".
   # The machine's speed drifts by 20% and more between minutes, and not
   # equally for both sides, so the targets are also judged on rounds that
   # run wdl and the three peers back to back, one run each: a ratio per
-  # round, then their median and range.
+  # round, then their median and range. The fp32 GEMM-rate target takes, in
+  # each round, the rates bench_train measured seconds before its steps.
   echo "# paired rounds ($ROUNDS): wdl fp32 and bf16, then PyTorch eager, autocast and compile, one run each"
   for r in $(seq 1 "$ROUNDS"); do
     for p in fp32 bf16; do
       "$B/bench/bench_train" --threads "$NPROC" --steps "$STEPS" --repeat 1 --precision "$p" | grep '"train"' |
-        jq -c --argjson r "$r" '{round: $r, side: "wdl", what: .precision, tokens_per_s}'
+        jq -c --argjson r "$r" '{round: $r, side: "wdl", what: .precision, tokens_per_s,
+          gemm_share: (.gflops / ([.sgemm_gflops, .onednn_f32_gflops] | max))}'
     done
     for m in eager autocast compile; do
       "$PY" bench/torch_train.py --steps "$STEPS" --warmup-steps 3 --repeat 1 --threads "$NPROC" --mode "$m" 2>/dev/null |
@@ -102,7 +104,8 @@ jq -rs --argjson n "$NPROC" '
      (map({key: (.side + " " + .what), value: .tokens_per_s}) | from_entries) as $x |
      ([$x["pytorch eager"], $x["pytorch autocast"], $x["pytorch compile"]] | map(select(. != null)) | max) as $b |
      {bf16: (if $b then $x["wdl bf16"] / $b else null end),
-      fp32: (if $x["pytorch compile"] then $x["wdl fp32"] / $x["pytorch compile"] else null end)}) |
+      fp32: (if $x["pytorch compile"] then $x["wdl fp32"] / $x["pytorch compile"] else null end),
+      mfu32: (map(select(.side == "wdl" and .what == "fp32")) | first | .gemm_share)}) |
    def med: sort | if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
    def line($name; $t; $v): ($v | map(select(. != null))) as $w |
      if ($w | length) > 0 then
@@ -110,7 +113,8 @@ jq -rs --argjson n "$NPROC" '
      else empty end;
    if length > 0 then
      line("wdl bf16 / best of PyTorch eager, autocast, compile"; 2; map(.bf16)),
-     line("wdl fp32 / torch.compile fp32"; 1.3; map(.fp32))
+     line("wdl fp32 / torch.compile fp32"; 1.3; map(.fp32)),
+     line("wdl fp32 GFLOP/s / fastest fp32 GEMM rate of the same run"; 0.75; map(.mfu32))
    else empty end),
   (map(select(.bench == "mpi_train")) | if length == 2 then "MPI: 2 ranks x 1 thread \(.[1].tokens_per_s) tokens/s vs 1 rank x 2 threads \(.[0].tokens_per_s) (\(.[1].tokens_per_s / .[0].tokens_per_s | r2)x), communication \(.[1].comm_share * 1000 | floor / 10)% of rank 0'"'"'s time, waiting for the other rank \(.[1].wait_share * 1000 | floor / 10)%" else empty end)
 ' "$out"

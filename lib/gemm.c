@@ -910,6 +910,14 @@ int gemm_fp32_dnnl_fast(void) {
     return (isa & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core;
 }
 
+int gemm_attention_tiles(void) {
+#if defined(__AVX512F__)
+    return g_default && g_default->prec == GEMM_FP32_AUTO && g_default->fp32_dnnl;
+#else
+    return 0;
+#endif
+}
+
 const char *gemm_dnnl_isa(void) {
     switch (dnnl_get_effective_cpu_isa()) {
     case dnnl_cpu_isa_sse41: return "sse41";

@@ -169,6 +169,10 @@ int gemm_is_fp32(gemm_precision p);
 /* Whether oneDNN's fp32 matmul runs at AVX-512 or newer here, which is
  * where GEMM_FP32_AUTO gives it the large products. */
 int gemm_fp32_dnnl_fast(void);
+/* Whether attention's small products run on attn_tiles.h's tiles under
+ * the process-wide context: GEMM_FP32_AUTO where gemm_fp32_dnnl_fast(), in
+ * an AVX-512 build; else (and without a context) the backend's GEMMs. */
+int gemm_attention_tiles(void);
 /* oneDNN's effective CPU ISA, e.g. "avx512_core_amx", and whether it has
  * native bf16 arithmetic (AVX512-BF16 or AMX). */
 const char *gemm_dnnl_isa(void);

@@ -2,8 +2,11 @@
  * is written with (GEMMs through the backend of lib/gemm.h), then in double
  * (cblas_dgemm, for the gradient checks) with every name below mapped to its
  * _f64 twin. A kernel added to kernels_impl.h needs its line in that table;
- * a missing one fails the build (the name is then defined twice). */
+ * a missing one fails the build (the name is then defined twice). ATT_TILES
+ * is 1 for the float pass only: attention's products may then run on
+ * attn_tiles.h's tiles. */
 #include "kernels.h"
+#include "attn_tiles.h"
 #include "common.h"
 #include "gemm.h"
 #include "lanes.h"
@@ -27,8 +30,8 @@ static void att_seqs(att_seq *s, attn_dims d) {
         int64_t T = d.off ? d.off[b + 1] - d.off[b] : d.T;
         s[b] = (att_seq){d.off ? d.off[b] : b * d.T, T, att, fwd, dp};
         att += d.NH * T * T;
-        fwd += d.NH * attention_scratch_rows(T) * T;
-        dp += 2 * d.KVH * attention_scratch_rows(T) * T;
+        fwd += d.NH * attention_forward_area(T, d.HD);
+        dp += d.KVH * attention_backward_area(T, d.HD);
     }
 }
 
@@ -39,7 +42,9 @@ static void att_seqs(att_seq *s, attn_dims d) {
 #define GEMM_HOLD(on) gemm_hold_inputs(on)
 #define ROW_MAX lanes_max_f32
 #define ROW_SUM lanes_sum_f32
+#define ATT_TILES 1   /* attention may take attn_tiles.h's tiles */
 #include "kernels_impl.h"
+#undef ATT_TILES
 #undef R
 #undef GEMM
 #undef EXP
@@ -53,6 +58,7 @@ static void att_seqs(att_seq *s, attn_dims d) {
 #define GEMM_HOLD(on) ((void)0)
 #define ROW_MAX lanes_max_f64
 #define ROW_SUM lanes_sum_f64
+#define ATT_TILES 0
 /* the double twins: every name kernels_impl.h defines */
 #define rope_cache rope_cache_f64
 #define rope_build rope_build_f64

@@ -66,11 +66,27 @@ static inline int64_t rmsnorm_backward_scratch(int64_t N, int64_t C) {
  * without att, its recomputed P. */
 #define ATT_ROW_BLOCK 64
 static inline int64_t attention_scratch_rows(int64_t T) { return T < ATT_ROW_BLOCK ? T : ATT_ROW_BLOCK; }
+/* In an AVX-512 build the float kernels may run their products on
+ * attn_tiles.h's tiles, which read the keys transposed [HD, T] (forward)
+ * and the keys and values transposed (backward): that room comes first in
+ * each area, the block rows after it. */
+#if defined(__AVX512F__)
+#define ATT_TILES_ROOM 1
+#else
+#define ATT_TILES_ROOM 0
+#endif
+static inline int64_t attention_tiles_room(int64_t T, int64_t HD) { return ATT_TILES_ROOM * HD * T; }
+static inline int64_t attention_forward_area(int64_t T, int64_t HD) {
+    return attention_tiles_room(T, HD) + attention_scratch_rows(T) * T;
+}
+static inline int64_t attention_backward_area(int64_t T, int64_t HD) {
+    return 2 * (attention_tiles_room(T, HD) + attention_scratch_rows(T) * T);
+}
 static inline int64_t attention_backward_scratch(attn_dims d) {
-    return 2 * d.B * d.KVH * attention_scratch_rows(d.T) * d.T;
+    return d.B * d.KVH * attention_backward_area(d.T, d.HD);
 }
 static inline int64_t attention_forward_scratch(attn_dims d) {
-    return d.B * d.NH * attention_scratch_rows(d.T) * d.T;
+    return d.B * d.NH * attention_forward_area(d.T, d.HD);
 }
 /* attention_forward's saved statistics: two reals per (position, query
  * head). */

@@ -86,41 +86,37 @@ void residual_rmsnorm_forward(R *sum, R *out, R *rstd, const R *a, const R *b, c
 }
 
 /* With xh = x*rstd: dx = rstd * (g - xh * mean(g*xh)), g = dout*w; dw += dout*xh.
- * dw is reduced over rows in a fixed order (per-thread partials would make
- * the sum depend on the thread count). */
+ * One pass over fixed blocks of rows computes both (each row of dout and
+ * inp read once); dw is reduced in a fixed order, a partial per block then
+ * the blocks added in order (per-thread partials would make the sum depend
+ * on the thread count). */
 void rmsnorm_backward(R *dinp, R *dw, const R *dout, const R *inp, const R *w,
                       const R *rstd, int64_t N, int64_t C, double *part) {
-    if (dinp) {
+    const int64_t RB = RMSNORM_ROW_BLOCK, nb = (N + RB - 1) / RB;
 #pragma omp parallel for schedule(static) if (N * C > PAR_MIN)
-        for (int64_t n = 0; n < N; n++) {
+    for (int64_t b = 0; b < nb; b++) {
+        double *p = dw ? part + b * C : NULL;
+        if (p)
+            for (int64_t c = 0; c < C; c++) p[c] = 0;
+        const int64_t e = (b + 1) * RB < N ? (b + 1) * RB : N;
+        for (int64_t n = b * RB; n < e; n++) {
             const R *x = inp + n * C, *d = dout + n * C;
-            R r = rstd[n];
-            double dot = 0;
+            const R r = rstd[n];
+            if (dinp) {
+                double dot = 0;
 #pragma omp simd reduction(+ : dot)
-            for (int64_t c = 0; c < C; c++) dot += (double)d[c] * w[c] * (x[c] * r);
-            R m = (R)(dot / C);
-            R *di = dinp + n * C;
-            for (int64_t c = 0; c < C; c++) di[c] += r * (d[c] * w[c] - x[c] * r * m);
+                for (int64_t c = 0; c < C; c++) dot += (double)d[c] * w[c] * (x[c] * r);
+                const R m = (R)(dot / C);
+                R *di = dinp + n * C;
+                for (int64_t c = 0; c < C; c++) di[c] += r * (d[c] * w[c] - x[c] * r * m);
+            }
+            if (p)
+                for (int64_t c = 0; c < C; c++) p[c] += (double)(d[c] * (x[c] * r));
         }
     }
-    if (dw) {
-        /* rows in fixed blocks: partial sums per block in parallel, then the
-         * blocks added in order, so the result is independent of threads */
-        const int64_t RB = RMSNORM_ROW_BLOCK, nb = (N + RB - 1) / RB;
-#pragma omp parallel for schedule(static) if (N * C > PAR_MIN)
-        for (int64_t b = 0; b < nb; b++) {
-            double *p = part + b * C;
-            for (int64_t c = 0; c < C; c++) p[c] = 0;
-            int64_t e = (b + 1) * RB < N ? (b + 1) * RB : N;
-            for (int64_t n = b * RB; n < e; n++) {
-                const R *d = dout + n * C, *x = inp + n * C;
-                R r = rstd[n];
-                for (int64_t c = 0; c < C; c++) p[c] += (double)(d[c] * (x[c] * r));
-            }
-        }
+    if (dw)
         for (int64_t b = 0; b < nb; b++)
             for (int64_t c = 0; c < C; c++) dw[c] += (R)part[b * C + c];
-    }
 }
 
 /* Rotate-half RoPE (HF): for i < HD/2, angle = pos * theta^(-2i/HD),
@@ -273,16 +269,21 @@ static void att_probs_rows(R *P, int64_t r0, int64_t r1, int64_t T, const R *st,
  * probabilities a block at a time: the same bits, in memory that grows
  * with T instead of T^2, for a QK^T product and an exp per score more. A
  * forward without att works in a [rows of one block, T] area of scratch
- * per (sequence, head).
+ * per (sequence, head); one with att may pass NULL scratch, and then runs
+ * its products on the backend's GEMMs, not on attn_tiles.h's tiles (whose
+ * transposed keys take room in the areas: kernels.h).
  * Query head h reads KV head h / (NH/KVH) in place: no repeated K/V.
  * Rows go in blocks of ATT_ROW_BLOCK: a block of query rows only meets the
  * keys up to its last row, so the GEMMs skip most of the masked upper
- * triangle. */
+ * triangle (the tiles skip the rest, tile by tile). */
 void attention_forward(R *out, R *att, R *stats, const R *q, const R *k, const R *v, attn_dims d, R *scratch) {
     const int64_t HD = d.HD, ldq = d.NH * HD, ldk = d.KVH * HD, grp = d.NH / d.KVH;
     const R scale = (R)(1.0 / sqrt((double)HD));
     att_seq sq[d.B > 0 ? d.B : 1];
     att_seqs(sq, d);
+#if ATT_TILES
+    const int tiles = scratch && gemm_attention_tiles();
+#endif
 #pragma omp parallel for schedule(dynamic, 1) if (d.B * d.NH * d.T * d.T * d.HD > PAR_MIN)
     for (int64_t bh = 0; bh < d.B * d.NH; bh++) {
         const att_seq *s = &sq[bh / d.NH];
@@ -291,14 +292,32 @@ void attention_forward(R *out, R *att, R *stats, const R *q, const R *k, const R
         const R *kk = k + s->row * ldk + kh * HD, *vv = v + s->row * ldk + kh * HD;
         R *y = out + s->row * ldq + h * HD;
         R *st = stats ? stats + (s->row * d.NH + h) * 2 : NULL;
+        /* this head's area of scratch: room for the tiles, then the block rows */
+        R *area = scratch + s->fwd + h * attention_forward_area(T, HD), *rows = area + attention_tiles_room(T, HD);
+#if ATT_TILES
+        float *Kt = area;   /* the keys transposed */
+        if (tiles) tiles_transpose(Kt, kk, T, HD, ldk);
+#endif
         for (int64_t r0 = 0; r0 < T; r0 += ATT_ROW_BLOCK) {
             int64_t r1 = r0 + ATT_ROW_BLOCK < T ? r0 + ATT_ROW_BLOCK : T, m = r1 - r0;
             /* the block's rows: in att, or in this head's scratch area */
-            R *P = att ? att + s->att + h * T * T + r0 * T : scratch + s->fwd + h * attention_scratch_rows(T) * T;
+            R *P = att ? att + s->att + h * T * T + r0 * T : rows;
+#if ATT_TILES
+            if (tiles) {
+                tiles_mm(m, r1, HD, scale, (tiles_opnd){qh + r0 * ldq, ldq, 1}, (tiles_opnd){Kt, T, 1}, 0, P, T,
+                         TILES_COLS_TO, r0);
+            } else
+#endif
             GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, HD, scale, qh + r0 * ldq, ldq, kk, ldk, 0, P, T);
             /* zeros past the row: to T in att (its upper triangle), to the
              * block's keys r1 in scratch (all that PV reads) */
             att_softmax_rows(P, r0, r1, T, att ? T : r1, st, 2 * d.NH);
+#if ATT_TILES
+            if (tiles) {
+                tiles_mm(m, HD, r1, 1, (tiles_opnd){P, T, 1}, (tiles_opnd){vv, ldk, 1}, 0, y + r0 * ldq, ldq,
+                         TILES_K_TO, r0);
+            } else
+#endif
             GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, HD, r1, 1, P, T, vv, ldk, 0, y + r0 * ldq, ldq);
         }
     }
@@ -316,13 +335,23 @@ void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *att, const 
     const R scale = (R)(1.0 / sqrt((double)HD));
     att_seq sq[d.B > 0 ? d.B : 1];
     att_seqs(sq, d);
+#if ATT_TILES
+    const int tiles = gemm_attention_tiles();
+#endif
 #pragma omp parallel for schedule(dynamic, 1) if (d.B * d.KVH * d.T * d.T * d.HD > PAR_MIN)
     for (int64_t bk = 0; bk < d.B * d.KVH; bk++) {
         const att_seq *s = &sq[bk / d.KVH];
         int64_t kh = bk % d.KVH, T = s->T, rows = attention_scratch_rows(T);
-        R *Pr = scratch + s->dp + kh * 2 * rows * T, *dP = Pr + rows * T;   /* one row block each, [rows, T] */
+        /* this pair's area: room for the tiles, then a block's P and dP */
+        R *area = scratch + s->dp + kh * attention_backward_area(T, HD);
+        R *Pr = area + 2 * attention_tiles_room(T, HD), *dP = Pr + rows * T;   /* [rows, T] each */
         const R *kk = k + s->row * ldk + kh * HD, *vv = v + s->row * ldk + kh * HD;
         R *dkk = dk + s->row * ldk + kh * HD, *dvv = dv + s->row * ldk + kh * HD;
+#if ATT_TILES
+        float *Kt = area, *Vt = Kt + HD * T;   /* keys and values transposed */
+        if (tiles && !att) tiles_transpose(Kt, kk, T, HD, ldk);
+        if (tiles) tiles_transpose(Vt, vv, T, HD, ldk);
+#endif
         for (int64_t h = kh * grp; h < (kh + 1) * grp; h++) {
             const R *dy = dout + s->row * ldq + h * HD, *qh = q + s->row * ldq + h * HD;
             const R *st = att ? NULL : stats + (s->row * d.NH + h) * 2;
@@ -330,13 +359,28 @@ void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *att, const 
             for (int64_t r0 = 0; r0 < T; r0 += ATT_ROW_BLOCK) {
                 int64_t r1 = r0 + ATT_ROW_BLOCK < T ? r0 + ATT_ROW_BLOCK : T, m = r1 - r0;
                 const R *P = att ? att + s->att + h * T * T + r0 * T : Pr;
+#if ATT_TILES
+                const tiles_opnd qA = {qh + r0 * ldq, ldq, 1}, gA = {dy + r0 * ldq, ldq, 1};
+#endif
                 if (!att) {   /* the forward's scores, product for product, then its P */
+#if ATT_TILES
+                    if (tiles) tiles_mm(m, r1, HD, scale, qA, (tiles_opnd){Kt, T, 1}, 0, Pr, T, TILES_COLS_TO, r0);
+                    else
+#endif
                     GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, HD, scale, qh + r0 * ldq, ldq, kk, ldk, 0,
                          Pr, T);
                     att_probs_rows(Pr, r0, r1, T, st, 2 * d.NH);
                 }
-                GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, HD, 1, dy + r0 * ldq, ldq, vv, ldk, 0, dP, T);
-                GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, r1, HD, m, 1, P, T, dy + r0 * ldq, ldq, 1, dvv, ldk);
+#if ATT_TILES
+                if (tiles) {   /* dP = dY V^T, dV += P^T dY */
+                    tiles_mm(m, r1, HD, 1, gA, (tiles_opnd){Vt, T, 1}, 0, dP, T, TILES_COLS_TO, r0);
+                    tiles_mm(r1, HD, m, 1, (tiles_opnd){P, 1, T}, gA, 1, dvv, ldk, TILES_K_FROM, r0);
+                } else
+#endif
+                {
+                    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, HD, 1, dy + r0 * ldq, ldq, vv, ldk, 0, dP, T);
+                    GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, r1, HD, m, 1, P, T, dy + r0 * ldq, ldq, 1, dvv, ldk);
+                }
                 for (int64_t t = r0; t < r1; t++) {
                     const R *p = P + (t - r0) * T;
                     R *g = dP + (t - r0) * T;
@@ -344,6 +388,14 @@ void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *att, const 
                     for (int64_t u = 0; u <= t; u++) g[u] = p[u] * (g[u] - dot);
                     for (int64_t u = t + 1; u < r1; u++) g[u] = 0;
                 }
+#if ATT_TILES
+                if (tiles) {   /* dQ += scale dS K, dK += scale dS^T Q */
+                    tiles_mm(m, HD, r1, scale, (tiles_opnd){dP, T, 1}, (tiles_opnd){kk, ldk, 1}, 1, dqh + r0 * ldq,
+                             ldq, TILES_K_TO, r0);
+                    tiles_mm(r1, HD, m, scale, (tiles_opnd){dP, 1, T}, qA, 1, dkk, ldk, TILES_K_FROM, r0);
+                    continue;
+                }
+#endif
                 GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, HD, r1, scale, dP, T, kk, ldk, 1,
                      dqh + r0 * ldq, ldq);
                 GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, r1, HD, m, scale, dP, T, qh + r0 * ldq, ldq, 1,

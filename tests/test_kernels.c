@@ -234,7 +234,7 @@ static void test_attention_packed(void **st) {
     int64_t natt = 0, nscr = 0;
     for (int b = 0; b < NS; b++) {
         natt += NH * len[b] * len[b];
-        nscr += 2 * KVH * attention_scratch_rows(len[b]) * len[b];
+        nscr += KVH * attention_backward_area(len[b], HD);
     }
     att_ctx c = {{NS, 70, NH, KVH, HD, off}, N};
     const int64_t ldq = NH * HD, ldk = KVH * HD, nq = N * ldq, nk = N * ldk;

@@ -1,0 +1,52 @@
+/* attn_tiles.h: attention's small fp32 matrix products on register tiles.
+ *
+ * Attention multiplies one block of at most 64 query rows by one head's
+ * keys and values: thousands of products per step of a few hundred
+ * thousand multiply-adds each, with head_dim (32-128) as one side. Here
+ * each product is one pass of 8 x 32 tiles of AVX-512 FMAs reading its
+ * operands in place (the keys and values transposed once per head where a
+ * product needs them so), and the causal mask is used to skip the tiles
+ * and the stretches of k that only meet the zeros above the diagonal.
+ * That is 1.07-1.33x OpenBLAS's time for the whole of attention's forward
+ * and backward on head sizes 32-128 and 100-1,000 positions (README,
+ * Precision).
+ *
+ * The float attention kernels use them when gemm_attention_tiles()
+ * (gemm.h) says so, which is GEMM_FP32_AUTO where oneDNN runs AVX-512;
+ * fp32-openblas, bf16 (its oneDNN products measured as fast as bf16-rounded
+ * operands on these tiles), CPUs without AVX-512 and the double kernels keep
+ * the backend's GEMMs.
+ *
+ * Each element of C is one fixed sequence of FMAs over k in order from
+ * zero, then alpha * sum + beta * C, so a result depends neither on the
+ * thread count nor on where a product sits in its tile. */
+#ifndef WDL_ATTN_TILES_H
+#define WDL_ATTN_TILES_H
+#include <stdint.h>
+
+/* An operand: element (i, p) of A at p[i * rs + p * cs]; B must have
+ * cs == 1 (rows of B are read as vectors). */
+typedef struct { const float *p; int64_t rs, cs; } tiles_opnd;
+
+/* What the causal mask lets a product skip (off: the block's first query
+ * row r0), for row i of C:
+ *   TILES_DENSE      nothing;
+ *   TILES_COLS_TO    columns past off + i (C's rows are queries, its
+ *                    columns keys: scores, dP), left unwritten;
+ *   TILES_K_TO       k past off + i (A is zero there: P V, dS K);
+ *   TILES_K_FROM     k below i - off (C's rows are keys, k the block's
+ *                    queries, A zero there: P^T dY, dS^T Q).
+ * A skipped stretch of k adds only products with zero, so the sums are
+ * the dense ones. */
+enum { TILES_DENSE, TILES_COLS_TO, TILES_K_TO, TILES_K_FROM };
+
+/* C = alpha * A B + beta * C, M x N over K; beta 0: C is only written.
+ * AVX-512 builds only (dies elsewhere, where gemm_attention_tiles() is 0). */
+void tiles_mm(int64_t M, int64_t N, int64_t K, float alpha, tiles_opnd A, tiles_opnd B, float beta, float *C,
+              int64_t ldc, int causal, int64_t off);
+
+/* dst [cols, rows] = the transpose of src (rows x cols, leading dimension
+ * lds). */
+void tiles_transpose(float *dst, const float *src, int64_t rows, int64_t cols, int64_t lds);
+
+#endif

@@ -1,0 +1,251 @@
+/* attn_tiles: the register-tiled products against a double reference,
+ * the causal skips against the dense products (bit for bit), and the
+ * attention kernels that run on them (fp32 where oneDNN runs AVX-512)
+ * against the double kernels, the backend's GEMMs, one thread, and the
+ * recomputing backward. Skips where the build or the CPU has no tiles. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include "attn_tiles.h"
+#include "common.h"
+#include "gemm.h"
+#include "kernels.h"
+
+static wdl_rng rng;
+static float *frnd(int64_t n) {
+    float *a = xmalloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    for (int64_t i = 0; i < n; i++) a[i] = (float)rng_normal(&rng);
+    return a;
+}
+static const double U24 = 1.0 / (1 << 24);   /* fp32's unit roundoff */
+
+#if defined(__AVX512F__)
+/* C = alpha A B + beta C against double sums: each element within
+ * (K + 2) u (|alpha| sum_k |a b| + |beta C0|); the padding columns of C
+ * (ldc > N) keep their bytes; beta 0 never reads C (NaN there). */
+static void dense_case(int64_t M, int64_t N, int64_t K, int ta, float alpha, float beta) {
+    const int64_t lda = (ta ? M : K) + 3, ldb = N + 5, ldc = N + 2;
+    float *A = frnd((ta ? K : M) * lda), *B = frnd(K * ldb), *C = frnd(M * ldc), *C0 = xmalloc(sizeof(float) * (size_t)(M * ldc));
+    if (beta == 0)
+        for (int64_t i = 0; i < M * ldc; i++) C[i] = NAN;
+    memcpy(C0, C, sizeof(float) * (size_t)(M * ldc));
+    tiles_opnd a = ta ? (tiles_opnd){A, 1, lda} : (tiles_opnd){A, lda, 1};
+    tiles_mm(M, N, K, alpha, a, (tiles_opnd){B, ldb, 1}, beta, C, ldc, TILES_DENSE, 0);
+    for (int64_t i = 0; i < M; i++) {
+        for (int64_t j = 0; j < N; j++) {
+            double s = 0, sa = 0;
+            for (int64_t p = 0; p < K; p++) {
+                double t = (double)A[i * a.rs + p * a.cs] * B[p * ldb + j];
+                s += t;
+                sa += fabs(t);
+            }
+            double ref = alpha * s + (beta != 0 ? beta * (double)C0[i * ldc + j] : 0);
+            double bound = (K + 2) * U24 * (fabs(alpha) * sa + (beta != 0 ? fabs(beta * C0[i * ldc + j]) : 0));
+            if (!(fabs(C[i * ldc + j] - ref) <= bound + 1e-30))
+                fail_msg("tiles_mm %lldx%lldx%lld ta %d alpha %g beta %g: C[%lld,%lld] = %.9g, reference %.9g (bound %.3g)",
+                         (long long)M, (long long)N, (long long)K, ta, alpha, beta, (long long)i, (long long)j,
+                         C[i * ldc + j], ref, bound);
+        }
+        for (int64_t j = N; j < ldc; j++) assert_memory_equal(&C[i * ldc + j], &C0[i * ldc + j], sizeof(float));
+    }
+    free(A); free(B); free(C); free(C0);
+}
+#endif
+
+static void test_tiles_mm(void **st) {
+#if defined(__AVX512F__)
+    static const int64_t sizes[][3] = {{1, 1, 1},  {8, 32, 32},  {9, 33, 7},   {7, 15, 64},
+                                       {64, 256, 32}, {64, 32, 256}, {256, 48, 64}, {3, 100, 1}};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
+        for (int ta = 0; ta < 2; ta++) {
+            dense_case(sizes[s][0], sizes[s][1], sizes[s][2], ta, 1.0f, 0.0f);
+            dense_case(sizes[s][0], sizes[s][1], sizes[s][2], ta, 0.37f, 1.0f);
+            dense_case(sizes[s][0], sizes[s][1], sizes[s][2], ta, -1.5f, 0.25f);
+        }
+#else
+    print_message("# skipped: not an AVX-512 build\n");
+#endif
+}
+
+/* The causal skips give the dense products' bytes wherever the dense
+ * result is needed: A (or, for the scores, C's upper triangle) has the
+ * zeros a causal block of rows r0.. has past its diagonal. */
+static void test_tiles_causal(void **st) {
+#if defined(__AVX512F__)
+    static const int64_t r0s[] = {0, 64, 128}, ms[] = {64, 13};
+    for (size_t a = 0; a < 3; a++)
+        for (size_t b = 0; b < 2; b++) {
+            const int64_t r0 = r0s[a], m = ms[b], r1 = r0 + m, HD = 40, T = r1 + 7;
+            float *Q = frnd(m * HD), *Kt = frnd(HD * T), *V = frnd(T * HD), *P = frnd(m * T), *G = frnd(m * HD);
+            for (int64_t i = 0; i < m; i++)
+                for (int64_t u = r0 + i + 1; u < T; u++) P[i * T + u] = 0;   /* zeros past the diagonal */
+            /* scores: needed columns j <= r0 + i */
+            float *S1 = frnd(m * T), *S2 = frnd(m * T);
+            tiles_mm(m, r1, HD, 0.5f, (tiles_opnd){Q, HD, 1}, (tiles_opnd){Kt, T, 1}, 0, S1, T, TILES_DENSE, 0);
+            tiles_mm(m, r1, HD, 0.5f, (tiles_opnd){Q, HD, 1}, (tiles_opnd){Kt, T, 1}, 0, S2, T, TILES_COLS_TO, r0);
+            for (int64_t i = 0; i < m; i++) assert_memory_equal(S1 + i * T, S2 + i * T, sizeof(float) * (size_t)(r0 + i + 1));
+            /* P V and its transpose's product, with beta 1 */
+            for (int beta = 0; beta < 2; beta++) {
+                float *Y1 = frnd(m * HD), *Y2 = xmalloc(sizeof(float) * (size_t)(m * HD));
+                memcpy(Y2, Y1, sizeof(float) * (size_t)(m * HD));
+                tiles_mm(m, HD, r1, 1, (tiles_opnd){P, T, 1}, (tiles_opnd){V, HD, 1}, (float)beta, Y1, HD, TILES_DENSE, 0);
+                tiles_mm(m, HD, r1, 1, (tiles_opnd){P, T, 1}, (tiles_opnd){V, HD, 1}, (float)beta, Y2, HD, TILES_K_TO, r0);
+                assert_memory_equal(Y1, Y2, sizeof(float) * (size_t)(m * HD));
+                float *D1 = frnd(r1 * HD), *D2 = xmalloc(sizeof(float) * (size_t)(r1 * HD));
+                memcpy(D2, D1, sizeof(float) * (size_t)(r1 * HD));
+                tiles_mm(r1, HD, m, 0.7f, (tiles_opnd){P, 1, T}, (tiles_opnd){G, HD, 1}, (float)beta, D1, HD, TILES_DENSE, 0);
+                tiles_mm(r1, HD, m, 0.7f, (tiles_opnd){P, 1, T}, (tiles_opnd){G, HD, 1}, (float)beta, D2, HD, TILES_K_FROM, r0);
+                assert_memory_equal(D1, D2, sizeof(float) * (size_t)(r1 * HD));
+                free(Y1); free(Y2); free(D1); free(D2);
+            }
+            free(Q); free(Kt); free(V); free(P); free(G); free(S1); free(S2);
+        }
+#else
+    print_message("# skipped: not an AVX-512 build\n");
+#endif
+}
+
+static void test_tiles_transpose(void **st) {
+#if defined(__AVX512F__)
+    static const int64_t shapes[][2] = {{1, 1}, {16, 32}, {17, 3}, {100, 128}, {5, 48}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int64_t r = shapes[s][0], c = shapes[s][1], lds = c + 9;
+        float *x = frnd(r * lds), *y = frnd(c * r + 4), *y0 = xmalloc(sizeof(float) * (size_t)(c * r + 4));
+        memcpy(y0, y, sizeof(float) * (size_t)(c * r + 4));
+        tiles_transpose(y, x, r, c, lds);
+        for (int64_t i = 0; i < r; i++)
+            for (int64_t j = 0; j < c; j++) assert_memory_equal(&y[j * r + i], &x[i * lds + j], sizeof(float));
+        assert_memory_equal(y + c * r, y0 + c * r, 4 * sizeof(float));   /* nothing past dst */
+        free(x); free(y); free(y0);
+    }
+#else
+    print_message("# skipped: not an AVX-512 build\n");
+#endif
+}
+
+/* ---- the attention kernels on the tiles ---- */
+
+typedef struct { float *y, *att, *st, *dq, *dk, *dv, *y2, *dq2, *dk2, *dv2; } att_out;
+
+/* forward saving P, its backward; forward saving statistics, the
+ * recomputing backward; both in guarded scratch of the named sizes */
+static att_out run_attention(attn_dims d, int64_t N, int64_t natt, const float *q, const float *k, const float *v,
+                             const float *r) {
+    const int64_t nq = N * d.NH * d.HD, nk = N * d.KVH * d.HD;
+    att_out o;
+    o.y = xcalloc(nq, 4); o.y2 = xcalloc(nq, 4); o.att = xcalloc(natt, 4);
+    o.st = xcalloc(attention_stats(N, d.NH), 4);
+    o.dq = xcalloc(nq, 4); o.dk = xcalloc(nk, 4); o.dv = xcalloc(nk, 4);
+    o.dq2 = xcalloc(nq, 4); o.dk2 = xcalloc(nk, 4); o.dv2 = xcalloc(nk, 4);
+    const size_t sf = 4 * (size_t)attention_forward_scratch(d), sb = 4 * (size_t)attention_backward_scratch(d);
+    unsigned char *fs = xmalloc(sf + 64), *bs = xmalloc(sb + 64);
+    memset(fs, 0xA5, sf + 64);
+    memset(bs, 0xA5, sb + 64);
+    attention_forward(o.y, o.att, NULL, q, k, v, d, (float *)fs);
+    attention_backward(o.dq, o.dk, o.dv, r, o.att, NULL, q, k, v, d, (float *)bs);
+    attention_forward(o.y2, NULL, o.st, q, k, v, d, (float *)fs);
+    attention_backward(o.dq2, o.dk2, o.dv2, r, NULL, o.st, q, k, v, d, (float *)bs);
+    for (int i = 0; i < 64; i++) assert_true(fs[sf + i] == 0xA5 && bs[sb + i] == 0xA5);   /* stayed inside */
+    free(fs); free(bs);
+    return o;
+}
+static void free_out(att_out *o) {
+    free(o->y); free(o->att); free(o->st); free(o->dq); free(o->dk); free(o->dv);
+    free(o->y2); free(o->dq2); free(o->dk2); free(o->dv2);
+}
+static void same_bytes(const att_out *a, const att_out *b, int64_t nq, int64_t nk) {
+    assert_memory_equal(a->y, b->y, 4 * (size_t)nq);
+    assert_memory_equal(a->dq, b->dq, 4 * (size_t)nq);
+    assert_memory_equal(a->dk, b->dk, 4 * (size_t)nk);
+    assert_memory_equal(a->dv, b->dv, 4 * (size_t)nk);
+}
+/* max |x - ref| / (1 + |ref|) */
+static double worst_f(const float *x, const float *ref, int64_t n) {
+    double w = 0;
+    for (int64_t i = 0; i < n; i++) w = fmax(w, fabs((double)x[i] - ref[i]) / (1 + fabs((double)ref[i])));
+    return w;
+}
+static double worst_d(const float *x, const double *ref, int64_t n) {
+    double w = 0;
+    for (int64_t i = 0; i < n; i++) w = fmax(w, fabs((double)x[i] - ref[i]) / (1 + fabs(ref[i])));
+    return w;
+}
+
+static void tiles_attention_case(attn_dims d, int64_t N) {
+    const int64_t nq = N * d.NH * d.HD, nk = N * d.KVH * d.HD;
+    int64_t natt = 0;
+    for (int64_t b = 0; b < d.B; b++) {
+        int64_t T = d.off ? d.off[b + 1] - d.off[b] : d.T;
+        natt += d.NH * T * T;
+    }
+    float *q = frnd(nq), *k = frnd(nk), *v = frnd(nk), *r = frnd(nq);
+    gemm_set_precision(GEMM_FP32_AUTO);
+    assert_true(gemm_attention_tiles());
+    att_out t = run_attention(d, N, natt, q, k, v, r);
+    /* the recomputing backward gives the stored path's bytes */
+    assert_memory_equal(t.y, t.y2, 4 * (size_t)nq);
+    assert_memory_equal(t.dq, t.dq2, 4 * (size_t)nq);
+    assert_memory_equal(t.dk, t.dk2, 4 * (size_t)nk);
+    assert_memory_equal(t.dv, t.dv2, 4 * (size_t)nk);
+    /* one thread: the same bytes */
+    const int nt = omp_get_max_threads();
+    omp_set_num_threads(1);
+    att_out t1 = run_attention(d, N, natt, q, k, v, r);
+    omp_set_num_threads(nt > 1 ? nt : 2);
+    same_bytes(&t, &t1, nq, nk);
+    /* the backend's GEMMs (fp32-openblas) and the double kernels: the same
+     * function. Each value is an fp32 sum of at most T + HD terms (180
+     * here) of inputs near 1, so its rounding error is below (T + HD) u
+     * = 1.1e-5 relative; measured at most 1e-6, and a wrong or missing
+     * term is off by far more. */
+    gemm_set_precision(GEMM_FP32);
+    assert_false(gemm_attention_tiles());
+    att_out o = run_attention(d, N, natt, q, k, v, r);
+    const double tol = 180 * U24;
+    double w = fmax(fmax(worst_f(t.y, o.y, nq), worst_f(t.dq, o.dq, nq)), fmax(worst_f(t.dk, o.dk, nk), worst_f(t.dv, o.dv, nk)));
+    if (!(w <= tol)) fail_msg("tiles against OpenBLAS: relative difference %.3g", w);
+    double *qd = xmalloc(8 * nq), *kd = xmalloc(8 * nk), *vd = xmalloc(8 * nk), *rd = xmalloc(8 * nq),
+           *yd = xcalloc(nq, 8), *attd = xcalloc(natt, 8), *dqd = xcalloc(nq, 8), *dkd = xcalloc(nk, 8),
+           *dvd = xcalloc(nk, 8), *sd = xmalloc(8 * (size_t)attention_backward_scratch(d));
+    for (int64_t i = 0; i < nq; i++) { qd[i] = q[i]; rd[i] = r[i]; }
+    for (int64_t i = 0; i < nk; i++) { kd[i] = k[i]; vd[i] = v[i]; }
+    attention_forward_f64(yd, attd, NULL, qd, kd, vd, d, NULL);
+    attention_backward_f64(dqd, dkd, dvd, rd, attd, NULL, qd, kd, vd, d, sd);
+    w = fmax(fmax(worst_d(t.y, yd, nq), worst_d(t.dq, dqd, nq)), fmax(worst_d(t.dk, dkd, nk), worst_d(t.dv, dvd, nk)));
+    if (!(w <= tol)) fail_msg("tiles against double: relative difference %.3g", w);
+    print_message("attention B %lld T %lld NH %lld KVH %lld HD %lld%s: tiles against double %.2g\n", (long long)d.B,
+                  (long long)d.T, (long long)d.NH, (long long)d.KVH, (long long)d.HD, d.off ? " packed" : "", w);
+    free(qd); free(kd); free(vd); free(rd); free(yd); free(attd); free(dqd); free(dkd); free(dvd); free(sd);
+    free_out(&t); free_out(&t1); free_out(&o);
+    free(q); free(k); free(v); free(r);
+}
+
+static void test_attention_on_tiles(void **st) {
+    gemm_set_precision(GEMM_FP32_AUTO);
+    if (!gemm_attention_tiles()) {
+        print_message("# skipped: attention runs on the backend here (oneDNN ISA %s)\n", gemm_dnnl_isa());
+        return;
+    }
+    tiles_attention_case((attn_dims){2, 5, 4, 2, 3}, 10);
+    tiles_attention_case((attn_dims){2, 70, 4, 2, 8}, 140);
+    tiles_attention_case((attn_dims){1, 130, 2, 1, 32}, 130);
+    tiles_attention_case((attn_dims){1, 77, 2, 2, 48}, 77);
+    static const int64_t off[] = {0, 5, 6, 76, 79};
+    tiles_attention_case((attn_dims){4, 70, 4, 2, 16, off}, 79);
+}
+
+int main(void) {
+    rng_seed(&rng, 99);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tiles_mm),
+        cmocka_unit_test(test_tiles_causal),
+        cmocka_unit_test(test_tiles_transpose),
+        cmocka_unit_test(test_attention_on_tiles),
+    };
+    return cmocka_run_group_tests_name("attn_tiles", tests, NULL, NULL);
+}
