@@ -50,7 +50,7 @@ if [ -x "$PY" ] && "$PY" -c 'import torch; assert int(torch.__version__.split(".
     for p in fp32 bf16; do
       "$B/bench/bench_train" --threads "$NPROC" --steps "$STEPS" --repeat 1 --precision "$p" | grep '"train"' |
         jq -c --argjson r "$r" '{round: $r, side: "wdl", what: .precision, tokens_per_s,
-          gemm_share: (.gflops / ([.sgemm_gflops, .onednn_f32_gflops] | max))}'
+          gemm_share: (if .precision == "fp32" then .gflops / ([.sgemm_gflops, .onednn_f32_gflops] | max) else null end)}'
     done
     for m in eager autocast compile; do
       "$PY" bench/torch_train.py --steps "$STEPS" --warmup-steps 3 --repeat 1 --threads "$NPROC" --mode "$m" 2>/dev/null |

@@ -75,7 +75,8 @@ struct gemm_ctx {
      * once so that products read them without converting on every call */
     struct { const float *base; size_t n, cap; uint16_t *bf16; } ro[GEMM_READONLY_RANGES];
     /* gemm_ctx_add_bf16_view: ranges held only in bf16, sorted by base */
-    struct gemm_view { const float *base; size_t n; const uint16_t *bf16; } *views;
+    /* gemm_ctx_mirror: copies of floats that are also stored (mirror set) */
+    struct gemm_view { const float *base; size_t n; const uint16_t *bf16; int mirror; } *views;
     size_t nviews, capviews;
 };
 
@@ -419,32 +420,42 @@ void gemm_ctx_set_readonly(gemm_ctx *g, int which, const float *base, size_t n) 
     g->ro[which].n = n;
 }
 
-static void view_insert(gemm_ctx *g, const float *base, size_t n, const uint16_t *bf16) {
+static void view_insert(gemm_ctx *g, const float *base, size_t n, const uint16_t *bf16, int mirror) {
     if (g->nviews == g->capviews) {
         g->capviews = g->capviews ? 2 * g->capviews : 64;
         g->views = xrealloc(g->views, sizeof *g->views * g->capviews);
     }
     size_t i = g->nviews++;
     for (; i > 0 && g->views[i - 1].base > base; i--) g->views[i] = g->views[i - 1];
-    g->views[i] = (struct gemm_view){base, n, bf16};
+    g->views[i] = (struct gemm_view){base, n, bf16, mirror};
 }
 void gemm_ctx_add_bf16_view(gemm_ctx *g, const float *base, size_t n, const uint16_t *bf16) {
     if (g->prec != GEMM_BF16) die("internal: a bf16 view needs bf16 products");
-    view_insert(g, base, n, bf16);
+    view_insert(g, base, n, bf16, 0);
 }
 /* An fp32 context's table holds shadows only: its products read the
  * floats, except the few-row kernel's, which reads the bf16 values. */
 void gemm_ctx_add_bf16_shadow(gemm_ctx *g, const float *base, size_t n, const uint16_t *bf16) {
     if (!gemm_is_fp32(g->prec)) die("internal: a bf16 shadow is for fp32 products");
-    view_insert(g, base, n, bf16);
+    view_insert(g, base, n, bf16, 0);
 }
 
-void gemm_ctx_drop_bf16_views(gemm_ctx *g, const float *base, size_t n) {
+static void drop_views(gemm_ctx *g, const float *base, size_t n, int mirrors_only) {
     if (!g) return;
     size_t j = 0;
     for (size_t i = 0; i < g->nviews; i++)
-        if (g->views[i].base < base || g->views[i].base >= base + n) g->views[j++] = g->views[i];
+        if (g->views[i].base < base || g->views[i].base >= base + n || (mirrors_only && !g->views[i].mirror))
+            g->views[j++] = g->views[i];
     g->nviews = j;
+}
+void gemm_ctx_drop_bf16_views(gemm_ctx *g, const float *base, size_t n) { drop_views(g, base, n, 0); }
+void gemm_ctx_drop_mirrors(gemm_ctx *g, const float *base, size_t n) { drop_views(g, base, n, 1); }
+
+void gemm_ctx_mirror(gemm_ctx *g, const float *src, size_t n, uint16_t *dst) {
+    if (!g || g->prec != GEMM_BF16 || !n) return;
+    drop_views(g, src, n, 1);
+    to_bf16(g, dst, src, 1, (int64_t)n, (int64_t)n);   /* one run, in parallel pieces */
+    view_insert(g, src, n, dst, 1);
 }
 
 /* The view holding X (by binary search), else NULL. */
@@ -525,6 +536,9 @@ void gemm_ctx_hold_inputs(gemm_ctx *g, int on) {
 }
 
 void gemm_hold_inputs(int on) { gemm_ctx_hold_inputs(g_default, on); }
+void gemm_mirror(const float *src, size_t n, uint16_t *dst) { gemm_ctx_mirror(g_default, src, n, dst); }
+void gemm_drop_mirrors(const float *base, size_t n) { gemm_ctx_drop_mirrors(g_default, base, n); }
+int gemm_mirrors(void) { return g_default && g_default->prec == GEMM_BF16; }
 
 void gemm_set_readonly(int which, const float *base, size_t n) {
     if (g_default) gemm_ctx_set_readonly(g_default, which, base, n);
@@ -852,8 +866,10 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
 
 void gemm_set_precision(gemm_precision p) {
     if (g_default && g_default->prec == p) return;
-    /* a model loaded bf16-only would read the zeros its views stand for */
-    if (g_default && g_default->nviews) die("internal: precision changed while bf16-only weights are loaded");
+    /* a model loaded bf16-only would read the zeros its views stand for
+     * (mirrors go with the context: their floats are stored) */
+    for (size_t i = 0; g_default && i < g_default->nviews; i++)
+        if (!g_default->views[i].mirror) die("internal: precision changed while bf16-only weights are loaded");
     gemm_ctx_free(g_default);
     g_default = gemm_ctx_new(p);
     if (p == GEMM_BF16 && !gemm_bf16_native())

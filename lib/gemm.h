@@ -127,8 +127,18 @@ void gemm_ctx_add_bf16_view(gemm_ctx *g, const float *base, size_t n, const uint
  * instead of the floats, half the bytes: fp32 A (not rounded), the same
  * weights exactly, fp32 FMAs, so the fp32 product in another order. */
 void gemm_ctx_add_bf16_shadow(gemm_ctx *g, const float *base, size_t n, const uint16_t *bf16);
-/* Forget the views (or shadows) of floats inside [base, base + n). */
+/* Forget the views (or shadows, or mirrors) of floats inside [base, base + n). */
 void gemm_ctx_drop_bf16_views(gemm_ctx *g, const float *base, size_t n);
+/* With GEMM_BF16 (a no-op otherwise): an activation the forward writes once
+ * and products read in both passes. Converts the n floats at src into dst
+ * (the caller's n bf16) now and registers dst as their mirror: products
+ * whose operand lies inside read it instead of converting the floats
+ * again (the same values, so the same results). The floats stay stored
+ * and must not change while mirrored: gemm_ctx_drop_mirrors forgets the
+ * mirrors inside a range, and must come before whoever writes, frees or
+ * reuses that memory; mirroring a range again replaces its mirror. */
+void gemm_ctx_mirror(gemm_ctx *g, const float *src, size_t n, uint16_t *dst);
+void gemm_ctx_drop_mirrors(gemm_ctx *g, const float *base, size_t n);
 /* Holding inputs (bf16; a no-op in fp32): between gemm_ctx_hold_inputs(g, 1)
  * and gemm_ctx_hold_inputs(g, 0) the calling thread promises that a matrix,
  * once read by one of its products, does not change before the release
@@ -153,6 +163,11 @@ gemm_ctx *gemm_default(void);
  * context (no-ops without one: they never create it). */
 void gemm_hold_inputs(int on);
 void gemm_set_readonly(int which, const float *base, size_t n);
+/* gemm_ctx_mirror and gemm_ctx_drop_mirrors on the process-wide context
+ * (no-ops without one), and whether it mirrors: GEMM_BF16. */
+void gemm_mirror(const float *src, size_t n, uint16_t *dst);
+void gemm_drop_mirrors(const float *base, size_t n);
+int gemm_mirrors(void);
 void wdl_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 

@@ -91,7 +91,8 @@ void model_free(wdl_model *m) {
     free(m->w16);
     if (m->params_mapped) munmap(m->params, m->params_mapped);
     else free(m->params);
-    free(m->grads); free(m->m); free(m->v); free(m->act_mem);
+    if (m->act_mem) gemm_drop_mirrors(m->act_mem, m->act_elems);
+    free(m->grads); free(m->m); free(m->v); free(m->act_mem); free(m->act16);
     free(m->ids); free(m->pos); free(m->seq_off);
     rope_cache_free(&m->rope);
     free(m);
@@ -164,14 +165,19 @@ void model_alloc_acts(wdl_model *m, int64_t Bmax, int64_t Tmax, int mode, int ve
     size_t nt = sizeof t / sizeof t[0], total = 0;
     for (size_t i = 0; i < nt; i++)
         if (train || !t[i].bwd) total += ((size_t)t[i].n + 15) & ~(size_t)15;
+    /* bf16 training keeps the forward's bf16 copies of the activations
+     * both passes multiply (gemm_mirror) */
+    const size_t n16 = train && gemm_mirrors() ? (size_t)(L * N * (2 * H + QD + I)) : 0;
     if (verbose) {
         size_t pb = m->nparams * sizeof(float);
         fprintf(stderr, "%s: memory: parameters %.1f MB, gradients %.1f MB, AdamW moments %.1f MB, "
                 "activations %.1f MB (batch %lld x %lld%s)\n", wdl_prog, pb / 1e6, train ? pb / 1e6 : 0.0,
-                train ? 2 * pb / 1e6 : 0.0, total * 4 / 1e6, (long long)Bmax, (long long)Tmax,
+                train ? 2 * pb / 1e6 : 0.0, (total * 4 + n16 * 2) / 1e6, (long long)Bmax, (long long)Tmax,
                 train && !keep_att ? "; attention's probabilities recomputed in the backward" : "");
     }
-    free(m->act_mem); free(m->ids); free(m->pos); free(m->seq_off);
+    if (m->act_mem) gemm_drop_mirrors(m->act_mem, m->act_elems);
+    free(m->act_mem); free(m->act16); free(m->ids); free(m->pos); free(m->seq_off);
+    m->act16 = n16 ? xaligned(n16 * sizeof(uint16_t)) : NULL;
     m->act_mem = xaligned(total * sizeof(float));
     m->act_elems = total;
     size_t off = 0;
@@ -203,6 +209,7 @@ static float *resid_slot(const wdl_model *m, int64_t l) {
 typedef struct {
     float *x, *xo, *ln1, *ln1r, *q, *qrs, *qr, *k, *krs, *kr, *v, *att, *att_st, *aty, *r1, *ln2, *ln2r, *gate, *up,
         *act;
+    uint16_t *ln1_16, *aty16, *ln2_16, *act16;   /* their mirrors (m->act16), or NULL */
 } layer_acts;
 
 static void layer_views(const wdl_model *m, int64_t l, layer_acts *v) {
@@ -221,6 +228,9 @@ static void layer_views(const wdl_model *m, int64_t l, layer_acts *v) {
     v->aty = LAYER(a->atty, l, Nc * QD); v->r1 = LAYER(a->r1, l, Nc * H);
     v->ln2 = LAYER(a->ln2, l, Nc * H); v->ln2r = LAYER(a->ln2_rstd, l, Nc);
     v->gate = LAYER(a->gate, l, Nc * I); v->up = LAYER(a->up, l, Nc * I); v->act = LAYER(a->act, l, Nc * I);
+    uint16_t *w = m->act16 ? LAYER(m->act16, l, Nc * (2 * H + QD + I)) : NULL;
+    v->ln1_16 = w; v->aty16 = w ? w + Nc * H : NULL;
+    v->ln2_16 = w ? w + Nc * (H + QD) : NULL; v->act16 = w ? w + Nc * (2 * H + QD) : NULL;
 }
 
 static void forward_layers(wdl_model *m);
@@ -269,6 +279,9 @@ static void forward_layers(wdl_model *m) {
     wdl_acts *a = &m->a;
     attn_dims d = {m->nseq, m->Tlong, NH, KV, HD, m->seq_off};
     model_embed(m, a->resid, m->ids, N);
+    /* this forward rewrites the activations: forget the last one's mirrors */
+    if (m->act16) gemm_drop_mirrors(m->act_mem, m->act_elems);
+#define MIRROR(x, x16, n) do { if (x16) gemm_mirror((x), (size_t)(n), (x16)); } while (0)
     for (int64_t l = 0; l < c->layers; l++) {
         layer_acts L_;
         layer_views(m, l, &L_);
@@ -278,6 +291,7 @@ static void forward_layers(wdl_model *m) {
         /* ln1 of layers after the first was made by the previous layer's
          * last residual (fused with this norm) */
         if (l == 0) rmsnorm_forward(ln1, ln1r, x, LAYER(m->P[W_LN1], l, H), N, H, c->eps);
+        MIRROR(ln1, L_.ln1_16, N * H);
         gemm_hold_inputs(1);   /* one bf16 copy of ln1 for the three */
         linear_forward(q, ln1, LAYER(m->P[W_Q], l, QD * H), N, H, QD);
         linear_forward(k, ln1, LAYER(m->P[W_K], l, KD * H), N, H, KD);
@@ -288,13 +302,16 @@ static void forward_layers(wdl_model *m) {
         qknorm_rope_forward(kr, krs, &m->rope, k, LAYER(m->P[W_KNORM], l, HD), m->pos, N, KV, HD, c->eps, c->theta);
         if (m->kv_hook) m->kv_hook(m->kv_ctx, l, kr, v);
         attention_forward(aty, att, att_st, qr, kr, v, d, a->att_scratch);
+        MIRROR(aty, L_.aty16, N * QD);
         linear_forward(a->tmp, aty, LAYER(m->P[W_O], l, H * QD), N, QD, H);
         residual_rmsnorm_forward(r1, ln2, ln2r, x, a->tmp, LAYER(m->P[W_LN2], l, H), N, H, c->eps);
+        MIRROR(ln2, L_.ln2_16, N * H);
         gemm_hold_inputs(1);
         linear_forward(gate, ln2, LAYER(m->P[W_GATE], l, I * H), N, H, I);
         linear_forward(up, ln2, LAYER(m->P[W_UP], l, I * H), N, H, I);
         gemm_hold_inputs(0);
         swiglu_forward(act, gate, up, N * I);
+        MIRROR(act, L_.act16, N * I);
         linear_forward(a->tmp, act, LAYER(m->P[W_DOWN], l, H * I), N, I, H);
         /* the residual, fused with the next norm: the next layer's ln1, or
          * after the last layer the final norm */
@@ -305,6 +322,7 @@ static void forward_layers(wdl_model *m) {
         } else
             residual_rmsnorm_forward(xo, a->normf, a->normf_rstd, r1, a->tmp, m->P[W_NORM], N, H, c->eps);
     }
+#undef MIRROR
 }
 
 void model_backward(wdl_model *m) {

@@ -53,6 +53,10 @@ typedef struct {
     int64_t act_layers;             /* layers with their own activation slots: all, or 1 (ACTS_STREAM) */
     float *act_mem;
     size_t act_elems;
+    /* bf16 training: each layer's ln1, attention output, ln2 and SwiGLU
+     * output in bf16, made by the forward for its products and kept for the
+     * backward's (gemm_mirror), [L][Bmax*Tmax*(2H + QD + I)]; else NULL */
+    uint16_t *act16;
     wdl_acts a;
     int32_t *ids, *pos;             /* [Bmax*Tmax] inputs of the last forward */
     /* training keeps attention's probabilities for the backward while they

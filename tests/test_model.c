@@ -612,6 +612,63 @@ static void test_recomputed_attention(void **st) {
     model_free(wk); model_free(sg);
 }
 
+/* bf16 training keeps the forward's bf16 copies of ln1, the attention
+ * output, ln2 and the SwiGLU output for the backward's weight gradients
+ * (gemm_mirror, model->act16): the loss and gradients of two steps are
+ * those of a model allocated without them (whose products convert those
+ * activations again), bit for bit. And the backward reads the copies:
+ * floats of ln1 overwritten after the forward mirrored them (from the
+ * kv_hook, which runs after the Q/K/V products) leave the gradients as
+ * they were, where without mirrors (and in fp32) they change them. */
+static void poison_ln1(void *ctx, int64_t layer, const float *kr, const float *v) {
+    wdl_model *m = ctx;
+    float *ln1 = m->a.ln1 + layer * m->Bmax * m->Tmax * m->cfg.hidden;
+    for (int64_t i = 0; i < m->N * m->cfg.hidden; i++) ln1[i] = 7.0f;
+}
+static float *two_steps(wdl_model *m, const batch *b, int poison, double *loss) {
+    wd_step s;
+    step_init(&s, m, NULL, 1.0);
+    m->kv_hook = poison ? poison_ln1 : NULL;
+    m->kv_ctx = m;
+    for (int i = 0; i < 2; i++) {
+        model_zero_grad(m);
+        loss[i] = step_train(&s, b->ids, b->tg, b->wt, B, T);
+    }
+    m->kv_hook = NULL;
+    step_free(&s);
+    return grads_of(m);
+}
+static void test_bf16_mirrors(void **st) {
+    wdl_model *sg, *wk;
+    st_model *ref;
+    batch b;
+    load_mixed(&sg, &wk, &ref, &b);
+    const size_t gb = sg->nparams * sizeof(float);
+    double l[4][2];
+    float *g[4];
+    for (int mir = 0; mir < 2; mir++) {   /* allocated under fp32: no mirrors; under bf16: mirrors */
+        gemm_set_precision(mir ? GEMM_BF16 : GEMM_FP32);
+        model_alloc_acts(sg, B, T, ACTS_TRAIN, 0);
+        assert_true(mir ? sg->act16 != NULL : sg->act16 == NULL);
+        gemm_set_precision(GEMM_BF16);
+        g[2 * mir] = two_steps(sg, &b, 0, l[2 * mir]);
+        g[2 * mir + 1] = two_steps(sg, &b, 1, l[2 * mir + 1]);
+    }
+    assert_true(l[0][0] == l[2][0] && l[0][1] == l[2][1]);
+    assert_memory_equal(g[0], g[2], gb);                /* mirrors change no bit */
+    assert_memory_equal(g[2], g[3], gb);                /* the backward read the mirrors */
+    assert_true(memcmp(g[0], g[1], gb) != 0);           /* without them the poison shows */
+    for (int i = 0; i < 4; i++) free(g[i]);
+    gemm_set_precision(GEMM_FP32);
+    model_alloc_acts(sg, B, T, ACTS_TRAIN, 0);
+    assert_null(sg->act16);
+    float *f0 = two_steps(sg, &b, 0, l[0]), *f1 = two_steps(sg, &b, 1, l[1]);
+    assert_true(memcmp(f0, f1, gb) != 0);               /* fp32 reads the floats */
+    free(f0); free(f1);
+    st_close(ref);
+    model_free(wk); model_free(sg);
+}
+
 typedef struct { float *logits, *grads; double loss, nll[B * T], ent[B * T]; } bf16_run;
 static void bf16_pass(wdl_model *m, gemm_precision p, const batch *b, bf16_run *r) {
     gemm_set_precision(p);
@@ -863,6 +920,7 @@ int main(void) {
         cmocka_unit_test(test_written_checkpoints),
         cmocka_unit_test(test_step_allocates_nothing),
         cmocka_unit_test_teardown(test_recomputed_attention, precision_fp32),
+        cmocka_unit_test_teardown(test_bf16_mirrors, precision_fp32),
         cmocka_unit_test_teardown(test_bf16, precision_fp32),
         cmocka_unit_test_teardown(test_forward_bf16_weights, precision_fp32),
         cmocka_unit_test_teardown(test_bf16_steps_allocate_nothing_after_the_first, precision_fp32),
