@@ -7,15 +7,15 @@
  * operands in place (the keys and values transposed once per head where a
  * product needs them so), and the causal mask is used to skip the tiles
  * and the stretches of k that only meet the zeros above the diagonal.
- * That is 1.07-1.33x OpenBLAS's time for the whole of attention's forward
- * and backward on head sizes 32-128 and 100-1,000 positions (README,
- * Precision).
+ * On OpenBLAS the whole of attention's forward and backward took
+ * 1.07-1.30x as long, for head sizes 32-128 and 77-1,000 positions
+ * (README, The engine).
  *
  * The float attention kernels use them when gemm_attention_tiles()
  * (gemm.h) says so, which is GEMM_FP32_AUTO where oneDNN runs AVX-512;
- * fp32-openblas, bf16 (its oneDNN products measured as fast as bf16-rounded
- * operands on these tiles), CPUs without AVX-512 and the double kernels keep
- * the backend's GEMMs.
+ * fp32-openblas, bf16 (its oneDNN products ran as fast as these tiles on
+ * bf16-rounded copies of the operands), CPUs without AVX-512 and the
+ * double kernels keep the backend's GEMMs.
  *
  * Each element of C is one fixed sequence of FMAs over k in order from
  * zero, then alpha * sum + beta * C, so a result depends neither on the
