@@ -292,8 +292,10 @@ void attention_forward(R *out, R *att, R *stats, const R *q, const R *k, const R
         const R *kk = k + s->row * ldk + kh * HD, *vv = v + s->row * ldk + kh * HD;
         R *y = out + s->row * ldq + h * HD;
         R *st = stats ? stats + (s->row * d.NH + h) * 2 : NULL;
-        /* this head's area of scratch: room for the tiles, then the block rows */
-        R *area = scratch + s->fwd + h * attention_forward_area(T, HD), *rows = area + attention_tiles_room(T, HD);
+        /* this head's area of scratch (none with att and NULL scratch): room
+         * for the tiles, then the block's rows */
+        R *area = scratch ? scratch + s->fwd + h * attention_forward_area(T, HD) : NULL,
+          *blk = area ? area + attention_tiles_room(T, HD) : NULL;
 #if ATT_TILES
         float *Kt = area;   /* the keys transposed */
         if (tiles) tiles_transpose(Kt, kk, T, HD, ldk);
@@ -301,7 +303,7 @@ void attention_forward(R *out, R *att, R *stats, const R *q, const R *k, const R
         for (int64_t r0 = 0; r0 < T; r0 += ATT_ROW_BLOCK) {
             int64_t r1 = r0 + ATT_ROW_BLOCK < T ? r0 + ATT_ROW_BLOCK : T, m = r1 - r0;
             /* the block's rows: in att, or in this head's scratch area */
-            R *P = att ? att + s->att + h * T * T + r0 * T : rows;
+            R *P = att ? att + s->att + h * T * T + r0 * T : blk;
 #if ATT_TILES
             if (tiles) {
                 tiles_mm(m, r1, HD, scale, (tiles_opnd){qh + r0 * ldq, ldq, 1}, (tiles_opnd){Kt, T, 1}, 0, P, T,
