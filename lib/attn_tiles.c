@@ -3,7 +3,7 @@
 #include "attn_tiles.h"
 #include "common.h"
 
-#if defined(__AVX512F__) && defined(__GNUC__)
+#if ATTN_TILES_BUILT
 #include <immintrin.h>
 
 /* A tile is TM rows by TN = two vectors of columns: 16 accumulators, two

@@ -24,6 +24,15 @@
 #define WDL_ATTN_TILES_H
 #include <stdint.h>
 
+/* Whether this build has the tiles: an AVX-512 target (the Makefile builds
+ * for the machine it runs on) and GCC's vector extensions. Elsewhere the
+ * functions below die and gemm_attention_tiles() is 0. */
+#if defined(__AVX512F__) && defined(__GNUC__)
+#define ATTN_TILES_BUILT 1
+#else
+#define ATTN_TILES_BUILT 0
+#endif
+
 /* An operand: element (i, p) of A at p[i * rs + p * cs]; B must have
  * cs == 1 (rows of B are read as vectors). */
 typedef struct { const float *p; int64_t rs, cs; } tiles_opnd;
@@ -41,7 +50,7 @@ typedef struct { const float *p; int64_t rs, cs; } tiles_opnd;
 enum { TILES_DENSE, TILES_COLS_TO, TILES_K_TO, TILES_K_FROM };
 
 /* C = alpha * A B + beta * C, M x N over K; beta 0: C is only written.
- * AVX-512 builds only (dies elsewhere, where gemm_attention_tiles() is 0). */
+ * ATTN_TILES_BUILT only. */
 void tiles_mm(int64_t M, int64_t N, int64_t K, float alpha, tiles_opnd A, tiles_opnd B, float beta, float *C,
               int64_t ldc, int causal, int64_t off);
 

@@ -1,6 +1,7 @@
 /* gemm.c: the matrix-product backend (see gemm.h): OpenBLAS for fp32,
  * oneDNN matmul for bf16 (and for fp32 on request). */
 #include "gemm.h"
+#include "attn_tiles.h"
 #include "common.h"
 #include "safetensors.h"
 #include <cblas.h>
@@ -927,11 +928,7 @@ int gemm_fp32_dnnl_fast(void) {
 }
 
 int gemm_attention_tiles(void) {
-#if defined(__AVX512F__)
-    return g_default && g_default->prec == GEMM_FP32_AUTO && g_default->fp32_dnnl;
-#else
-    return 0;
-#endif
+    return ATTN_TILES_BUILT && g_default && g_default->prec == GEMM_FP32_AUTO && g_default->fp32_dnnl;
 }
 
 const char *gemm_dnnl_isa(void) {

@@ -6,7 +6,6 @@
  * is 1 for the float pass only: attention's products may then run on
  * attn_tiles.h's tiles. */
 #include "kernels.h"
-#include "attn_tiles.h"
 #include "common.h"
 #include "gemm.h"
 #include "lanes.h"

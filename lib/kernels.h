@@ -27,6 +27,7 @@
 #define WDL_KERNELS_H
 #include <stddef.h>
 #include <stdint.h>
+#include "attn_tiles.h"
 
 /* Sizes of one attention call: B sequences of T positions; NH query heads,
  * KVH key/value heads (NH % KVH == 0), head dimension HD. With off (B + 1
@@ -70,12 +71,7 @@ static inline int64_t attention_scratch_rows(int64_t T) { return T < ATT_ROW_BLO
  * attn_tiles.h's tiles, which read the keys transposed [HD, T] (forward)
  * and the keys and values transposed (backward): that room comes first in
  * each area, the block rows after it. */
-#if defined(__AVX512F__)
-#define ATT_TILES_ROOM 1
-#else
-#define ATT_TILES_ROOM 0
-#endif
-static inline int64_t attention_tiles_room(int64_t T, int64_t HD) { return ATT_TILES_ROOM * HD * T; }
+static inline int64_t attention_tiles_room(int64_t T, int64_t HD) { return ATTN_TILES_BUILT * HD * T; }
 static inline int64_t attention_forward_area(int64_t T, int64_t HD) {
     return attention_tiles_room(T, HD) + attention_scratch_rows(T) * T;
 }

@@ -24,7 +24,7 @@ static float *frnd(int64_t n) {
 }
 static const double U24 = 1.0 / (1 << 24);   /* fp32's unit roundoff */
 
-#if defined(__AVX512F__)
+#if ATTN_TILES_BUILT
 /* C = alpha A B + beta C against double sums: each element within
  * (K + 2) u (|alpha| sum_k |a b| + |beta C0|); the padding columns of C
  * (ldc > N) keep their bytes; beta 0 never reads C (NaN there). */
@@ -58,7 +58,7 @@ static void dense_case(int64_t M, int64_t N, int64_t K, int ta, float alpha, flo
 #endif
 
 static void test_tiles_mm(void **st) {
-#if defined(__AVX512F__)
+#if ATTN_TILES_BUILT
     static const int64_t sizes[][3] = {{1, 1, 1},  {8, 32, 32},  {9, 33, 7},   {7, 15, 64},
                                        {64, 256, 32}, {64, 32, 256}, {256, 48, 64}, {3, 100, 1}};
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
@@ -76,7 +76,7 @@ static void test_tiles_mm(void **st) {
  * result is needed: A (or, for the scores, C's upper triangle) has the
  * zeros a causal block of rows r0.. has past its diagonal. */
 static void test_tiles_causal(void **st) {
-#if defined(__AVX512F__)
+#if ATTN_TILES_BUILT
     static const int64_t r0s[] = {0, 64, 128}, ms[] = {64, 13};
     for (size_t a = 0; a < 3; a++)
         for (size_t b = 0; b < 2; b++) {
@@ -111,7 +111,7 @@ static void test_tiles_causal(void **st) {
 }
 
 static void test_tiles_transpose(void **st) {
-#if defined(__AVX512F__)
+#if ATTN_TILES_BUILT
     static const int64_t shapes[][2] = {{1, 1}, {16, 32}, {17, 3}, {100, 128}, {5, 48}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const int64_t r = shapes[s][0], c = shapes[s][1], lds = c + 9;
