@@ -1,7 +1,7 @@
 /* gemm.c: the matrix-product backend (see gemm.h): OpenBLAS for fp32,
  * oneDNN matmul for bf16 (and for fp32 on request). */
 #include "gemm.h"
-#include "attn_tiles.h"
+#include "attn_amx.h"
 #include "common.h"
 #include "safetensors.h"
 #include <cblas.h>
@@ -69,6 +69,7 @@ struct gemm_ctx {
     int no_few_rows;            /* gemm_ctx_few_rows(g, 0) (tests) */
     int native;                 /* gemm_bf16_native() */
     int fp32_dnnl;              /* gemm_fp32_dnnl_fast(): GEMM_FP32_AUTO sends large products to oneDNN */
+    int amx;                    /* GEMM_BF16 with AMX granted to this process: attention on attn_amx.h */
     int always_own_scale;       /* gemm_ctx_always_own_scale (tests) */
     int software_conversion;    /* gemm_ctx_software_conversion (tests) */
     gemm_slot *slot[GEMM_MAX_THREADS];
@@ -93,6 +94,11 @@ gemm_ctx *gemm_ctx_new(gemm_precision p) {
     g->max_cached = GEMM_MAX_CACHED;
     g->native = gemm_bf16_native();
     g->fp32_dnnl = gemm_fp32_dnnl_fast();
+    /* oneDNN asks for the tile registers itself when it runs AMX; the
+     * attention kernels ask too rather than count on it */
+    const unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
+    g->amx = ATTN_AMX_BUILT && p == GEMM_BF16 &&
+             (isa & (unsigned)dnnl_cpu_isa_avx512_core_amx) == (unsigned)dnnl_cpu_isa_avx512_core_amx && amx_permit();
     pthread_mutex_init(&g->lock, NULL);
     /* fp32 contexts need oneDNN too, for their few-row products */
     DNNL_CHECK(dnnl_engine_create(&g->eng, dnnl_cpu, 0), "engine creation");
@@ -930,6 +936,8 @@ int gemm_fp32_dnnl_fast(void) {
 int gemm_attention_tiles(void) {
     return ATTN_TILES_BUILT && g_default && g_default->prec == GEMM_FP32_AUTO && g_default->fp32_dnnl;
 }
+
+int gemm_attention_amx(void) { return ATTN_AMX_BUILT && g_default && g_default->prec == GEMM_BF16 && g_default->amx; }
 
 const char *gemm_dnnl_isa(void) {
     switch (dnnl_get_effective_cpu_isa()) {

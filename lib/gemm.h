@@ -188,6 +188,10 @@ int gemm_fp32_dnnl_fast(void);
  * the process-wide context: GEMM_FP32_AUTO where gemm_fp32_dnnl_fast(), in
  * an AVX-512 build; else (and without a context) the backend's GEMMs. */
 int gemm_attention_tiles(void);
+/* Whether they run in bf16 on attn_amx.h's AMX tiles: GEMM_BF16 where
+ * oneDNN runs AMX and the kernel grants this process the tile registers,
+ * in an AMX-BF16 build. */
+int gemm_attention_amx(void);
 /* oneDNN's effective CPU ISA, e.g. "avx512_core_amx", and whether it has
  * native bf16 arithmetic (AVX512-BF16 or AMX). */
 const char *gemm_dnnl_isa(void);

@@ -27,7 +27,7 @@
 #define WDL_KERNELS_H
 #include <stddef.h>
 #include <stdint.h>
-#include "attn_tiles.h"
+#include "attn_amx.h"
 
 /* Sizes of one attention call: B sequences of T positions; NH query heads,
  * KVH key/value heads (NH % KVH == 0), head dimension HD. With off (B + 1
@@ -69,9 +69,13 @@ static inline int64_t rmsnorm_backward_scratch(int64_t N, int64_t C) {
 static inline int64_t attention_scratch_rows(int64_t T) { return T < ATT_ROW_BLOCK ? T : ATT_ROW_BLOCK; }
 /* In an AVX-512 build the float kernels may run their products on
  * attn_tiles.h's tiles, which read the keys transposed [HD, T] (forward)
- * and the keys and values transposed (backward): that room comes first in
- * each area, the block rows after it. */
-static inline int64_t attention_tiles_room(int64_t T, int64_t HD) { return ATTN_TILES_BUILT * HD * T; }
+ * and the keys and values transposed (backward), or in an AMX build on
+ * attn_amx.h's, which pack each product's operands into amx_work(T, HD)
+ * floats: that room comes first in each area, the block rows after it. */
+static inline int64_t attention_tiles_room(int64_t T, int64_t HD) {
+    const int64_t amx = amx_work(T, HD);
+    return ATTN_TILES_BUILT * (HD * T > amx ? HD * T : amx);
+}
 static inline int64_t attention_forward_area(int64_t T, int64_t HD) {
     return attention_tiles_room(T, HD) + attention_scratch_rows(T) * T;
 }

@@ -270,8 +270,9 @@ static void att_probs_rows(R *P, int64_t r0, int64_t r1, int64_t T, const R *st,
  * with T instead of T^2, for a QK^T product and an exp per score more. A
  * forward without att works in a [rows of one block, T] area of scratch
  * per (sequence, head); one with att may pass NULL scratch, and then runs
- * its products on the backend's GEMMs, not on attn_tiles.h's tiles (whose
- * transposed keys take room in the areas: kernels.h).
+ * its products on the backend's GEMMs, not on attn_tiles.h's or
+ * attn_amx.h's tiles (whose transposed keys or packed operands take room
+ * in the areas: kernels.h).
  * Query head h reads KV head h / (NH/KVH) in place: no repeated K/V.
  * Rows go in blocks of ATT_ROW_BLOCK: a block of query rows only meets the
  * keys up to its last row, so the GEMMs skip most of the masked upper
@@ -282,7 +283,7 @@ void attention_forward(R *out, R *att, R *stats, const R *q, const R *k, const R
     att_seq sq[d.B > 0 ? d.B : 1];
     att_seqs(sq, d);
 #if ATT_TILES
-    const int tiles = scratch && gemm_attention_tiles();
+    const int tiles = scratch && gemm_attention_tiles(), amx = scratch && gemm_attention_amx();
 #endif
 #pragma omp parallel for schedule(dynamic, 1) if (d.B * d.NH * d.T * d.T * d.HD > PAR_MIN)
     for (int64_t bh = 0; bh < d.B * d.NH; bh++) {
@@ -305,7 +306,10 @@ void attention_forward(R *out, R *att, R *stats, const R *q, const R *k, const R
             /* the block's rows: in att, or in this head's scratch area */
             R *P = att ? att + s->att + h * T * T + r0 * T : blk;
 #if ATT_TILES
-            if (tiles) {
+            if (amx) {
+                amx_mm(m, r1, HD, scale, (tiles_opnd){qh + r0 * ldq, ldq, 1}, (tiles_opnd){kk, 1, ldk}, 0, P, T,
+                       TILES_COLS_TO, r0, area);
+            } else if (tiles) {
                 tiles_mm(m, r1, HD, scale, (tiles_opnd){qh + r0 * ldq, ldq, 1}, (tiles_opnd){Kt, T, 1}, 0, P, T,
                          TILES_COLS_TO, r0);
             } else
@@ -315,7 +319,10 @@ void attention_forward(R *out, R *att, R *stats, const R *q, const R *k, const R
              * block's keys r1 in scratch (all that PV reads) */
             att_softmax_rows(P, r0, r1, T, att ? T : r1, st, 2 * d.NH);
 #if ATT_TILES
-            if (tiles) {
+            if (amx) {
+                amx_mm(m, HD, r1, 1, (tiles_opnd){P, T, 1}, (tiles_opnd){vv, ldk, 1}, 0, y + r0 * ldq, ldq,
+                       TILES_K_TO, r0, area);
+            } else if (tiles) {
                 tiles_mm(m, HD, r1, 1, (tiles_opnd){P, T, 1}, (tiles_opnd){vv, ldk, 1}, 0, y + r0 * ldq, ldq,
                          TILES_K_TO, r0);
             } else
@@ -338,7 +345,7 @@ void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *att, const 
     att_seq sq[d.B > 0 ? d.B : 1];
     att_seqs(sq, d);
 #if ATT_TILES
-    const int tiles = gemm_attention_tiles();
+    const int tiles = gemm_attention_tiles(), amx = gemm_attention_amx();
 #endif
 #pragma omp parallel for schedule(dynamic, 1) if (d.B * d.KVH * d.T * d.T * d.HD > PAR_MIN)
     for (int64_t bk = 0; bk < d.B * d.KVH; bk++) {
@@ -366,7 +373,8 @@ void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *att, const 
 #endif
                 if (!att) {   /* the forward's scores, product for product, then its P */
 #if ATT_TILES
-                    if (tiles) tiles_mm(m, r1, HD, scale, qA, (tiles_opnd){Kt, T, 1}, 0, Pr, T, TILES_COLS_TO, r0);
+                    if (amx) amx_mm(m, r1, HD, scale, qA, (tiles_opnd){kk, 1, ldk}, 0, Pr, T, TILES_COLS_TO, r0, area);
+                    else if (tiles) tiles_mm(m, r1, HD, scale, qA, (tiles_opnd){Kt, T, 1}, 0, Pr, T, TILES_COLS_TO, r0);
                     else
 #endif
                     GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, HD, scale, qh + r0 * ldq, ldq, kk, ldk, 0,
@@ -374,7 +382,10 @@ void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *att, const 
                     att_probs_rows(Pr, r0, r1, T, st, 2 * d.NH);
                 }
 #if ATT_TILES
-                if (tiles) {   /* dP = dY V^T, dV += P^T dY */
+                if (amx) {   /* the same products on AMX */
+                    amx_mm(m, r1, HD, 1, gA, (tiles_opnd){vv, 1, ldk}, 0, dP, T, TILES_COLS_TO, r0, area);
+                    amx_mm(r1, HD, m, 1, (tiles_opnd){P, 1, T}, gA, 1, dvv, ldk, TILES_K_FROM, r0, area);
+                } else if (tiles) {   /* dP = dY V^T, dV += P^T dY */
                     tiles_mm(m, r1, HD, 1, gA, (tiles_opnd){Vt, T, 1}, 0, dP, T, TILES_COLS_TO, r0);
                     tiles_mm(r1, HD, m, 1, (tiles_opnd){P, 1, T}, gA, 1, dvv, ldk, TILES_K_FROM, r0);
                 } else
@@ -391,6 +402,12 @@ void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *att, const 
                     for (int64_t u = t + 1; u < r1; u++) g[u] = 0;
                 }
 #if ATT_TILES
+                if (amx) {
+                    amx_mm(m, HD, r1, scale, (tiles_opnd){dP, T, 1}, (tiles_opnd){kk, ldk, 1}, 1, dqh + r0 * ldq,
+                           ldq, TILES_K_TO, r0, area);
+                    amx_mm(r1, HD, m, scale, (tiles_opnd){dP, 1, T}, qA, 1, dkk, ldk, TILES_K_FROM, r0, area);
+                    continue;
+                }
                 if (tiles) {   /* dQ += scale dS K, dK += scale dS^T Q */
                     tiles_mm(m, HD, r1, scale, (tiles_opnd){dP, T, 1}, (tiles_opnd){kk, ldk, 1}, 1, dqh + r0 * ldq,
                              ldq, TILES_K_TO, r0);

@@ -1,8 +1,9 @@
-/* attn_tiles: the register-tiled products against a double reference,
- * the causal skips against the dense products (bit for bit), and the
- * attention kernels that run on them (fp32 where oneDNN runs AVX-512)
- * against the double kernels, the backend's GEMMs, one thread, and the
- * recomputing backward. Skips where the build or the CPU has no tiles. */
+/* attn_tiles and attn_amx: the register-tiled fp32 products and the AMX
+ * bf16 products against double references, the causal skips against the
+ * dense products (bit for bit), and the attention kernels that run on them
+ * (fp32 where oneDNN runs AVX-512, bf16 where it runs AMX) against the
+ * double kernels, the backend's GEMMs, one thread, and the recomputing
+ * backward. Skips where the build or the CPU has no tiles. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include "attn_amx.h"
 #include "attn_tiles.h"
 #include "common.h"
 #include "gemm.h"
@@ -128,6 +130,111 @@ static void test_tiles_transpose(void **st) {
 #endif
 }
 
+#if ATTN_AMX_BUILT
+/* x rounded to bf16, to nearest even (finite x) */
+static double bf16_of(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    float y;
+    memcpy(&y, &u, 4);
+    return y;
+}
+static int64_t rup(int64_t x, int64_t a) { return (x + a - 1) / a * a; }
+
+/* amx_mm against double sums of the bf16-rounded operands, alpha applied
+ * to A before its rounding (the products of two bf16 values are exact in
+ * fp32): each element within (K + 2) u (sum_k |a b| + |beta C0|); whole
+ * and partial tiles, beta 0, 1 and other; A and B each stored as used or
+ * transposed; the padding columns of C keep their bytes, beta 0 never
+ * reads C (NaN there), and the work area named in attn_amx.h suffices. */
+static void amx_case(int64_t M, int64_t N, int64_t K, int ta, int tb, float alpha, float beta) {
+    const int64_t lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 5, ldc = N + 2;
+    float *A = frnd((ta ? K : M) * lda), *B = frnd((tb ? N : K) * ldb), *C = frnd(M * ldc),
+          *C0 = xmalloc(sizeof(float) * (size_t)(M * ldc));
+    if (beta == 0)
+        for (int64_t i = 0; i < M * ldc; i++) C[i] = NAN;
+    memcpy(C0, C, sizeof(float) * (size_t)(M * ldc));
+    const tiles_opnd a = ta ? (tiles_opnd){A, 1, lda} : (tiles_opnd){A, lda, 1};
+    const tiles_opnd b = tb ? (tiles_opnd){B, 1, ldb} : (tiles_opnd){B, ldb, 1};
+    const int64_t nw = (rup(M, 16) * rup(K, 32) + rup(K, 32) * rup(N, 16)) / 2;
+    float *work = xmalloc(sizeof(float) * (size_t)(nw + 16));
+    for (int i = 0; i < 16; i++) work[nw + i] = -7.0f;
+    amx_mm(M, N, K, alpha, a, b, beta, C, ldc, TILES_DENSE, 0, work);
+    for (int i = 0; i < 16; i++) assert_true(work[nw + i] == -7.0f);
+    for (int64_t i = 0; i < M; i++) {
+        for (int64_t j = 0; j < N; j++) {
+            double s = 0, sa = 0;
+            for (int64_t p = 0; p < K; p++) {
+                double t = bf16_of(alpha * A[i * a.rs + p * a.cs]) * bf16_of(B[p * b.rs + j * b.cs]);
+                s += t;
+                sa += fabs(t);
+            }
+            double ref = s + (beta != 0 ? beta * (double)C0[i * ldc + j] : 0);
+            double bound = (K + 2) * U24 * (sa + (beta != 0 ? fabs(beta * C0[i * ldc + j]) : 0));
+            if (!(fabs(C[i * ldc + j] - ref) <= bound + 1e-30))
+                fail_msg("amx_mm %lldx%lldx%lld ta %d tb %d alpha %g beta %g: C[%lld,%lld] = %.9g, reference %.9g "
+                         "(bound %.3g)", (long long)M, (long long)N, (long long)K, ta, tb, alpha, beta, (long long)i,
+                         (long long)j, C[i * ldc + j], ref, bound);
+        }
+        for (int64_t j = N; j < ldc; j++) assert_memory_equal(&C[i * ldc + j], &C0[i * ldc + j], sizeof(float));
+    }
+    free(A); free(B); free(C); free(C0); free(work);
+}
+#endif
+
+static void test_amx_mm(void **st) {
+#if ATTN_AMX_BUILT
+    static const int64_t sizes[][3] = {{1, 1, 1},     {16, 16, 32},  {17, 33, 7},   {7, 15, 64},  {64, 256, 32},
+                                       {64, 32, 256}, {256, 48, 64}, {3, 100, 1},   {50, 70, 45}, {16, 64, 33}};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
+        for (int t = 0; t < 4; t++) {
+            amx_case(sizes[s][0], sizes[s][1], sizes[s][2], t & 1, t >> 1, 1.0f, 0.0f);
+            amx_case(sizes[s][0], sizes[s][1], sizes[s][2], t & 1, t >> 1, 0.37f, 1.0f);
+            amx_case(sizes[s][0], sizes[s][1], sizes[s][2], t & 1, t >> 1, -1.5f, 0.25f);
+        }
+#else
+    print_message("# skipped: not an AMX-BF16 build\n");
+#endif
+}
+
+/* The causal skips on AMX give the dense products' bytes where the dense
+ * result is needed (as test_tiles_causal), the keys read transposed in
+ * place as attention reads them. */
+static void test_amx_causal(void **st) {
+#if ATTN_AMX_BUILT
+    static const int64_t r0s[] = {0, 64, 128, 40}, ms[] = {64, 13};
+    for (size_t a = 0; a < 4; a++)
+        for (size_t b = 0; b < 2; b++) {
+            const int64_t r0 = r0s[a], m = ms[b], r1 = r0 + m, HD = 40, T = r1 + 7;
+            float *Q = frnd(m * HD), *Kr = frnd(T * HD), *V = frnd(T * HD), *P = frnd(m * T), *G = frnd(m * HD);
+            float *work = xmalloc(sizeof(float) * (size_t)amx_work(T, HD));
+            for (int64_t i = 0; i < m; i++)
+                for (int64_t u = r0 + i + 1; u < T; u++) P[i * T + u] = 0;   /* zeros past the diagonal */
+            float *S1 = frnd(m * T), *S2 = frnd(m * T);
+            amx_mm(m, r1, HD, 0.5f, (tiles_opnd){Q, HD, 1}, (tiles_opnd){Kr, 1, HD}, 0, S1, T, TILES_DENSE, 0, work);
+            amx_mm(m, r1, HD, 0.5f, (tiles_opnd){Q, HD, 1}, (tiles_opnd){Kr, 1, HD}, 0, S2, T, TILES_COLS_TO, r0, work);
+            for (int64_t i = 0; i < m; i++) assert_memory_equal(S1 + i * T, S2 + i * T, sizeof(float) * (size_t)(r0 + i + 1));
+            for (int beta = 0; beta < 2; beta++) {
+                float *Y1 = frnd(m * HD), *Y2 = xmalloc(sizeof(float) * (size_t)(m * HD));
+                memcpy(Y2, Y1, sizeof(float) * (size_t)(m * HD));
+                amx_mm(m, HD, r1, 1, (tiles_opnd){P, T, 1}, (tiles_opnd){V, HD, 1}, (float)beta, Y1, HD, TILES_DENSE, 0, work);
+                amx_mm(m, HD, r1, 1, (tiles_opnd){P, T, 1}, (tiles_opnd){V, HD, 1}, (float)beta, Y2, HD, TILES_K_TO, r0, work);
+                assert_memory_equal(Y1, Y2, sizeof(float) * (size_t)(m * HD));
+                float *D1 = frnd(r1 * HD), *D2 = xmalloc(sizeof(float) * (size_t)(r1 * HD));
+                memcpy(D2, D1, sizeof(float) * (size_t)(r1 * HD));
+                amx_mm(r1, HD, m, 0.7f, (tiles_opnd){P, 1, T}, (tiles_opnd){G, HD, 1}, (float)beta, D1, HD, TILES_DENSE, 0, work);
+                amx_mm(r1, HD, m, 0.7f, (tiles_opnd){P, 1, T}, (tiles_opnd){G, HD, 1}, (float)beta, D2, HD, TILES_K_FROM, r0, work);
+                assert_memory_equal(D1, D2, sizeof(float) * (size_t)(r1 * HD));
+                free(Y1); free(Y2); free(D1); free(D2);
+            }
+            free(Q); free(Kr); free(V); free(P); free(G); free(S1); free(S2); free(work);
+        }
+#else
+    print_message("# skipped: not an AMX-BF16 build\n");
+#endif
+}
+
 /* ---- the attention kernels on the tiles ---- */
 
 typedef struct { float *y, *att, *st, *dq, *dk, *dv, *y2, *dq2, *dk2, *dv2; } att_out;
@@ -176,16 +283,31 @@ static double worst_d(const float *x, const double *ref, int64_t n) {
     return w;
 }
 
-static void tiles_attention_case(attn_dims d, int64_t N) {
+/* the double kernels on the same inputs: the worst relative difference
+ * of t's output and gradients from theirs */
+static double against_double(const att_out *t, attn_dims d, int64_t N, int64_t natt, const float *q, const float *k,
+                             const float *v, const float *r) {
     const int64_t nq = N * d.NH * d.HD, nk = N * d.KVH * d.HD;
-    int64_t natt = 0;
-    for (int64_t b = 0; b < d.B; b++) {
-        int64_t T = d.off ? d.off[b + 1] - d.off[b] : d.T;
-        natt += d.NH * T * T;
-    }
-    float *q = frnd(nq), *k = frnd(nk), *v = frnd(nk), *r = frnd(nq);
-    gemm_set_precision(GEMM_FP32_AUTO);
-    assert_true(gemm_attention_tiles());
+    double *qd = xmalloc(8 * nq), *kd = xmalloc(8 * nk), *vd = xmalloc(8 * nk), *rd = xmalloc(8 * nq),
+           *yd = xcalloc(nq, 8), *attd = xcalloc(natt, 8), *dqd = xcalloc(nq, 8), *dkd = xcalloc(nk, 8),
+           *dvd = xcalloc(nk, 8), *sd = xmalloc(8 * (size_t)attention_backward_scratch(d));
+    for (int64_t i = 0; i < nq; i++) { qd[i] = q[i]; rd[i] = r[i]; }
+    for (int64_t i = 0; i < nk; i++) { kd[i] = k[i]; vd[i] = v[i]; }
+    attention_forward_f64(yd, attd, NULL, qd, kd, vd, d, NULL);
+    attention_backward_f64(dqd, dkd, dvd, rd, attd, NULL, qd, kd, vd, d, sd);
+    double w = fmax(fmax(worst_d(t->y, yd, nq), worst_d(t->dq, dqd, nq)), fmax(worst_d(t->dk, dkd, nk), worst_d(t->dv, dvd, nk)));
+    free(qd); free(kd); free(vd); free(rd); free(yd); free(attd); free(dqd); free(dkd); free(dvd); free(sd);
+    return w;
+}
+
+/* Attention under precision p, on the tiles or on AMX (which says): the
+ * recomputing backward's bytes are the stored path's, one thread's are
+ * two's; returns the run (for the caller's comparisons). */
+static att_out attention_checked(gemm_precision p, int (*on)(void), attn_dims d, int64_t N, int64_t natt,
+                                 const float *q, const float *k, const float *v, const float *r) {
+    const int64_t nq = N * d.NH * d.HD, nk = N * d.KVH * d.HD;
+    gemm_set_precision(p);
+    assert_true(on());
     att_out t = run_attention(d, N, natt, q, k, v, r);
     /* the recomputing backward gives the stored path's bytes */
     assert_memory_equal(t.y, t.y2, 4 * (size_t)nq);
@@ -198,6 +320,23 @@ static void tiles_attention_case(attn_dims d, int64_t N) {
     att_out t1 = run_attention(d, N, natt, q, k, v, r);
     omp_set_num_threads(nt > 1 ? nt : 2);
     same_bytes(&t, &t1, nq, nk);
+    free_out(&t1);
+    return t;
+}
+
+static int64_t att_elems(attn_dims d) {
+    int64_t natt = 0;
+    for (int64_t b = 0; b < d.B; b++) {
+        int64_t T = d.off ? d.off[b + 1] - d.off[b] : d.T;
+        natt += d.NH * T * T;
+    }
+    return natt;
+}
+
+static void tiles_attention_case(attn_dims d, int64_t N) {
+    const int64_t nq = N * d.NH * d.HD, nk = N * d.KVH * d.HD, natt = att_elems(d);
+    float *q = frnd(nq), *k = frnd(nk), *v = frnd(nk), *r = frnd(nq);
+    att_out t = attention_checked(GEMM_FP32_AUTO, gemm_attention_tiles, d, N, natt, q, k, v, r);
     /* the backend's GEMMs (fp32-openblas) and the double kernels: the same
      * function. Each value is an fp32 sum of at most T + HD terms (180
      * here) of inputs near 1, so its rounding error is below (T + HD) u
@@ -209,19 +348,11 @@ static void tiles_attention_case(attn_dims d, int64_t N) {
     const double tol = 180 * U24;
     double w = fmax(fmax(worst_f(t.y, o.y, nq), worst_f(t.dq, o.dq, nq)), fmax(worst_f(t.dk, o.dk, nk), worst_f(t.dv, o.dv, nk)));
     if (!(w <= tol)) fail_msg("tiles against OpenBLAS: relative difference %.3g", w);
-    double *qd = xmalloc(8 * nq), *kd = xmalloc(8 * nk), *vd = xmalloc(8 * nk), *rd = xmalloc(8 * nq),
-           *yd = xcalloc(nq, 8), *attd = xcalloc(natt, 8), *dqd = xcalloc(nq, 8), *dkd = xcalloc(nk, 8),
-           *dvd = xcalloc(nk, 8), *sd = xmalloc(8 * (size_t)attention_backward_scratch(d));
-    for (int64_t i = 0; i < nq; i++) { qd[i] = q[i]; rd[i] = r[i]; }
-    for (int64_t i = 0; i < nk; i++) { kd[i] = k[i]; vd[i] = v[i]; }
-    attention_forward_f64(yd, attd, NULL, qd, kd, vd, d, NULL);
-    attention_backward_f64(dqd, dkd, dvd, rd, attd, NULL, qd, kd, vd, d, sd);
-    w = fmax(fmax(worst_d(t.y, yd, nq), worst_d(t.dq, dqd, nq)), fmax(worst_d(t.dk, dkd, nk), worst_d(t.dv, dvd, nk)));
+    w = against_double(&t, d, N, natt, q, k, v, r);
     if (!(w <= tol)) fail_msg("tiles against double: relative difference %.3g", w);
     print_message("attention B %lld T %lld NH %lld KVH %lld HD %lld%s: tiles against double %.2g\n", (long long)d.B,
                   (long long)d.T, (long long)d.NH, (long long)d.KVH, (long long)d.HD, d.off ? " packed" : "", w);
-    free(qd); free(kd); free(vd); free(rd); free(yd); free(attd); free(dqd); free(dkd); free(dvd); free(sd);
-    free_out(&t); free_out(&t1); free_out(&o);
+    free_out(&t); free_out(&o);
     free(q); free(k); free(v); free(r);
 }
 
@@ -239,6 +370,43 @@ static void test_attention_on_tiles(void **st) {
     tiles_attention_case((attn_dims){4, 70, 4, 2, 16, off}, 79);
 }
 
+/* bf16 attention on AMX: bytes as above; against the double kernels each
+ * product's operands are rounded to bf16 (2^-9 relative each, 2^-8 per
+ * term), and an output passes through at most three such products in a
+ * row (scores, P V; dP, dS K or dS^T Q): with unit-scale inputs the error
+ * stays below 4 * 3 * 2^-8 = 0.047 relative to 1 + |value| (measured at
+ * most 0.012). A wrong or missing term is off by far more. */
+static void amx_attention_case(attn_dims d, int64_t N) {
+    const int64_t nq = N * d.NH * d.HD, nk = N * d.KVH * d.HD, natt = att_elems(d);
+    float *q = frnd(nq), *k = frnd(nk), *v = frnd(nk), *r = frnd(nq);
+    att_out t = attention_checked(GEMM_BF16, gemm_attention_amx, d, N, natt, q, k, v, r);
+    const double w = against_double(&t, d, N, natt, q, k, v, r), tol = 12.0 / 256;
+    if (!(w <= tol)) fail_msg("AMX against double: relative difference %.3g", w);
+    print_message("attention B %lld T %lld NH %lld KVH %lld HD %lld%s: AMX against double %.2g\n", (long long)d.B,
+                  (long long)d.T, (long long)d.NH, (long long)d.KVH, (long long)d.HD, d.off ? " packed" : "", w);
+    free_out(&t);
+    free(q); free(k); free(v); free(r);
+    gemm_set_precision(GEMM_FP32_AUTO);
+}
+
+static void test_attention_on_amx(void **st) {
+    gemm_set_precision(GEMM_BF16);
+    const int on = gemm_attention_amx();
+    gemm_set_precision(GEMM_FP32_AUTO);
+    if (!on) {
+        print_message("# skipped: bf16 attention runs on oneDNN here (ISA %s, AMX build %d)\n", gemm_dnnl_isa(),
+                      ATTN_AMX_BUILT);
+        return;
+    }
+    amx_attention_case((attn_dims){2, 5, 4, 2, 3}, 10);
+    amx_attention_case((attn_dims){2, 70, 4, 2, 8}, 140);
+    amx_attention_case((attn_dims){1, 130, 2, 1, 32}, 130);
+    amx_attention_case((attn_dims){1, 77, 2, 2, 48}, 77);
+    amx_attention_case((attn_dims){1, 200, 2, 1, 128}, 200);
+    static const int64_t off[] = {0, 5, 6, 76, 79};
+    amx_attention_case((attn_dims){4, 70, 4, 2, 16, off}, 79);
+}
+
 int main(void) {
     rng_seed(&rng, 99);
     const struct CMUnitTest tests[] = {
@@ -246,6 +414,9 @@ int main(void) {
         cmocka_unit_test(test_tiles_causal),
         cmocka_unit_test(test_tiles_transpose),
         cmocka_unit_test(test_attention_on_tiles),
+        cmocka_unit_test(test_amx_mm),
+        cmocka_unit_test(test_amx_causal),
+        cmocka_unit_test(test_attention_on_amx),
     };
     return cmocka_run_group_tests_name("attn_tiles", tests, NULL, NULL);
 }

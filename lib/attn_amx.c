@@ -1,0 +1,260 @@
+/* attn_amx.c: attention's small products in bf16 on AMX tiles (see
+ * attn_amx.h). */
+#include "attn_amx.h"
+#include "common.h"
+
+#if ATTN_AMX_BUILT
+#include <immintrin.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define ARCH_REQ_XCOMP_PERM 0x1023   /* Linux's arch_prctl request and */
+#define XFEATURE_XTILEDATA 18        /* the state component of the tiles */
+
+int amx_permit(void) { return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0; }
+
+static inline int64_t up(int64_t x, int64_t a) { return (x + a - 1) / a * a; }
+static inline __mmask16 first(int64_t n) { return (__mmask16)(n >= 16 ? 0xffff : n <= 0 ? 0 : (1u << n) - 1); }
+
+/* 16 floats from p on, `stride` apart (gathered unless 1); masked lanes 0 */
+static inline __m512 load16(const float *p, int64_t stride, __mmask16 k) {
+    if (stride == 1) return _mm512_maskz_loadu_ps(k, p);
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32((int)stride));
+    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, idx, p, 4);
+}
+
+/* to bf16, rounding to nearest even, as oneDNN's conversions do */
+static inline __m256i bf16(__m512 v) { return (__m256i)_mm512_cvtneps_pbh(v); }
+
+/* a 16 x 16 matrix of 32-bit elements, one row per register, transposed
+ * in place: pairs of rows, then of pairs, then 128-bit lanes twice */
+static inline void transpose16(__m512i r[16]) {
+    __m512i t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    /* u[4g + c], 128-bit lane l: column 4l + c of rows 4g..4g+3 */
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_i32x4(u[i], u[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_i32x4(u[i], u[i + 4], 0xdd);
+        t[i + 8] = _mm512_shuffle_i32x4(u[i + 8], u[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_i32x4(u[i + 8], u[i + 12], 0xdd);
+    }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
+    }
+}
+
+/* 16 bf16 pairs: x's values in the low halves, y's in the high ones */
+static inline __m512i pairs(__m512 x, __m512 y) {
+    return _mm512_or_si512(_mm512_cvtepu16_epi32(bf16(x)), _mm512_slli_epi32(_mm512_cvtepu16_epi32(bf16(y)), 16));
+}
+
+/* dst [Rp, Kp] bf16 row-major = alpha * src (R x K, element (r, k) at
+ * p[r * rs + k * cs]), zeros outside it. With rs == 1 (src stored
+ * transposed: P^T, dS^T) 32 values of k for 16 rows are converted as
+ * pairs and transposed in registers. */
+static void pack_rows(uint16_t *dst, int64_t Rp, int64_t Kp, tiles_opnd s, int64_t R, int64_t K, float alpha) {
+    const __m512 va = _mm512_set1_ps(alpha);
+    if (s.rs == 1 && s.cs != 1) {
+        for (int64_t r = 0; r < Rp; r += 16) {
+            const __mmask16 mr = first(R - r);
+            for (int64_t k = 0; k < Kp; k += 32) {
+                __m512i v[16];
+                for (int q = 0; q < 16; q++) {
+                    const int64_t k0 = k + 2 * q, k1 = k0 + 1;
+                    const __m512 x = mr && k0 < K ? _mm512_maskz_loadu_ps(mr, s.p + r + k0 * s.cs) : _mm512_setzero_ps();
+                    const __m512 y = mr && k1 < K ? _mm512_maskz_loadu_ps(mr, s.p + r + k1 * s.cs) : _mm512_setzero_ps();
+                    v[q] = pairs(_mm512_mul_ps(va, x), _mm512_mul_ps(va, y));
+                }
+                transpose16(v);
+                for (int q = 0; q < 16; q++) _mm512_storeu_si512(dst + (r + q) * Kp + k, v[q]);
+            }
+        }
+        return;
+    }
+    for (int64_t r = 0; r < Rp; r++) {
+        uint16_t *d = dst + r * Kp;
+        if (r >= R) {
+            memset(d, 0, sizeof(uint16_t) * (size_t)Kp);
+            continue;
+        }
+        for (int64_t k = 0; k < Kp; k += 16) {
+            const __mmask16 m = first(K - k);
+            const __m512 v = m ? load16(s.p + r * s.rs + k * s.cs, s.cs, m) : _mm512_setzero_ps();
+            _mm256_storeu_si256((__m256i *)(d + k), bf16(_mm512_mul_ps(va, v)));
+        }
+    }
+}
+
+/* dst [Kp/2, Np] of bf16 pairs (row k/2, column n holds src(k, n) in its
+ * low half, src(k + 1, n) in its high half: TDPBF16PS's B), zeros outside
+ * src (K x N). With rs == 1 (the pairs adjacent in memory: keys or values
+ * read as K^T, V^T) 16 columns of 32 values of k are converted and
+ * transposed in registers. */
+static void pack_pairs(uint32_t *dst, int64_t Kp, int64_t Np, tiles_opnd s, int64_t K, int64_t N) {
+    if (s.rs == 1 && s.cs != 1) {
+        for (int64_t n = 0; n < Np; n += 16)
+            for (int64_t k = 0; k < Kp; k += 32) {
+                const __mmask16 m0 = first(K - k), m1 = first(K - k - 16);
+                __m512i v[16];
+                for (int q = 0; q < 16; q++) {
+                    const float *c = s.p + (n + q) * s.cs + k;
+                    const int in = n + q < N;
+                    const __m512 x = in && m0 ? _mm512_maskz_loadu_ps(m0, c) : _mm512_setzero_ps();
+                    const __m512 y = in && m1 ? _mm512_maskz_loadu_ps(m1, c + 16) : _mm512_setzero_ps();
+                    v[q] = (__m512i)_mm512_cvtne2ps_pbh(y, x);
+                }
+                transpose16(v);
+                for (int q = 0; q < 16; q++) _mm512_storeu_si512(dst + (k / 2 + q) * Np + n, v[q]);
+            }
+        return;
+    }
+    for (int64_t k = 0; k < Kp; k += 2) {
+        uint32_t *d = dst + k / 2 * Np;
+        for (int64_t n = 0; n < Np; n += 16) {
+            const __mmask16 m = first(N - n);
+            const __m512 a = m && k < K ? load16(s.p + k * s.rs + n * s.cs, s.cs, m) : _mm512_setzero_ps();
+            const __m512 b = m && k + 1 < K ? load16(s.p + (k + 1) * s.rs + n * s.cs, s.cs, m) : _mm512_setzero_ps();
+            _mm512_storeu_si512(d + n, pairs(a, b));
+        }
+    }
+}
+
+/* the tile configuration: up to four 16 x 16 tiles of C (tmm0-3), A's
+ * 16 x 32 bf16 (tmm4) and two of B's 16 x 16 pairs (tmm5, tmm6), all
+ * 16 rows of 64 bytes */
+typedef struct __attribute__((aligned(64))) {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tile_config;
+
+/* Where tile q of a group is whole (16 x 16 inside C), it starts from C
+ * itself (beta 1) or from zero (beta 0) and is stored back into C; any
+ * other tile starts from zero and goes to t (256 floats per tile) for a
+ * masked write-back. */
+enum { TO_T, FROM_ZERO, FROM_C };
+typedef struct { int how[4]; float *c[4]; int64_t ldc; } group_dst;
+
+#define TILE_START(q)                                                                                     \
+    do {                                                                                                  \
+        if (g->how[q] == FROM_C) _tile_loadd(q, g->c[q], g->ldc * 4);                                     \
+        else _tile_zero(q);                                                                               \
+    } while (0)
+#define TILE_STORE(q)                                                                                     \
+    do {                                                                                                  \
+        if (g->how[q] == TO_T) _tile_stored(q, t + 256 * (q), 64);                                        \
+        else if (g->c[q]) _tile_stored(q, g->c[q], g->ldc * 4);                                           \
+    } while (0)
+
+/* nt (1-4, a constant where inlined) tiles of C side by side over the k
+ * steps [k0, k1) of 32 */
+static inline __attribute__((always_inline)) void tiles(const int nt, const uint16_t *a, int64_t lda,
+                                                        const uint32_t *b, int64_t ldb, int64_t k0, int64_t k1,
+                                                        const group_dst *g, float *t) {
+    TILE_START(0);
+    if (nt > 1) TILE_START(1);
+    if (nt > 2) TILE_START(2);
+    if (nt > 3) TILE_START(3);
+    for (int64_t k = k0; k < k1; k += 32) {
+        const uint32_t *bk = b + k / 2 * ldb;
+        _tile_loadd(4, a + k, lda * 2);
+        _tile_loadd(5, bk, ldb * 4);
+        _tile_dpbf16ps(0, 4, 5);
+        if (nt > 1) {
+            _tile_loadd(6, bk + 16, ldb * 4);
+            _tile_dpbf16ps(1, 4, 6);
+        }
+        if (nt > 2) {
+            _tile_loadd(5, bk + 32, ldb * 4);
+            _tile_dpbf16ps(2, 4, 5);
+        }
+        if (nt > 3) {
+            _tile_loadd(6, bk + 48, ldb * 4);
+            _tile_dpbf16ps(3, 4, 6);
+        }
+    }
+    TILE_STORE(0);
+    if (nt > 1) TILE_STORE(1);
+    if (nt > 2) TILE_STORE(2);
+    if (nt > 3) TILE_STORE(3);
+}
+
+void amx_mm(int64_t M, int64_t N, int64_t K, float alpha, tiles_opnd A, tiles_opnd B, float beta, float *C,
+            int64_t ldc, int causal, int64_t off, float *work) {
+    if (M <= 0 || N <= 0) return;
+    const int64_t Mp = up(M, 16), Np = up(N, 16), Kp = up(K > 0 ? K : 1, 32);
+    if (A.cs > INT32_MAX / 16 || B.cs > INT32_MAX / 16) die("internal: attention operand stride too large");
+    uint16_t *ap = (uint16_t *)work;
+    uint32_t *bp = (uint32_t *)(ap + Mp * Kp);
+    pack_rows(ap, Mp, Kp, A, M, K, alpha);
+    pack_pairs(bp, Kp, Np, B, K, N);
+
+    tile_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int q = 0; q < 7; q++) {
+        cfg.colsb[q] = 64;
+        cfg.rows[q] = 16;
+    }
+    _tile_loadconfig(&cfg);
+    float t[4 * 256] __attribute__((aligned(64)));
+    const __m512 vb = _mm512_set1_ps(beta);
+    for (int64_t i = 0; i < M; i += 16) {
+        const int64_t mi = M - i < 16 ? M - i : 16;
+        for (int64_t j = 0; j < N; j += 64) {
+            const int nt = N - j >= 64 ? 4 : (int)((N - j + 15) / 16);
+            if (causal == TILES_COLS_TO && j > off + i + mi - 1) continue;
+            int64_t p0 = 0, p1 = K;   /* the stretch of k with nonzero terms */
+            if (causal == TILES_K_TO && p1 > off + i + mi) p1 = off + i + mi;
+            if (causal == TILES_K_FROM && i - off > 0) p0 = i - off < K ? i - off : K;
+            group_dst g = {.ldc = ldc};
+            for (int q = 0; q < nt; q++) {
+                const int64_t jq = j + 16 * q;
+                const int whole = mi == 16 && N - jq >= 16 && (beta == 0.0f || beta == 1.0f);
+                g.how[q] = !whole ? TO_T : beta == 0.0f ? FROM_ZERO : FROM_C;
+                /* a tile past the diagonal of the scores is left unwritten */
+                g.c[q] = causal == TILES_COLS_TO && jq > off + i + mi - 1 ? NULL : C + i * ldc + jq;
+            }
+            const uint16_t *at = ap + i * Kp;
+            const uint32_t *bt = bp + j;
+            switch (nt) {
+            case 4: tiles(4, at, Kp, bt, Np, p0 / 32 * 32, p1, &g, t); break;
+            case 3: tiles(3, at, Kp, bt, Np, p0 / 32 * 32, p1, &g, t); break;
+            case 2: tiles(2, at, Kp, bt, Np, p0 / 32 * 32, p1, &g, t); break;
+            default: tiles(1, at, Kp, bt, Np, p0 / 32 * 32, p1, &g, t); break;
+            }
+            for (int q = 0; q < nt; q++) {
+                if (g.how[q] != TO_T || !g.c[q]) continue;
+                const __mmask16 k = first(N - j - 16 * q);
+                for (int64_t r = 0; r < mi; r++) {
+                    float *c = g.c[q] + r * ldc;
+                    __m512 v = _mm512_load_ps(t + 256 * q + 16 * r);
+                    if (beta != 0.0f) v = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k, c), v);
+                    _mm512_mask_storeu_ps(c, k, v);
+                }
+            }
+        }
+    }
+    _tile_release();
+}
+
+#else   /* no AMX: gemm_attention_amx() is 0 and nothing calls these */
+
+int amx_permit(void) { return 0; }
+void amx_mm(int64_t M, int64_t N, int64_t K, float alpha, tiles_opnd A, tiles_opnd B, float beta, float *C,
+            int64_t ldc, int causal, int64_t off, float *work) {
+    die("internal: AMX attention needs an AMX-BF16 build");
+}
+#endif
