@@ -191,6 +191,115 @@ static inline __attribute__((always_inline)) void tiles(const int nt, const uint
     if (nt > 3) TILE_STORE(3);
 }
 
+/* The tiles hold no renamed copies: a tile register is reused only when
+ * the operations on its last contents are done. So the two paths for
+ * whole tiles below keep several tiles in flight. */
+#define START(q, c) \
+    do { if (from_c) _tile_loadd(q, c, ldc * 4); else _tile_zero(q); } while (0)
+
+/* One step of k (K <= 32: the scores and dP): row tile a in tmm4, the
+ * whole column tiles [j, j1) of C's row block c in turn on three (C, B)
+ * pairs (tmm0-2, tmm5-7). */
+static void short_row(const uint16_t *a, const uint32_t *b, int64_t ldb, float *c, int64_t ldc, int64_t j,
+                      int64_t j1, int from_c) {
+    _tile_loadd(4, a, 64);
+    for (; j + 48 <= j1; j += 48) {
+        START(0, c + j);
+        _tile_loadd(5, b + j, ldb * 4);
+        _tile_dpbf16ps(0, 4, 5);
+        START(1, c + j + 16);
+        _tile_loadd(6, b + j + 16, ldb * 4);
+        _tile_dpbf16ps(1, 4, 6);
+        START(2, c + j + 32);
+        _tile_loadd(7, b + j + 32, ldb * 4);
+        _tile_dpbf16ps(2, 4, 7);
+        _tile_stored(0, c + j, ldc * 4);
+        _tile_stored(1, c + j + 16, ldc * 4);
+        _tile_stored(2, c + j + 32, ldc * 4);
+    }
+    if (j + 16 <= j1) {
+        START(0, c + j);
+        _tile_loadd(5, b + j, ldb * 4);
+        _tile_dpbf16ps(0, 4, 5);
+    }
+    if (j + 32 <= j1) {
+        START(1, c + j + 16);
+        _tile_loadd(6, b + j + 16, ldb * 4);
+        _tile_dpbf16ps(1, 4, 6);
+        _tile_stored(1, c + j + 16, ldc * 4);
+    }
+    if (j + 16 <= j1) _tile_stored(0, c + j, ldc * 4);
+}
+
+/* Longer k: a 32 x 32 block of C (tiles tmm0-3) from two row tiles of A
+ * (tmm4, tmm5) and two column tiles of B (tmm6, tmm7) per step, four sums
+ * in flight; put[q] says which tiles go back to C. */
+static void block22(const uint16_t *a, int64_t lda, const uint32_t *b, int64_t ldb, int64_t k0, int64_t k1,
+                    float *c, int64_t ldc, int from_c, const int put[4]) {
+    START(0, c);
+    START(1, c + 16);
+    START(2, c + 16 * ldc);
+    START(3, c + 16 * ldc + 16);
+    for (int64_t k = k0; k < k1; k += 32) {
+        const uint32_t *bk = b + k / 2 * ldb;
+        _tile_loadd(4, a + k, lda * 2);
+        _tile_loadd(6, bk, ldb * 4);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_loadd(7, bk + 16, ldb * 4);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_loadd(5, a + 16 * lda + k, lda * 2);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    if (put[0]) _tile_stored(0, c, ldc * 4);
+    if (put[1]) _tile_stored(1, c + 16, ldc * 4);
+    if (put[2]) _tile_stored(2, c + 16 * ldc, ldc * 4);
+    if (put[3]) _tile_stored(3, c + 16 * ldc + 16, ldc * 4);
+}
+#undef START
+
+/* Any row tile i of C from column j on, in groups of up to four tiles
+ * (tiles()), partial tiles through t. */
+static void any_row(int64_t i, int64_t j, int64_t M, int64_t N, int64_t K, const uint16_t *ap, int64_t Kp,
+                    const uint32_t *bp, int64_t Np, float beta, float *C, int64_t ldc, int causal, int64_t off,
+                    float *t) {
+    const int64_t mi = M - i < 16 ? M - i : 16;
+    const __m512 vb = _mm512_set1_ps(beta);
+    for (; j < N; j += 64) {
+        const int nt = N - j >= 64 ? 4 : (int)((N - j + 15) / 16);
+        if (causal == TILES_COLS_TO && j > off + i + mi - 1) return;
+        int64_t p0 = 0, p1 = K;   /* the stretch of k with nonzero terms */
+        if (causal == TILES_K_TO && p1 > off + i + mi) p1 = off + i + mi;
+        if (causal == TILES_K_FROM && i - off > 0) p0 = i - off < K ? i - off : K;
+        group_dst g = {.ldc = ldc};
+        for (int q = 0; q < nt; q++) {
+            const int64_t jq = j + 16 * q;
+            const int whole = mi == 16 && N - jq >= 16 && (beta == 0.0f || beta == 1.0f);
+            g.how[q] = !whole ? TO_T : beta == 0.0f ? FROM_ZERO : FROM_C;
+            /* a tile past the diagonal of the scores is left unwritten */
+            g.c[q] = causal == TILES_COLS_TO && jq > off + i + mi - 1 ? NULL : C + i * ldc + jq;
+        }
+        const uint16_t *at = ap + i * Kp;
+        const uint32_t *bt = bp + j;
+        switch (nt) {
+        case 4: tiles(4, at, Kp, bt, Np, p0 / 32 * 32, p1, &g, t); break;
+        case 3: tiles(3, at, Kp, bt, Np, p0 / 32 * 32, p1, &g, t); break;
+        case 2: tiles(2, at, Kp, bt, Np, p0 / 32 * 32, p1, &g, t); break;
+        default: tiles(1, at, Kp, bt, Np, p0 / 32 * 32, p1, &g, t); break;
+        }
+        for (int q = 0; q < nt; q++) {
+            if (g.how[q] != TO_T || !g.c[q]) continue;
+            const __mmask16 k = first(N - j - 16 * q);
+            for (int64_t r = 0; r < mi; r++) {
+                float *c = g.c[q] + r * ldc;
+                __m512 v = _mm512_load_ps(t + 256 * q + 16 * r);
+                if (beta != 0.0f) v = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k, c), v);
+                _mm512_mask_storeu_ps(c, k, v);
+            }
+        }
+    }
+}
+
 void amx_mm(int64_t M, int64_t N, int64_t K, float alpha, tiles_opnd A, tiles_opnd B, float beta, float *C,
             int64_t ldc, int causal, int64_t off, float *work) {
     if (M <= 0 || N <= 0) return;
@@ -204,47 +313,42 @@ void amx_mm(int64_t M, int64_t N, int64_t K, float alpha, tiles_opnd A, tiles_op
     tile_config cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
-    for (int q = 0; q < 7; q++) {
+    for (int q = 0; q < 8; q++) {
         cfg.colsb[q] = 64;
         cfg.rows[q] = 16;
     }
     _tile_loadconfig(&cfg);
     float t[4 * 256] __attribute__((aligned(64)));
-    const __m512 vb = _mm512_set1_ps(beta);
-    for (int64_t i = 0; i < M; i += 16) {
-        const int64_t mi = M - i < 16 ? M - i : 16;
-        for (int64_t j = 0; j < N; j += 64) {
-            const int nt = N - j >= 64 ? 4 : (int)((N - j + 15) / 16);
-            if (causal == TILES_COLS_TO && j > off + i + mi - 1) continue;
-            int64_t p0 = 0, p1 = K;   /* the stretch of k with nonzero terms */
-            if (causal == TILES_K_TO && p1 > off + i + mi) p1 = off + i + mi;
+    /* whole tiles start from C (beta 1) or zero (beta 0) and go straight
+     * back; other betas, and the partial tiles at the edges, take any_row */
+    const int direct = beta == 0.0f || beta == 1.0f, from_c = beta == 1.0f;
+    for (int64_t i = 0; i < M;) {
+        if (Kp == 32 && M - i >= 16 && direct) {
+            /* one step of k: dense (a causal skip of k would only skip
+             * zeros), whole column tiles up to the diagonal's */
+            int64_t j1 = N / 16 * 16;
+            if (causal == TILES_COLS_TO && j1 > ((off + i + 15) / 16 + 1) * 16) j1 = ((off + i + 15) / 16 + 1) * 16;
+            short_row(ap + i * Kp, bp, Np, C + i * ldc, ldc, 0, j1, from_c);
+            any_row(i, j1, M, N, K, ap, Kp, bp, Np, beta, C, ldc, causal, off, t);
+            i += 16;
+        } else if (Kp > 32 && M - i >= 32 && direct) {
+            int64_t p0 = 0, p1 = K;   /* the stretch of k with nonzero terms for these 32 rows */
+            if (causal == TILES_K_TO && p1 > off + i + 32) p1 = off + i + 32;
             if (causal == TILES_K_FROM && i - off > 0) p0 = i - off < K ? i - off : K;
-            group_dst g = {.ldc = ldc};
-            for (int q = 0; q < nt; q++) {
-                const int64_t jq = j + 16 * q;
-                const int whole = mi == 16 && N - jq >= 16 && (beta == 0.0f || beta == 1.0f);
-                g.how[q] = !whole ? TO_T : beta == 0.0f ? FROM_ZERO : FROM_C;
-                /* a tile past the diagonal of the scores is left unwritten */
-                g.c[q] = causal == TILES_COLS_TO && jq > off + i + mi - 1 ? NULL : C + i * ldc + jq;
+            int64_t j = 0;
+            for (; j + 32 <= N; j += 32) {
+                if (causal == TILES_COLS_TO && j > off + i + 31) break;   /* past both rows' diagonal */
+                const int past = causal == TILES_COLS_TO;
+                const int put[4] = {!past || j <= off + i + 15, !past || j + 16 <= off + i + 15, 1,
+                                    !past || j + 16 <= off + i + 31};
+                block22(ap + i * Kp, Kp, bp + j, Np, p0 / 32 * 32, p1, C + i * ldc + j, ldc, from_c, put);
             }
-            const uint16_t *at = ap + i * Kp;
-            const uint32_t *bt = bp + j;
-            switch (nt) {
-            case 4: tiles(4, at, Kp, bt, Np, p0 / 32 * 32, p1, &g, t); break;
-            case 3: tiles(3, at, Kp, bt, Np, p0 / 32 * 32, p1, &g, t); break;
-            case 2: tiles(2, at, Kp, bt, Np, p0 / 32 * 32, p1, &g, t); break;
-            default: tiles(1, at, Kp, bt, Np, p0 / 32 * 32, p1, &g, t); break;
-            }
-            for (int q = 0; q < nt; q++) {
-                if (g.how[q] != TO_T || !g.c[q]) continue;
-                const __mmask16 k = first(N - j - 16 * q);
-                for (int64_t r = 0; r < mi; r++) {
-                    float *c = g.c[q] + r * ldc;
-                    __m512 v = _mm512_load_ps(t + 256 * q + 16 * r);
-                    if (beta != 0.0f) v = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k, c), v);
-                    _mm512_mask_storeu_ps(c, k, v);
-                }
-            }
+            any_row(i, j, M, N, K, ap, Kp, bp, Np, beta, C, ldc, causal, off, t);
+            any_row(i + 16, j, M, N, K, ap, Kp, bp, Np, beta, C, ldc, causal, off, t);
+            i += 32;
+        } else {
+            any_row(i, 0, M, N, K, ap, Kp, bp, Np, beta, C, ldc, causal, off, t);
+            i += 16;
         }
     }
     _tile_release();

@@ -203,10 +203,10 @@ static void test_amx_mm(void **st) {
  * place as attention reads them. */
 static void test_amx_causal(void **st) {
 #if ATTN_AMX_BUILT
-    static const int64_t r0s[] = {0, 64, 128, 40}, ms[] = {64, 13};
+    static const int64_t r0s[] = {0, 64, 128, 40}, ms[] = {64, 13}, hds[] = {40, 24};   /* k in two steps, one */
     for (size_t a = 0; a < 4; a++)
-        for (size_t b = 0; b < 2; b++) {
-            const int64_t r0 = r0s[a], m = ms[b], r1 = r0 + m, HD = 40, T = r1 + 7;
+        for (size_t b = 0; b < 4; b++) {
+            const int64_t r0 = r0s[a], m = ms[b % 2], r1 = r0 + m, HD = hds[b / 2], T = r1 + 7;
             float *Q = frnd(m * HD), *Kr = frnd(T * HD), *V = frnd(T * HD), *P = frnd(m * T), *G = frnd(m * HD);
             float *work = xmalloc(sizeof(float) * (size_t)amx_work(T, HD));
             for (int64_t i = 0; i < m; i++)
