@@ -300,15 +300,30 @@ static void any_row(int64_t i, int64_t j, int64_t M, int64_t N, int64_t K, const
     }
 }
 
+void amx_pack_a(uint16_t *dst, tiles_opnd A, int64_t M, int64_t K, float alpha) {
+    if (A.cs > INT32_MAX / 16) die("internal: attention operand stride too large");
+    pack_rows(dst, up(M, 16), up(K > 0 ? K : 1, 32), A, M, K, alpha);
+}
+
+void amx_pack_b(uint32_t *dst, tiles_opnd B, int64_t K, int64_t N) {
+    if (B.cs > INT32_MAX / 16) die("internal: attention operand stride too large");
+    pack_pairs(dst, up(K > 0 ? K : 1, 32), up(N, 16), B, K, N);
+}
+
 void amx_mm(int64_t M, int64_t N, int64_t K, float alpha, tiles_opnd A, tiles_opnd B, float beta, float *C,
             int64_t ldc, int causal, int64_t off, float *work) {
     if (M <= 0 || N <= 0) return;
-    const int64_t Mp = up(M, 16), Np = up(N, 16), Kp = up(K > 0 ? K : 1, 32);
-    if (A.cs > INT32_MAX / 16 || B.cs > INT32_MAX / 16) die("internal: attention operand stride too large");
     uint16_t *ap = (uint16_t *)work;
-    uint32_t *bp = (uint32_t *)(ap + Mp * Kp);
-    pack_rows(ap, Mp, Kp, A, M, K, alpha);
-    pack_pairs(bp, Kp, Np, B, K, N);
+    uint32_t *bp = (uint32_t *)(ap + up(M, 16) * up(K > 0 ? K : 1, 32));
+    amx_pack_a(ap, A, M, K, alpha);
+    amx_pack_b(bp, B, K, N);
+    amx_mm_packed(M, N, K, ap, bp, up(N, 16), beta, C, ldc, causal, off);
+}
+
+void amx_mm_packed(int64_t M, int64_t N, int64_t K, const uint16_t *ap, const uint32_t *bp, int64_t Np, float beta,
+                   float *C, int64_t ldc, int causal, int64_t off) {
+    if (M <= 0 || N <= 0) return;
+    const int64_t Kp = up(K > 0 ? K : 1, 32);
 
     tile_config cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -357,8 +372,18 @@ void amx_mm(int64_t M, int64_t N, int64_t K, float alpha, tiles_opnd A, tiles_op
 #else   /* no AMX: gemm_attention_amx() is 0 and nothing calls these */
 
 int amx_permit(void) { return 0; }
+void amx_pack_a(uint16_t *dst, tiles_opnd A, int64_t M, int64_t K, float alpha) {
+    die("internal: AMX attention needs an AMX-BF16 build");
+}
+void amx_pack_b(uint32_t *dst, tiles_opnd B, int64_t K, int64_t N) {
+    die("internal: AMX attention needs an AMX-BF16 build");
+}
 void amx_mm(int64_t M, int64_t N, int64_t K, float alpha, tiles_opnd A, tiles_opnd B, float beta, float *C,
             int64_t ldc, int causal, int64_t off, float *work) {
+    die("internal: AMX attention needs an AMX-BF16 build");
+}
+void amx_mm_packed(int64_t M, int64_t N, int64_t K, const uint16_t *ap, const uint32_t *bp, int64_t Np, float beta,
+                   float *C, int64_t ldc, int causal, int64_t off) {
     die("internal: AMX attention needs an AMX-BF16 build");
 }
 #endif

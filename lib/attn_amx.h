@@ -31,12 +31,22 @@
 #define ATTN_AMX_BUILT 0
 #endif
 
-/* Floats of work area one product needs at most when its dimensions are
- * among {m <= 64 rows of a block, up to T keys, HD}: two operands of at
- * most rup32(max(64, HD)) x rup32(T) bf16. 0 in builds without AMX. */
+/* The packed layouts: A row-major, rup16(M) rows of rup32(K) bf16; B in
+ * pairs of rows, rup32(K)/2 rows of ldb >= rup16(N) 32-bit words. Sizes
+ * in floats (4 bytes). */
+static inline int64_t amx_up(int64_t x, int64_t a) { return (x + a - 1) / a * a; }
+static inline int64_t amx_a_size(int64_t M, int64_t K) { return amx_up(M, 16) * amx_up(K > 0 ? K : 1, 32) / 2; }
+static inline int64_t amx_b_size(int64_t K, int64_t N) { return amx_up(K > 0 ? K : 1, 32) / 2 * amx_up(N, 16); }
+
+/* Floats of room the attention kernels' AMX path takes in each scratch
+ * area (kernels.h: the forward's once, the backward's twice): with
+ * D = rup32(max(64, HD)) and Tk = rup32(T), the packed keys and values a
+ * head's blocks share (the forward's two, D Tk / 2 each; the backward's
+ * three) and one block's A and B operands (A at most 64 x Tk bf16, B at
+ * most 64 x D), so 1.5 D Tk. 0 in builds without AMX. */
 static inline int64_t amx_work(int64_t T, int64_t HD) {
-    const int64_t d = HD > 64 ? HD : 64;
-    return ATTN_AMX_BUILT * ((d + 31) / 32 * 32) * ((T + 31) / 32 * 32);
+    const int64_t d = amx_up(HD > 64 ? HD : 64, 32);
+    return ATTN_AMX_BUILT * 3 * d * amx_up(T, 32) / 2;
 }
 
 /* Asks the kernel for the tile registers (Linux's arch_prctl
@@ -44,11 +54,21 @@ static inline int64_t amx_work(int64_t T, int64_t HD) {
 int amx_permit(void);
 
 /* C = (alpha A) B + beta * C, M x N over K, operands as tiles_mm's (but
- * either of an operand's strides may be 1); causal as tiles_mm's. work: at
- * least the floats of the two packed operands, rup16(M) x rup32(K) and
- * rup32(K) x rup16(N) bf16, which amx_work bounds for attention's
- * products. ATTN_AMX_BUILT only. */
+ * either of an operand's strides may be 1); causal as tiles_mm's. work:
+ * amx_a_size(M, K) + amx_b_size(K, N) floats for the packed operands.
+ * ATTN_AMX_BUILT only, as the three below. */
 void amx_mm(int64_t M, int64_t N, int64_t K, float alpha, tiles_opnd A, tiles_opnd B, float beta, float *C,
             int64_t ldc, int causal, int64_t off, float *work);
+
+/* The same in parts, so that products can share a packed operand: A
+ * (M x K) times alpha into the A layout, B (K x N) into the B layout with
+ * ldb rup16(N), and the product of packed operands. A packed B may hold
+ * more rows and columns than a product uses (a head's keys for a block
+ * that meets only the first r1 of them): columns past N are not written,
+ * and rows past K meet A's zero padding. */
+void amx_pack_a(uint16_t *dst, tiles_opnd A, int64_t M, int64_t K, float alpha);
+void amx_pack_b(uint32_t *dst, tiles_opnd B, int64_t K, int64_t N);
+void amx_mm_packed(int64_t M, int64_t N, int64_t K, const uint16_t *ap, const uint32_t *bp, int64_t ldb, float beta,
+                   float *C, int64_t ldc, int causal, int64_t off);
 
 #endif

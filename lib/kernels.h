@@ -70,8 +70,9 @@ static inline int64_t attention_scratch_rows(int64_t T) { return T < ATT_ROW_BLO
 /* In an AVX-512 build the float kernels may run their products on
  * attn_tiles.h's tiles, which read the keys transposed [HD, T] (forward)
  * and the keys and values transposed (backward), or in an AMX build on
- * attn_amx.h's, which pack each product's operands into amx_work(T, HD)
- * floats: that room comes first in each area, the block rows after it. */
+ * attn_amx.h's, which keep the packed keys and values and a block's
+ * packed operands in amx_work(T, HD) floats: that room comes first in each
+ * area, the block rows after it. */
 static inline int64_t attention_tiles_room(int64_t T, int64_t HD) {
     const int64_t amx = amx_work(T, HD);
     return ATTN_TILES_BUILT * (HD * T > amx ? HD * T : amx);

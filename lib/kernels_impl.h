@@ -300,6 +300,14 @@ void attention_forward(R *out, R *att, R *stats, const R *q, const R *k, const R
 #if ATT_TILES
         float *Kt = area;   /* the keys transposed */
         if (tiles) tiles_transpose(Kt, kk, T, HD, ldk);
+        /* AMX: the keys (as K^T) and values packed once for all blocks,
+         * then room for a block's A */
+        uint32_t *Kp = (uint32_t *)area, *Vp = Kp + amx_b_size(HD, T);
+        uint16_t *Ap = (uint16_t *)(Vp + amx_b_size(T, HD));
+        if (amx) {
+            amx_pack_b(Kp, (tiles_opnd){kk, 1, ldk}, HD, T);
+            amx_pack_b(Vp, (tiles_opnd){vv, ldk, 1}, T, HD);
+        }
 #endif
         for (int64_t r0 = 0; r0 < T; r0 += ATT_ROW_BLOCK) {
             int64_t r1 = r0 + ATT_ROW_BLOCK < T ? r0 + ATT_ROW_BLOCK : T, m = r1 - r0;
@@ -307,8 +315,8 @@ void attention_forward(R *out, R *att, R *stats, const R *q, const R *k, const R
             R *P = att ? att + s->att + h * T * T + r0 * T : blk;
 #if ATT_TILES
             if (amx) {
-                amx_mm(m, r1, HD, scale, (tiles_opnd){qh + r0 * ldq, ldq, 1}, (tiles_opnd){kk, 1, ldk}, 0, P, T,
-                       TILES_COLS_TO, r0, area);
+                amx_pack_a(Ap, (tiles_opnd){qh + r0 * ldq, ldq, 1}, m, HD, scale);
+                amx_mm_packed(m, r1, HD, Ap, Kp, amx_up(T, 16), 0, P, T, TILES_COLS_TO, r0);
             } else if (tiles) {
                 tiles_mm(m, r1, HD, scale, (tiles_opnd){qh + r0 * ldq, ldq, 1}, (tiles_opnd){Kt, T, 1}, 0, P, T,
                          TILES_COLS_TO, r0);
@@ -320,8 +328,8 @@ void attention_forward(R *out, R *att, R *stats, const R *q, const R *k, const R
             att_softmax_rows(P, r0, r1, T, att ? T : r1, st, 2 * d.NH);
 #if ATT_TILES
             if (amx) {
-                amx_mm(m, HD, r1, 1, (tiles_opnd){P, T, 1}, (tiles_opnd){vv, ldk, 1}, 0, y + r0 * ldq, ldq,
-                       TILES_K_TO, r0, area);
+                amx_pack_a(Ap, (tiles_opnd){P, T, 1}, m, r1, 1);
+                amx_mm_packed(m, HD, r1, Ap, Vp, amx_up(HD, 16), 0, y + r0 * ldq, ldq, TILES_K_TO, r0);
             } else if (tiles) {
                 tiles_mm(m, HD, r1, 1, (tiles_opnd){P, T, 1}, (tiles_opnd){vv, ldk, 1}, 0, y + r0 * ldq, ldq,
                          TILES_K_TO, r0);
@@ -360,6 +368,17 @@ void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *att, const 
         float *Kt = area, *Vt = Kt + HD * T;   /* keys and values transposed */
         if (tiles && !att) tiles_transpose(Kt, kk, T, HD, ldk);
         if (tiles) tiles_transpose(Vt, vv, T, HD, ldk);
+        /* AMX: K^T, V^T and K packed once for all blocks and heads of the
+         * group, then room for a block's A and B */
+        uint32_t *KtP = (uint32_t *)area, *VtP = KtP + amx_b_size(HD, T), *KP = VtP + amx_b_size(HD, T);
+        uint16_t *Ap = (uint16_t *)(KP + amx_b_size(T, HD));
+        const int64_t a_room = amx_a_size(T, rows) > amx_a_size(rows, T) ? amx_a_size(T, rows) : amx_a_size(rows, T);
+        uint32_t *Bp = (uint32_t *)Ap + a_room;   /* after P^T or dS (dV, dK's A) and dS (dQ's) */
+        if (amx) {
+            if (!att) amx_pack_b(KtP, (tiles_opnd){kk, 1, ldk}, HD, T);
+            amx_pack_b(VtP, (tiles_opnd){vv, 1, ldk}, HD, T);
+            amx_pack_b(KP, (tiles_opnd){kk, ldk, 1}, T, HD);
+        }
 #endif
         for (int64_t h = kh * grp; h < (kh + 1) * grp; h++) {
             const R *dy = dout + s->row * ldq + h * HD, *qh = q + s->row * ldq + h * HD;
@@ -373,8 +392,10 @@ void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *att, const 
 #endif
                 if (!att) {   /* the forward's scores, product for product, then its P */
 #if ATT_TILES
-                    if (amx) amx_mm(m, r1, HD, scale, qA, (tiles_opnd){kk, 1, ldk}, 0, Pr, T, TILES_COLS_TO, r0, area);
-                    else if (tiles) tiles_mm(m, r1, HD, scale, qA, (tiles_opnd){Kt, T, 1}, 0, Pr, T, TILES_COLS_TO, r0);
+                    if (amx) {
+                        amx_pack_a(Ap, qA, m, HD, scale);
+                        amx_mm_packed(m, r1, HD, Ap, KtP, amx_up(T, 16), 0, Pr, T, TILES_COLS_TO, r0);
+                    } else if (tiles) tiles_mm(m, r1, HD, scale, qA, (tiles_opnd){Kt, T, 1}, 0, Pr, T, TILES_COLS_TO, r0);
                     else
 #endif
                     GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, HD, scale, qh + r0 * ldq, ldq, kk, ldk, 0,
@@ -383,8 +404,11 @@ void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *att, const 
                 }
 #if ATT_TILES
                 if (amx) {   /* the same products on AMX */
-                    amx_mm(m, r1, HD, 1, gA, (tiles_opnd){vv, 1, ldk}, 0, dP, T, TILES_COLS_TO, r0, area);
-                    amx_mm(r1, HD, m, 1, (tiles_opnd){P, 1, T}, gA, 1, dvv, ldk, TILES_K_FROM, r0, area);
+                    amx_pack_a(Ap, gA, m, HD, 1);
+                    amx_mm_packed(m, r1, HD, Ap, VtP, amx_up(T, 16), 0, dP, T, TILES_COLS_TO, r0);
+                    amx_pack_a(Ap, (tiles_opnd){P, 1, T}, r1, m, 1);
+                    amx_pack_b(Bp, gA, m, HD);
+                    amx_mm_packed(r1, HD, m, Ap, Bp, amx_up(HD, 16), 1, dvv, ldk, TILES_K_FROM, r0);
                 } else if (tiles) {   /* dP = dY V^T, dV += P^T dY */
                     tiles_mm(m, r1, HD, 1, gA, (tiles_opnd){Vt, T, 1}, 0, dP, T, TILES_COLS_TO, r0);
                     tiles_mm(r1, HD, m, 1, (tiles_opnd){P, 1, T}, gA, 1, dvv, ldk, TILES_K_FROM, r0);
@@ -403,9 +427,11 @@ void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *att, const 
                 }
 #if ATT_TILES
                 if (amx) {
-                    amx_mm(m, HD, r1, scale, (tiles_opnd){dP, T, 1}, (tiles_opnd){kk, ldk, 1}, 1, dqh + r0 * ldq,
-                           ldq, TILES_K_TO, r0, area);
-                    amx_mm(r1, HD, m, scale, (tiles_opnd){dP, 1, T}, qA, 1, dkk, ldk, TILES_K_FROM, r0, area);
+                    amx_pack_a(Ap, (tiles_opnd){dP, T, 1}, m, r1, scale);
+                    amx_mm_packed(m, HD, r1, Ap, KP, amx_up(HD, 16), 1, dqh + r0 * ldq, ldq, TILES_K_TO, r0);
+                    amx_pack_a(Ap, (tiles_opnd){dP, 1, T}, r1, m, scale);
+                    amx_pack_b(Bp, qA, m, HD);
+                    amx_mm_packed(r1, HD, m, Ap, Bp, amx_up(HD, 16), 1, dkk, ldk, TILES_K_FROM, r0);
                     continue;
                 }
                 if (tiles) {   /* dQ += scale dS K, dK += scale dS^T Q */
