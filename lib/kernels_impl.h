@@ -302,9 +302,12 @@ void attention_forward(R *out, R *att, R *stats, const R *q, const R *k, const R
         if (tiles) tiles_transpose(Kt, kk, T, HD, ldk);
         /* AMX: the keys (as K^T) and values packed once for all blocks,
          * then room for a block's A */
-        uint32_t *Kp = (uint32_t *)area, *Vp = Kp + amx_b_size(HD, T);
-        uint16_t *Ap = (uint16_t *)(Vp + amx_b_size(T, HD));
-        if (amx) {
+        uint32_t *Kp = NULL, *Vp = NULL;
+        uint16_t *Ap = NULL;
+        if (amx) {   /* (area is not NULL: amx needs scratch) */
+            Kp = (uint32_t *)area;
+            Vp = Kp + amx_b_size(HD, T);
+            Ap = (uint16_t *)(Vp + amx_b_size(T, HD));
             amx_pack_b(Kp, (tiles_opnd){kk, 1, ldk}, HD, T);
             amx_pack_b(Vp, (tiles_opnd){vv, ldk, 1}, T, HD);
         }
