@@ -17,14 +17,6 @@ int amx_permit(void) { return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEAT
 static inline int64_t up(int64_t x, int64_t a) { return (x + a - 1) / a * a; }
 static inline __mmask16 first(int64_t n) { return (__mmask16)(n >= 16 ? 0xffff : n <= 0 ? 0 : (1u << n) - 1); }
 
-/* 16 floats from p on, `stride` apart (gathered unless 1); masked lanes 0 */
-static inline __m512 load16(const float *p, int64_t stride, __mmask16 k) {
-    if (stride == 1) return _mm512_maskz_loadu_ps(k, p);
-    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                           _mm512_set1_epi32((int)stride));
-    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, idx, p, 4);
-}
-
 /* to bf16, rounding to nearest even, as oneDNN's conversions do */
 static inline __m256i bf16(__m512 v) { return (__m256i)_mm512_cvtneps_pbh(v); }
 
@@ -61,9 +53,9 @@ static inline __m512i pairs(__m512 x, __m512 y) {
 }
 
 /* dst [Rp, Kp] bf16 row-major = alpha * src (R x K, element (r, k) at
- * p[r * rs + k * cs]), zeros outside it. With rs == 1 (src stored
- * transposed: P^T, dS^T) 32 values of k for 16 rows are converted as
- * pairs and transposed in registers. */
+ * p[r * rs + k * cs], cs or rs 1), zeros outside it. With rs == 1 (src
+ * stored transposed: P^T, dS^T) 32 values of k for 16 rows are converted
+ * as pairs and transposed in registers. */
 static void pack_rows(uint16_t *dst, int64_t Rp, int64_t Kp, tiles_opnd s, int64_t R, int64_t K, float alpha) {
     const __m512 va = _mm512_set1_ps(alpha);
     if (s.rs == 1 && s.cs != 1) {
@@ -91,7 +83,7 @@ static void pack_rows(uint16_t *dst, int64_t Rp, int64_t Kp, tiles_opnd s, int64
         }
         for (int64_t k = 0; k < Kp; k += 16) {
             const __mmask16 m = first(K - k);
-            const __m512 v = m ? load16(s.p + r * s.rs + k * s.cs, s.cs, m) : _mm512_setzero_ps();
+            const __m512 v = m ? _mm512_maskz_loadu_ps(m, s.p + r * s.rs + k) : _mm512_setzero_ps();
             _mm256_storeu_si256((__m256i *)(d + k), bf16(_mm512_mul_ps(va, v)));
         }
     }
@@ -99,7 +91,7 @@ static void pack_rows(uint16_t *dst, int64_t Rp, int64_t Kp, tiles_opnd s, int64
 
 /* dst [Kp/2, Np] of bf16 pairs (row k/2, column n holds src(k, n) in its
  * low half, src(k + 1, n) in its high half: TDPBF16PS's B), zeros outside
- * src (K x N). With rs == 1 (the pairs adjacent in memory: keys or values
+ * src (K x N; cs or rs 1). With rs == 1 (the pairs adjacent in memory: keys or values
  * read as K^T, V^T) 16 columns of 32 values of k are converted and
  * transposed in registers. */
 static void pack_pairs(uint32_t *dst, int64_t Kp, int64_t Np, tiles_opnd s, int64_t K, int64_t N) {
@@ -124,16 +116,16 @@ static void pack_pairs(uint32_t *dst, int64_t Kp, int64_t Np, tiles_opnd s, int6
         uint32_t *d = dst + k / 2 * Np;
         for (int64_t n = 0; n < Np; n += 16) {
             const __mmask16 m = first(N - n);
-            const __m512 a = m && k < K ? load16(s.p + k * s.rs + n * s.cs, s.cs, m) : _mm512_setzero_ps();
-            const __m512 b = m && k + 1 < K ? load16(s.p + (k + 1) * s.rs + n * s.cs, s.cs, m) : _mm512_setzero_ps();
+            const __m512 a = m && k < K ? _mm512_maskz_loadu_ps(m, s.p + k * s.rs + n) : _mm512_setzero_ps();
+            const __m512 b = m && k + 1 < K ? _mm512_maskz_loadu_ps(m, s.p + (k + 1) * s.rs + n) : _mm512_setzero_ps();
             _mm512_storeu_si512(d + n, pairs(a, b));
         }
     }
 }
 
-/* the tile configuration: up to four 16 x 16 tiles of C (tmm0-3), A's
- * 16 x 32 bf16 (tmm4) and two of B's 16 x 16 pairs (tmm5, tmm6), all
- * 16 rows of 64 bytes */
+/* the tile configuration: all eight tiles 16 rows of 64 bytes, which is
+ * 16 x 16 floats of C, 16 x 32 bf16 of A or 16 x 16 pairs of B (which
+ * tile holds what: tiles(), short_row(), block22()) */
 typedef struct __attribute__((aligned(64))) {
     uint8_t palette, start_row, reserved[14];
     uint16_t colsb[16];
@@ -158,8 +150,8 @@ typedef struct { int how[4]; float *c[4]; int64_t ldc; } group_dst;
         else if (g->c[q]) _tile_stored(q, g->c[q], g->ldc * 4);                                           \
     } while (0)
 
-/* nt (1-4, a constant where inlined) tiles of C side by side over the k
- * steps [k0, k1) of 32 */
+/* nt (1-4, a constant where inlined) tiles of C side by side (tmm0-3)
+ * over the k steps [k0, k1) of 32, A in tmm4, B in tmm5 and tmm6 */
 static inline __attribute__((always_inline)) void tiles(const int nt, const uint16_t *a, int64_t lda,
                                                         const uint32_t *b, int64_t ldb, int64_t k0, int64_t k1,
                                                         const group_dst *g, float *t) {
@@ -301,12 +293,12 @@ static void any_row(int64_t i, int64_t j, int64_t M, int64_t N, int64_t K, const
 }
 
 void amx_pack_a(uint16_t *dst, tiles_opnd A, int64_t M, int64_t K, float alpha) {
-    if (A.cs > INT32_MAX / 16) die("internal: attention operand stride too large");
+    if (A.cs != 1 && A.rs != 1) die("internal: an AMX operand needs one stride of 1");
     pack_rows(dst, up(M, 16), up(K > 0 ? K : 1, 32), A, M, K, alpha);
 }
 
 void amx_pack_b(uint32_t *dst, tiles_opnd B, int64_t K, int64_t N) {
-    if (B.cs > INT32_MAX / 16) die("internal: attention operand stride too large");
+    if (B.cs != 1 && B.rs != 1) die("internal: an AMX operand needs one stride of 1");
     pack_pairs(dst, up(K > 0 ? K : 1, 32), up(N, 16), B, K, N);
 }
 

@@ -54,7 +54,7 @@ static inline int64_t amx_work(int64_t T, int64_t HD) {
 int amx_permit(void);
 
 /* C = (alpha A) B + beta * C, M x N over K, operands as tiles_mm's (but
- * either of an operand's strides may be 1); causal as tiles_mm's. work:
+ * B too may have rs 1 instead of cs 1); causal as tiles_mm's. work:
  * amx_a_size(M, K) + amx_b_size(K, N) floats for the packed operands.
  * ATTN_AMX_BUILT only, as the three below. */
 void amx_mm(int64_t M, int64_t N, int64_t K, float alpha, tiles_opnd A, tiles_opnd B, float beta, float *C,
