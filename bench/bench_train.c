@@ -97,6 +97,8 @@ int main(int argc, char **argv) {
     const int fp32_onednn = prec == GEMM_FP32_AUTO && gemm_fp32_dnnl_fast();
     double used = prec == GEMM_BF16 ? rate[1] : prec == GEMM_FP32_DNNL || fp32_onednn ? rate[2] : rate[0];
     double flop_tok = 3 * model_flops_per_token(&c, T);
+    /* where attention's small products ran (kernels.h) */
+    const char *attention = gemm_attention_amx() ? "amx-tiles" : gemm_attention_tiles() ? "avx512-tiles" : "gemm-backend";
     /* training: two warm-up steps, then timed steps; best of `repeat` runs */
     double t0 = 0, dt = 1e30;
     for (int r = 0; r < repeat; r++) {
@@ -114,9 +116,11 @@ int main(int argc, char **argv) {
     printf("{\"bench\":\"train\",\"model\":\"%s\",\"precision\":\"%s\",\"params\":%zu,\"threads\":%d,"
            "\"batch\":%lld,\"seq\":%lld,\"tokens_per_s\":%.0f,\"ms_per_step\":%.1f,\"gflops\":%.1f,"
            "\"sgemm_gflops\":%.1f,\"onednn_bf16_gflops\":%.1f,\"onednn_f32_gflops\":%.1f,\"gemm_gflops\":%.1f,"
-           "\"mfu_vs_gemm\":%.3f,\"mfu_vs_sgemm\":%.3f,\"onednn_isa\":\"%s\",\"fp32_onednn\":%s}\n",
+           "\"mfu_vs_gemm\":%.3f,\"mfu_vs_sgemm\":%.3f,\"onednn_isa\":\"%s\",\"fp32_onednn\":%s,"
+           "\"attention\":\"%s\"}\n",
            name, gemm_precision_name(prec), m->nparams, threads, (long long)B, (long long)T, tps, dt * 1e3, gf,
-           rate[0], rate[1], rate[2], used, gf / used, gf / rate[0], gemm_dnnl_isa(), fp32_onednn ? "true" : "false");
+           rate[0], rate[1], rate[2], used, gf / used, gf / rate[0], gemm_dnnl_isa(), fp32_onednn ? "true" : "false",
+           attention);
     /* forward only (scoring) */
     double *nll = xmalloc(sizeof(double) * (size_t)N), *ent = xmalloc(sizeof(double) * (size_t)N);
     for (int s = 0; s < steps + 2; s++) {

@@ -88,7 +88,7 @@ jq -rs --argjson n "$NPROC" '
   "|---|---:|---:|",
   "| wdl fp32 (\(if $f.fp32_onednn then "oneDNN for large products" else "OpenBLAS" end)) | \($f.tokens_per_s) | \($f.threads) |",
   (if $o then "| wdl fp32-openblas (the reference) | \($o.tokens_per_s) | \($o.threads) |" else empty end),
-  "| wdl bf16 (oneDNN \($h.onednn_isa)) | \($h.tokens_per_s) | \($h.threads) |",
+  "| wdl bf16 (oneDNN \($h.onednn_isa), attention on \($h.attention // "the backend")) | \($h.tokens_per_s) | \($h.threads) |",
   ($t[] | "| PyTorch \(.torch) \(.peer) | \(.tokens_per_s | round) | \(.threads) |"),
   "",
   "GEMM rates on the model shapes (GFLOP/s): OpenBLAS sgemm \($f.sgemm_gflops), oneDNN fp32 \($f.onednn_f32_gflops), oneDNN bf16 \($h.onednn_bf16_gflops)",
