@@ -5,7 +5,7 @@
 # tokenizers where installed; BENCH_06B=1 adds bench/score_06b.sh. Prints one
 # JSON line per measurement, then a side-by-side table against the targets.
 #   BENCH_STEPS (10) timed steps per run, BENCH_REPEAT (3) best of R runs
-#   (the C engine and the PyTorch training peers alike), BENCH_ROUNDS (3)
+#   (the C engine and the PyTorch training peers alike), BENCH_ROUNDS (5)
 #   paired rounds of wdl and the peers back to back (0: none).
 set -u
 cd "$(dirname "$0")/.."
@@ -13,7 +13,7 @@ B=${B:-build}
 NPROC=$(nproc)
 STEPS=${BENCH_STEPS:-10}
 REPEAT=${BENCH_REPEAT:-3}
-ROUNDS=${BENCH_ROUNDS:-3}
+ROUNDS=${BENCH_ROUNDS:-5}
 PY=${BENCH_PY:-$B/bench-venv/bin/python}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
