@@ -14,8 +14,6 @@
 
 int amx_permit(void) { return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0; }
 
-static inline int64_t up(int64_t x, int64_t a) { return (x + a - 1) / a * a; }
-static inline __mmask16 first(int64_t n) { return (__mmask16)(n >= 16 ? 0xffff : n <= 0 ? 0 : (1u << n) - 1); }
 
 /* to bf16, rounding to nearest even, as oneDNN's conversions do */
 static inline __m256i bf16(__m512 v) { return (__m256i)_mm512_cvtneps_pbh(v); }
@@ -60,7 +58,7 @@ static void pack_rows(uint16_t *dst, int64_t Rp, int64_t Kp, tiles_opnd s, int64
     const __m512 va = _mm512_set1_ps(alpha);
     if (s.rs == 1 && s.cs != 1) {
         for (int64_t r = 0; r < Rp; r += 16) {
-            const __mmask16 mr = first(R - r);
+            const __mmask16 mr = tiles_lanes(R - r);
             for (int64_t k = 0; k < Kp; k += 32) {
                 __m512i v[16];
                 for (int q = 0; q < 16; q++) {
@@ -82,7 +80,7 @@ static void pack_rows(uint16_t *dst, int64_t Rp, int64_t Kp, tiles_opnd s, int64
             continue;
         }
         for (int64_t k = 0; k < Kp; k += 16) {
-            const __mmask16 m = first(K - k);
+            const __mmask16 m = tiles_lanes(K - k);
             const __m512 v = m ? _mm512_maskz_loadu_ps(m, s.p + r * s.rs + k) : _mm512_setzero_ps();
             _mm256_storeu_si256((__m256i *)(d + k), bf16(_mm512_mul_ps(va, v)));
         }
@@ -98,7 +96,7 @@ static void pack_pairs(uint32_t *dst, int64_t Kp, int64_t Np, tiles_opnd s, int6
     if (s.rs == 1 && s.cs != 1) {
         for (int64_t n = 0; n < Np; n += 16)
             for (int64_t k = 0; k < Kp; k += 32) {
-                const __mmask16 m0 = first(K - k), m1 = first(K - k - 16);
+                const __mmask16 m0 = tiles_lanes(K - k), m1 = tiles_lanes(K - k - 16);
                 __m512i v[16];
                 for (int q = 0; q < 16; q++) {
                     const float *c = s.p + (n + q) * s.cs + k;
@@ -115,7 +113,7 @@ static void pack_pairs(uint32_t *dst, int64_t Kp, int64_t Np, tiles_opnd s, int6
     for (int64_t k = 0; k < Kp; k += 2) {
         uint32_t *d = dst + k / 2 * Np;
         for (int64_t n = 0; n < Np; n += 16) {
-            const __mmask16 m = first(N - n);
+            const __mmask16 m = tiles_lanes(N - n);
             const __m512 a = m && k < K ? _mm512_maskz_loadu_ps(m, s.p + k * s.rs + n) : _mm512_setzero_ps();
             const __m512 b = m && k + 1 < K ? _mm512_maskz_loadu_ps(m, s.p + (k + 1) * s.rs + n) : _mm512_setzero_ps();
             _mm512_storeu_si512(d + n, pairs(a, b));
@@ -281,7 +279,7 @@ static void any_row(int64_t i, int64_t j, int64_t M, int64_t N, int64_t K, const
         }
         for (int q = 0; q < nt; q++) {
             if (g.how[q] != TO_T || !g.c[q]) continue;
-            const __mmask16 k = first(N - j - 16 * q);
+            const __mmask16 k = tiles_lanes(N - j - 16 * q);
             for (int64_t r = 0; r < mi; r++) {
                 float *c = g.c[q] + r * ldc;
                 __m512 v = _mm512_load_ps(t + 256 * q + 16 * r);
@@ -294,28 +292,28 @@ static void any_row(int64_t i, int64_t j, int64_t M, int64_t N, int64_t K, const
 
 void amx_pack_a(uint16_t *dst, tiles_opnd A, int64_t M, int64_t K, float alpha) {
     if (A.cs != 1 && A.rs != 1) die("internal: an AMX operand needs one stride of 1");
-    pack_rows(dst, up(M, 16), up(K > 0 ? K : 1, 32), A, M, K, alpha);
+    pack_rows(dst, amx_up(M, 16), amx_up(K > 0 ? K : 1, 32), A, M, K, alpha);
 }
 
 void amx_pack_b(uint32_t *dst, tiles_opnd B, int64_t K, int64_t N) {
     if (B.cs != 1 && B.rs != 1) die("internal: an AMX operand needs one stride of 1");
-    pack_pairs(dst, up(K > 0 ? K : 1, 32), up(N, 16), B, K, N);
+    pack_pairs(dst, amx_up(K > 0 ? K : 1, 32), amx_up(N, 16), B, K, N);
 }
 
 void amx_mm(int64_t M, int64_t N, int64_t K, float alpha, tiles_opnd A, tiles_opnd B, float beta, float *C,
             int64_t ldc, int causal, int64_t off, float *work) {
     if (M <= 0 || N <= 0) return;
     uint16_t *ap = (uint16_t *)work;
-    uint32_t *bp = (uint32_t *)(ap + up(M, 16) * up(K > 0 ? K : 1, 32));
+    uint32_t *bp = (uint32_t *)(ap + amx_up(M, 16) * amx_up(K > 0 ? K : 1, 32));
     amx_pack_a(ap, A, M, K, alpha);
     amx_pack_b(bp, B, K, N);
-    amx_mm_packed(M, N, K, ap, bp, up(N, 16), beta, C, ldc, causal, off);
+    amx_mm_packed(M, N, K, ap, bp, amx_up(N, 16), beta, C, ldc, causal, off);
 }
 
 void amx_mm_packed(int64_t M, int64_t N, int64_t K, const uint16_t *ap, const uint32_t *bp, int64_t Np, float beta,
                    float *C, int64_t ldc, int causal, int64_t off) {
     if (M <= 0 || N <= 0) return;
-    const int64_t Kp = up(K > 0 ? K : 1, 32);
+    const int64_t Kp = amx_up(K > 0 ? K : 1, 32);
 
     tile_config cfg;
     memset(&cfg, 0, sizeof cfg);

@@ -12,7 +12,6 @@
 #define TM 8
 #define TN 32
 
-static inline __mmask16 first(int64_t n) { return (__mmask16)(n >= 16 ? 0xffff : n <= 0 ? 0 : (1u << n) - 1); }
 
 /* One tile of mr rows (a constant where it is inlined, so that the row
  * loops unroll and the accumulators stay in registers); k0, k1 mask its
@@ -48,7 +47,7 @@ static inline __attribute__((always_inline)) void tile(const int mr, int64_t K, 
 void tiles_mm(int64_t M, int64_t N, int64_t K, float alpha, tiles_opnd A, tiles_opnd B, float beta, float *C,
               int64_t ldc, int causal, int64_t off) {
     for (int64_t j = 0; j < N; j += TN) {
-        const __mmask16 k0 = first(N - j), k1 = first(N - j - 16);
+        const __mmask16 k0 = tiles_lanes(N - j), k1 = tiles_lanes(N - j - 16);
         for (int64_t i = 0; i < M; i += TM) {
             const int mr = M - i < TM ? (int)(M - i) : TM;
             int64_t p0 = 0, p1 = K;   /* the stretch of k this tile needs */
@@ -78,7 +77,7 @@ void tiles_transpose(float *dst, const float *src, int64_t rows, int64_t cols, i
     const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                            _mm512_set1_epi32((int)lds));
     for (int64_t n = 0; n < rows; n += 16) {
-        const __mmask16 k = first(rows - n);
+        const __mmask16 k = tiles_lanes(rows - n);
         for (int64_t c = 0; c < cols; c++)
             _mm512_mask_storeu_ps(dst + c * rows + n, k,
                                   _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, idx, src + n * lds + c, 4));

@@ -34,6 +34,15 @@
 #define ATTN_TILES_BUILT 0
 #endif
 
+#if ATTN_TILES_BUILT
+#include <immintrin.h>
+/* The first n of 16 lanes (none for n <= 0, all for n >= 16): the masks of
+ * a row's last, partial vector (attn_tiles.c, attn_amx.c). */
+static inline __mmask16 tiles_lanes(int64_t n) {
+    return (__mmask16)(n >= 16 ? 0xffff : n <= 0 ? 0 : (1u << n) - 1);
+}
+#endif
+
 /* An operand: element (i, p) of A at p[i * rs + p * cs]; B must have
  * cs == 1 (rows of B are read as vectors). */
 typedef struct { const float *p; int64_t rs, cs; } tiles_opnd;

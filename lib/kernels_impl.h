@@ -373,11 +373,16 @@ void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *att, const 
         if (tiles) tiles_transpose(Vt, vv, T, HD, ldk);
         /* AMX: K^T, V^T and K packed once for all blocks and heads of the
          * group, then room for a block's A and B */
-        uint32_t *KtP = (uint32_t *)area, *VtP = KtP + amx_b_size(HD, T), *KP = VtP + amx_b_size(HD, T);
-        uint16_t *Ap = (uint16_t *)(KP + amx_b_size(T, HD));
-        const int64_t a_room = amx_a_size(T, rows) > amx_a_size(rows, T) ? amx_a_size(T, rows) : amx_a_size(rows, T);
-        uint32_t *Bp = (uint32_t *)Ap + a_room;   /* after P^T or dS (dV, dK's A) and dS (dQ's) */
+        uint32_t *KtP = NULL, *VtP = NULL, *KP = NULL, *Bp = NULL;
+        uint16_t *Ap = NULL;
         if (amx) {
+            KtP = (uint32_t *)area;
+            VtP = KtP + amx_b_size(HD, T);
+            KP = VtP + amx_b_size(HD, T);
+            Ap = (uint16_t *)(KP + amx_b_size(T, HD));
+            /* B after the largest A: P^T or dS^T (dV's, dK's), dS (dQ's) */
+            const int64_t a_room = amx_a_size(T, rows) > amx_a_size(rows, T) ? amx_a_size(T, rows) : amx_a_size(rows, T);
+            Bp = (uint32_t *)Ap + a_room;
             if (!att) amx_pack_b(KtP, (tiles_opnd){kk, 1, ldk}, HD, T);
             amx_pack_b(VtP, (tiles_opnd){vv, 1, ldk}, HD, T);
             amx_pack_b(KP, (tiles_opnd){kk, ldk, 1}, T, HD);

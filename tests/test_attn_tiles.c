@@ -17,6 +17,7 @@
 #include "common.h"
 #include "gemm.h"
 #include "kernels.h"
+#include "safetensors.h"
 
 static wdl_rng rng;
 static float *frnd(int64_t n) {
@@ -131,16 +132,8 @@ static void test_tiles_transpose(void **st) {
 }
 
 #if ATTN_AMX_BUILT
-/* x rounded to bf16, to nearest even (finite x) */
-static double bf16_of(float x) {
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-    float y;
-    memcpy(&y, &u, 4);
-    return y;
-}
-static int64_t rup(int64_t x, int64_t a) { return (x + a - 1) / a * a; }
+/* x rounded to bf16, to nearest even (safetensors.h's conversions) */
+static double bf16_of(float x) { return st_bf16_to_f32(st_f32_to_bf16(x)); }
 
 /* amx_mm against double sums of the bf16-rounded operands, alpha applied
  * to A before its rounding (the products of two bf16 values are exact in
@@ -157,7 +150,7 @@ static void amx_case(int64_t M, int64_t N, int64_t K, int ta, int tb, float alph
     memcpy(C0, C, sizeof(float) * (size_t)(M * ldc));
     const tiles_opnd a = ta ? (tiles_opnd){A, 1, lda} : (tiles_opnd){A, lda, 1};
     const tiles_opnd b = tb ? (tiles_opnd){B, 1, ldb} : (tiles_opnd){B, ldb, 1};
-    const int64_t nw = (rup(M, 16) * rup(K, 32) + rup(K, 32) * rup(N, 16)) / 2;
+    const int64_t nw = amx_a_size(M, K) + amx_b_size(K, N);
     float *work = xmalloc(sizeof(float) * (size_t)(nw + 16));
     for (int i = 0; i < 16; i++) work[nw + i] = -7.0f;
     amx_mm(M, N, K, alpha, a, b, beta, C, ldc, TILES_DENSE, 0, work);
