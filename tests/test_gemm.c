@@ -426,7 +426,7 @@ static void test_bf16_hold_inputs(void **state) {
  * them): checked with denormals scaled by 2^100 into view. */
 static void test_bf16_denormals(void **state) {
     (void)state;
-    if (!gemm_bf16_native()) { print_message("# skipped: no native bf16 (oneDNN ISA %s)\n", gemm_dnnl_isa()); return; }
+    if (!gemm_bf16_native()) { print_message("# skipped: no native bf16 (oneDNN ISA %s)\n", gemm_dnnl_isa()); skip(); }
     const int64_t M = 40, N = 48, K = 64;
     float *A = rnd(M * K), *Bm = rnd(K * N), *C1 = xmalloc(sizeof(float) * M * N), *C2 = xmalloc(sizeof(float) * M * N);
     /* every other A entry normal, in [2^-126, 2^-125), the others denormal
@@ -620,7 +620,7 @@ static void test_fp32_few_rows_shadow(void **state) {
  * GEMM_FEW_ROWS_MIN_NK of them, it is one product as before. */
 static void test_bf16_row_split(void **state) {
     (void)state;
-    if (!gemm_bf16_native()) { print_message("# skipped: no native bf16 (oneDNN ISA %s)\n", gemm_dnnl_isa()); return; }
+    if (!gemm_bf16_native()) { print_message("# skipped: no native bf16 (oneDNN ISA %s)\n", gemm_dnnl_isa()); skip(); }
     const int64_t M = 59;
     for (int c = 0; c < 4; c++) {   /* linear layer, head, weights not held, small weights */
         gemm_ctx *g = gemm_ctx_new(GEMM_BF16);

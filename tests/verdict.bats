@@ -84,7 +84,11 @@ setup() {
 
 @test "verdict: problems that differ between seeds give the nested design" {
   cd "$D"
-  for a in wmss sft2 m1; do zstd -dcq runs/s2/preds/$a.jsonl.zst | sed 's/"p\([0-9]*\)"/"q\1"/' | zstd -q -f -o runs/s2/preds/$a.jsonl.zst; done
+  # (through a second file: zstd -o truncates its output while the reader may still be reading it)
+  for a in wmss sft2 m1; do
+    zstd -dcq runs/s2/preds/$a.jsonl.zst | sed 's/"p\([0-9]*\)"/"q\1"/' | zstd -q -f -o renamed.zst
+    mv renamed.zst runs/s2/preds/$a.jsonl.zst
+  done
   run --separate-stderr wdl-report --json --no-plots runs/s1 runs/s2
   echo "$output" | jq -e '.comparisons[0].same_problems == false and .comparisons[0].diff_points == 5'
 }
