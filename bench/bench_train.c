@@ -98,7 +98,10 @@ int main(int argc, char **argv) {
     double used = prec == GEMM_BF16 ? rate[1] : prec == GEMM_FP32_DNNL || fp32_onednn ? rate[2] : rate[0];
     double flop_tok = 3 * model_flops_per_token(&c, T);
     /* where attention's small products ran (kernels.h) */
-    const char *attention = gemm_attention_amx() ? "amx-tiles" : gemm_attention_tiles() ? "avx512-tiles" : "gemm-backend";
+    const char *attention = gemm_attention_amx()   ? "amx-tiles"
+                            : gemm_attention_dot() ? "avx512bf16-dot"
+                            : gemm_attention_tiles() ? "avx512-tiles"
+                                                     : "gemm-backend";
     /* training: two warm-up steps, then timed steps; best of `repeat` runs */
     double t0 = 0, dt = 1e30;
     for (int r = 0; r < repeat; r++) {

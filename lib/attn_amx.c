@@ -1,19 +1,11 @@
-/* attn_amx.c: attention's small products in bf16 on AMX tiles (see
- * attn_amx.h). */
+/* attn_amx.c: attention's small products in bf16, on AMX tiles or
+ * AVX512-BF16 dot products (see attn_amx.h). */
 #include "attn_amx.h"
 #include "common.h"
 
-#if ATTN_AMX_BUILT
+#if ATTN_BF16_BUILT
 #include <immintrin.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
-#define ARCH_REQ_XCOMP_PERM 0x1023   /* Linux's arch_prctl request and */
-#define XFEATURE_XTILEDATA 18        /* the state component of the tiles */
-
-int amx_permit(void) { return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0; }
-
 
 /* to bf16, rounding to nearest even, as oneDNN's conversions do */
 static inline __m256i bf16(__m512 v) { return (__m256i)_mm512_cvtneps_pbh(v); }
@@ -120,6 +112,121 @@ static void pack_pairs(uint32_t *dst, int64_t Kp, int64_t Np, tiles_opnd s, int6
         }
     }
 }
+
+void amx_pack_a(uint16_t *dst, tiles_opnd A, int64_t M, int64_t K, float alpha) {
+    if (A.cs != 1 && A.rs != 1) die("internal: an AMX operand needs one stride of 1");
+    pack_rows(dst, amx_up(M, 16), amx_up(K > 0 ? K : 1, 32), A, M, K, alpha);
+}
+
+void amx_pack_b(uint32_t *dst, tiles_opnd B, int64_t K, int64_t N) {
+    if (B.cs != 1 && B.rs != 1) die("internal: an AMX operand needs one stride of 1");
+    pack_pairs(dst, amx_up(K > 0 ? K : 1, 32), amx_up(N, 16), B, K, N);
+}
+
+/* ---- the products on VDPBF16PS ---- */
+
+/* Rows [i, i + 8) of C (mr of them real: packed A has zero rows up to a
+ * multiple of 16), nv (1 or 2, a constant where inlined) vectors of 16
+ * columns from c, over the pairs of k [p0, p1): per pair, B's vectors as
+ * they are packed and each row's A pair broadcast as one 32-bit word, 16
+ * sums in registers. A beta of 1 starts the sums from C, 0 from zero, any
+ * other from zero and adds beta C at the end; lanes past N (last) and rows
+ * past mr are neither read nor written. */
+static inline __attribute__((always_inline)) void dot_block(const int nv, const uint16_t *a, int64_t Kp,
+                                                            const uint32_t *b, int64_t Np, int64_t p0, int64_t p1,
+                                                            float *c, int64_t ldc, int64_t mr, __mmask16 last,
+                                                            float beta) {
+    const __mmask16 m0 = nv == 1 ? last : 0xffff, m1 = last;
+    __m512 s0[8], s1[8];
+    for (int r = 0; r < 8; r++) {
+        const int on = beta == 1.0f && r < mr;
+        s0[r] = on ? _mm512_maskz_loadu_ps(m0, c + r * ldc) : _mm512_setzero_ps();
+        s1[r] = on && nv > 1 ? _mm512_maskz_loadu_ps(m1, c + r * ldc + 16) : _mm512_setzero_ps();
+    }
+    const uint32_t *aw = (const uint32_t *)a;   /* A's pairs as 32-bit words: row r, pair p at aw[r Kp/2 + p] */
+    const int64_t kw = Kp / 2;
+    for (int64_t p = p0; p < p1; p++) {
+        const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + p * Np);
+        const __m512bh b1 = nv > 1 ? (__m512bh)_mm512_loadu_si512(b + p * Np + 16) : b0;
+        for (int r = 0; r < 8; r++) {
+            const __m512bh x = (__m512bh)_mm512_set1_epi32((int)aw[r * kw + p]);
+            s0[r] = _mm512_dpbf16_ps(s0[r], x, b0);
+            if (nv > 1) s1[r] = _mm512_dpbf16_ps(s1[r], x, b1);
+        }
+    }
+    const __m512 vb = _mm512_set1_ps(beta);
+    for (int r = 0; r < 8 && r < mr; r++) {
+        float *cr = c + r * ldc;
+        if (beta != 0.0f && beta != 1.0f) {
+            s0[r] = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), s0[r]);
+            if (nv > 1) s1[r] = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), s1[r]);
+        }
+        _mm512_mask_storeu_ps(cr, m0, s0[r]);
+        if (nv > 1) _mm512_mask_storeu_ps(cr + 16, m1, s1[r]);
+    }
+}
+
+void dot_mm_packed(int64_t M, int64_t N, int64_t K, const uint16_t *ap, const uint32_t *bp, int64_t Np, float beta,
+                   float *C, int64_t ldc, int causal, int64_t off) {
+    if (M <= 0 || N <= 0) return;
+    const int64_t Kp = amx_up(K > 0 ? K : 1, 32);
+    for (int64_t i = 0; i < M; i += 8) {
+        const int64_t mr = M - i < 8 ? M - i : 8;
+        int64_t k0 = 0, k1 = K;   /* the stretch of k with nonzero terms for these rows */
+        if (causal == TILES_K_TO && k1 > off + i + mr) k1 = off + i + mr;
+        if (causal == TILES_K_FROM && i - off > 0) k0 = i - off < K ? i - off : K;
+        const int64_t p0 = k0 / 2, p1 = (k1 + 1) / 2;
+        const uint16_t *a = ap + i * Kp;
+        for (int64_t j = 0; j < N; j += 32) {
+            /* the scores past the block's last diagonal are left unwritten */
+            if (causal == TILES_COLS_TO && j > off + i + mr - 1) break;
+            float *c = C + i * ldc + j;
+            if (N - j > 16 && !(causal == TILES_COLS_TO && j + 16 > off + i + mr - 1))
+                dot_block(2, a, Kp, bp + j, Np, p0, p1, c, ldc, mr, tiles_lanes(N - j - 16), beta);
+            else
+                dot_block(1, a, Kp, bp + j, Np, p0, p1, c, ldc, mr, tiles_lanes(N - j), beta);
+        }
+    }
+}
+
+void amx_mm(int amx, int64_t M, int64_t N, int64_t K, float alpha, tiles_opnd A, tiles_opnd B, float beta, float *C,
+            int64_t ldc, int causal, int64_t off, float *work) {
+    if (amx && !ATTN_AMX_BUILT) die("internal: AMX attention needs an AMX-BF16 build");
+    if (M <= 0 || N <= 0) return;
+    uint16_t *ap = (uint16_t *)work;
+    uint32_t *bp = (uint32_t *)(ap + amx_up(M, 16) * amx_up(K > 0 ? K : 1, 32));
+    amx_pack_a(ap, A, M, K, alpha);
+    amx_pack_b(bp, B, K, N);
+    bf16_mm_packed(amx, M, N, K, ap, bp, amx_up(N, 16), beta, C, ldc, causal, off);
+}
+
+#else   /* no AVX512-BF16: gemm_attention_amx() and gemm_attention_dot() are 0 */
+
+void amx_pack_a(uint16_t *dst, tiles_opnd A, int64_t M, int64_t K, float alpha) {
+    die("internal: bf16 attention needs an AVX512-BF16 build");
+}
+void amx_pack_b(uint32_t *dst, tiles_opnd B, int64_t K, int64_t N) {
+    die("internal: bf16 attention needs an AVX512-BF16 build");
+}
+void amx_mm(int amx, int64_t M, int64_t N, int64_t K, float alpha, tiles_opnd A, tiles_opnd B, float beta, float *C,
+            int64_t ldc, int causal, int64_t off, float *work) {
+    die("internal: bf16 attention needs an AVX512-BF16 build");
+}
+void dot_mm_packed(int64_t M, int64_t N, int64_t K, const uint16_t *ap, const uint32_t *bp, int64_t Np, float beta,
+                   float *C, int64_t ldc, int causal, int64_t off) {
+    die("internal: bf16 attention needs an AVX512-BF16 build");
+}
+#endif
+
+#if ATTN_AMX_BUILT
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define ARCH_REQ_XCOMP_PERM 0x1023   /* Linux's arch_prctl request and */
+#define XFEATURE_XTILEDATA 18        /* the state component of the tiles */
+
+int amx_permit(void) { return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0; }
+
 
 /* the tile configuration: all eight tiles 16 rows of 64 bytes, which is
  * 16 x 16 floats of C, 16 x 32 bf16 of A or 16 x 16 pairs of B (which
@@ -290,26 +397,6 @@ static void any_row(int64_t i, int64_t j, int64_t M, int64_t N, int64_t K, const
     }
 }
 
-void amx_pack_a(uint16_t *dst, tiles_opnd A, int64_t M, int64_t K, float alpha) {
-    if (A.cs != 1 && A.rs != 1) die("internal: an AMX operand needs one stride of 1");
-    pack_rows(dst, amx_up(M, 16), amx_up(K > 0 ? K : 1, 32), A, M, K, alpha);
-}
-
-void amx_pack_b(uint32_t *dst, tiles_opnd B, int64_t K, int64_t N) {
-    if (B.cs != 1 && B.rs != 1) die("internal: an AMX operand needs one stride of 1");
-    pack_pairs(dst, amx_up(K > 0 ? K : 1, 32), amx_up(N, 16), B, K, N);
-}
-
-void amx_mm(int64_t M, int64_t N, int64_t K, float alpha, tiles_opnd A, tiles_opnd B, float beta, float *C,
-            int64_t ldc, int causal, int64_t off, float *work) {
-    if (M <= 0 || N <= 0) return;
-    uint16_t *ap = (uint16_t *)work;
-    uint32_t *bp = (uint32_t *)(ap + amx_up(M, 16) * amx_up(K > 0 ? K : 1, 32));
-    amx_pack_a(ap, A, M, K, alpha);
-    amx_pack_b(bp, B, K, N);
-    amx_mm_packed(M, N, K, ap, bp, amx_up(N, 16), beta, C, ldc, causal, off);
-}
-
 void amx_mm_packed(int64_t M, int64_t N, int64_t K, const uint16_t *ap, const uint32_t *bp, int64_t Np, float beta,
                    float *C, int64_t ldc, int causal, int64_t off) {
     if (M <= 0 || N <= 0) return;
@@ -359,19 +446,9 @@ void amx_mm_packed(int64_t M, int64_t N, int64_t K, const uint16_t *ap, const ui
     _tile_release();
 }
 
-#else   /* no AMX: gemm_attention_amx() is 0 and nothing calls these */
+#else   /* no AMX: gemm_attention_amx() is 0 */
 
 int amx_permit(void) { return 0; }
-void amx_pack_a(uint16_t *dst, tiles_opnd A, int64_t M, int64_t K, float alpha) {
-    die("internal: AMX attention needs an AMX-BF16 build");
-}
-void amx_pack_b(uint32_t *dst, tiles_opnd B, int64_t K, int64_t N) {
-    die("internal: AMX attention needs an AMX-BF16 build");
-}
-void amx_mm(int64_t M, int64_t N, int64_t K, float alpha, tiles_opnd A, tiles_opnd B, float beta, float *C,
-            int64_t ldc, int causal, int64_t off, float *work) {
-    die("internal: AMX attention needs an AMX-BF16 build");
-}
 void amx_mm_packed(int64_t M, int64_t N, int64_t K, const uint16_t *ap, const uint32_t *bp, int64_t Np, float beta,
                    float *C, int64_t ldc, int causal, int64_t off) {
     die("internal: AMX attention needs an AMX-BF16 build");

@@ -70,6 +70,7 @@ struct gemm_ctx {
     int native;                 /* gemm_bf16_native() */
     int fp32_dnnl;              /* gemm_fp32_dnnl_fast(): GEMM_FP32_AUTO sends large products to oneDNN */
     int amx;                    /* GEMM_BF16 with AMX granted to this process: attention on attn_amx.h */
+    int dot;                    /* GEMM_BF16 on AVX512-BF16 without that: attention on its dot products */
     int always_own_scale;       /* gemm_ctx_always_own_scale (tests) */
     int software_conversion;    /* gemm_ctx_software_conversion (tests) */
     gemm_slot *slot[GEMM_MAX_THREADS];
@@ -99,6 +100,7 @@ gemm_ctx *gemm_ctx_new(gemm_precision p) {
     const unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
     g->amx = ATTN_AMX_BUILT && p == GEMM_BF16 &&
              (isa & (unsigned)dnnl_cpu_isa_avx512_core_amx) == (unsigned)dnnl_cpu_isa_avx512_core_amx && amx_permit();
+    g->dot = ATTN_BF16_BUILT && p == GEMM_BF16 && !g->amx && g->native;
     pthread_mutex_init(&g->lock, NULL);
     /* fp32 contexts need oneDNN too, for their few-row products */
     DNNL_CHECK(dnnl_engine_create(&g->eng, dnnl_cpu, 0), "engine creation");
@@ -938,6 +940,8 @@ int gemm_attention_tiles(void) {
 }
 
 int gemm_attention_amx(void) { return ATTN_AMX_BUILT && g_default && g_default->prec == GEMM_BF16 && g_default->amx; }
+
+int gemm_attention_dot(void) { return ATTN_BF16_BUILT && g_default && g_default->prec == GEMM_BF16 && g_default->dot; }
 
 const char *gemm_dnnl_isa(void) {
     switch (dnnl_get_effective_cpu_isa()) {

@@ -192,6 +192,10 @@ int gemm_attention_tiles(void);
  * oneDNN runs AMX and the kernel grants this process the tile registers,
  * in an AMX-BF16 build. */
 int gemm_attention_amx(void);
+/* Whether they run in bf16 on attn_amx.h's AVX512-BF16 dot products:
+ * GEMM_BF16 where oneDNN runs AVX512-BF16 and the AMX tiles are not used,
+ * in an AVX512-BF16 build. */
+int gemm_attention_dot(void);
 /* oneDNN's effective CPU ISA, e.g. "avx512_core_amx", and whether it has
  * native bf16 arithmetic (AVX512-BF16 or AMX). */
 const char *gemm_dnnl_isa(void);

@@ -283,7 +283,8 @@ void attention_forward(R *out, R *att, R *stats, const R *q, const R *k, const R
     att_seq sq[d.B > 0 ? d.B : 1];
     att_seqs(sq, d);
 #if ATT_TILES
-    const int tiles = scratch && gemm_attention_tiles(), amx = scratch && gemm_attention_amx();
+    const int tiles = scratch && gemm_attention_tiles(), amx = scratch && gemm_attention_amx(),
+              bf = amx || (scratch && gemm_attention_dot());
 #endif
 #pragma omp parallel for schedule(dynamic, 1) if (d.B * d.NH * d.T * d.T * d.HD > PAR_MIN)
     for (int64_t bh = 0; bh < d.B * d.NH; bh++) {
@@ -300,11 +301,11 @@ void attention_forward(R *out, R *att, R *stats, const R *q, const R *k, const R
 #if ATT_TILES
         float *Kt = area;   /* the keys transposed */
         if (tiles) tiles_transpose(Kt, kk, T, HD, ldk);
-        /* AMX: the keys (as K^T) and values packed once for all blocks,
+        /* bf16 (AMX or dot products): the keys (as K^T) and values packed once for all blocks,
          * then room for a block's A */
         uint32_t *Kp = NULL, *Vp = NULL;
         uint16_t *Ap = NULL;
-        if (amx) {   /* (area is not NULL: amx needs scratch) */
+        if (bf) {   /* (area is not NULL: bf needs scratch) */
             Kp = (uint32_t *)area;
             Vp = Kp + amx_b_size(HD, T);
             Ap = (uint16_t *)(Vp + amx_b_size(T, HD));
@@ -317,9 +318,9 @@ void attention_forward(R *out, R *att, R *stats, const R *q, const R *k, const R
             /* the block's rows: in att, or in this head's scratch area */
             R *P = att ? att + s->att + h * T * T + r0 * T : blk;
 #if ATT_TILES
-            if (amx) {
+            if (bf) {
                 amx_pack_a(Ap, (tiles_opnd){qh + r0 * ldq, ldq, 1}, m, HD, scale);
-                amx_mm_packed(m, r1, HD, Ap, Kp, amx_up(T, 16), 0, P, T, TILES_COLS_TO, r0);
+                bf16_mm_packed(amx, m, r1, HD, Ap, Kp, amx_up(T, 16), 0, P, T, TILES_COLS_TO, r0);
             } else if (tiles) {
                 tiles_mm(m, r1, HD, scale, (tiles_opnd){qh + r0 * ldq, ldq, 1}, (tiles_opnd){Kt, T, 1}, 0, P, T,
                          TILES_COLS_TO, r0);
@@ -330,9 +331,9 @@ void attention_forward(R *out, R *att, R *stats, const R *q, const R *k, const R
              * block's keys r1 in scratch (all that PV reads) */
             att_softmax_rows(P, r0, r1, T, att ? T : r1, st, 2 * d.NH);
 #if ATT_TILES
-            if (amx) {
+            if (bf) {
                 amx_pack_a(Ap, (tiles_opnd){P, T, 1}, m, r1, 1);
-                amx_mm_packed(m, HD, r1, Ap, Vp, amx_up(HD, 16), 0, y + r0 * ldq, ldq, TILES_K_TO, r0);
+                bf16_mm_packed(amx, m, HD, r1, Ap, Vp, amx_up(HD, 16), 0, y + r0 * ldq, ldq, TILES_K_TO, r0);
             } else if (tiles) {
                 tiles_mm(m, HD, r1, 1, (tiles_opnd){P, T, 1}, (tiles_opnd){vv, ldk, 1}, 0, y + r0 * ldq, ldq,
                          TILES_K_TO, r0);
@@ -356,7 +357,7 @@ void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *att, const 
     att_seq sq[d.B > 0 ? d.B : 1];
     att_seqs(sq, d);
 #if ATT_TILES
-    const int tiles = gemm_attention_tiles(), amx = gemm_attention_amx();
+    const int tiles = gemm_attention_tiles(), amx = gemm_attention_amx(), bf = amx || gemm_attention_dot();
 #endif
 #pragma omp parallel for schedule(dynamic, 1) if (d.B * d.KVH * d.T * d.T * d.HD > PAR_MIN)
     for (int64_t bk = 0; bk < d.B * d.KVH; bk++) {
@@ -371,11 +372,11 @@ void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *att, const 
         float *Kt = area, *Vt = Kt + HD * T;   /* keys and values transposed */
         if (tiles && !att) tiles_transpose(Kt, kk, T, HD, ldk);
         if (tiles) tiles_transpose(Vt, vv, T, HD, ldk);
-        /* AMX: K^T, V^T and K packed once for all blocks and heads of the
+        /* bf16: K^T, V^T and K packed once for all blocks and heads of the
          * group, then room for a block's A and B */
         uint32_t *KtP = NULL, *VtP = NULL, *KP = NULL, *Bp = NULL;
         uint16_t *Ap = NULL;
-        if (amx) {
+        if (bf) {
             KtP = (uint32_t *)area;
             VtP = KtP + amx_b_size(HD, T);
             KP = VtP + amx_b_size(HD, T);
@@ -400,9 +401,9 @@ void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *att, const 
 #endif
                 if (!att) {   /* the forward's scores, product for product, then its P */
 #if ATT_TILES
-                    if (amx) {
+                    if (bf) {
                         amx_pack_a(Ap, qA, m, HD, scale);
-                        amx_mm_packed(m, r1, HD, Ap, KtP, amx_up(T, 16), 0, Pr, T, TILES_COLS_TO, r0);
+                        bf16_mm_packed(amx, m, r1, HD, Ap, KtP, amx_up(T, 16), 0, Pr, T, TILES_COLS_TO, r0);
                     } else if (tiles) tiles_mm(m, r1, HD, scale, qA, (tiles_opnd){Kt, T, 1}, 0, Pr, T, TILES_COLS_TO, r0);
                     else
 #endif
@@ -411,12 +412,12 @@ void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *att, const 
                     att_probs_rows(Pr, r0, r1, T, st, 2 * d.NH);
                 }
 #if ATT_TILES
-                if (amx) {   /* the same products on AMX */
+                if (bf) {   /* the same products in bf16 */
                     amx_pack_a(Ap, gA, m, HD, 1);
-                    amx_mm_packed(m, r1, HD, Ap, VtP, amx_up(T, 16), 0, dP, T, TILES_COLS_TO, r0);
+                    bf16_mm_packed(amx, m, r1, HD, Ap, VtP, amx_up(T, 16), 0, dP, T, TILES_COLS_TO, r0);
                     amx_pack_a(Ap, (tiles_opnd){P, 1, T}, r1, m, 1);
                     amx_pack_b(Bp, gA, m, HD);
-                    amx_mm_packed(r1, HD, m, Ap, Bp, amx_up(HD, 16), 1, dvv, ldk, TILES_K_FROM, r0);
+                    bf16_mm_packed(amx, r1, HD, m, Ap, Bp, amx_up(HD, 16), 1, dvv, ldk, TILES_K_FROM, r0);
                 } else if (tiles) {   /* dP = dY V^T, dV += P^T dY */
                     tiles_mm(m, r1, HD, 1, gA, (tiles_opnd){Vt, T, 1}, 0, dP, T, TILES_COLS_TO, r0);
                     tiles_mm(r1, HD, m, 1, (tiles_opnd){P, 1, T}, gA, 1, dvv, ldk, TILES_K_FROM, r0);
@@ -434,12 +435,12 @@ void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *att, const 
                     for (int64_t u = t + 1; u < r1; u++) g[u] = 0;
                 }
 #if ATT_TILES
-                if (amx) {
+                if (bf) {
                     amx_pack_a(Ap, (tiles_opnd){dP, T, 1}, m, r1, scale);
-                    amx_mm_packed(m, HD, r1, Ap, KP, amx_up(HD, 16), 1, dqh + r0 * ldq, ldq, TILES_K_TO, r0);
+                    bf16_mm_packed(amx, m, HD, r1, Ap, KP, amx_up(HD, 16), 1, dqh + r0 * ldq, ldq, TILES_K_TO, r0);
                     amx_pack_a(Ap, (tiles_opnd){dP, 1, T}, r1, m, scale);
                     amx_pack_b(Bp, qA, m, HD);
-                    amx_mm_packed(r1, HD, m, Ap, Bp, amx_up(HD, 16), 1, dkk, ldk, TILES_K_FROM, r0);
+                    bf16_mm_packed(amx, r1, HD, m, Ap, Bp, amx_up(HD, 16), 1, dkk, ldk, TILES_K_FROM, r0);
                     continue;
                 }
                 if (tiles) {   /* dQ += scale dS K, dK += scale dS^T Q */

@@ -72,6 +72,7 @@ static void test_tiles_mm(void **st) {
         }
 #else
     print_message("# skipped: not an AVX-512 build\n");
+    skip();
 #endif
 }
 
@@ -110,6 +111,7 @@ static void test_tiles_causal(void **st) {
         }
 #else
     print_message("# skipped: not an AVX-512 build\n");
+    skip();
 #endif
 }
 
@@ -128,20 +130,31 @@ static void test_tiles_transpose(void **st) {
     }
 #else
     print_message("# skipped: not an AVX-512 build\n");
+    skip();
 #endif
 }
 
-#if ATTN_AMX_BUILT
+#if ATTN_BF16_BUILT
+/* The bf16 engines this build and process can run: VDPBF16PS (0) always
+ * in an AVX512-BF16 build, AMX (1) where built and granted. */
+static int bf16_engines(int eng[2]) {
+    int n = 0;
+    eng[n++] = 0;
+    if (ATTN_AMX_BUILT && amx_permit()) eng[n++] = 1;
+    return n;
+}
+static const char *engine_name(int amx) { return amx ? "AMX" : "VDPBF16PS"; }
+
 /* x rounded to bf16, to nearest even (safetensors.h's conversions) */
 static double bf16_of(float x) { return st_bf16_to_f32(st_f32_to_bf16(x)); }
 
-/* amx_mm against double sums of the bf16-rounded operands, alpha applied
+/* amx_mm on either engine against double sums of the bf16-rounded operands, alpha applied
  * to A before its rounding (the products of two bf16 values are exact in
  * fp32): each element within (K + 2) u (sum_k |a b| + |beta C0|); whole
  * and partial tiles, beta 0, 1 and other; A and B each stored as used or
  * transposed; the padding columns of C keep their bytes, beta 0 never
  * reads C (NaN there), and the work area named in attn_amx.h suffices. */
-static void amx_case(int64_t M, int64_t N, int64_t K, int ta, int tb, float alpha, float beta) {
+static void amx_case(int amx, int64_t M, int64_t N, int64_t K, int ta, int tb, float alpha, float beta) {
     const int64_t lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 5, ldc = N + 2;
     float *A = frnd((ta ? K : M) * lda), *B = frnd((tb ? N : K) * ldb), *C = frnd(M * ldc),
           *C0 = xmalloc(sizeof(float) * (size_t)(M * ldc));
@@ -153,7 +166,7 @@ static void amx_case(int64_t M, int64_t N, int64_t K, int ta, int tb, float alph
     const int64_t nw = amx_a_size(M, K) + amx_b_size(K, N);
     float *work = xmalloc(sizeof(float) * (size_t)(nw + 16));
     for (int i = 0; i < 16; i++) work[nw + i] = -7.0f;
-    amx_mm(M, N, K, alpha, a, b, beta, C, ldc, TILES_DENSE, 0, work);
+    amx_mm(amx, M, N, K, alpha, a, b, beta, C, ldc, TILES_DENSE, 0, work);
     for (int i = 0; i < 16; i++) assert_true(work[nw + i] == -7.0f);
     for (int64_t i = 0; i < M; i++) {
         for (int64_t j = 0; j < N; j++) {
@@ -166,8 +179,8 @@ static void amx_case(int64_t M, int64_t N, int64_t K, int ta, int tb, float alph
             double ref = s + (beta != 0 ? beta * (double)C0[i * ldc + j] : 0);
             double bound = (K + 2) * U24 * (sa + (beta != 0 ? fabs(beta * C0[i * ldc + j]) : 0));
             if (!(fabs(C[i * ldc + j] - ref) <= bound + 1e-30))
-                fail_msg("amx_mm %lldx%lldx%lld ta %d tb %d alpha %g beta %g: C[%lld,%lld] = %.9g, reference %.9g "
-                         "(bound %.3g)", (long long)M, (long long)N, (long long)K, ta, tb, alpha, beta, (long long)i,
+                fail_msg("amx_mm on %s %lldx%lldx%lld ta %d tb %d alpha %g beta %g: C[%lld,%lld] = %.9g, reference "
+                         "%.9g (bound %.3g)", engine_name(amx), (long long)M, (long long)N, (long long)K, ta, tb, alpha, beta, (long long)i,
                          (long long)j, C[i * ldc + j], ref, bound);
         }
         for (int64_t j = N; j < ldc; j++) assert_memory_equal(&C[i * ldc + j], &C0[i * ldc + j], sizeof(float));
@@ -177,54 +190,65 @@ static void amx_case(int64_t M, int64_t N, int64_t K, int ta, int tb, float alph
 #endif
 
 static void test_amx_mm(void **st) {
-#if ATTN_AMX_BUILT
+#if ATTN_BF16_BUILT
     static const int64_t sizes[][3] = {{1, 1, 1},     {16, 16, 32},  {17, 33, 7},   {7, 15, 64},  {64, 256, 32},
-                                       {64, 32, 256}, {256, 48, 64}, {3, 100, 1},   {50, 70, 45}, {16, 64, 33}};
-    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
-        for (int t = 0; t < 4; t++) {
-            amx_case(sizes[s][0], sizes[s][1], sizes[s][2], t & 1, t >> 1, 1.0f, 0.0f);
-            amx_case(sizes[s][0], sizes[s][1], sizes[s][2], t & 1, t >> 1, 0.37f, 1.0f);
-            amx_case(sizes[s][0], sizes[s][1], sizes[s][2], t & 1, t >> 1, -1.5f, 0.25f);
-        }
+                                       {64, 32, 256}, {256, 48, 64}, {3, 100, 1},   {50, 70, 45}, {16, 64, 33},
+                                       {9, 40, 3},    {8, 48, 2}};
+    int eng[2];
+    const int ne = bf16_engines(eng);
+    for (int e = 0; e < ne; e++) {
+        print_message("# engine %s\n", engine_name(eng[e]));
+        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
+            for (int t = 0; t < 4; t++) {
+                amx_case(eng[e], sizes[s][0], sizes[s][1], sizes[s][2], t & 1, t >> 1, 1.0f, 0.0f);
+                amx_case(eng[e], sizes[s][0], sizes[s][1], sizes[s][2], t & 1, t >> 1, 0.37f, 1.0f);
+                amx_case(eng[e], sizes[s][0], sizes[s][1], sizes[s][2], t & 1, t >> 1, -1.5f, 0.25f);
+            }
+    }
 #else
-    print_message("# skipped: not an AMX-BF16 build\n");
+    print_message("# skipped: not an AVX512-BF16 build\n");
+    skip();
 #endif
 }
 
-/* The causal skips on AMX give the dense products' bytes where the dense
- * result is needed (as test_tiles_causal), the keys read transposed in
- * place as attention reads them. */
+/* The causal skips on either bf16 engine give the dense products' bytes
+ * where the dense result is needed (as test_tiles_causal), the keys read
+ * transposed in place as attention reads them. */
 static void test_amx_causal(void **st) {
-#if ATTN_AMX_BUILT
-    static const int64_t r0s[] = {0, 64, 128, 40}, ms[] = {64, 13}, hds[] = {40, 24};   /* k in two steps, one */
-    for (size_t a = 0; a < 4; a++)
-        for (size_t b = 0; b < 4; b++) {
+#if ATTN_BF16_BUILT
+    static const int64_t r0s[] = {0, 64, 128, 40, 37}, ms[] = {64, 13}, hds[] = {40, 24};   /* k in two steps, one */
+    int eng[2];
+    const int ne = bf16_engines(eng);
+    for (int c = 0; c < 20 * ne; c++) {   /* by engine, block start, then block size and head size */
+            const int amx = eng[c / 20];
+            const size_t a = (size_t)c / 4 % 5, b = (size_t)c % 4;
             const int64_t r0 = r0s[a], m = ms[b % 2], r1 = r0 + m, HD = hds[b / 2], T = r1 + 7;
             float *Q = frnd(m * HD), *Kr = frnd(T * HD), *V = frnd(T * HD), *P = frnd(m * T), *G = frnd(m * HD);
             float *work = xmalloc(sizeof(float) * (size_t)amx_work(T, HD));
             for (int64_t i = 0; i < m; i++)
                 for (int64_t u = r0 + i + 1; u < T; u++) P[i * T + u] = 0;   /* zeros past the diagonal */
             float *S1 = frnd(m * T), *S2 = frnd(m * T);
-            amx_mm(m, r1, HD, 0.5f, (tiles_opnd){Q, HD, 1}, (tiles_opnd){Kr, 1, HD}, 0, S1, T, TILES_DENSE, 0, work);
-            amx_mm(m, r1, HD, 0.5f, (tiles_opnd){Q, HD, 1}, (tiles_opnd){Kr, 1, HD}, 0, S2, T, TILES_COLS_TO, r0, work);
+            amx_mm(amx, m, r1, HD, 0.5f, (tiles_opnd){Q, HD, 1}, (tiles_opnd){Kr, 1, HD}, 0, S1, T, TILES_DENSE, 0, work);
+            amx_mm(amx, m, r1, HD, 0.5f, (tiles_opnd){Q, HD, 1}, (tiles_opnd){Kr, 1, HD}, 0, S2, T, TILES_COLS_TO, r0, work);
             for (int64_t i = 0; i < m; i++) assert_memory_equal(S1 + i * T, S2 + i * T, sizeof(float) * (size_t)(r0 + i + 1));
             for (int beta = 0; beta < 2; beta++) {
                 float *Y1 = frnd(m * HD), *Y2 = xmalloc(sizeof(float) * (size_t)(m * HD));
                 memcpy(Y2, Y1, sizeof(float) * (size_t)(m * HD));
-                amx_mm(m, HD, r1, 1, (tiles_opnd){P, T, 1}, (tiles_opnd){V, HD, 1}, (float)beta, Y1, HD, TILES_DENSE, 0, work);
-                amx_mm(m, HD, r1, 1, (tiles_opnd){P, T, 1}, (tiles_opnd){V, HD, 1}, (float)beta, Y2, HD, TILES_K_TO, r0, work);
+                amx_mm(amx, m, HD, r1, 1, (tiles_opnd){P, T, 1}, (tiles_opnd){V, HD, 1}, (float)beta, Y1, HD, TILES_DENSE, 0, work);
+                amx_mm(amx, m, HD, r1, 1, (tiles_opnd){P, T, 1}, (tiles_opnd){V, HD, 1}, (float)beta, Y2, HD, TILES_K_TO, r0, work);
                 assert_memory_equal(Y1, Y2, sizeof(float) * (size_t)(m * HD));
                 float *D1 = frnd(r1 * HD), *D2 = xmalloc(sizeof(float) * (size_t)(r1 * HD));
                 memcpy(D2, D1, sizeof(float) * (size_t)(r1 * HD));
-                amx_mm(r1, HD, m, 0.7f, (tiles_opnd){P, 1, T}, (tiles_opnd){G, HD, 1}, (float)beta, D1, HD, TILES_DENSE, 0, work);
-                amx_mm(r1, HD, m, 0.7f, (tiles_opnd){P, 1, T}, (tiles_opnd){G, HD, 1}, (float)beta, D2, HD, TILES_K_FROM, r0, work);
+                amx_mm(amx, r1, HD, m, 0.7f, (tiles_opnd){P, 1, T}, (tiles_opnd){G, HD, 1}, (float)beta, D1, HD, TILES_DENSE, 0, work);
+                amx_mm(amx, r1, HD, m, 0.7f, (tiles_opnd){P, 1, T}, (tiles_opnd){G, HD, 1}, (float)beta, D2, HD, TILES_K_FROM, r0, work);
                 assert_memory_equal(D1, D2, sizeof(float) * (size_t)(r1 * HD));
                 free(Y1); free(Y2); free(D1); free(D2);
             }
             free(Q); free(Kr); free(V); free(P); free(G); free(S1); free(S2); free(work);
         }
 #else
-    print_message("# skipped: not an AMX-BF16 build\n");
+    print_message("# skipped: not an AVX512-BF16 build\n");
+    skip();
 #endif
 }
 
@@ -365,40 +389,52 @@ static void test_attention_on_tiles(void **st) {
     gemm_set_precision(GEMM_FP32_AUTO);
     if (!gemm_attention_tiles()) {
         print_message("# skipped: attention runs on the backend here (oneDNN ISA %s)\n", gemm_dnnl_isa());
-        return;
+        skip();
     }
     each_shape(tiles_attention_case, 0);
 }
 
-/* bf16 attention on AMX: bytes as above; against the double kernels each
- * product's operands are rounded to bf16 (2^-9 relative each, 2^-8 per
- * term), and an output passes through at most three such products in a
- * row (scores, P V; dP, dS K or dS^T Q): with unit-scale inputs the error
- * stays below 4 * 3 * 2^-8 = 0.047 relative to 1 + |value| (measured
- * 0.004 to 0.012). A wrong or missing term is off by far more. */
-static void amx_attention_case(attn_dims d, int64_t N) {
+/* bf16 attention on AMX or VDPBF16PS: bytes as above; against the double
+ * kernels each product's operands are rounded to bf16 (2^-9 relative
+ * each, 2^-8 per term), and an output passes through at most three such
+ * products in a row (scores, P V; dP, dS K or dS^T Q): with unit-scale
+ * inputs the error stays below 4 * 3 * 2^-8 = 0.047 relative to
+ * 1 + |value| (measured 0.004 to 0.012). A wrong or missing term is off by
+ * far more. */
+static void bf16_attention_case(int (*on)(void), const char *name, attn_dims d, int64_t N) {
     const int64_t nq = N * d.NH * d.HD, nk = N * d.KVH * d.HD, natt = att_elems(d);
     float *q = frnd(nq), *k = frnd(nk), *v = frnd(nk), *r = frnd(nq);
-    att_out t = attention_checked(GEMM_BF16, gemm_attention_amx, d, N, natt, q, k, v, r);
+    att_out t = attention_checked(GEMM_BF16, on, d, N, natt, q, k, v, r);
     const double w = against_double(&t, d, N, natt, q, k, v, r), tol = 12.0 / 256;
-    if (!(w <= tol)) fail_msg("AMX against double: relative difference %.3g", w);
-    print_message("attention B %lld T %lld NH %lld KVH %lld HD %lld%s: AMX against double %.2g\n", (long long)d.B,
-                  (long long)d.T, (long long)d.NH, (long long)d.KVH, (long long)d.HD, d.off ? " packed" : "", w);
+    if (!(w <= tol)) fail_msg("%s against double: relative difference %.3g", name, w);
+    print_message("attention B %lld T %lld NH %lld KVH %lld HD %lld%s: %s against double %.2g\n", (long long)d.B,
+                  (long long)d.T, (long long)d.NH, (long long)d.KVH, (long long)d.HD, d.off ? " packed" : "", name, w);
     free_out(&t);
     free(q); free(k); free(v); free(r);
     gemm_set_precision(GEMM_FP32_AUTO);
 }
+static void amx_attention_case(attn_dims d, int64_t N) { bf16_attention_case(gemm_attention_amx, "AMX", d, N); }
+static void dot_attention_case(attn_dims d, int64_t N) { bf16_attention_case(gemm_attention_dot, "VDPBF16PS", d, N); }
+
+/* whether bf16 attention runs on this engine here (a skip if not) */
+static int bf16_attention_on(int (*on)(void)) {
+    gemm_set_precision(GEMM_BF16);
+    const int yes = on();
+    gemm_set_precision(GEMM_FP32_AUTO);
+    if (!yes)
+        print_message("# skipped: bf16 attention runs elsewhere here (oneDNN ISA %s, AVX512-BF16 build %d, AMX "
+                      "build %d)\n", gemm_dnnl_isa(), ATTN_BF16_BUILT, ATTN_AMX_BUILT);
+    return yes;
+}
 
 static void test_attention_on_amx(void **st) {
-    gemm_set_precision(GEMM_BF16);
-    const int on = gemm_attention_amx();
-    gemm_set_precision(GEMM_FP32_AUTO);
-    if (!on) {
-        print_message("# skipped: bf16 attention runs on oneDNN here (ISA %s, AMX build %d)\n", gemm_dnnl_isa(),
-                      ATTN_AMX_BUILT);
-        return;
-    }
+    if (!bf16_attention_on(gemm_attention_amx)) skip();
     each_shape(amx_attention_case, 1);
+}
+
+static void test_attention_on_dot(void **st) {
+    if (!bf16_attention_on(gemm_attention_dot)) skip();
+    each_shape(dot_attention_case, 1);
 }
 
 int main(void) {
@@ -411,6 +447,7 @@ int main(void) {
         cmocka_unit_test(test_amx_mm),
         cmocka_unit_test(test_amx_causal),
         cmocka_unit_test(test_attention_on_amx),
+        cmocka_unit_test(test_attention_on_dot),
     };
     return cmocka_run_group_tests_name("attn_tiles", tests, NULL, NULL);
 }
