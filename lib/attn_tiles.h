@@ -13,10 +13,10 @@
  *
  * The float attention kernels use them when gemm_attention_tiles()
  * (gemm.h) says so, which is GEMM_FP32_AUTO where oneDNN runs AVX-512.
- * bf16 runs them on attn_amx.h's AMX tiles where it can, else on oneDNN's
- * products (which ran as fast as these tiles on bf16-rounded copies of
- * the operands); fp32-openblas, CPUs without AVX-512 and the double
- * kernels keep the backend's GEMMs.
+ * bf16 runs them on attn_amx.h's AMX tiles or AVX512-BF16 dot products
+ * where it can, else on oneDNN's products (which ran as fast as these
+ * tiles on bf16-rounded copies of the operands); fp32-openblas, CPUs
+ * without AVX-512 and the double kernels keep the backend's GEMMs.
  *
  * Each element of C is one fixed sequence of FMAs over k in order from
  * zero, then alpha * sum + beta * C, so a result depends neither on the
