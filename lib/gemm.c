@@ -5,6 +5,7 @@
 #include "common.h"
 #include "safetensors.h"
 #include <cblas.h>
+#include <cpuid.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
 #include <pthread.h>
@@ -70,7 +71,7 @@ struct gemm_ctx {
     int native;                 /* gemm_bf16_native() */
     int fp32_dnnl;              /* gemm_fp32_dnnl_fast(): GEMM_FP32_AUTO sends large products to oneDNN */
     int amx;                    /* GEMM_BF16 with AMX granted to this process: attention on attn_amx.h */
-    int dot;                    /* GEMM_BF16 on AVX512-BF16 without that: attention on its dot products */
+    int dot;                    /* GEMM_BF16 on AMD's AVX512-BF16: attention on its dot products */
     int always_own_scale;       /* gemm_ctx_always_own_scale (tests) */
     int software_conversion;    /* gemm_ctx_software_conversion (tests) */
     gemm_slot *slot[GEMM_MAX_THREADS];
@@ -89,6 +90,16 @@ struct gemm_ctx {
         if (st_ != dnnl_success) die("oneDNN: %s failed (status %d)", what, (int)st_); \
     } while (0)
 
+/* Whether the CPU is AMD's (CPUID leaf 0's vendor string): there
+ * VDPBF16PS issues at twice the fp32 FMA rate (Zen 4), while on Intel's
+ * AVX-512 cores it issues on one port against the FMAs' two and ran
+ * attention slower than oneDNN's products (README, The engine). */
+static int cpu_is_amd(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(0, &a, &b, &c, &d)) return 0;
+    return b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u;   /* "Auth" "enti" "cAMD" */
+}
+
 gemm_ctx *gemm_ctx_new(gemm_precision p) {
     gemm_ctx *g = xcalloc(1, sizeof *g);
     g->prec = p;
@@ -100,7 +111,7 @@ gemm_ctx *gemm_ctx_new(gemm_precision p) {
     const unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
     g->amx = ATTN_AMX_BUILT && p == GEMM_BF16 &&
              (isa & (unsigned)dnnl_cpu_isa_avx512_core_amx) == (unsigned)dnnl_cpu_isa_avx512_core_amx && amx_permit();
-    g->dot = ATTN_BF16_BUILT && p == GEMM_BF16 && !g->amx && g->native;
+    g->dot = ATTN_BF16_BUILT && p == GEMM_BF16 && !g->amx && g->native && cpu_is_amd();
     pthread_mutex_init(&g->lock, NULL);
     /* fp32 contexts need oneDNN too, for their few-row products */
     DNNL_CHECK(dnnl_engine_create(&g->eng, dnnl_cpu, 0), "engine creation");

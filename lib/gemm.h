@@ -193,8 +193,9 @@ int gemm_attention_tiles(void);
  * in an AMX-BF16 build. */
 int gemm_attention_amx(void);
 /* Whether they run in bf16 on attn_amx.h's AVX512-BF16 dot products:
- * GEMM_BF16 where oneDNN runs AVX512-BF16 and the AMX tiles are not used,
- * in an AVX512-BF16 build. */
+ * GEMM_BF16 on an AMD CPU where oneDNN runs AVX512-BF16 (Zen 4 and
+ * later), in an AVX512-BF16 build; Intel CPUs without AMX keep oneDNN's
+ * products. */
 int gemm_attention_dot(void);
 /* oneDNN's effective CPU ISA, e.g. "avx512_core_amx", and whether it has
  * native bf16 arithmetic (AVX512-BF16 or AMX). */
