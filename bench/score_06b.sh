@@ -24,6 +24,7 @@ GEN_NEW=${GEN_NEW:-32}
 export PATH="$PWD/$B/bin:$PATH"
 D=${BENCH_06B_DIR:-$(mktemp -d)}
 [ -n "${BENCH_06B_DIR:-}" ] || trap 'rm -rf "$D"' EXIT
+mkdir -p "$D"   # a BENCH_06B_DIR that does not exist yet
 out=$D/results.jsonl
 : > "$out"
 cat > "$D/config.json" <<'JSON'
