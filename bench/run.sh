@@ -18,7 +18,12 @@ PY=${BENCH_PY:-$B/bench-venv/bin/python}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
-flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx512f|avx512_bf16|amx_bf16|amx_tile)$' | tr '\n' ' ')
+# a virtual machine's model name can be as bare as "AMD EPYC": the family
+# and model say which generation it is
+fam=$(grep -m1 '^cpu family' /proc/cpuinfo | cut -d: -f2 | tr -d ' ')
+mod=$(grep -m1 '^model[[:space:]]*:' /proc/cpuinfo | cut -d: -f2 | tr -d ' ')
+cpu="$cpu (family $fam, model $mod)"
+flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx512f|avx512_bf16|amx_bf16|amx_tile)$' | paste -sd ' ')
 echo "# machine: $cpu, $NPROC cores ($flags), load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
 echo "# commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 
