@@ -19,12 +19,12 @@
  *
  * The float attention kernels use these when gemm_attention_amx() or
  * gemm_attention_dot() (gemm.h) says so: GEMM_BF16 where oneDNN runs AMX
- * and the kernel lets this process use AMX's tile registers, else where
- * oneDNN runs AVX512-BF16. The causal skips are attn_tiles.h's, at the
- * tiles' granularity; each element of C is one fixed sequence of
- * operations, so results do not depend on the thread count. The two
- * engines round their sums differently (AMX's pairs differ from
- * VDPBF16PS's two fused steps), so their bytes differ from each other. */
+ * and the kernel lets this process use AMX's tile registers, else on an
+ * AMD CPU where oneDNN runs AVX512-BF16. The causal skips are
+ * attn_tiles.h's, at the tiles' granularity; each element of C is one
+ * fixed sequence of operations, so results do not depend on the thread
+ * count. The two engines round their sums at different points, so their
+ * bytes differ from each other. */
 #ifndef WDL_ATTN_AMX_H
 #define WDL_ATTN_AMX_H
 #include <stdint.h>
