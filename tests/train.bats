@@ -9,6 +9,10 @@ setup() {
 }
 
 train() { wdl-train -m "$D/m0" --batch 8 --seq 160 --lr 3e-3 --threads 2 -q "$@"; }
+# The same in the background, $pid being wdl-train itself: `train ... &`
+# would put a subshell there, and killing it would leave wdl-train running
+# beside the resumed run (both writing the same outputs).
+train_bg() { wdl-train -m "$D/m0" --batch 8 --seq 160 --lr 3e-3 --threads 2 -q "$@" & pid=$!; }
 
 @test "wdl-init and wdl-train print help" {
   wdl-init --help | grep -q "usage: wdl-init"
@@ -34,8 +38,7 @@ train() { wdl-train -m "$D/m0" --batch 8 --seq 160 --lr 3e-3 --threads 2 -q "$@"
 
 @test "a run killed mid-way and resumed equals an uninterrupted run" {
   train -o "$D/full" --steps 16 --seed 2 "$D/train.jsonl"
-  train -o "$D/res" --steps 16 --seed 2 --save-every 3 "$D/train.jsonl" &
-  pid=$!
+  train_bg -o "$D/res" --steps 16 --seed 2 --save-every 3 "$D/train.jsonl"
   for i in $(seq 1 400); do [ -f "$D/res.ckpt/trainer.json" ] && break; sleep 0.05; done
   kill -9 $pid 2>/dev/null || true
   wait $pid 2>/dev/null || true
@@ -46,8 +49,7 @@ train() { wdl-train -m "$D/m0" --batch 8 --seq 160 --lr 3e-3 --threads 2 -q "$@"
 }
 
 @test "resume refuses a checkpoint made on other data" {
-  train -o "$D/r" --steps 9 --seed 2 --save-every 3 "$D/train.jsonl" &
-  pid=$!
+  train_bg -o "$D/r" --steps 9 --seed 2 --save-every 3 "$D/train.jsonl"
   for i in $(seq 1 400); do [ -f "$D/r.ckpt/trainer.json" ] && break; sleep 0.05; done
   kill -9 $pid 2>/dev/null || true; wait $pid 2>/dev/null || true
   [ -f "$D/r.ckpt/trainer.json" ] || skip "run finished before the first checkpoint"
