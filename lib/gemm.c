@@ -748,6 +748,47 @@ static int few_rows_try(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64
  * 512 with beta 1 (0.55), N 3072 both, and the head's weight gradient, TN
  * 151936 x 1024 x 220 with beta 1 (0.81; C 156 M elements). Every large
  * product of the bench and nano models goes to oneDNN. */
+/* OpenBLAS's sgemm gives other bytes at 1 and 2 threads: measured with
+ * 0.3.21's Zen/Haswell kernels on every shape tried (training's, attention's,
+ * 64 x 32 x 256 alike) and with its generic ones; a call made inside an
+ * OpenMP team runs on one thread, and a product cut into parts gives other
+ * bytes again. So the programs' products that go to OpenBLAS
+ * (GEMM_FP32_AUTO's, and bf16's where it is emulated) run as blocks of C
+ * whose cut depends on the shape alone, each block one single-threaded
+ * call, the blocks shared out over the team: the same bytes at any thread
+ * count, in or out of a team, one process or mpirun's ranks. Products of at
+ * most 2^18 multiply-adds are one call, which OpenBLAS runs on one thread
+ * anyway (its GEMM_MULTITHREAD_THRESHOLD of 4 x 65,536). The larger of M
+ * and N is cut into up to SGEMM_BLOCKS blocks of at least 64 rows or
+ * columns, a multiple of 16; when it is one block, the call still runs
+ * inside a team so that OpenBLAS keeps to one thread. GEMM_FP32
+ * (fp32-openblas, the exactness reference) stays one cblas_sgemm call. */
+#define SGEMM_ONE_CALL_MAX (1 << 18)
+#define SGEMM_BLOCKS 16
+static void sgemm_fixed_blocks(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                               int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    const CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
+    if ((double)M * N * K <= SGEMM_ONE_CALL_MAX) {
+        cblas_sgemm(CblasRowMajor, TA, TB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    const int cols = N >= M;
+    const int64_t dim = cols ? N : M;
+    int64_t bs = (dim + SGEMM_BLOCKS - 1) / SGEMM_BLOCKS;
+    bs = bs < 64 ? 64 : (bs + 15) / 16 * 16;
+    const int64_t nb = (dim + bs - 1) / bs;
+#pragma omp parallel for schedule(dynamic, 1) if (!omp_in_parallel())
+    for (int64_t b = 0; b < nb; b++) {
+        const int64_t s = b * bs, n = dim - s < bs ? dim - s : bs;
+        if (cols)
+            cblas_sgemm(CblasRowMajor, TA, TB, M, n, K, alpha, A, lda, tb ? B + s * ldb : B + s, ldb, beta, C + s,
+                        ldc);
+        else
+            cblas_sgemm(CblasRowMajor, TA, TB, n, N, K, alpha, ta ? A + s : A + s * lda, lda, B, ldb, beta,
+                        C + s * ldc, ldc);
+    }
+}
+
 static int fp32_on_dnnl(const gemm_ctx *g, int tb, int64_t M, int64_t N, int64_t K) {
     if (!g->fp32_dnnl || (double)M * N * K < (double)GEMM_FP32_DNNL_MIN) return 0;
     return tb || (N <= GEMM_FP32_DNNL_MAX_N && M * N <= GEMM_FP32_DNNL_MAX_MN);
@@ -763,8 +804,9 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
     if (prec == GEMM_FP32_AUTO) prec = fp32_on_dnnl(g, tb, M, N, K) ? GEMM_FP32_DNNL : GEMM_FP32;
     if (prec == GEMM_FP32) {
         if (!(M <= GEMM_FEW_ROWS && N * K >= GEMM_FEW_ROWS_MIN_NK)) {
-            cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K,
-                        alpha, A, lda, B, ldb, beta, C, ldc);
+            if (g->prec == GEMM_FP32_AUTO) sgemm_fixed_blocks(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+            else cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N,
+                             K, alpha, A, lda, B, ldb, beta, C, ldc);
             return;
         }
         prec = GEMM_FP32_DNNL;
@@ -825,8 +867,7 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
         else to_bf16_rounded_f32(a, A, ar, ac, lda);
         if (view_of(g, B)) widen_bf16(b, rb, br, bc, ldb);
         else to_bf16_rounded_f32(b, B, br, bc, ldb);
-        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K,
-                    alpha, a, ac, b, bc, beta, C, ldc);
+        sgemm_fixed_blocks(ta, tb, M, N, K, alpha, a, ac, b, bc, beta, C, ldc);
         if (transient) free(e);
         return;
     }

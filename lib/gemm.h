@@ -14,9 +14,13 @@
  *                   matmul (GEMM_FP32_DNNL) when oneDNN runs at AVX-512 or
  *                   newer (gemm_fp32_dnnl_fast), except shapes where
  *                   OpenBLAS measured faster (GEMM_FP32_DNNL_MAX_N and
- *                   _MAX_MN below); the others as GEMM_FP32.
- *                   Another summation order than OpenBLAS, so other bits;
- *                   the same bits for the same inputs, shapes and threads.
+ *                   _MAX_MN below); the others on OpenBLAS, those above
+ *                   2^18 multiply-adds as fixed blocks of C, one
+ *                   single-threaded call each (gemm.c: OpenBLAS's own
+ *                   threading gives other bytes at other thread counts).
+ *                   Other summation orders than one cblas_sgemm call, so
+ *                   other bits; the same bits for the same inputs and
+ *                   shapes, at any thread count (mpirun's ranks run fewer).
  *   GEMM_FP32       OpenBLAS cblas_sgemm, bit for bit, except a product of
  *                   at most GEMM_FEW_ROWS rows of A against at least
  *                   GEMM_FEW_ROWS_MIN_NK elements of B, which runs on the
@@ -31,8 +35,9 @@
  *                   per-thread scratch, products accumulated and written in
  *                   fp32 by oneDNN's matmul (AMX or AVX512-BF16 kernels where
  *                   the CPU has them). Where oneDNN has no bf16 matmul for
- *                   this CPU, the same bf16-rounded inputs go to cblas_sgemm
- *                   (identical semantics, slower).
+ *                   this CPU, the same bf16-rounded inputs go to OpenBLAS
+ *                   in GEMM_FP32_AUTO's fixed blocks (identical semantics,
+ *                   slower).
  *   The few-row kernel: A B^T of at most 4 rows of A in bf16, 8 in fp32,
  *                   with M K <= 12288 (K rounded up to 32), against at least
  *                   GEMM_FEW_ROWS_MIN_NK elements of B held in bf16 (in

@@ -78,6 +78,21 @@ no_output() {
   jq -e '.shard == "6/7" and .window == 32 and (.windows | length) == 1' sp6.json
 }
 
+@test "shard: scoring and decoding give the same bytes at 1 and 2 threads (ranks run fewer threads)" {
+  cd "$C"
+  # default --batch: products large enough for OpenBLAS to thread them,
+  # whose bytes then depended on the thread count (on Zen 3's kernels)
+  for p in fp32 bf16; do
+    for t in 1 2; do
+      wdl-score -m m --field h --precision $p --threads $t -q -o st$t.jsonl sd.jsonl 2>/dev/null
+      wdl-eval -m m --max-new 8 --precision $p --threads $t -q --preds et$t.jsonl -o et$t.json ed.jsonl 2>/dev/null
+    done
+    cmp st1.jsonl st2.jsonl
+    cmp et1.jsonl et2.jsonl
+    [ "$(counts et1.json)" = "$(counts et2.json)" ]
+  done
+}
+
 @test "shard: --shard under mpirun == the same shard from one process" {
   need_mpirun
   cd "$C"
