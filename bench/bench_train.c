@@ -14,6 +14,7 @@
 #include "cli.h"
 #include "common.h"
 #include "config.h"
+#include "attn_tiles.h"
 #include "gemm.h"
 #include "model.h"
 #include "optim.h"
@@ -100,7 +101,8 @@ int main(int argc, char **argv) {
     /* where attention's small products ran (kernels.h) */
     const char *attention = gemm_attention_amx()   ? "amx-tiles"
                             : gemm_attention_dot() ? "avx512bf16-dot"
-                            : gemm_attention_tiles() ? "avx512-tiles"
+                            : gemm_attention_tiles() && c.head_dim <= ATTN_TILES_MAX_HD
+                                ? (ATTN_TILES_AVX512 ? "avx512-tiles" : "avx2-tiles")
                                                      : "gemm-backend";
     /* training: two warm-up steps, then timed steps; best of `repeat` runs */
     double t0 = 0, dt = 1e30;

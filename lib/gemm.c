@@ -987,8 +987,11 @@ int gemm_fp32_dnnl_fast(void) {
     return (isa & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core;
 }
 
+/* An AVX-512 build runs them where oneDNN runs AVX-512 (not under an
+ * ONEDNN_MAX_CPU_ISA cap), an AVX2 build always (up to ATTN_TILES_MAX_HD) */
 int gemm_attention_tiles(void) {
-    return ATTN_TILES_BUILT && g_default && g_default->prec == GEMM_FP32_AUTO && g_default->fp32_dnnl;
+    return ATTN_TILES_BUILT && g_default && g_default->prec == GEMM_FP32_AUTO &&
+           (g_default->fp32_dnnl || !ATTN_TILES_AVX512);
 }
 
 int gemm_attention_amx(void) { return ATTN_AMX_BUILT && g_default && g_default->prec == GEMM_BF16 && g_default->amx; }

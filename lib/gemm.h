@@ -190,8 +190,9 @@ int gemm_is_fp32(gemm_precision p);
  * where GEMM_FP32_AUTO gives it the large products. */
 int gemm_fp32_dnnl_fast(void);
 /* Whether attention's small products run on attn_tiles.h's tiles under
- * the process-wide context: GEMM_FP32_AUTO where gemm_fp32_dnnl_fast(), in
- * an AVX-512 build; else (and without a context) the backend's GEMMs. */
+ * the process-wide context (for head sizes up to ATTN_TILES_MAX_HD):
+ * GEMM_FP32_AUTO where gemm_fp32_dnnl_fast() in an AVX-512 build, or in an
+ * AVX2 build; else (and without a context) the backend's GEMMs. */
 int gemm_attention_tiles(void);
 /* Whether they run in bf16 on attn_amx.h's AMX tiles: GEMM_BF16 where
  * oneDNN runs AMX and the kernel grants this process the tile registers,
