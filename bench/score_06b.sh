@@ -11,7 +11,10 @@
 # from wdl-tok on the plain template's text, plus the end token), fp32 and
 # bf16; greedy decoding of GEN_NEW (32) tokens for GEN_N (4) prompts, and
 # for the first of them alone: wdl-eval -m --max-new vs model.generate,
-# fp32 and bf16 each. THREADS (2) threads everywhere.
+# fp32 and bf16 each. THREADS (2) threads everywhere. PRECISIONS: "fp32
+# bf16", or "fp32" alone on a CPU without bf16 instructions (AVX512-BF16 or
+# AMX), where both sides' bf16 runs emulated or in software and says
+# nothing about either (and transformers' takes many minutes).
 # Slow on 2 cores (several minutes). Prints JSON lines and a summary.
 set -eu
 cd "$(dirname "$0")/.."
@@ -21,6 +24,11 @@ TH=${THREADS:-2}
 N=${N06B:-16}
 GEN_N=${GEN_N:-4}
 GEN_NEW=${GEN_NEW:-32}
+if [ -z "${PRECISIONS:-}" ]; then
+  PRECISIONS=fp32
+  grep -qw -e avx512_bf16 -e amx_bf16 /proc/cpuinfo && PRECISIONS="fp32 bf16"
+fi
+[ "$PRECISIONS" = "fp32 bf16" ] || echo "# precisions: $PRECISIONS (bf16 needs AVX512-BF16 or AMX to say anything)"
 export PATH="$PWD/$B/bin:$PATH"
 D=${BENCH_06B_DIR:-$(mktemp -d)}
 [ -n "${BENCH_06B_DIR:-}" ] || trap 'rm -rf "$D"' EXIT
@@ -66,10 +74,10 @@ timed() { # label kind tokens cmd...: one JSON line from /usr/bin/time -v
   jq -cn --arg l "$label" --arg k "$kind" --argjson w "$wall" --argjson r "$rss" --argjson t "$tok" \
     '{impl: "wdl", bench: $k, run: $l, tokens: $t, wall_s: $w, peak_rss_mb: $r, tokens_per_s_with_load: ($t / $w * 100 | round / 100)}' | tee -a "$out"
 }
-for p in fp32 bf16; do
+for p in $PRECISIONS; do
   timed "score_$p" score "$tokens" wdl-score -m "$D/m" --field h --threads "$TH" --precision "$p" "$D/recs.jsonl"
 done
-for p in $( [ "$GEN_N" -gt 0 ] && echo fp32 bf16); do
+for p in $( [ "$GEN_N" -gt 0 ] && echo $PRECISIONS); do
   timed "gen_$p" generate "$((GEN_N * GEN_NEW))" wdl-eval -m "$D/m" --max-new "$GEN_NEW" --threads "$TH" --precision "$p" \
     --preds "$D/preds_$p.jsonl" "$D/gen.jsonl"
   timed "gen1_$p" generate1 "$GEN_NEW" wdl-eval -m "$D/m" --max-new "$GEN_NEW" --threads "$TH" --precision "$p" \
@@ -77,8 +85,8 @@ for p in $( [ "$GEN_N" -gt 0 ] && echo fp32 bf16); do
 done
 
 if [ -x "$PY" ] && "$PY" -c 'import transformers' 2>/dev/null; then
-  for p in fp32 bf16; do "$PY" bench/hf_06b.py score "$D/m" "$D/ids.jsonl" --dtype "$p" --threads "$TH" | tee -a "$out"; done
-  for p in $( [ "$GEN_N" -gt 0 ] && echo fp32 bf16); do
+  for p in $PRECISIONS; do "$PY" bench/hf_06b.py score "$D/m" "$D/ids.jsonl" --dtype "$p" --threads "$TH" | tee -a "$out"; done
+  for p in $( [ "$GEN_N" -gt 0 ] && echo $PRECISIONS); do
     "$PY" bench/hf_06b.py generate "$D/m" "$D/gen_ids.jsonl" --dtype "$p" --threads "$TH" --max-new "$GEN_NEW" | tee -a "$out"
     "$PY" bench/hf_06b.py generate "$D/m" "$D/gen1_ids.jsonl" --dtype "$p" --threads "$TH" --max-new "$GEN_NEW" |
       jq -c '.bench = "generate1"' | tee -a "$out"
@@ -101,17 +109,18 @@ jq -rs --argjson mb "$(( $(stat -c %s "$D/m/model.safetensors") * 2 / 1048576 ))
   w("generate1"; "gen1_fp32") as $o32 | w("generate1"; "gen1_bf16") as $o16 |
   h("generate1"; "fp32") as $ho32 | h("generate1"; "bf16") as $ho16 |
   "wdl-score fp32: \($s32.tokens_per_s_with_load) tokens/s, peak RSS \($s32.peak_rss_mb) MB = model fp32 bytes + \(($s32.peak_rss_mb - $mb) / 1024 | r2) GB (target <= +1.5 GB: \(ok(1536 - ($s32.peak_rss_mb - $mb); 0)))",
-  "wdl-score bf16: \($s16.tokens_per_s_with_load) tokens/s, peak RSS \($s16.peak_rss_mb) MB",
+  (if $s16 then "wdl-score bf16: \($s16.tokens_per_s_with_load) tokens/s, peak RSS \($s16.peak_rss_mb) MB" else empty end),
   (if $h32 then
     "transformers fp32: \($h32.tokens_per_s_with_load) tokens/s with load (\($h32.tokens_per_s) compute only), peak RSS \($h32.peak_rss_mb) MB",
-    "transformers bf16: \($h16.tokens_per_s_with_load) tokens/s with load (\($h16.tokens_per_s) compute only), peak RSS \($h16.peak_rss_mb) MB",
+    (if $h16 then "transformers bf16: \($h16.tokens_per_s_with_load) tokens/s with load (\($h16.tokens_per_s) compute only), peak RSS \($h16.peak_rss_mb) MB" else empty end),
     "wdl fp32 / transformers fp32 = \($s32.tokens_per_s_with_load / $h32.tokens_per_s_with_load | r2)x (target 3x: \(ok($s32.tokens_per_s_with_load / $h32.tokens_per_s_with_load; 3)); against its compute only \($s32.tokens_per_s_with_load / $h32.tokens_per_s | r2)x)",
-    "wdl bf16 / transformers bf16 = \($s16.tokens_per_s_with_load / $h16.tokens_per_s_with_load | r2)x (target 1.5x: \(ok($s16.tokens_per_s_with_load / $h16.tokens_per_s_with_load; 1.5)); against its compute only \($s16.tokens_per_s_with_load / $h16.tokens_per_s | r2)x)",
-    (if $g32 and $hg then "greedy decoding: wdl-eval fp32 \($g32.tokens_per_s_with_load), bf16 \($g16.tokens_per_s_with_load) tokens/s; transformers generate fp32 \($hg.tokens_per_s_with_load) with load (\($hg.tokens_per_s) compute only), bf16 \($hg16.tokens_per_s_with_load) (\($hg16.tokens_per_s))" else empty end),
+    (if $s16 and $h16 then "wdl bf16 / transformers bf16 = \($s16.tokens_per_s_with_load / $h16.tokens_per_s_with_load | r2)x (target 1.5x: \(ok($s16.tokens_per_s_with_load / $h16.tokens_per_s_with_load; 1.5)); against its compute only \($s16.tokens_per_s_with_load / $h16.tokens_per_s | r2)x)" else empty end),
+    (if $g32 and $hg then "greedy decoding: wdl-eval fp32 \($g32.tokens_per_s_with_load) tokens/s; transformers generate fp32 \($hg.tokens_per_s_with_load) with load (\($hg.tokens_per_s) compute only)" else empty end),
+    (if $g16 and $hg16 then "greedy decoding bf16: wdl-eval \($g16.tokens_per_s_with_load) tokens/s; transformers generate \($hg16.tokens_per_s_with_load) (\($hg16.tokens_per_s))" else empty end),
     (if $g32 and $hg then
     "wdl fp32 / transformers generate fp32 = \($g32.tokens_per_s_with_load / $hg.tokens_per_s_with_load | r2)x (target 2x: \(ok($g32.tokens_per_s_with_load / $hg.tokens_per_s_with_load; 2)); against its compute only \($g32.tokens_per_s_with_load / $hg.tokens_per_s | r2)x)",
-    "wdl bf16 / transformers generate bf16 = \($g16.tokens_per_s_with_load / $hg16.tokens_per_s_with_load | r2)x (target 2x: \(ok($g16.tokens_per_s_with_load / $hg16.tokens_per_s_with_load; 2)); against its compute only \($g16.tokens_per_s_with_load / $hg16.tokens_per_s | r2)x)" else "greedy decoding: not measured" end),
+    (if $g16 and $hg16 then "wdl bf16 / transformers generate bf16 = \($g16.tokens_per_s_with_load / $hg16.tokens_per_s_with_load | r2)x (target 2x: \(ok($g16.tokens_per_s_with_load / $hg16.tokens_per_s_with_load; 2)); against its compute only \($g16.tokens_per_s_with_load / $hg16.tokens_per_s | r2)x)" else empty end) else "greedy decoding: not measured" end),
     (if $o32 and $ho32 then
-    "one prompt alone: wdl / transformers generate = fp32 \($o32.tokens_per_s_with_load / $ho32.tokens_per_s_with_load | r2)x (\($o32.tokens_per_s_with_load) vs \($ho32.tokens_per_s_with_load) tokens/s with load), bf16 \($o16.tokens_per_s_with_load / $ho16.tokens_per_s_with_load | r2)x (\($o16.tokens_per_s_with_load) vs \($ho16.tokens_per_s_with_load))" else empty end)
+    "one prompt alone: wdl / transformers generate = fp32 \($o32.tokens_per_s_with_load / $ho32.tokens_per_s_with_load | r2)x (\($o32.tokens_per_s_with_load) vs \($ho32.tokens_per_s_with_load) tokens/s with load)\(if $o16 and $ho16 then ", bf16 \($o16.tokens_per_s_with_load / $ho16.tokens_per_s_with_load | r2)x (\($o16.tokens_per_s_with_load) vs \($ho16.tokens_per_s_with_load))" else "" end)" else empty end)
    else "transformers: not measured" end)
 ' "$out"
