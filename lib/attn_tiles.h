@@ -4,8 +4,9 @@
  * keys and values: thousands of products per step of a few hundred
  * thousand multiply-adds each, with head_dim (32-128) as one side. Here
  * each product is one pass of 8 x 32 tiles of AVX-512 FMAs (6 x 16 of
- * AVX2 FMAs in an AVX2 build) reading its operands in place (the keys and values transposed once per head where a
- * product needs them so), and the causal mask is used to skip the tiles
+ * AVX2 FMAs in an AVX2 build) reading its operands in place (the keys and
+ * values transposed once per head where a product needs them so), and
+ * the causal mask is used to skip the tiles
  * and the stretches of k that only meet the zeros above the diagonal.
  * On OpenBLAS the whole of attention's forward and backward took
  * 1.07-1.30x as long, for head sizes 32-128 and 77-1,000 positions

@@ -737,17 +737,6 @@ static int few_rows_try(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64
 }
 
 /* ------------------------------------------------------------ the product */
-/* Whether GEMM_FP32_AUTO gives this product to oneDNN's fp32 matmul: at
- * least GEMM_FP32_DNNL_MIN multiply-adds, on a CPU where oneDNN runs
- * AVX-512, except with B not transposed (B [K,N] as stored: input and
- * weight gradients) when N is wider than GEMM_FP32_DNNL_MAX_N or C holds
- * more than GEMM_FP32_DNNL_MAX_MN elements. Measured in place, each
- * product's time summed over 3 fp32 training steps of the Qwen3-0.6B
- * shape (2 x 256 tokens, 2 threads), OpenBLAS's over oneDNN's: 1.04-1.42
- * for every product but NN 512 x 3072 x 1024 (0.52) and TN 1024 x 3072 x
- * 512 with beta 1 (0.55), N 3072 both, and the head's weight gradient, TN
- * 151936 x 1024 x 220 with beta 1 (0.81; C 156 M elements). Every large
- * product of the bench and nano models goes to oneDNN. */
 /* OpenBLAS's sgemm gives other bytes at 1 and 2 threads: measured with
  * 0.3.21's Zen/Haswell kernels on every shape tried (training's, attention's,
  * 64 x 32 x 256 alike) and with its generic ones; a call made inside an
@@ -798,6 +787,17 @@ static void sgemm_fixed_blocks(int ta, int tb, int64_t M, int64_t N, int64_t K, 
     }
 }
 
+/* Whether GEMM_FP32_AUTO gives this product to oneDNN's fp32 matmul: at
+ * least GEMM_FP32_DNNL_MIN multiply-adds, on a CPU where oneDNN runs
+ * AVX-512, except with B not transposed (B [K,N] as stored: input and
+ * weight gradients) when N is wider than GEMM_FP32_DNNL_MAX_N or C holds
+ * more than GEMM_FP32_DNNL_MAX_MN elements. Measured in place, each
+ * product's time summed over 3 fp32 training steps of the Qwen3-0.6B
+ * shape (2 x 256 tokens, 2 threads), OpenBLAS's over oneDNN's: 1.04-1.42
+ * for every product but NN 512 x 3072 x 1024 (0.52) and TN 1024 x 3072 x
+ * 512 with beta 1 (0.55), N 3072 both, and the head's weight gradient, TN
+ * 151936 x 1024 x 220 with beta 1 (0.81; C 156 M elements). Every large
+ * product of the bench and nano models goes to oneDNN. */
 static int fp32_on_dnnl(const gemm_ctx *g, int tb, int64_t M, int64_t N, int64_t K) {
     if (!g->fp32_dnnl || (double)M * N * K < (double)GEMM_FP32_DNNL_MIN) return 0;
     return tb || (N <= GEMM_FP32_DNNL_MAX_N && M * N <= GEMM_FP32_DNNL_MAX_MN);
