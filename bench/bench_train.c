@@ -101,7 +101,7 @@ int main(int argc, char **argv) {
     /* where attention's small products ran (kernels.h) */
     const char *attention = gemm_attention_amx()   ? "amx-tiles"
                             : gemm_attention_dot() ? "avx512bf16-dot"
-                            : gemm_attention_tiles() && c.head_dim <= ATTN_TILES_MAX_HD
+                            : gemm_attention_tiles_for(c.head_dim)
                                 ? (ATTN_TILES_AVX512 ? "avx512-tiles" : "avx2-tiles")
                                                      : "gemm-backend";
     /* training: two warm-up steps, then timed steps; best of `repeat` runs */

@@ -757,14 +757,12 @@ static int few_rows_try(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64
  * grid 152-165). When it is one block, the call still runs inside a team
  * so that OpenBLAS keeps to one thread. GEMM_FP32 (fp32-openblas, the
  * exactness reference) stays one cblas_sgemm call. */
-#define SGEMM_ONE_CALL_MAX (1 << 18)
 #define SGEMM_BLOCKS 16
 #define SGEMM_MIN_SIDE 64
-static int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
 static void sgemm_fixed_blocks(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                                int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     const CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
-    if ((double)M * N * K <= SGEMM_ONE_CALL_MAX) {
+    if ((double)M * N * K <= GEMM_FP32_ONE_CALL_MAX) {
         cblas_sgemm(CblasRowMajor, TA, TB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
@@ -772,7 +770,7 @@ static void sgemm_fixed_blocks(int ta, int tb, int64_t M, int64_t N, int64_t K, 
     double best_cost = 0;
     for (int64_t r = 1; r <= SGEMM_BLOCKS; r *= 2)
         for (int64_t c = 1; r * c <= SGEMM_BLOCKS; c *= 2) {
-            const int64_t sm = round16((M + r - 1) / r), sn = round16((N + c - 1) / c);
+            const int64_t sm = amx_up((M + r - 1) / r, 16), sn = amx_up((N + c - 1) / c, 16);
             if ((r > 1 && sm < SGEMM_MIN_SIDE) || (c > 1 && sn < SGEMM_MIN_SIDE)) continue;
             const int64_t n = ((M + sm - 1) / sm) * ((N + sn - 1) / sn);
             const double cost = (double)r * N + (double)c * M;
@@ -1002,6 +1000,8 @@ int gemm_attention_tiles(void) {
     return ATTN_TILES_BUILT && g_default && g_default->prec == GEMM_FP32_AUTO &&
            (g_default->fp32_dnnl || !ATTN_TILES_AVX512);
 }
+
+int gemm_attention_tiles_for(int64_t head_dim) { return gemm_attention_tiles() && head_dim <= ATTN_TILES_MAX_HD; }
 
 int gemm_attention_amx(void) { return ATTN_AMX_BUILT && g_default && g_default->prec == GEMM_BF16 && g_default->amx; }
 

@@ -81,6 +81,10 @@ typedef enum { GEMM_FP32 = 0, GEMM_BF16 = 1, GEMM_FP32_DNNL = 2, GEMM_FP32_AUTO 
 #define GEMM_FP32_DNNL_MAX_MN (1LL << 24)
 #define GEMM_FEW_ROWS 16
 #define GEMM_FEW_ROWS_MIN_NK (1 << 16)
+/* GEMM_FP32_AUTO's OpenBLAS products (and emulated bf16's) of at most this
+ * many multiply-adds are one cblas_sgemm call; larger ones run as fixed
+ * blocks (gemm.c) */
+#define GEMM_FP32_ONE_CALL_MAX (1 << 18)
 
 typedef struct gemm_ctx gemm_ctx;
 
@@ -194,6 +198,10 @@ int gemm_fp32_dnnl_fast(void);
  * GEMM_FP32_AUTO where gemm_fp32_dnnl_fast() in an AVX-512 build, or in an
  * AVX2 build; else (and without a context) the backend's GEMMs. */
 int gemm_attention_tiles(void);
+/* Whether attention with this head_dim takes them: gemm_attention_tiles()
+ * and head_dim <= ATTN_TILES_MAX_HD (the one place the kernels and the
+ * bench ask). */
+int gemm_attention_tiles_for(int64_t head_dim);
 /* Whether they run in bf16 on attn_amx.h's AMX tiles: GEMM_BF16 where
  * oneDNN runs AMX and the kernel grants this process the tile registers,
  * in an AMX-BF16 build. */

@@ -283,8 +283,7 @@ void attention_forward(R *out, R *att, R *stats, const R *q, const R *k, const R
     att_seq sq[d.B > 0 ? d.B : 1];
     att_seqs(sq, d);
 #if ATT_TILES
-    const int tiles = scratch && gemm_attention_tiles() && d.HD <= ATTN_TILES_MAX_HD,
-              amx = scratch && gemm_attention_amx(),
+    const int tiles = scratch && gemm_attention_tiles_for(d.HD), amx = scratch && gemm_attention_amx(),
               bf = amx || (scratch && gemm_attention_dot());
 #endif
 #pragma omp parallel for schedule(dynamic, 1) if (d.B * d.NH * d.T * d.T * d.HD > PAR_MIN)
@@ -358,8 +357,7 @@ void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *att, const 
     att_seq sq[d.B > 0 ? d.B : 1];
     att_seqs(sq, d);
 #if ATT_TILES
-    const int tiles = gemm_attention_tiles() && d.HD <= ATTN_TILES_MAX_HD, amx = gemm_attention_amx(),
-              bf = amx || gemm_attention_dot();
+    const int tiles = gemm_attention_tiles_for(d.HD), amx = gemm_attention_amx(), bf = amx || gemm_attention_dot();
 #endif
 #pragma omp parallel for schedule(dynamic, 1) if (d.B * d.KVH * d.T * d.T * d.HD > PAR_MIN)
     for (int64_t bk = 0; bk < d.B * d.KVH; bk++) {

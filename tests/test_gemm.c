@@ -757,7 +757,7 @@ static void test_fp32_auto(void **state) {
             const size_t n = sizeof(float) * (size_t)(p.M * p.ldc);
             /* OpenBLAS's products above 2^18 multiply-adds run as fixed
              * blocks (gemm.c), not one call: other bytes than fp32-openblas */
-            const int blocked = !dn && (double)p.M * p.N * p.K > (double)(1 << 18);
+            const int blocked = !dn && (double)p.M * p.N * p.K > (double)GEMM_FP32_ONE_CALL_MAX;
             float *C = run(a, &p), *R = run(dn ? d : o, &p);
             if (dn && p.M >= 48 && p.M % 16 && p.N * p.K >= GEMM_FEW_ROWS_MIN_NK) {
                 /* split as the largest multiple of 16 rows, then the rest (gemm.c) */
