@@ -67,7 +67,7 @@ struct gemm_ctx {
     size_t ntab, nent, max_cached;
     int64_t emulated, own_scaled;
     atomic_llong few_rows;      /* products run by few_rows_bf16 */
-    int no_few_rows;            /* gemm_ctx_few_rows(g, 0) (tests) */
+    int few_mode;               /* gemm_ctx_few_rows: 0 off, 1 on, 2 the AVX2 kernel (tests) */
     int native;                 /* gemm_bf16_native() */
     int fp32_dnnl;              /* gemm_fp32_dnnl_fast(): GEMM_FP32_AUTO sends large products to oneDNN */
     int amx;                    /* GEMM_BF16 with AMX granted to this process: attention on attn_amx.h */
@@ -104,6 +104,7 @@ gemm_ctx *gemm_ctx_new(gemm_precision p) {
     gemm_ctx *g = xcalloc(1, sizeof *g);
     g->prec = p;
     g->max_cached = GEMM_MAX_CACHED;
+    g->few_mode = 1;
     g->native = gemm_bf16_native();
     g->fp32_dnnl = gemm_fp32_dnnl_fast();
     /* oneDNN asks for the tile registers itself when it runs AMX; the
@@ -149,7 +150,7 @@ void gemm_ctx_free(gemm_ctx *g) {
 
 gemm_precision gemm_ctx_precision(const gemm_ctx *g) { return g->prec; }
 int64_t gemm_ctx_few_row_products(gemm_ctx *g) { return (int64_t)atomic_load(&g->few_rows); }
-void gemm_ctx_few_rows(gemm_ctx *g, int on) { g->no_few_rows = !on; }
+void gemm_ctx_few_rows(gemm_ctx *g, int mode) { g->few_mode = mode; }
 
 void gemm_ctx_set_cache_limit(gemm_ctx *g, size_t n) { g->max_cached = n; }
 
@@ -597,11 +598,50 @@ void gemm_set_readonly(int which, const float *base, size_t n) {
 #define FEW_ROWS_BF16 4
 #define FEW_ROWS_FP32 8
 #define FEW_A_MAX 12288
+/* The order of each element of C's sum, on either kernel below: 16 lanes,
+ * lane p adding by FMA, block after block of 32 k, first the product of
+ * the block's elements 8 (p / 4) + p % 4 and then that of element
+ * 8 (p / 4) + 4 + p % 4 (the order in which widening a block of bf16
+ * unpacks it); the tail of K is zero. Then lanes p and p + 8 are added,
+ * p and p + 4 of those, p and p + 2, and the last two. The AVX-512 kernel
+ * holds the 16 lanes in one register, the AVX2 kernel in two (lanes 0-7
+ * from a block's first 16 elements, 8-15 from its last 16): the same
+ * bytes on either CPU (tests/test_gemm.c checks both against a scalar
+ * model of this order). A's rows are stored in the lanes' order
+ * (few_permute_a, few_widen_a), kp floats each. */
+static void few_permute_a_any(float *ap, const float *a, int64_t lda, int64_t M, int64_t K, int64_t kp) {
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t k = 0; k < kp; k += 32)
+            for (int64_t p = 0; p < 16; p++) {
+                const int64_t i0 = k + 8 * (p / 4) + p % 4, i1 = i0 + 4;
+                ap[m * kp + k + p] = i0 < K ? a[m * lda + i0] : 0.0f;
+                ap[m * kp + k + 16 + p] = i1 < K ? a[m * lda + i1] : 0.0f;
+            }
+}
+static void few_widen_a_any(float *ap, const uint16_t *a, int64_t lda, int64_t M, int64_t K, int64_t kp) {
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t k = 0; k < kp; k += 32)
+            for (int64_t p = 0; p < 16; p++) {
+                const int64_t i0 = k + 8 * (p / 4) + p % 4, i1 = i0 + 4;
+                ap[m * kp + k + p] = i0 < K ? st_bf16_to_f32(a[m * lda + i0]) : 0.0f;
+                ap[m * kp + k + 16 + p] = i1 < K ? st_bf16_to_f32(a[m * lda + i1]) : 0.0f;
+            }
+}
+
 #if defined(__x86_64__) && defined(__GNUC__)
-/* A's rows (bf16, stride lda) widened into 32-float blocks in the order the
- * weights' widening produces: unpacking the low (high) four 16-bit words of
- * each 128-bit lane against zero gives fp32 lanes 4l + i = word 8l + i
- * (8l + 4 + i); the tail of K is zero. ap holds M rows of kp floats. */
+/* lanes 0-7 and 8-15 summed in the order above (written out rather than
+ * _mm512_reduce_add_ps, whose order is the compiler's) */
+__attribute__((target("avx2"), always_inline))
+static inline float few_sum16(__m256 l0, __m256 l8) {
+    const __m256 t = _mm256_add_ps(l8, l0);
+    const __m128 u = _mm_add_ps(_mm256_extractf128_ps(t, 1), _mm256_castps256_ps128(t));
+    const __m128 v = _mm_add_ps(u, _mm_movehl_ps(u, u));
+    return _mm_cvtss_f32(v) + _mm_cvtss_f32(_mm_shuffle_ps(v, v, 1));
+}
+
+/* A's rows (bf16, stride lda) widened into 32-float blocks in the lanes'
+ * order: unpacking the low (high) four 16-bit words of each 128-bit lane
+ * against zero gives fp32 lanes 4l + i = word 8l + i (8l + 4 + i). */
 __attribute__((target("avx512f,avx512bw")))
 static void few_widen_a(float *ap, const uint16_t *a, int64_t lda, int64_t M, int64_t K, int64_t kp) {
     const __m512i zero = _mm512_setzero_si512();
@@ -655,7 +695,9 @@ static inline void few_tile(const int mb, int64_t K, int64_t kp, const float *ap
         }
     }
     for (int m = 0; m < mb; m++)
-        for (int j = 0; j < FEW_NB; j++) sum[m][j] = _mm512_reduce_add_ps(acc[m][j]);
+        for (int j = 0; j < FEW_NB; j++)
+            sum[m][j] = few_sum16(_mm512_castps512_ps256(acc[m][j]),
+                                  _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[m][j]), 1)));
 }
 
 /* C = alpha A B^T + beta C for A [M,K] widened by few_widen_a (rows of kp),
@@ -686,11 +728,93 @@ static void few_rows_bf16(int64_t M, int64_t N, int64_t K, int64_t kp, float alp
         }
     }
 }
+
+/* The AVX2 kernel: 16 registers, so a tile is FEW2_MB rows of A against
+ * FEW2_NB rows of B, two accumulators each; a block of FEW_NB rows of B
+ * (at most 24 KB of bf16 in the 0.6B shape) is read from memory by its
+ * first tile and from cache by the others. The last block of K, when
+ * shorter than 32, is read through a zero-padded copy (no 16-bit masked
+ * loads in AVX2). */
+#define FEW2_MB 4
+#define FEW2_NB 1
+__attribute__((target("avx2,fma"), always_inline))
+static inline void few_tile_avx2(const int mb, int64_t K, int64_t kp, const float *ap, const uint16_t *const *b,
+                                 float sum[FEW_MB][FEW_NB], int j0) {
+    const __m256i zero = _mm256_setzero_si256();
+    __m256 acc[FEW2_MB][FEW2_NB][2];
+    uint16_t tail[FEW2_NB][32] __attribute__((aligned(32)));
+    for (int m = 0; m < mb; m++)
+        for (int j = 0; j < FEW2_NB; j++) acc[m][j][0] = acc[m][j][1] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < kp; k += 32) {
+        const uint16_t *bk[FEW2_NB];
+        for (int j = 0; j < FEW2_NB; j++) {
+            if (K - k >= 32) {
+                bk[j] = b[j0 + j] + k;
+                _mm_prefetch((const char *)(bk[j] + FEW_PF), _MM_HINT_T0);
+            } else {
+                memset(tail[j], 0, sizeof tail[j]);
+                memcpy(tail[j], b[j0 + j] + k, sizeof(uint16_t) * (size_t)(K - k));
+                bk[j] = tail[j];
+            }
+        }
+        for (int h = 0; h < 2; h++) {   /* lanes 8h .. 8h + 7 */
+            __m256 lo[FEW2_NB], hi[FEW2_NB];
+            for (int j = 0; j < FEW2_NB; j++) {
+                const __m256i w = _mm256_loadu_si256((const __m256i *)(bk[j] + 16 * h));
+                lo[j] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, w));
+                hi[j] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, w));
+            }
+            for (int m = 0; m < mb; m++) {
+                __m256 x = _mm256_loadu_ps(ap + m * kp + k + 8 * h);
+                for (int j = 0; j < FEW2_NB; j++) acc[m][j][h] = _mm256_fmadd_ps(x, lo[j], acc[m][j][h]);
+                x = _mm256_loadu_ps(ap + m * kp + k + 16 + 8 * h);
+                for (int j = 0; j < FEW2_NB; j++) acc[m][j][h] = _mm256_fmadd_ps(x, hi[j], acc[m][j][h]);
+            }
+        }
+    }
+    for (int m = 0; m < mb; m++)
+        for (int j = 0; j < FEW2_NB; j++) sum[m][j0 + j] = few_sum16(acc[m][j][0], acc[m][j][1]);
+}
+
+__attribute__((target("avx2,fma")))
+static void few_rows_bf16_avx2(int64_t M, int64_t N, int64_t K, int64_t kp, float alpha, const float *ap,
+                               const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    const int64_t nblocks = (N + FEW_NB - 1) / FEW_NB;
+#pragma omp parallel for schedule(static) if (!omp_in_parallel())
+    for (int64_t nb = 0; nb < nblocks; nb++) {
+        const int64_t n0 = nb * FEW_NB, nn = N - n0 < FEW_NB ? N - n0 : FEW_NB;
+        const uint16_t *b[FEW_NB];
+        for (int j = 0; j < FEW_NB; j++) b[j] = B + (n0 + (j < nn ? j : nn - 1)) * ldb;
+        for (int64_t m0 = 0; m0 < M; m0 += FEW_MB) {
+            float sum[FEW_MB][FEW_NB];
+            for (int64_t mm = m0; mm < M && mm < m0 + FEW_MB; mm += FEW2_MB) {
+                const float *a = ap + mm * kp;
+                float (*s)[FEW_NB] = sum + (mm - m0);
+                for (int j0 = 0; j0 < nn; j0 += FEW2_NB)
+                    switch (M - mm < FEW2_MB ? M - mm : FEW2_MB) {
+                    case 1: few_tile_avx2(1, K, kp, a, b, s, j0); break;
+                    case 2: few_tile_avx2(2, K, kp, a, b, s, j0); break;
+                    case 3: few_tile_avx2(3, K, kp, a, b, s, j0); break;
+                    default: few_tile_avx2(4, K, kp, a, b, s, j0); break;
+                    }
+            }
+            for (int64_t m = 0; m < FEW_MB && m0 + m < M; m++)
+                for (int64_t j = 0; j < nn; j++) {
+                    float *c = &C[(m0 + m) * ldc + n0 + j];
+                    *c = beta == 0.0f ? alpha * sum[m][j] : alpha * sum[m][j] + beta * *c;
+                }
+        }
+    }
+}
+
+/* 1: AVX-512 (F and BW), 2: AVX2 and FMA, 0: neither */
 static int few_rows_hw(void) {
     static int hw = -1;
     if (hw < 0) {
         __builtin_cpu_init();
-        hw = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") ? 1 : 0;
+        hw = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") ? 1
+             : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")    ? 2
+                                                                                   : 0;
     }
     return hw;
 }
@@ -705,6 +829,10 @@ static void few_rows_bf16(int64_t M, int64_t N, int64_t K, int64_t kp, float alp
                           const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     die("internal: no few-row bf16 kernel on this platform");
 }
+static void few_rows_bf16_avx2(int64_t M, int64_t N, int64_t K, int64_t kp, float alpha, const float *ap,
+                               const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    die("internal: no few-row bf16 kernel on this platform");
+}
 static int few_rows_hw(void) { return 0; }
 #endif
 
@@ -717,21 +845,22 @@ static int few_rows_try(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64
     const int64_t kp = (K + 31) / 32 * 32;
     if (ta || !tb || M <= 0 || alpha == 0.0f || M > (g->prec == GEMM_BF16 ? FEW_ROWS_BF16 : FEW_ROWS_FP32) ||
         M * kp > FEW_A_MAX ||
-        N * K < GEMM_FEW_ROWS_MIN_NK || g->no_few_rows || (g->prec != GEMM_BF16 && !gemm_is_fp32(g->prec)) ||
+        N * K < GEMM_FEW_ROWS_MIN_NK || g->few_mode == 0 || (g->prec != GEMM_BF16 && !gemm_is_fp32(g->prec)) ||
         !few_rows_hw())
         return 0;
     const uint16_t *b16 = readonly_bf16(g, B, N, K, ldb);   /* in fp32 contexts only shadows are there */
     if (!b16) return 0;
+    const int avx512 = few_rows_hw() == 1 && g->few_mode == 1;
     gemm_slot *s = my_slot(g);
     float *ap = slot_buf(s, 3, sizeof(float) * (size_t)(M * kp));
     if (g->prec != GEMM_BF16)
-        few_permute_a(ap, A, lda, M, K, kp);
+        (avx512 ? few_permute_a : few_permute_a_any)(ap, A, lda, M, K, kp);
     else {
         const uint16_t *a16 = readonly_bf16(g, A, M, K, lda);   /* held in bf16: read in place, stride lda */
-        if (a16) few_widen_a(ap, a16, lda, M, K, kp);
-        else few_widen_a(ap, converted(g, s, 0, A, M, K, lda, NULL), K, M, K, kp);   /* a dense copy */
+        if (!a16) a16 = converted(g, s, 0, A, M, K, lda, NULL), lda = K;   /* a dense copy */
+        (avx512 ? few_widen_a : few_widen_a_any)(ap, a16, lda, M, K, kp);
     }
-    few_rows_bf16(M, N, K, kp, alpha, ap, b16, ldb, beta, C, ldc);
+    (avx512 ? few_rows_bf16 : few_rows_bf16_avx2)(M, N, K, kp, alpha, ap, b16, ldb, beta, C, ldc);
     atomic_fetch_add(&g->few_rows, 1);
     return 1;
 }

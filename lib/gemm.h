@@ -43,8 +43,9 @@
  *                   GEMM_FEW_ROWS_MIN_NK elements of B held in bf16 (in
  *                   bf16 a read-only range or a view, in fp32 a shadow):
  *                   decoding's linear layers and LM head. On any CPU with
- *                   AVX-512 (F and BW) these run on gemm.c's own kernel,
- *                   which reads B once at close to the memory bandwidth:
+ *                   AVX-512 (F and BW), or AVX2 and FMA, these run on
+ *                   gemm.c's own kernels (the same bytes on either), which
+ *                   read B once at close to the memory bandwidth:
  *                   exact products of the same values, accumulated in fp32
  *                   in another order (in bf16, denormal inputs are kept,
  *                   not zeroed as AMX does).
@@ -99,10 +100,12 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
  * dense scratch, applying alpha and beta itself as it copies the result
  * into C (for tests and the bench; see gemm.c's make_entry). */
 void gemm_ctx_stats(gemm_ctx *g, int64_t *primitives, int64_t *emulated, int64_t *own_scaled);
-/* Number of bf16 products run by the few-row kernel so far, and a switch
- * that sends them to oneDNN instead (on by default; tests compare the two). */
+/* Number of products run by the few-row kernel so far, and a switch: 1 (the
+ * default) runs them on the CPU's kernel, 0 sends them to oneDNN instead,
+ * 2 runs them on the AVX2 kernel even where AVX-512's is there (tests
+ * compare them). */
 int64_t gemm_ctx_few_row_products(gemm_ctx *g);
-void gemm_ctx_few_rows(gemm_ctx *g, int on);
+void gemm_ctx_few_rows(gemm_ctx *g, int mode);
 /* oneDNN's gemm-based matmul (small shapes) scales and accumulates in a
  * scalar loop; products it would run get alpha and beta applied by
  * gemm_run in a vector loop instead. This makes every product with alpha

@@ -464,7 +464,9 @@ static void test_bf16_denormals(void **state) {
 }
 
 /* bf16 A B^T of a few rows against large weights held in bf16 (decoding)
- * runs on gemm.c's own kernel where the CPU has AVX-512 (F and BW): within
+ * runs on gemm.c's own kernels where the CPU has AVX-512 (F and BW) or
+ * AVX2 and FMA: the bytes of a scalar model of their order of summation,
+ * on both kernels (the AVX2 one forced where AVX-512's would run); within
  * the bounds of every bf16 product, against the fp32 and the rounded
  * inputs; within the accumulation bound of oneDNN's result for the same
  * call (two fp32 sums of the same exact products); the same bytes with 1
@@ -476,12 +478,65 @@ static void test_bf16_denormals(void **state) {
  * both). */
 static int few_rows_cpu(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+    return (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) ||
+           (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"));
+}
+
+/* The few-row kernels' order of summation (gemm.c), in scalar code: for
+ * each element of C, 16 lanes; lane q takes, block after block of 32 k,
+ * the products of elements 8 (q / 4) + q % 4 and 8 (q / 4) + 4 + q % 4 by
+ * FMA; then lanes q and q + 8 are added, q and q + 4, q and q + 2, and the
+ * last two. Both kernels (AVX-512, AVX2) must give these bytes. B is read
+ * as bf16; A too when round_a (the bf16 path). */
+static float *few_order(const problem *p, int round_a) {
+    float *C = xmalloc(sizeof(float) * (size_t)(p->M * p->ldc));
+    memcpy(C, p->C0, sizeof(float) * (size_t)(p->M * p->ldc));
+    for (int64_t i = 0; i < p->M; i++)
+        for (int64_t j = 0; j < p->N; j++) {
+            float lane[16] = {0}, t[8], u[4];
+            for (int64_t k0 = 0; k0 < p->K; k0 += 32)
+                for (int q = 0; q < 16; q++)
+                    for (int half = 0; half < 2; half++) {
+                        const int64_t k = k0 + 8 * (q / 4) + 4 * half + q % 4;
+                        if (k >= p->K) continue;   /* the kernels add 0 x 0 */
+                        float a = a_at(p, p->A, i, k);
+                        if (round_a) a = bf16_round(a);
+                        lane[q] = fmaf(a, bf16_round(b_at(p, p->B, k, j)), lane[q]);
+                    }
+            for (int q = 0; q < 8; q++) t[q] = lane[q + 8] + lane[q];
+            for (int q = 0; q < 4; q++) u[q] = t[q + 4] + t[q];
+            const float s = (u[0] + u[2]) + (u[1] + u[3]);
+            float *c = &C[i * p->ldc + j];
+            *c = p->beta == 0.0f ? p->alpha * s : p->alpha * s + p->beta * *c;
+        }
+    return C;
+}
+/* The product on the AVX2 kernel (where the CPU has AVX-512 too) and in
+ * the scalar order: C's bytes. */
+static void few_same_bytes(gemm_precision prec, const problem *p, int round_a, const float *C) {
+    const size_t n = sizeof(float) * (size_t)(p->M * p->ldc), nb = (size_t)((p->tb ? p->N : p->K) * p->ldb);
+    float *O = few_order(p, round_a);
+    assert_memory_equal(C, O, n);
+    gemm_ctx *g2 = gemm_ctx_new(prec);
+    gemm_ctx_few_rows(g2, 2);
+    uint16_t *b16 = NULL;
+    if (prec == GEMM_BF16)
+        gemm_ctx_set_readonly(g2, 0, p->B, nb);
+    else {   /* B's floats are bf16 values */
+        b16 = xmalloc(sizeof(uint16_t) * nb);
+        for (size_t i = 0; i < nb; i++) b16[i] = st_f32_to_bf16(p->B[i]);
+        gemm_ctx_add_bf16_shadow(g2, p->B, nb, b16);
+    }
+    float *C2 = run(g2, p);
+    assert_int_equal(gemm_ctx_few_row_products(g2), 1);
+    assert_memory_equal(C, C2, n);
+    gemm_ctx_free(g2);
+    free(C2); free(b16); free(O);
 }
 static void test_bf16_few_rows(void **state) {
     (void)state;
     const int hw = few_rows_cpu();
-    if (!hw) print_message("# no AVX-512 here: every product below must go to oneDNN\n");
+    if (!hw) print_message("# neither AVX-512 nor AVX2 here: every product below must go to oneDNN\n");
     gemm_ctx *g = gemm_ctx_new(GEMM_BF16), *d = gemm_ctx_new(GEMM_BF16);
     gemm_ctx_few_rows(d, 0);
     /* M, N, K, transposes (ta + 2 tb), taken by the kernel? */
@@ -525,6 +580,7 @@ static void test_bf16_few_rows(void **state) {
                     worst_vs_dnnl = fmax(worst_vs_dnnl, e / bound);
                 }
             if (hw && cases[c].few) {
+                few_same_bytes(GEMM_BF16, &p, 1, C);
                 /* thread count, a parallel region: the same bytes */
                 int nt = omp_get_max_threads();
                 omp_set_num_threads(1);
@@ -562,7 +618,7 @@ static void test_bf16_few_rows(void **state) {
     assert_memory_equal(C1, C2, sizeof(float) * M * N);
     gemm_ctx_drop_bf16_views(g, V, (size_t)(N * K));
     print_message("few rows (%s): %lld products on the kernel; worst error / bound %.3f against the rounded "
-                  "inputs, %.3f against oneDNN's result\n", hw ? "AVX-512" : "not this CPU",
+                  "inputs, %.3f against oneDNN's result\n", hw ? "AVX-512 or AVX2" : "not this CPU",
                   (long long)gemm_ctx_few_row_products(g), worst, worst_vs_dnnl);
     gemm_ctx_free(g);
     gemm_ctx_free(d);
@@ -602,6 +658,7 @@ static void test_fp32_few_rows_shadow(void **state) {
         if (taken) {
             assert_memory_equal(E, D, sizeof(float) * (size_t)(p.M * p.ldc));   /* before: oneDNN's bytes */
             same_at_1_and_2_threads(g, &p, C);
+            few_same_bytes(GEMM_FP32, &p, 0, C);
         } else
             assert_memory_equal(C, E, sizeof(float) * (size_t)(p.M * p.ldc));
         gemm_ctx_drop_bf16_views(g, p.B, nb);

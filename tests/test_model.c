@@ -805,7 +805,7 @@ static void test_forward_bf16_weights(void **st) {
 
 /* model_load_decode: in fp32, a checkpoint with BF16 matrices keeps them
  * mapped as shadows of the fp32 weights, and decoding's few-row products
- * read them (the few-row kernel, where the CPU has AVX-512): the same fp32
+ * read them (the few-row kernel, where the CPU has AVX-512 or AVX2): the same fp32
  * weights bytes as model_load, and prefill plus decoding steps within
  * 1e-5 of its logits (the bound of decoding against the full forward),
  * for one sequence and three. F32 on disk: no shadows. In bf16 it is
@@ -860,7 +860,8 @@ static void test_decode_fp32_shadows(void **st) {
     assert_memory_equal(ref->params, dec->params, sizeof(float) * ref->nparams);
     assert_memory_equal(ref->params, cp->params, sizeof(float) * ref->nparams);
     __builtin_cpu_init();
-    int hw = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+    int hw = (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) ||
+             (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"));
     for (int64_t nb = 1; nb <= 3; nb += 2) {
         int64_t f0 = gemm_ctx_few_row_products(gemm_default());
         float *z0 = decode_run(ref, nb);
