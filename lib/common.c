@@ -226,8 +226,22 @@ char *wdl_tmp_name(const char *final_path) {
 void wdl_commit(const char *tmp, const char *final_path) {
     struct stat st;
     if (stat(tmp, &st) == 0 && S_ISDIR(st.st_mode) && wdl_is_dir(final_path)) {
-        /* rename() cannot replace a non-empty directory: move the old one
-         * aside first, then swap, then delete it. */
+        /* rename() cannot replace a non-empty directory. Linux swaps the
+         * two in one step (RENAME_EXCHANGE): the final path holds the old
+         * tree or the new one at every instant; the old one, now at tmp
+         * (still registered, so deleted if we die here), goes after. */
+#ifdef RENAME_EXCHANGE
+        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, final_path, RENAME_EXCHANGE) == 0) {
+            wdl_rmtree(tmp);
+            wdl_tmp_unregister(tmp);
+            return;
+        }
+        if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+            die("%s: cannot replace: %s", final_path, strerror(errno));
+#endif
+        /* a filesystem without the swap: move the old one aside first,
+         * then rename, then delete it (a kill between the two renames
+         * leaves the old tree hidden beside the final path) */
         char *old = wdl_tmp_name(final_path);
         size_t n = strlen(old) + 5;
         char *old2 = xmalloc(n);

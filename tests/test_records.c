@@ -1,12 +1,18 @@
 /* test_records.c: record streams (plain, zstd, stdin, archive members),
  * long lines, byte-exact pass-through, prompt/completion access.
- * Error paths (which die) are covered by tests/data.bats. */
+ * Error paths (which die) are covered by tests/data.bats. Also
+ * wdl_commit replacing a directory: never missing in between. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 #include <archive.h>
 #include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -100,6 +106,60 @@ static void test_no_temp_left(void **st) {
     assert_true(wdl_exists(p));
     free(t);
     free(p);
+}
+
+/* wdl_commit replacing a directory (a checkpoint written over the last
+ * one): the final path holds a whole tree, the old or the new, at every
+ * instant, so a process killed mid-commit leaves one of them, never
+ * none. A second thread looks at the path without pause while the main
+ * one commits new trees over it many times; each commit's tree is whole
+ * (its file says which) and nothing is left beside it. */
+typedef struct { const char *file; atomic_int stop; long looks, missing; } watcher;
+static void *watch(void *arg) {
+    watcher *w = arg;
+    while (!atomic_load(&w->stop)) {
+        w->looks++;
+        if (access(w->file, F_OK) != 0) w->missing++;
+    }
+    return NULL;
+}
+static void test_commit_dir_never_missing(void **st) {
+    char *dir = tpath("ckpt"), *file = tpath("ckpt/step"), *other = tpath("other");
+    wdl_mkdirs(dir);
+    wdl_mkdirs(other);
+    if (renameat2(AT_FDCWD, other, AT_FDCWD, dir, RENAME_EXCHANGE) != 0) {   /* the filesystem cannot swap */
+        print_message("# skipped: no RENAME_EXCHANGE on %s's filesystem (%s)\n", tmpdir, strerror(errno));
+        wdl_rmtree(dir); wdl_rmtree(other);
+        free(dir); free(file); free(other);
+        skip();
+    }
+    wdl_rmtree(other);
+    free(other);
+    write_bytes(file, "0", 1);
+    watcher w = {file, 0, 0, 0};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, watch, &w), 0);
+    enum { COMMITS = 3000 };
+    for (int i = 1; i <= COMMITS; i++) {
+        char *t = wdl_tmp_name(dir), *tf = wdl_path_join(t, "step"), num[16];
+        wdl_tmp_register(t);
+        wdl_mkdirs(t);
+        snprintf(num, sizeof num, "%d", i);
+        write_bytes(tf, num, strlen(num));
+        wdl_commit(t, dir);
+        assert_false(wdl_exists(t));
+        free(t); free(tf);
+    }
+    atomic_store(&w.stop, 1);
+    pthread_join(th, NULL);
+    size_t n;
+    char *got = wdl_read_file(file, &n);
+    assert_string_equal(got, "3000");
+    print_message("# %ld looks at the committed tree during %d commits, %ld found it missing\n", w.looks, COMMITS,
+                  w.missing);
+    assert_int_equal(w.missing, 0);
+    wdl_rmtree(dir);
+    free(got); free(dir); free(file);
 }
 
 static void test_zst_roundtrip(void **st) {
@@ -313,6 +373,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plain_roundtrip),
         cmocka_unit_test(test_no_temp_left),
+        cmocka_unit_test(test_commit_dir_never_missing),
         cmocka_unit_test(test_zst_roundtrip),
         cmocka_unit_test(test_stdin),
         cmocka_unit_test(test_blank_crlf_bom),
