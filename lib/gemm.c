@@ -578,7 +578,10 @@ void gemm_set_readonly(int which, const float *base, size_t n) {
  * products are exact, so this is the AMX kernels' arithmetic (exact bf16
  * products, fp32 accumulation) in another order, except that bf16
  * denormal inputs count as themselves, not as zero. Each element of C is
- * one thread's fixed sequence, whatever the thread count. */
+ * one thread's fixed sequence, whatever the thread count. On CPUs with
+ * AVX2 but not AVX-512 (Zen 3) the same is done by an AVX2 kernel: there
+ * oneDNN's fp32 kernels read the fp32 weights at about 11 GB/s, where two
+ * threads can read 20-22, and its bf16 is emulated. */
 /* rows of B per pass, streaming side by side: of 1, 2 and 4, 4 decoded
  * fastest (4 prompts: bf16 49 against 45 tokens/s for 2, fp32 40 against 37) */
 #define FEW_NB 4
@@ -858,7 +861,10 @@ static int few_rows_try(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64
         (avx512 ? few_permute_a : few_permute_a_any)(ap, A, lda, M, K, kp);
     else {
         const uint16_t *a16 = readonly_bf16(g, A, M, K, lda);   /* held in bf16: read in place, stride lda */
-        if (!a16) a16 = converted(g, s, 0, A, M, K, lda, NULL), lda = K;   /* a dense copy */
+        if (!a16) {   /* a dense copy */
+            a16 = converted(g, s, 0, A, M, K, lda, NULL);
+            lda = K;
+        }
         (avx512 ? few_widen_a : few_widen_a_any)(ap, a16, lda, M, K, kp);
     }
     (avx512 ? few_rows_bf16 : few_rows_bf16_avx2)(M, N, K, kp, alpha, ap, b16, ldb, beta, C, ldc);
