@@ -66,7 +66,7 @@ struct gemm_ctx {
     gemm_entry **tab;
     size_t ntab, nent, max_cached;
     int64_t emulated, own_scaled;
-    atomic_llong few_rows;      /* products run by few_rows_bf16 */
+    atomic_llong few_rows;      /* products run by the few-row kernels */
     int few_mode;               /* gemm_ctx_few_rows: 0 off, 1 on, 2 the AVX2 kernel (tests) */
     int native;                 /* gemm_bf16_native() */
     int fp32_dnnl;              /* gemm_fp32_dnnl_fast(): GEMM_FP32_AUTO sends large products to oneDNN */
@@ -631,6 +631,11 @@ static void few_widen_a_any(float *ap, const uint16_t *a, int64_t lda, int64_t M
             }
 }
 
+/* sum[m][j]: rows m < mb of a (widened, rows of kp) against the rows
+ * b[j < nn] of B, one of these per kernel */
+typedef void few_sums_fn(int mb, int64_t K, int64_t kp, const float *a, const uint16_t *const b[FEW_NB], int64_t nn,
+                         float sum[FEW_MB][FEW_NB]);
+
 #if defined(__x86_64__) && defined(__GNUC__)
 /* lanes 0-7 and 8-15 summed in the order above (written out rather than
  * _mm512_reduce_add_ps, whose order is the compiler's) */
@@ -703,49 +708,30 @@ static inline void few_tile(const int mb, int64_t K, int64_t kp, const float *ap
                                   _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[m][j]), 1)));
 }
 
-/* C = alpha A B^T + beta C for A [M,K] widened by few_widen_a (rows of kp),
- * B [N,K] bf16 (ldb) */
 __attribute__((target("avx512f,avx512bw")))
-static void few_rows_bf16(int64_t M, int64_t N, int64_t K, int64_t kp, float alpha, const float *ap,
-                          const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    const int64_t nblocks = (N + FEW_NB - 1) / FEW_NB;
-#pragma omp parallel for schedule(static) if (!omp_in_parallel())
-    for (int64_t nb = 0; nb < nblocks; nb++) {
-        const int64_t n0 = nb * FEW_NB, nn = N - n0 < FEW_NB ? N - n0 : FEW_NB;
-        const uint16_t *b[FEW_NB];   /* past N: the last row again, its sums unused */
-        for (int j = 0; j < FEW_NB; j++) b[j] = B + (n0 + (j < nn ? j : nn - 1)) * ldb;
-        for (int64_t m0 = 0; m0 < M; m0 += FEW_MB) {
-            float sum[FEW_MB][FEW_NB];
-            const float *a = ap + m0 * kp;
-            switch (M - m0 < FEW_MB ? M - m0 : FEW_MB) {   /* constant row counts: the accumulators stay in registers */
-            case 1: few_tile(1, K, kp, a, b, sum); break;
-            case 2: few_tile(2, K, kp, a, b, sum); break;
-            case 3: few_tile(3, K, kp, a, b, sum); break;
-            default: few_tile(4, K, kp, a, b, sum); break;
-            }
-            for (int64_t m = 0; m < FEW_MB && m0 + m < M; m++)
-                for (int64_t j = 0; j < nn; j++) {
-                    float *c = &C[(m0 + m) * ldc + n0 + j];
-                    *c = beta == 0.0f ? alpha * sum[m][j] : alpha * sum[m][j] + beta * *c;
-                }
-        }
+static void few_sums_avx512(int mb, int64_t K, int64_t kp, const float *a, const uint16_t *const b[FEW_NB],
+                            int64_t nn, float sum[FEW_MB][FEW_NB]) {
+    switch (mb) {   /* constant row counts: the accumulators stay in registers */
+    case 1: few_tile(1, K, kp, a, b, sum); break;
+    case 2: few_tile(2, K, kp, a, b, sum); break;
+    case 3: few_tile(3, K, kp, a, b, sum); break;
+    default: few_tile(4, K, kp, a, b, sum); break;
     }
 }
 
-/* The AVX2 kernel: 16 registers, so a tile is FEW2_MB rows of A against
+/* The AVX2 kernel: 16 registers, so a tile is FEW_MB rows of A against
  * FEW2_NB rows of B, two accumulators each; a block of FEW_NB rows of B
  * (at most 24 KB of bf16 in the 0.6B shape) is read from memory by its
  * first tile and from cache by the others. 4 x 1 and 2 x 2 decoded alike
  * (Zen 3, 4 prompts of the 0.6B shape: 5.0-5.2 s against 5.1-7.7 s). The
  * last block of K, when shorter than 32, is read through a zero-padded
  * copy (no 16-bit masked loads in AVX2). */
-#define FEW2_MB 4
-#define FEW2_NB 1
+#define FEW2_NB 1   /* and FEW_MB rows of A */
 __attribute__((target("avx2,fma"), always_inline))
 static inline void few_tile_avx2(const int mb, int64_t K, int64_t kp, const float *ap, const uint16_t *const *b,
                                  float sum[FEW_MB][FEW_NB], int j0) {
     const __m256i zero = _mm256_setzero_si256();
-    __m256 acc[FEW2_MB][FEW2_NB][2];
+    __m256 acc[FEW_MB][FEW2_NB][2];
     uint16_t tail[FEW2_NB][32] __attribute__((aligned(32)));
     for (int m = 0; m < mb; m++)
         for (int j = 0; j < FEW2_NB; j++) acc[m][j][0] = acc[m][j][1] = _mm256_setzero_ps();
@@ -781,34 +767,15 @@ static inline void few_tile_avx2(const int mb, int64_t K, int64_t kp, const floa
 }
 
 __attribute__((target("avx2,fma")))
-static void few_rows_bf16_avx2(int64_t M, int64_t N, int64_t K, int64_t kp, float alpha, const float *ap,
-                               const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    const int64_t nblocks = (N + FEW_NB - 1) / FEW_NB;
-#pragma omp parallel for schedule(static) if (!omp_in_parallel())
-    for (int64_t nb = 0; nb < nblocks; nb++) {
-        const int64_t n0 = nb * FEW_NB, nn = N - n0 < FEW_NB ? N - n0 : FEW_NB;
-        const uint16_t *b[FEW_NB];
-        for (int j = 0; j < FEW_NB; j++) b[j] = B + (n0 + (j < nn ? j : nn - 1)) * ldb;
-        for (int64_t m0 = 0; m0 < M; m0 += FEW_MB) {
-            float sum[FEW_MB][FEW_NB];
-            for (int64_t mm = m0; mm < M && mm < m0 + FEW_MB; mm += FEW2_MB) {
-                const float *a = ap + mm * kp;
-                float (*s)[FEW_NB] = sum + (mm - m0);
-                for (int j0 = 0; j0 < nn; j0 += FEW2_NB)
-                    switch (M - mm < FEW2_MB ? M - mm : FEW2_MB) {
-                    case 1: few_tile_avx2(1, K, kp, a, b, s, j0); break;
-                    case 2: few_tile_avx2(2, K, kp, a, b, s, j0); break;
-                    case 3: few_tile_avx2(3, K, kp, a, b, s, j0); break;
-                    default: few_tile_avx2(4, K, kp, a, b, s, j0); break;
-                    }
-            }
-            for (int64_t m = 0; m < FEW_MB && m0 + m < M; m++)
-                for (int64_t j = 0; j < nn; j++) {
-                    float *c = &C[(m0 + m) * ldc + n0 + j];
-                    *c = beta == 0.0f ? alpha * sum[m][j] : alpha * sum[m][j] + beta * *c;
-                }
+static void few_sums_avx2(int mb, int64_t K, int64_t kp, const float *a, const uint16_t *const b[FEW_NB], int64_t nn,
+                          float sum[FEW_MB][FEW_NB]) {
+    for (int j0 = 0; j0 < nn; j0 += FEW2_NB)
+        switch (mb) {
+        case 1: few_tile_avx2(1, K, kp, a, b, sum, j0); break;
+        case 2: few_tile_avx2(2, K, kp, a, b, sum, j0); break;
+        case 3: few_tile_avx2(3, K, kp, a, b, sum, j0); break;
+        default: few_tile_avx2(4, K, kp, a, b, sum, j0); break;
         }
-    }
 }
 
 /* 1: AVX-512 (F and BW), 2: AVX2 and FMA, 0: neither */
@@ -829,16 +796,36 @@ static void few_widen_a(float *ap, const uint16_t *a, int64_t lda, int64_t M, in
 static void few_permute_a(float *ap, const float *a, int64_t lda, int64_t M, int64_t K, int64_t kp) {
     die("internal: no few-row bf16 kernel on this platform");
 }
-static void few_rows_bf16(int64_t M, int64_t N, int64_t K, int64_t kp, float alpha, const float *ap,
-                          const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+static void few_sums_avx512(int mb, int64_t K, int64_t kp, const float *a, const uint16_t *const b[FEW_NB],
+                            int64_t nn, float sum[FEW_MB][FEW_NB]) {
     die("internal: no few-row bf16 kernel on this platform");
 }
-static void few_rows_bf16_avx2(int64_t M, int64_t N, int64_t K, int64_t kp, float alpha, const float *ap,
-                               const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    die("internal: no few-row bf16 kernel on this platform");
-}
+#define few_sums_avx2 few_sums_avx512   /* neither is built here */
 static int few_rows_hw(void) { return 0; }
 #endif
+
+/* C = alpha A B^T + beta C for A [M,K] widened (rows of kp), B [N,K] bf16
+ * (ldb), on the kernel `sums`: blocks of FEW_NB rows of B shared out
+ * over the team, each element of C one thread's fixed sequence */
+static void few_rows_bf16(few_sums_fn *sums, int64_t M, int64_t N, int64_t K, int64_t kp, float alpha,
+                          const float *ap, const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    const int64_t nblocks = (N + FEW_NB - 1) / FEW_NB;
+#pragma omp parallel for schedule(static) if (!omp_in_parallel())
+    for (int64_t nb = 0; nb < nblocks; nb++) {
+        const int64_t n0 = nb * FEW_NB, nn = N - n0 < FEW_NB ? N - n0 : FEW_NB;
+        const uint16_t *b[FEW_NB];   /* past N: the last row again, its sums unused */
+        for (int j = 0; j < FEW_NB; j++) b[j] = B + (n0 + (j < nn ? j : nn - 1)) * ldb;
+        for (int64_t m0 = 0; m0 < M; m0 += FEW_MB) {
+            float sum[FEW_MB][FEW_NB];
+            sums(M - m0 < FEW_MB ? (int)(M - m0) : FEW_MB, K, kp, ap + m0 * kp, b, nn, sum);
+            for (int64_t m = 0; m < FEW_MB && m0 + m < M; m++)
+                for (int64_t j = 0; j < nn; j++) {
+                    float *c = &C[(m0 + m) * ldc + n0 + j];
+                    *c = beta == 0.0f ? alpha * sum[m][j] : alpha * sum[m][j] + beta * *c;
+                }
+        }
+    }
+}
 
 /* The few-row kernel, if this product is one for it: A B^T of a few rows
  * (FEW_ROWS_BF16, FEW_ROWS_FP32, FEW_A_MAX) against large weights held in
@@ -867,7 +854,7 @@ static int few_rows_try(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64
         }
         (avx512 ? few_widen_a : few_widen_a_any)(ap, a16, lda, M, K, kp);
     }
-    (avx512 ? few_rows_bf16 : few_rows_bf16_avx2)(M, N, K, kp, alpha, ap, b16, ldb, beta, C, ldc);
+    few_rows_bf16(avx512 ? few_sums_avx512 : few_sums_avx2, M, N, K, kp, alpha, ap, b16, ldb, beta, C, ldc);
     atomic_fetch_add(&g->few_rows, 1);
     return 1;
 }
