@@ -601,6 +601,16 @@ void gemm_set_readonly(int which, const float *base, size_t n) {
 #define FEW_ROWS_BF16 4
 #define FEW_ROWS_FP32 8
 #define FEW_A_MAX 12288
+/* On the AVX2 kernel (CPUs without AVX-512, where oneDNN's fp32 reads the
+ * fp32 weights and its bf16 is emulated) at most FEW_ROWS_AVX2 rows and
+ * FEW_A_MAX_AVX2 floats of A (192 KB: 16 rows of the 0.6B shape's 3072),
+ * in either precision. Measured on Zen 3 (2 threads; time per product
+ * against 24 copies of the 0.6B shape's weights, 2 of its head), oneDNN's
+ * fp32 over the kernel's: at 16 rows 1.40-1.49 for 3072 x 1024 and
+ * 2048 x 1024, 1.63 for the head (151936 x 1024), 1.01 for 1024 x 3072;
+ * at 12 rows 1.15-1.76; at 8 rows 1.47-2.57. */
+#define FEW_ROWS_AVX2 16
+#define FEW_A_MAX_AVX2 49152
 /* The order of each element of C's sum, on either kernel below: 16 lanes,
  * lane p adding by FMA, block after block of 32 k, first the product of
  * the block's elements 8 (p / 4) + p % 4 and then that of element
@@ -828,20 +838,21 @@ static void few_rows_bf16(few_sums_fn *sums, int64_t M, int64_t N, int64_t K, in
 }
 
 /* The few-row kernel, if this product is one for it: A B^T of a few rows
- * (FEW_ROWS_BF16, FEW_ROWS_FP32, FEW_A_MAX) against large weights held in
+ * (FEW_ROWS_BF16, FEW_ROWS_FP32, FEW_A_MAX; on AVX2 FEW_ROWS_AVX2,
+ * FEW_A_MAX_AVX2) against large weights held in
  * bf16 (bf16: a read-only range or a view; fp32: a shadow). Returns
  * whether it ran. */
 static int few_rows_try(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                         int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     const int64_t kp = (K + 31) / 32 * 32;
-    if (ta || !tb || M <= 0 || alpha == 0.0f || M > (g->prec == GEMM_BF16 ? FEW_ROWS_BF16 : FEW_ROWS_FP32) ||
-        M * kp > FEW_A_MAX ||
+    const int avx512 = few_rows_hw() == 1 && g->few_mode == 1;
+    const int64_t rows = !avx512 ? FEW_ROWS_AVX2 : g->prec == GEMM_BF16 ? FEW_ROWS_BF16 : FEW_ROWS_FP32;
+    if (ta || !tb || M <= 0 || alpha == 0.0f || M > rows || M * kp > (avx512 ? FEW_A_MAX : FEW_A_MAX_AVX2) ||
         N * K < GEMM_FEW_ROWS_MIN_NK || g->few_mode == 0 || (g->prec != GEMM_BF16 && !gemm_is_fp32(g->prec)) ||
         !few_rows_hw())
         return 0;
     const uint16_t *b16 = readonly_bf16(g, B, N, K, ldb);   /* in fp32 contexts only shadows are there */
     if (!b16) return 0;
-    const int avx512 = few_rows_hw() == 1 && g->few_mode == 1;
     gemm_slot *s = my_slot(g);
     float *ap = slot_buf(s, 3, sizeof(float) * (size_t)(M * kp));
     if (g->prec != GEMM_BF16)

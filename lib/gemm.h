@@ -39,7 +39,8 @@
  *                   in GEMM_FP32_AUTO's fixed blocks (identical semantics,
  *                   slower).
  *   The few-row kernel: A B^T of at most 4 rows of A in bf16, 8 in fp32,
- *                   with M K <= 12288 (K rounded up to 32), against at least
+ *                   with M K <= 12288 (K rounded up to 32; on the AVX2
+ *                   kernel 16 rows and 49152 in both), against at least
  *                   GEMM_FEW_ROWS_MIN_NK elements of B held in bf16 (in
  *                   bf16 a read-only range or a view, in fp32 a shadow):
  *                   decoding's linear layers and LM head. On any CPU with

@@ -472,15 +472,19 @@ static void test_bf16_denormals(void **state) {
  * call (two fp32 sums of the same exact products); the same bytes with 1
  * and 2 threads, inside a parallel region, and with B a read-only range or
  * a bf16-only view. Which products take it: at most 4 rows, M K <= 12288
- * (K rounded up to 32), N K at least GEMM_FEW_ROWS_MIN_NK, A B^T only, B
- * held in bf16 (a B converted on the call goes to oneDNN). The shapes
- * cover K and N tails (K = 300, N = 227) and strided A and B (make pads
- * both). */
+ * (K rounded up to 32) on AVX-512, at most 16 rows and M K <= 49152 on
+ * AVX2; N K at least GEMM_FEW_ROWS_MIN_NK, A B^T only, B held in bf16 (a
+ * B converted on the call goes to oneDNN). The shapes cover K and N tails
+ * (K = 300, N = 227) and strided A and B (make pads both). */
+/* 1: the AVX-512 kernel runs here, 2: the AVX2 one, 0: neither */
 static int few_rows_cpu(void) {
     __builtin_cpu_init();
-    return (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) ||
-           (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"));
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) return 1;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 2 : 0;
 }
+/* A case's `few`: bit 0 taken on the AVX-512 kernel, bit 1 on AVX2's
+ * (whose limits are wider). Whether it is taken here: */
+static int few_taken_here(int hw, int few) { return hw ? few >> (hw - 1) & 1 : 0; }
 
 /* The few-row kernels' order of summation (gemm.c), in scalar code: for
  * each element of C, 16 lanes; lane q takes, block after block of 32 k,
@@ -512,11 +516,12 @@ static float *few_order(const problem *p, int round_a) {
     return C;
 }
 /* The product on the AVX2 kernel (where the CPU has AVX-512 too) and in
- * the scalar order: C's bytes. */
+ * the scalar order: C's bytes (or, C NULL, the AVX2 kernel's bytes are the
+ * scalar order's: a product only it takes). */
 static void few_same_bytes(gemm_precision prec, const problem *p, int round_a, const float *C) {
     const size_t n = sizeof(float) * (size_t)(p->M * p->ldc), nb = (size_t)((p->tb ? p->N : p->K) * p->ldb);
     float *O = few_order(p, round_a);
-    assert_memory_equal(C, O, n);
+    if (C) assert_memory_equal(C, O, n);
     gemm_ctx *g2 = gemm_ctx_new(prec);
     gemm_ctx_few_rows(g2, 2);
     uint16_t *b16 = NULL;
@@ -529,7 +534,7 @@ static void few_same_bytes(gemm_precision prec, const problem *p, int round_a, c
     }
     float *C2 = run(g2, p);
     assert_int_equal(gemm_ctx_few_row_products(g2), 1);
-    assert_memory_equal(C, C2, n);
+    assert_memory_equal(C2, O, n);
     gemm_ctx_free(g2);
     free(C2); free(b16); free(O);
 }
@@ -539,12 +544,13 @@ static void test_bf16_few_rows(void **state) {
     if (!hw) print_message("# neither AVX-512 nor AVX2 here: every product below must go to oneDNN\n");
     gemm_ctx *g = gemm_ctx_new(GEMM_BF16), *d = gemm_ctx_new(GEMM_BF16);
     gemm_ctx_few_rows(d, 0);
-    /* M, N, K, transposes (ta + 2 tb), taken by the kernel? */
+    /* M, N, K, transposes (ta + 2 tb), taken by the kernels (few_taken_here) */
     static const struct { int64_t M, N, K; int t, few; } cases[] = {
-        {1, 256, 256, 2, 1},   {3, 256, 256, 2, 1},   {4, 256, 256, 2, 1},  {5, 256, 256, 2, 0},
-        {16, 256, 256, 2, 0},  {32, 256, 256, 2, 0},  {1, 227, 300, 2, 1},  {4, 227, 300, 2, 1},
-        {4, 127, 256, 2, 0},   {4, 256, 256, 0, 0},   {4, 256, 256, 3, 0},  {2, 1024, 2048, 2, 1},
-        {4, 300, 3072, 2, 1},  {4, 300, 3100, 2, 0},  {1, 3000, 4096, 2, 1},
+        {1, 256, 256, 2, 3},   {3, 256, 256, 2, 3},   {4, 256, 256, 2, 3},  {5, 256, 256, 2, 2},
+        {16, 256, 256, 2, 2},  {32, 256, 256, 2, 0},  {1, 227, 300, 2, 3},  {4, 227, 300, 2, 3},
+        {4, 127, 256, 2, 0},   {4, 256, 256, 0, 0},   {4, 256, 256, 3, 0},  {2, 1024, 2048, 2, 3},
+        {4, 300, 3072, 2, 3},  {4, 300, 3100, 2, 2},  {1, 3000, 4096, 2, 3}, {16, 300, 3072, 2, 2},
+        {16, 300, 3100, 2, 0},
     };
     static const float ab[][2] = {{1.0f, 0.0f}, {0.37f, 0.5f}, {-2.0f, 1.0f}};
     double worst = 0, worst_vs_dnnl = 0;
@@ -561,7 +567,7 @@ static void test_bf16_few_rows(void **state) {
             int64_t taken = gemm_ctx_few_row_products(g) - before;
             check(&p, E, 1, (p.K + 2) * U24, NULL);
             free(E);
-            if (taken != (hw && cases[c].few))
+            if (taken != few_taken_here(hw, cases[c].few))
                 fail_msg("M=%lld N=%lld K=%lld: few-row kernel taken %lld times", (long long)p.M, (long long)p.N,
                          (long long)p.K, (long long)taken);
             const double K = (double)p.K;
@@ -579,7 +585,8 @@ static void test_bf16_few_rows(void **state) {
                     assert_true(e <= bound);
                     worst_vs_dnnl = fmax(worst_vs_dnnl, e / bound);
                 }
-            if (hw && cases[c].few) {
+            if (hw == 1 && cases[c].few == 2) few_same_bytes(GEMM_BF16, &p, 1, NULL);
+            if (taken) {
                 few_same_bytes(GEMM_BF16, &p, 1, C);
                 /* thread count, a parallel region: the same bytes */
                 int nt = omp_get_max_threads();
@@ -629,15 +636,16 @@ static void test_bf16_few_rows(void **state) {
  * bf16 values): the few-row kernel reads the shadow, within the fp32
  * accumulation bound of the exact product of A (unrounded) and B; the same
  * bytes with 1 and 2 threads. Which products take it: at most 8 rows,
- * M K <= 12288. Without the shadow, or with more rows, it is the fp32
- * path as before (oneDNN's, then OpenBLAS's bytes). */
+ * M K <= 12288 on AVX-512; 16 rows, M K <= 49152 on AVX2. Without the
+ * shadow, or with more rows, it is the fp32 path as before (oneDNN's,
+ * then OpenBLAS's bytes). */
 static void test_fp32_few_rows_shadow(void **state) {
     (void)state;
     const int hw = few_rows_cpu();
     gemm_ctx *g = gemm_ctx_new(GEMM_FP32), *d = gemm_ctx_new(GEMM_FP32_DNNL);
-    static const struct { int64_t M, N, K; int few; } cases[] = {
-        {1, 256, 256, 1}, {4, 227, 300, 1},   {8, 256, 256, 1},   {9, 256, 256, 0},   {17, 256, 256, 0},
-        {2, 1024, 2048, 1}, {4, 300, 3072, 1}, {8, 256, 2048, 0},
+    static const struct { int64_t M, N, K; int few; } cases[] = {   /* few: as in test_bf16_few_rows */
+        {1, 256, 256, 3}, {4, 227, 300, 3},   {8, 256, 256, 3},   {9, 256, 256, 2},   {17, 256, 256, 0},
+        {2, 1024, 2048, 3}, {4, 300, 3072, 3}, {8, 256, 2048, 2}, {16, 300, 3072, 2}, {16, 300, 3100, 0},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         problem p = make(0, 1, cases[c].M, cases[c].N, cases[c].K, 0.37f, 0.5f);
@@ -652,7 +660,7 @@ static void test_fp32_few_rows_shadow(void **state) {
         gemm_ctx_add_bf16_shadow(g, p.B, nb, b16);
         float *C = run(g, &p);
         int64_t taken = gemm_ctx_few_row_products(g) - before;
-        assert_int_equal(taken, hw && cases[c].few);
+        assert_int_equal(taken, few_taken_here(hw, cases[c].few));
         check(&p, C, 0, (p.K + 2) * U24, NULL);
         float *D = run(d, &p);
         if (taken) {
@@ -661,6 +669,7 @@ static void test_fp32_few_rows_shadow(void **state) {
             few_same_bytes(GEMM_FP32, &p, 0, C);
         } else
             assert_memory_equal(C, E, sizeof(float) * (size_t)(p.M * p.ldc));
+        if (hw == 1 && cases[c].few == 2) few_same_bytes(GEMM_FP32, &p, 0, NULL);
         gemm_ctx_drop_bf16_views(g, p.B, nb);
         free(C); free(D); free(E); free(b16);
         unmake(&p);
