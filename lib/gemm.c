@@ -621,23 +621,16 @@ void gemm_set_readonly(int which, const float *base, size_t n) {
  * from a block's first 16 elements, 8-15 from its last 16): the same
  * bytes on either CPU (tests/test_gemm.c checks both against a scalar
  * model of this order). A's rows are stored in the lanes' order
- * (few_permute_a, few_widen_a), kp floats each. */
-static void few_permute_a_any(float *ap, const float *a, int64_t lda, int64_t M, int64_t K, int64_t kp) {
+ * (few_permute_a, few_widen_a, or for the AVX2 kernel few_order_a), kp
+ * floats each. */
+/* A's rows, fp32 (af) or else bf16 (ab), stride lda, in the lanes' order */
+static void few_order_a(float *ap, const float *af, const uint16_t *ab, int64_t lda, int64_t M, int64_t K,
+                        int64_t kp) {
     for (int64_t m = 0; m < M; m++)
         for (int64_t k = 0; k < kp; k += 32)
-            for (int64_t p = 0; p < 16; p++) {
-                const int64_t i0 = k + 8 * (p / 4) + p % 4, i1 = i0 + 4;
-                ap[m * kp + k + p] = i0 < K ? a[m * lda + i0] : 0.0f;
-                ap[m * kp + k + 16 + p] = i1 < K ? a[m * lda + i1] : 0.0f;
-            }
-}
-static void few_widen_a_any(float *ap, const uint16_t *a, int64_t lda, int64_t M, int64_t K, int64_t kp) {
-    for (int64_t m = 0; m < M; m++)
-        for (int64_t k = 0; k < kp; k += 32)
-            for (int64_t p = 0; p < 16; p++) {
-                const int64_t i0 = k + 8 * (p / 4) + p % 4, i1 = i0 + 4;
-                ap[m * kp + k + p] = i0 < K ? st_bf16_to_f32(a[m * lda + i0]) : 0.0f;
-                ap[m * kp + k + 16 + p] = i1 < K ? st_bf16_to_f32(a[m * lda + i1]) : 0.0f;
+            for (int64_t p = 0; p < 32; p++) {   /* lane p % 16, its first (p < 16) or second product */
+                const int64_t i = k + 8 * (p % 16 / 4) + 4 * (p / 16) + p % 4;
+                ap[m * kp + k + p] = i >= K ? 0.0f : af ? af[m * lda + i] : st_bf16_to_f32(ab[m * lda + i]);
             }
 }
 
@@ -847,25 +840,26 @@ static void few_rows_bf16(few_sums_fn *sums, int64_t M, int64_t N, int64_t K, in
 static int few_rows_try(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                         int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     const int64_t kp = (K + 31) / 32 * 32;
-    const int avx512 = few_rows_hw() == 1 && g->few_mode == 1;
+    const int hw = few_rows_hw(), avx512 = hw == 1 && g->few_mode == 1;
     const int64_t rows = !avx512 ? FEW_ROWS_AVX2 : g->prec == GEMM_BF16 ? FEW_ROWS_BF16 : FEW_ROWS_FP32;
     if (ta || !tb || M <= 0 || alpha == 0.0f || M > rows || M * kp > (avx512 ? FEW_A_MAX : FEW_A_MAX_AVX2) ||
-        N * K < GEMM_FEW_ROWS_MIN_NK || g->few_mode == 0 || (g->prec != GEMM_BF16 && !gemm_is_fp32(g->prec)) ||
-        !few_rows_hw())
+        N * K < GEMM_FEW_ROWS_MIN_NK || g->few_mode == 0 || (g->prec != GEMM_BF16 && !gemm_is_fp32(g->prec)) || !hw)
         return 0;
     const uint16_t *b16 = readonly_bf16(g, B, N, K, ldb);   /* in fp32 contexts only shadows are there */
     if (!b16) return 0;
     gemm_slot *s = my_slot(g);
     float *ap = slot_buf(s, 3, sizeof(float) * (size_t)(M * kp));
-    if (g->prec != GEMM_BF16)
-        (avx512 ? few_permute_a : few_permute_a_any)(ap, A, lda, M, K, kp);
-    else {
+    if (g->prec != GEMM_BF16) {
+        if (avx512) few_permute_a(ap, A, lda, M, K, kp);
+        else few_order_a(ap, A, NULL, lda, M, K, kp);
+    } else {
         const uint16_t *a16 = readonly_bf16(g, A, M, K, lda);   /* held in bf16: read in place, stride lda */
         if (!a16) {   /* a dense copy */
             a16 = converted(g, s, 0, A, M, K, lda, NULL);
             lda = K;
         }
-        (avx512 ? few_widen_a : few_widen_a_any)(ap, a16, lda, M, K, kp);
+        if (avx512) few_widen_a(ap, a16, lda, M, K, kp);
+        else few_order_a(ap, NULL, a16, lda, M, K, kp);
     }
     few_rows_bf16(avx512 ? few_sums_avx512 : few_sums_avx2, M, N, K, kp, alpha, ap, b16, ldb, beta, C, ldc);
     atomic_fetch_add(&g->few_rows, 1);

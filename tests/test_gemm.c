@@ -476,12 +476,6 @@ static void test_bf16_denormals(void **state) {
  * AVX2; N K at least GEMM_FEW_ROWS_MIN_NK, A B^T only, B held in bf16 (a
  * B converted on the call goes to oneDNN). The shapes cover K and N tails
  * (K = 300, N = 227) and strided A and B (make pads both). */
-/* 1: the AVX-512 kernel runs here, 2: the AVX2 one, 0: neither */
-static int few_rows_cpu(void) {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) return 1;
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 2 : 0;
-}
 /* A case's `few`: bit 0 taken on the AVX-512 kernel, bit 1 on AVX2's
  * (whose limits are wider). Whether it is taken here: */
 static int few_taken_here(int hw, int few) { return hw ? few >> (hw - 1) & 1 : 0; }

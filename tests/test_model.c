@@ -21,6 +21,7 @@
 #include "optim.h"
 #include "safetensors.h"
 #include "step.h"
+#include "testutil.h"
 
 #define FIX "tests/fixtures/"
 enum { B = 2, T = 12 };
@@ -859,9 +860,7 @@ static void test_decode_fp32_shadows(void **st) {
     assert_non_null(cp->w16);
     assert_memory_equal(ref->params, dec->params, sizeof(float) * ref->nparams);
     assert_memory_equal(ref->params, cp->params, sizeof(float) * ref->nparams);
-    __builtin_cpu_init();
-    int hw = (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) ||
-             (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"));
+    const int hw = few_rows_cpu() != 0;
     for (int64_t nb = 1; nb <= 3; nb += 2) {
         int64_t f0 = gemm_ctx_few_row_products(gemm_default());
         float *z0 = decode_run(ref, nb);

@@ -7,6 +7,15 @@
 #include <unistd.h>
 #include "common.h"
 
+/* Which of gemm.c's few-row kernels this CPU runs: 1 the AVX-512 one (F
+ * and BW), 2 the AVX2 one (AVX2 and FMA), 0 neither (test_gemm,
+ * test_model). */
+static inline int few_rows_cpu(void) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) return 1;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 2 : 0;
+}
+
 /* Run fn(arg) in a child process (which then exits 0); its stderr lands in
  * buf (NUL-terminated, at most cap - 1 bytes). Returns the wait status. */
 static inline int run_in_child(void (*fn)(void *), void *arg, char *buf, size_t cap) {
