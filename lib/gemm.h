@@ -107,6 +107,12 @@ void gemm_ctx_stats(gemm_ctx *g, int64_t *primitives, int64_t *emulated, int64_t
  * compare them). */
 int64_t gemm_ctx_few_row_products(gemm_ctx *g);
 void gemm_ctx_few_rows(gemm_ctx *g, int mode);
+/* GEMM_FP32_AUTO's products not sent to oneDNN (and emulated bf16's): 1
+ * (the default) runs them on sgemm_own (sgemm.h) where the CPU has AVX2 and
+ * FMA but no AVX-512, 0 on OpenBLAS in fixed blocks, 2 on sgemm_own on any
+ * CPU with AVX2 and FMA (tests). */
+void gemm_ctx_own_sgemm(gemm_ctx *g, int mode);
+int gemm_ctx_uses_own_sgemm(const gemm_ctx *g);
 /* oneDNN's gemm-based matmul (small shapes) scales and accumulates in a
  * scalar loop; products it would run get alpha and beta applied by
  * gemm_run in a vector loop instead. This makes every product with alpha

@@ -31,6 +31,7 @@
 #include "common.h"
 #include "gemm.h"
 #include "safetensors.h"
+#include "sgemm.h"
 #include "testutil.h"
 
 static const double U8 = 1.0 / 256, U24 = 1.0 / 16777216;
@@ -790,7 +791,9 @@ static void same_in_a_team(gemm_ctx *g, const problem *p, const float *C) {
  * GEMM_FP32_DNNL_MIN multiply-adds is oneDNN's fp32 matmul where
  * gemm_fp32_dnnl_fast() (the bytes of an fp32-oneDNN context, within the
  * fp32 bound), else OpenBLAS: one call's bytes up to 2^18 multiply-adds,
- * above it fixed blocks (within the fp32 bound). Shapes as training meets
+ * above it fixed blocks (within the fp32 bound); on a CPU with AVX2 and no
+ * AVX-512, sgemm_own instead (within the bound; test_own_sgemm checks its
+ * order byte for byte). Shapes as training meets
  * them (forward, input gradient, weight gradient with K = the tokens), and
  * one just under the threshold, and the shapes kept on OpenBLAS (B not
  * transposed with N over 2048 or C over 2^24 elements); row counts that
@@ -838,6 +841,100 @@ static void test_fp32_auto(void **state) {
     gemm_ctx_free(a);
     gemm_ctx_free(o);
     gemm_ctx_free(d);
+}
+
+/* sgemm_own (sgemm.h) against a scalar model of the order it promises:
+ * per element of C, each block of SGEMM_KC values of k in turn, one fmaf
+ * chain from zero, then alpha s + beta C (fused; alpha s alone when beta
+ * is 0) after the first block and alpha s + C after the next ones. Byte
+ * for byte, so any other order, a lost tail or a stray store fails. */
+static void own_order(const problem *p, float *C) {
+    for (int64_t i = 0; i < p->M; i++)
+        for (int64_t j = 0; j < p->N; j++) {
+            float c = p->C0[i * p->ldc + j];
+            if (p->K == 0 || p->alpha == 0) c = p->beta == 0 ? 0.0f : p->beta * c;
+            for (int64_t k0 = 0; k0 < p->K && p->alpha != 0; k0 += SGEMM_KC) {
+                float s = 0;
+                for (int64_t k = k0; k < p->K && k < k0 + SGEMM_KC; k++)
+                    s = fmaf(a_at(p, p->A, i, k), b_at(p, p->B, k, j), s);
+                if (k0 > 0) c = fmaf(p->alpha, s, c);
+                else c = p->beta == 0 ? p->alpha * s : fmaf(p->alpha, s, p->beta * c);
+            }
+            C[i * p->ldc + j] = c;
+        }
+}
+/* scratch by thread of the team (own_run is called outside any team) */
+#define OWN_THREADS 64
+typedef struct { float *buf[OWN_THREADS][2]; size_t cap[OWN_THREADS][2]; } own_bufs;
+static float *own_scratch(void *arg, int which, size_t floats) {
+    own_bufs *b = arg;
+    const int t = omp_get_thread_num();
+    assert_true(t < OWN_THREADS);
+    if (floats > b->cap[t][which]) {
+        free(b->buf[t][which]);
+        b->buf[t][which] = xaligned(sizeof(float) * floats);
+        b->cap[t][which] = floats;
+    }
+    return b->buf[t][which];
+}
+static float *own_run(const problem *p, own_bufs *b) {
+    float *C = xmalloc(sizeof(float) * (size_t)(p->M * p->ldc));
+    memcpy(C, p->C0, sizeof(float) * (size_t)(p->M * p->ldc));
+    sgemm_own(p->ta, p->tb, p->M, p->N, p->K, p->alpha, p->A, p->lda, p->B, p->ldb, p->beta, C, p->ldc, own_scratch, b);
+    return C;
+}
+static void test_own_sgemm(void **state) {
+    (void)state;
+    if (!sgemm_own_cpu()) {
+        print_message("no AVX2 and FMA: sgemm_own not run here\n");
+        skip();
+    }
+    gemm_ctx *g = gemm_ctx_new(GEMM_FP32_AUTO);
+    gemm_ctx_own_sgemm(g, 2);
+    assert_true(gemm_ctx_uses_own_sgemm(g));
+    own_bufs *bufs = xcalloc(1, sizeof *bufs);
+    /* edges of the 6 x 16 tile, K blocks (256 + 1, three), fewer than 8
+     * values of k (the transposes' tail), products on a team of threads
+     * (training's shapes, a weight gradient's long K), and B packed in two
+     * blocks of columns (N K over 2^20) */
+    static const int64_t shapes[][3] = {{1, 1, 1},   {7, 17, 5},     {6, 16, 256},  {13, 33, 257}, {100, 50, 600},
+                                        {97, 130, 8}, {1760, 64, 128}, {64, 128, 1760}, {20, 4000, 300}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int t = 0; t < 4; t++)
+            for (int v = 0; v < 3; v++) {
+                const float alpha = v == 1 ? 0.37f : 1.0f, beta = v == 0 ? 0.0f : v == 1 ? 1.0f : -0.5f;
+                problem p = make(t & 1, t >> 1, shapes[s][0], shapes[s][1], shapes[s][2], alpha, beta);
+                const size_t n = sizeof(float) * (size_t)(p.M * p.ldc);
+                float *C = own_run(&p, bufs), *R = xmalloc(n);
+                memcpy(R, p.C0, n);
+                own_order(&p, R);
+                if (memcmp(C, R, n)) fail_msg("sgemm_own differs from its order (%s%s M=%lld N=%lld K=%lld)",
+                                              p.ta ? "T" : "N", p.tb ? "T" : "N", (long long)p.M, (long long)p.N,
+                                              (long long)p.K);
+                check(&p, C, 0, (p.K + 2) * U24, NULL);
+                /* the backend sends the programs' fp32 products here (those
+                 * that go neither to oneDNN nor to the few-row kernel) */
+                if (p.M > GEMM_FEW_ROWS && (double)p.M * p.N * p.K < (double)GEMM_FP32_DNNL_MIN) {
+                    float *G = run(g, &p);
+                    assert_memory_equal(C, G, n);
+                    free(G);
+                    same_at_1_and_2_threads(g, &p, C);
+                    same_in_a_team(g, &p, C);
+                }
+                free(C);
+                free(R);
+                unmake(&p);
+            }
+    /* K = 0 and alpha = 0: beta C, as BLAS says */
+    problem p = make(0, 1, 9, 20, 0, 1.0f, 0.5f);
+    float *C = own_run(&p, bufs);
+    for (int64_t i = 0; i < p.M; i++)
+        for (int64_t j = 0; j < p.N; j++) assert_true(C[i * p.ldc + j] == 0.5f * p.C0[i * p.ldc + j]);
+    free(C);
+    unmake(&p);
+    for (int t = 0; t < OWN_THREADS; t++) free(bufs->buf[t][0]), free(bufs->buf[t][1]);
+    free(bufs);
+    gemm_ctx_free(g);
 }
 
 /* K = 0 and alpha = 0 leave beta * C; M = 0 or N = 0 touch nothing. */
@@ -913,6 +1010,7 @@ int main(void) {
         cmocka_unit_test(test_fp32_is_openblas),
         cmocka_unit_test(test_fp32_onednn),
         cmocka_unit_test(test_fp32_auto),
+        cmocka_unit_test(test_own_sgemm),
         cmocka_unit_test(test_fp32_few_rows),
         cmocka_unit_test(test_fp32_few_rows_shadow),
         cmocka_unit_test(test_degenerate),

@@ -1,0 +1,244 @@
+/* sgemm.c: see sgemm.h. */
+#include "sgemm.h"
+#include <immintrin.h>
+#include <math.h>
+#include <omp.h>
+
+#define MR 6        /* rows of the register tile */
+#define NR 16       /* columns: two 8-lane vectors */
+#define KC SGEMM_KC /* the only block size the bytes depend on */
+#define SGEMM_PACK_FLOATS (1 << 20)   /* B packed at a time: 4 MB, whole columns */
+#define MC 96       /* rows of A a thread packs at a time (96 KB at KC) */
+
+int sgemm_own_cpu(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* One 6 x 16 tile of C from 6 rows of op(A), element (r, k) at a[r][k *
+ * ks] (A's own rows with ks = 1, or a packed panel: a[r] = ap + r, ks =
+ * 6), and a packed panel of B (kc x 16, k major). `first`: the first K
+ * block, where beta applies. A tile at C's edge (mr < 6 or nr < 16) is
+ * summed the same way and stored element by element with the same fused
+ * rounding (fmaf); its rows past mr repeat a valid row, unstored. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+tile_6x16(int64_t kc, const float *const a[MR], int64_t ks, const float *bp, float *C, int64_t ldc, float alpha,
+          float beta, int first, int mr, int nr) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00,
+           c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
+    for (int64_t k = 0; k < kc; k++, bp += NR) {
+        const __m256 b0 = _mm256_load_ps(bp), b1 = _mm256_load_ps(bp + 8);
+        const int64_t o = k * ks;
+        __m256 x = _mm256_broadcast_ss(a0 + o);
+        c00 = _mm256_fmadd_ps(x, b0, c00);
+        c01 = _mm256_fmadd_ps(x, b1, c01);
+        x = _mm256_broadcast_ss(a1 + o);
+        c10 = _mm256_fmadd_ps(x, b0, c10);
+        c11 = _mm256_fmadd_ps(x, b1, c11);
+        x = _mm256_broadcast_ss(a2 + o);
+        c20 = _mm256_fmadd_ps(x, b0, c20);
+        c21 = _mm256_fmadd_ps(x, b1, c21);
+        x = _mm256_broadcast_ss(a3 + o);
+        c30 = _mm256_fmadd_ps(x, b0, c30);
+        c31 = _mm256_fmadd_ps(x, b1, c31);
+        x = _mm256_broadcast_ss(a4 + o);
+        c40 = _mm256_fmadd_ps(x, b0, c40);
+        c41 = _mm256_fmadd_ps(x, b1, c41);
+        x = _mm256_broadcast_ss(a5 + o);
+        c50 = _mm256_fmadd_ps(x, b0, c50);
+        c51 = _mm256_fmadd_ps(x, b1, c51);
+    }
+    const __m256 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+    if (mr == MR && nr == NR) {
+        const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+        for (int r = 0; r < MR; r++)
+            for (int h = 0; h < 2; h++) {
+                float *c = C + r * ldc + 8 * h;
+                __m256 v;
+                if (!first) v = _mm256_fmadd_ps(va, acc[r][h], _mm256_loadu_ps(c));
+                else if (beta == 0.0f) v = _mm256_mul_ps(va, acc[r][h]);
+                else v = _mm256_fmadd_ps(va, acc[r][h], _mm256_mul_ps(vb, _mm256_loadu_ps(c)));
+                _mm256_storeu_ps(c, v);
+            }
+        return;
+    }
+    float t[MR][NR] __attribute__((aligned(32)));
+    for (int r = 0; r < MR; r++) {
+        _mm256_store_ps(t[r], acc[r][0]);
+        _mm256_store_ps(t[r] + 8, acc[r][1]);
+    }
+    for (int r = 0; r < mr; r++)
+        for (int j = 0; j < nr; j++) {
+            float *c = C + r * ldc + j;
+            if (!first) *c = fmaf(alpha, t[r][j], *c);
+            else if (beta == 0.0f) *c = alpha * t[r][j];
+            else *c = fmaf(alpha, t[r][j], beta * *c);
+        }
+}
+/* the two instances: A read in place along its rows, or packed */
+__attribute__((target("avx2,fma"))) static void tile_rows(int64_t kc, const float *const a[MR], const float *bp,
+                                                          float *C, int64_t ldc, float alpha, float beta, int first,
+                                                          int mr, int nr) {
+    tile_6x16(kc, a, 1, bp, C, ldc, alpha, beta, first, mr, nr);
+}
+__attribute__((target("avx2,fma"))) static void tile_packed(int64_t kc, const float *const a[MR], const float *bp,
+                                                            float *C, int64_t ldc, float alpha, float beta,
+                                                            int first, int mr, int nr) {
+    tile_6x16(kc, a, MR, bp, C, ldc, alpha, beta, first, mr, nr);
+}
+
+/* 8 x 8 floats transposed: in[r] row r (8 lanes) -> out[c] column c */
+__attribute__((target("avx2,fma"), always_inline)) static inline void transpose8(__m256 r[8]) {
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/* op(B) = B stored [K, N]: its rows k0..k1, columns j0..j0+nc, into the
+ * panels of 16 columns (panel p's row k at bp + (p K + k) 16), zeros past
+ * nc. Row by row, so that B is read in order. */
+__attribute__((target("avx2,fma"))) static void pack_b_rows(const float *B, int64_t ldb, int64_t K, int64_t k0,
+                                                            int64_t k1, int64_t j0, int64_t nc, float *bp) {
+    const int64_t full = nc / NR, np = (nc + NR - 1) / NR;
+    for (int64_t k = k0; k < k1; k++) {
+        const float *s = B + k * ldb + j0;
+        for (int64_t p = 0; p < full; p++) {
+            float *d = bp + (p * K + k) * NR;
+            _mm256_store_ps(d, _mm256_loadu_ps(s + p * NR));
+            _mm256_store_ps(d + 8, _mm256_loadu_ps(s + p * NR + 8));
+        }
+        if (full < np) {
+            float *d = bp + (full * K + k) * NR;
+            for (int64_t j = 0; j < NR; j++) d[j] = full * NR + j < nc ? s[full * NR + j] : 0.0f;
+        }
+    }
+}
+
+/* op(B) = B^T, B stored [N, K]: columns j0..j0+n (n <= 16) of op(B), its
+ * rows k0..k0+kc, as one panel (16 floats per k, zeros past n); whole
+ * panels through 8 x 8 transposes. Packing is a copy, but at a float or
+ * two a cycle it cost a third of a product's time. */
+__attribute__((target("avx2,fma"))) static void pack_b_cols(const float *B, int64_t ldb, int64_t k0, int64_t kc,
+                                                            int64_t j0, int64_t n, float *dst) {
+    int64_t k = 0;
+    if (n == NR)
+        for (; k + 8 <= kc; k += 8)
+            for (int h = 0; h < 2; h++) {
+                __m256 r[8];
+                for (int j = 0; j < 8; j++) r[j] = _mm256_loadu_ps(B + (j0 + 8 * h + j) * ldb + k0 + k);
+                transpose8(r);
+                for (int i = 0; i < 8; i++) _mm256_store_ps(dst + (k + i) * NR + 8 * h, r[i]);
+            }
+    for (int64_t j = 0; j < NR; j++) {
+        const float *s = B + (j0 + j) * ldb + k0;
+        for (int64_t kk = k; kk < kc; kk++) dst[kk * NR + j] = j < n ? s[kk] : 0.0f;
+    }
+}
+
+/* op(A) = A^T, A stored [K, M]: rows i0..i0+m of op(A), columns k0..k0+kc,
+ * as panels of 6 rows (panel q's column k at ap + (q kc + k) 6), zeros
+ * past m; A read in order, row by row. (Untransposed, A's rows are read in
+ * place instead: packing them is a scatter of single floats.) */
+__attribute__((target("avx2,fma"))) static void pack_a_cols(const float *A, int64_t lda, int64_t i0, int64_t m,
+                                                            int64_t k0, int64_t kc, float *ap) {
+    const int64_t full = m / MR, mp = (m + MR - 1) / MR;
+    for (int64_t k = 0; k < kc; k++) {
+        const float *s = A + (k0 + k) * lda + i0;
+        for (int64_t q = 0; q < full; q++) {
+            float *d = ap + (q * kc + k) * MR;
+            _mm_storeu_ps(d, _mm_loadu_ps(s + q * MR));
+            _mm_storel_pi((__m64 *)(d + 4), _mm_loadl_pi(_mm_setzero_ps(), (const __m64 *)(s + q * MR + 4)));
+        }
+        if (full < mp) {
+            float *d = ap + (full * kc + k) * MR;
+            for (int64_t r = 0; r < MR; r++) d[r] = full * MR + r < m ? s[full * MR + r] : 0.0f;
+        }
+    }
+}
+
+void sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+               const float *B, int64_t ldb, float beta, float *C, int64_t ldc, sgemm_scratch_fn scratch,
+               void *arg) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0 || alpha == 0.0f) {   /* C = beta C, as BLAS defines it */
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+        return;
+    }
+    /* the team: small products stay on the calling thread (as OpenBLAS
+     * keeps products of up to 4 x 65,536 multiply-adds on one) */
+    const int nt = omp_in_parallel() || (double)M * N * K <= 262144.0 ? 1 : omp_get_max_threads();
+    /* rows: blocks of at most MC, their count a multiple of the team's size
+     * so that every thread gets as many */
+    int64_t nbm = (M + MC - 1) / MC;
+    nbm = (nbm + nt - 1) / nt * nt;
+    const int64_t mc = ((M + nbm - 1) / nbm + MR - 1) / MR * MR;
+    nbm = (M + mc - 1) / mc;
+    /* B is packed whole along K (one barrier per block of columns, not one
+     * per K block: with threads that sleep, barriers cost 10-50 us each),
+     * in blocks of columns of at most SGEMM_PACK_FLOATS */
+    int64_t ncol = SGEMM_PACK_FLOATS / K / NR * NR;
+    if (ncol < NR) ncol = NR;
+    const int64_t ncmax = min64(N, ncol), kcmax = min64(K, KC);
+    float *bp = scratch(arg, 0, (size_t)(K * ((ncmax + NR - 1) / NR * NR)));
+#pragma omp parallel num_threads(nt)
+    {
+        float *ap = ta ? scratch(arg, 1, (size_t)(kcmax * mc)) : NULL;
+        for (int64_t jc = 0; jc < N; jc += ncol) {
+            const int64_t nc = min64(N - jc, ncol), np = (nc + NR - 1) / NR;
+            /* too few row blocks to share: columns cut into chunks too */
+            int64_t nbn = 1;
+            if (nt > 1 && nbm < 2 * nt) nbn = min64(np, (2 * nt + nbm - 1) / nbm);
+            const int64_t chunk = (np + nbn - 1) / nbn;
+            nbn = (np + chunk - 1) / chunk;
+            if (tb) {
+#pragma omp for schedule(static)
+                for (int64_t p = 0; p < np; p++)
+                    for (int64_t pc = 0; pc < K; pc += KC)
+                        pack_b_cols(B, ldb, pc, min64(K - pc, KC), jc + p * NR, min64(nc - p * NR, NR),
+                                    bp + (p * K + pc) * NR);
+            } else {
+#pragma omp for schedule(static)
+                for (int64_t k0 = 0; k0 < K; k0 += 64) pack_b_rows(B, ldb, K, k0, min64(K, k0 + 64), jc, nc, bp);
+            }
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t item = 0; item < nbm * nbn; item++) {
+                const int64_t ib = item / nbn, p0 = item % nbn * chunk, p1 = min64(np, p0 + chunk);
+                const int64_t i0 = ib * mc, m = min64(M - i0, mc), mp = (m + MR - 1) / MR;
+                for (int64_t pc = 0; pc < K; pc += KC) {   /* C's K blocks in order */
+                    const int64_t kc = min64(K - pc, KC);
+                    if (ta) pack_a_cols(A, lda, i0, m, pc, kc, ap);
+                    for (int64_t p = p0; p < p1; p++)
+                        for (int64_t q = 0; q < mp; q++) {
+                            const int mr = (int)min64(m - q * MR, MR), nr = (int)min64(nc - p * NR, NR);
+                            const float *a[MR], *b = bp + (p * K + pc) * NR;
+                            float *c = C + (i0 + q * MR) * ldc + jc + p * NR;
+                            if (ta) {
+                                for (int r = 0; r < MR; r++) a[r] = ap + q * MR * kc + r;
+                                tile_packed(kc, a, b, c, ldc, alpha, beta, pc == 0, mr, nr);
+                            } else {
+                                for (int r = 0; r < MR; r++) a[r] = A + (i0 + q * MR + (r < mr ? r : mr - 1)) * lda + pc;
+                                tile_rows(kc, a, b, c, ldc, alpha, beta, pc == 0, mr, nr);
+                            }
+                        }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,37 @@
+/* sgemm.h: an fp32 matrix product of our own for CPUs with AVX2 and FMA
+ * (gemm.c runs GEMM_FP32_AUTO's and emulated bf16's products on it where
+ * OpenBLAS would otherwise run them in fixed blocks: CPUs without AVX-512).
+ *
+ * cblas_sgemm's semantics, row-major: C[M,N] = alpha op(A) op(B) + beta C,
+ * beta == 0 never reading C. The product is cut the usual way (Goto's
+ * layout): K in blocks of SGEMM_KC, each block's B packed once into panels
+ * of 16 columns that the whole team shares, A packed per thread into
+ * panels of 6 rows, a 6 x 16 register tile of 12 AVX2 accumulators.
+ *
+ * Every element of C is summed in one order fixed by K alone: over each
+ * K block in turn, k ascending, one FMA chain from zero; then C = alpha *
+ * sum + beta * C (one fused rounding) for the first block, C = alpha * sum
+ * + C for the next ones. How rows and columns are shared out among threads
+ * changes no byte, so the result is the same at any thread count, in or
+ * out of an OpenMP team (where it runs on the calling thread alone).
+ * Against OpenBLAS in fixed blocks it saves the zeroing pass over C that
+ * OpenBLAS makes for beta == 0, and packs B once per product instead of
+ * once per block. */
+#ifndef WDL_SGEMM_H
+#define WDL_SGEMM_H
+#include <stddef.h>
+#include <stdint.h>
+
+#define SGEMM_KC 256
+/* The CPU has AVX2 and FMA. */
+int sgemm_own_cpu(void);
+/* Scratch for one thread of the team: at least `floats` floats, 64-byte
+ * aligned, kept by the caller between calls. */
+typedef float *(*sgemm_scratch_fn)(void *arg, int which, size_t floats);
+/* The product on the CPU's AVX2 and FMA (the caller checks sgemm_own_cpu).
+ * Scratch: which 0 holds B's packed block (asked for by the calling thread
+ * and shared), which 1 each thread's packed A. */
+void sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+               const float *B, int64_t ldb, float beta, float *C, int64_t ldc, sgemm_scratch_fn scratch,
+               void *arg);
+#endif
