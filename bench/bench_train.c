@@ -17,14 +17,37 @@
 #include "attn_tiles.h"
 #include "gemm.h"
 #include "model.h"
+#include "sgemm.h"
 #include "optim.h"
 #include "step.h"
 
 extern void openblas_set_num_threads(int);
 
-/* GFLOP/s of one GEMM backend over the linear-layer shapes of one training
- * step (forward X W^T, input gradient dY W, weight gradient dY^T X): one
- * warm-up pass (oneDNN creates its primitives there), then the best of 3. */
+/* sgemm_own's scratch for gemm_rate: one pair of buffers per thread */
+static float *own_buf[64][2];
+static size_t own_cap[64][2];
+static float *own_scratch(void *arg, int which, size_t floats) {
+    (void)arg;
+    const int t = omp_get_thread_num();
+    if (t >= 64) die("bench_train: more than 64 threads");
+    if (floats > own_cap[t][which]) {
+        free(own_buf[t][which]);
+        own_buf[t][which] = xaligned(sizeof(float) * floats);
+        own_cap[t][which] = floats;
+    }
+    return own_buf[t][which];
+}
+/* one product on g, or on sgemm_own when g is NULL */
+static void product(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                    const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    if (g) gemm_run(g, ta, tb, M, N, K, 1, A, lda, B, ldb, beta, C, ldc);
+    else sgemm_own(ta, tb, M, N, K, 1, A, lda, B, ldb, beta, C, ldc, own_scratch, NULL);
+}
+
+/* GFLOP/s of one GEMM backend (NULL: sgemm_own) over the linear-layer
+ * shapes of one training step (forward X W^T, input gradient dY W, weight
+ * gradient dY^T X): one warm-up pass (oneDNN creates its primitives
+ * there), then the best of 3. */
 static double gemm_rate(gemm_ctx *g, const wdl_config *c, int64_t N) {
     int64_t H = c->hidden, QD = c->heads * c->head_dim, KD = c->kv_heads * c->head_dim, FF = c->inter, V = c->vocab;
     int64_t shapes[][2] = {{H, QD}, {H, KD}, {H, KD}, {QD, H}, {H, FF}, {H, FF}, {FF, H}, {H, V}};
@@ -36,9 +59,9 @@ static double gemm_rate(gemm_ctx *g, const wdl_config *c, int64_t N) {
         double flops = 0, t0 = wdl_now();
         for (size_t s = 0; s < ns; s++) {
             int64_t C = shapes[s][0], OC = shapes[s][1];
-            gemm_run(g, 0, 1, N, OC, C, 1, a, C, b, C, 0, o, OC);
-            gemm_run(g, 0, 0, N, C, OC, 1, a, OC, b, C, 0, o, C);
-            gemm_run(g, 1, 0, OC, C, N, 1, a, OC, b, C, 1, o, C);
+            product(g, 0, 1, N, OC, C, a, C, b, C, 0, o, OC);
+            product(g, 0, 0, N, C, OC, a, OC, b, C, 0, o, C);
+            product(g, 1, 0, OC, C, N, a, OC, b, C, 1, o, C);
             flops += 3.0 * 2 * N * C * OC;
         }
         double r = flops / (wdl_now() - t0) / 1e9;
@@ -88,15 +111,24 @@ int main(int argc, char **argv) {
     step_init(&st, m, NULL, 1.0);
     adamw_cfg ac = {1e-3, 0.9, 0.95, 1e-8, 0.1, 1.0};
 
-    double rate[3];
+    double rate[4];
     for (int p = 0; p < 3; p++) {   /* fp32 OpenBLAS, bf16 oneDNN, fp32 oneDNN */
         gemm_ctx *g = gemm_ctx_new((gemm_precision)p);
         rate[p] = gemm_rate(g, &c, N);
         gemm_ctx_free(g);
     }
+    /* and our own fp32 GEMM (sgemm.h), where the CPU has AVX2 and FMA */
+    rate[3] = sgemm_own_cpu() ? gemm_rate(NULL, &c, N) : 0;
+    /* whether fp32's products not sent to oneDNN run on it */
+    gemm_ctx *gd = gemm_ctx_new(GEMM_FP32_AUTO);
+    const int own_used = gemm_ctx_uses_own_sgemm(gd);
+    gemm_ctx_free(gd);
     /* the rate of the backend training runs on (fp32: its large products') */
     const int fp32_onednn = prec == GEMM_FP32_AUTO && gemm_fp32_dnnl_fast();
-    double used = prec == GEMM_BF16 ? rate[1] : prec == GEMM_FP32_DNNL || fp32_onednn ? rate[2] : rate[0];
+    double used = prec == GEMM_BF16                         ? rate[1]
+                  : prec == GEMM_FP32_DNNL || fp32_onednn ? rate[2]
+                  : prec == GEMM_FP32_AUTO && own_used    ? rate[3]
+                                                          : rate[0];
     double flop_tok = 3 * model_flops_per_token(&c, T);
     /* where attention's small products ran (kernels.h) */
     const char *attention = gemm_attention_amx()   ? "amx-tiles"
@@ -120,11 +152,12 @@ int main(int argc, char **argv) {
     double tps = N / dt, gf = tps * flop_tok / 1e9;
     printf("{\"bench\":\"train\",\"model\":\"%s\",\"precision\":\"%s\",\"params\":%zu,\"threads\":%d,"
            "\"batch\":%lld,\"seq\":%lld,\"tokens_per_s\":%.0f,\"ms_per_step\":%.1f,\"gflops\":%.1f,"
-           "\"sgemm_gflops\":%.1f,\"onednn_bf16_gflops\":%.1f,\"onednn_f32_gflops\":%.1f,\"gemm_gflops\":%.1f,"
+           "\"sgemm_gflops\":%.1f,\"onednn_bf16_gflops\":%.1f,\"onednn_f32_gflops\":%.1f,\"own_f32_gflops\":%.1f,"
+           "\"fp32_own\":%s,\"gemm_gflops\":%.1f,"
            "\"mfu_vs_gemm\":%.3f,\"mfu_vs_sgemm\":%.3f,\"onednn_isa\":\"%s\",\"fp32_onednn\":%s,"
            "\"attention\":\"%s\"}\n",
            name, gemm_precision_name(prec), m->nparams, threads, (long long)B, (long long)T, tps, dt * 1e3, gf,
-           rate[0], rate[1], rate[2], used, gf / used, gf / rate[0], gemm_dnnl_isa(), fp32_onednn ? "true" : "false",
+           rate[0], rate[1], rate[2], rate[3], own_used ? "true" : "false", used, gf / used, gf / rate[0], gemm_dnnl_isa(), fp32_onednn ? "true" : "false",
            attention);
     /* forward only (scoring) */
     double *nll = xmalloc(sizeof(double) * (size_t)N), *ent = xmalloc(sizeof(double) * (size_t)N);

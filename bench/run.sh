@@ -34,7 +34,7 @@ grep -qw -e avx512_bf16 -e amx_bf16 <<<"$flags" && bf16hw=1
 echo "# commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 
 echo "# C engine: reference model (hidden 256, 4 layers, 8/4 heads, head_dim 32, ffn 768, vocab 512, untied), batch 8 x 256"
-echo "# fp32 = oneDNN's fp32 matmul for products of 4M+ multiply-adds where oneDNN runs AVX-512, else OpenBLAS (fixed blocks);"
+echo "# fp32 = oneDNN's fp32 matmul for products of 4M+ multiply-adds where oneDNN runs AVX-512, else OpenBLAS (fixed blocks), or on a CPU with AVX2 and no AVX-512 our own GEMM (sgemm.c);"
 echo "# fp32-openblas = OpenBLAS throughout (the reference); bf16 = oneDNN matmul (bf16 inputs, fp32 accumulation);"
 echo "# GEMM rates of both libraries on the model's shapes"
 for p in fp32 bf16; do
@@ -66,7 +66,7 @@ if [ -x "$PY" ] && "$PY" -c 'import torch; assert int(torch.__version__.split(".
     for p in fp32 bf16; do
       "$B/bench/bench_train" --threads "$NPROC" --steps "$STEPS" --repeat 1 --precision "$p" | grep '"train"' |
         jq -c --argjson r "$r" '{round: $r, side: "wdl", what: .precision, tokens_per_s,
-          gemm_share: (if .precision == "fp32" then .gflops / ([.sgemm_gflops, .onednn_f32_gflops] | max) else null end)}'
+          gemm_share: (if .precision == "fp32" then .gflops / ([.sgemm_gflops, .onednn_f32_gflops, .own_f32_gflops // 0] | max) else null end)}'
     done
     for m in $rpeers; do
       "$PY" bench/torch_train.py --steps "$STEPS" --warmup-steps 3 --repeat 1 --threads "$NPROC" --mode "$m" 2>/dev/null |
@@ -99,15 +99,15 @@ jq -rs --argjson n "$NPROC" '
   map(select(.impl == "pytorch" and .mode == "train")) as $t |
   ($t | map({key: .peer, value: .tokens_per_s}) | from_entries) as $p |
   ([$p.eager, $p.autocast, $p.compile] | map(select(. != null)) | max) as $best3 |
-  ([$f.sgemm_gflops, $f.onednn_f32_gflops] | max) as $g32 |
+  ([$f.sgemm_gflops, $f.onednn_f32_gflops, $f.own_f32_gflops // 0] | max) as $g32 |
   "| run | tokens/s | threads |",
   "|---|---:|---:|",
-  "| wdl fp32 (\(if $f.fp32_onednn then "oneDNN for large products" else "OpenBLAS" end)) | \($f.tokens_per_s) | \($f.threads) |",
+  "| wdl fp32 (\(if $f.fp32_onednn then "oneDNN for large products" elif $f.fp32_own then "our own AVX2 GEMM" else "OpenBLAS" end)) | \($f.tokens_per_s) | \($f.threads) |",
   (if $o then "| wdl fp32-openblas (the reference) | \($o.tokens_per_s) | \($o.threads) |" else empty end),
   "| wdl bf16 (oneDNN \($h.onednn_isa), attention on \($h.attention // "the backend")) | \($h.tokens_per_s) | \($h.threads) |",
   ($t[] | "| PyTorch \(.torch) \(.peer) | \(.tokens_per_s | round) | \(.threads) |"),
   "",
-  "GEMM rates on the model shapes (GFLOP/s): OpenBLAS sgemm \($f.sgemm_gflops), oneDNN fp32 \($f.onednn_f32_gflops), oneDNN bf16 \($h.onednn_bf16_gflops)",
+  "GEMM rates on the model shapes (GFLOP/s): OpenBLAS sgemm \($f.sgemm_gflops), oneDNN fp32 \($f.onednn_f32_gflops), our own fp32 (sgemm.c) \($f.own_f32_gflops // "n/a"), oneDNN bf16 \($h.onednn_bf16_gflops)",
   "wdl fp32: \($f.gflops) GFLOP/s = \($f.gflops / $g32 * 100 | round)% of the fastest fp32 GEMM rate (target 75%: \(ok($f.gflops / $g32; 0.75)))",
   "wdl bf16: \($h.gflops) GFLOP/s, MFU \($h.mfu_vs_gemm * 100 | round)% of the measured oneDNN bf16 rate",
   (if $best3 then

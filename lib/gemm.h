@@ -17,7 +17,9 @@
  *                   _MAX_MN below); the others on OpenBLAS, those above
  *                   2^18 multiply-adds as fixed blocks of C, one
  *                   single-threaded call each (gemm.c: OpenBLAS's own
- *                   threading gives other bytes at other thread counts).
+ *                   threading gives other bytes at other thread counts);
+ *                   on a CPU with AVX2 and FMA but no AVX-512, all of
+ *                   those on sgemm_own instead (sgemm.h).
  *                   Other summation orders than one cblas_sgemm call, so
  *                   other bits; the same bits for the same inputs and
  *                   shapes, at any thread count (mpirun's ranks run fewer).
@@ -35,8 +37,9 @@
  *                   per-thread scratch, products accumulated and written in
  *                   fp32 by oneDNN's matmul (AMX or AVX512-BF16 kernels where
  *                   the CPU has them). Where oneDNN has no bf16 matmul for
- *                   this CPU, the same bf16-rounded inputs go to OpenBLAS
- *                   in GEMM_FP32_AUTO's fixed blocks (identical semantics,
+ *                   this CPU, the same bf16-rounded inputs go where
+ *                   GEMM_FP32_AUTO runs its products not sent to oneDNN
+ *                   (fixed blocks or sgemm_own; identical semantics,
  *                   slower).
  *   The few-row kernel: A B^T of at most 4 rows of A in bf16, 8 in fp32,
  *                   with M K <= 12288 (K rounded up to 32; on the AVX2

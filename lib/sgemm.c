@@ -1,8 +1,17 @@
 /* sgemm.c: see sgemm.h. */
 #include "sgemm.h"
-#include <immintrin.h>
 #include <math.h>
 #include <omp.h>
+#if !(defined(__x86_64__) && defined(__GNUC__))
+#include "common.h"
+int sgemm_own_cpu(void) { return 0; }
+void sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+               const float *B, int64_t ldb, float beta, float *C, int64_t ldc, sgemm_scratch_fn scratch,
+               void *arg) {
+    die("internal: sgemm_own needs x86-64 (AVX2 and FMA)");
+}
+#else
+#include <immintrin.h>
 
 #define MR 6        /* rows of the register tile */
 #define NR 16       /* columns: two 8-lane vectors */
@@ -242,3 +251,4 @@ void sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, con
         }
     }
 }
+#endif

@@ -820,8 +820,11 @@ static void test_fp32_auto(void **state) {
                            (p.tb || (p.N <= GEMM_FP32_DNNL_MAX_N && p.M * p.N <= GEMM_FP32_DNNL_MAX_MN));
             const size_t n = sizeof(float) * (size_t)(p.M * p.ldc);
             /* OpenBLAS's products above 2^18 multiply-adds run as fixed
-             * blocks (gemm.c), not one call: other bytes than fp32-openblas */
-            const int blocked = !dn && (double)p.M * p.N * p.K > (double)GEMM_FP32_ONE_CALL_MAX;
+             * blocks (gemm.c), and all of them on sgemm_own where it is
+             * used: not one call, so other bytes than fp32-openblas */
+            const int few = p.M <= GEMM_FEW_ROWS && p.N * p.K >= GEMM_FEW_ROWS_MIN_NK;   /* oneDNN's, as fp32's */
+            const int blocked = !dn && !few && (gemm_ctx_uses_own_sgemm(a) ||
+                                                (double)p.M * p.N * p.K > (double)GEMM_FP32_ONE_CALL_MAX);
             float *C = run(a, &p), *R = run(dn ? d : o, &p);
             if (dn && p.M >= 48 && p.M % 16 && p.N * p.K >= GEMM_FEW_ROWS_MIN_NK) {
                 /* split as the largest multiple of 16 rows, then the rest (gemm.c) */
