@@ -24,31 +24,31 @@
 extern void openblas_set_num_threads(int);
 
 /* sgemm_own's scratch for gemm_rate: one pair of buffers per thread */
-static float *own_buf[64][2];
-static size_t own_cap[64][2];
+#define OWN_THREADS 64
+typedef struct { float *buf[OWN_THREADS][2]; size_t cap[OWN_THREADS][2]; } own_bufs;
 static float *own_scratch(void *arg, int which, size_t floats) {
-    (void)arg;
+    own_bufs *b = arg;
     const int t = omp_get_thread_num();
-    if (t >= 64) die("bench_train: more than 64 threads");
-    if (floats > own_cap[t][which]) {
-        free(own_buf[t][which]);
-        own_buf[t][which] = xaligned(sizeof(float) * floats);
-        own_cap[t][which] = floats;
+    if (t >= OWN_THREADS) die("bench_train: more than %d threads", OWN_THREADS);
+    if (floats > b->cap[t][which]) {
+        free(b->buf[t][which]);
+        b->buf[t][which] = xaligned(sizeof(float) * floats);
+        b->cap[t][which] = floats;
     }
-    return own_buf[t][which];
+    return b->buf[t][which];
 }
-/* one product on g, or on sgemm_own when g is NULL */
-static void product(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                    const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+/* one product on g, or on sgemm_own (scratch `own`) when g is NULL */
+static void product(gemm_ctx *g, own_bufs *own, int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A,
+                    int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     if (g) gemm_run(g, ta, tb, M, N, K, 1, A, lda, B, ldb, beta, C, ldc);
-    else sgemm_own(ta, tb, M, N, K, 1, A, lda, B, ldb, beta, C, ldc, own_scratch, NULL);
+    else sgemm_own(ta, tb, M, N, K, 1, A, lda, B, ldb, beta, C, ldc, own_scratch, own);
 }
 
 /* GFLOP/s of one GEMM backend (NULL: sgemm_own) over the linear-layer
  * shapes of one training step (forward X W^T, input gradient dY W, weight
  * gradient dY^T X): one warm-up pass (oneDNN creates its primitives
  * there), then the best of 3. */
-static double gemm_rate(gemm_ctx *g, const wdl_config *c, int64_t N) {
+static double gemm_rate(gemm_ctx *g, own_bufs *own, const wdl_config *c, int64_t N) {
     int64_t H = c->hidden, QD = c->heads * c->head_dim, KD = c->kv_heads * c->head_dim, FF = c->inter, V = c->vocab;
     int64_t shapes[][2] = {{H, QD}, {H, KD}, {H, KD}, {QD, H}, {H, FF}, {H, FF}, {FF, H}, {H, V}};
     size_t ns = sizeof shapes / sizeof shapes[0], mx = (size_t)(N * (FF > V ? FF : V) + FF * V + H * FF);
@@ -59,9 +59,9 @@ static double gemm_rate(gemm_ctx *g, const wdl_config *c, int64_t N) {
         double flops = 0, t0 = wdl_now();
         for (size_t s = 0; s < ns; s++) {
             int64_t C = shapes[s][0], OC = shapes[s][1];
-            product(g, 0, 1, N, OC, C, a, C, b, C, 0, o, OC);
-            product(g, 0, 0, N, C, OC, a, OC, b, C, 0, o, C);
-            product(g, 1, 0, OC, C, N, a, OC, b, C, 1, o, C);
+            product(g, own, 0, 1, N, OC, C, a, C, b, C, 0, o, OC);
+            product(g, own, 0, 0, N, C, OC, a, OC, b, C, 0, o, C);
+            product(g, own, 1, 0, OC, C, N, a, OC, b, C, 1, o, C);
             flops += 3.0 * 2 * N * C * OC;
         }
         double r = flops / (wdl_now() - t0) / 1e9;
@@ -114,11 +114,14 @@ int main(int argc, char **argv) {
     double rate[4];
     for (int p = 0; p < 3; p++) {   /* fp32 OpenBLAS, bf16 oneDNN, fp32 oneDNN */
         gemm_ctx *g = gemm_ctx_new((gemm_precision)p);
-        rate[p] = gemm_rate(g, &c, N);
+        rate[p] = gemm_rate(g, NULL, &c, N);
         gemm_ctx_free(g);
     }
     /* and our own fp32 GEMM (sgemm.h), where the CPU has AVX2 and FMA */
-    rate[3] = sgemm_own_cpu() ? gemm_rate(NULL, &c, N) : 0;
+    own_bufs *own = xcalloc(1, sizeof *own);
+    rate[3] = sgemm_own_cpu() ? gemm_rate(NULL, own, &c, N) : 0;
+    for (int t = 0; t < OWN_THREADS; t++) free(own->buf[t][0]), free(own->buf[t][1]);
+    free(own);
     /* whether fp32's products not sent to oneDNN run on it */
     gemm_ctx *gd = gemm_ctx_new(GEMM_FP32_AUTO);
     const int own_used = gemm_ctx_uses_own_sgemm(gd);
@@ -157,8 +160,8 @@ int main(int argc, char **argv) {
            "\"mfu_vs_gemm\":%.3f,\"mfu_vs_sgemm\":%.3f,\"onednn_isa\":\"%s\",\"fp32_onednn\":%s,"
            "\"attention\":\"%s\"}\n",
            name, gemm_precision_name(prec), m->nparams, threads, (long long)B, (long long)T, tps, dt * 1e3, gf,
-           rate[0], rate[1], rate[2], rate[3], own_used ? "true" : "false", used, gf / used, gf / rate[0], gemm_dnnl_isa(), fp32_onednn ? "true" : "false",
-           attention);
+           rate[0], rate[1], rate[2], rate[3], own_used ? "true" : "false", used, gf / used, gf / rate[0],
+           gemm_dnnl_isa(), fp32_onednn ? "true" : "false", attention);
     /* forward only (scoring) */
     double *nll = xmalloc(sizeof(double) * (size_t)N), *ent = xmalloc(sizeof(double) * (size_t)N);
     for (int s = 0; s < steps + 2; s++) {

@@ -155,10 +155,10 @@ void gemm_ctx_free(gemm_ctx *g) {
 gemm_precision gemm_ctx_precision(const gemm_ctx *g) { return g->prec; }
 int64_t gemm_ctx_few_row_products(gemm_ctx *g) { return (int64_t)atomic_load(&g->few_rows); }
 void gemm_ctx_few_rows(gemm_ctx *g, int mode) { g->few_mode = mode; }
+static int few_rows_hw(void);
 void gemm_ctx_own_sgemm(gemm_ctx *g, int mode) {
-    __builtin_cpu_init();
-    const int avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
-    g->own_sgemm = sgemm_own_cpu() && (mode == 2 || (mode == 1 && !avx512));
+    /* by default where the few-row kernel is AVX2's: AVX2 and FMA, no AVX-512 */
+    g->own_sgemm = mode == 2 ? sgemm_own_cpu() : mode == 1 && few_rows_hw() == 2;
 }
 int gemm_ctx_uses_own_sgemm(const gemm_ctx *g) { return g->own_sgemm; }
 

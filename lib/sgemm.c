@@ -41,24 +41,20 @@ tile_6x16(int64_t kc, const float *const a[MR], int64_t ks, const float *bp, flo
     for (int64_t k = 0; k < kc; k++, bp += NR) {
         const __m256 b0 = _mm256_load_ps(bp), b1 = _mm256_load_ps(bp + 8);
         const int64_t o = k * ks;
-        __m256 x = _mm256_broadcast_ss(a0 + o);
-        c00 = _mm256_fmadd_ps(x, b0, c00);
-        c01 = _mm256_fmadd_ps(x, b1, c01);
-        x = _mm256_broadcast_ss(a1 + o);
-        c10 = _mm256_fmadd_ps(x, b0, c10);
-        c11 = _mm256_fmadd_ps(x, b1, c11);
-        x = _mm256_broadcast_ss(a2 + o);
-        c20 = _mm256_fmadd_ps(x, b0, c20);
-        c21 = _mm256_fmadd_ps(x, b1, c21);
-        x = _mm256_broadcast_ss(a3 + o);
-        c30 = _mm256_fmadd_ps(x, b0, c30);
-        c31 = _mm256_fmadd_ps(x, b1, c31);
-        x = _mm256_broadcast_ss(a4 + o);
-        c40 = _mm256_fmadd_ps(x, b0, c40);
-        c41 = _mm256_fmadd_ps(x, b1, c41);
-        x = _mm256_broadcast_ss(a5 + o);
-        c50 = _mm256_fmadd_ps(x, b0, c50);
-        c51 = _mm256_fmadd_ps(x, b1, c51);
+        /* row r of the tile: its value of A at k times the 16 of B */
+#define TILE_ROW(ar, lo, hi)                          \
+    do {                                              \
+        const __m256 x_ = _mm256_broadcast_ss(ar + o); \
+        lo = _mm256_fmadd_ps(x_, b0, lo);             \
+        hi = _mm256_fmadd_ps(x_, b1, hi);             \
+    } while (0)
+        TILE_ROW(a0, c00, c01);
+        TILE_ROW(a1, c10, c11);
+        TILE_ROW(a2, c20, c21);
+        TILE_ROW(a3, c30, c31);
+        TILE_ROW(a4, c40, c41);
+        TILE_ROW(a5, c50, c51);
+#undef TILE_ROW
     }
     const __m256 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
     if (mr == MR && nr == NR) {
