@@ -4,9 +4,11 @@
  *
  * cblas_sgemm's semantics, row-major: C[M,N] = alpha op(A) op(B) + beta C,
  * beta == 0 never reading C. The product is cut the usual way (Goto's
- * layout): K in blocks of SGEMM_KC, each block's B packed once into panels
- * of 16 columns that the whole team shares, A packed per thread into
- * panels of 6 rows, a 6 x 16 register tile of 12 AVX2 accumulators.
+ * layout): B packed once per product (in blocks of columns, whole along
+ * K) into panels of 16 columns that the whole team shares; A read in place
+ * along its rows, or, stored transposed, packed per thread into panels of
+ * 6 rows; K in blocks of SGEMM_KC; a 6 x 16 register tile of 12 AVX2
+ * accumulators.
  *
  * Every element of C is summed in one order fixed by K alone: over each
  * K block in turn, k ascending, one FMA chain from zero; then C = alpha *
