@@ -23,32 +23,18 @@
 
 extern void openblas_set_num_threads(int);
 
-/* sgemm_own's scratch for gemm_rate: one pair of buffers per thread */
-#define OWN_THREADS 64
-typedef struct { float *buf[OWN_THREADS][2]; size_t cap[OWN_THREADS][2]; } own_bufs;
-static float *own_scratch(void *arg, int which, size_t floats) {
-    own_bufs *b = arg;
-    const int t = omp_get_thread_num();
-    if (t >= OWN_THREADS) die("bench_train: more than %d threads", OWN_THREADS);
-    if (floats > b->cap[t][which]) {
-        free(b->buf[t][which]);
-        b->buf[t][which] = xaligned(sizeof(float) * floats);
-        b->cap[t][which] = floats;
-    }
-    return b->buf[t][which];
-}
 /* one product on g, or on sgemm_own (scratch `own`) when g is NULL */
-static void product(gemm_ctx *g, own_bufs *own, int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A,
+static void product(gemm_ctx *g, sgemm_bufs *own, int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A,
                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     if (g) gemm_run(g, ta, tb, M, N, K, 1, A, lda, B, ldb, beta, C, ldc);
-    else sgemm_own(ta, tb, M, N, K, 1, A, lda, B, ldb, beta, C, ldc, own_scratch, own);
+    else sgemm_own(ta, tb, M, N, K, 1, A, lda, B, ldb, beta, C, ldc, sgemm_bufs_get, own);
 }
 
 /* GFLOP/s of one GEMM backend (NULL: sgemm_own) over the linear-layer
  * shapes of one training step (forward X W^T, input gradient dY W, weight
  * gradient dY^T X): one warm-up pass (oneDNN creates its primitives
  * there), then the best of 3. */
-static double gemm_rate(gemm_ctx *g, own_bufs *own, const wdl_config *c, int64_t N) {
+static double gemm_rate(gemm_ctx *g, sgemm_bufs *own, const wdl_config *c, int64_t N) {
     int64_t H = c->hidden, QD = c->heads * c->head_dim, KD = c->kv_heads * c->head_dim, FF = c->inter, V = c->vocab;
     int64_t shapes[][2] = {{H, QD}, {H, KD}, {H, KD}, {QD, H}, {H, FF}, {H, FF}, {FF, H}, {H, V}};
     size_t ns = sizeof shapes / sizeof shapes[0], mx = (size_t)(N * (FF > V ? FF : V) + FF * V + H * FF);
@@ -118,9 +104,9 @@ int main(int argc, char **argv) {
         gemm_ctx_free(g);
     }
     /* and our own fp32 GEMM (sgemm.h), where the CPU has AVX2 and FMA */
-    own_bufs *own = xcalloc(1, sizeof *own);
+    sgemm_bufs *own = xcalloc(1, sizeof *own);
     rate[3] = sgemm_own_cpu() ? gemm_rate(NULL, own, &c, N) : 0;
-    for (int t = 0; t < OWN_THREADS; t++) free(own->buf[t][0]), free(own->buf[t][1]);
+    sgemm_bufs_free(own);
     free(own);
     /* whether fp32's products not sent to oneDNN run on it */
     gemm_ctx *gd = gemm_ctx_new(GEMM_FP32_AUTO);

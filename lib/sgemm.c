@@ -1,9 +1,31 @@
 /* sgemm.c: see sgemm.h. */
 #include "sgemm.h"
+#include "common.h"
+#include "gemm.h"
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
+
+float *sgemm_bufs_get(void *arg, int which, size_t floats) {
+    sgemm_bufs *b = arg;
+    const int t = omp_get_thread_num();
+    if (t >= SGEMM_BUF_THREADS) die("sgemm: more than %d threads", SGEMM_BUF_THREADS);
+    if (floats > b->cap[t][which]) {
+        free(b->buf[t][which]);
+        b->buf[t][which] = xaligned(sizeof(float) * floats);
+        b->cap[t][which] = floats;
+    }
+    return b->buf[t][which];
+}
+void sgemm_bufs_free(sgemm_bufs *b) {
+    for (int t = 0; t < SGEMM_BUF_THREADS; t++) {
+        free(b->buf[t][0]);
+        free(b->buf[t][1]);
+        b->buf[t][0] = b->buf[t][1] = NULL;
+        b->cap[t][0] = b->cap[t][1] = 0;
+    }
+}
 #if !(defined(__x86_64__) && defined(__GNUC__))
-#include "common.h"
 int sgemm_own_cpu(void) { return 0; }
 void sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                const float *B, int64_t ldb, float beta, float *C, int64_t ldc, sgemm_scratch_fn scratch,
@@ -188,7 +210,7 @@ void sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, con
     }
     /* the team: small products stay on the calling thread (as OpenBLAS
      * keeps products of up to 4 x 65,536 multiply-adds on one) */
-    const int nt = omp_in_parallel() || (double)M * N * K <= 262144.0 ? 1 : omp_get_max_threads();
+    const int nt = omp_in_parallel() || (double)M * N * K <= (double)GEMM_FP32_ONE_CALL_MAX ? 1 : omp_get_max_threads();
     /* rows: blocks of at most MC, their count a multiple of the team's size
      * so that every thread gets as many */
     int64_t nbm = (M + MC - 1) / MC;

@@ -36,4 +36,12 @@ typedef float *(*sgemm_scratch_fn)(void *arg, int which, size_t floats);
 void sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                const float *B, int64_t ldb, float beta, float *C, int64_t ldc, sgemm_scratch_fn scratch,
                void *arg);
+/* Scratch for callers without a gemm_ctx (tests, benches): pass
+ * sgemm_bufs_get as `scratch` and a zeroed sgemm_bufs as `arg`; buffers
+ * grow as needed, one pair per thread of the team (at most
+ * SGEMM_BUF_THREADS), until sgemm_bufs_free. */
+#define SGEMM_BUF_THREADS 64
+typedef struct { float *buf[SGEMM_BUF_THREADS][2]; size_t cap[SGEMM_BUF_THREADS][2]; } sgemm_bufs;
+float *sgemm_bufs_get(void *arg, int which, size_t floats);
+void sgemm_bufs_free(sgemm_bufs *b);
 #endif

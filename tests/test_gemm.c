@@ -866,24 +866,10 @@ static void own_order(const problem *p, float *C) {
             C[i * p->ldc + j] = c;
         }
 }
-/* scratch by thread of the team (own_run is called outside any team) */
-#define OWN_THREADS 64
-typedef struct { float *buf[OWN_THREADS][2]; size_t cap[OWN_THREADS][2]; } own_bufs;
-static float *own_scratch(void *arg, int which, size_t floats) {
-    own_bufs *b = arg;
-    const int t = omp_get_thread_num();
-    assert_true(t < OWN_THREADS);
-    if (floats > b->cap[t][which]) {
-        free(b->buf[t][which]);
-        b->buf[t][which] = xaligned(sizeof(float) * floats);
-        b->cap[t][which] = floats;
-    }
-    return b->buf[t][which];
-}
-static float *own_run(const problem *p, own_bufs *b) {
+static float *own_run(const problem *p, sgemm_bufs *b) {
     float *C = xmalloc(sizeof(float) * (size_t)(p->M * p->ldc));
     memcpy(C, p->C0, sizeof(float) * (size_t)(p->M * p->ldc));
-    sgemm_own(p->ta, p->tb, p->M, p->N, p->K, p->alpha, p->A, p->lda, p->B, p->ldb, p->beta, C, p->ldc, own_scratch, b);
+    sgemm_own(p->ta, p->tb, p->M, p->N, p->K, p->alpha, p->A, p->lda, p->B, p->ldb, p->beta, C, p->ldc, sgemm_bufs_get, b);
     return C;
 }
 static void test_own_sgemm(void **state) {
@@ -895,7 +881,7 @@ static void test_own_sgemm(void **state) {
     gemm_ctx *g = gemm_ctx_new(GEMM_FP32_AUTO);
     gemm_ctx_own_sgemm(g, 2);
     assert_true(gemm_ctx_uses_own_sgemm(g));
-    own_bufs *bufs = xcalloc(1, sizeof *bufs);
+    sgemm_bufs *bufs = xcalloc(1, sizeof *bufs);
     /* edges of the 6 x 16 tile, K blocks (256 + 1, three), fewer than 8
      * values of k (the transposes' tail), products on a team of threads
      * (training's shapes, a weight gradient's long K), and B packed in two
@@ -935,7 +921,7 @@ static void test_own_sgemm(void **state) {
         for (int64_t j = 0; j < p.N; j++) assert_true(C[i * p.ldc + j] == 0.5f * p.C0[i * p.ldc + j]);
     free(C);
     unmake(&p);
-    for (int t = 0; t < OWN_THREADS; t++) free(bufs->buf[t][0]), free(bufs->buf[t][1]);
+    sgemm_bufs_free(bufs);
     free(bufs);
     gemm_ctx_free(g);
 }
