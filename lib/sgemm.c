@@ -33,6 +33,7 @@ void sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, con
     die("internal: sgemm_own needs x86-64 (AVX2 and FMA)");
 }
 #else
+#include "transpose8.h"
 #include <immintrin.h>
 
 #define MR 6        /* rows of the register tile */
@@ -115,26 +116,6 @@ __attribute__((target("avx2,fma"))) static void tile_packed(int64_t kc, const fl
                                                             float *C, int64_t ldc, float alpha, float beta,
                                                             int first, int mr, int nr) {
     tile_6x16(kc, a, MR, bp, C, ldc, alpha, beta, first, mr, nr);
-}
-
-/* 8 x 8 floats transposed: in[r] row r (8 lanes) -> out[c] column c */
-__attribute__((target("avx2,fma"), always_inline)) static inline void transpose8(__m256 r[8]) {
-    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
-    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
-    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
-    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
-    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
-    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
-    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
-    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
-    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
-    r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
-    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
 /* op(B) = B stored [K, N]: its rows k0..k1, columns j0..j0+nc, into the
