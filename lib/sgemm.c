@@ -41,6 +41,7 @@ void sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, con
 #define KC SGEMM_KC /* the only block size the bytes depend on */
 #define SGEMM_PACK_FLOATS (1 << 20)   /* B packed at a time: 4 MB, whole columns */
 #define MC 96       /* rows of A per block (packed, when A is stored transposed: 96 KB at KC) */
+#define SGEMM_FEW_ROWS 16   /* at most this many rows: few_rows */
 
 int sgemm_own_cpu(void) {
     __builtin_cpu_init();
@@ -180,6 +181,36 @@ __attribute__((target("avx2,fma"))) static void pack_a_cols(const float *A, int6
     }
 }
 
+/* A few rows of A as stored (decoding's products): the threads share out
+ * the panels of 16 columns, and each packs its own panel before using it,
+ * so no barrier waits for a shared packing of B, which at a few rows costs
+ * as much as the product. The sums are sgemm_own's, in its order. */
+static void few_rows(int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                     const float *B, int64_t ldb, float beta, float *C, int64_t ldc, sgemm_scratch_fn scratch,
+                     void *arg, int nt) {
+    const int64_t np = (N + NR - 1) / NR, mp = (M + MR - 1) / MR;
+#pragma omp parallel num_threads(nt)
+    {
+        float *bp = scratch(arg, 1, (size_t)(K * NR));
+#pragma omp for schedule(static)
+        for (int64_t p = 0; p < np; p++) {
+            const int64_t j0 = p * NR, nr = min64(N - j0, NR);
+            if (tb)
+                for (int64_t pc = 0; pc < K; pc += KC) pack_b_cols(B, ldb, pc, min64(K - pc, KC), j0, nr, bp + pc * NR);
+            else
+                pack_b_rows(B, ldb, K, 0, K, j0, nr, bp);
+            for (int64_t pc = 0; pc < K; pc += KC)
+                for (int64_t q = 0; q < mp; q++) {
+                    const int mr = (int)min64(M - q * MR, MR);
+                    const float *a[MR];
+                    float *c = C + q * MR * ldc + j0;
+                    for (int r = 0; r < MR; r++) a[r] = A + (q * MR + (r < mr ? r : mr - 1)) * lda + pc;
+                    tile_rows(min64(K - pc, KC), a, bp + pc * NR, c, ldc, alpha, beta, pc == 0, mr, (int)nr);
+                }
+        }
+    }
+}
+
 void sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                const float *B, int64_t ldb, float beta, float *C, int64_t ldc, sgemm_scratch_fn scratch,
                void *arg) {
@@ -192,6 +223,10 @@ void sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, con
     /* the team: small products stay on the calling thread (as OpenBLAS
      * keeps products of up to 4 x 65,536 multiply-adds on one) */
     const int nt = omp_in_parallel() || (double)M * N * K <= (double)GEMM_FP32_ONE_CALL_MAX ? 1 : omp_get_max_threads();
+    if (!ta && M <= SGEMM_FEW_ROWS && nt > 1) {
+        few_rows(tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, scratch, arg, nt);
+        return;
+    }
     /* rows: blocks of at most MC, their count a multiple of the team's size
      * so that every thread gets as many */
     int64_t nbm = (M + MC - 1) / MC;

@@ -8,7 +8,9 @@
  * K) into panels of 16 columns that the whole team shares; A read in place
  * along its rows, or, stored transposed, packed per thread into panels of
  * 6 rows; K in blocks of SGEMM_KC; a 6 x 16 register tile of 12 AVX2
- * accumulators.
+ * accumulators, which prefetches its rows of C before its K loop. A few
+ * rows (decoding's) share out the panels instead, each thread packing its
+ * own, without a barrier.
  *
  * Every element of C is summed in one order fixed by K alone: over each
  * K block in turn, k ascending, one FMA chain from zero; then C = alpha *
@@ -32,7 +34,8 @@ int sgemm_own_cpu(void);
 typedef float *(*sgemm_scratch_fn)(void *arg, int which, size_t floats);
 /* The product on the CPU's AVX2 and FMA (the caller checks sgemm_own_cpu).
  * Scratch: which 0 holds B's packed block (asked for by the calling thread
- * and shared), which 1 each thread's packed A. */
+ * and shared), which 1 each thread's packed A, or, for at most 16 rows of A
+ * as stored on a team, each thread's own panel of B. */
 void sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                const float *B, int64_t ldb, float beta, float *C, int64_t ldc, sgemm_scratch_fn scratch,
                void *arg);

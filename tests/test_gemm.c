@@ -884,22 +884,33 @@ static void test_own_sgemm(void **state) {
     sgemm_bufs *bufs = xcalloc(1, sizeof *bufs);
     /* edges of the 6 x 16 tile, K blocks (256 + 1, three), fewer than 8
      * values of k (the transposes' tail), products on a team of threads
-     * (training's shapes, a weight gradient's long K), and B packed in two
-     * blocks of columns (N K over 2^20) */
-    static const int64_t shapes[][3] = {{1, 1, 1},   {7, 17, 5},     {6, 16, 256},  {13, 33, 257}, {100, 50, 600},
-                                        {97, 130, 8}, {1760, 64, 128}, {64, 128, 1760}, {20, 4000, 300}};
+     * (training's shapes, a weight gradient's long K), B packed in two
+     * blocks of columns (N K over 2^20), and a few rows on a team
+     * (decoding's: each thread packs its own panels) */
+    static const int64_t shapes[][3] = {{1, 1, 1},      {7, 17, 5},      {6, 16, 256},   {13, 33, 257},
+                                        {100, 50, 600}, {97, 130, 8},    {1760, 64, 128}, {64, 128, 1760},
+                                        {20, 4000, 300}, {16, 300, 600}, {1, 272, 1100},  {11, 384, 128}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int t = 0; t < 4; t++)
             for (int v = 0; v < 3; v++) {
                 const float alpha = v == 1 ? 0.37f : 1.0f, beta = v == 0 ? 0.0f : v == 1 ? 1.0f : -0.5f;
                 problem p = make(t & 1, t >> 1, shapes[s][0], shapes[s][1], shapes[s][2], alpha, beta);
                 const size_t n = sizeof(float) * (size_t)(p.M * p.ldc);
-                float *C = own_run(&p, bufs), *R = xmalloc(n);
+                /* at the machine's count of threads and at 2, whatever that is */
+                const int saved = omp_get_max_threads();
+                float *R = xmalloc(n), *C = NULL;
                 memcpy(R, p.C0, n);
                 own_order(&p, R);
-                if (memcmp(C, R, n)) fail_msg("sgemm_own differs from its order (%s%s M=%lld N=%lld K=%lld)",
-                                              p.ta ? "T" : "N", p.tb ? "T" : "N", (long long)p.M, (long long)p.N,
-                                              (long long)p.K);
+                for (int th = 0; th < 2; th++) {
+                    omp_set_num_threads(th ? 2 : saved);
+                    free(C);
+                    C = own_run(&p, bufs);
+                    if (memcmp(C, R, n))
+                        fail_msg("sgemm_own differs from its order (%s%s M=%lld N=%lld K=%lld, %d threads)",
+                                 p.ta ? "T" : "N", p.tb ? "T" : "N", (long long)p.M, (long long)p.N, (long long)p.K,
+                                 omp_get_max_threads());
+                }
+                omp_set_num_threads(saved);
                 check(&p, C, 0, (p.K + 2) * U24, NULL);
                 /* the backend sends the programs' fp32 products here (those
                  * that go neither to oneDNN nor to the few-row kernel) */
