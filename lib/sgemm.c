@@ -41,7 +41,6 @@ void sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, con
 #define KC SGEMM_KC /* the only block size the bytes depend on */
 #define SGEMM_PACK_FLOATS (1 << 20)   /* B packed at a time: 4 MB, whole columns */
 #define MC 96       /* rows of A per block (packed, when A is stored transposed: 96 KB at KC) */
-#define SGEMM_FEW_ROWS 16   /* at most this many rows: few_rows */
 
 int sgemm_own_cpu(void) {
     __builtin_cpu_init();

@@ -27,6 +27,9 @@
 #include <stdint.h>
 
 #define SGEMM_KC 256
+/* At most this many rows of A as stored, on a team: each thread packs its
+ * own panels of B (decoding's products), the same sums. */
+#define SGEMM_FEW_ROWS 16
 /* The CPU has AVX2 and FMA. */
 int sgemm_own_cpu(void);
 /* Scratch for one thread of the team: at least `floats` floats, 64-byte
@@ -34,8 +37,8 @@ int sgemm_own_cpu(void);
 typedef float *(*sgemm_scratch_fn)(void *arg, int which, size_t floats);
 /* The product on the CPU's AVX2 and FMA (the caller checks sgemm_own_cpu).
  * Scratch: which 0 holds B's packed block (asked for by the calling thread
- * and shared), which 1 each thread's packed A, or, for at most 16 rows of A
- * as stored on a team, each thread's own panel of B. */
+ * and shared), which 1 each thread's packed A, or, for SGEMM_FEW_ROWS rows
+ * of A as stored on a team, each thread's own panel of B. */
 void sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                const float *B, int64_t ldb, float beta, float *C, int64_t ldc, sgemm_scratch_fn scratch,
                void *arg);
