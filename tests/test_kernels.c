@@ -376,7 +376,9 @@ static void test_lanes(void **st) {
         x[i] = (float)((rng_normal(&rng) * 3.0) * (i % 7 == 0 ? 100.0 : 1.0));
         y[i] = (float)rng_normal(&rng);
     }
-    print_message("# lanes: AVX-512 %s\n", LANES_AVX512 ? "built, checked against the portable loops" : "not built");
+    print_message("# lanes: %s\n", LANES_AVX512 ? "AVX-512, checked against the portable loops"
+                                   : LANES_AVX2  ? "AVX2, checked against the portable loops"
+                                                 : "portable only");
     for (int64_t n = 1; n <= NMAX; n++) {
         float mp = lanes_max_portable_f32(x, n), mf = lanes_max_f32(x, n), m = x[0];
         for (int64_t u = 1; u < n; u++) m = x[u] > m ? x[u] : m;
