@@ -4,6 +4,7 @@
 #include "common.h"
 
 #if ATTN_TILES_BUILT
+#include "lanes.h"
 #include "transpose8.h"
 #include <immintrin.h>
 
@@ -32,10 +33,7 @@ typedef __m512 vec_t;
 #define TM 6
 #define VL 8
 typedef __m256i lanes_t;
-static inline lanes_t col_lanes(int64_t n) {
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n > VL ? VL : n < 0 ? 0 : n)),
-                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
+static inline lanes_t col_lanes(int64_t n) { return lanes_mask8(n); }
 typedef __m256 vec_t;
 #define VZERO _mm256_setzero_ps
 #define VSET1 _mm256_set1_ps

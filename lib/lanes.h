@@ -104,7 +104,8 @@ static inline double lanes_sum_f32(const float *x, const float *y, int64_t n) {
  * four 4-lane vectors of doubles. The portable loops, compiled for AVX2,
  * kept their 16 lanes in memory: a third of the nano model's attention
  * forward went to them. */
-/* the first `valid` of 8 lanes (none for valid <= 0, all for valid >= 8) */
+/* the first `valid` of 8 lanes (none for valid <= 0, all for valid >= 8):
+ * the tails here, and the AVX2 attention tiles' partial columns */
 static inline __m256i lanes_mask8(int64_t valid) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(valid > 8 ? 8 : valid < 0 ? 0 : valid)),
                               _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
