@@ -85,6 +85,13 @@ struct gemm_ctx {
     /* gemm_ctx_mirror: copies of floats that are also stored (mirror set) */
     struct gemm_view { const float *base; size_t n; const uint16_t *bf16; int mirror; } *views;
     size_t nviews, capviews;
+    /* gemm_ctx_keep_packed: the range, and its matrices packed so far */
+    struct {
+        const float *base;
+        size_t n, floats;
+        struct gemm_packed { const float *b; int64_t N, K, ldb; float *bp; } *e;
+        size_t ne, cap;
+    } packed;
 };
 
 #define DNNL_CHECK(call, what)                                                   \
@@ -127,6 +134,8 @@ gemm_ctx *gemm_ctx_new(gemm_precision p) {
 
 void gemm_ctx_free(gemm_ctx *g) {
     if (!g) return;
+    gemm_ctx_keep_packed(g, NULL, 0);
+    free(g->packed.e);
     for (int i = 0; i < GEMM_READONLY_RANGES; i++) free(g->ro[i].bf16);
     free(g->views);
     for (size_t i = 0; i < g->ntab; i++)
@@ -925,6 +934,53 @@ static void sgemm_fixed_blocks(int ta, int tb, int64_t M, int64_t N, int64_t K, 
     }
 }
 
+/* ------------------------------------------------------------ weights kept packed */
+void gemm_ctx_keep_packed(gemm_ctx *g, const float *base, size_t n) {
+    for (size_t i = 0; i < g->packed.ne; i++) free(g->packed.e[i].bp);
+    g->packed.ne = 0;
+    g->packed.floats = 0;
+    g->packed.base = g->prec == GEMM_FP32_AUTO && g->own_sgemm && n ? base : NULL;
+    g->packed.n = g->packed.base ? n : 0;
+}
+void gemm_ctx_drop_packed(gemm_ctx *g, const float *base, size_t n) {
+    if (g->packed.base && g->packed.base < base + n && base < g->packed.base + g->packed.n)
+        gemm_ctx_keep_packed(g, NULL, 0);
+}
+void gemm_keep_packed(const float *base, size_t n) {
+    if (g_default) gemm_ctx_keep_packed(g_default, base, n);
+}
+void gemm_drop_packed(const float *base, size_t n) {
+    if (g_default) gemm_ctx_drop_packed(g_default, base, n);
+}
+
+/* B^T's packed panels, if B [N, K] lies in the kept range and is small
+ * enough: found, or packed now (under the lock: products may run on
+ * several threads at once) */
+static const float *packed_of(gemm_ctx *g, const float *B, int64_t N, int64_t K, int64_t ldb) {
+    const float *base = g->packed.base;
+    if (!base || N * K >= GEMM_FEW_ROWS_MIN_NK || B < base || B + (N - 1) * ldb + K > base + g->packed.n)
+        return NULL;
+    float *bp = NULL;
+    pthread_mutex_lock(&g->lock);
+    for (size_t i = 0; i < g->packed.ne && !bp; i++) {
+        const struct gemm_packed *e = &g->packed.e[i];
+        if (e->b == B && e->N == N && e->K == K && e->ldb == ldb) bp = e->bp;
+    }
+    const size_t need = sgemm_packed_floats(N, K);
+    if (!bp && g->packed.floats + need <= GEMM_PACKED_MAX_FLOATS) {
+        if (g->packed.ne == g->packed.cap) {
+            g->packed.cap = g->packed.cap ? 2 * g->packed.cap : 64;
+            g->packed.e = xrealloc(g->packed.e, sizeof *g->packed.e * g->packed.cap);
+        }
+        bp = xaligned(sizeof(float) * need);
+        sgemm_pack_bt(B, ldb, N, K, bp);
+        g->packed.e[g->packed.ne++] = (struct gemm_packed){B, N, K, ldb, bp};
+        g->packed.floats += need;
+    }
+    pthread_mutex_unlock(&g->lock);
+    return bp;
+}
+
 static float *own_scratch(void *arg, int which, size_t floats) {
     return slot_buf(my_slot(arg), 4 + which, sizeof(float) * floats);
 }
@@ -937,7 +993,9 @@ static float *own_scratch(void *arg, int which, size_t floats) {
  * OpenBLAS's fixed blocks, whose SkylakeX kernels use AVX-512. */
 static void sgemm_fixed(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                         int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    if (g->own_sgemm) sgemm_own(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, own_scratch, g);
+    const float *bp = g->own_sgemm && tb ? packed_of(g, B, N, K, ldb) : NULL;
+    if (bp) sgemm_own_packed(ta, M, N, K, alpha, A, lda, bp, beta, C, ldc, own_scratch, g);
+    else if (g->own_sgemm) sgemm_own(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, own_scratch, g);
     else sgemm_fixed_blocks(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 

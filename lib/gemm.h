@@ -172,6 +172,19 @@ void gemm_ctx_drop_mirrors(gemm_ctx *g, const float *base, size_t n);
  * backward reads its output gradient twice. Same values, so the same
  * results. Scopes nest; the copies live until the outermost one closes. */
 void gemm_ctx_hold_inputs(gemm_ctx *g, int on);
+/* With GEMM_FP32_AUTO on sgemm_own (a no-op otherwise): the n floats at
+ * base (the weights of a model that scores or decodes) do not change
+ * until gemm_ctx_keep_packed is called again (NULL forgets them) or
+ * gemm_ctx_drop_packed names memory inside them (model_free does). A
+ * matrix inside that a product reads as B^T (a linear layer's forward, the
+ * tied head), of fewer than GEMM_FEW_ROWS_MIN_NK elements, is packed by
+ * its first product into memory kept here, at most GEMM_PACKED_MAX_FLOATS
+ * in all; later products read those panels (sgemm_own_packed): the same
+ * sums without packing, which for decoding's few rows cost as much as the
+ * product. */
+#define GEMM_PACKED_MAX_FLOATS ((size_t)1 << 24)
+void gemm_ctx_keep_packed(gemm_ctx *g, const float *base, size_t n);
+void gemm_ctx_drop_packed(gemm_ctx *g, const float *base, size_t n);
 /* At most n primitives are kept (default 4096); a shape met after that gets
  * one made for the call and destroyed after it (slower, bounded memory). */
 void gemm_ctx_set_cache_limit(gemm_ctx *g, size_t n);
@@ -185,6 +198,10 @@ gemm_ctx *gemm_default(void);
  * context (no-ops without one: they never create it). */
 void gemm_hold_inputs(int on);
 void gemm_set_readonly(int which, const float *base, size_t n);
+/* gemm_ctx_keep_packed and gemm_ctx_drop_packed on the process-wide
+ * context (no-ops without one). */
+void gemm_keep_packed(const float *base, size_t n);
+void gemm_drop_packed(const float *base, size_t n);
 /* gemm_ctx_mirror and gemm_ctx_drop_mirrors on the process-wide context
  * (no-ops without one), and whether it mirrors: GEMM_BF16. */
 void gemm_mirror(const float *src, size_t n, uint16_t *dst);

@@ -87,6 +87,7 @@ wdl_model *model_new(const wdl_config *cfg) { return model_alloc(cfg, 0); }
 void model_free(wdl_model *m) {
     if (!m) return;
     if (m->view_st || m->w16) gemm_ctx_drop_bf16_views(gemm_default(), m->params, m->nparams);
+    gemm_drop_packed(m->params, m->nparams);
     if (m->view_st) st_close(m->view_st);
     free(m->w16);
     if (m->params_mapped) munmap(m->params, m->params_mapped);
@@ -534,9 +535,16 @@ static wdl_model *load_as(const char *dir, int how, int copy) {
 
 wdl_model *model_load(const char *dir) { return load_as(dir, LOAD_PLAIN, 0); }
 
+/* fp32 scoring and decoding: the weights stay as loaded, so the small
+ * matrices stay packed for sgemm_own (gemm_keep_packed) */
+static wdl_model *keep_packed(wdl_model *m) {
+    gemm_keep_packed(m->params, m->nparams);
+    return m;
+}
+
 static wdl_model *load_forward(const char *dir, int copy) {
     gemm_ctx *g = gemm_default();
-    if (gemm_ctx_precision(g) != GEMM_BF16) return model_load(dir);
+    if (gemm_ctx_precision(g) != GEMM_BF16) return keep_packed(model_load(dir));
     wdl_model *m = load_as(dir, LOAD_BF16_ONLY, copy);
     if (!m->view_st && !m->w16) gemm_ctx_set_readonly(g, 0, m->params, m->nparams);
     return m;
@@ -546,7 +554,7 @@ wdl_model *model_load_forward(const char *dir) { return load_forward(dir, 0); }
 
 wdl_model *model_load_decode(const char *dir, int copy) {
     if (!gemm_is_fp32(gemm_ctx_precision(gemm_default()))) return load_forward(dir, copy);
-    return load_as(dir, LOAD_SHADOWED, copy);
+    return keep_packed(load_as(dir, LOAD_SHADOWED, copy));
 }
 
 static void save_one(void *p, const char *name, int nd, const int64_t *shape, size_t off) {

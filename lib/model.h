@@ -119,7 +119,8 @@ void model_each_tensor(const wdl_model *m, model_tensor_fn fn, void *ctx);
  * it does not know. Save writes to a temporary directory and renames it. */
 wdl_model *model_load(const char *dir);
 /* For forward-only use (scoring, decoding) in the process-wide gemm
- * precision. fp32: model_load. bf16: the weights are held once in bf16,
+ * precision. fp32: model_load, its weights kept packed for sgemm_own
+ * where they are small (gemm_keep_packed, until model_free). bf16: the weights are held once in bf16,
  * either as the checkpoint's own BF16 matrices read in place (every matrix
  * BF16 on disk: no fp32 copy of them is ever made; their floats in params
  * stay unwritten zeros that only the gemm views and model_embed stand

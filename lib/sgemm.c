@@ -32,6 +32,14 @@ void sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, con
                void *arg) {
     die("internal: sgemm_own needs x86-64 (AVX2 and FMA)");
 }
+size_t sgemm_packed_floats(int64_t N, int64_t K) { return (size_t)(N * K); }
+void sgemm_pack_bt(const float *B, int64_t ldb, int64_t N, int64_t K, float *dst) {
+    die("internal: sgemm_pack_bt needs x86-64 (AVX2 and FMA)");
+}
+void sgemm_own_packed(int ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                      const float *packed, float beta, float *C, int64_t ldc, sgemm_scratch_fn scratch, void *arg) {
+    die("internal: sgemm_own_packed needs x86-64 (AVX2 and FMA)");
+}
 #else
 #include "transpose8.h"
 #include <immintrin.h>
@@ -209,16 +217,18 @@ __attribute__((target("avx2,fma"))) static inline void tile_at(int ta, const flo
  * so no barrier waits for a shared packing of B, which at a few rows costs
  * as much as the product. The sums are sgemm_own's, in its order. */
 static void few_rows(int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                     const float *B, int64_t ldb, float beta, float *C, int64_t ldc, sgemm_scratch_fn scratch,
-                     void *arg, int nt) {
+                     const float *B, int64_t ldb, const float *packed, float beta, float *C, int64_t ldc,
+                     sgemm_scratch_fn scratch, void *arg, int nt) {
     const int64_t np = (N + NR - 1) / NR, mp = (M + MR - 1) / MR;
 #pragma omp parallel num_threads(nt)
     {
-        float *bp = scratch(arg, 1, (size_t)(K * NR));
+        float *own = packed ? NULL : scratch(arg, 1, (size_t)(K * NR)), *bp = own;
 #pragma omp for schedule(static)
         for (int64_t p = 0; p < np; p++) {
             const int64_t j0 = p * NR, nr = min64(N - j0, NR);
-            if (tb)
+            if (packed)
+                bp = (float *)packed + p * K * NR;
+            else if (tb)
                 for (int64_t pc = 0; pc < K; pc += KC) pack_b_cols(B, ldb, pc, min64(K - pc, KC), j0, nr, bp + pc * NR);
             else
                 pack_b_rows(B, ldb, K, 0, K, j0, nr, bp);
@@ -230,9 +240,19 @@ static void few_rows(int tb, int64_t M, int64_t N, int64_t K, float alpha, const
     }
 }
 
-void sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-               const float *B, int64_t ldb, float beta, float *C, int64_t ldc, sgemm_scratch_fn scratch,
-               void *arg) {
+size_t sgemm_packed_floats(int64_t N, int64_t K) { return (size_t)((N + NR - 1) / NR * NR * K); }
+
+void sgemm_pack_bt(const float *B, int64_t ldb, int64_t N, int64_t K, float *dst) {
+    for (int64_t p = 0; p < (N + NR - 1) / NR; p++)
+        for (int64_t pc = 0; pc < K; pc += KC)
+            pack_b_cols(B, ldb, pc, min64(K - pc, KC), p * NR, min64(N - p * NR, NR), dst + (p * K + pc) * NR);
+}
+
+/* sgemm_own, or with `packed` (op(B) = B^T packed whole by sgemm_pack_bt)
+ * the same product without packing */
+static void own_run(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                    const float *B, int64_t ldb, const float *packed, float beta, float *C, int64_t ldc,
+                    sgemm_scratch_fn scratch, void *arg) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == 0.0f) {   /* C = beta C, as BLAS defines it */
         for (int64_t i = 0; i < M; i++)
@@ -243,7 +263,7 @@ void sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, con
      * keeps products of up to 4 x 65,536 multiply-adds on one) */
     const int nt = omp_in_parallel() || (double)M * N * K <= (double)GEMM_FP32_ONE_CALL_MAX ? 1 : omp_get_max_threads();
     if (!ta && M <= SGEMM_FEW_ROWS && nt > 1) {
-        few_rows(tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, scratch, arg, nt);
+        few_rows(tb, M, N, K, alpha, A, lda, B, ldb, packed, beta, C, ldc, scratch, arg, nt);
         return;
     }
     /* rows: blocks of at most MC, their count a multiple of the team's size
@@ -258,24 +278,26 @@ void sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, con
     int64_t ncol = SGEMM_PACK_FLOATS / K / NR * NR;
     if (ncol < NR) ncol = NR;
     const int64_t ncmax = min64(N, ncol), kcmax = min64(K, KC);
-    float *bp = scratch(arg, 0, (size_t)(K * ((ncmax + NR - 1) / NR * NR)));
+    float *const packing = packed ? NULL : scratch(arg, 0, (size_t)(K * ((ncmax + NR - 1) / NR * NR)));
 #pragma omp parallel num_threads(nt)
     {
         float *ap = ta ? scratch(arg, 1, (size_t)(kcmax * mc)) : NULL;
         for (int64_t jc = 0; jc < N; jc += ncol) {
             const int64_t nc = min64(N - jc, ncol), np = (nc + NR - 1) / NR;
+            /* this block's panels: packed now, or where the whole packing has them */
+            float *const bp = packed ? (float *)packed + jc * K : packing;
             /* too few row blocks to share: columns cut into chunks too */
             int64_t nbn = 1;
             if (nt > 1 && nbm < 2 * nt) nbn = min64(np, (2 * nt + nbm - 1) / nbm);
             const int64_t chunk = (np + nbn - 1) / nbn;
             nbn = (np + chunk - 1) / chunk;
-            if (tb) {
+            if (!packed && tb) {
 #pragma omp for schedule(static)
                 for (int64_t p = 0; p < np; p++)
                     for (int64_t pc = 0; pc < K; pc += KC)
                         pack_b_cols(B, ldb, pc, min64(K - pc, KC), jc + p * NR, min64(nc - p * NR, NR),
                                     bp + (p * K + pc) * NR);
-            } else {
+            } else if (!packed) {
 #pragma omp for schedule(static)
                 for (int64_t k0 = 0; k0 < K; k0 += 64) pack_b_rows(B, ldb, K, k0, min64(K, k0 + 64), jc, nc, bp);
             }
@@ -295,5 +317,15 @@ void sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, con
             }
         }
     }
+}
+
+void sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+               const float *B, int64_t ldb, float beta, float *C, int64_t ldc, sgemm_scratch_fn scratch,
+               void *arg) {
+    own_run(ta, tb, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc, scratch, arg);
+}
+void sgemm_own_packed(int ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                      const float *packed, float beta, float *C, int64_t ldc, sgemm_scratch_fn scratch, void *arg) {
+    own_run(ta, 1, M, N, K, alpha, A, lda, NULL, K, packed, beta, C, ldc, scratch, arg);
 }
 #endif

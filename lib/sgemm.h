@@ -42,6 +42,17 @@ typedef float *(*sgemm_scratch_fn)(void *arg, int which, size_t floats);
 void sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                const float *B, int64_t ldb, float beta, float *C, int64_t ldc, sgemm_scratch_fn scratch,
                void *arg);
+/* op(B) = B^T (B stored [N, K]: a linear layer's weights) packed whole,
+ * as sgemm_own packs it for every product: sgemm_packed_floats(N, K)
+ * floats at dst, 64-byte aligned. sgemm_own_packed is then sgemm_own(ta,
+ * 1, ...) reading those panels instead of packing B again: the same sums,
+ * so the same bytes. (Decoding multiplies a few rows by each matrix per
+ * token, and packing cost as much as the product: gemm.h's
+ * gemm_ctx_keep_packed.) */
+size_t sgemm_packed_floats(int64_t N, int64_t K);
+void sgemm_pack_bt(const float *B, int64_t ldb, int64_t N, int64_t K, float *dst);
+void sgemm_own_packed(int ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                      const float *packed, float beta, float *C, int64_t ldc, sgemm_scratch_fn scratch, void *arg);
 /* Scratch for callers without a gemm_ctx (tests, benches): pass
  * sgemm_bufs_get as `scratch` and a zeroed sgemm_bufs as `arg`; buffers
  * grow as needed, one pair per thread of the team (at most

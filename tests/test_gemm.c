@@ -909,6 +909,19 @@ static void test_own_sgemm(void **state) {
                         fail_msg("sgemm_own differs from its order (%s%s M=%lld N=%lld K=%lld, %d threads)",
                                  p.ta ? "T" : "N", p.tb ? "T" : "N", (long long)p.M, (long long)p.N, (long long)p.K,
                                  omp_get_max_threads());
+                    if (p.tb) {   /* B^T packed beforehand: the same order */
+                        float *bp = xaligned(sizeof(float) * sgemm_packed_floats(p.N, p.K)), *P = xmalloc(n);
+                        sgemm_pack_bt(p.B, p.ldb, p.N, p.K, bp);
+                        memcpy(P, p.C0, n);
+                        sgemm_own_packed(p.ta, p.M, p.N, p.K, p.alpha, p.A, p.lda, bp, p.beta, P, p.ldc, sgemm_bufs_get,
+                                         bufs);
+                        if (memcmp(P, R, n))
+                            fail_msg("sgemm_own_packed differs from its order (%sT M=%lld N=%lld K=%lld, %d threads)",
+                                     p.ta ? "T" : "N", (long long)p.M, (long long)p.N, (long long)p.K,
+                                     omp_get_max_threads());
+                        free(bp);
+                        free(P);
+                    }
                 }
                 omp_set_num_threads(saved);
                 check(&p, C, 0, (p.K + 2) * U24, NULL);
@@ -935,6 +948,55 @@ static void test_own_sgemm(void **state) {
     sgemm_bufs_free(bufs);
     free(bufs);
     gemm_ctx_free(g);
+}
+
+/* gemm_ctx_keep_packed: a linear layer's weights inside the kept range
+ * are packed by their first product and read from there by the next ones
+ * (decoding's few rows, a forward's many): the same bytes as packing each
+ * time. Changing the weights behind the context's back (which the caller
+ * promises not to do) shows that the kept copy is what is read; dropping
+ * the range, or weights outside it, read the floats again. */
+static void test_keep_packed(void **state) {
+    (void)state;
+    if (!sgemm_own_cpu()) {
+        print_message("no AVX2 and FMA: sgemm_own not run here\n");
+        skip();
+    }
+    gemm_ctx *g = gemm_ctx_new(GEMM_FP32_AUTO), *plain_ctx = gemm_ctx_new(GEMM_FP32_AUTO);
+    gemm_ctx_own_sgemm(g, 2);
+    gemm_ctx_own_sgemm(plain_ctx, 2);
+    static const int64_t rows[] = {16, 3, 100};   /* few rows on a team, on one thread, the blocked path */
+    for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+        problem p = make(0, 1, rows[r], 300, 150, 1.0f, 0.0f), q = make(0, 1, rows[r], 300, 150, 1.0f, 0.0f);
+        const size_t n = sizeof(float) * (size_t)(p.M * p.ldc), nb = (size_t)(p.N * p.ldb);
+        float *plain = run(g, &p);
+        gemm_ctx_keep_packed(g, p.B - 7, nb + 20);   /* the weights inside a larger range */
+        float *first = run(g, &p), *again = run(g, &p);
+        assert_memory_equal(plain, first, n);
+        assert_memory_equal(plain, again, n);
+        /* the kept copy is what the product reads */
+        float *saved = xmalloc(sizeof(float) * nb);
+        memcpy(saved, p.B, sizeof(float) * nb);
+        memcpy(p.B, q.B, sizeof(float) * nb);
+        float *stale = run(g, &p), *fresh = run(plain_ctx, &p);
+        assert_memory_equal(plain, stale, n);
+        /* dropping memory inside the range forgets it: the new weights count */
+        gemm_ctx_drop_packed(g, p.B + 10, 1);
+        float *after = run(g, &p);
+        assert_memory_equal(fresh, after, n);
+        assert_true(memcmp(plain, after, n) != 0);
+        /* weights outside the kept range are packed per product */
+        gemm_ctx_keep_packed(g, q.A, 1);
+        memcpy(p.B, saved, sizeof(float) * nb);
+        float *outside = run(g, &p);
+        assert_memory_equal(plain, outside, n);
+        gemm_ctx_keep_packed(g, NULL, 0);
+        free(plain); free(first); free(again); free(stale); free(fresh); free(after); free(outside); free(saved);
+        unmake(&p);
+        unmake(&q);
+    }
+    gemm_ctx_free(g);
+    gemm_ctx_free(plain_ctx);
 }
 
 /* K = 0 and alpha = 0 leave beta * C; M = 0 or N = 0 touch nothing. */
@@ -1011,6 +1073,7 @@ int main(void) {
         cmocka_unit_test(test_fp32_onednn),
         cmocka_unit_test(test_fp32_auto),
         cmocka_unit_test(test_own_sgemm),
+        cmocka_unit_test(test_keep_packed),
         cmocka_unit_test(test_fp32_few_rows),
         cmocka_unit_test(test_fp32_few_rows_shadow),
         cmocka_unit_test(test_degenerate),
