@@ -7,7 +7,8 @@
  * Portable versions for float and double; for float, AVX-512 or AVX2
  * versions of the same order where the build targets them (test_kernels
  * checks them against the portable ones bit for bit), chosen by
- * lanes_max_f32 and lanes_sum_f32. Attention's softmax uses them (kernels_impl.h). */
+ * lanes_max_f32 and lanes_sum_f32. Attention's softmax uses them
+ * (kernels_impl.h). */
 #ifndef WDL_LANES_H
 #define WDL_LANES_H
 #include <stdint.h>

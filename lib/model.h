@@ -119,13 +119,14 @@ void model_each_tensor(const wdl_model *m, model_tensor_fn fn, void *ctx);
  * it does not know. Save writes to a temporary directory and renames it. */
 wdl_model *model_load(const char *dir);
 /* For forward-only use (scoring, decoding) in the process-wide gemm
- * precision. fp32: model_load, its weights kept packed for sgemm_own
- * where they are small (gemm_keep_packed, until model_free). bf16: the weights are held once in bf16,
- * either as the checkpoint's own BF16 matrices read in place (every matrix
- * BF16 on disk: no fp32 copy of them is ever made; their floats in params
- * stay unwritten zeros that only the gemm views and model_embed stand
- * for) or converted once from the fp32 load (gemm_ctx_set_readonly). Same
- * values either way. Such a model must not be trained or written. */
+ * precision. fp32: model_load, the small matrices kept packed for
+ * sgemm_own (gemm_keep_packed, until model_free). bf16: the weights are
+ * held once in bf16, either as the checkpoint's own BF16 matrices read in
+ * place (every matrix BF16 on disk: no fp32 copy of them is ever made;
+ * their floats in params stay unwritten zeros that only the gemm views
+ * and model_embed stand for) or converted once from the fp32 load
+ * (gemm_ctx_set_readonly). Same values either way. Such a model must not
+ * be trained or written. */
 wdl_model *model_load_forward(const char *dir);
 /* For greedy decoding: model_load_forward, and in fp32, when every matrix
  * is BF16 on disk, each matrix's floats also get its BF16 values as a gemm

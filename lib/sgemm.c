@@ -167,6 +167,13 @@ __attribute__((target("avx2,fma"))) static void pack_b_cols(const float *B, int6
     }
 }
 
+/* op(B) = B^T: columns j0..j0+n (n <= 16) of op(B) whole along K, as one
+ * panel per K block (pack_b_cols), at dst */
+__attribute__((target("avx2,fma"))) static void pack_panel_bt(const float *B, int64_t ldb, int64_t K, int64_t j0,
+                                                              int64_t n, float *dst) {
+    for (int64_t pc = 0; pc < K; pc += KC) pack_b_cols(B, ldb, pc, min64(K - pc, KC), j0, n, dst + pc * NR);
+}
+
 /* op(A) = A^T, A stored [K, M]: rows i0..i0+m of op(A), columns k0..k0+kc,
  * as panels of 6 rows (panel q's column k at ap + (q kc + k) 6), zeros
  * past m; A read in order, row by row. (Untransposed, A's rows are read in
@@ -222,14 +229,14 @@ static void few_rows(int tb, int64_t M, int64_t N, int64_t K, float alpha, const
     const int64_t np = (N + NR - 1) / NR, mp = (M + MR - 1) / MR;
 #pragma omp parallel num_threads(nt)
     {
-        float *own = packed ? NULL : scratch(arg, 1, (size_t)(K * NR)), *bp = own;
+        float *bp = packed ? NULL : scratch(arg, 1, (size_t)(K * NR));
 #pragma omp for schedule(static)
         for (int64_t p = 0; p < np; p++) {
             const int64_t j0 = p * NR, nr = min64(N - j0, NR);
             if (packed)
                 bp = (float *)packed + p * K * NR;
             else if (tb)
-                for (int64_t pc = 0; pc < K; pc += KC) pack_b_cols(B, ldb, pc, min64(K - pc, KC), j0, nr, bp + pc * NR);
+                pack_panel_bt(B, ldb, K, j0, nr, bp);
             else
                 pack_b_rows(B, ldb, K, 0, K, j0, nr, bp);
             for (int64_t pc = 0; pc < K; pc += KC)
@@ -244,8 +251,7 @@ size_t sgemm_packed_floats(int64_t N, int64_t K) { return (size_t)((N + NR - 1) 
 
 void sgemm_pack_bt(const float *B, int64_t ldb, int64_t N, int64_t K, float *dst) {
     for (int64_t p = 0; p < (N + NR - 1) / NR; p++)
-        for (int64_t pc = 0; pc < K; pc += KC)
-            pack_b_cols(B, ldb, pc, min64(K - pc, KC), p * NR, min64(N - p * NR, NR), dst + (p * K + pc) * NR);
+        pack_panel_bt(B, ldb, K, p * NR, min64(N - p * NR, NR), dst + p * K * NR);
 }
 
 /* sgemm_own, or with `packed` (op(B) = B^T packed whole by sgemm_pack_bt)
@@ -294,9 +300,7 @@ static void own_run(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha
             if (!packed && tb) {
 #pragma omp for schedule(static)
                 for (int64_t p = 0; p < np; p++)
-                    for (int64_t pc = 0; pc < K; pc += KC)
-                        pack_b_cols(B, ldb, pc, min64(K - pc, KC), jc + p * NR, min64(nc - p * NR, NR),
-                                    bp + (p * K + pc) * NR);
+                    pack_panel_bt(B, ldb, K, jc + p * NR, min64(nc - p * NR, NR), bp + p * K * NR);
             } else if (!packed) {
 #pragma omp for schedule(static)
                 for (int64_t k0 = 0; k0 < K; k0 += 64) pack_b_rows(B, ldb, K, k0, min64(K, k0 + 64), jc, nc, bp);
