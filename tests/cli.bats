@@ -179,3 +179,16 @@ no_output() {
   out=$(script -qec "wdl-eval -m $C/m --max-new 2 -o $C/ep.json $C/good.jsonl" /dev/null)
   [[ "$out" == *"wdl-eval: 8 records "* ]]
 }
+
+@test "cli: executed again for its wait policy under OMP_PROC_BIND, a program keeps every CPU" {
+  # libgomp binds the initial thread to one CPU before main; the program
+  # executed again (OMP_WAIT_POLICY unset) must not inherit only that one
+  [ "$(nproc)" -ge 2 ] || skip "one CPU: nothing to lose"
+  for p in $PROGS; do
+    run env -u OMP_WAIT_POLICY OMP_PROC_BIND=true OMP_DISPLAY_ENV=true wdl-$p --version
+    [ "$status" -eq 0 ]
+    places=$(echo "$output" | grep "OMP_PLACES")
+    [ "$(echo "$places" | wc -l)" -eq 2 ] || { echo "wdl-$p: not executed again: $places"; false; }
+    [ "$(echo "$places" | sort -u | wc -l)" -eq 1 ] || { echo "wdl-$p: $places"; false; }
+  done
+}
