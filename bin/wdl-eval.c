@@ -35,7 +35,7 @@ static const char *usage =
         "-m DIR        greedy generation with the model in DIR: the prompt is\n"
         "              rendered with the model's template; decoding stops at the\n"
         "              template's end token or after --max-new tokens (256)\n"
-        "--batch B     sequences decoded together (16)   --threads N (all cores)\n"
+        "--batch B     sequences decoded together (16)   --threads N (usable CPUs)\n"
         "--precision P fp32 (default; large products on oneDNN where it has\n"
         "              AVX-512), fp32-openblas (OpenBLAS throughout: the reference)\n"
         "              or bf16 (bf16 inputs, fp32 accumulation, oneDNN)\n"

@@ -37,7 +37,7 @@ static const char *usage =
     "(records are scored in windows of 16 batches sorted by length).\n"
     "  -m DIR         model directory            --field NAME  output field (required)\n"
     "  --batch B (16) records per forward pass   --seq T  max tokens (config max)\n"
-    "  --threads N    threads (all cores; per rank)  -o OUT  output file (.zst ok)\n"
+    "  --threads N    threads (usable CPUs; per rank) -o OUT  output file (.zst ok)\n"
     "  --summary FILE also write one JSON object over all scored tokens: the\n"
     "               saturation figures (mean p_target, token_accuracy, share of\n"
     "               tokens with p_target > 0.99, non-target mass) and the logit\n"

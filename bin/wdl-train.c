@@ -41,7 +41,7 @@ static const char *usage =
     "  --group G (16)     shuffle: batches from length-sorted windows of G batches,\n"
     "                     shuffled in blocks of one step's micro-batches; 1 = plain\n"
     "  --lm               loss on every token (pretraining on full text)\n"
-    "  --seed S (0)       --threads N (all cores)       --bf16  write weights as BF16\n"
+    "  --seed S (0)       --threads N (usable CPUs)     --bf16  write weights as BF16\n"
     "  --precision P (fp32): fp32, fp32-openblas (the reference) or bf16 (bf16 in,\n"
     "                     fp32 out); see README, Precision\n"
     "  --log FILE         JSONL log, one object per step (+ probe diagnostics)\n"
@@ -258,10 +258,11 @@ int main(int argc, char **argv) {
         model_alloc_acts(w, B, Tmax, train_weak ? ACTS_TRAIN : ACTS_STREAM, !o.quiet);
     }
     if (!o.quiet)
-        fprintf(stderr, "%s: %lld examples, %lld steps (%lld per epoch) of %lld x %lld sequences%s, warm-up %lld, %s%s\n",
+        fprintf(stderr, "%s: %lld examples, %lld steps (%lld per epoch) of %lld x %lld sequences%s, warm-up %lld, %s%s, %d thread%s%s\n",
                 wdl_prog, (long long)d.n, (long long)total, (long long)steps_per_epoch, (long long)G,
                 (long long)B, ranks > 1 ? " over ranks" : "", (long long)warmup, w ? "WD-JT" : (o.weak_constant ? "constant-weak control" : "SFT"),
-                w && o.freeze_weak ? " (weak frozen)" : "");
+                w && o.freeze_weak ? " (weak frozen)" : "", omp_get_max_threads(), omp_get_max_threads() > 1 ? "s" : "",
+                ranks > 1 ? " per rank" : "");
 
     size_t ckl = strlen(o.out) + 8;
     char *ckpt = xmalloc(ckl);

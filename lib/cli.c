@@ -127,10 +127,15 @@ static void parse_argv(int argc, char **argv, const char *usage, const cli_opt *
     cli_startup_env(argv);
     wdl_set_prog(argv[0]);
     memset(c, 0, sizeof *c);
-    c->threads = sysconf(_SC_NPROCESSORS_ONLN);
-    /* mpirun started several ranks on this machine: the cores are shared */
+    /* the CPUs this process may use (taskset, a container's cpuset, a
+     * launcher's binding), as libgomp counted them at start: not every
+     * online CPU, whose threads would share the allowed ones */
+    const long online = sysconf(_SC_NPROCESSORS_ONLN);
+    c->threads = omp_get_num_procs() > 0 ? omp_get_num_procs() : online > 0 ? online : 1;
+    /* mpirun started several ranks on this machine without giving each its
+     * own CPUs: they share them */
     int local = dist_launched_local_size();
-    if (local > 1) c->threads = c->threads / local > 0 ? c->threads / local : 1;
+    if (local > 1 && c->threads >= online) c->threads = c->threads / local > 0 ? c->threads / local : 1;
     c->args = xcalloc((size_t)argc + 1, sizeof(char *));
     int n = 0;
     while (opts && opts[n].name) n++;

@@ -192,3 +192,14 @@ no_output() {
     [ "$(echo "$places" | sort -u | wc -l)" -eq 1 ] || { echo "wdl-$p: $places"; false; }
   done
 }
+
+@test "cli: the default thread count is the CPUs the program may use, not every online one" {
+  command -v taskset >/dev/null || skip "no taskset"
+  run wdl-train -m "$C/m" --steps 1 -o "$C/threads_all" "$C/good.jsonl"
+  [ "$status" -eq 0 ]
+  n=$(nproc)
+  [[ "$output" == *", $n thread"* ]] || { echo "nproc $n: $output"; false; }
+  run taskset -c 0 wdl-train -m "$C/m" --steps 1 -o "$C/threads_one" "$C/good.jsonl"
+  [ "$status" -eq 0 ]
+  [[ "$output" == *", 1 thread"$'\n'* || "$output" == *", 1 thread" ]] || { echo "$output"; false; }
+}
