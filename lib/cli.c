@@ -136,6 +136,15 @@ static void parse_argv(int argc, char **argv, const char *usage, const cli_opt *
      * own CPUs: they share them */
     int local = dist_launched_local_size();
     if (local > 1 && c->threads >= online) c->threads = c->threads / local > 0 ? c->threads / local : 1;
+    /* the OpenMP convention: a count in OMP_NUM_THREADS (its first, for a
+     * nested list) is the default, per process */
+    const char *env = getenv("OMP_NUM_THREADS");
+    if (env) {
+        char *end;
+        errno = 0;
+        const long v = strtol(env, &end, 10);
+        if (!errno && end != env && (*end == 0 || *end == ',') && v >= 1) c->threads = v;
+    }
     c->args = xcalloc((size_t)argc + 1, sizeof(char *));
     int n = 0;
     while (opts && opts[n].name) n++;

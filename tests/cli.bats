@@ -195,11 +195,20 @@ no_output() {
 
 @test "cli: the default thread count is the CPUs the program may use, not every online one" {
   command -v taskset >/dev/null || skip "no taskset"
-  run wdl-train -m "$C/m" --steps 1 -o "$C/threads_all" "$C/good.jsonl"
+  run env -u OMP_NUM_THREADS wdl-train -m "$C/m" --steps 1 -o "$C/threads_all" "$C/good.jsonl"
   [ "$status" -eq 0 ]
-  n=$(nproc)
+  n=$(env -u OMP_NUM_THREADS nproc)
   [[ "$output" == *", $n thread"* ]] || { echo "nproc $n: $output"; false; }
-  run taskset -c 0 wdl-train -m "$C/m" --steps 1 -o "$C/threads_one" "$C/good.jsonl"
+  run env -u OMP_NUM_THREADS taskset -c 0 wdl-train -m "$C/m" --steps 1 -o "$C/threads_one" "$C/good.jsonl"
   [ "$status" -eq 0 ]
   [[ "$output" == *", 1 thread"$'\n'* || "$output" == *", 1 thread" ]] || { echo "$output"; false; }
+}
+
+@test "cli: OMP_NUM_THREADS sets the default thread count, --threads overrides it" {
+  run env OMP_NUM_THREADS=3 wdl-train -m "$C/m" --steps 1 -o "$C/threads_env" "$C/good.jsonl"
+  [ "$status" -eq 0 ]
+  [[ "$output" == *", 3 threads"* ]] || { echo "$output"; false; }
+  run env OMP_NUM_THREADS=3,1 wdl-train -m "$C/m" --steps 1 --threads 2 -o "$C/threads_flag" "$C/good.jsonl"
+  [ "$status" -eq 0 ]
+  [[ "$output" == *", 2 threads"* ]] || { echo "$output"; false; }
 }
