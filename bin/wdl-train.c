@@ -257,11 +257,12 @@ int main(int argc, char **argv) {
         if (train_weak) { model_alloc_grads(w); model_alloc_moments(w); }
         model_alloc_acts(w, B, Tmax, train_weak ? ACTS_TRAIN : ACTS_STREAM, !o.quiet);
     }
+    const int nt = omp_get_max_threads();
     if (!o.quiet)
         fprintf(stderr, "%s: %lld examples, %lld steps (%lld per epoch) of %lld x %lld sequences%s, warm-up %lld, %s%s, %d thread%s%s\n",
                 wdl_prog, (long long)d.n, (long long)total, (long long)steps_per_epoch, (long long)G,
                 (long long)B, ranks > 1 ? " over ranks" : "", (long long)warmup, w ? "WD-JT" : (o.weak_constant ? "constant-weak control" : "SFT"),
-                w && o.freeze_weak ? " (weak frozen)" : "", omp_get_max_threads(), omp_get_max_threads() > 1 ? "s" : "",
+                w && o.freeze_weak ? " (weak frozen)" : "", nt, nt > 1 ? "s" : "",
                 ranks > 1 ? " per rank" : "");
 
     size_t ckl = strlen(o.out) + 8;

@@ -130,8 +130,8 @@ static void parse_argv(int argc, char **argv, const char *usage, const cli_opt *
     /* the CPUs this process may use (taskset, a container's cpuset, a
      * launcher's binding), as libgomp counted them at start: not every
      * online CPU, whose threads would share the allowed ones */
-    const long online = sysconf(_SC_NPROCESSORS_ONLN);
-    c->threads = omp_get_num_procs() > 0 ? omp_get_num_procs() : online > 0 ? online : 1;
+    const long online = sysconf(_SC_NPROCESSORS_ONLN), usable = omp_get_num_procs();
+    c->threads = usable > 0 ? usable : online > 0 ? online : 1;
     /* mpirun started several ranks on this machine without giving each its
      * own CPUs: they share them */
     int local = dist_launched_local_size();
