@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# step.sh OUTPUT MANIFEST "INPUTS" -- COMMAND...
-# Runs one pipeline step and appends to MANIFEST a JSON line recording the
+# step.sh "OUTPUTS" MANIFEST "INPUTS" -- COMMAND...
+# Runs one pipeline step and appends to MANIFEST a JSON line for each of
+# its outputs (one, or several that one command writes), recording the
 # output, the command, the SHA-256 of every input file and the tool version.
-# The command writes OUTPUT itself (atomically); on failure nothing is recorded.
+# The command writes its outputs itself (atomically); on failure nothing is
+# recorded.
 set -euo pipefail
 out=$1 manifest=$2 inputs=$3
 shift 3
@@ -17,6 +19,8 @@ for f in $inputs; do
   hashes=$(jq -c --arg f "$f" --arg h "$h" '. + {($f): $h}' <<<"$hashes")
 done
 mkdir -p "$(dirname "$manifest")"
-jq -nc --arg out "$out" --arg cmd "$*" --argjson in "$hashes" --arg ver "${WDL_VERSION:-unknown}" \
-  --argjson sec "$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }')" \
-  '{output: $out, command: $cmd, inputs: $in, version: $ver, seconds: $sec}' >> "$manifest"
+sec=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }')
+for o in $out; do
+  jq -nc --arg out "$o" --arg cmd "$*" --argjson in "$hashes" --arg ver "${WDL_VERSION:-unknown}" --argjson sec "$sec" \
+    '{output: $out, command: $cmd, inputs: $in, version: $ver, seconds: $sec}'
+done >> "$manifest"

@@ -100,6 +100,8 @@ WB := $(B)/bin
 M0 := $(if $(MODEL),$(MODEL),$(R)/m0)
 M0_FILE := $(if $(MODEL),$(wildcard $(MODEL)/model.safetensors $(MODEL)/model.safetensors.index.json),$(R)/m0/model.safetensors)
 STEP = WDL_VERSION=$(VERSION) pipelines/step.sh $@ $(R)/manifest.jsonl "$^" --
+# a recipe with several outputs: one manifest line for each
+STEP_TO = WDL_VERSION=$(VERSION) pipelines/step.sh "$(1)" $(R)/manifest.jsonl "$^" --
 TRAIN_CMD = $(LAUNCH)$(WB)/wdl-train --threads $(RANK_THREADS) --precision $(PRECISION) --seed $(SEED) \
   --batch $(RANK_BATCH) --seq $(SEQ)
 TOOLS = | $(BINS)
@@ -172,12 +174,19 @@ $(R)/m1/model.safetensors: $(M0_FILE) $(R)/data/train.jsonl.zst
 phase1: deps shared-check $(R)/m1/model.safetensors
 
 # ---- phase 2: entropies under weak (M0) and strong (M1), then WD-DS selection
-# (one scorer after the other: two in a pipe would oversubscribe the cores)
+# (one scorer after the other: two in a pipe would oversubscribe the cores).
+# The same pass over D writes the model's saturation summary (phase 3's
+# saturation/m0.json and m1.json, the same bytes as a pass of its own): one
+# run, two outputs, a grouped target.
 SCORE = $(LAUNCH)$(WB)/wdl-score --threads $(RANK_THREADS) --precision $(PRECISION)
-$(R)/scored_weak.jsonl.zst: $(M0_FILE) $(R)/data/train.jsonl.zst
-	$(STEP) $(SCORE) -m $(M0) --field h_weak -o $@ $(R)/data/train.jsonl.zst
-$(R)/scored.jsonl.zst: $(R)/m1/model.safetensors $(R)/scored_weak.jsonl.zst
-	$(STEP) $(SCORE) -m $(R)/m1 --field h_strong -o $@ $(R)/scored_weak.jsonl.zst
+$(R)/scored_weak.jsonl.zst $(R)/saturation/m0.json &: $(M0_FILE) $(R)/data/train.jsonl.zst
+	@mkdir -p $(R)/saturation
+	$(call STEP_TO,$(R)/scored_weak.jsonl.zst $(R)/saturation/m0.json) $(SCORE) -m $(M0) --field h_weak \
+	  --summary $(R)/saturation/m0.json -o $(R)/scored_weak.jsonl.zst $(R)/data/train.jsonl.zst
+$(R)/scored.jsonl.zst $(R)/saturation/m1.json &: $(R)/m1/model.safetensors $(R)/scored_weak.jsonl.zst
+	@mkdir -p $(R)/saturation
+	$(call STEP_TO,$(R)/scored.jsonl.zst $(R)/saturation/m1.json) $(SCORE) -m $(R)/m1 --field h_strong \
+	  --summary $(R)/saturation/m1.json -o $(R)/scored.jsonl.zst $(R)/scored_weak.jsonl.zst
 $(R)/selected.jsonl.zst: $(R)/scored.jsonl.zst
 	$(STEP) $(WB)/wdl-select --weak-field h_weak --strong-field h_strong --seed $(SEED) --buckets 3 \
 	  --stats $(R)/select.stats.json -o $@ $<
@@ -216,9 +225,6 @@ $(R)/eval/m0.json: $(M0_FILE) $(R)/data/test.jsonl.zst
 $(R)/saturation/%.json: $(R)/%/model.safetensors $(R)/data/train.jsonl.zst
 	@mkdir -p $(@D)
 	$(STEP) $(SUMMARY) -m $(R)/$* --summary $@ -o /dev/null $(R)/data/train.jsonl.zst
-$(R)/saturation/m0.json: $(M0_FILE) $(R)/data/train.jsonl.zst
-	@mkdir -p $(@D)
-	$(STEP) $(SUMMARY) -m $(M0) --summary $@ -o /dev/null $(R)/data/train.jsonl.zst
 $(R)/logits/%.json: $(R)/%/model.safetensors $(R)/data/logits.jsonl.zst
 	@mkdir -p $(@D)
 	$(STEP) $(SUMMARY) -m $(R)/$* --summary $@ -o /dev/null $(R)/data/logits.jsonl.zst

@@ -26,6 +26,15 @@ teardown() { rm -rf "$REPO/runs/bats-"*; }
   # the manifest records command, input hashes and version for each output
   jq -e -s 'map(select(.output | endswith("wmss/model.safetensors")))[0] |
             (.command | test("--weak")) and (.inputs | length == 3) and .version' "$R/manifest.jsonl"
+  # one pass over D per model gives its entropies and its saturation summary:
+  # M0 and M1 score D once each, and the manifest names both outputs
+  for m in m0 m1; do
+    [ "$(jq -s --arg m "$m" '[.[] | .command | select(test("wdl-score .*-m [^ ]*/" + $m + " .*(data/train|scored_weak).jsonl.zst$"))]
+                             | unique | length' "$R/manifest.jsonl")" -eq 1 ]
+  done
+  [ "$(jq -s '[.[] | select(.command | test("wdl-score .*scored_weak.jsonl.zst$"))] | map(.output | sub(".*/bats-a/"; "")) | sort | join(" ")' -r \
+       "$R/manifest.jsonl")" = "saturation/m1.json scored.jsonl.zst" ]
+  for a in m0 m1 sft2 wmss; do jq -e '.p_target > 0' "$R/saturation/$a.json" > /dev/null; done
   # nothing left to do: make reruns only what changed
   run make -C "$REPO" -q runs/bats-a/eval/wmss.json SCALE=smoke RUN=bats-a SEED=3 THREADS=2
   [ "$status" -eq 0 ]
