@@ -69,6 +69,10 @@ tile_6x16(int64_t kc, const float *const a[MR], int64_t ks, const float *bp, flo
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00,
            c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
+    /* unrolled: fewer loop instructions between the FMAs (the training
+     * products 5-6% faster in place, alternating per call on Zen 3; the
+     * same FMAs in the same order) */
+#pragma GCC unroll 4
     for (int64_t k = 0; k < kc; k++, bp += NR) {
         const __m256 b0 = _mm256_load_ps(bp), b1 = _mm256_load_ps(bp + 8);
         const int64_t o = k * ks;
