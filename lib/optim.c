@@ -64,11 +64,15 @@ void adamw_step(wdl_model *m, const adamw_cfg *c, double lr, int64_t t) {
     float b1 = (float)c->beta1, b2 = (float)c->beta2, eps = (float)c->eps;
     double bc1 = 1.0 - pow(c->beta1, (double)t), bc2 = 1.0 - pow(c->beta2, (double)t);
     float step = (float)(lr / bc1), sbc2 = (float)sqrt(bc2);
+    /* one parallel region for every kind (each element is on its own, so
+     * no thread waits between kinds): one wake-up of sleeping threads per
+     * step, not one per kind */
+#pragma omp parallel
     for (int k = 0; k < W_KINDS; k++) {
         size_t n = m->layer_elems[k] * (m->layered[k] ? (size_t)m->cfg.layers : 1), off = m->off[k];
         float decay = model_kind_decays(k) ? (float)(1.0 - lr * c->weight_decay) : 1.0f;
         float *p = m->params + off, *g = m->grads + off, *mm = m->m + off, *vv = m->v + off;
-#pragma omp parallel for schedule(static)
+#pragma omp for schedule(static) nowait
         for (size_t i = 0; i < n; i++) {
             p[i] *= decay;
             mm[i] = b1 * mm[i] + (1 - b1) * g[i];
