@@ -15,6 +15,11 @@
 # Every output is a file written atomically by its program; each recipe
 # records command, input hashes and version in runs/$(RUN)/manifest.jsonl.
 
+# phase 2's scoring writes two outputs in one run: a grouped target (&:)
+ifeq ($(filter grouped-target,$(.FEATURES)),)
+$(error GNU make 4.3 or later is needed (grouped targets); this is $(MAKE_VERSION))
+endif
+
 RUN ?= default
 SEED ?= 1
 # the default mix: MAWPS-style equations and small programs (the byte-level

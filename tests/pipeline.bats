@@ -35,6 +35,11 @@ teardown() { rm -rf "$REPO/runs/bats-"*; }
   [ "$(jq -s '[.[] | select(.command | test("wdl-score .*scored_weak.jsonl.zst$"))] | map(.output | sub(".*/bats-a/"; "")) | sort | join(" ")' -r \
        "$R/manifest.jsonl")" = "saturation/m1.json scored.jsonl.zst" ]
   for a in m0 m1 sft2 wmss; do jq -e '.p_target > 0' "$R/saturation/$a.json" > /dev/null; done
+  # a make without grouped targets (before 4.3) is told so, in one line
+  run make -C "$REPO" -n -s --eval '.FEATURES :=' phase2 SCALE=smoke RUN=bats-a
+  [ "$status" -ne 0 ]
+  [ "${#lines[@]}" -eq 1 ]
+  [[ "$output" == *"GNU make 4.3 or later is needed (grouped targets)"* ]]
   # nothing left to do: make reruns only what changed
   run make -C "$REPO" -q runs/bats-a/eval/wmss.json SCALE=smoke RUN=bats-a SEED=3 THREADS=2
   [ "$status" -eq 0 ]
