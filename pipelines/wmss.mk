@@ -104,9 +104,9 @@ R := runs/$(RUN)
 WB := $(B)/bin
 M0 := $(if $(MODEL),$(MODEL),$(R)/m0)
 M0_FILE := $(if $(MODEL),$(wildcard $(MODEL)/model.safetensors $(MODEL)/model.safetensors.index.json),$(R)/m0/model.safetensors)
-STEP = WDL_VERSION=$(VERSION) pipelines/step.sh $@ $(R)/manifest.jsonl "$^" --
-# a recipe with several outputs: one manifest line for each
+# a recipe's outputs (one manifest line for each), then its command
 STEP_TO = WDL_VERSION=$(VERSION) pipelines/step.sh "$(1)" $(R)/manifest.jsonl "$^" --
+STEP = $(call STEP_TO,$@)
 TRAIN_CMD = $(LAUNCH)$(WB)/wdl-train --threads $(RANK_THREADS) --precision $(PRECISION) --seed $(SEED) \
   --batch $(RANK_BATCH) --seq $(SEQ)
 TOOLS = | $(BINS)
