@@ -72,6 +72,13 @@ static void att_seqs(att_seq *s, attn_dims d) {
 #define rmsnorm_forward rmsnorm_forward_f64
 #define rms_row rms_row_f64
 #define rmsnorm_backward rmsnorm_backward_f64
+#define rmsnorm_backward_set rmsnorm_backward_set_f64
+#define rms_back_row rms_back_row_f64
+#define rms_back_dw rms_back_dw_f64
+#define rms_back rms_back_f64
+#define rope_table rope_table_f64
+#define rope_row rope_row_f64
+#define qknorm_rope_backward_set qknorm_rope_backward_set_f64
 #define rope_forward rope_forward_f64
 #define rope_backward rope_backward_f64
 #define rope_backward_set rope_backward_set_f64
@@ -80,6 +87,8 @@ static void att_seqs(att_seq *s, attn_dims d) {
 #define swiglu_backward_set swiglu_backward_set_f64
 #define attention_forward attention_forward_f64
 #define attention_backward attention_backward_f64
+#define attention_backward_set attention_backward_set_f64
+#define att_back att_back_f64
 #define att_exp_row att_exp_row_f64
 #define att_norm_row att_norm_row_f64
 #define att_softmax_rows att_softmax_rows_f64

@@ -149,6 +149,10 @@ void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *in
                       const float *rstd, int64_t N, int64_t C, double *part);
 void rmsnorm_backward_f64(double *dinp, double *dw, const double *dout, const double *inp, const double *w,
                           const double *rstd, int64_t N, int64_t C, double *part);
+void rmsnorm_backward_set(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                          const float *rstd, int64_t N, int64_t C, double *part);
+void rmsnorm_backward_set_f64(double *dinp, double *dw, const double *dout, const double *inp, const double *w,
+                              const double *rstd, int64_t N, int64_t C, double *part);
 /* sum = a + b, out = rmsnorm(sum) * w (residual_forward then rmsnorm_forward,
  * fused: the same bytes, one pass over memory). */
 void residual_rmsnorm_forward(float *sum, float *out, float *rstd, const float *a, const float *b, const float *w,
@@ -175,6 +179,16 @@ void qknorm_rope_forward(float *out, float *rstd, rope_cache *tab, const float *
                          const int32_t *pos, int64_t N, int64_t H, int64_t HD, double eps, double theta);
 void qknorm_rope_forward_f64(double *out, double *rstd, rope_cache_f64 *tab, const double *inp, const double *w,
                              const int32_t *pos, int64_t N, int64_t H, int64_t HD, double eps, double theta);
+/* Its backward, fused and _set: dinp overwritten with the bytes of
+ * rope_backward_set into a buffer then rmsnorm_backward into a zeroed dinp
+ * (inp and rstd as the forward had them, part as rmsnorm_backward's for N*H
+ * rows of HD; dw added), in one pass over the rows. */
+void qknorm_rope_backward_set(float *dinp, float *dw, rope_cache *tab, const float *dout, const float *inp,
+                              const float *w, const float *rstd, const int32_t *pos, int64_t N, int64_t H,
+                              int64_t HD, double theta, double *part);
+void qknorm_rope_backward_set_f64(double *dinp, double *dw, rope_cache_f64 *tab, const double *dout,
+                                  const double *inp, const double *w, const double *rstd, const int32_t *pos,
+                                  int64_t N, int64_t H, int64_t HD, double theta, double *part);
 
 /* Causal GQA attention. For a backward the forward saves either the
  * probabilities, att [B, NH, T, T] (packed: each sequence's [NH, Tb, Tb]),
@@ -193,6 +207,14 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
 void attention_backward_f64(double *dq, double *dk, double *dv, const double *dout, const double *att,
                             const double *stats, const double *q, const double *k, const double *v, attn_dims d,
                             double *scratch);
+/* attention_backward overwriting dq, dk and dv instead (the bytes of adding
+ * into zeroed buffers; each parallel task zeroes the slices it sums). */
+void attention_backward_set(float *dq, float *dk, float *dv, const float *dout, const float *att,
+                            const float *stats, const float *q, const float *k, const float *v, attn_dims d,
+                            float *scratch);
+void attention_backward_set_f64(double *dq, double *dk, double *dv, const double *dout, const double *att,
+                                const double *stats, const double *q, const double *k, const double *v,
+                                attn_dims d, double *scratch);
 
 /* out = silu(gate) * up, elementwise over n. */
 void swiglu_forward(float *out, const float *gate, const float *up, int64_t n);

@@ -85,13 +85,39 @@ void residual_rmsnorm_forward(R *sum, R *out, R *rstd, const R *a, const R *b, c
     }
 }
 
+/* One row of RMSNorm's backward, with xh = x*r: dx = r * (g - xh *
+ * mean(g*xh)), g = d*w, into di (added; with `set` written as 0 + value,
+ * the bits of adding into a zeroed row, -0 included), and the row's dw
+ * terms d*xh into the block partial p (if not NULL). */
+static inline void rms_back_row(R *di, double *p, const R *d, const R *x, const R *w, R r, int64_t C, int set) {
+    if (di) {
+        double dot = 0;
+#pragma omp simd reduction(+ : dot)
+        for (int64_t c = 0; c < C; c++) dot += (double)d[c] * w[c] * (x[c] * r);
+        const R m = (R)(dot / C);
+        if (set)
+            for (int64_t c = 0; c < C; c++) di[c] = (R)0 + r * (d[c] * w[c] - x[c] * r * m);
+        else
+            for (int64_t c = 0; c < C; c++) di[c] += r * (d[c] * w[c] - x[c] * r * m);
+    }
+    if (p)
+        for (int64_t c = 0; c < C; c++) p[c] += (double)(d[c] * (x[c] * r));
+}
+
+/* dw += the block partials, in block order */
+static void rms_back_dw(R *dw, const double *part, int64_t nb, int64_t C) {
+    if (dw)
+        for (int64_t b = 0; b < nb; b++)
+            for (int64_t c = 0; c < C; c++) dw[c] += (R)part[b * C + c];
+}
+
 /* With xh = x*rstd: dx = rstd * (g - xh * mean(g*xh)), g = dout*w; dw += dout*xh.
  * One pass over fixed blocks of rows computes both (each row of dout and
  * inp read once); dw is reduced in a fixed order, a partial per block then
  * the blocks added in order (per-thread partials would make the sum depend
  * on the thread count). */
-void rmsnorm_backward(R *dinp, R *dw, const R *dout, const R *inp, const R *w,
-                      const R *rstd, int64_t N, int64_t C, double *part) {
+static void rms_back(R *dinp, R *dw, const R *dout, const R *inp, const R *w, const R *rstd, int64_t N, int64_t C,
+                     double *part, int set) {
     const int64_t RB = RMSNORM_ROW_BLOCK, nb = (N + RB - 1) / RB;
 #pragma omp parallel for schedule(static) if (N * C > PAR_MIN)
     for (int64_t b = 0; b < nb; b++) {
@@ -99,24 +125,19 @@ void rmsnorm_backward(R *dinp, R *dw, const R *dout, const R *inp, const R *w,
         if (p)
             for (int64_t c = 0; c < C; c++) p[c] = 0;
         const int64_t e = (b + 1) * RB < N ? (b + 1) * RB : N;
-        for (int64_t n = b * RB; n < e; n++) {
-            const R *x = inp + n * C, *d = dout + n * C;
-            const R r = rstd[n];
-            if (dinp) {
-                double dot = 0;
-#pragma omp simd reduction(+ : dot)
-                for (int64_t c = 0; c < C; c++) dot += (double)d[c] * w[c] * (x[c] * r);
-                const R m = (R)(dot / C);
-                R *di = dinp + n * C;
-                for (int64_t c = 0; c < C; c++) di[c] += r * (d[c] * w[c] - x[c] * r * m);
-            }
-            if (p)
-                for (int64_t c = 0; c < C; c++) p[c] += (double)(d[c] * (x[c] * r));
-        }
+        for (int64_t n = b * RB; n < e; n++)
+            rms_back_row(dinp ? dinp + n * C : NULL, p, dout + n * C, inp + n * C, w, rstd[n], C, set);
     }
-    if (dw)
-        for (int64_t b = 0; b < nb; b++)
-            for (int64_t c = 0; c < C; c++) dw[c] += (R)part[b * C + c];
+    rms_back_dw(dw, part, nb, C);
+}
+void rmsnorm_backward(R *dinp, R *dw, const R *dout, const R *inp, const R *w, const R *rstd, int64_t N, int64_t C,
+                      double *part) {
+    rms_back(dinp, dw, dout, inp, w, rstd, N, C, part, 0);
+}
+/* As rmsnorm_backward, but dinp is overwritten (no zeroing pass before). */
+void rmsnorm_backward_set(R *dinp, R *dw, const R *dout, const R *inp, const R *w, const R *rstd, int64_t N,
+                          int64_t C, double *part) {
+    rms_back(dinp, dw, dout, inp, w, rstd, N, C, part, 1);
 }
 
 /* Rotate-half RoPE (HF): for i < HD/2, angle = pos * theta^(-2i/HD),
@@ -155,6 +176,24 @@ void rope_cache_free(rope_cache *t) {
     memset(t, 0, sizeof *t);
 }
 
+/* The table for every position in pos[N] */
+static void rope_table(rope_cache *tab, const int32_t *pos, int64_t N, int64_t HD, double theta) {
+    int32_t mp = 0;
+    for (int64_t n = 0; n < N; n++) if (pos[n] > mp) mp = pos[n];
+    rope_build(tab, (int64_t)mp + 1, HD, theta);
+}
+
+/* One row of HD at one position (its cos c and sin s), rotated by sign
+ * (-1: the inverse, for backward) into o, or added to it. */
+static inline void rope_row(R *o, const R *x, const R *c, const R *s, int64_t half, int sign, int accumulate) {
+    for (int64_t i = 0; i < half; i++) {
+        R x1 = x[i], x2 = x[i + half], si = sign * s[i];
+        R y1 = x1 * c[i] - x2 * si, y2 = x2 * c[i] + x1 * si;
+        if (accumulate) { o[i] += y1; o[i + half] += y2; }
+        else { o[i] = y1; o[i + half] = y2; }
+    }
+}
+
 /* Rotates rows [N, H, HD] by their positions (sign -1: the inverse, for
  * backward), into out or added to it. With nw, each row is first
  * QK-normalised with weight nw (rmsnorm_forward's arithmetic, its rstd kept
@@ -162,9 +201,7 @@ void rope_cache_free(rope_cache *t) {
 static void rope_apply(R *out, rope_cache *tab, const R *inp, const int32_t *pos, int64_t N, int64_t H, int64_t HD,
                        double theta, int sign, int accumulate, const R *nw, R *rstd, double eps) {
     int64_t half = HD / 2;
-    int32_t mp = 0;
-    for (int64_t n = 0; n < N; n++) if (pos[n] > mp) mp = pos[n];
-    rope_build(tab, (int64_t)mp + 1, HD, theta);
+    rope_table(tab, pos, N, HD, theta);
     const R *cs = tab->cs, *sn = tab->sn;
 #pragma omp parallel for schedule(static) if (N * H * HD > PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
@@ -176,13 +213,7 @@ static void rope_apply(R *out, rope_cache *tab, const R *inp, const int32_t *pos
                 rms_row(xn, rstd + n * H + h, x, nw, HD, eps);
                 x = xn;
             }
-            R *o = out + (n * H + h) * HD;
-            for (int64_t i = 0; i < half; i++) {
-                R x1 = x[i], x2 = x[i + half], si = sign * s[i];
-                R y1 = x1 * c[i] - x2 * si, y2 = x2 * c[i] + x1 * si;
-                if (accumulate) { o[i] += y1; o[i + half] += y2; }
-                else { o[i] = y1; o[i + half] = y2; }
-            }
+            rope_row(out + (n * H + h) * HD, x, c, s, half, sign, accumulate);
         }
     }
 }
@@ -208,6 +239,33 @@ void rope_backward(R *dinp, rope_cache *tab, const R *dout, const int32_t *pos, 
 void rope_backward_set(R *dinp, rope_cache *tab, const R *dout, const int32_t *pos, int64_t N, int64_t H,
                        int64_t HD, double theta) {
     rope_apply(dinp, tab, dout, pos, N, H, HD, theta, -1, 0, NULL, NULL, 0);
+}
+
+/* The backward of qknorm_rope_forward, fused: dinp overwritten with the
+ * bits of rope_backward_set into a buffer, then rmsnorm_backward into a
+ * zeroed dinp (the same row blocks of partials for dw, added into dw), with
+ * the rotated gradient kept in a row buffer instead of a trip through
+ * memory, and one parallel region instead of two. Rows [N, H, HD]. */
+void qknorm_rope_backward_set(R *dinp, R *dw, rope_cache *tab, const R *dout, const R *inp, const R *w,
+                              const R *rstd, const int32_t *pos, int64_t N, int64_t H, int64_t HD, double theta,
+                              double *part) {
+    const int64_t half = HD / 2, rows = N * H, RB = RMSNORM_ROW_BLOCK, nb = (rows + RB - 1) / RB;
+    rope_table(tab, pos, N, HD, theta);
+    const R *cs = tab->cs, *sn = tab->sn;
+#pragma omp parallel for schedule(static) if (rows * HD > PAR_MIN)
+    for (int64_t b = 0; b < nb; b++) {
+        double *p = dw ? part + b * HD : NULL;
+        if (p)
+            for (int64_t c = 0; c < HD; c++) p[c] = 0;
+        const int64_t e = (b + 1) * RB < rows ? (b + 1) * RB : rows;
+        R g[HD];
+        for (int64_t n = b * RB; n < e; n++) {
+            const int64_t at = (int64_t)pos[n / H] * half;
+            rope_row(g, dout + n * HD, cs + at, sn + at, half, -1, 0);
+            rms_back_row(dinp + n * HD, p, g, inp + n * HD, w, rstd[n], HD, 1);
+        }
+    }
+    rms_back_dw(dw, part, nb, HD);
 }
 
 /* exp(row[u] - mx) for keys u <= t, in place, and 0 after them up to the
@@ -350,8 +408,8 @@ void attention_forward(R *out, R *att, R *stats, const R *q, const R *k, const R
  * sharing one K/V head accumulate dK/dV in one thread, in a fixed order;
  * each such pair has its own P and dP rows in scratch, so the result does
  * not depend on which thread runs it. */
-void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *att, const R *stats, const R *q,
-                        const R *k, const R *v, attn_dims d, R *scratch) {
+static void att_back(R *dq, R *dk, R *dv, const R *dout, const R *att, const R *stats, const R *q, const R *k,
+                     const R *v, attn_dims d, R *scratch, int set) {
     const int64_t HD = d.HD, ldq = d.NH * HD, ldk = d.KVH * HD, grp = d.NH / d.KVH;
     const R scale = (R)(1.0 / sqrt((double)HD));
     att_seq sq[d.B > 0 ? d.B : 1];
@@ -368,6 +426,12 @@ void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *att, const 
         R *Pr = area + 2 * attention_tiles_room(T, HD), *dP = Pr + rows * T;   /* [rows, T] each */
         const R *kk = k + s->row * ldk + kh * HD, *vv = v + s->row * ldk + kh * HD;
         R *dkk = dk + s->row * ldk + kh * HD, *dvv = dv + s->row * ldk + kh * HD;
+        if (set)   /* this pair's own slices of dq, dk and dv, zeroed where they are summed */
+            for (int64_t t = 0; t < T; t++) {
+                memset(dkk + t * ldk, 0, sizeof(R) * (size_t)HD);
+                memset(dvv + t * ldk, 0, sizeof(R) * (size_t)HD);
+                memset(dq + (s->row + t) * ldq + kh * grp * HD, 0, sizeof(R) * (size_t)(grp * HD));
+            }
 #if ATT_TILES
         float *Kt = area, *Vt = Kt + HD * T;   /* keys and values transposed */
         if (tiles && !att) tiles_transpose(Kt, kk, T, HD, ldk);
@@ -457,6 +521,16 @@ void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *att, const 
             }
         }
     }
+}
+void attention_backward(R *dq, R *dk, R *dv, const R *dout, const R *att, const R *stats, const R *q,
+                        const R *k, const R *v, attn_dims d, R *scratch) {
+    att_back(dq, dk, dv, dout, att, stats, q, k, v, d, scratch, 0);
+}
+/* As attention_backward, but dq, dk and dv are overwritten: each task zeroes
+ * the slices it sums into (in the parallel loop, not a serial pass before). */
+void attention_backward_set(R *dq, R *dk, R *dv, const R *dout, const R *att, const R *stats, const R *q,
+                            const R *k, const R *v, attn_dims d, R *scratch) {
+    att_back(dq, dk, dv, dout, att, stats, q, k, v, d, scratch, 1);
 }
 
 void swiglu_forward(R *out, const R *gate, const R *up, int64_t n) {

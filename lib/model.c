@@ -155,7 +155,7 @@ void model_alloc_acts(wdl_model *m, int64_t Bmax, int64_t Tmax, int mode, int ve
         {&m->a.atty, L * N * QD, 0}, {&m->a.r1, L * N * H, 0}, {&m->a.ln2, L * N * H, 0},
         {&m->a.ln2_rstd, L * N, 0}, {&m->a.gate, L * N * I, 0}, {&m->a.up, L * N * I, 0},
         {&m->a.act, L * N * I, 0}, {&m->a.normf, N * H, 0}, {&m->a.normf_rstd, N, 0},
-        {&m->a.tmp, N * (H > QD ? H : QD), 0},
+        {&m->a.tmp, N * H, 0},
         {&m->a.dres, N * H, 1}, {&m->a.dln, N * H, 1}, {&m->a.dqr, N * QD, 1}, {&m->a.dq, N * QD, 1},
         {&m->a.dkr, N * KD, 1}, {&m->a.dk, N * KD, 1}, {&m->a.dv, N * KD, 1}, {&m->a.datty, N * QD, 1},
         {&m->a.dgate, N * I, 1}, {&m->a.dup, N * I, 1}, {&m->a.dact, N * I, 1}, {&m->a.dnormf, N * H, 1},
@@ -333,9 +333,7 @@ void model_backward(wdl_model *m) {
     wdl_acts *a = &m->a;
     if (!m->grads || !a->dres) die("internal: backward without gradient buffers");
     attn_dims d = {m->nseq, m->Tlong, NH, KV, HD, m->seq_off};
-#define ZERO(p, n) memset((p), 0, sizeof(float) * (size_t)(n))
-    ZERO(a->dres, N * H);
-    rmsnorm_backward(a->dres, m->G[W_NORM], a->dnormf, resid_slot(m, c->layers), m->P[W_NORM],
+    rmsnorm_backward_set(a->dres, m->G[W_NORM], a->dnormf, resid_slot(m, c->layers), m->P[W_NORM],
                      a->normf_rstd, N, H, a->rms_part);
     for (int64_t l = c->layers - 1; l >= 0; l--) {
         layer_acts L_;
@@ -353,15 +351,12 @@ void model_backward(wdl_model *m) {
         rmsnorm_backward(a->dres, LAYER(m->G[W_LN2], l, H), a->dln, r1, LAYER(m->P[W_LN2], l, H), ln2r, N, H, a->rms_part);
         /* attention: r1 = x + o(attn(...)) */
         linear_backward_set(a->datty, LAYER(m->G[W_O], l, H * QD), a->dres, aty, LAYER(m->P[W_O], l, H * QD), N, QD, H);
-        ZERO(a->dqr, N * QD); ZERO(a->dkr, N * KD); ZERO(a->dv, N * KD);
-        attention_backward(a->dqr, a->dkr, a->dv, a->datty, att, att_st, qr, kr, v, d, a->att_scratch);
-        /* RoPE backward into a->tmp, then QK-norm backward */
-        rope_backward_set(a->tmp, &m->rope, a->dqr, m->pos, N, NH, HD, c->theta);
-        ZERO(a->dq, N * QD);
-        rmsnorm_backward(a->dq, LAYER(m->G[W_QNORM], l, HD), a->tmp, q, LAYER(m->P[W_QNORM], l, HD), qrs, N * NH, HD, a->rms_part);
-        rope_backward_set(a->tmp, &m->rope, a->dkr, m->pos, N, KV, HD, c->theta);
-        ZERO(a->dk, N * KD);
-        rmsnorm_backward(a->dk, LAYER(m->G[W_KNORM], l, HD), a->tmp, k, LAYER(m->P[W_KNORM], l, HD), krs, N * KV, HD, a->rms_part);
+        attention_backward_set(a->dqr, a->dkr, a->dv, a->datty, att, att_st, qr, kr, v, d, a->att_scratch);
+        /* RoPE backward, then QK-norm backward, fused */
+        qknorm_rope_backward_set(a->dq, LAYER(m->G[W_QNORM], l, HD), &m->rope, a->dqr, q, LAYER(m->P[W_QNORM], l, HD),
+                                 qrs, m->pos, N, NH, HD, c->theta, a->rms_part);
+        qknorm_rope_backward_set(a->dk, LAYER(m->G[W_KNORM], l, HD), &m->rope, a->dkr, k, LAYER(m->P[W_KNORM], l, HD),
+                                 krs, m->pos, N, KV, HD, c->theta, a->rms_part);
         gemm_hold_inputs(1);
         linear_backward_set(a->dln, LAYER(m->G[W_Q], l, QD * H), a->dq, ln1, LAYER(m->P[W_Q], l, QD * H), N, H, QD);
         linear_backward(a->dln, LAYER(m->G[W_K], l, KD * H), a->dk, ln1, LAYER(m->P[W_K], l, KD * H), N, H, KD);
@@ -370,7 +365,6 @@ void model_backward(wdl_model *m) {
         rmsnorm_backward(a->dres, LAYER(m->G[W_LN1], l, H), a->dln, x, LAYER(m->P[W_LN1], l, H), ln1r, N, H, a->rms_part);
     }
     embedding_backward(m->G[W_EMBED], a->dres, m->ids, N, H);
-#undef ZERO
 }
 
 void model_each_tensor(const wdl_model *m, model_tensor_fn fn, void *ctx) {

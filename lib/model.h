@@ -30,7 +30,7 @@ typedef struct {
     float *dres, *dln, *dqr, *dq, *dkr, *dk, *dv, *datty, *dgate, *dup, *dact, *dnormf;
     float *att_scratch;   /* attention's block rows (forward without att: probabilities; backward: dP and P) */
     double *rms_part;     /* rmsnorm_backward's dw partials (largest of its calls) */
-    float *tmp;        /* [N, max(H, NH*HD)] forward scratch */
+    float *tmp;        /* [N, H] forward scratch: o_proj and down outputs */
 } wdl_acts;
 
 typedef struct {

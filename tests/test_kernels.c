@@ -136,6 +136,14 @@ static void check_rms(int64_t N, int64_t C, const char *name) {
     free(part);
     snprintf(buf, sizeof buf, "%s dx", name); expect_added(buf, ax, sx, dx, N * C);
     snprintf(buf, sizeof buf, "%s dw", name); expect_added(buf, aw, sw, dw, C);
+    /* the _set variant: dx's bytes over whatever dinp held, dw still added */
+    double *dset = rnd(N * C, 3);
+    sw = rnd(C, 1); aw = copy(sw, C); part = xmalloc(pb);
+    rmsnorm_backward_set_f64(dset, aw, c.r, c.x, c.w, c.rs, N, C, part);
+    free(part);
+    assert_memory_equal(dset, dx, sizeof(double) * (size_t)(N * C));
+    snprintf(buf, sizeof buf, "%s_set dw", name); expect_added(buf, aw, sw, dw, C);
+    free(dset);
     snprintf(buf, sizeof buf, "%s dx", name); fd_check(buf, rms_loss, &c, c.x, dx, N * C);
     snprintf(buf, sizeof buf, "%s dw", name); fd_check(buf, rms_loss, &c, c.w, dw, C);
     free(c.x); free(c.w); free(c.r); free(c.y); free(c.rs); free(dx); free(dw);
@@ -619,6 +627,112 @@ static void test_fused_forwards(void **st) {
 }
 
 /* The float kernels compute the same function as the double ones. */
+/* ---- QK-norm + RoPE backward, fused ---- */
+typedef struct { int64_t N, H, HD; const int32_t *pos; double *x, *w, *r, *y, *rs; rope_cache_f64 tab; } qkr_ctx;
+static double qkr_loss(void *p) {
+    qkr_ctx *c = p;
+    qknorm_rope_forward_f64(c->y, c->rs, &c->tab, c->x, c->w, c->pos, c->N, c->H, c->HD, 1e-6, 1e4);
+    return dot(c->y, c->r, c->N * c->H * c->HD);
+}
+static float *to_float(const double *a, int64_t n) {
+    float *f = xmalloc(sizeof(float) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) f[i] = (float)a[i];
+    return f;
+}
+/* The fused kernel gives the bytes of rope_backward_set into a buffer then
+ * rmsnorm_backward into zeros, dinp and dw, in double and in float (N H
+ * rows: with many, several row blocks of partials on several threads),
+ * whatever dinp held before. */
+static void qkr_bytes(int64_t N, int64_t H, int64_t HD) {
+    const int64_t m = N * H * HD, rows = N * H;
+    int32_t *pos = xmalloc(sizeof(int32_t) * (size_t)N);
+    for (int64_t n = 0; n < N; n++) pos[n] = (int32_t)((n * 7) % (N + 3));
+    double *x = rnd(m, 1), *w = rnd(HD, 1), *g = rnd(m, 1), *y = zeros(m), *rs = zeros(rows), *tmp = zeros(m),
+           *da = zeros(m), *dwa = zeros(HD), *db = rnd(m, 2), *dwb = zeros(HD),
+           *part = xmalloc(sizeof(double) * (size_t)rmsnorm_backward_scratch(rows, HD));
+    rope_cache_f64 t = {0};
+    qknorm_rope_forward_f64(y, rs, &t, x, w, pos, N, H, HD, 1e-6, 1e4);
+    rope_backward_set_f64(tmp, &t, g, pos, N, H, HD, 1e4);
+    rmsnorm_backward_f64(da, dwa, tmp, x, w, rs, rows, HD, part);
+    qknorm_rope_backward_set_f64(db, dwb, &t, g, x, w, rs, pos, N, H, HD, 1e4, part);
+    assert_memory_equal(da, db, sizeof(double) * (size_t)m);
+    assert_memory_equal(dwa, dwb, sizeof(double) * (size_t)HD);
+    float *fx = to_float(x, m), *fw = to_float(w, HD), *fg = to_float(g, m), *fy = to_float(y, m),
+          *frs = to_float(rs, rows), *ftmp = to_float(tmp, m),
+          *fda = xcalloc((size_t)m, sizeof(float)), *fdb = to_float(db, m), *fwa = xcalloc((size_t)HD, sizeof(float)),
+          *fwb = xcalloc((size_t)HD, sizeof(float));
+    rope_cache ft = {0};
+    qknorm_rope_forward(fy, frs, &ft, fx, fw, pos, N, H, HD, 1e-6, 1e4);
+    rope_backward_set(ftmp, &ft, fg, pos, N, H, HD, 1e4);
+    rmsnorm_backward(fda, fwa, ftmp, fx, fw, frs, rows, HD, part);
+    qknorm_rope_backward_set(fdb, fwb, &ft, fg, fx, fw, frs, pos, N, H, HD, 1e4, part);
+    assert_memory_equal(fda, fdb, sizeof(float) * (size_t)m);
+    assert_memory_equal(fwa, fwb, sizeof(float) * (size_t)HD);
+    rope_cache_free_f64(&t); rope_cache_free(&ft);
+    free(pos); free(x); free(w); free(g); free(y); free(rs); free(tmp); free(da); free(dwa); free(db); free(dwb);
+    free(part); free(fx); free(fw); free(fg); free(fy); free(frs); free(ftmp); free(fda); free(fdb);
+    free(fwa); free(fwb);
+}
+static void test_qknorm_rope_backward(void **st) {
+    qkr_bytes(6, 3, 16);
+    qkr_bytes(300, 4, 32);   /* 1,200 rows, 38,400 elements: parallel, 19 blocks */
+    /* finite differences through the fused forward; dw added */
+    const int32_t pos[6] = {0, 1, 2, 9, 40, 3};
+    qkr_ctx c = {6, 3, 16, pos};
+    const int64_t m = c.N * c.H * c.HD, rows = c.N * c.H;
+    c.x = rnd(m, 1); c.w = rnd(c.HD, 1); c.r = rnd(m, 1); c.y = zeros(m); c.rs = zeros(rows);
+    qkr_loss(&c);
+    size_t pb = sizeof(double) * (size_t)rmsnorm_backward_scratch(rows, c.HD);
+    double *dx = rnd(m, 3), *dw = zeros(c.HD), *part = guarded(pb);
+    qknorm_rope_backward_set_f64(dx, dw, &c.tab, c.r, c.x, c.w, c.rs, c.pos, c.N, c.H, c.HD, 1e4, part);
+    expect_scratch("qk-norm+rope partials", part, pb, sizeof(double));
+    double *sw = rnd(c.HD, 1), *aw = copy(sw, c.HD), *dx2 = rnd(m, 4);
+    part = xmalloc(pb);
+    qknorm_rope_backward_set_f64(dx2, aw, &c.tab, c.r, c.x, c.w, c.rs, c.pos, c.N, c.H, c.HD, 1e4, part);
+    assert_memory_equal(dx2, dx, sizeof(double) * (size_t)m);
+    expect_added("qk-norm+rope dw", aw, sw, dw, c.HD);
+    fd_check("qk-norm+rope dx", qkr_loss, &c, c.x, dx, m);
+    fd_check("qk-norm+rope dw", qkr_loss, &c, c.w, dw, c.HD);
+    rope_cache_free_f64(&c.tab);
+    free(part); free(dx); free(dx2); free(dw); free(c.x); free(c.w); free(c.r); free(c.y); free(c.rs);
+}
+
+/* ---- attention_backward_set: the bytes of attention_backward into zeros,
+ * over whatever dq, dk and dv held; in float (probabilities recomputed
+ * from the saved statistics, on the tiles where built) and in double ---- */
+static void att_set_case(attn_dims d, int64_t N) {
+    const int64_t nq = N * d.NH * d.HD, nk = N * d.KVH * d.HD;
+    double *q = rnd(nq, 1), *k = rnd(nk, 1), *v = rnd(nk, 1), *r = rnd(nq, 1), *y = zeros(nq),
+           *st = zeros(attention_stats(N, d.NH)), *scr = zeros(attention_backward_scratch(d)),
+           *fscr = zeros(attention_forward_scratch(d));
+    double *g[3] = {zeros(nq), zeros(nk), zeros(nk)}, *h[3] = {rnd(nq, 2), rnd(nk, 2), rnd(nk, 2)};
+    attention_forward_f64(y, NULL, st, q, k, v, d, fscr);
+    attention_backward_f64(g[0], g[1], g[2], r, NULL, st, q, k, v, d, scr);
+    attention_backward_set_f64(h[0], h[1], h[2], r, NULL, st, q, k, v, d, scr);
+    const int64_t n[3] = {nq, nk, nk};
+    for (int i = 0; i < 3; i++) assert_memory_equal(g[i], h[i], sizeof(double) * (size_t)n[i]);
+    float *fq = to_float(q, nq), *fk = to_float(k, nk), *fv = to_float(v, nk), *fr = to_float(r, nq),
+          *fy = to_float(y, nq), *fst = to_float(st, attention_stats(N, d.NH)),
+          *fs = xmalloc(sizeof(float) * (size_t)attention_backward_scratch(d)),
+          *ff = xmalloc(sizeof(float) * (size_t)attention_forward_scratch(d));
+    float *fg[3] = {xcalloc((size_t)nq, 4), xcalloc((size_t)nk, 4), xcalloc((size_t)nk, 4)},
+          *fh[3] = {to_float(h[0], nq), to_float(h[1], nk), to_float(h[2], nk)};
+    for (int i = 0; i < 3; i++) for (int64_t j = 0; j < n[i]; j++) fh[i][j] += 1.0f;   /* not the answer */
+    attention_forward(fy, NULL, fst, fq, fk, fv, d, ff);
+    attention_backward(fg[0], fg[1], fg[2], fr, NULL, fst, fq, fk, fv, d, fs);
+    attention_backward_set(fh[0], fh[1], fh[2], fr, NULL, fst, fq, fk, fv, d, fs);
+    for (int i = 0; i < 3; i++) assert_memory_equal(fg[i], fh[i], sizeof(float) * (size_t)n[i]);
+    for (int i = 0; i < 3; i++) { free(g[i]); free(h[i]); free(fg[i]); free(fh[i]); }
+    free(q); free(k); free(v); free(r); free(y); free(st); free(scr); free(fscr);
+    free(fq); free(fk); free(fv); free(fr); free(fy); free(fst); free(fs); free(ff);
+}
+static void test_attention_set(void **st) {
+    att_set_case((attn_dims){2, 5, 4, 2, 3}, 10);
+    att_set_case((attn_dims){3, 100, 4, 2, 16}, 300);   /* several row blocks and tasks, on the tiles */
+    const int64_t off[4] = {0, 5, 75, 76};   /* packed sequences, one of 70 rows and one of 1 */
+    att_set_case((attn_dims){3, 70, 4, 2, 8, off}, 76);
+}
+
 static void test_float_matches_double(void **st) {
     attn_dims d = {2, 6, 4, 2, 4};
     int64_t nq = d.B * d.T * d.NH * d.HD, nk = d.B * d.T * d.KVH * d.HD;
@@ -643,7 +757,8 @@ int main(void) {
         cmocka_unit_test(test_attention), cmocka_unit_test(test_attention_blocks),
         cmocka_unit_test(test_attention_packed), cmocka_unit_test(test_attention_forward_only),
         cmocka_unit_test(test_attention_recompute), cmocka_unit_test(test_lanes), cmocka_unit_test(test_swiglu),
-        cmocka_unit_test(test_fused_forwards),
+        cmocka_unit_test(test_fused_forwards), cmocka_unit_test(test_qknorm_rope_backward),
+        cmocka_unit_test(test_attention_set),
         cmocka_unit_test(test_embedding), cmocka_unit_test(test_ce),
         cmocka_unit_test(test_ce_mixed),  cmocka_unit_test(test_tied),
         cmocka_unit_test(test_float_matches_double),
