@@ -1159,6 +1159,36 @@ void gemm_set_precision(gemm_precision p) {
                  "emulated path (inputs still rounded to bf16; slower, possibly slower than fp32)", gemm_dnnl_isa());
 }
 
+/* Whether gemm_run gives this product to sgemm_own: GEMM_FP32_AUTO on a
+ * CPU without AVX-512 (own_sgemm), not to oneDNN, and more rows than any
+ * few-row path takes (few_rows_try, GEMM_FEW_ROWS, sgemm_own's own). */
+#define FEW_ROWS_ANY 16
+_Static_assert(FEW_ROWS_AVX2 <= FEW_ROWS_ANY && FEW_ROWS_FP32 <= FEW_ROWS_ANY && FEW_ROWS_BF16 <= FEW_ROWS_ANY &&
+                   GEMM_FEW_ROWS <= FEW_ROWS_ANY && SGEMM_FEW_ROWS <= FEW_ROWS_ANY,
+               "gemm_run_n's test for the few-row paths");
+static int goes_own(const gemm_ctx *g, const gemm_prod *p) {
+    return g->prec == GEMM_FP32_AUTO && g->own_sgemm && p->M > FEW_ROWS_ANY &&
+           !fp32_on_dnnl(g, p->tb, p->M, p->N, p->K);
+}
+
+void gemm_run_n(gemm_ctx *g, int n, const gemm_prod *p) {
+    int own = n <= GEMM_N_MAX;
+    for (int i = 0; i < n && own; i++) own = goes_own(g, &p[i]);
+    if (!own) {
+        for (int i = 0; i < n; i++)
+            gemm_run(g, p[i].ta, p[i].tb, p[i].M, p[i].N, p[i].K, p[i].alpha, p[i].A, p[i].lda, p[i].B, p[i].ldb,
+                     p[i].beta, p[i].C, p[i].ldc);
+        return;
+    }
+    /* as sgemm_fixed: a weight kept packed is read packed */
+    gemm_prod q[GEMM_N_MAX];
+    for (int i = 0; i < n; i++) {
+        q[i] = p[i];
+        q[i].packed = p[i].tb ? packed_of(g, p[i].B, p[i].N, p[i].K, p[i].ldb) : NULL;
+    }
+    sgemm_own_multi(n, q, own_scratch, g);
+}
+
 gemm_ctx *gemm_default(void) {
     if (!g_default) g_default = gemm_ctx_new(GEMM_FP32);
     return g_default;
@@ -1172,6 +1202,16 @@ void wdl_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, con
                     alpha, A, lda, B, ldb, beta, C, ldc);
     else
         gemm_run(g, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void wdl_sgemm_n(int n, const gemm_prod *p) {
+    if (g_default) {
+        gemm_run_n(g_default, n, p);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        wdl_sgemm(p[i].ta, p[i].tb, p[i].M, p[i].N, p[i].K, p[i].alpha, p[i].A, p[i].lda, p[i].B, p[i].ldb, p[i].beta,
+                  p[i].C, p[i].ldc);
 }
 
 int gemm_precision_named(const char *s, gemm_precision *p) {

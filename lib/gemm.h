@@ -99,6 +99,29 @@ gemm_precision gemm_ctx_precision(const gemm_ctx *g);
 /* ta/tb nonzero: that operand is transposed. */
 void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* One product of gemm_run_n: gemm_run's arguments (packed: see sgemm.h's
+ * sgemm_own_multi; callers leave it NULL). */
+typedef struct {
+    int ta, tb;
+    int64_t M, N, K;
+    float alpha;
+    const float *A;
+    int64_t lda;
+    const float *B;
+    int64_t ldb;
+    const float *packed;
+    float beta;
+    float *C;
+    int64_t ldc;
+} gemm_prod;
+/* n products (at most GEMM_N_MAX) as if by gemm_run on each in turn, the
+ * same bytes; where every one would run on sgemm_own (GEMM_FP32_AUTO on a
+ * CPU with AVX2 and no AVX-512), all in one parallel region, and those
+ * reading the same B packed once: the linear layers that share an input
+ * (q, k, v; gate, up) and their weight gradients. No product's C may
+ * overlap another's C or inputs. */
+#define GEMM_N_MAX 4
+void gemm_run_n(gemm_ctx *g, int n, const gemm_prod *p);
 /* Number of oneDNN primitives created so far, of those that fell back to
  * bf16-rounded inputs on cblas_sgemm, and of those that gemm_run runs into
  * dense scratch, applying alpha and beta itself as it copies the result
@@ -209,6 +232,7 @@ void gemm_drop_mirrors(const float *base, size_t n);
 int gemm_mirrors(void);
 void wdl_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+void wdl_sgemm_n(int n, const gemm_prod *p);
 
 /* "fp32" (GEMM_FP32_AUTO), "fp32-openblas" (GEMM_FP32) or "bf16": the
  * command line's --precision; dies naming the flag on anything else.

@@ -42,8 +42,10 @@ static void att_seqs(att_seq *s, attn_dims d) {
 #define ROW_MAX lanes_max_f32
 #define ROW_SUM lanes_sum_f32
 #define ATT_TILES 1   /* attention may take attn_tiles.h's tiles */
+#define GEMM_N 1      /* products sharing an operand go to the backend together (gemm_run_n) */
 #include "kernels_impl.h"
 #undef ATT_TILES
+#undef GEMM_N
 #undef R
 #undef GEMM
 #undef EXP
@@ -58,6 +60,7 @@ static void att_seqs(att_seq *s, attn_dims d) {
 #define ROW_MAX lanes_max_f64
 #define ROW_SUM lanes_sum_f64
 #define ATT_TILES 0
+#define GEMM_N 0
 /* the double twins: every name kernels_impl.h defines */
 #define rope_cache rope_cache_f64
 #define rope_build rope_build_f64
@@ -69,6 +72,8 @@ static void att_seqs(att_seq *s, attn_dims d) {
 #define linear_forward linear_forward_f64
 #define linear_backward linear_backward_f64
 #define linear_backward_set linear_backward_set_f64
+#define linear_forward_n linear_forward_n_f64
+#define linear_backward_n linear_backward_n_f64
 #define rmsnorm_forward rmsnorm_forward_f64
 #define rms_row rms_row_f64
 #define rmsnorm_backward rmsnorm_backward_f64

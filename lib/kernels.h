@@ -139,6 +139,20 @@ void linear_backward_set(float *dinp, float *dw, const float *dout, const float 
 void linear_backward_set_f64(double *dinp, double *dw, const double *dout, const double *inp, const double *w,
                              int64_t N, int64_t C, int64_t OC);
 
+/* n linear layers reading one input (n <= GEMM_N_MAX of gemm.h): out_i =
+ * inp W_i^T [N, OC_i], the bytes of linear_forward on each. Their backward:
+ * dinp = (set) or += sum of dout_i W_i in order i, then dw_i += dout_i^T
+ * inp, the bytes of linear_backward (linear_backward_set first, with set)
+ * on each in turn. Float runs each group in one call of the backend. */
+void linear_forward_n(int n, float *const *out, const float *inp, const float *const *w, const int64_t *OC,
+                      int64_t N, int64_t C);
+void linear_forward_n_f64(int n, double *const *out, const double *inp, const double *const *w, const int64_t *OC,
+                          int64_t N, int64_t C);
+void linear_backward_n(int n, float *dinp, float *const *dw, float *const *dout, const float *inp,
+                       const float *const *w, const int64_t *OC, int64_t N, int64_t C, int set);
+void linear_backward_n_f64(int n, double *dinp, double *const *dw, double *const *dout, const double *inp,
+                           const double *const *w, const int64_t *OC, int64_t N, int64_t C, int set);
+
 /* RMSNorm over rows of C (HF Qwen3RMSNorm); rstd [N] is saved for backward.
  * dinp or dw may be NULL; part: rmsnorm_backward_scratch(N, C) doubles when
  * dw is wanted (else may be NULL). */

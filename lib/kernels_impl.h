@@ -54,6 +54,43 @@ void linear_backward_set(R *dinp, R *dw, const R *dout, const R *inp, const R *w
     GEMM_HOLD(0);
 }
 
+/* n linear layers reading one input (q, k and v; gate and up): out_i =
+ * inp W_i^T [N, OC_i], the bytes of linear_forward on each; in float, one
+ * call of the backend for all (gemm_run_n: one parallel region). */
+void linear_forward_n(int n, R *const *out, const R *inp, const R *const *w, const int64_t *OC, int64_t N,
+                      int64_t C) {
+#if GEMM_N
+    gemm_prod p[GEMM_N_MAX];
+    if (n > GEMM_N_MAX) die("internal: linear_forward_n of %d layers", n);
+    for (int i = 0; i < n; i++) p[i] = (gemm_prod){0, 1, N, OC[i], C, 1, inp, C, w[i], C, NULL, 0, out[i], OC[i]};
+    wdl_sgemm_n(n, p);
+#else
+    for (int i = 0; i < n; i++) linear_forward(out[i], inp, w[i], N, C, OC[i]);
+#endif
+}
+
+/* Their backward: dinp = (with set; else +=) dout_0 W_0 + dout_1 W_1 + ...
+ * summed in that order, then every dw_i += dout_i^T inp, in float in one
+ * call of the backend (inp packed once): the bytes of linear_backward (or
+ * linear_backward_set for i = 0, with set) on each in turn. */
+void linear_backward_n(int n, R *dinp, R *const *dw, R *const *dout, const R *inp, const R *const *w,
+                       const int64_t *OC, int64_t N, int64_t C, int set) {
+    GEMM_HOLD(1);
+    for (int i = 0; i < n; i++)
+        GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC[i], 1, dout[i], OC[i], w[i], C, set && !i ? 0 : 1,
+             dinp, C);
+#if GEMM_N
+    gemm_prod p[GEMM_N_MAX];
+    if (n > GEMM_N_MAX) die("internal: linear_backward_n of %d layers", n);
+    for (int i = 0; i < n; i++) p[i] = (gemm_prod){1, 0, OC[i], C, N, 1, dout[i], OC[i], inp, C, NULL, 1, dw[i], C};
+    wdl_sgemm_n(n, p);
+#else
+    for (int i = 0; i < n; i++)
+        GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, OC[i], C, N, 1, dout[i], OC[i], inp, C, 1, dw[i], C);
+#endif
+    GEMM_HOLD(0);
+}
+
 /* out = w * x / sqrt(mean(x^2) + eps), row by row (HF Qwen3RMSNorm). */
 /* One row: o = w * x / sqrt(mean(x^2) + eps), its 1/rms into *rstd (the
  * arithmetic of every RMSNorm here, fused or not). */

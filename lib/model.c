@@ -294,9 +294,10 @@ static void forward_layers(wdl_model *m) {
         if (l == 0) rmsnorm_forward(ln1, ln1r, x, LAYER(m->P[W_LN1], l, H), N, H, c->eps);
         MIRROR(ln1, L_.ln1_16, N * H);
         gemm_hold_inputs(1);   /* one bf16 copy of ln1 for the three */
-        linear_forward(q, ln1, LAYER(m->P[W_Q], l, QD * H), N, H, QD);
-        linear_forward(k, ln1, LAYER(m->P[W_K], l, KD * H), N, H, KD);
-        linear_forward(v, ln1, LAYER(m->P[W_V], l, KD * H), N, H, KD);
+        linear_forward_n(3, (float *[]){q, k, v}, ln1,
+                         (const float *[]){LAYER(m->P[W_Q], l, QD * H), LAYER(m->P[W_K], l, KD * H),
+                                           LAYER(m->P[W_V], l, KD * H)},
+                         (const int64_t[]){QD, KD, KD}, N, H);
         gemm_hold_inputs(0);
         /* QK-norm per head, before RoPE */
         qknorm_rope_forward(qr, qrs, &m->rope, q, LAYER(m->P[W_QNORM], l, HD), m->pos, N, NH, HD, c->eps, c->theta);
@@ -308,8 +309,9 @@ static void forward_layers(wdl_model *m) {
         residual_rmsnorm_forward(r1, ln2, ln2r, x, a->tmp, LAYER(m->P[W_LN2], l, H), N, H, c->eps);
         MIRROR(ln2, L_.ln2_16, N * H);
         gemm_hold_inputs(1);
-        linear_forward(gate, ln2, LAYER(m->P[W_GATE], l, I * H), N, H, I);
-        linear_forward(up, ln2, LAYER(m->P[W_UP], l, I * H), N, H, I);
+        linear_forward_n(2, (float *[]){gate, up}, ln2,
+                         (const float *[]){LAYER(m->P[W_GATE], l, I * H), LAYER(m->P[W_UP], l, I * H)},
+                         (const int64_t[]){I, I}, N, H);
         gemm_hold_inputs(0);
         swiglu_forward(act, gate, up, N * I);
         MIRROR(act, L_.act16, N * I);
@@ -345,8 +347,10 @@ void model_backward(wdl_model *m) {
         linear_backward_set(a->dact, LAYER(m->G[W_DOWN], l, H * I), a->dres, act, LAYER(m->P[W_DOWN], l, H * I), N, I, H);
         swiglu_backward_set(a->dgate, a->dup, a->dact, gate, up, N * I);
         gemm_hold_inputs(1);   /* ln2 for both weight gradients */
-        linear_backward_set(a->dln, LAYER(m->G[W_GATE], l, I * H), a->dgate, ln2, LAYER(m->P[W_GATE], l, I * H), N, H, I);
-        linear_backward(a->dln, LAYER(m->G[W_UP], l, I * H), a->dup, ln2, LAYER(m->P[W_UP], l, I * H), N, H, I);
+        linear_backward_n(2, a->dln, (float *[]){LAYER(m->G[W_GATE], l, I * H), LAYER(m->G[W_UP], l, I * H)},
+                          (float *[]){a->dgate, a->dup}, ln2,
+                          (const float *[]){LAYER(m->P[W_GATE], l, I * H), LAYER(m->P[W_UP], l, I * H)},
+                          (const int64_t[]){I, I}, N, H, 1);
         gemm_hold_inputs(0);
         rmsnorm_backward(a->dres, LAYER(m->G[W_LN2], l, H), a->dln, r1, LAYER(m->P[W_LN2], l, H), ln2r, N, H, a->rms_part);
         /* attention: r1 = x + o(attn(...)) */
@@ -358,9 +362,13 @@ void model_backward(wdl_model *m) {
         qknorm_rope_backward_set(a->dk, LAYER(m->G[W_KNORM], l, HD), &m->rope, a->dkr, k, LAYER(m->P[W_KNORM], l, HD),
                                  krs, m->pos, N, KV, HD, c->theta, a->rms_part);
         gemm_hold_inputs(1);
-        linear_backward_set(a->dln, LAYER(m->G[W_Q], l, QD * H), a->dq, ln1, LAYER(m->P[W_Q], l, QD * H), N, H, QD);
-        linear_backward(a->dln, LAYER(m->G[W_K], l, KD * H), a->dk, ln1, LAYER(m->P[W_K], l, KD * H), N, H, KD);
-        linear_backward(a->dln, LAYER(m->G[W_V], l, KD * H), a->dv, ln1, LAYER(m->P[W_V], l, KD * H), N, H, KD);
+        linear_backward_n(3, a->dln,
+                          (float *[]){LAYER(m->G[W_Q], l, QD * H), LAYER(m->G[W_K], l, KD * H),
+                                      LAYER(m->G[W_V], l, KD * H)},
+                          (float *[]){a->dq, a->dk, a->dv}, ln1,
+                          (const float *[]){LAYER(m->P[W_Q], l, QD * H), LAYER(m->P[W_K], l, KD * H),
+                                            LAYER(m->P[W_V], l, KD * H)},
+                          (const int64_t[]){QD, KD, KD}, N, H, 1);
         gemm_hold_inputs(0);
         rmsnorm_backward(a->dres, LAYER(m->G[W_LN1], l, H), a->dln, x, LAYER(m->P[W_LN1], l, H), ln1r, N, H, a->rms_part);
     }

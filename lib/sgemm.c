@@ -40,6 +40,9 @@ void sgemm_own_packed(int ta, int64_t M, int64_t N, int64_t K, float alpha, cons
                       const float *packed, float beta, float *C, int64_t ldc, sgemm_scratch_fn scratch, void *arg) {
     die("internal: sgemm_own_packed needs x86-64 (AVX2 and FMA)");
 }
+void sgemm_own_multi(int n, const gemm_prod *p, sgemm_scratch_fn scratch, void *arg) {
+    die("internal: sgemm_own_multi needs x86-64 (AVX2 and FMA)");
+}
 #else
 #include "transpose8.h"
 #include <immintrin.h>
@@ -282,83 +285,163 @@ __attribute__((target("avx2,fma"))) static void own_item(int ta, int64_t ib, int
     }
 }
 
-/* sgemm_own, or with `packed` (op(B) = B^T packed whole by sgemm_pack_bt)
- * the same product without packing */
-static void own_run(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                    const float *B, int64_t ldb, const float *packed, float beta, float *C, int64_t ldc,
-                    sgemm_scratch_fn scratch, void *arg) {
-    if (M <= 0 || N <= 0) return;
-    if (K <= 0 || alpha == 0.0f) {   /* C = beta C, as BLAS defines it */
-        for (int64_t i = 0; i < M; i++)
-            for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
-        return;
-    }
-    /* the team: small products stay on the calling thread (as OpenBLAS
-     * keeps products of up to 4 x 65,536 multiply-adds on one) */
-    const int nt = omp_in_parallel() || (double)M * N * K <= (double)GEMM_FP32_ONE_CALL_MAX ? 1 : omp_get_max_threads();
-    if (!ta && M <= SGEMM_FEW_ROWS && nt > 1) {
-        few_rows(tb, M, N, K, alpha, A, lda, B, ldb, packed, beta, C, ldc, scratch, arg, nt);
-        return;
-    }
-    /* rows: blocks of at most MC, their count a multiple of the team's size
-     * so that every thread gets as many */
+/* the team: small products stay on the calling thread (as OpenBLAS
+ * keeps products of up to 4 x 65,536 multiply-adds on one) */
+static int own_team(int64_t M, int64_t N, int64_t K) {
+    return omp_in_parallel() || (double)M * N * K <= (double)GEMM_FP32_ONE_CALL_MAX ? 1 : omp_get_max_threads();
+}
+
+/* How a product is shared out: rows in nbm blocks of at most mc (MC, the
+ * count a multiple of the team's size so that every thread gets as many);
+ * B packed whole along K (one barrier per block of columns, not one per K
+ * block: with threads that sleep, barriers cost 10-50 us each), in blocks
+ * of ncol columns (at most SGEMM_PACK_FLOATS packed). */
+typedef struct { int64_t mc, nbm, ncol; } own_split;
+static own_split own_split_of(int nt, int64_t M, int64_t K) {
+    own_split o;
     int64_t nbm = (M + MC - 1) / MC;
     nbm = (nbm + nt - 1) / nt * nt;
-    const int64_t mc = ((M + nbm - 1) / nbm + MR - 1) / MR * MR;
-    nbm = (M + mc - 1) / mc;
-    /* B is packed whole along K (one barrier per block of columns, not one
-     * per K block: with threads that sleep, barriers cost 10-50 us each),
-     * in blocks of columns of at most SGEMM_PACK_FLOATS */
-    int64_t ncol = SGEMM_PACK_FLOATS / K / NR * NR;
-    if (ncol < NR) ncol = NR;
-    const int64_t ncmax = min64(N, ncol), kcmax = min64(K, KC);
-    float *const packing = packed ? NULL : scratch(arg, 0, (size_t)(K * ((ncmax + NR - 1) / NR * NR)));
+    o.mc = ((M + nbm - 1) / nbm + MR - 1) / MR * MR;
+    o.nbm = (M + o.mc - 1) / o.mc;
+    o.ncol = SGEMM_PACK_FLOATS / K / NR * NR;
+    if (o.ncol < NR) o.ncol = NR;
+    return o;
+}
+
+/* Columns jc..jc+nc of op(B) into the panels at bp, shared out over the
+ * team; no barrier (the caller's, before the panels are read). */
+static void own_pack(const gemm_prod *p, int64_t jc, int64_t nc, float *bp) {
+    const int64_t np = (nc + NR - 1) / NR, K = p->K;
+    if (p->tb) {
+#pragma omp for schedule(static) nowait
+        for (int64_t q = 0; q < np; q++)
+            pack_panel_bt(p->B, p->ldb, K, jc + q * NR, min64(nc - q * NR, NR), bp + q * K * NR);
+    } else {
+#pragma omp for schedule(static) nowait
+        for (int64_t k0 = 0; k0 < K; k0 += 64) pack_b_rows(p->B, p->ldb, K, k0, min64(K, k0 + 64), jc, nc, bp);
+    }
+}
+
+/* The items of the block of columns jc..jc+nc (panels at bp): row blocks,
+ * or, too few to share, row blocks by column chunks; dynamic, ending with
+ * the loop's barrier if `wait`, else without it (at the region's own
+ * barrier or a later one: a barrier of sleeping threads costs 10-20 us,
+ * and skipping the loop's made the training products 1-2% faster). */
+static void own_items(const gemm_prod *p, own_split o, int nt, int64_t jc, int64_t nc, float *ap, const float *bp,
+                      int wait) {
+    const int64_t np = (nc + NR - 1) / NR;
+    int64_t nbn = 1;
+    if (nt > 1 && o.nbm < 2 * nt) nbn = min64(np, (2 * nt + o.nbm - 1) / o.nbm);
+    const int64_t chunk = (np + nbn - 1) / nbn;
+    nbn = (np + chunk - 1) / chunk;
+#define OWN_ITEM(item)                                                                                        \
+    own_item(p->ta, item / nbn, item % nbn * chunk, min64(np, item % nbn * chunk + chunk), o.mc, p->M, p->K, jc, \
+             nc, p->alpha, p->A, p->lda, ap, bp, p->beta, p->C, p->ldc)
+    if (wait) {
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t item = 0; item < o.nbm * nbn; item++) OWN_ITEM(item);
+    } else {
+#pragma omp for schedule(dynamic, 1) nowait
+        for (int64_t item = 0; item < o.nbm * nbn; item++) OWN_ITEM(item);
+    }
+#undef OWN_ITEM
+}
+
+/* sgemm_own, or with p->packed (op(B) = B^T packed whole by sgemm_pack_bt)
+ * the same product without packing */
+static void own_run(const gemm_prod *p, sgemm_scratch_fn scratch, void *arg) {
+    const int64_t M = p->M, N = p->N, K = p->K;
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0 || p->alpha == 0.0f) {   /* C = beta C, as BLAS defines it */
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++)
+                p->C[i * p->ldc + j] = p->beta == 0.0f ? 0.0f : p->beta * p->C[i * p->ldc + j];
+        return;
+    }
+    const int nt = own_team(M, N, K);
+    if (!p->ta && M <= SGEMM_FEW_ROWS && nt > 1) {
+        few_rows(p->tb, M, N, K, p->alpha, p->A, p->lda, p->B, p->ldb, p->packed, p->beta, p->C, p->ldc, scratch,
+                 arg, nt);
+        return;
+    }
+    const own_split o = own_split_of(nt, M, K);
+    const int64_t ncmax = min64(N, o.ncol), kcmax = min64(K, KC);
+    float *const packing = p->packed ? NULL : scratch(arg, 0, (size_t)(K * ((ncmax + NR - 1) / NR * NR)));
 #pragma omp parallel num_threads(nt)
     {
-        float *ap = ta ? scratch(arg, 1, (size_t)(kcmax * mc)) : NULL;
-        for (int64_t jc = 0; jc < N; jc += ncol) {
-            const int64_t nc = min64(N - jc, ncol), np = (nc + NR - 1) / NR;
+        float *ap = p->ta ? scratch(arg, 1, (size_t)(kcmax * o.mc)) : NULL;
+        for (int64_t jc = 0; jc < N; jc += o.ncol) {
+            const int64_t nc = min64(N - jc, o.ncol);
             /* this block's panels: packed now, or where the whole packing has them */
-            float *const bp = packed ? (float *)packed + jc * K : packing;
-            /* too few row blocks to share: columns cut into chunks too */
-            int64_t nbn = 1;
-            if (nt > 1 && nbm < 2 * nt) nbn = min64(np, (2 * nt + nbm - 1) / nbm);
-            const int64_t chunk = (np + nbn - 1) / nbn;
-            nbn = (np + chunk - 1) / chunk;
-            if (!packed && tb) {
-#pragma omp for schedule(static)
-                for (int64_t p = 0; p < np; p++)
-                    pack_panel_bt(B, ldb, K, jc + p * NR, min64(nc - p * NR, NR), bp + p * K * NR);
-            } else if (!packed) {
-#pragma omp for schedule(static)
-                for (int64_t k0 = 0; k0 < K; k0 += 64) pack_b_rows(B, ldb, K, k0, min64(K, k0 + 64), jc, nc, bp);
+            float *const bp = p->packed ? (float *)p->packed + jc * K : packing;
+            if (!p->packed) {
+                own_pack(p, jc, nc, bp);
+#pragma omp barrier
             }
-            /* the items: row blocks, or row blocks by column chunks; the last
-             * block of columns ends with the region's own barrier, so
-             * without the loop's (a barrier of sleeping threads costs
-             * 10-20 us: the training products 1-2% faster) */
-#define OWN_ITEM(item)                                                                                              \
-    own_item(ta, item / nbn, item % nbn * chunk, min64(np, item % nbn * chunk + chunk), mc, M, K, jc, nc, alpha, A, \
-             lda, ap, bp, beta, C, ldc)
-            if (jc + ncol < N) {
-#pragma omp for schedule(dynamic, 1)
-                for (int64_t item = 0; item < nbm * nbn; item++) OWN_ITEM(item);
-            } else {
-#pragma omp for schedule(dynamic, 1) nowait
-                for (int64_t item = 0; item < nbm * nbn; item++) OWN_ITEM(item);
-            }
-#undef OWN_ITEM
+            /* the last block of columns ends at the region's own barrier */
+            own_items(p, o, nt, jc, nc, ap, bp, jc + o.ncol < N);
         }
+    }
+}
+
+/* Products that read the same B, by the stored operand's identity */
+static int same_b(const gemm_prod *a, const gemm_prod *b) {
+    return a->B == b->B && a->tb == b->tb && a->ldb == b->ldb && a->N == b->N && a->K == b->K;
+}
+
+void sgemm_own_multi(int n, const gemm_prod *ps, sgemm_scratch_fn scratch, void *arg) {
+    int one = n >= 1 && n <= GEMM_N_MAX;
+    for (int i = 0; i < n && one; i++) {
+        const gemm_prod *p = &ps[i];
+        one = p->M > SGEMM_FEW_ROWS && p->N > 0 && p->K > 0 && p->alpha != 0.0f && own_team(p->M, p->N, p->K) > 1 &&
+              p->N <= own_split_of(1, p->M, p->K).ncol;
+    }
+    if (!one) {
+        for (int i = 0; i < n; i++) own_run(&ps[i], scratch, arg);
+        return;
+    }
+    const int nt = omp_get_max_threads();
+    own_split o[GEMM_N_MAX];
+    const float *bp[GEMM_N_MAX];
+    int packs[GEMM_N_MAX];   /* this product packs its B (not given packed, nor packed by an earlier one) */
+    size_t total = 0, off[GEMM_N_MAX], apf = 0;
+    for (int i = 0; i < n; i++) {
+        const gemm_prod *p = &ps[i];
+        o[i] = own_split_of(nt, p->M, p->K);
+        const size_t a = p->ta ? (size_t)(min64(p->K, KC) * o[i].mc) : 0;
+        if (a > apf) apf = a;
+        packs[i] = !p->packed;
+        for (int j = 0; j < i && packs[i]; j++)
+            if (packs[j] && same_b(&ps[j], p)) packs[i] = 0;
+        off[i] = total;
+        if (packs[i]) total += (size_t)(p->K * ((p->N + NR - 1) / NR * NR));
+    }
+    float *const packing = total ? scratch(arg, 0, total) : NULL;
+    for (int i = 0; i < n; i++) {
+        bp[i] = ps[i].packed ? ps[i].packed : packing + off[i];
+        if (!ps[i].packed && !packs[i])
+            for (int j = 0; j < i; j++)
+                if (packs[j] && same_b(&ps[j], &ps[i])) { bp[i] = bp[j]; break; }
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        float *ap = apf ? scratch(arg, 1, apf) : NULL;
+        for (int i = 0; i < n; i++)
+            if (packs[i]) own_pack(&ps[i], 0, ps[i].N, (float *)bp[i]);
+#pragma omp barrier
+        for (int i = 0; i < n; i++) own_items(&ps[i], o[i], nt, 0, ps[i].N, ap, bp[i], 0);
     }
 }
 
 void sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                const float *B, int64_t ldb, float beta, float *C, int64_t ldc, sgemm_scratch_fn scratch,
                void *arg) {
-    own_run(ta, tb, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc, scratch, arg);
+    const gemm_prod p = {ta, tb, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc};
+    own_run(&p, scratch, arg);
 }
 void sgemm_own_packed(int ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                       const float *packed, float beta, float *C, int64_t ldc, sgemm_scratch_fn scratch, void *arg) {
-    own_run(ta, 1, M, N, K, alpha, A, lda, NULL, K, packed, beta, C, ldc, scratch, arg);
+    const gemm_prod p = {ta, 1, M, N, K, alpha, A, lda, NULL, K, packed, beta, C, ldc};
+    own_run(&p, scratch, arg);
 }
 #endif

@@ -25,6 +25,7 @@
 #define WDL_SGEMM_H
 #include <stddef.h>
 #include <stdint.h>
+#include "gemm.h"
 
 #define SGEMM_KC 256
 /* At most this many rows of A as stored, on a team: each thread packs its
@@ -53,6 +54,15 @@ size_t sgemm_packed_floats(int64_t N, int64_t K);
 void sgemm_pack_bt(const float *B, int64_t ldb, int64_t N, int64_t K, float *dst);
 void sgemm_own_packed(int ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                       const float *packed, float beta, float *C, int64_t ldc, sgemm_scratch_fn scratch, void *arg);
+/* Several products (gemm.h's gemm_prod, at most GEMM_N_MAX; `packed` as
+ * sgemm_own_packed's, or NULL) in one parallel region: their B's packed,
+ * one barrier, then all their items, each product's shared out as
+ * sgemm_own shares it: the bytes of sgemm_own on each in turn. Products
+ * reading the same B (pointer, tb, ldb, N and K) pack it once. A set that
+ * cannot share a region (a product of SGEMM_FEW_ROWS rows or fewer, one
+ * small enough for one thread, one too wide to pack whole, a call inside
+ * a team) runs product by product. */
+void sgemm_own_multi(int n, const gemm_prod *p, sgemm_scratch_fn scratch, void *arg);
 /* Scratch for callers without a gemm_ctx (tests, benches): pass
  * sgemm_bufs_get as `scratch` and a zeroed sgemm_bufs as `arg`; buffers
  * grow as needed, one pair per thread of the team (at most

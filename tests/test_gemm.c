@@ -950,6 +950,91 @@ static void test_own_sgemm(void **state) {
     gemm_ctx_free(g);
 }
 
+/* sgemm_own_multi (several products in one region, a shared B packed
+ * once): each C byte for byte the order sgemm_own promises, at the
+ * machine's thread count and at 2; and gemm_run_n on a context that runs
+ * its fp32 products on sgemm_own: the bytes of gemm_run on each. */
+static void multi_case(gemm_ctx *g, sgemm_bufs *bufs, int n, const problem *ps, const float *const *packed) {
+    float *R[GEMM_N_MAX], *C[GEMM_N_MAX];
+    gemm_prod q[GEMM_N_MAX];
+    size_t bytes[GEMM_N_MAX];
+    for (int i = 0; i < n; i++) {
+        bytes[i] = sizeof(float) * (size_t)(ps[i].M * ps[i].ldc);
+        R[i] = xmalloc(bytes[i]);
+        memcpy(R[i], ps[i].C0, bytes[i]);
+        own_order(&ps[i], R[i]);
+    }
+    const int saved = omp_get_max_threads();
+    for (int th = 0; th < 3; th++) {
+        if (th < 2) omp_set_num_threads(th ? 2 : saved);
+        for (int i = 0; i < n; i++) {
+            const problem *p = &ps[i];
+            C[i] = xmalloc(bytes[i]);
+            memcpy(C[i], p->C0, bytes[i]);
+            q[i] = (gemm_prod){p->ta, p->tb, p->M, p->N, p->K, p->alpha, p->A, p->lda, p->B, p->ldb,
+                               th < 2 && packed ? packed[i] : NULL, p->beta, C[i], p->ldc};
+        }
+        if (th < 2) sgemm_own_multi(n, q, sgemm_bufs_get, bufs);
+        else gemm_run_n(g, n, q);   /* (the context packs no B ahead) */
+        for (int i = 0; i < n; i++) {
+            if (th == 2) {   /* gemm_run's bytes (its few-row kernel included) */
+                free(R[i]);
+                R[i] = run(g, &ps[i]);
+            }
+            if (memcmp(C[i], R[i], bytes[i]))
+                fail_msg("%s: product %d of %d differs from its order (%s%s M=%lld N=%lld K=%lld, %d threads)",
+                         th < 2 ? "sgemm_own_multi" : "gemm_run_n", i, n, ps[i].ta ? "T" : "N", ps[i].tb ? "T" : "N",
+                         (long long)ps[i].M, (long long)ps[i].N, (long long)ps[i].K, omp_get_max_threads());
+            free(C[i]);
+        }
+    }
+    omp_set_num_threads(saved);
+    for (int i = 0; i < n; i++) free(R[i]);
+}
+static void test_own_multi(void **state) {
+    (void)state;
+    if (!sgemm_own_cpu()) {
+        print_message("no AVX2 and FMA: sgemm_own not run here\n");
+        skip();
+    }
+    gemm_ctx *g = gemm_ctx_new(GEMM_FP32_AUTO);
+    gemm_ctx_own_sgemm(g, 2);
+    sgemm_bufs *bufs = xcalloc(1, sizeof *bufs);
+    /* q, k and v: one A, three B's (two of them one tile wide and a bit) */
+    problem f[3] = {make(0, 1, 1760, 128, 128, 1, 0), make(0, 1, 1760, 70, 128, 1, 0), make(0, 1, 1760, 64, 128, 1, 0)};
+    float *fa[3] = {f[0].A, f[1].A, f[2].A};
+    f[1].A = f[2].A = f[0].A;
+    multi_case(g, bufs, 3, f, NULL);
+    /* the same with the second B packed beforehand */
+    float *bp = xaligned(sizeof(float) * sgemm_packed_floats(f[1].N, f[1].K));
+    sgemm_pack_bt(f[1].B, f[1].ldb, f[1].N, f[1].K, bp);
+    multi_case(g, bufs, 3, f, (const float *[]){NULL, bp, NULL});
+    free(bp);
+    /* their weight gradients: three A's stored transposed, one B (packed
+     * once), accumulating; a fourth product with a B of its own */
+    problem w[4] = {make(1, 0, 128, 128, 1760, 1, 1), make(1, 0, 70, 128, 1760, 1, 1), make(1, 0, 64, 128, 1760, 1, 1),
+                    make(1, 0, 97, 128, 1760, 1, 1)};
+    float *wb[2] = {w[1].B, w[2].B};
+    w[1].B = w[2].B = w[0].B;
+    multi_case(g, bufs, 4, w, NULL);
+    /* tile edges, K blocks (257), alpha and beta, mixed transposes */
+    problem e[3] = {make(0, 0, 97, 130, 257, 0.37f, -0.5f), make(1, 1, 100, 50, 600, 1, 1), make(0, 0, 97, 33, 257, 1, 0)};
+    multi_case(g, bufs, 3, e, NULL);
+    /* sets that run product by product: few rows on a team, a product for
+     * one thread, one too wide to pack whole (N K over 2^20) */
+    problem o[3] = {make(0, 1, 100, 50, 600, 1, 0), make(0, 1, 3, 272, 1100, 1, 0), make(0, 0, 7, 17, 5, 1, 1)};
+    multi_case(g, bufs, 3, o, NULL);
+    problem wide[2] = {make(0, 1, 100, 50, 600, 1, 0), make(0, 1, 20, 4000, 300, 1, 1)};
+    multi_case(g, bufs, 2, wide, NULL);
+    for (int i = 0; i < 3; i++) { f[i].A = fa[i]; unmake(&f[i]); unmake(&e[i]); unmake(&o[i]); }
+    w[1].B = wb[0]; w[2].B = wb[1];
+    for (int i = 0; i < 4; i++) unmake(&w[i]);
+    for (int i = 0; i < 2; i++) unmake(&wide[i]);
+    sgemm_bufs_free(bufs);
+    free(bufs);
+    gemm_ctx_free(g);
+}
+
 /* gemm_ctx_keep_packed: a linear layer's weights inside the kept range
  * are packed by their first product and read from there by the next ones
  * (decoding's few rows, a forward's many): the same bytes as packing each
@@ -1072,7 +1157,7 @@ int main(void) {
         cmocka_unit_test(test_fp32_is_openblas),
         cmocka_unit_test(test_fp32_onednn),
         cmocka_unit_test(test_fp32_auto),
-        cmocka_unit_test(test_own_sgemm),
+        cmocka_unit_test(test_own_sgemm), cmocka_unit_test(test_own_multi),
         cmocka_unit_test(test_keep_packed),
         cmocka_unit_test(test_fp32_few_rows),
         cmocka_unit_test(test_fp32_few_rows_shadow),

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "common.h"
+#include "gemm.h"
 #include "kernels.h"
 #include "lanes.h"
 
@@ -749,6 +750,70 @@ static void test_float_matches_double(void **st) {
     free(q); free(k); free(v); free(y); free(att); free(qf); free(kf); free(vf); free(yf); free(attf);
 }
 
+/* ---- linear layers sharing an input: linear_forward_n and
+ * linear_backward_n give the bytes of the single-layer kernels on each in
+ * turn, in double and in float, there under the programs' fp32 (on a CPU
+ * without AVX-512 the whole group is one call of sgemm_own_multi). Last:
+ * it sets the process's precision. ---- */
+static void linear_n_case(int dbl, int64_t N, int64_t C, int n, const int64_t *OC, int set) {
+    const size_t z = dbl ? sizeof(double) : sizeof(float);
+    void *x = xmalloc(z * (size_t)(N * C)), *w[3], *g[3], *y[3], *y2[3], *dw[3], *dw2[3];
+    void *dx = xmalloc(z * (size_t)(N * C)), *dx2 = xmalloc(z * (size_t)(N * C));
+#define FILL(p, cnt)                                                                   \
+    do {                                                                               \
+        double *t_ = rnd(cnt, 1);                                                      \
+        for (int64_t j_ = 0; j_ < (cnt); j_++)                                         \
+            if (dbl) ((double *)(p))[j_] = t_[j_]; else ((float *)(p))[j_] = (float)t_[j_]; \
+        free(t_);                                                                      \
+    } while (0)
+    FILL(x, N * C);
+    FILL(dx, N * C);
+    memcpy(dx2, dx, z * (size_t)(N * C));
+    for (int i = 0; i < n; i++) {
+        w[i] = xmalloc(z * (size_t)(OC[i] * C)); g[i] = xmalloc(z * (size_t)(N * OC[i]));
+        y[i] = xmalloc(z * (size_t)(N * OC[i])); y2[i] = xmalloc(z * (size_t)(N * OC[i]));
+        dw[i] = xmalloc(z * (size_t)(OC[i] * C)); dw2[i] = xmalloc(z * (size_t)(OC[i] * C));
+        FILL(w[i], OC[i] * C); FILL(g[i], N * OC[i]); FILL(dw[i], OC[i] * C);
+        memcpy(dw2[i], dw[i], z * (size_t)(OC[i] * C));
+    }
+#undef FILL
+    if (dbl) {
+        linear_forward_n_f64(n, (double *const *)y, x, (const double *const *)w, OC, N, C);
+        linear_backward_n_f64(n, dx, (double *const *)dw, (double *const *)g, x, (const double *const *)w, OC, N, C, set);
+        for (int i = 0; i < n; i++) {
+            linear_forward_f64(y2[i], x, w[i], N, C, OC[i]);
+            if (set && !i) linear_backward_set_f64(dx2, dw2[i], g[i], x, w[i], N, C, OC[i]);
+            else linear_backward_f64(dx2, dw2[i], g[i], x, w[i], N, C, OC[i]);
+        }
+    } else {
+        linear_forward_n(n, (float *const *)y, x, (const float *const *)w, OC, N, C);
+        linear_backward_n(n, dx, (float *const *)dw, (float *const *)g, x, (const float *const *)w, OC, N, C, set);
+        for (int i = 0; i < n; i++) {
+            linear_forward(y2[i], x, w[i], N, C, OC[i]);
+            if (set && !i) linear_backward_set(dx2, dw2[i], g[i], x, w[i], N, C, OC[i]);
+            else linear_backward(dx2, dw2[i], g[i], x, w[i], N, C, OC[i]);
+        }
+    }
+    assert_memory_equal(dx, dx2, z * (size_t)(N * C));
+    for (int i = 0; i < n; i++) {
+        assert_memory_equal(y[i], y2[i], z * (size_t)(N * OC[i]));
+        assert_memory_equal(dw[i], dw2[i], z * (size_t)(OC[i] * C));
+        free(w[i]); free(g[i]); free(y[i]); free(y2[i]); free(dw[i]); free(dw2[i]);
+    }
+    free(x); free(dx); free(dx2);
+}
+static void test_linear_n(void **st) {
+    const int64_t qkv[3] = {128, 64, 70}, mlp[2] = {384, 384};
+    linear_n_case(1, 9, 5, 3, (const int64_t[]){4, 3, 3}, 1);
+    linear_n_case(1, 9, 5, 2, (const int64_t[]){4, 6}, 0);
+    gemm_set_precision(GEMM_FP32_AUTO);
+    for (int set = 0; set < 2; set++) {
+        linear_n_case(0, 1000, 128, 3, qkv, set);   /* training's shapes: one region each way */
+        linear_n_case(0, 1000, 128, 2, mlp, set);
+        linear_n_case(0, 5, 128, 3, qkv, set);      /* decoding's few rows: layer by layer */
+    }
+}
+
 int main(void) {
     rng_seed(&rng, 1234);
     const struct CMUnitTest tests[] = {
@@ -762,6 +827,7 @@ int main(void) {
         cmocka_unit_test(test_embedding), cmocka_unit_test(test_ce),
         cmocka_unit_test(test_ce_mixed),  cmocka_unit_test(test_tied),
         cmocka_unit_test(test_float_matches_double),
+        cmocka_unit_test(test_linear_n),   /* last: it sets the process's precision */
     };
     return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);
 }
