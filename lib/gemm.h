@@ -116,11 +116,13 @@ typedef struct {
 } gemm_prod;
 /* n products (at most GEMM_N_MAX) as if by gemm_run on each in turn, the
  * same bytes; where every one would run on sgemm_own (GEMM_FP32_AUTO on a
- * CPU with AVX2 and no AVX-512), all in one parallel region, and those
- * reading the same B packed once: the linear layers that share an input
- * (q, k, v; gate, up) and their weight gradients. No product's C may
- * overlap another's C or inputs. */
-#define GEMM_N_MAX 4
+ * CPU with AVX2 and no AVX-512), all in one parallel region (sgemm.h's
+ * sgemm_own_multi), those reading the same B packed once: a linear layer's
+ * two backward products, and the layers that share an input (q, k, v;
+ * gate, up) with their backward. A C may be another product's C only as a
+ * whole (the same pointer, shape and ldc: the products then add into it in
+ * their order); it may not overlap another C otherwise, nor any input. */
+#define GEMM_N_MAX 8
 void gemm_run_n(gemm_ctx *g, int n, const gemm_prod *p);
 /* Number of oneDNN primitives created so far, of those that fell back to
  * bf16-rounded inputs on cblas_sgemm, and of those that gemm_run runs into

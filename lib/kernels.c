@@ -72,6 +72,7 @@ static void att_seqs(att_seq *s, attn_dims d) {
 #define linear_forward linear_forward_f64
 #define linear_backward linear_backward_f64
 #define linear_backward_set linear_backward_set_f64
+#define linear_back linear_back_f64
 #define linear_forward_n linear_forward_n_f64
 #define linear_backward_n linear_backward_n_f64
 #define rmsnorm_forward rmsnorm_forward_f64

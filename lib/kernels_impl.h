@@ -35,23 +35,31 @@ void linear_forward(R *out, const R *inp, const R *w, int64_t N, int64_t C, int6
     GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1, inp, C, w, C, 0, out, OC);
 }
 
-/* Both products read dout: held, bf16 converts it once. */
-void linear_backward(R *dinp, R *dw, const R *dout, const R *inp, const R *w,
-                         int64_t N, int64_t C, int64_t OC) {
+/* Both products read dout: held, bf16 converts it once; in float, one
+ * call of the backend for the two (gemm_run_n: one parallel region). */
+static void linear_back(R *dinp, R *dw, const R *dout, const R *inp, const R *w, int64_t N, int64_t C, int64_t OC,
+                        int set) {
     GEMM_HOLD(1);
-    if (dinp) GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1, dout, OC, w, C, 1, dinp, C);
+#if GEMM_N
+    gemm_prod p[2];
+    int n = 0;
+    if (dinp) p[n++] = (gemm_prod){0, 0, N, C, OC, 1, dout, OC, w, C, NULL, set ? 0 : 1, dinp, C};
+    if (dw) p[n++] = (gemm_prod){1, 0, OC, C, N, 1, dout, OC, inp, C, NULL, 1, dw, C};
+    wdl_sgemm_n(n, p);
+#else
+    if (dinp) GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1, dout, OC, w, C, set ? 0 : 1, dinp, C);
     if (dw) GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1, dout, OC, inp, C, 1, dw, C);
+#endif
     GEMM_HOLD(0);
+}
+void linear_backward(R *dinp, R *dw, const R *dout, const R *inp, const R *w, int64_t N, int64_t C, int64_t OC) {
+    linear_back(dinp, dw, dout, inp, w, N, C, OC, 0);
 }
 
 /* As linear_backward, but dinp is overwritten, not accumulated: saves
  * zeroing a scratch buffer that only this product fills. */
-void linear_backward_set(R *dinp, R *dw, const R *dout, const R *inp, const R *w,
-                             int64_t N, int64_t C, int64_t OC) {
-    GEMM_HOLD(1);
-    GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1, dout, OC, w, C, 0, dinp, C);
-    if (dw) GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1, dout, OC, inp, C, 1, dw, C);
-    GEMM_HOLD(0);
+void linear_backward_set(R *dinp, R *dw, const R *dout, const R *inp, const R *w, int64_t N, int64_t C, int64_t OC) {
+    linear_back(dinp, dw, dout, inp, w, N, C, OC, 1);
 }
 
 /* n linear layers reading one input (q, k and v; gate and up): out_i =
@@ -70,21 +78,25 @@ void linear_forward_n(int n, R *const *out, const R *inp, const R *const *w, con
 }
 
 /* Their backward: dinp = (with set; else +=) dout_0 W_0 + dout_1 W_1 + ...
- * summed in that order, then every dw_i += dout_i^T inp, in float in one
- * call of the backend (inp packed once): the bytes of linear_backward (or
+ * summed in that order, then every dw_i += dout_i^T inp; in float all 2n
+ * products in one call of the backend (inp packed once, dinp's products
+ * item by item in order): the bytes of linear_backward (or
  * linear_backward_set for i = 0, with set) on each in turn. */
 void linear_backward_n(int n, R *dinp, R *const *dw, R *const *dout, const R *inp, const R *const *w,
                        const int64_t *OC, int64_t N, int64_t C, int set) {
     GEMM_HOLD(1);
+#if GEMM_N
+    gemm_prod p[GEMM_N_MAX];
+    if (2 * n > GEMM_N_MAX) die("internal: linear_backward_n of %d layers", n);
+    for (int i = 0; i < n; i++) {
+        p[i] = (gemm_prod){0, 0, N, C, OC[i], 1, dout[i], OC[i], w[i], C, NULL, set && !i ? 0 : 1, dinp, C};
+        p[n + i] = (gemm_prod){1, 0, OC[i], C, N, 1, dout[i], OC[i], inp, C, NULL, 1, dw[i], C};
+    }
+    wdl_sgemm_n(2 * n, p);
+#else
     for (int i = 0; i < n; i++)
         GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC[i], 1, dout[i], OC[i], w[i], C, set && !i ? 0 : 1,
              dinp, C);
-#if GEMM_N
-    gemm_prod p[GEMM_N_MAX];
-    if (n > GEMM_N_MAX) die("internal: linear_backward_n of %d layers", n);
-    for (int i = 0; i < n; i++) p[i] = (gemm_prod){1, 0, OC[i], C, N, 1, dout[i], OC[i], inp, C, NULL, 1, dw[i], C};
-    wdl_sgemm_n(n, p);
-#else
     for (int i = 0; i < n; i++)
         GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, OC[i], C, N, 1, dout[i], OC[i], inp, C, 1, dw[i], C);
 #endif

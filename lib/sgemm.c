@@ -322,29 +322,36 @@ static void own_pack(const gemm_prod *p, int64_t jc, int64_t nc, float *bp) {
     }
 }
 
-/* The items of the block of columns jc..jc+nc (panels at bp): row blocks,
- * or, too few to share, row blocks by column chunks; dynamic, ending with
- * the loop's barrier if `wait`, else without it (at the region's own
- * barrier or a later one: a barrier of sleeping threads costs 10-20 us,
- * and skipping the loop's made the training products 1-2% faster). */
+/* Row blocks by column chunks: how the items of a block of np panels are
+ * cut (too few row blocks to share: columns cut into chunks too). */
+static void own_chunks(own_split o, int nt, int64_t np, int64_t *nbn, int64_t *chunk) {
+    int64_t b = 1;
+    if (nt > 1 && o.nbm < 2 * nt) b = min64(np, (2 * nt + o.nbm - 1) / o.nbm);
+    *chunk = (np + b - 1) / b;
+    *nbn = (np + *chunk - 1) / *chunk;
+}
+/* item `item` of such a block: row block item / nbn by its chunk of panels */
+#define OWN_ITEM(p, o, item)                                                                                  \
+    own_item((p)->ta, item / nbn, item % nbn * chunk, min64(np, item % nbn * chunk + chunk), (o).mc, (p)->M, \
+             (p)->K, jc, nc, (p)->alpha, (p)->A, (p)->lda, ap, bp, (p)->beta, (p)->C, (p)->ldc)
+
+/* The items of the block of columns jc..jc+nc (panels at bp), dynamic,
+ * ending with the loop's barrier if `wait`, else without it (at the
+ * region's own barrier or a later one: a barrier of sleeping threads costs
+ * 10-20 us, and skipping the loop's made the training products 1-2%
+ * faster). */
 static void own_items(const gemm_prod *p, own_split o, int nt, int64_t jc, int64_t nc, float *ap, const float *bp,
                       int wait) {
     const int64_t np = (nc + NR - 1) / NR;
-    int64_t nbn = 1;
-    if (nt > 1 && o.nbm < 2 * nt) nbn = min64(np, (2 * nt + o.nbm - 1) / o.nbm);
-    const int64_t chunk = (np + nbn - 1) / nbn;
-    nbn = (np + chunk - 1) / chunk;
-#define OWN_ITEM(item)                                                                                        \
-    own_item(p->ta, item / nbn, item % nbn * chunk, min64(np, item % nbn * chunk + chunk), o.mc, p->M, p->K, jc, \
-             nc, p->alpha, p->A, p->lda, ap, bp, p->beta, p->C, p->ldc)
+    int64_t nbn, chunk;
+    own_chunks(o, nt, np, &nbn, &chunk);
     if (wait) {
 #pragma omp for schedule(dynamic, 1)
-        for (int64_t item = 0; item < o.nbm * nbn; item++) OWN_ITEM(item);
+        for (int64_t item = 0; item < o.nbm * nbn; item++) OWN_ITEM(p, o, item);
     } else {
 #pragma omp for schedule(dynamic, 1) nowait
-        for (int64_t item = 0; item < o.nbm * nbn; item++) OWN_ITEM(item);
+        for (int64_t item = 0; item < o.nbm * nbn; item++) OWN_ITEM(p, o, item);
     }
-#undef OWN_ITEM
 }
 
 /* sgemm_own, or with p->packed (op(B) = B^T packed whole by sgemm_pack_bt)
@@ -390,11 +397,18 @@ static int same_b(const gemm_prod *a, const gemm_prod *b) {
 }
 
 void sgemm_own_multi(int n, const gemm_prod *ps, sgemm_scratch_fn scratch, void *arg) {
-    int one = n >= 1 && n <= GEMM_N_MAX;
+    int one = n >= 1 && n <= GEMM_N_MAX, head[GEMM_N_MAX];
     for (int i = 0; i < n && one; i++) {
         const gemm_prod *p = &ps[i];
         one = p->M > SGEMM_FEW_ROWS && p->N > 0 && p->K > 0 && p->alpha != 0.0f && own_team(p->M, p->N, p->K) > 1 &&
               p->N <= own_split_of(1, p->M, p->K).ncol;
+        /* products into the same C (its shape too) chain behind the first */
+        head[i] = i;
+        for (int j = 0; j < i && head[i] == i; j++)
+            if (ps[j].C == p->C) {
+                head[i] = head[j];
+                one = one && ps[j].M == p->M && ps[j].N == p->N && ps[j].ldc == p->ldc;
+            }
     }
     if (!one) {
         for (int i = 0; i < n; i++) own_run(&ps[i], scratch, arg);
@@ -402,7 +416,7 @@ void sgemm_own_multi(int n, const gemm_prod *ps, sgemm_scratch_fn scratch, void 
     }
     const int nt = omp_get_max_threads();
     own_split o[GEMM_N_MAX];
-    const float *bp[GEMM_N_MAX];
+    const float *bps[GEMM_N_MAX];
     int packs[GEMM_N_MAX];   /* this product packs its B (not given packed, nor packed by an earlier one) */
     size_t total = 0, off[GEMM_N_MAX], apf = 0;
     for (int i = 0; i < n; i++) {
@@ -418,20 +432,35 @@ void sgemm_own_multi(int n, const gemm_prod *ps, sgemm_scratch_fn scratch, void 
     }
     float *const packing = total ? scratch(arg, 0, total) : NULL;
     for (int i = 0; i < n; i++) {
-        bp[i] = ps[i].packed ? ps[i].packed : packing + off[i];
+        bps[i] = ps[i].packed ? ps[i].packed : packing + off[i];
         if (!ps[i].packed && !packs[i])
             for (int j = 0; j < i; j++)
-                if (packs[j] && same_b(&ps[j], &ps[i])) { bp[i] = bp[j]; break; }
+                if (packs[j] && same_b(&ps[j], &ps[i])) { bps[i] = bps[j]; break; }
     }
 #pragma omp parallel num_threads(nt)
     {
         float *ap = apf ? scratch(arg, 1, apf) : NULL;
         for (int i = 0; i < n; i++)
-            if (packs[i]) own_pack(&ps[i], 0, ps[i].N, (float *)bp[i]);
+            if (packs[i]) own_pack(&ps[i], 0, ps[i].N, (float *)bps[i]);
 #pragma omp barrier
-        for (int i = 0; i < n; i++) own_items(&ps[i], o[i], nt, 0, ps[i].N, ap, bp[i], 0);
+        /* each chain's items: item by item, its products in order (a C's
+         * rows and columns are cut alike for them all: the same M and N) */
+        for (int h = 0; h < n; h++) {
+            if (head[h] != h) continue;
+            const int64_t jc = 0, nc = ps[h].N, np = (nc + NR - 1) / NR;
+            int64_t nbn, chunk;
+            own_chunks(o[h], nt, np, &nbn, &chunk);
+#pragma omp for schedule(dynamic, 1) nowait
+            for (int64_t item = 0; item < o[h].nbm * nbn; item++)
+                for (int i = h; i < n; i++)
+                    if (head[i] == h) {
+                        const float *bp = bps[i];
+                        OWN_ITEM(&ps[i], o[i], item);
+                    }
+        }
     }
 }
+#undef OWN_ITEM
 
 void sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                const float *B, int64_t ldb, float beta, float *C, int64_t ldc, sgemm_scratch_fn scratch,

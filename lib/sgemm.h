@@ -58,10 +58,12 @@ void sgemm_own_packed(int ta, int64_t M, int64_t N, int64_t K, float alpha, cons
  * sgemm_own_packed's, or NULL) in one parallel region: their B's packed,
  * one barrier, then all their items, each product's shared out as
  * sgemm_own shares it: the bytes of sgemm_own on each in turn. Products
- * reading the same B (pointer, tb, ldb, N and K) pack it once. A set that
- * cannot share a region (a product of SGEMM_FEW_ROWS rows or fewer, one
- * small enough for one thread, one too wide to pack whole, a call inside
- * a team) runs product by product. */
+ * reading the same B (pointer, tb, ldb, N and K) pack it once; products
+ * writing the same C (the same pointer, M, N and ldc: an input gradient
+ * summed over layers) run item by item in their order. A set that cannot
+ * share a region (a product of SGEMM_FEW_ROWS rows or fewer, one small
+ * enough for one thread, one too wide to pack whole, products into one C
+ * of other shapes, a call inside a team) runs product by product. */
 void sgemm_own_multi(int n, const gemm_prod *p, sgemm_scratch_fn scratch, void *arg);
 /* Scratch for callers without a gemm_ctx (tests, benches): pass
  * sgemm_bufs_get as `scratch` and a zeroed sgemm_bufs as `arg`; buffers

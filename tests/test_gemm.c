@@ -991,6 +991,64 @@ static void multi_case(gemm_ctx *g, sgemm_bufs *bufs, int n, const problem *ps, 
     omp_set_num_threads(saved);
     for (int i = 0; i < n; i++) free(R[i]);
 }
+/* Products into one C (an input gradient summed over layers), with two
+ * weight gradients sharing a B in the same call: the C gets each
+ * product's order in turn, as by sgemm_own (or gemm_run) one after the
+ * other. */
+static void chain_case(gemm_ctx *g, sgemm_bufs *bufs) {
+    const int64_t M = 1760, N = 128, Ks[3] = {128, 70, 64};
+    problem c[3], w[2] = {make(1, 0, 128, 128, 1760, 1, 1), make(1, 0, 70, 128, 1760, 1, 1)};
+    float *wb = w[1].B;
+    w[1].B = w[0].B;
+    for (int i = 0; i < 3; i++) c[i] = make(0, 0, M, N, Ks[i], i == 1 ? 0.37f : 1, i ? 1 : 0);
+    const size_t cb = sizeof(float) * (size_t)(M * c[0].ldc);
+    /* the references: the chain product by product, each from the last's C */
+    float *R = xmalloc(cb), *before = xmalloc(cb), *RW[2];
+    memcpy(before, c[0].C0, cb);
+    for (int i = 0; i < 3; i++) {
+        problem q = c[i];
+        q.C0 = before;
+        memcpy(R, before, cb);   /* (the padding past N stays as it was) */
+        own_order(&q, R);
+        memcpy(before, R, cb);
+    }
+    for (int i = 0; i < 2; i++) {
+        RW[i] = xmalloc(sizeof(float) * (size_t)(w[i].M * w[i].ldc));
+        memcpy(RW[i], w[i].C0, sizeof(float) * (size_t)(w[i].M * w[i].ldc));
+        own_order(&w[i], RW[i]);
+    }
+    const int saved = omp_get_max_threads();
+    for (int th = 0; th < 3; th++) {
+        if (th < 2) omp_set_num_threads(th ? 2 : saved);
+        float *C = xmalloc(cb), *W[2];
+        memcpy(C, c[0].C0, cb);
+        gemm_prod q[5];
+        for (int i = 0; i < 3; i++)
+            q[i] = (gemm_prod){0, 0, M, N, Ks[i], c[i].alpha, c[i].A, c[i].lda, c[i].B, c[i].ldb, NULL, c[i].beta, C,
+                               c[i].ldc};
+        for (int i = 0; i < 2; i++) {
+            const size_t wbytes = sizeof(float) * (size_t)(w[i].M * w[i].ldc);
+            W[i] = xmalloc(wbytes);
+            memcpy(W[i], w[i].C0, wbytes);
+            q[3 + i] = (gemm_prod){1, 0, w[i].M, w[i].N, w[i].K, 1, w[i].A, w[i].lda, w[i].B, w[i].ldb, NULL, 1, W[i],
+                                   w[i].ldc};
+        }
+        if (th < 2) sgemm_own_multi(5, q, sgemm_bufs_get, bufs);
+        else gemm_run_n(g, 5, q);
+        if (memcmp(C, R, cb)) fail_msg("products into one C: not each in turn (%d threads)", omp_get_max_threads());
+        for (int i = 0; i < 2; i++) {
+            if (memcmp(W[i], RW[i], sizeof(float) * (size_t)(w[i].M * w[i].ldc)))
+                fail_msg("a weight gradient beside a chain differs (%d threads)", omp_get_max_threads());
+            free(W[i]);
+        }
+        free(C);
+    }
+    omp_set_num_threads(saved);
+    free(R); free(before); free(RW[0]); free(RW[1]);
+    w[1].B = wb;
+    for (int i = 0; i < 3; i++) unmake(&c[i]);
+    for (int i = 0; i < 2; i++) unmake(&w[i]);
+}
 static void test_own_multi(void **state) {
     (void)state;
     if (!sgemm_own_cpu()) {
@@ -1026,6 +1084,7 @@ static void test_own_multi(void **state) {
     multi_case(g, bufs, 3, o, NULL);
     problem wide[2] = {make(0, 1, 100, 50, 600, 1, 0), make(0, 1, 20, 4000, 300, 1, 1)};
     multi_case(g, bufs, 2, wide, NULL);
+    chain_case(g, bufs);
     for (int i = 0; i < 3; i++) { f[i].A = fa[i]; unmake(&f[i]); unmake(&e[i]); unmake(&o[i]); }
     w[1].B = wb[0]; w[2].B = wb[1];
     for (int i = 0; i < 4; i++) unmake(&w[i]);
