@@ -81,6 +81,7 @@ static void att_seqs(att_seq *s, attn_dims d) {
 #define rmsnorm_backward_set rmsnorm_backward_set_f64
 #define rms_back_row rms_back_row_f64
 #define rms_back_dw rms_back_dw_f64
+#define rms_block_part rms_block_part_f64
 #define rms_back rms_back_f64
 #define rope_table rope_table_f64
 #define rope_row rope_row_f64

@@ -153,6 +153,14 @@ static inline void rms_back_row(R *di, double *p, const R *d, const R *x, const 
         for (int64_t c = 0; c < C; c++) p[c] += (double)(d[c] * (x[c] * r));
 }
 
+/* Block b's partial of dw, zeroed (NULL without dw) */
+static inline double *rms_block_part(double *part, const R *dw, int64_t b, int64_t C) {
+    if (!dw) return NULL;
+    double *p = part + b * C;
+    for (int64_t c = 0; c < C; c++) p[c] = 0;
+    return p;
+}
+
 /* dw += the block partials, in block order */
 static void rms_back_dw(R *dw, const double *part, int64_t nb, int64_t C) {
     if (dw)
@@ -170,9 +178,7 @@ static void rms_back(R *dinp, R *dw, const R *dout, const R *inp, const R *w, co
     const int64_t RB = RMSNORM_ROW_BLOCK, nb = (N + RB - 1) / RB;
 #pragma omp parallel for schedule(static) if (N * C > PAR_MIN)
     for (int64_t b = 0; b < nb; b++) {
-        double *p = dw ? part + b * C : NULL;
-        if (p)
-            for (int64_t c = 0; c < C; c++) p[c] = 0;
+        double *p = rms_block_part(part, dw, b, C);
         const int64_t e = (b + 1) * RB < N ? (b + 1) * RB : N;
         for (int64_t n = b * RB; n < e; n++)
             rms_back_row(dinp ? dinp + n * C : NULL, p, dout + n * C, inp + n * C, w, rstd[n], C, set);
@@ -303,9 +309,7 @@ void qknorm_rope_backward_set(R *dinp, R *dw, rope_cache *tab, const R *dout, co
     const R *cs = tab->cs, *sn = tab->sn;
 #pragma omp parallel for schedule(static) if (rows * HD > PAR_MIN)
     for (int64_t b = 0; b < nb; b++) {
-        double *p = dw ? part + b * HD : NULL;
-        if (p)
-            for (int64_t c = 0; c < HD; c++) p[c] = 0;
+        double *p = rms_block_part(part, dw, b, HD);
         const int64_t e = (b + 1) * RB < rows ? (b + 1) * RB : rows;
         R g[HD];
         for (int64_t n = b * RB; n < e; n++) {

@@ -872,8 +872,9 @@ static float *own_run(const problem *p, sgemm_bufs *b) {
     sgemm_own(p->ta, p->tb, p->M, p->N, p->K, p->alpha, p->A, p->lda, p->B, p->ldb, p->beta, C, p->ldc, sgemm_bufs_get, b);
     return C;
 }
-static void test_own_sgemm(void **state) {
-    (void)state;
+/* An fp32 context that runs its products on sgemm_own (a skip on a CPU
+ * without AVX2 and FMA). */
+static gemm_ctx *own_sgemm_ctx(void) {
     if (!sgemm_own_cpu()) {
         print_message("no AVX2 and FMA: sgemm_own not run here\n");
         skip();
@@ -881,6 +882,11 @@ static void test_own_sgemm(void **state) {
     gemm_ctx *g = gemm_ctx_new(GEMM_FP32_AUTO);
     gemm_ctx_own_sgemm(g, 2);
     assert_true(gemm_ctx_uses_own_sgemm(g));
+    return g;
+}
+static void test_own_sgemm(void **state) {
+    (void)state;
+    gemm_ctx *g = own_sgemm_ctx();
     sgemm_bufs *bufs = xcalloc(1, sizeof *bufs);
     /* edges of the 6 x 16 tile, K blocks (256 + 1, three), fewer than 8
      * values of k (the transposes' tail), products on a team of threads
@@ -1051,12 +1057,7 @@ static void chain_case(gemm_ctx *g, sgemm_bufs *bufs) {
 }
 static void test_own_multi(void **state) {
     (void)state;
-    if (!sgemm_own_cpu()) {
-        print_message("no AVX2 and FMA: sgemm_own not run here\n");
-        skip();
-    }
-    gemm_ctx *g = gemm_ctx_new(GEMM_FP32_AUTO);
-    gemm_ctx_own_sgemm(g, 2);
+    gemm_ctx *g = own_sgemm_ctx();
     sgemm_bufs *bufs = xcalloc(1, sizeof *bufs);
     /* q, k and v: one A, three B's (two of them one tile wide and a bit) */
     problem f[3] = {make(0, 1, 1760, 128, 128, 1, 0), make(0, 1, 1760, 70, 128, 1, 0), make(0, 1, 1760, 64, 128, 1, 0)};
