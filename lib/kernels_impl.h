@@ -312,10 +312,10 @@ void qknorm_rope_backward_set(R *dinp, R *dw, rope_cache *tab, const R *dout, co
         double *p = rms_block_part(part, dw, b, HD);
         const int64_t e = (b + 1) * RB < rows ? (b + 1) * RB : rows;
         R g[HD];
-        for (int64_t n = b * RB; n < e; n++) {
-            const int64_t at = (int64_t)pos[n / H] * half;
-            rope_row(g, dout + n * HD, cs + at, sn + at, half, -1, 0);
-            rms_back_row(dinp + n * HD, p, g, inp + n * HD, w, rstd[n], HD, 1);
+        for (int64_t row = b * RB; row < e; row++) {   /* head row % H of token row / H */
+            const int64_t at = (int64_t)pos[row / H] * half;
+            rope_row(g, dout + row * HD, cs + at, sn + at, half, -1, 0);
+            rms_back_row(dinp + row * HD, p, g, inp + row * HD, w, rstd[row], HD, 1);
         }
     }
     rms_back_dw(dw, part, nb, HD);

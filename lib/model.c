@@ -336,7 +336,7 @@ void model_backward(wdl_model *m) {
     if (!m->grads || !a->dres) die("internal: backward without gradient buffers");
     attn_dims d = {m->nseq, m->Tlong, NH, KV, HD, m->seq_off};
     rmsnorm_backward_set(a->dres, m->G[W_NORM], a->dnormf, resid_slot(m, c->layers), m->P[W_NORM],
-                     a->normf_rstd, N, H, a->rms_part);
+                         a->normf_rstd, N, H, a->rms_part);
     for (int64_t l = c->layers - 1; l >= 0; l--) {
         layer_acts L_;
         layer_views(m, l, &L_);
