@@ -417,31 +417,28 @@ void sgemm_own_multi(int n, const gemm_prod *ps, sgemm_scratch_fn scratch, void 
     const int nt = omp_get_max_threads();
     own_split o[GEMM_N_MAX];
     const float *bps[GEMM_N_MAX];
-    int packs[GEMM_N_MAX];   /* this product packs its B (not given packed, nor packed by an earlier one) */
+    /* the product whose packing this one reads: itself, an earlier one
+     * with the same B, or none (-1: given packed) */
+    int from[GEMM_N_MAX];
     size_t total = 0, off[GEMM_N_MAX], apf = 0;
     for (int i = 0; i < n; i++) {
         const gemm_prod *p = &ps[i];
         o[i] = own_split_of(nt, p->M, p->K);
         const size_t a = p->ta ? (size_t)(min64(p->K, KC) * o[i].mc) : 0;
         if (a > apf) apf = a;
-        packs[i] = !p->packed;
-        for (int j = 0; j < i && packs[i]; j++)
-            if (packs[j] && same_b(&ps[j], p)) packs[i] = 0;
+        from[i] = p->packed ? -1 : i;
+        for (int j = 0; j < i && from[i] == i; j++)
+            if (from[j] == j && same_b(&ps[j], p)) from[i] = j;
         off[i] = total;
-        if (packs[i]) total += (size_t)(p->K * ((p->N + NR - 1) / NR * NR));
+        if (from[i] == i) total += (size_t)(p->K * ((p->N + NR - 1) / NR * NR));
     }
     float *const packing = total ? scratch(arg, 0, total) : NULL;
-    for (int i = 0; i < n; i++) {
-        bps[i] = ps[i].packed ? ps[i].packed : packing + off[i];
-        if (!ps[i].packed && !packs[i])
-            for (int j = 0; j < i; j++)
-                if (packs[j] && same_b(&ps[j], &ps[i])) { bps[i] = bps[j]; break; }
-    }
+    for (int i = 0; i < n; i++) bps[i] = from[i] < 0 ? ps[i].packed : packing + off[from[i]];
 #pragma omp parallel num_threads(nt)
     {
         float *ap = apf ? scratch(arg, 1, apf) : NULL;
         for (int i = 0; i < n; i++)
-            if (packs[i]) own_pack(&ps[i], 0, ps[i].N, (float *)bps[i]);
+            if (from[i] == i) own_pack(&ps[i], 0, ps[i].N, (float *)bps[i]);
 #pragma omp barrier
         /* each chain's items: item by item, its products in order (a C's
          * rows and columns are cut alike for them all: the same M and N) */
