@@ -32,6 +32,8 @@ echo "# machine: $cpu, $NPROC cores ($flags), load average $(cut -d' ' -f1-3 /pr
 bf16hw=0
 grep -qw -e avx512_bf16 -e amx_bf16 <<<"$flags" && bf16hw=1
 echo "# commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+echo "# fp32 multiply-add peak of the cores (bench_peak: independent FMA chains on registers, best of 10)"
+"$B/bench/bench_peak" --threads "$NPROC" | tee -a "$out"
 
 echo "# C engine: reference model (hidden 256, 4 layers, 8/4 heads, head_dim 32, ffn 768, vocab 512, untied), batch 8 x 256"
 echo "# fp32 = oneDNN's fp32 matmul for products of 4M+ multiply-adds where oneDNN runs AVX-512, else OpenBLAS (fixed blocks), or on a CPU with AVX2 and no AVX-512 our own GEMM (sgemm.c);"
@@ -100,6 +102,7 @@ jq -rs --argjson n "$NPROC" '
   ($t | map({key: .peer, value: .tokens_per_s}) | from_entries) as $p |
   ([$p.eager, $p.autocast, $p.compile] | map(select(. != null)) | max) as $best3 |
   ([$f.sgemm_gflops, $f.onednn_f32_gflops, $f.own_f32_gflops // 0] | max) as $g32 |
+  (map(select(.bench == "fma_peak" and .gflops != null)) | first) as $pk |
   "| run | tokens/s | threads |",
   "|---|---:|---:|",
   "| wdl fp32 (\(if $f.fp32_onednn then "oneDNN for large products" elif $f.fp32_own then "our own AVX2 GEMM" else "OpenBLAS" end)) | \($f.tokens_per_s) | \($f.threads) |",
@@ -108,6 +111,7 @@ jq -rs --argjson n "$NPROC" '
   ($t[] | "| PyTorch \(.torch) \(.peer) | \(.tokens_per_s | round) | \(.threads) |"),
   "",
   "GEMM rates on the model shapes (GFLOP/s): OpenBLAS sgemm \($f.sgemm_gflops), oneDNN fp32 \($f.onednn_f32_gflops), our own fp32 (sgemm.c) \($f.own_f32_gflops // "n/a"), oneDNN bf16 \($h.onednn_bf16_gflops)",
+  (if $pk then "fp32 FMA peak of the \($pk.threads) cores (\($pk.isa)): \($pk.gflops) GFLOP/s; the fastest fp32 GEMM rate is \($g32 / $pk.gflops * 100 | round)% of it, wdl fp32 training \($f.gflops / $pk.gflops * 100 | round)%" else empty end),
   "wdl fp32: \($f.gflops) GFLOP/s = \($f.gflops / $g32 * 100 | round)% of the fastest fp32 GEMM rate (target 75%: \(ok($f.gflops / $g32; 0.75)))",
   "wdl bf16: \($h.gflops) GFLOP/s, MFU \($h.mfu_vs_gemm * 100 | round)% of the measured oneDNN bf16 rate",
   (if $best3 then
