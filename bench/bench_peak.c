@@ -25,55 +25,29 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
-/* one step of every chain; KEEP stops the compiler from seeing through x */
-#define STEP12(FMA) \
-    FMA(x0); FMA(x1); FMA(x2); FMA(x3); FMA(x4); FMA(x5); FMA(x6); FMA(x7); FMA(x8); FMA(x9); FMA(x10); FMA(x11)
-
-__attribute__((target("avx2,fma"))) static float chains_avx2(long iters, float seed) {
-#define KEEP(x) __asm__ volatile("" : "+x"(x))
-#define INIT(i) _mm256_set1_ps(seed + (float)(i) * 1e-3f)
-    __m256 x0 = INIT(0), x1 = INIT(1), x2 = INIT(2), x3 = INIT(3), x4 = INIT(4), x5 = INIT(5), x6 = INIT(6),
-           x7 = INIT(7), x8 = INIT(8), x9 = INIT(9), x10 = INIT(10), x11 = INIT(11);
-    __m256 m = _mm256_set1_ps(0.9999999f), c = _mm256_set1_ps(1e-7f);
-    KEEP(m);
-    KEEP(c);
-#define F8(x) x = _mm256_fmadd_ps(x, m, c)
-    for (long i = 0; i < iters; i++) {
-        STEP12(F8);
-        KEEP(x0);
+/* NAME(iters, seed): CHAINS chains of V (L lanes) from distinct starting
+ * values, `iters` steps each; returns lane 0 of their sum (so that nothing
+ * is dead code). The empty asm statements (register constraint C) stop the
+ * compiler from seeing through m, c and the chains; the loops over the
+ * chains are unrolled so that each chain lives in a register (as an array
+ * in memory, they ran at a quarter of the rate). */
+#define CHAINS_FN(NAME, TARGET, V, L, C, SET1, FMA, ADD, STORE)                                       \
+    __attribute__((target(TARGET))) static float NAME(long iters, float seed) {                       \
+        V x[CHAINS], m = SET1(0.9999999f), c = SET1(1e-7f);                                           \
+        _Pragma("GCC unroll 12") for (int i = 0; i < CHAINS; i++) x[i] = SET1(seed + (float)i * 1e-3f); \
+        __asm__ volatile("" : "+" C(m), "+" C(c));                                                    \
+        for (long it = 0; it < iters; it++) {                                                         \
+            _Pragma("GCC unroll 12") for (int i = 0; i < CHAINS; i++) x[i] = FMA(x[i], m, c);         \
+            __asm__ volatile("" : "+" C(x[0]));                                                       \
+        }                                                                                             \
+        _Pragma("GCC unroll 12") for (int i = 1; i < CHAINS; i++) x[0] = ADD(x[0], x[i]);             \
+        float f[L];                                                                                   \
+        STORE(f, x[0]);                                                                               \
+        return f[0];                                                                                  \
     }
-    __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(x0, x1), _mm256_add_ps(x2, x3)),
-                             _mm256_add_ps(_mm256_add_ps(x4, x5), _mm256_add_ps(x6, x7)));
-    s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(x8, x9), _mm256_add_ps(x10, x11)));
-    float f[8];
-    _mm256_storeu_ps(f, s);
-    return f[0];
-#undef F8
-#undef INIT
-#undef KEEP
-}
-
-__attribute__((target("avx512f"))) static float chains_avx512(long iters, float seed) {
-#define KEEP(x) __asm__ volatile("" : "+v"(x))
-#define INIT(i) _mm512_set1_ps(seed + (float)(i) * 1e-3f)
-    __m512 x0 = INIT(0), x1 = INIT(1), x2 = INIT(2), x3 = INIT(3), x4 = INIT(4), x5 = INIT(5), x6 = INIT(6),
-           x7 = INIT(7), x8 = INIT(8), x9 = INIT(9), x10 = INIT(10), x11 = INIT(11);
-    __m512 m = _mm512_set1_ps(0.9999999f), c = _mm512_set1_ps(1e-7f);
-    KEEP(m);
-    KEEP(c);
-#define F16(x) x = _mm512_fmadd_ps(x, m, c)
-    for (long i = 0; i < iters; i++) {
-        STEP12(F16);
-        KEEP(x0);
-    }
-    __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(x0, x1), _mm512_add_ps(x2, x3)),
-                             _mm512_add_ps(_mm512_add_ps(x4, x5), _mm512_add_ps(x6, x7)));
-    s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(x8, x9), _mm512_add_ps(x10, x11)));
-    return _mm512_reduce_add_ps(s);
-#undef F16
-#undef INIT
-#undef KEEP
-}
+CHAINS_FN(chains_avx2, "avx2,fma", __m256, 8, "x", _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps, _mm256_storeu_ps)
+CHAINS_FN(chains_avx512, "avx512f", __m512, 16, "v", _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps,
+          _mm512_storeu_ps)
 
 /* the widest the CPU runs: lanes per FMA (0: neither) */
 static int peak_lanes(void) {
