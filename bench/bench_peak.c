@@ -80,15 +80,23 @@ int main(int argc, char **argv) {
     }
     double best = 1e30;
     volatile float sink = 0;
+    float *part = xcalloc((size_t)threads, sizeof(float));
     for (int run = 0; run <= RUNS; run++) {   /* run 0 unmeasured */
-        float part[threads];
+        int team = 0;
         const double t0 = omp_get_wtime();
 #pragma omp parallel num_threads(threads)
-        part[omp_get_thread_num()] = chains(lanes, ITERS, 1.0f + (float)omp_get_thread_num() * 1e-2f);
+        {
+#pragma omp single nowait
+            team = omp_get_num_threads();
+            part[omp_get_thread_num()] = chains(lanes, ITERS, 1.0f + (float)omp_get_thread_num() * 1e-2f);
+        }
         const double dt = omp_get_wtime() - t0;
+        /* fewer threads than asked (OMP_THREAD_LIMIT, say) would overstate the rate */
+        if (team != threads) die("--threads %d: OpenMP ran only %d", threads, team);
         for (int t = 0; t < threads; t++) sink += part[t];
         if (run > 0 && dt < best) best = dt;
     }
+    free(part);
     (void)sink;
     const double gf = (double)threads * ITERS * CHAINS * lanes * 2 / best / 1e9;
     printf("{\"bench\":\"fma_peak\",\"isa\":\"%s\",\"threads\":%d,\"chains\":%d,\"gflops\":%.1f,"
