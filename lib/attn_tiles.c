@@ -123,16 +123,7 @@ void tiles_transpose(float *dst, const float *src, int64_t rows, int64_t cols, i
 /* blocks of 8 x 8 through registers, the edges one float at a time (the
  * scalar loop took a tenth of the nano model's attention) */
 void tiles_transpose(float *dst, const float *src, int64_t rows, int64_t cols, int64_t lds) {
-    const int64_t r8 = rows / 8 * 8, c8 = cols / 8 * 8;
-    for (int64_t n = 0; n < r8; n += 8)
-        for (int64_t c = 0; c < c8; c += 8) {
-            __m256 r[8];
-            for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + (n + i) * lds + c);
-            transpose8(r);
-            for (int j = 0; j < 8; j++) _mm256_storeu_ps(dst + (c + j) * rows + n, r[j]);
-        }
-    for (int64_t n = 0; n < rows; n++)
-        for (int64_t c = n < r8 ? c8 : 0; c < cols; c++) dst[c * rows + n] = src[n * lds + c];
+    transpose_strided(dst, rows, src, lds, rows, cols);
 }
 #endif
 

@@ -354,6 +354,51 @@ static void own_items(const gemm_prod *p, own_split o, int nt, int64_t jc, int64
     }
 }
 
+/* Wide products: op(B) = B^T, few rows, and B past one block of packing (a
+ * language model's head over a chunk of positions: 220 x 151,936 x 1024
+ * for Qwen3-0.6B in wdl-score). Packing B, a copy of the whole weight
+ * matrix for every chunk, took 15% of that product's time. Instead C^T =
+ * B op(A)^T: B's rows are read in place (as tile_rows reads A's), A is
+ * packed once as sgemm_pack_bt packs a B^T (M x K, small), and each item,
+ * MC rows of B, sums its block of C^T in a buffer of the thread's, which
+ * then goes into C transposed (and, for beta != 0, came from it first).
+ * Every element gets the same fmaf chain per K block, the operands of each
+ * multiply swapped (fmaf is exact either way), and the same alpha and beta
+ * steps: the same bytes as the usual order. */
+#define WIDE_M_MAX 512
+static int own_wide(const gemm_prod *p) {
+    return !p->ta && p->tb && !p->packed && p->M > SGEMM_FEW_ROWS && p->M <= WIDE_M_MAX &&
+           p->N * p->K > SGEMM_PACK_FLOATS;
+}
+static void own_wide_run(const gemm_prod *p, sgemm_scratch_fn scratch, void *arg) {
+    const int64_t M = p->M, N = p->N, K = p->K, np = (M + NR - 1) / NR, ldt = np * NR, nb = (N + MC - 1) / MC;
+    const int nt = own_team(M, N, K);
+    float *const ap = scratch(arg, 0, (size_t)(np * NR * K));   /* A's panels, as sgemm_pack_bt's */
+#pragma omp parallel num_threads(nt)
+    {
+        float *t = scratch(arg, 1, (size_t)(MC * ldt));   /* this item's C^T, [rows of B, M] */
+#pragma omp for schedule(static)
+        for (int64_t q = 0; q < np; q++) pack_panel_bt(p->A, p->lda, K, q * NR, min64(M - q * NR, NR), ap + q * K * NR);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t b = 0; b < nb; b++) {
+            const int64_t j0 = b * MC, m = min64(N - j0, MC), mp = (m + MR - 1) / MR;
+            if (p->beta != 0.0f) transpose_strided(t, ldt, p->C + j0, p->ldc, M, m);
+            for (int64_t pc = 0; pc < K; pc += KC) {   /* C's K blocks in order */
+                const int64_t kc = min64(K - pc, KC);
+                for (int64_t q = 0; q < np; q++)
+                    for (int64_t r = 0; r < mp; r++) {
+                        const int mr = (int)min64(m - r * MR, MR);
+                        const float *a[MR];
+                        for (int x = 0; x < MR; x++) a[x] = p->B + (j0 + r * MR + (x < mr ? x : mr - 1)) * p->ldb + pc;
+                        tile_rows(kc, a, ap + (q * K + pc) * NR, t + r * MR * ldt + q * NR, ldt, p->alpha, p->beta,
+                                  pc == 0, mr, (int)min64(M - q * NR, NR));
+                    }
+            }
+            transpose_strided(p->C + j0, p->ldc, t, ldt, m, M);
+        }
+    }
+}
+
 /* sgemm_own, or with p->packed (op(B) = B^T packed whole by sgemm_pack_bt)
  * the same product without packing */
 static void own_run(const gemm_prod *p, sgemm_scratch_fn scratch, void *arg) {
@@ -369,6 +414,10 @@ static void own_run(const gemm_prod *p, sgemm_scratch_fn scratch, void *arg) {
     if (!p->ta && M <= SGEMM_FEW_ROWS && nt > 1) {
         few_rows(p->tb, M, N, K, p->alpha, p->A, p->lda, p->B, p->ldb, p->packed, p->beta, p->C, p->ldc, scratch,
                  arg, nt);
+        return;
+    }
+    if (own_wide(p)) {
+        own_wide_run(p, scratch, arg);
         return;
     }
     const own_split o = own_split_of(nt, M, K);

@@ -10,7 +10,11 @@
  * 6 rows; K in blocks of SGEMM_KC; a 6 x 16 register tile of 12 AVX2
  * accumulators, which prefetches its rows of C before its K loop. A few
  * rows (decoding's) share out the panels instead, each thread packing its
- * own, without a barrier.
+ * own, without a barrier. A wide product (op(B) = B^T past one block of
+ * packing, at most 512 rows: a language model's head over a chunk of
+ * positions) runs as C^T = B op(A)^T, B's rows read in place and A packed,
+ * each block of C^T summed in a thread's buffer and written back
+ * transposed.
  *
  * Every element of C is summed in one order fixed by K alone: over each
  * K block in turn, k ascending, one FMA chain from zero; then C = alpha *

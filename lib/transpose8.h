@@ -7,6 +7,7 @@
 #define WDL_TRANSPOSE8_H
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
+#include <stdint.h>
 
 /* r[i] holds row i (8 lanes); afterwards r[j] holds column j */
 __attribute__((target("avx2"), always_inline)) static inline void transpose8(__m256 r[8]) {
@@ -26,6 +27,22 @@ __attribute__((target("avx2"), always_inline)) static inline void transpose8(__m
     r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
     r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
     r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/* dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols: blocks of 8
+ * x 8 through registers, the edges one float at a time */
+__attribute__((target("avx2"))) static inline void transpose_strided(float *dst, int64_t ldd, const float *src,
+                                                                     int64_t lds, int64_t rows, int64_t cols) {
+    const int64_t r8 = rows / 8 * 8, c8 = cols / 8 * 8;
+    for (int64_t r = 0; r < r8; r += 8)
+        for (int64_t c = 0; c < c8; c += 8) {
+            __m256 v[8];
+            for (int k = 0; k < 8; k++) v[k] = _mm256_loadu_ps(src + (r + k) * lds + c);
+            transpose8(v);
+            for (int k = 0; k < 8; k++) _mm256_storeu_ps(dst + (c + k) * ldd + r, v[k]);
+        }
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = r < r8 ? c8 : 0; c < cols; c++) dst[c * ldd + r] = src[r * lds + c];
 }
 #endif
 #endif
