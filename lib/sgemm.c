@@ -387,13 +387,10 @@ static void own_wide_run(const gemm_prod *p, sgemm_scratch_fn scratch, void *arg
             for (int64_t pc = 0; pc < K; pc += KC) {   /* C's K blocks in order */
                 const int64_t kc = min64(K - pc, KC);
                 for (int64_t q = 0; q < np; q++)
-                    for (int64_t r = 0; r < mp; r++) {
-                        const int mr = (int)min64(m - r * MR, MR);
-                        const float *a[MR];
-                        for (int x = 0; x < MR; x++) a[x] = p->B + (j0 + r * MR + (x < mr ? x : mr - 1)) * p->ldb + pc;
-                        tile_rows(kc, a, ap + (q * K + pc) * NR, t + r * MR * ldt + q * NR, ldt, p->alpha, p->beta,
-                                  pc == 0, mr, (int)min64(M - q * NR, NR));
-                    }
+                    for (int64_t r = 0; r < mp; r++)   /* B's rows as tile_at reads an A's in place */
+                        tile_at(0, p->B, p->ldb, NULL, j0 + r * MR, (int)min64(m - r * MR, MR), pc, kc,
+                                ap + (q * K + pc) * NR, t + r * MR * ldt + q * NR, ldt, p->alpha, p->beta,
+                                (int)min64(M - q * NR, NR));
             }
             transpose_strided(p->C + j0, p->ldc, t, ldt, m, M);
         }
