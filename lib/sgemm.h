@@ -8,7 +8,8 @@
  * K) into panels of 16 columns that the whole team shares; A read in place
  * along its rows, or, stored transposed, packed per thread into panels of
  * 6 rows; K in blocks of SGEMM_KC; a 6 x 16 register tile of 12 AVX2
- * accumulators, which prefetches its rows of C before its K loop. A few
+ * accumulators, which prefetches its rows of C before its K loop (and,
+ * where the panels outgrow L2, a slice of the next panel). A few
  * rows (decoding's) share out the panels instead, each thread packing its
  * own, without a barrier. A wide product (op(B) = B^T past one block of
  * packing, at most 512 rows: a language model's head over a chunk of
