@@ -18,6 +18,8 @@ int main(int argc, char **argv) {
     const cli_opt opts[] = {{"reps", 0, CLI_INT, &reps}, {0}};
     cli_common cli;
     cli_parse_mpi(argc, argv, usage, opts, &cli);
+    cli_stdout_only(&cli);
+    if (reps < 1) cli_usage_error("--reps: must be at least 1, got %lld", reps);
     dist_init();
     int N = dist_size();
     if (N < 2) {

@@ -2,7 +2,6 @@
  * (every instruction, input and output text, encoded one by one with
  * special-token matching, one thread). Prints one line; compare with
  * bench/tok_hf.py (Hugging Face tokenizers on the same texts).
- * usage: bench_tok [tokenizer.json [test.json [seconds]]]
  * Shared data is found under $WDL_SHARED or ../shared; when it is absent
  * the benchmark says so and exits 0. */
 #include <jansson.h>
@@ -17,11 +16,20 @@ static char *shared_path(const char *rel) {
     return wdl_path_join(root && *root ? root : "../shared", rel);
 }
 
+static const char *usage =
+    "usage: bench_tok [tokenizer.json [test.json [seconds]]]\n"
+    "Qwen3 tokenizer encoding speed on the GSM8K test set (default: both\n"
+    "files under $WDL_SHARED or ../shared; skipped when absent), for at least\n"
+    "`seconds` (2) and three passes. One line on stdout.\n";
+
 int main(int argc, char **argv) {
-    wdl_set_prog("bench_tok");
-    char *tj = argc > 1 ? xstrdup(argv[1]) : shared_path("data/qwen3-tokenizer/tokenizer.json");
-    char *gj = argc > 2 ? xstrdup(argv[2]) : shared_path("data/benchmarks/gsm8k/test.json");
-    double secs = argc > 3 ? cli_real("seconds", argv[3]) : 2.0;
+    cli_common cli;
+    cli_parse(argc, argv, usage, NULL, &cli);
+    if (cli.output) cli_usage_error("-o: this program prints on stdout");
+    if (cli.nargs > 3) cli_usage_error("unexpected argument '%s' (see --help)", cli.args[3]);
+    char *tj = cli.nargs > 0 ? xstrdup(cli.args[0]) : shared_path("data/qwen3-tokenizer/tokenizer.json");
+    char *gj = cli.nargs > 1 ? xstrdup(cli.args[1]) : shared_path("data/benchmarks/gsm8k/test.json");
+    double secs = cli.nargs > 2 ? cli_real("seconds", cli.args[2]) : 2.0;
     if (!wdl_exists(tj) || !wdl_exists(gj)) {
         printf("tokenizer: skipped (%s or %s is absent)\n", tj, gj);
         return 0;

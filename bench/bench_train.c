@@ -1,16 +1,10 @@
 /* bench_train: training and forward throughput of the C engine, against the
  * machine's own measured GEMM rates on the same matrix shapes (fp32 on
- * OpenBLAS, bf16 and fp32 on oneDNN).
- *   bench_train [--threads N] [--steps S] [--preset NAME | (default: the
- *   issue's reference model: hidden 256, 4 layers, 8/4 heads, head_dim 32,
- *   intermediate 768, vocab 512, untied)] [--batch B] [--seq T]
- *   [--precision fp32|bf16] [--repeat R (best of R timed runs)]
- * Prints one JSON object per measurement on stdout. */
+ * OpenBLAS, bf16 and fp32 on oneDNN, and our own fp32 GEMM): see usage
+ * below. Prints one JSON object per measurement on stdout. */
 #include <cblas.h>
 #include <omp.h>
 #include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
 #include "cli.h"
 #include "common.h"
 #include "config.h"
@@ -20,8 +14,6 @@
 #include "sgemm.h"
 #include "optim.h"
 #include "step.h"
-
-extern void openblas_set_num_threads(int);
 
 /* one product on g, or on sgemm_own (scratch `own`) when g is NULL */
 static void product(gemm_ctx *g, sgemm_bufs *own, int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A,
@@ -57,26 +49,34 @@ static double gemm_rate(gemm_ctx *g, sgemm_bufs *own, const wdl_config *c, int64
     return best;
 }
 
+static const char *usage =
+    "usage: bench_train [--steps S] [--preset NAME] [--batch B] [--seq T]\n"
+    "                   [--precision fp32|fp32-openblas|bf16] [--repeat R]\n"
+    "Training and forward throughput of the C engine, against the machine's\n"
+    "GEMM rates on the same shapes (OpenBLAS and oneDNN fp32, oneDNN bf16, our\n"
+    "own fp32). One JSON object per measurement on stdout.\n"
+    "  --steps S       timed steps, after two unmeasured ones (10)\n"
+    "  --preset NAME   a model preset (default: the reference model, hidden\n"
+    "                  256, 4 layers, 8/4 heads, head_dim 32, ffn 768, vocab 512)\n"
+    "  --batch B       sequences per step (8)\n"
+    "  --seq T         positions per sequence (256)\n"
+    "  --precision P   the training's matrix products (fp32)\n"
+    "  --repeat R      the best of R timed runs (1)\n";
+
 int main(int argc, char **argv) {
-    cli_startup_env(argv);
-    wdl_set_prog(argv[0]);
-    int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), steps = 10, repeat = 1;
-    gemm_precision prec = GEMM_FP32_AUTO;   /* the programs' default */
-    int64_t B = 8, T = 256;
-    const char *preset = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = (int)cli_int("--threads", argv[++i]);
-        else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = (int)cli_int("--steps", argv[++i]);
-        else if (!strcmp(argv[i], "--preset") && i + 1 < argc) preset = argv[++i];
-        else if (!strcmp(argv[i], "--batch") && i + 1 < argc) B = cli_int("--batch", argv[++i]);
-        else if (!strcmp(argv[i], "--seq") && i + 1 < argc) T = cli_int("--seq", argv[++i]);
-        else if (!strcmp(argv[i], "--precision") && i + 1 < argc) prec = gemm_parse_precision("--precision", argv[++i]);
-        else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) repeat = (int)cli_int("--repeat", argv[++i]);
-        else die("usage: bench_train [--threads N] [--steps S] [--preset NAME] [--batch B] [--seq T] "
-                 "[--precision fp32|fp32-openblas|bf16] [--repeat R]");
-    }
-    omp_set_num_threads(threads);
-    openblas_set_num_threads(threads);
+    long long steps_in = 10, repeat_in = 1, B = 8, T = 256;
+    const char *preset = NULL, *pname = NULL;
+    const cli_opt opts[] = {{"steps", 0, CLI_INT, &steps_in}, {"preset", 0, CLI_STR, &preset},
+                            {"batch", 0, CLI_INT, &B},        {"seq", 0, CLI_INT, &T},
+                            {"precision", 0, CLI_STR, &pname}, {"repeat", 0, CLI_INT, &repeat_in},
+                            {0}};
+    cli_common cli;
+    cli_parse(argc, argv, usage, opts, &cli);
+    cli_stdout_only(&cli);
+    if (steps_in < 1 || repeat_in < 1 || B < 1 || T < 2)
+        cli_usage_error("--steps, --repeat and --batch must be at least 1 and --seq at least 2");
+    const gemm_precision prec = cli_precision(pname);   /* the programs' default without it */
+    const int threads = (int)cli.threads, steps = (int)steps_in, repeat = (int)repeat_in;
     gemm_set_precision(prec);
     wdl_config c = {.hidden = 256, .inter = 768, .layers = 4, .heads = 8, .kv_heads = 4, .head_dim = 32,
                     .vocab = 512, .max_pos = 1024, .eps = 1e-6, .theta = 10000, .tied = 0, .bos_id = -1, .eos_id = -1};

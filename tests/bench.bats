@@ -1,0 +1,73 @@
+#!/usr/bin/env bats
+# The benchmark programs (bench/*.c) share the programs' command line
+# (lib/cli.c): help, version, usage errors. Their figures are measured by
+# `make bench`, never here; these tests only check that each runs and says
+# what it measured.
+
+BENCHES="bench_peak bench_train bench_tok bench_allreduce"
+
+setup() {
+  D="$BATS_TEST_DIRNAME/../${B:-build}/bench"
+  [ -x "$D/bench_peak" ] || skip "benchmarks not built (make $(basename "${B:-build}")/bench/bench_peak)"
+}
+
+@test "bench: -h/--help prints usage on stdout, fits a screen, exits 0" {
+  for b in $BENCHES; do
+    run "$D/$b" --help
+    [ "$status" -eq 0 ]
+    [[ "${lines[0]}" == *"usage:"*"$b"* ]]
+    [ "${#lines[@]}" -le 24 ]
+  done
+}
+
+@test "bench: --version names the program" {
+  for b in $BENCHES; do
+    run "$D/$b" --version
+    [ "$status" -eq 0 ]
+    [[ "$output" == "$b "* ]]
+  done
+}
+
+@test "bench: an unknown option, -o or a stray argument is one line and exit 2" {
+  for b in $BENCHES; do
+    for args in "--bogus" "-o x"; do
+      run "$D/$b" $args
+      [ "$status" -eq 2 ]
+      [ "${#lines[@]}" -eq 1 ]
+      [[ "${lines[0]}" == "$b: "* ]]
+    done
+  done
+  for b in bench_peak bench_train bench_allreduce; do
+    run "$D/$b" extra
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"unexpected argument 'extra'"* ]]
+  done
+  run "$D/bench_tok" a b 1 extra
+  [ "$status" -eq 2 ]
+  [[ "$output" == *"unexpected argument 'extra'"* ]]
+}
+
+@test "bench: bench_train refuses values it cannot measure with" {
+  for args in "--steps 0" "--repeat 0" "--batch 0" "--seq 1" "--precision fp16" "--steps two"; do
+    run "$D/bench_train" $args
+    [ "$status" -eq 2 ]
+    [ "${#lines[@]}" -eq 1 ]
+  done
+  run "$D/bench_allreduce" --reps 0
+  [ "$status" -eq 2 ]
+}
+
+@test "bench: bench_peak prints one JSON line: its ISA and, where it has one, a positive rate" {
+  run "$D/bench_peak" --threads 1
+  [ "$status" -eq 0 ]
+  [ "${#lines[@]}" -eq 1 ]
+  echo "$output" | jq -e '.bench == "fma_peak" and .threads == 1 and
+    ((.isa == "none" and .gflops == null) or (.isa != "none" and .gflops > 0))'
+}
+
+@test "bench: bench_train prints a training and a forward line" {
+  run "$D/bench_train" --preset nano --steps 1 --batch 2 --seq 16 --threads 1
+  [ "$status" -eq 0 ]
+  [ "$(echo "$output" | jq -s 'map(.bench) | join(",")')" = '"train,forward"' ]
+  echo "$output" | jq -se '.[0] | .tokens_per_s > 0 and .threads == 1 and .precision == "fp32" and .model == "nano"'
+}
