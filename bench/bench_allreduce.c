@@ -18,7 +18,7 @@ int main(int argc, char **argv) {
     const cli_opt opts[] = {{"reps", 0, CLI_INT, &reps}, {0}};
     cli_common cli;
     cli_parse_mpi(argc, argv, usage, opts, &cli);
-    cli_stdout_only(&cli);
+    cli_stdout_only(&cli, 0);
     if (reps < 1) cli_usage_error("--reps: must be at least 1, got %lld", reps);
     dist_init();
     int N = dist_size();

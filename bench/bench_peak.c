@@ -71,7 +71,7 @@ static const char *usage =
 int main(int argc, char **argv) {
     cli_common cli;
     cli_parse(argc, argv, usage, NULL, &cli);
-    cli_stdout_only(&cli);
+    cli_stdout_only(&cli, 0);
     const int threads = (int)cli.threads;
     const int lanes = peak_lanes();
     const char *isa = lanes == 16 ? "avx512f" : lanes == 8 ? "avx2-fma" : "none";

@@ -25,8 +25,7 @@ static const char *usage =
 int main(int argc, char **argv) {
     cli_common cli;
     cli_parse(argc, argv, usage, NULL, &cli);
-    if (cli.output) cli_usage_error("-o: this program prints on stdout");
-    if (cli.nargs > 3) cli_usage_error("unexpected argument '%s' (see --help)", cli.args[3]);
+    cli_stdout_only(&cli, 3);
     char *tj = cli.nargs > 0 ? xstrdup(cli.args[0]) : shared_path("data/qwen3-tokenizer/tokenizer.json");
     char *gj = cli.nargs > 1 ? xstrdup(cli.args[1]) : shared_path("data/benchmarks/gsm8k/test.json");
     double secs = cli.nargs > 2 ? cli_real("seconds", cli.args[2]) : 2.0;

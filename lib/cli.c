@@ -87,9 +87,9 @@ void cli_set_threads(int n) {
     openblas_set_num_threads(n);
 }
 
-void cli_stdout_only(const cli_common *c) {
+void cli_stdout_only(const cli_common *c, int max_args) {
     if (c->output) cli_usage_error("-o: this program prints on stdout");
-    if (c->nargs) cli_usage_error("unexpected argument '%s' (see --help)", c->args[0]);
+    if (c->nargs > max_args) cli_usage_error("unexpected argument '%s' (see --help)", c->args[max_args]);
 }
 
 long long cli_int(const char *flag, const char *s) {

@@ -49,9 +49,9 @@ void cli_parse(int argc, char **argv, const char *usage, const cli_opt *opts, cl
  * mpirun of more than one rank. */
 void cli_parse_mpi(int argc, char **argv, const char *usage, const cli_opt *opts, cli_common *c);
 
-/* For a program that prints on stdout and takes no arguments (the
- * benchmarks): -o or an argument is a usage error. */
-void cli_stdout_only(const cli_common *c);
+/* For a program that prints on stdout and takes at most max_args
+ * arguments (the benchmarks): -o or another argument is a usage error. */
+void cli_stdout_only(const cli_common *c, int max_args);
 
 /* A command-line value as a decimal integer or a finite number; a bad
  * one is a usage error naming flag. */
