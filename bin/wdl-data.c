@@ -86,7 +86,7 @@ static int cmd_cat(opts *o) {
 
 static int cmd_gen(opts *o) {
     if (!o->task) cli_usage_error("gen: --task is required (arith, equation, prog or mix)");
-    if (o->n < 0) cli_usage_error("gen: --n is required");
+    if (o->n < 0) cli_usage_error("gen: --n N (>= 0) is required");
     if (!o->split) cli_usage_error("gen: --split is required (train, dev or test)");
     if (o->nfiles) cli_usage_error("gen: unexpected argument '%s'", o->files[0]);
     int kind = task_kind(o->task), split = task_split(o->split);
@@ -116,7 +116,7 @@ static int cmd_import(opts *o) {
     if (fmt < 0) cli_usage_error("import: unknown format '%s'", o->format);
     if (!o->nfiles) cli_usage_error("import: no input file (use - for stdin)");
     rec_writer *w = rec_create(o->out);
-    import_files(fmt, o->task, o->files, o->nfiles, w);
+    import_files(fmt, o->task, o->files, o->nfiles, w, o->quiet);
     rec_commit(w);
     return 0;
 }
@@ -145,9 +145,10 @@ static int cmd_take(opts *o) {
 }
 
 static int cmd_split(opts *o) {
-    if (o->head < 0) cli_usage_error("split: --head N is required");
+    if (o->head < 0) cli_usage_error("split: --head N (>= 0) is required");
     if (!o->out || !o->rest) cli_usage_error("split: give both -o FILE and --rest FILE");
     if (!strcmp(o->out, "-") && !strcmp(o->rest, "-")) cli_usage_error("split: -o and --rest are both stdout");
+    cli_distinct_outputs(2, (const char *const[]){"-o", "--rest"}, (const char *const[]){o->out, o->rest});
     rec_writer *w = rec_create(o->out), *r = rec_create(o->rest);
     copy_range(o, 0, o->head, w, r);
     rec_commit(w);

@@ -89,6 +89,9 @@ static void parse(int argc, char **argv, eval_opts *o) {
         return;
     }
     if (o->model && o->score_only) cli_usage_error("-m and --score-only exclude each other");
+    cli_distinct_outputs(2, (const char *const[]){"-o", "--preds"}, (const char *const[]){o->cli.output, o->preds});
+    if (o->preds && !strcmp(o->preds, "-") && (!o->cli.output || !strcmp(o->cli.output, "-")))
+        cli_usage_error("--preds -: stdout carries the summary; give it -o FILE");
     if (!o->score_only && !o->model) cli_usage_error("give -m DIR or --score-only (see --help)");
     if (o->max_new < 1 || o->batch < 1) cli_usage_error("--max-new and --batch must be >= 1");
     cli_precision(o->precision);   /* checked here, set when the model runs */
@@ -161,7 +164,7 @@ static void work_generate(shard_window *w, shard_buf *res, void *ctx) {
     for (int64_t i = 0; i < n; i++) {
         size_t len, ulen;
         char *text = tok_decode(c->tok, out[i].v, out[i].n, &len);
-        char *u = utf8_valid(text, len, &ulen);   /* a byte model can emit any bytes */
+        char *u = utf8_text(text, len, &ulen);   /* a byte model can emit any bytes, NUL too */
         json_object_set_new(w->rec[i], "prediction", json_stringn_nocheck(u, ulen));
         check_into(w->rec[i], u, res);
         if (u != text) free(u);
@@ -208,6 +211,15 @@ static void write_json(json_t *j, const char *out) {
     json_decref(j);
 }
 
+/* A shard summary's count: a non-negative integer, or the part is not one
+ * wdl-eval wrote. */
+static int64_t part_count(const json_t *obj, const char *key, int k, int np, const char *where) {
+    const json_t *v = json_object_get(obj, key);
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+        die("shard %d/%d: %s\"%s\" is not a count (not a wdl-eval summary?)", k, np, where, key);
+    return json_integer_value(v);
+}
+
 /* --merge-summaries: counts add up exactly; the rate is the shards'
  * tokens over their summed seconds (one process's rate). */
 static void merge_summaries(const char *const *files, int n, const char *out) {
@@ -222,13 +234,21 @@ static void merge_summaries(const char *const *files, int n, const char *out) {
         json_t *tasks = json_object_get(part[k], "tasks"), *v;
         const char *task;
         if (!json_is_object(tasks)) die("shard %d/%d: no \"tasks\" (not a wdl-eval summary?)", k, np);
-        json_object_foreach(tasks, task, v) evsum_add_n(s, task, rec_int(v, "n", 0), rec_int(v, "correct", 0));
+        json_object_foreach(tasks, task, v) {
+            char where[160];
+            snprintf(where, sizeof where, "task %.100s: ", task);
+            const int64_t tn = part_count(v, "n", k, np, where), tc = part_count(v, "correct", k, np, where);
+            if (tc > tn) die("shard %d/%d: task %s: %lld correct of %lld", k, np, task, (long long)tc, (long long)tn);
+            evsum_add_n(s, task, tn, tc);
+        }
         const char *mk = rec_str(part[k], "model");
         if ((mk == NULL) != (model == NULL) || (mk && strcmp(mk, model)))
             die("shard %d/%d: model %s, but shard 0/%d: %s", k, np, mk ? mk : "none", np, model ? model : "none");
-        made += rec_int(part[k], "tokens", 0);
+        if (json_object_get(part[k], "tokens")) made += part_count(part[k], "tokens", k, np, "");
         json_t *sec = json_object_get(part[k], "seconds");
-        dt += json_is_number(sec) ? json_number_value(sec) : 0;
+        if (sec && !(json_is_number(sec) && json_number_value(sec) >= 0))
+            die("shard %d/%d: \"seconds\" is not a duration (not a wdl-eval summary?)", k, np);
+        dt += sec ? json_number_value(sec) : 0;
     }
     write_json(summary_json(s, model, made, dt, (shard_spec){0, 0}), out);
     evsum_free(s);

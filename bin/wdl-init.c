@@ -1,5 +1,6 @@
 /* wdl-init: a freshly initialised Qwen3 model directory from a preset or a
  * config.json, with its tokenizer. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cli.h"
@@ -13,22 +14,22 @@ static const char *usage =
     "usage: wdl-init (--preset NAME | --config config.json) -o DIR [options]\n"
     "Write a new model directory DIR (config.json, model.safetensors, tokenizer)\n"
     "with weights drawn as Hugging Face initialises Qwen3: every matrix from\n"
-    "N(0, std^2) (std = the config's initializer_range, 0.02 by default), every\n"
-    "norm weight 1.\n"
+    "N(0, std^2) (std = --std, else the config's initializer_range, else 0.02),\n"
+    "every norm weight 1.\n"
     "  --preset NAME      a built-in config (see --list)\n"
-    "  --config FILE      a Hugging Face Qwen3 config.json (or a directory holding one)\n"
+    "  --config FILE      a Hugging Face Qwen3 config.json (or its directory)\n"
     "  --tokenizer T      'byte' (256 bytes + specials) or a tokenizer.json / model\n"
     "                     directory to copy (default: what the config names)\n"
     "  --template NAME    prompt template: plain or chatml (default: from the config)\n"
     "  --seed S           initialisation seed (0)\n"
-    "  --std X            initialisation standard deviation (0.02)\n"
+    "  --std X            initialisation standard deviation (see above)\n"
     "  --bf16             store weights as BF16\n"
     "  --list             list the presets and exit\n";
 
 int main(int argc, char **argv) {
     const char *preset = NULL, *config = NULL, *tokp = NULL, *tplname = NULL;
     long long seed = 0;
-    double std = 0.02;
+    double std = NAN;   /* not given: the config's initializer_range */
     int bf16 = 0, list = 0;
     const cli_opt opts[] = {
         {"preset", 0, CLI_STR, &preset},
@@ -58,7 +59,15 @@ int main(int argc, char **argv) {
     if (cli.nargs) cli_usage_error("unexpected argument '%s' (see --help)", cli.args[0]);
     if (!!preset == !!config) cli_usage_error("give exactly one of --preset or --config (see --help)");
     if (!out) cli_usage_error("-o DIR is required (see --help)");
-    if (!(std > 0)) cli_usage_error("--std must be > 0");
+    cli_replaceable_dir("-o", out, cli_model_dir_files);
+    if (!isnan(std) && !(std > 0)) cli_usage_error("--std must be > 0");
+    if (tplname && strcmp(tplname, "plain") && strcmp(tplname, "chatml"))
+        cli_usage_error("--template: unknown template '%s' (plain, chatml)", tplname);
+    if (preset) {
+        int k = 0;
+        while (wdl_preset_names[k] && strcmp(wdl_preset_names[k], preset)) k++;
+        if (!wdl_preset_names[k]) cli_usage_error("--preset: unknown preset '%s' (see --list)", preset);
+    }
     wdl_config c;
     if (preset) config_preset(preset, &c);
     else config_load(config, &c);
@@ -70,10 +79,7 @@ int main(int argc, char **argv) {
         snprintf(c.tokenizer, sizeof c.tokenizer, "hf");
         if (!tplname) snprintf(c.template_name, sizeof c.template_name, "chatml");
     }
-    if (tplname) {
-        if (strcmp(tplname, "plain") && strcmp(tplname, "chatml")) die("--template: unknown template '%s' (plain, chatml)", tplname);
-        snprintf(c.template_name, sizeof c.template_name, "%s", tplname);
-    }
+    if (tplname) snprintf(c.template_name, sizeof c.template_name, "%s", tplname);
     if (!strcmp(c.tokenizer, "byte")) tok = tok_byte();
     else if (tokp) tok = tok_load(tokp);
     else die("the config names an HF tokenizer: give --tokenizer tokenizer.json (or 'byte')");
@@ -81,7 +87,7 @@ int main(int argc, char **argv) {
         die("tokenizer has %lld ids but vocab_size is %lld", (long long)tok_vocab_size(tok), (long long)c.vocab);
 
     wdl_model *m = model_new(&c);
-    model_init_random(m, (uint64_t)seed, std);
+    model_init_random(m, (uint64_t)seed, isnan(std) ? c.init_std : std);
     char *tmp = wdl_tmp_name(out);
     wdl_rmtree(tmp);
     wdl_tmp_register(tmp);

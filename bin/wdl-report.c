@@ -21,7 +21,8 @@
 
 static const char *usage =
         "usage: wdl-report [--out DIR] [--title T] [--baseline ARM] [--buckets K]\n"
-        "                  [--weak-field A] [--strong-field B] [--no-plots] [--json] RUN_DIR...\n"
+        "                  [--weak-field A] [--strong-field B] [--no-plots] [--json]\n"
+        "                  RUN_DIR...\n"
         "\n"
         "Reads pipeline run directories (RUN/eval/<arm>.json, RUN/logs/<arm>.jsonl,\n"
         "RUN/scored.jsonl.zst or RUN/selected.jsonl.zst); several RUNs are seeds of\n"
@@ -44,7 +45,7 @@ static const char *usage =
 typedef struct {
     const char *out, *title, *weak, *strong, *baseline;
     long long buckets;
-    int plots, json;
+    int plots, json, quiet;
     const char **runs;
     int nruns;
 } opts;
@@ -72,6 +73,7 @@ static void parse(int argc, char **argv, opts *o) {
     cli_parse(argc, argv, usage, table, &cli);
     if (cli.output) o->out = cli.output;
     o->plots = !no_plots;
+    o->quiet = cli.quiet;
     o->runs = cli.args;
     o->nruns = cli.nargs;
     if (!o->nruns) cli_usage_error("no run directory given (see --help)");
@@ -709,6 +711,7 @@ int main(int argc, char **argv) {
     memset(&c, 0, sizeof c);
     c.o = &o;
     char *out = o.out ? trim_slashes(o.out) : default_out(&o);
+    cli_replaceable_dir("-o", out, cli_report_dir_files);
     /* a glob over runs/ also names runs/report: skip the output directory */
     char *out_real = realpath(out, NULL);
     c.run = xcalloc((size_t)o.nruns, sizeof(rpt_run));
@@ -758,7 +761,7 @@ int main(int argc, char **argv) {
     free(jtext);
     vd_free(&c.cmp);
     if (fflush(stdout) != 0) die("<stdout>: write error");
-    wdl_warn("report written to %s/", out);
+    if (!o.quiet) wdl_warn("report written to %s/", out);
 
     free(md); free(tmp); free(par); free(out);
     for (int r = 0; r < c.nrun; r++) rpt_free_run(&c.run[r]);

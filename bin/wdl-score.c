@@ -35,7 +35,7 @@ static const char *usage =
     "Prompt and completion are rendered with the model's template, exactly as in\n"
     "training. Other fields pass through unchanged; output is in input order\n"
     "(records are scored in windows of 16 batches sorted by length).\n"
-    "  -m DIR         model directory            --field NAME  output field (required)\n"
+    "  -m DIR         model directory            --field NAME  output field (needed)\n"
     "  --batch B (16) records per forward pass   --seq T  max tokens (config max)\n"
     "  --threads N    threads (usable CPUs; per rank) -o OUT  output file (.zst ok)\n"
     "  --summary FILE also write one JSON object over all scored tokens: the\n"
@@ -131,8 +131,13 @@ static void work(shard_window *w, shard_buf *out, void *ctx) {
                     c->nll, c->ent, sent + i, snll + i, cnt + i, c->summary ? &r.st : NULL);
     }
     for (int64_t i = 0; i < ns; i++) {   /* ord[i] is record ord[i] - ex */
-        json_t *rec = w->rec[ord[i] - c->ex];
+        const int64_t k = ord[i] - c->ex;
+        json_t *rec = w->rec[k];
         int64_t n = cnt[i];
+        /* JSON has no NaN: a record must not leave without its scores */
+        if (!isfinite(sent[i]) || !isfinite(snll[i]))
+            die("%s:%lld: the model's scores are not finite (its logits overflow or are NaN)", w->name[k],
+                (long long)w->line[k]);
         json_object_set_new(rec, c->field, json_real(n ? sent[i] / n : 0.0));
         json_object_set_new(rec, c->fnll, json_real(n ? snll[i] / n : 0.0));
         json_object_set_new(rec, c->ftok, json_integer(n));
@@ -208,6 +213,11 @@ int main(int argc, char **argv) {
     if (!model || !field || !*field) cli_usage_error("-m DIR and --field NAME are required (see --help)");
     if (B < 1 || seq < 0) cli_usage_error("--batch must be >= 1 and --seq >= 0");
     if (summary && !strcmp(summary, "-")) cli_usage_error("--summary: needs a file name (stdout carries the records)");
+    /* the scores would replace what a record is made of */
+    static const char *const own[] = {"idx", "task", "prompt", "completion", "answer", "messages", NULL};
+    for (int k = 0; own[k]; k++)
+        if (!strcmp(field, own[k])) cli_usage_error("--field %s: a record's own field, not a place for scores", field);
+    cli_distinct_outputs(2, (const char *const[]){"-o", "--summary"}, (const char *const[]){cli.output, summary});
     shard_spec sp = shard_parse(shard, files, nfiles);
     gemm_set_precision(cli_precision(precision));
     dist_init();

@@ -14,8 +14,8 @@
 static const char *usage =
         "usage: wdl-select [--weak-field A] [--strong-field B] [--scheme code|paper]\n"
         "                  [--alpha 0.1 --beta 0.8 --gamma 0.1] [--seed S] [--n N]\n"
-        "                  [--dedup|--keep-dups] [--buckets K] [--order draw|input|bucket]\n"
-        "                  [--stats FILE] [-q] [-o OUT] [FILE...]\n"
+        "                  [--dedup|--keep-dups] [--buckets K] [--stats FILE]\n"
+        "                  [--order draw|input|bucket] [-q] [-o OUT] [FILE...]\n"
         "\n"
         "Weighs each record by its weak (A, default h_weak) and strong (B, default\n"
         "h_strong) entropy, dH = B - A, [u]+ = max(u,0), and draws N (default: the\n"
@@ -85,6 +85,7 @@ static void parse(int argc, char **argv, opts *o) {
     if (o->n == 0 || o->n < -1 || o->n > 2000000000LL) cli_usage_error("--n: must be 1..2000000000, got %lld", o->n);
     if (o->buckets < 1 || o->buckets > 1000) cli_usage_error("--buckets: must be 1..1000, got %lld", o->buckets);
     if (o->stats && !strcmp(o->stats, "-")) cli_usage_error("--stats: needs a file name (stdout carries the records)");
+    cli_distinct_outputs(2, (const char *const[]){"-o", "--stats"}, (const char *const[]){o->cli.output, o->stats});
     if (o->dedup < 0) o->dedup = o->prm.scheme == SEL_PAPER;
     if (!*o->weak || !*o->strong) cli_usage_error("--weak-field/--strong-field: empty field name");
 }

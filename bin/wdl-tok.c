@@ -18,8 +18,8 @@ static const char *usage =
         "  encode   \"ids\": the token ids of the record's \"text\" (no BOS/EOS;\n"
         "           special tokens written in the text, e.g. <|im_end|>, become\n"
         "           their ids, as Hugging Face's encode does)\n"
-        "  decode   \"text\": the text of the record's \"ids\" (bytes that are not\n"
-        "           valid UTF-8 become U+FFFD)\n"
+        "  decode   \"text\": the text of the record's \"ids\" (NUL bytes and bytes\n"
+        "           that are not valid UTF-8 become U+FFFD)\n"
         "Options:\n"
         "  -t, --tokenizer T  a tokenizer.json, a model directory, or \"byte\"\n"
         "  -o, --output OUT   output file (default stdout)\n"
@@ -98,7 +98,7 @@ static void decode(const opts *o, const wdl_tokenizer *t, rec_multi *in, rec_wri
         }
         size_t n, m;
         char *s = tok_decode(t, ids.v, ids.n, &n);
-        char *u = utf8_valid(s, n, &m);
+        char *u = utf8_text(s, n, &m);
         json_object_set_new(rec, o->text_field, json_stringn(u, m));
         if (u != s) free(u);
         free(s);

@@ -28,26 +28,27 @@ static const char *usage =
     "Loss on completion tokens only (the prompt is masked), mean over the tokens of\n"
     "each optimizer step. WD-JT: with --weak, each batch runs both models, trains on\n"
     "softmax(lambda*z_strong + (1-lambda)*z_weak) and updates both.\n"
-    "  --weak DIR         weak model for WD-JT          --lambda X   strong weight (0.5)\n"
-    "  --freeze-weak      do not update the weak model  --weak-out DIR  save trained weak\n"
-    "  --weak-constant    control arm: weak logits = constant (SFT at temperature 1/lambda)\n"
-    "  --epochs E (1)     --steps N (overrides epochs)  --batch B (8)   --accum A (1)\n"
-    "  --seq T (512)      max tokens per example (longer ones are cut at the end)\n"
-    "  --lr X (1e-4)      --warmup W (0.1: fraction of steps if < 1, else steps)\n"
-    "  --schedule cosine|linear|constant (cosine)      --min-lr F (0.1: final lr = F*lr)\n"
-    "  --wd X (0.1)       --beta1 (0.9) --beta2 (0.95) --eps (1e-8)   --clip X (1.0; 0 = off)\n"
-    "  --clip-mode joint|separate (joint): WD-JT clips both models as one set, or each\n"
-    "  --order shuffle|buckets|file (shuffle): per-epoch order; buckets = easy to hard\n"
-    "  --group G (16)     shuffle: batches from length-sorted windows of G batches,\n"
-    "                     shuffled in blocks of one step's micro-batches; 1 = plain\n"
-    "  --lm               loss on every token (pretraining on full text)\n"
-    "  --seed S (0)       --threads N (usable CPUs)     --bf16  write weights as BF16\n"
+    "  --weak DIR       weak model for WD-JT        --lambda X  strong weight (0.5)\n"
+    "  --freeze-weak    keep the weak model fixed   --weak-out DIR  save trained weak\n"
+    "  --weak-constant  control arm: weak logits 0 (SFT at temperature 1/lambda)\n"
+    "  --epochs E (1)   --steps N (overrides epochs)  --batch B (8)   --accum A (1)\n"
+    "  --seq T (512)    max tokens per example (longer ones are cut at the end)\n"
+    "  --lr X (1e-4)    --warmup W (0.1: fraction of steps if < 1, else steps)\n"
+    "  --schedule cosine|linear|constant (cosine)  --min-lr F (0.1: final lr F*lr)\n"
+    "  --wd X (0.1)  --beta1 (0.9)  --beta2 (0.95)  --eps (1e-8)  --clip X (1; 0 off)\n"
+    "  --clip-mode joint|separate (joint): WD-JT clips both models as one set, or\n"
+    "                   each; --order shuffle|buckets|file (shuffle): epoch order,\n"
+    "                   buckets = easy to hard\n"
+    "  --group G (16)   shuffle: batches from length-sorted windows of G batches,\n"
+    "                   shuffled in blocks of one step's micro-batches; 1 = plain\n"
+    "  --lm             loss on every token (pretraining on full text)\n"
+    "  --seed S (0)     --threads N (usable CPUs)   --bf16  write weights as BF16\n"
     "  --precision P (fp32): fp32, fp32-openblas (the reference) or bf16 (bf16 in,\n"
-    "                     fp32 out); see README, Precision\n"
-    "  --log FILE         JSONL log, one object per step (+ probe diagnostics)\n"
-    "  --probe-every N (10): diagnostics on a fixed probe batch every N steps (0 = off)\n"
-    "  --save-every N     checkpoint to OUT.ckpt every N steps   --resume  continue from it\n"
-    "  --save-epochs      also write the model after each epoch but the last to OUT.epochK\n"
+    "                   fp32 out); see README, Precision\n"
+    "  --log FILE       JSONL log, one object per step (+ probe diagnostics)\n"
+    "  --probe-every N (10): diagnostics on a fixed probe batch (0 = off)\n"
+    "  --save-every N   checkpoint to OUT.ckpt every N steps; --resume continues it\n"
+    "  --save-epochs    also write OUT.epochK after each epoch K but the last\n"
     "Under mpirun -np N: data parallel; --batch is per rank, a step is N x batch x\n"
     "accum sequences; rank 0 reads the data and writes the log, checkpoints and OUT.\n";
 
@@ -108,6 +109,10 @@ static void parse(int argc, char **argv, opts *o) {
     o->nfiles = cli.nargs;
     if (!o->model) cli_usage_error("-m DIR is required (see --help)");
     if (!o->out) cli_usage_error("-o OUT is required (see --help)");
+    cli_distinct_outputs(3, (const char *const[]){"-o", "--weak-out", "--log"},
+                         (const char *const[]){o->out, o->weak_out, o->log});
+    cli_replaceable_dir("-o", o->out, cli_model_dir_files);
+    if (o->weak_out) cli_replaceable_dir("--weak-out", o->weak_out, cli_model_dir_files);
     if (o->batch < 1 || o->accum < 1 || o->seq < 2 || o->epochs < 1 || o->steps < 0 || o->threads < 1 || o->group < 1)
         cli_usage_error("--batch, --accum, --epochs, --threads, --group must be >= 1, --seq >= 2, --steps >= 0");
     if (!(o->lambda > 0 && o->lambda <= 1)) cli_usage_error("--lambda must be in (0, 1]");
@@ -120,7 +125,9 @@ static void parse(int argc, char **argv, opts *o) {
         cli_usage_error("--order: unknown order '%s' (shuffle, buckets, file)", o->order);
     if (strcmp(o->clip_mode, "joint") && strcmp(o->clip_mode, "separate"))
         cli_usage_error("--clip-mode: unknown mode '%s' (joint, separate)", o->clip_mode);
-    lr_schedule_from_name(o->schedule);
+    if (lr_schedule_from_name(o->schedule) < 0)
+        cli_usage_error("--schedule: unknown schedule '%s' (cosine, linear, constant)", o->schedule);
+    if (o->probe_every < 0 || o->save_every < 0) cli_usage_error("--probe-every and --save-every must be >= 0");
 }
 
 /* ---- epoch order ---- */
@@ -244,10 +251,12 @@ int main(int argc, char **argv) {
      * run of `accum` of them, as one process with --accum G would */
     const int64_t B = o.batch, G = ranks * o.accum, micro_per_epoch = (d.n + B - 1) / B;
     const int64_t steps_per_epoch = (micro_per_epoch + G - 1) / G;
+    if (!o.steps && steps_per_epoch > 0 && o.epochs > INT64_MAX / steps_per_epoch)
+        cli_usage_error("--epochs %lld: %lld steps an epoch make too many steps", o.epochs, (long long)steps_per_epoch);
     const int64_t total = o.steps ? o.steps : o.epochs * steps_per_epoch;
     const int64_t warmup = o.warmup < 1 ? (int64_t)llround(o.warmup * total) : (int64_t)o.warmup;
     const int64_t Tmax = dataset_max_len(&d);
-    lr_schedule sched = lr_schedule_from_name(o.schedule);
+    lr_schedule sched = (lr_schedule)lr_schedule_from_name(o.schedule);
     adamw_cfg ac = {o.lr, o.beta1, o.beta2, o.eps, o.wd, o.clip};
 
     model_alloc_grads(s); model_alloc_moments(s);

@@ -79,23 +79,31 @@ static void load_side(wdl_model *m, const char *dir) {
     free(p); free(q);
 }
 
+/* trainer.json's integer `key`: a missing or mistyped one is a damaged
+ * checkpoint, not step 0 (json_integer_value's answer for it) */
+static int64_t need_int(const json_t *j, const char *key, const char *tj) {
+    const json_t *v = json_object_get(j, key);
+    if (!json_is_integer(v)) die("%s: \"%s\" is missing or not an integer (a damaged checkpoint)", tj, key);
+    return json_integer_value(v);
+}
+
 int64_t ckpt_load(const char *ckpt, wdl_model *s, wdl_model *w, int64_t total, int64_t seed, int64_t global_batch,
                   const dataset *d) {
     char *tj = wdl_path_join(ckpt, "trainer.json");
     json_error_t e;
     json_t *j = json_load_file(tj, 0, &e);
     if (!j) die("%s:%d: %s", tj, e.line, e.text);
-    int64_t step = json_integer_value(json_object_get(j, "step"));
+    if (!json_is_object(j)) die("%s: not a JSON object (a damaged checkpoint)", tj);
+    int64_t step = need_int(j, "step", tj);
     char hash[32];
     snprintf(hash, sizeof hash, "%016llx", (unsigned long long)d->hash);
     const char *h = json_string_value(json_object_get(j, "data_hash"));
     if (!h || strcmp(h, hash)) die("%s: checkpoint was made on different training data", tj);
-    if (json_integer_value(json_object_get(j, "total_steps")) != total ||
-        json_integer_value(json_object_get(j, "seed")) != seed)
+    if (need_int(j, "total_steps", tj) != total || need_int(j, "seed", tj) != seed)
         die("%s: checkpoint was made with a different --seed or number of steps", tj);
     /* ranks x --batch x --accum may be split differently, not changed */
     json_t *gb = json_object_get(j, "global_batch");
-    if (gb && json_integer_value(gb) != global_batch)
+    if (gb && need_int(j, "global_batch", tj) != global_batch)
         die("%s: checkpoint was made with %lld sequences per step, this run has %lld (ranks x --batch x --accum)",
             tj, (long long)json_integer_value(gb), (long long)global_batch);
     if (step < 0 || step > total) die("%s: bad step %lld", tj, (long long)step);

@@ -1,7 +1,10 @@
 /* cli.c: see cli.h. */
 #include "cli.h"
+#include <dirent.h>
 #include <errno.h>
+#include <fnmatch.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <math.h>
 #include <omp.h>
 #include <sched.h>
@@ -90,6 +93,58 @@ void cli_set_threads(int n) {
 void cli_stdout_only(const cli_common *c, int max_args) {
     if (c->output) cli_usage_error("-o: this program prints on stdout");
     if (c->nargs > max_args) cli_usage_error("unexpected argument '%s' (see --help)", c->args[max_args]);
+}
+
+/* path's directory as a real path, then its last component; NULL where
+ * the directory does not resolve (the write will say why) */
+static char *real_output(const char *path) {
+    char *a = xstrdup(path), *b = xstrdup(path);
+    for (size_t n = strlen(a); n > 1 && a[n - 1] == '/'; n--) a[n - 1] = b[n - 1] = 0;
+    char *dir = realpath(dirname(a), NULL), *r = NULL;
+    if (dir) {
+        const char *f = basename(b);
+        r = xmalloc(strlen(dir) + strlen(f) + 2);
+        sprintf(r, "%s/%s", dir, f);
+    }
+    free(dir); free(a); free(b);
+    return r;
+}
+void cli_distinct_outputs(int n, const char *const *names, const char *const *paths) {
+    for (int i = 0; i < n; i++) {
+        if (!paths[i] || !strcmp(paths[i], "-")) continue;
+        char *ri = real_output(paths[i]);
+        for (int j = i + 1; j < n; j++) {
+            if (!paths[j] || !strcmp(paths[j], "-")) continue;
+            char *rj = real_output(paths[j]);
+            int same = !strcmp(paths[i], paths[j]) || (ri && rj && !strcmp(ri, rj));
+            free(rj);
+            if (same) cli_usage_error("%s and %s name the same file '%s'", names[i], names[j], paths[j]);
+        }
+        free(ri);
+    }
+}
+
+const char *const cli_model_dir_files[] = {"config.json", "model.safetensors", "tokenizer.json", "trainer.json",
+                                          "optimizer.safetensors", "optimizer_v.safetensors", "weak", NULL};
+const char *const cli_report_dir_files[] = {"report.md", "report.json", "plots.gp", "plots.log", "*.dat", "*.png",
+                                           "*.svg", NULL};
+void cli_replaceable_dir(const char *flag, const char *path, const char *const *patterns) {
+    DIR *d = opendir(path);
+    if (!d) return;   /* absent (or not a directory: the write says so) */
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        int k = 0;
+        while (patterns[k] && fnmatch(patterns[k], e->d_name, 0)) k++;
+        if (!patterns[k]) {
+            char name[256];
+            snprintf(name, sizeof name, "%s", e->d_name);
+            closedir(d);
+            cli_usage_error("%s %s: the directory holds '%s', which this program does not write; not replacing it",
+                            flag, path, name);
+        }
+    }
+    closedir(d);
 }
 
 long long cli_int(const char *flag, const char *s) {

@@ -53,6 +53,22 @@ void cli_parse_mpi(int argc, char **argv, const char *usage, const cli_opt *opts
  * arguments (the benchmarks): -o or another argument is a usage error. */
 void cli_stdout_only(const cli_common *c, int max_args);
 
+/* Outputs of one run that must be different files: paths[i] (NULL: not
+ * given; "-": stdout, not compared) given by option names[i]. Two that
+ * name the same file (as spelled, or through their directories' real
+ * paths) are a usage error: each would be written under the same
+ * temporary name. */
+void cli_distinct_outputs(int n, const char *const *names, const char *const *paths);
+
+/* An output directory the program will replace whole: when path is an
+ * existing directory holding an entry that matches none of the patterns
+ * (fnmatch; NULL-terminated), a usage error: replacing it would delete
+ * files the program never wrote. */
+void cli_replaceable_dir(const char *flag, const char *path, const char *const *patterns);
+/* The entries of a model directory (wdl-init, wdl-train) and of a report
+ * directory (wdl-report). */
+extern const char *const cli_model_dir_files[], *const cli_report_dir_files[];
+
 /* A command-line value as a decimal integer or a finite number; a bad
  * one is a usage error naming flag. */
 long long cli_int(const char *flag, const char *s);

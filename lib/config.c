@@ -228,9 +228,11 @@ static int parse_fields(ctx *x, wdl_config *c) {
     c->max_pos = 32768;
     c->eps = 1e-6;
     c->theta = 10000.0;
+    c->init_std = 0.02;
     c->tied = 0;
     if (get_int(x, "max_position_embeddings", 0, 1, MAX_POS, &c->max_pos) ||
         get_real(x, "rms_norm_eps", field(x, "rms_norm_eps", 1), &c->eps) || get_rope(x, c) ||
+        get_real(x, "initializer_range", field(x, "initializer_range", 1), &c->init_std) ||
         get_bool(x, "tie_word_embeddings", &c->tied) || get_token(x, "bos_token_id", c->vocab, &c->bos_id) ||
         get_token(x, "eos_token_id", c->vocab, &c->eos_id) || check_unsupported(x, c))
         return -1;
@@ -309,9 +311,10 @@ static void fmt_real(char *buf, size_t cap, double v) {
 }
 
 static char *config_text(const wdl_config *c) {
-    char eps[40], theta[40], bos[24], eos[24];
+    char eps[40], theta[40], std[40], bos[24], eos[24];
     fmt_real(eps, sizeof eps, c->eps);
     fmt_real(theta, sizeof theta, c->theta);
+    fmt_real(std, sizeof std, c->init_std);
     if (c->bos_id >= 0) snprintf(bos, sizeof bos, "%lld", (long long)c->bos_id); else snprintf(bos, sizeof bos, "null");
     if (c->eos_id >= 0) snprintf(eos, sizeof eos, "%lld", (long long)c->eos_id); else snprintf(eos, sizeof eos, "null");
     char *s = NULL;
@@ -338,7 +341,7 @@ static char *config_text(const wdl_config *c) {
             "  \"attention_bias\": false,\n"
             "  \"attention_dropout\": 0.0,\n"
             "  \"use_sliding_window\": false,\n"
-            "  \"initializer_range\": 0.02,\n"
+            "  \"initializer_range\": %s,\n"
             "  \"bos_token_id\": %s,\n"
             "  \"eos_token_id\": %s,\n"
             "  \"torch_dtype\": \"float32\",\n"
@@ -348,7 +351,7 @@ static char *config_text(const wdl_config *c) {
             "}\n",
             (long long)c->hidden, (long long)c->inter, (long long)c->layers, (long long)c->heads,
             (long long)c->kv_heads, (long long)c->head_dim, (long long)c->vocab, (long long)c->max_pos, eps, theta,
-            c->tied ? "true" : "false", bos, eos, c->tokenizer, c->template_name);
+            c->tied ? "true" : "false", std, bos, eos, c->tokenizer, c->template_name);
     fclose(f);
     return s;
 }

@@ -16,6 +16,7 @@ typedef struct {
     int64_t max_pos;     /* max_position_embeddings */
     double eps;          /* rms_norm_eps */
     double theta;        /* rope_theta */
+    double init_std;     /* initializer_range: wdl-init's default std */
     int tied;            /* tie_word_embeddings */
     int64_t bos_id, eos_id;  /* -1 when absent */
     char tokenizer[16];  /* "byte" or "hf" (tokenizer.json beside config) */

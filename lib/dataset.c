@@ -11,9 +11,16 @@ static uint64_t mix(uint64_t h, uint64_t x) {
     return h * 0xff51afd7ed558ccdULL;
 }
 
-/* The record's parts; dies naming the record when it has no prompt. */
+/* The record's parts; dies naming the record when it has no prompt, or a
+ * text field of another type (a number is not a missing completion). */
 static void parts(json_t *rec, const char **sys, const char **prompt, const char **completion, const char *where,
                   int64_t line) {
+    static const char *const text[] = {"prompt", "completion", "system", NULL};
+    for (int k = 0; text[k]; k++) {
+        const json_t *v = json_object_get(rec, text[k]);
+        if (v && !json_is_string(v) && !json_is_null(v))
+            die("%s:%lld: record's \"%s\" is not a string", where, (long long)line, text[k]);
+    }
     *sys = *prompt = NULL;
     if (completion) *completion = NULL;
     if (!rec_prompt_completion(rec, sys, prompt, completion))

@@ -265,6 +265,12 @@ static json_t *conv_gsm8k(const char *task, json_t *s, int64_t idx, const char *
         *why = "needs instruction (or question) and answer";
         return NULL;
     }
+    double num;
+    if (!check_number(ans, &num)) {   /* GSM8K's answers are numbers: a solution without "#### N" is not one */
+        free(prompt); free(completion); free(ans);
+        *why = "has an answer that is not a number (and no \"#### N\" after a solution)";
+        return NULL;
+    }
     json_t *r = base_record(idx, task, prompt, completion, ans);
     free(prompt); free(completion); free(ans);
     return r;
@@ -299,6 +305,7 @@ static json_t *conv_aqua(const char *task, json_t *s, int64_t idx, const char **
     static const char *ak[] = {"answer", "correct", NULL}, *ok[] = {"output", "rationale", NULL};
     const char *ans = first_str(s, ak), *out = first_str(s, ok);
     if (!prompt || !ans) { free(prompt); *why = "needs instruction (or question) and answer"; return NULL; }
+    if (opts && !json_is_array(opts)) { free(prompt); *why = "has \"options\" that are not an array"; return NULL; }
     *layout = json_is_array(opts) ? "question/options/correct" : "instruction/output/answer";
     if (json_is_array(opts)) { /* original layout: options ["A)21", ...] */
         size_t n = strlen(prompt) + 32;
@@ -315,9 +322,16 @@ static json_t *conv_aqua(const char *task, json_t *s, int64_t idx, const char **
     }
     char *a = strip(ans), letter[2] = {(char)toupper((unsigned char)a[0]), 0};
     free(a);
+    json_t *choices = parse_choices(prompt);
+    if (!json_object_get(choices, letter)) {   /* nothing could check it */
+        json_decref(choices);
+        free(prompt);
+        *why = "has an answer that is not the letter of one of its choices";
+        return NULL;
+    }
     char *completion = out ? clean_output(out) : NULL;
     json_t *r = base_record(idx, task, prompt, completion, letter);
-    json_object_set_new(r, "choices", parse_choices(prompt));
+    json_object_set_new(r, "choices", choices);
     free(prompt); free(completion);
     return r;
 }
@@ -481,13 +495,13 @@ static void import_one(import_ctx *c, const char *file) {
     free(text);
 }
 
-void import_files(int fmt, const char *task, const char *const *files, int n, rec_writer *w) {
+void import_files(int fmt, const char *task, const char *const *files, int n, rec_writer *w, int quiet) {
     import_ctx c = {0};
     c.fmt = fmt;
     c.task = task;
     c.w = w;
     for (int i = 0; i < n; i++) import_one(&c, files[i]);
-    for (int k = 0; k < c.nlayout; k++)
+    for (int k = 0; k < c.nlayout && !quiet; k++)
         wdl_warn("read %lld %s record(s) in the %s layout", (long long)c.layout_n[k], import_format_name(fmt),
                  c.layout[k]);
     if (c.no_completion)

@@ -22,8 +22,9 @@ const char *import_format_name(int fmt);
 json_t *import_convert(int fmt, const char *task, json_t *src, int64_t pos, const char **why,
                        const char **layout);
 
-/* Convert every object of every file, in order, to w, and say on stderr
- * which layouts were read. Dies with "<file>:<line>: ..." on malformed
+/* Convert every object of every file, in order, to w, and (unless quiet)
+ * say on stderr which layouts were read; records left without a completion
+ * are warned of either way. Dies with "<file>:<line>: ..." on malformed
  * input or a duplicate idx. */
-void import_files(int fmt, const char *task, const char *const *files, int n, rec_writer *w);
+void import_files(int fmt, const char *task, const char *const *files, int n, rec_writer *w, int quiet);
 #endif

@@ -570,10 +570,30 @@ static void save_one(void *p, const char *name, int nd, const int64_t *shape, si
     x->n++;
 }
 
+/* Refuses weights that are not finite (a diverged run, an initialisation
+ * too wide): no program could use them, and scoring would emit no scores. */
+static void check_finite(const st_tensor *t, size_t n) {
+    long long bad = 0, total = 0;
+    const char *first = NULL;
+    for (size_t i = 0; i < n; i++) {
+        int64_t e = 1;
+        for (int d = 0; d < t[i].ndim; d++) e *= t[i].shape[d];
+        long long b = 0;
+        const float *v = t[i].data;
+#pragma omp parallel for reduction(+ : b) schedule(static) if (e > 1 << 16)
+        for (int64_t k = 0; k < e; k++) b += !isfinite(v[k]);
+        if (b && !first) first = t[i].name;
+        bad += b;
+        total += e;
+    }
+    if (bad) die("%lld of the model's %lld weights are not finite (the first in %s): not written", bad, total, first);
+}
+
 void model_write_dir(const wdl_model *m, const char *dir, int bf16) {
     size_t cap = 4 + 11 * (size_t)m->cfg.layers;
     io_ctx x = {m, NULL, xcalloc(cap, sizeof(st_tensor)), 0, xcalloc(cap, sizeof(char *))};
     model_each_tensor(m, save_one, &x);
+    check_finite(x.list, x.n);
     config_save(dir, &m->cfg);
     char *path = wdl_path_join(dir, "model.safetensors");
     st_write(path, x.list, x.n, bf16 ? ST_BF16 : ST_F32);

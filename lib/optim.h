@@ -32,5 +32,6 @@ void adamw_step(wdl_model *m, const adamw_cfg *c, double lr, int64_t t);
  * steps from lr/warmup to lr, then decay to lr*min_frac (cosine or linear)
  * or constant. */
 double lr_at(lr_schedule s, double lr, int64_t step, int64_t total, int64_t warmup, double min_frac);
-lr_schedule lr_schedule_from_name(const char *name);
+/* The schedule named cosine, linear or constant; -1 for another name. */
+int lr_schedule_from_name(const char *name);
 #endif

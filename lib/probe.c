@@ -121,10 +121,14 @@ json_t *logit_stats_json(const logit_stats *s) {
                            "max", s->positions ? s->max : 0.0, "min", s->positions ? s->min : 0.0,
                            "entropy", s->entropy / n, "p_max", s->p_max / n, "target", s->target / n,
                            "nontarget", s->nontarget / n, "gap", s->gap / n);
-    return json_pack("{s:I,s:f,s:f,s:f,s:f,s:f,s:o}", "positions", (json_int_t)s->positions,
-                     "p_target", s->p_target / n, "token_accuracy", (double)s->correct / n,
-                     "frac_p_target_gt_99", (double)s->p99 / n, "nontarget_mass", 1.0 - s->p_target / n,
-                     "nontarget_grad_norm", s->nontarget_grad_norm / n, "logits", lg);
+    json_t *j = lg ? json_pack("{s:I,s:f,s:f,s:f,s:f,s:f,s:o}", "positions", (json_int_t)s->positions,
+                               "p_target", s->p_target / n, "token_accuracy", (double)s->correct / n,
+                               "frac_p_target_gt_99", (double)s->p99 / n, "nontarget_mass", 1.0 - s->p_target / n,
+                               "nontarget_grad_norm", s->nontarget_grad_norm / n, "logits", lg)
+                   : NULL;
+    /* json_pack refuses NaN and infinities (JSON has neither) */
+    if (!j) die("the logit statistics are not finite (the model's logits overflow or are NaN)");
+    return j;
 }
 
 void probe_run(wdl_model *m, const int32_t *ids, const int32_t *targets, int64_t B, int64_t T,

@@ -318,6 +318,8 @@ json_t *rec_next(rec_reader *r) {
     r->line = r->next_line;
     json_error_t err;
     json_t *v = json_loadb(s, n, 0, &err);
+    if (!v && json_error_code(&err) == json_error_null_character)
+        rfail(r, "%s:%lld: a string holds \\u0000 (NUL), which records may not carry", r->name, (long long)r->line);
     if (!v) rfail(r, "%s:%lld: %s", r->name, (long long)r->line, err.text);
     if (!json_is_object(v)) {
         json_decref(v);
@@ -391,11 +393,12 @@ void rec_multi_close(rec_multi *m) {
 
 /* ---------- serializer ---------- */
 /* Strings are written as valid UTF-8 whatever they hold (a string made
- * with json_stringn_nocheck may not be). */
+ * with json_stringn_nocheck may not be), and without NUL (U+FFFD instead),
+ * so that every record written can be read back. */
 static void dump_string(sbuf *b, const char *str, size_t len) {
     static const char hex[] = "0123456789abcdef";
     size_t n;
-    char *s = utf8_valid((char *)str, len, &n);
+    char *s = utf8_text((char *)str, len, &n);
     sb_reserve(b, n + 2);
     sb_addc(b, '"');
     size_t run = 0; /* copy unescaped stretches in one go */
@@ -486,6 +489,7 @@ struct rec_writer {
     FILE *f;
     char *path, *tmp; /* NULL for stdout or a device */
     int dev;          /* an existing device or pipe, written in place */
+    char *dev_path;   /* its path, for messages */
     ZSTD_CStream *zc;
     char *zout;
     size_t zoutcap;
@@ -504,6 +508,7 @@ rec_writer *rec_create(const char *path) {
         w->f = fopen(path, "wb");
         if (!w->f) die("%s: cannot open: %s", path, strerror(errno));
         w->dev = 1;
+        w->dev_path = xstrdup(path);
     } else {
         w->path = xstrdup(path);
         w->tmp = wdl_tmp_name(path);
@@ -522,7 +527,7 @@ rec_writer *rec_create(const char *path) {
     return w;
 }
 
-static const char *wname(const rec_writer *w) { return w->path ? w->path : "<stdout>"; }
+static const char *wname(const rec_writer *w) { return w->path ? w->path : w->dev_path ? w->dev_path : "<stdout>"; }
 
 static void w_raw(rec_writer *w, const void *p, size_t n) {
     if (n && fwrite(p, 1, n, w->f) != n) die("%s: write error: %s", wname(w), strerror(errno));
@@ -562,7 +567,7 @@ void rec_write_text(rec_writer *w, const char *text, size_t n) {
 void rec_commit(rec_writer *w) {
     if (w->zc) w_zstd(w, NULL, 0, ZSTD_e_end);
     if (fflush(w->f) != 0) die("%s: write error: %s", wname(w), strerror(errno));
-    if (w->dev && fclose(w->f) != 0) die("write error: %s", strerror(errno));
+    if (w->dev && fclose(w->f) != 0) die("%s: write error: %s", wname(w), strerror(errno));
     if (w->path) {
         if (fsync(fileno(w->f)) != 0 && errno != EINVAL)
             die("%s: fsync: %s", w->path, strerror(errno));
@@ -573,6 +578,7 @@ void rec_commit(rec_writer *w) {
     free(w->zout);
     free(w->line.p);
     free(w->path);
+    free(w->dev_path);
     free(w->tmp);
     free(w);
 }

@@ -90,8 +90,11 @@ static void load_eval(rpt_eval *e, const char *path, const char *arm) {
     memset(e, 0, sizeof *e);
     e->arm = xstrdup(arm);
     if (!num(j, "accuracy", &e->acc)) die("%s: no numeric \"accuracy\" (not a wdl-eval summary?)", path);
+    if (e->acc < 0 || e->acc > 1) die("%s: \"accuracy\" %g is not a fraction (not a wdl-eval summary?)", path, e->acc);
     json_t *n = json_object_get(j, "n");
-    e->n = json_is_integer(n) ? (int64_t)json_integer_value(n) : -1;
+    if (n && !(json_is_integer(n) && json_integer_value(n) >= 0))
+        die("%s: \"n\" is not a count (not a wdl-eval summary?)", path);
+    e->n = n ? (int64_t)json_integer_value(n) : -1;
     json_t *tasks = json_object_get(j, "tasks");
     if (tasks && !json_is_object(tasks)) die("%s: \"tasks\" is not an object", path);
     const char *key;
@@ -100,8 +103,11 @@ static void load_eval(rpt_eval *e, const char *path, const char *arm) {
         rpt_task t = {xstrdup(key), 0, -1};
         if (!json_is_object(tv) || !num(tv, "accuracy", &t.acc))
             die("%s: task \"%s\" has no numeric \"accuracy\"", path, key);
+        if (t.acc < 0 || t.acc > 1) die("%s: task \"%s\": \"accuracy\" %g is not a fraction", path, key, t.acc);
         json_t *tn = json_object_get(tv, "n");
-        if (json_is_integer(tn)) t.n = (int64_t)json_integer_value(tn);
+        if (tn && !(json_is_integer(tn) && json_integer_value(tn) >= 0))
+            die("%s: task \"%s\": \"n\" is not a count", path, key);
+        if (tn) t.n = (int64_t)json_integer_value(tn);
         e->task = xrealloc(e->task, (e->ntask + 1) * sizeof(rpt_task));
         e->task[e->ntask++] = t;
     }

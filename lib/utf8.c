@@ -33,13 +33,14 @@ size_t utf8_seq_len(const unsigned char *s, size_t n) {
     return n && complete ? k : 0;
 }
 
-char *utf8_valid(char *s, size_t n, size_t *out_len) {
+static char *valid(char *s, size_t n, size_t *out_len, int nul) {
     const unsigned char *u = (const unsigned char *)s;
     char *o = NULL;
     size_t i = 0, m = 0;
     while (i < n) {
         int complete;
         size_t k = prefix_len(u + i, n - i, &complete);
+        if (nul && !u[i]) complete = 0;
         if (complete) {
             if (o) memcpy(o + m, s + i, k);
         } else {
@@ -54,3 +55,5 @@ char *utf8_valid(char *s, size_t n, size_t *out_len) {
     o[m] = 0;
     return o;
 }
+char *utf8_valid(char *s, size_t n, size_t *out_len) { return valid(s, n, out_len, 0); }
+char *utf8_text(char *s, size_t n, size_t *out_len) { return valid(s, n, out_len, 1); }

@@ -45,6 +45,8 @@ no_output() {
       [[ "$output" == "usage: wdl-$p"* ]]
       [[ "$output" == *"--threads N"* ]]
       [ "$(echo "$output" | wc -l)" -le 40 ] || { echo "wdl-$p: $(echo "$output" | wc -l) lines"; false; }
+      [ "$(echo "$output" | LC_ALL=C.UTF-8 awk '{ if (length($0) > m) m = length($0) } END { print m }')" -le 80 ] ||
+        { echo "wdl-$p: a line over 80 columns"; false; }
     done
   done
 }
@@ -81,6 +83,47 @@ no_output() {
     [ "$status" -eq 2 ] || { echo "$c: $status: $output"; false; }
     [ "${#lines[@]}" -eq 1 ] && [[ "$output" == wdl-* ]]
   done
+}
+
+@test "cli: a malformed or out-of-range value exits 2 with one line" {
+  for c in "wdl-train -m $C/m -o $C/x --schedule foo $C/good.jsonl" "wdl-init --preset nano --template foo -o $C/x" \
+           "wdl-init --preset foo -o $C/x" "wdl-train -m $C/m -o $C/x --probe-every -1 $C/good.jsonl" \
+           "wdl-train -m $C/m -o $C/x --save-every -1 $C/good.jsonl" \
+           "wdl-train -m $C/m -o $C/x --threads 1 --batch 2 --epochs 9000000000000000000 $C/good.jsonl" \
+           "wdl-score -m $C/m --field prompt $C/good.jsonl" "wdl-eval --score-only $C/good.jsonl --preds -"; do
+    run $c
+    [ "$status" -eq 2 ] && [ "${#lines[@]}" -eq 1 ] || { echo "$c: $status: $output"; false; }
+    no_output "$C/x"
+  done
+}
+
+@test "cli: two outputs that name one file are refused before anything is written" {
+  cd "$C"
+  for c in "wdl-data split --head 3 -o same.jsonl --rest ./same.jsonl good.jsonl" \
+           "wdl-select -q --stats same.jsonl -o same.jsonl good.jsonl" \
+           "wdl-score -m m --field h --threads 1 --summary same.jsonl -o $C/same.jsonl good.jsonl" \
+           "wdl-eval -m m --max-new 4 --threads 1 --preds same.jsonl -o same.jsonl good.jsonl" \
+           "wdl-train -m m --steps 1 --threads 1 --log same.jsonl -o same.jsonl good.jsonl"; do
+    run $c
+    [ "$status" -eq 2 ] && [ "${#lines[@]}" -eq 1 ] || { echo "$c: $status: $output"; false; }
+    [[ "$output" == *" name the same file '"* ]]
+    no_output "$C/same.jsonl"
+  done
+}
+
+@test "cli: an output directory holding files the program does not write is not replaced" {
+  mkdir -p "$C/keep" && touch "$C/keep/notes.txt"
+  for c in "wdl-init --preset nano -o $C/keep" "wdl-train -m $C/m --steps 1 --threads 1 -o $C/keep $C/good.jsonl" \
+           "wdl-report -o $C/keep $C/run"; do
+    run $c
+    [ "$status" -eq 2 ] && [ "${#lines[@]}" -eq 1 ] || { echo "$c: $status: $output"; false; }
+    [[ "$output" == *"-o $C/keep: the directory holds 'notes.txt'"* ]]
+    [ -f "$C/keep/notes.txt" ]
+  done
+  # a directory of what the program writes is replaced, as the pipeline's reruns need
+  wdl-init --preset nano --seed 2 -o "$C/keep2" -q
+  wdl-init --preset nano --seed 1 -o "$C/keep2" -q
+  cmp "$C/keep2/model.safetensors" "$C/m/model.safetensors"
 }
 
 @test "cli: a missing input file exits 1 with one line naming it" {

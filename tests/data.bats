@@ -173,9 +173,21 @@ EOF
   echo '[{"instruction":"Q?","input":"","output":"\nA: 2 + 2 = 4. The answer is 4.","answer":"4.0"}]' > "$T/g.json"
   run import_quiet --format gsm8k "$T/g.json"
   [ "$(echo "$output" | jq -c '[.idx,.task,.completion,.answer]')" = '[0,"gsm8k","2 + 2 = 4. The answer is 4.","4"]' ]
+  echo '{"question":"Q?","answer":"He had 3 and 2, so 5."}' > "$T/gb.jsonl"   # a solution without "#### N"
+  run wdl-data import --format gsm8k "$T/gb.jsonl"
+  [ "$status" -eq 1 ] && [ "$output" = "wdl-data: $T/gb.jsonl:1: gsm8k record has an answer that is not a number (and no \"#### N\" after a solution)" ]
   echo '[{"instruction":"Pick. Answer Choices: (A) 1 (B) 2 (C) 3 (D) 4 (E) 5","input":"","output":"x","answer":"B"}]' > "$T/q.json"
   run import_quiet --format aqua "$T/q.json"
   [ "$(echo "$output" | jq -c '[.answer,.choices.B,.choices.E]')" = '["B","2","5"]' ]
+  # an answer no choice carries, or options that are not a list, could never be checked
+  for bad in '{"instruction":"Pick. Answer Choices: (A) 1 (B) 2","answer":"C"}/not the letter of one of its choices' \
+             '{"question":"Pick.","options":"A)1 B)2","correct":"A"}/"options" that are not an array'; do
+    echo "[${bad%/*}]" > "$T/qb.json"
+    run wdl-data import --format aqua "$T/qb.json" -o "$T/qb.jsonl"
+    [ "$status" -eq 1 ] && [ "${#lines[@]}" -eq 1 ] && [[ "$output" == *"qb.json:item 0: aqua record "*"${bad#*/}"* ]] ||
+      { echo "$bad: $status $output"; false; }
+    [ ! -e "$T/qb.jsonl" ]
+  done
   echo '[{"question":"Find x.","answer":"70"},{"question":"Find y.","answer":"336^\\circ"}]' > "$T/a.json"
   run wdl-data import --format aime --task aime25 "$T/a.json"
   [ "$(echo "$output" | jq -c '[.idx,.task,.answer]' | tr -d '\n')" = '[0,"aime25","70"][1,"aime25","336"]' ]
@@ -314,6 +326,7 @@ EOF
   wdl-data import --format svamp "$T/s3.jsonl" 2>&1 >/dev/null | grep -q "Body+Question/Answer layout"
   wdl-data import --format svamp "$T/s4.jsonl" 2>&1 >/dev/null | grep -q "in the Question/Answer layout"
   wdl-data import --format svamp "$T/s5.json" 2>&1 >/dev/null | grep -q "in the sQuestion/lSolutions layout"
+  [ -z "$(wdl-data import -q --format svamp "$T/s1.jsonl" 2>&1 >/dev/null)" ]   # -q: no note
   [ "$(jq -r .type "$T/out")" = null ] && [ "$(wdl-data import --format svamp "$T/s1.jsonl" 2>/dev/null | jq -r .type)" = Addition ]
   # two files of different layouts in one run
   run wdl-data import --format svamp "$T/s1.jsonl" "$T/s5.json" -o "$T/both.jsonl"

@@ -97,11 +97,15 @@ have_gnuplot() { command -v gnuplot >/dev/null 2>&1; }
   wdl-report --out "$D/out/r2" --title "Seeds 1-2" runs/s1 runs/s2 > /dev/null 2>&1
   head -n1 "$D/out/r1/report.md" | grep -qxF '# Seeds 1-2'
   cmp "$D/out/r1/report.md" "$D/out/r2/report.md"
-  # rerunning replaces the directory (no stale file survives)
-  touch "$D/out/r1/stale"
+  # rerunning replaces the directory (no stale output survives; a file of
+  # another kind would stop it: cli.bats)
+  touch "$D/out/r1/stale.png"
   wdl-report --out "$D/out/r1" runs/s1 > /dev/null 2>&1
-  [ ! -e "$D/out/r1/stale" ]
+  [ ! -e "$D/out/r1/stale.png" ]
   [ -z "$(ls -A "$D/out" | grep '^\.')" ]
+  # it says where the report went, except with -q
+  [ "$(wdl-report --no-plots --out "$D/out/r3" runs/s1 2>&1 >/dev/null)" = "wdl-report: report written to $D/out/r3/" ]
+  [ -z "$(wdl-report -q --no-plots --out "$D/out/r3" runs/s1 2>&1 >/dev/null)" ]
 }
 
 @test "report: a glob over runs/ skips the report directory itself" {
@@ -170,6 +174,15 @@ have_gnuplot() { command -v gnuplot >/dev/null 2>&1; }
   echo '{"n": 3}' > runs/s1/eval/broken.json
   run wdl-report runs/s1
   [ "$status" -ne 0 ] && [[ "$output" == *'broken.json: no numeric "accuracy"'* ]]
+  # values no wdl-eval writes
+  for bad in '{"accuracy": 1e308, "n": 3}/is not a fraction' '{"accuracy": 0.5, "n": -3}/"n" is not a count' \
+             '{"accuracy": 0.5, "n": 2, "tasks": {"arith": {"accuracy": 0.5, "n": "x"}}}/"n" is not a count'; do
+    echo "${bad%/*}" > runs/s1/eval/broken.json
+    run wdl-report runs/s1
+    [ "$status" -eq 1 ] && [ "${#lines[@]}" -eq 1 ] && [[ "$output" == *"broken.json: "*"${bad#*/}"* ]] ||
+      { echo "$bad: $status $output"; false; }
+    [ ! -e runs/s1/report ]
+  done
   rm runs/s1/eval/broken.json
   printf '{"step":1,"loss":1.0}\n{"step":2,"loss":\n' >> runs/s1/logs/wmss.jsonl
   run wdl-report runs/s1

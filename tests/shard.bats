@@ -175,6 +175,18 @@ no_output() {
   [ "${#lines[@]}" -eq 1 ]
   [[ "$output" == *"not a wdl-eval summary"* ]]
   no_output "$C/x.json"
+  # counts and durations that no wdl-eval wrote
+  for k in 0 1; do wdl-eval --score-only --shard $k/2 -o g$k.json pd.jsonl; done
+  for edit in '.tasks |= map_values(.n = "x")/"n" is not a count' '.tasks |= map_values(.correct = -1)/"correct" is not a count' \
+              '.tasks |= map_values(.correct = .n + 1)/correct of' '.tokens = 1.5/"tokens" is not a count' \
+              '.seconds = -1/"seconds" is not a duration'; do
+    jq -c "${edit%/*}" g1.json > gb.json
+    run wdl-eval --merge-summaries -o x.json g0.json gb.json
+    [ "$status" -eq 1 ] && [ "${#lines[@]}" -eq 1 ] && [[ "$output" == *"shard 1/2: "*"${edit#*/}"* ]] ||
+      { echo "$edit: $status $output"; false; }
+    no_output "$C/x.json"
+  done
+  wdl-eval --merge-summaries -o x.json g0.json g1.json
 }
 
 @test "shard: a bad record on rank 1 ends the job: one line naming the rank, no output" {

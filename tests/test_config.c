@@ -60,6 +60,7 @@ static void same_config(const wdl_config *a, const wdl_config *b) {
     assert_int_equal(a->max_pos, b->max_pos);
     assert_true(a->eps == b->eps);
     assert_true(a->theta == b->theta);
+    assert_true(a->init_std == b->init_std);
     assert_int_equal(a->tied, b->tied);
     assert_int_equal(a->bos_id, b->bos_id);
     assert_int_equal(a->eos_id, b->eos_id);
@@ -129,6 +130,7 @@ static void test_defaults(void **s) {
     assert_int_equal(c.max_pos, 32768);
     assert_true(c.eps == 1e-6);
     assert_true(c.theta == 10000.0);
+    assert_true(c.init_std == 0.02);
     assert_int_equal(c.tied, 0);
     assert_int_equal(c.bos_id, -1);
     assert_int_equal(c.eos_id, -1);
@@ -179,6 +181,8 @@ static void test_bad_values(void **s) {
         {"{" REQ ", \"rms_norm_eps\": 0}", "rms_norm_eps", "must be a positive number"},
         {"{" REQ ", \"rms_norm_eps\": 2.0}", "rms_norm_eps", "must be below 1"},
         {"{" REQ ", \"rope_theta\": -1}", "rope_theta", "must be a positive number"},
+        {"{" REQ ", \"initializer_range\": 0}", "initializer_range", "must be a positive number"},
+        {"{" REQ ", \"initializer_range\": \"0.02\"}", "initializer_range", "must be a number, not a string"},
         {"{" REQ ", \"head_dim\": 63}", "head_dim", "must be even"},
         {"{" REQ ", \"head_dim\": 0}", "head_dim", "must be positive"},
         {"{\"model_type\": \"qwen3\", \"hidden_size\": 60, \"intermediate_size\": 96, \"num_hidden_layers\": 2,"
@@ -263,7 +267,9 @@ static void test_save_load(void **s) {
     config_parse(QWEN3_06B, "q", &cs[0]);
     config_preset("nano", &cs[1]);
     config_preset("small", &cs[2]);
-    config_parse("{" REQ ", \"rms_norm_eps\": 1.2345678901234567e-5, \"rope_theta\": 12345.678}", "odd", &cs[3]);
+    config_parse("{" REQ ", \"rms_norm_eps\": 1.2345678901234567e-5, \"rope_theta\": 12345.678, "
+                 "\"initializer_range\": 0.0375}", "odd", &cs[3]);
+    assert_true(cs[3].init_std == 0.0375);
     config_parse("{" REQ ", \"wdl_tokenizer\": \"byte\"}", "min", &cs[4]);
     for (int i = 0; i < 5; i++) {
         char name[32];
@@ -285,6 +291,7 @@ static void test_save_load(void **s) {
         if (i == 0) {
             assert_non_null(strstr(text, "\"rms_norm_eps\": 1e-06,"));
             assert_non_null(strstr(text, "\"rope_theta\": 1000000.0,"));
+            assert_non_null(strstr(text, "\"initializer_range\": 0.02,"));
         }
         if (i == 4) assert_non_null(strstr(text, "\"bos_token_id\": null"));
         DIR *dd = opendir(dir);

@@ -95,6 +95,14 @@ setup() {
   [ "$out" = "$want" ]
 }
 
+@test "tok: a NUL byte decodes to U+FFFD, which encode reads back; a NUL in a record is refused" {
+  echo '{"ids":[104,0,105]}' | wdl-tok -t byte decode > "$D/nul.jsonl"
+  [ "$(jq -r .text "$D/nul.jsonl")" = "h"$'\xef\xbf\xbd'"i" ]
+  [ "$(wdl-tok -t byte encode "$D/nul.jsonl" | jq -c .ids)" = "[104,239,191,189,105]" ]
+  run bash -c "echo '{\"text\":\"h\\u0000i\"}' | wdl-tok -t byte encode"
+  [ "$status" -eq 1 ] && [ "$output" = 'wdl-tok: <stdin>:1: a string holds \u0000 (NUL), which records may not carry' ]
+}
+
 @test "tok: malformed or unsupported tokenizer files name the file and the problem" {
   printf '{"model": {"type": "BPE",\n "vocab": {"a": 0,}}}' > "$D/t1.json"
   run bash -c "echo '{\"text\":\"a\"}' | wdl-tok -t '$D/t1.json' encode"

@@ -28,6 +28,17 @@ train_bg() { wdl-train -m "$D/m0" --batch 8 --seq 160 --lr 3e-3 --threads 2 -q "
   [ "$status" -ne 0 ] && [[ "$output" == *nope* ]] && [ ! -e "$D/x" ]
 }
 
+@test "wdl-init draws with the config's initializer_range unless --std is given" {
+  jq '.initializer_range = 0.05' "$D/m0/config.json" > "$D/c05.json"
+  wdl-init --config "$D/c05.json" --seed 1 -o "$D/a" -q
+  wdl-init --preset nano --std 0.05 --seed 1 -o "$D/b" -q
+  cmp "$D/a/model.safetensors" "$D/b/model.safetensors"
+  [ "$(jq .initializer_range "$D/a/config.json")" = 0.05 ]
+  ! cmp -s "$D/a/model.safetensors" "$D/m0/model.safetensors"
+  wdl-init --config "$D/c05.json" --std 0.02 --seed 1 -o "$D/c" -q
+  cmp "$D/c/model.safetensors" "$D/m0/model.safetensors"
+}
+
 @test "same seed and threads give byte-identical checkpoints" {
   train -o "$D/a" --steps 6 --seed 5 "$D/train.jsonl"
   train -o "$D/b" --steps 6 --seed 5 "$D/train.jsonl"
@@ -48,7 +59,7 @@ train_bg() { wdl-train -m "$D/m0" --batch 8 --seq 160 --lr 3e-3 --threads 2 -q "
   [ ! -e "$D/res.ckpt" ]
 }
 
-@test "resume refuses a checkpoint made on other data" {
+@test "resume refuses a checkpoint made on other data, or a damaged one" {
   train_bg -o "$D/r" --steps 9 --seed 2 --save-every 3 "$D/train.jsonl"
   for i in $(seq 1 400); do [ -f "$D/r.ckpt/trainer.json" ] && break; sleep 0.05; done
   kill -9 $pid 2>/dev/null || true; wait $pid 2>/dev/null || true
@@ -56,6 +67,14 @@ train_bg() { wdl-train -m "$D/m0" --batch 8 --seq 160 --lr 3e-3 --threads 2 -q "
   head -n 30 "$D/train.jsonl" > "$D/other.jsonl"
   run train -o "$D/r" --steps 9 --seed 2 --resume "$D/other.jsonl"
   [ "$status" -ne 0 ] && [[ "$output" == *"different training data"* ]]
+  # a step that is not an integer, or none, is damage, not step 0
+  cp "$D/r.ckpt/trainer.json" "$D/tj"
+  for edit in '.step = "x"' 'del(.step)'; do
+    jq "$edit" "$D/tj" > "$D/r.ckpt/trainer.json"
+    run train -o "$D/r" --steps 9 --seed 2 --resume "$D/train.jsonl"
+    [ "$status" -eq 1 ] && [ "${#lines[@]}" -eq 1 ] && [ ! -e "$D/r" ]
+    [[ "$output" == *'trainer.json: "step" is missing or not an integer'* ]]
+  done
 }
 
 @test "training learns: loss falls well below its start" {
@@ -91,6 +110,13 @@ train_bg() { wdl-train -m "$D/m0" --batch 8 --seq 160 --lr 3e-3 --threads 2 -q "
   printf '{"prompt": "a"}\n' > "$D/nocomp.jsonl"
   run train -o "$D/o" --steps 2 "$D/nocomp.jsonl"
   [ "$status" -ne 0 ] && [[ "$output" == *"nocomp.jsonl:1"*completion* ]] && [ ! -e "$D/o" ]
+  # a completion of another type is an error, not a record without one (training or scoring)
+  printf '{"prompt": "a", "completion": "b"}\n{"prompt": "a", "completion": 5}\n' > "$D/numcomp.jsonl"
+  run train -o "$D/o" --steps 2 "$D/numcomp.jsonl"
+  [ "$status" -eq 1 ] && [ "$output" = "wdl-train: $D/numcomp.jsonl:2: record's \"completion\" is not a string" ]
+  run wdl-score -m "$D/m0" --field h -o "$D/o.jsonl" "$D/numcomp.jsonl"
+  [ "$status" -eq 1 ] && [ "$output" = "wdl-score: $D/numcomp.jsonl:2: record's \"completion\" is not a string" ]
+  [ ! -e "$D/o" ] && [ ! -e "$D/o.jsonl" ]
   run train -o "$D/o" --lr nan "$D/train.jsonl"
   [ "$status" -ne 0 ] && [ ! -e "$D/o" ]
   run train -o "$D/o" --lr 1e9 --clip 0 --steps 3 "$D/train.jsonl"
@@ -101,6 +127,18 @@ train_bg() { wdl-train -m "$D/m0" --batch 8 --seq 160 --lr 3e-3 --threads 2 -q "
   mkdir "$D/tm" && cp "$D/m0/config.json" "$D/tm/" && mv "$D/trunc.st" "$D/tm/model.safetensors"
   run wdl-train -m "$D/tm" -o "$D/o" "$D/train.jsonl"
   [ "$status" -ne 0 ] && [[ "$output" == *model.safetensors* ]] && [ ! -e "$D/o" ]
+}
+
+@test "weights or scores that are not finite: one line, exit 1, nothing written" {
+  run wdl-init --preset nano --std 1e99 -o "$D/inf"
+  [ "$status" -eq 1 ] && [ "${#lines[@]}" -eq 1 ] && [[ "$output" == *"weights are not finite"* ]] && [ ! -e "$D/inf" ]
+  run train -o "$D/div" --steps 1 --warmup 0 --lr 1e99 "$D/train.jsonl"
+  [ "$status" -eq 1 ] && [[ "$output" == *"weights are not finite"* ]] && [ ! -e "$D/div" ]
+  # finite weights whose logits overflow: no record leaves without its scores
+  wdl-init --preset nano --std 1e19 --seed 1 -o "$D/wide" -q
+  run wdl-score -m "$D/wide" --field h --threads 1 --summary "$D/sum.json" -o "$D/sc.jsonl" "$D/train.jsonl"
+  [ "$status" -eq 1 ] && [ "${#lines[@]}" -eq 1 ] && [[ "$output" == *"scores are not finite"* ]]
+  [ ! -e "$D/sc.jsonl" ] && [ ! -e "$D/sum.json" ] && [ -z "$(ls -A "$D" | grep '\.tmp\.')" ]
 }
 
 @test "wdl-score adds entropy, NLL and token count, streaming in order" {
