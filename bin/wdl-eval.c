@@ -124,6 +124,12 @@ typedef struct {
     wdl_progress *bar;
 } evaluator;
 
+/* A record that could only count as wrong stops the run, naming it. */
+static void gradable(const shard_window *w, int64_t i) {
+    const char *why = check_gradable(w->rec[i]);
+    if (why) die("%s:%lld: record %s", w->name[i], (long long)w->line[i], why);
+}
+
 /* --score-only: the records carry their prediction. */
 static void work_check(shard_window *w, shard_buf *res, void *ctx) {
     int64_t made = 0;
@@ -132,6 +138,7 @@ static void work_check(shard_window *w, shard_buf *res, void *ctx) {
         json_t *p = json_object_get(w->rec[i], "prediction");
         if (!json_is_string(p))
             die("%s:%lld: record has no \"prediction\" string", w->name[i], (long long)w->line[i]);
+        gradable(w, i);
         check_into(w->rec[i], json_string_value(p), res);
     }
 }
@@ -142,15 +149,17 @@ static void work_generate(shard_window *w, shard_buf *res, void *ctx) {
     evaluator *c = ctx;
     const int64_t n = w->n;
     wdl_model *m = c->m;
-    int64_t maxp = 1;
+    int64_t maxp = 1, longest = 0;
     for (int64_t i = 0; i < n; i++) {
+        gradable(w, i);   /* before any generation */
         example_prompt(&c->prompts[i], w->rec[i], c->tok, c->tpl, w->name[i], w->line[i]);
-        if ((int64_t)c->prompts[i].n > maxp) maxp = (int64_t)c->prompts[i].n;
+        if ((int64_t)c->prompts[i].n > maxp) { maxp = (int64_t)c->prompts[i].n; longest = i; }
     }
     int64_t maxlen = maxp + c->o->max_new + 1;
     if (maxlen > m->cfg.max_pos) maxlen = m->cfg.max_pos;
-    if (maxp >= maxlen) die("a prompt of %lld tokens does not fit the model's context (%lld)", (long long)maxp,
-                            (long long)m->cfg.max_pos);
+    if (maxp >= maxlen)
+        die("%s:%lld: a prompt of %lld tokens does not fit the model's context (%lld)", w->name[longest],
+            (long long)w->line[longest], (long long)maxp, (long long)m->cfg.max_pos);
     gen_state g;
     gen_init(&g, m, c->o->batch < n ? c->o->batch : n, maxlen);
     g.progress = c->bar;

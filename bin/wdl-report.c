@@ -45,7 +45,7 @@ static const char *usage =
 typedef struct {
     const char *out, *title, *weak, *strong, *baseline;
     long long buckets;
-    int plots, json, quiet;
+    int plots, json, quiet, baseline_given;
     const char **runs;
     int nruns;
 } opts;
@@ -74,6 +74,7 @@ static void parse(int argc, char **argv, opts *o) {
     if (cli.output) o->out = cli.output;
     o->plots = !no_plots;
     o->quiet = cli.quiet;
+    o->baseline_given = strcmp(o->baseline, "sft2") != 0;
     o->runs = cli.args;
     o->nruns = cli.nargs;
     if (!o->nruns) cli_usage_error("no run directory given (see --help)");
@@ -716,17 +717,25 @@ int main(int argc, char **argv) {
     char *out_real = realpath(out, NULL);
     c.run = xcalloc((size_t)o.nruns, sizeof(rpt_run));
     c.nrun = 0;
+    char **reals = xcalloc((size_t)o.nruns, sizeof(char *));
     for (int r = 0; r < o.nruns; r++) {
         char *dir = trim_slashes(o.runs[r]), *real = realpath(dir, NULL);
+        /* one run given twice would count as two seeds and narrow the interval */
+        for (int q = 0; q < r && real; q++)
+            if (reals[q] && !strcmp(reals[q], real)) cli_usage_error("%s: the same run given twice", dir);
+        reals[r] = real;
         if (out_real && real && !strcmp(real, out_real))
             rpt_note(&c.notes, "%s: skipped, it is the output directory", dir);
         else
             rpt_load_run(&c.run[c.nrun++], dir, o.weak, o.strong, (int)o.buckets, &c.notes);
         free(dir);
-        free(real);
     }
+    for (int r = 0; r < o.nruns; r++) free(reals[r]);
+    free(reals);
     free(out_real);
     gather(&c);
+    if (o.baseline_given && !seeds_of(&c, o.baseline))
+        cli_usage_error("--baseline %s: no run has that arm (eval/%s.json)", o.baseline, o.baseline);
     vd_compare_all(c.run, c.nrun, o.baseline, &c.cmp, &c.notes);
     if (!c.narm && !c.pts_run && !c.cmp.n) die("nothing to report: no eval/, logs/ or scored records in the given runs");
 

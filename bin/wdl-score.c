@@ -85,7 +85,7 @@ static int by_len(const void *a, const void *b) {
 
 /* What one window adds to the run: counts for the warnings and, with
  * --summary, its logit statistics (windows are folded in input order). */
-typedef struct { int64_t unlabeled, cut; logit_stats st; } window_result;
+typedef struct { int64_t unlabeled, cut, beyond; logit_stats st; } window_result;
 
 typedef struct {
     wdl_model *m;
@@ -138,10 +138,17 @@ static void work(shard_window *w, shard_buf *out, void *ctx) {
         if (!isfinite(sent[i]) || !isfinite(snll[i]))
             die("%s:%lld: the model's scores are not finite (its logits overflow or are NaN)", w->name[k],
                 (long long)w->line[k]);
-        json_object_set_new(rec, c->field, json_real(n ? sent[i] / n : 0.0));
-        json_object_set_new(rec, c->fnll, json_real(n ? snll[i] / n : 0.0));
-        json_object_set_new(rec, c->ftok, json_integer(n));
         free(ord[i]->ids);
+        if (!n) {   /* its completion lies past --seq: unscored, not an entropy of 0 */
+            json_object_del(rec, c->field);
+            json_object_del(rec, c->fnll);
+            json_object_del(rec, c->ftok);
+            r.beyond++;
+            continue;
+        }
+        json_object_set_new(rec, c->field, json_real(sent[i] / n));
+        json_object_set_new(rec, c->fnll, json_real(snll[i] / n));
+        json_object_set_new(rec, c->ftok, json_integer(n));
     }
     free(ord); free(sent); free(snll); free(cnt);
     shard_buf_add(out, &r, sizeof r);
@@ -153,6 +160,7 @@ static void fold(int64_t index, const char *res, size_t n, void *ctx) {
     memcpy(&r, res, sizeof r);
     c->total.unlabeled += r.unlabeled;
     c->total.cut += r.cut;
+    c->total.beyond += r.beyond;
     logit_stats_merge(&c->total.st, &r.st);
     if (c->windows) json_array_append_new(c->windows, logit_stats_raw_json(&r.st));
 }
@@ -268,6 +276,9 @@ int main(int argc, char **argv) {
         if (c.total.cut)
             wdl_warn("%lld records longer than %lld tokens were scored on their first %lld tokens",
                      (long long)c.total.cut, (long long)c.seq, (long long)c.seq);
+        if (c.total.beyond)
+            wdl_warn("%lld records with no completion token in their first %lld passed through unscored",
+                     (long long)c.total.beyond, (long long)c.seq);
         if (!cli.quiet) fprintf(stderr, "%s: scored %lld records\n", wdl_prog, (long long)total);
     }
     dist_finish();

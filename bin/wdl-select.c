@@ -288,7 +288,9 @@ int main(int argc, char **argv) {
 
     double *p = xmalloc(c.n * sizeof(double));
     sel_info in;
-    if (sel_weights(&o.prm, c.n, c.hw, c.hs, c.ok, p, &in) != 0)
+    int rc = sel_weights(&o.prm, c.n, c.hw, c.hs, c.ok, p, &in);
+    if (rc == -2) die("the entropies are too large to sum (their totals overflow): not entropies in nats?");
+    if (rc != 0)
         die("nothing to select: every sampling weight is zero (scheme %s, %zu scored records)",
             sel_scheme_name(o.prm.scheme), in.n_scored);
     if (in.n_clipped) wdl_warn("%zu records had a negative weight (negative entropy?): clipped to 0", in.n_clipped);

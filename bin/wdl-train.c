@@ -248,12 +248,16 @@ int main(int argc, char **argv) {
     if (d.dropped && !o.quiet) wdl_warn("%lld examples had no loss token within --seq and were skipped", (long long)d.dropped);
 
     /* a step takes G micro-batches in data order: rank r runs the r-th
-     * run of `accum` of them, as one process with --accum G would */
+     * run of `accum` of them, as one process with --accum G would. The
+     * order runs on across epochs (a step may hold the end of one and the
+     * start of the next), so E epochs take ceil(E M / G) steps, the last
+     * perhaps short: no step without data. */
     const int64_t B = o.batch, G = ranks * o.accum, micro_per_epoch = (d.n + B - 1) / B;
-    const int64_t steps_per_epoch = (micro_per_epoch + G - 1) / G;
-    if (!o.steps && steps_per_epoch > 0 && o.epochs > INT64_MAX / steps_per_epoch)
-        cli_usage_error("--epochs %lld: %lld steps an epoch make too many steps", o.epochs, (long long)steps_per_epoch);
-    const int64_t total = o.steps ? o.steps : o.epochs * steps_per_epoch;
+    if (!o.steps && micro_per_epoch > 0 && o.epochs > (INT64_MAX - G) / micro_per_epoch)
+        cli_usage_error("--epochs %lld: %lld micro-batches an epoch make too many steps", o.epochs,
+                        (long long)micro_per_epoch);
+    const int64_t micro_total = o.epochs * micro_per_epoch;   /* with --steps: unused */
+    const int64_t total = o.steps ? o.steps : (micro_total + G - 1) / G;
     const int64_t warmup = o.warmup < 1 ? (int64_t)llround(o.warmup * total) : (int64_t)o.warmup;
     const int64_t Tmax = dataset_max_len(&d);
     lr_schedule sched = (lr_schedule)lr_schedule_from_name(o.schedule);
@@ -268,8 +272,8 @@ int main(int argc, char **argv) {
     }
     const int nt = omp_get_max_threads();
     if (!o.quiet)
-        fprintf(stderr, "%s: %lld examples, %lld steps (%lld per epoch) of %lld x %lld sequences%s, warm-up %lld, %s%s, %d thread%s%s\n",
-                wdl_prog, (long long)d.n, (long long)total, (long long)steps_per_epoch, (long long)G,
+        fprintf(stderr, "%s: %lld examples, %lld steps (%.4g per epoch) of %lld x %lld sequences%s, warm-up %lld, %s%s, %d thread%s%s\n",
+                wdl_prog, (long long)d.n, (long long)total, (double)micro_per_epoch / (double)G, (long long)G,
                 (long long)B, ranks > 1 ? " over ranks" : "", (long long)warmup, w ? "WD-JT" : (o.weak_constant ? "constant-weak control" : "SFT"),
                 w && o.freeze_weak ? " (weak frozen)" : "", nt, nt > 1 ? "s" : "",
                 ranks > 1 ? " per rank" : "");
@@ -406,8 +410,10 @@ int main(int argc, char **argv) {
         double now = wdl_now(), tps = nreal / (now - ts);
         last_loss = loss;
         if (!lead) continue;   /* rank 0 logs and writes */
+        /* micro-batches done (the last step's may be fewer than G) */
+        const int64_t done = o.steps || (step + 1) * G < micro_total ? (step + 1) * G : micro_total;
         json_t *r = json_pack("{s:I,s:f,s:f,s:f,s:f,s:I,s:f,s:f}", "step", (json_int_t)(step + 1), "epoch",
-                              (double)((step + 1) * G) / (double)micro_per_epoch, "loss", loss, "lr", lr,
+                              (double)done / (double)micro_per_epoch, "loss", loss, "lr", lr,
                               "grad_norm", gn, "tokens", (json_int_t)nloss, "tokens_per_s", tps, "elapsed_s", now - t0);
         if (w && !o.freeze_weak) json_object_set_new(r, "weak_grad_norm", json_real(wgn));
         if (o.probe_every > 0 && ((step + 1) % o.probe_every == 0 || step + 1 == total))
@@ -418,7 +424,7 @@ int main(int argc, char **argv) {
         snprintf(info, sizeof info, "loss %.4f %.0f tok/s", loss, tps);
         if (step + 1 == total) progress_end(&bar, step + 1, info);
         else progress_update(&bar, step + 1, info);
-        int64_t ep_done = (step + 1) * G / micro_per_epoch;
+        int64_t ep_done = done / micro_per_epoch;
         if (o.save_epochs && ep_done > step * G / micro_per_epoch && ep_done >= 1 && step + 1 < total)
             save_epoch(&o, s, ep_done);
         if (o.save_every > 0 && (step + 1) % o.save_every == 0 && step + 1 < total)

@@ -438,6 +438,22 @@ static int check_aqua(json_t *rec, const char *pred, char **ex) {
     return ok;
 }
 
+const char *check_gradable(const json_t *rec) {
+    const json_t *task = json_object_get(rec, "task");
+    if (task && !json_is_string(task)) return "its \"task\" is not a string";
+    if (task && !strcmp(json_string_value(task), "prog")) {
+        const json_t *tests = json_object_get(rec, "tests"), *t;
+        size_t i;
+        if (!json_is_array(tests) || !json_array_size(tests)) return "has no \"tests\" list to run a program on";
+        json_array_foreach(tests, i, t)
+            if (!json_object_get(t, "in") || !json_object_get(t, "out")) return "has a test without \"in\" and \"out\"";
+        return NULL;
+    }
+    const json_t *a = json_object_get(rec, "answer");
+    if ((json_is_string(a) && json_string_length(a) > 0) || json_is_number(a)) return NULL;
+    return "has no \"answer\" to check against (a non-empty string or a number)";
+}
+
 int check_record(json_t *rec, const char *pred, char **extracted) {
     char *ex = NULL;
     int ok = 0;

@@ -20,6 +20,12 @@ char *check_extract(const char *prediction);
  * "45%", "$12.50", "x = 7", "12 apples", "336^\circ"). 1 if numeric. */
 int check_number(const char *s, double *v);
 
+/* Why rec cannot be checked (NULL when it can): a "task" that is not a
+ * string; for prog, "tests" that are not a non-empty list of {"in",
+ * "out"}; for the others, no "answer" that is a non-empty string or a
+ * number. A record without one would only ever count as wrong. */
+const char *check_gradable(const json_t *rec);
+
 /* 1 if the prediction is correct for rec. *extracted (if not NULL) gets
  * the malloc'd extracted answer or NULL. */
 int check_record(json_t *rec, const char *prediction, char **extracted);

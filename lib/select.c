@@ -65,6 +65,11 @@ int sel_weights(const sel_params *prm, size_t n, const double *hw, const double 
     sel_info *in = info ? info : &local;
     memset(in, 0, sizeof *in);
     sums(n, hw, hs, ok, in);
+    if (!isfinite(in->z[0]) || !isfinite(in->z[1]) || !isfinite(in->z[2]) || !isfinite(in->mean_hs) ||
+        !isfinite(in->mean_dh)) {
+        for (size_t i = 0; i < n; i++) p[i] = 0;
+        return -2;
+    }
     double mass[3] = {0, 0, 0}, total = 0;
     for (size_t i = 0; i < n; i++) {
         p[i] = 0;

@@ -42,8 +42,9 @@ typedef struct {
 } sel_info;
 
 /* Fill p[0..n) with normalised weights (sum 1 over scored examples).
- * Returns 0, or -1 when no example has a positive weight (p all 0 then).
- * info may be NULL. */
+ * Returns 0, -1 when no example has a positive weight, or -2 when the
+ * entropies are too large to sum as doubles (p all 0 then). info may be
+ * NULL. */
 int sel_weights(const sel_params *prm, size_t n, const double *hw, const double *hs,
                 const unsigned char *ok, double *p, sel_info *info);
 

@@ -100,6 +100,33 @@ endif
 SEQ ?= 384
 N_LOGITS ?= 200
 
+# Settings checked before any step runs, when a pipeline target is asked
+# for: RUN names the directory under runs/ that pipeline-clean deletes.
+PIPELINE_GOALS := phase1 phase2 phase3 baseline ablations curve experiment report pipeline-clean
+ifneq ($(filter $(PIPELINE_GOALS) experiment-seed-% runs/%,$(MAKECMDGOALS)),)
+RUN_CHARS := a b c d e f g h i j k l m n o p q r s t u v w x y z A B C D E F G H I J K L M N O P Q R S T U V W X Y Z \
+  0 1 2 3 4 5 6 7 8 9 . _ - /
+strip_chars = $(if $(2),$(call strip_chars,$(subst $(firstword $(2)),,$(1)),$(wordlist 2,$(words $(2)),$(2))),$(1))
+ifneq ($(words $(RUN)),1)
+$(error RUN='$(RUN)': one name is needed (no spaces), e.g. RUN=default)
+endif
+ifneq ($(call strip_chars,$(RUN),$(RUN_CHARS)),)
+$(error RUN=$(RUN): only letters, digits, '.', '_', '-' and '/' (a directory under runs/))
+endif
+ifneq ($(filter /% . .. ./% ../%,$(RUN))$(filter . ..,$(subst /, ,$(RUN))),)
+$(error RUN=$(RUN): must stay under runs/ (no leading '/', no '.' or '..' parts))
+endif
+SETTINGS := THREADS RANKS N_TRAIN N_POOL N_TEST BATCH PRE_EPOCHS SFT_EPOCHS SEQ MAX_NEW N_LOGITS SEED TEST_SEED \
+  SEEDS LR LR_PRE LR_ARM LAMBDA LAMBDAS PRECISION TASK TRAIN MODEL
+ifneq ($(findstring ',$(foreach s,$(SETTINGS),$($(s)))),)
+$(error a setting holds a quote (')); those are not names, numbers or paths)
+endif
+SETTINGS_ERROR := $(shell pipelines/check.sh $(foreach s,$(SETTINGS),'$(s)=$($(s))'))
+ifneq ($(SETTINGS_ERROR),)
+$(error $(SETTINGS_ERROR))
+endif
+endif
+
 R := runs/$(RUN)
 WB := $(B)/bin
 M0 := $(if $(MODEL),$(MODEL),$(R)/m0)
@@ -284,4 +311,4 @@ experiment: $(SEED_RUNS)
 	@echo "report: $(R)/report/report.md (JSON: $(R)/report/report.json)"
 
 pipeline-clean:
-	rm -rf $(R)
+	rm -rf '$(R)'

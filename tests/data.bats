@@ -266,6 +266,18 @@ EOF
   run wdl-eval -m "$T" --score-only "$T/e.jsonl"
   [ "$status" -ne 0 ]
   [[ "$output" == *"exclude each other"* ]]
+  # a record that could only count as wrong is an error, not a wrong answer
+  for bad in '{"task":"arith","prediction":"1"}/has no "answer" to check against' \
+             '{"task":"arith","answer":"","prediction":"1"}/has no "answer" to check against' \
+             '{"task":"arith","answer":[1],"prediction":"1"}/has no "answer" to check against' \
+             '{"task":5,"answer":"1","prediction":"1"}/its "task" is not a string' \
+             '{"task":"prog","prediction":"a+b"}/has no "tests" list' \
+             '{"task":"prog","tests":[{"in":{"a":1}}],"prediction":"a"}/has a test without "in" and "out"'; do
+    printf '{"task":"arith","answer":"1","prediction":"1"}\n%s\n' "${bad%/*}" > "$T/e2.jsonl"
+    run wdl-eval --score-only "$T/e2.jsonl" -o "$T/s2.json"
+    [ "$status" -eq 1 ] && [[ "$output" == "wdl-eval: $T/e2.jsonl:2: record ${bad#*/}"* ]] || { echo "$bad: $output"; false; }
+    [ ! -e "$T/s2.json" ]
+  done
   run wdl-eval
   [ "$status" -eq 2 ]
 }

@@ -103,3 +103,16 @@ JSON
   jq -e '.n == 6' "$D/e.json"
   [ "$(wc -l < "$D/p.jsonl")" -eq 6 ]
 }
+
+@test "bad settings stop make before any step, in one line naming the setting" {
+  for s in "RUN=" "RUN=a b" "RUN=../bin" "RUN=/tmp/x" "RUN=x;y" "LAMBDA=2" "RANKS=0" "RANKS=3" "THREADS=abc" \
+           "TASK=nosuch" "TASK=prog,prog" "PRECISION=fp64" "N_TRAIN=0" "SFT_EPOCHS=0" "LR=abc" "SEEDS=1 1" \
+           "MODEL=/nonexistent" "LAMBDAS=0.3 1.5"; do
+    run make -C "$REPO" --no-print-directory -n phase1 pipeline-clean experiment SCALE=smoke "$s"
+    [ "$status" -eq 2 ] && [ "${#lines[@]}" -eq 1 ] || { echo "$s: $status: $output"; false; }
+    [[ "$output" == "pipelines/wmss.mk:"*": *** "*"${s%%=*}"* ]] || { echo "$s: $output"; false; }
+  done
+  # good ones pass, and the RUN given is the only directory pipeline-clean names
+  run make -C "$REPO" --no-print-directory -n pipeline-clean RUN=bats-ok/s1 TASK=equation,prog LAMBDAS="0.3 1"
+  [ "$status" -eq 0 ] && [ "$output" = "rm -rf 'runs/bats-ok/s1'" ]
+}

@@ -161,6 +161,12 @@ have_gnuplot() { command -v gnuplot >/dev/null 2>&1; }
   [ "$status" -ne 0 ] && [ "$output" = "wdl-report: nowhere: not a run directory" ]
   run wdl-report --bogus runs/s1
   [ "$status" -ne 0 ] && [ "${#lines[@]}" -eq 1 ]
+  # one run twice would be two seeds; a baseline no run has, no verdict
+  run wdl-report -o "$D/twice" runs/s1 ./runs/s1/
+  [ "$status" -eq 2 ] && [ "$output" = "wdl-report: ./runs/s1: the same run given twice" ] && [ ! -e "$D/twice" ]
+  run wdl-report -o "$D/nob" --baseline nosuch runs/s1 runs/s2
+  [ "$status" -eq 2 ] && [ "$output" = "wdl-report: --baseline nosuch: no run has that arm (eval/nosuch.json)" ]
+  [ ! -e "$D/nob" ]
   mkdir -p empty
   run wdl-report empty
   [ "$status" -ne 0 ] && [[ "$output" == "wdl-report: nothing to report"* ]]

@@ -159,6 +159,11 @@ setup() {
   [ "$status" -ne 0 ]
   [[ "$output" == *"every sampling weight is zero"* ]]
   [ ! -e "$D/out.jsonl" ]
+  # values whose sums overflow are not entropies (the stats lost their means)
+  printf '{"idx":0,"h_weak":1e308,"h_strong":1}\n{"idx":1,"h_weak":1e308,"h_strong":1}\n' > "$D/huge.jsonl"
+  run wdl-select --stats "$D/st.json" -o "$D/out.jsonl" "$D/huge.jsonl"
+  [ "$status" -eq 1 ] && [[ "$output" == "wdl-select: the entropies are too large to sum"* ]]
+  [ ! -e "$D/out.jsonl" ] && [ ! -e "$D/st.json" ]
 }
 
 @test "select: a zero-weight record is never drawn" {

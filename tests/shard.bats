@@ -210,12 +210,14 @@ no_output() {
   no_output "$C/badp.json"
 }
 
-@test "shard: the pipeline runs scoring and evaluation as RANKS ranks" {
+@test "shard: the pipeline runs training, scoring and evaluation as RANKS ranks" {
   cd "$BATS_TEST_DIRNAME/.."
+  # BATCH a multiple of RANKS: each rank trains on BATCH/RANKS sequences
   run make -n -s runs/bats-rk/scored_weak.jsonl.zst runs/bats-rk/eval/m1.json runs/bats-rk/saturation/m1.json \
-    SCALE=smoke RUN=bats-rk RANKS=3 THREADS=6 MPIRUN="mpirun --hostfile h"
+    SCALE=smoke RUN=bats-rk RANKS=3 THREADS=6 BATCH=9 MPIRUN="mpirun --hostfile h"
   [ "$status" -eq 0 ]
   [ "$(grep -c -- '-- mpirun --hostfile h -np 3 [^ ]*/wdl-\(score\|eval\) --threads 2 ' <<<"$output")" -eq 3 ]
+  [ "$(grep -c -- '-- mpirun --hostfile h -np 3 [^ ]*/wdl-train --threads 2 [^|]* --batch 3 ' <<<"$output")" -ge 2 ]
   run make -n -s runs/bats-rk/scored_weak.jsonl.zst SCALE=smoke RUN=bats-rk THREADS=6
   [[ "$output" != *mpirun* ]]
   [[ "$output" == *"/wdl-score --threads 6 "* ]]

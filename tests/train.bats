@@ -77,6 +77,17 @@ train_bg() { wdl-train -m "$D/m0" --batch 8 --seq 160 --lr 3e-3 --threads 2 -q "
   done
 }
 
+@test "epochs that do not divide into steps: no step without data, the last epoch not saved twice" {
+  # 20 records at --batch 8 are 3 micro-batches an epoch; --accum 2 takes
+  # 2 a step, so 4 epochs are 12 micro-batches in 6 steps (not 4 x 2 = 8)
+  head -n 20 "$D/train.jsonl" > "$D/t20.jsonl"
+  wdl-train -m "$D/m0" --batch 8 --accum 2 --epochs 4 --seq 160 --threads 2 -q --probe-every 0 --save-epochs \
+    --log "$D/acc.log" -o "$D/acc" "$D/t20.jsonl"
+  [ "$(jq -s 'length' "$D/acc.log")" -eq 6 ]
+  jq -se 'all(.tokens > 0) and .[-1].epoch == 4 and .[2].epoch == 2' "$D/acc.log"
+  [ -d "$D/acc.epoch3" ] && [ ! -e "$D/acc.epoch4" ]
+}
+
 @test "training learns: loss falls well below its start" {
   wdl-data gen --task arith --n 256 --seed 4 --split train > "$D/big.jsonl"
   train -o "$D/l" --steps 60 --batch 16 --seed 1 --log "$D/log.jsonl" "$D/big.jsonl"
@@ -151,6 +162,12 @@ train_bg() { wdl-train -m "$D/m0" --batch 8 --seq 160 --lr 3e-3 --threads 2 -q "
   # batch size does not change the scores
   head -n 5 "$D/train.jsonl" | wdl-score -m "$D/m0" --field h --batch 5 > "$D/s5.jsonl"
   paste <(jq .h "$D/s.jsonl") <(jq .h "$D/s5.jsonl") | awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1e-5) exit 1 }'
+  # a completion wholly past --seq is not scored (no entropy of 0 that
+  # selection would take for the easiest record), and is counted
+  { head -n 1 "$D/train.jsonl"; head -n 1 "$D/train.jsonl" | jq -c '.prompt = (.prompt * 20) | .h = 9'; } > "$D/long.jsonl"
+  run wdl-score -m "$D/m0" --field h --seq 400 -o "$D/sl.jsonl" "$D/long.jsonl"
+  [ "$status" -eq 0 ] && [[ "$output" == *"1 records with no completion token in their first 400 passed through unscored"* ]]
+  jq -se '(.[0].h > 0) and (.[1] | has("h") or has("h_tokens") | not)' "$D/sl.jsonl"
 }
 
 @test "wdl-init reproduces the committed transformers-checked checkpoint byte for byte" {
