@@ -210,8 +210,7 @@ phase1: deps shared-check $(R)/m1/model.safetensors
 # The same pass over D writes the model's saturation summary (phase 3's
 # saturation/m0.json and m1.json, the same bytes as a pass of its own): one
 # run, two outputs, a grouped target.
-# scored on the same first SEQ tokens training sees
-SCORE = $(LAUNCH)$(WB)/wdl-score --threads $(RANK_THREADS) --precision $(PRECISION) --seq $(SEQ)
+SCORE = $(LAUNCH)$(WB)/wdl-score --threads $(RANK_THREADS) --precision $(PRECISION)
 $(R)/scored_weak.jsonl.zst $(R)/saturation/m0.json &: $(M0_FILE) $(R)/data/train.jsonl.zst
 	@mkdir -p $(R)/saturation
 	$(call STEP_TO,$(R)/scored_weak.jsonl.zst $(R)/saturation/m0.json) $(SCORE) -m $(M0) --field h_weak \
