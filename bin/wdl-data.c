@@ -44,10 +44,10 @@ typedef struct {
 /* The command (first argument) and the options of every command. */
 static const char *parse(int argc, char **argv, opts *o) {
     memset(o, 0, sizeof *o);
-    o->n = -1;
+    o->n = CLI_UNSET;
     o->difficulty = 2;
-    o->to = -1;
-    o->head = -1;
+    o->to = CLI_UNSET;
+    o->head = CLI_UNSET;
     const cli_opt table[] = {
         {"task", 0, CLI_STR, &o->task},
         {"split", 0, CLI_STR, &o->split},
@@ -86,7 +86,8 @@ static int cmd_cat(opts *o) {
 
 static int cmd_gen(opts *o) {
     if (!o->task) cli_usage_error("gen: --task is required (arith, equation, prog or mix)");
-    if (o->n < 0) cli_usage_error("gen: --n N (>= 0) is required");
+    if (o->n == CLI_UNSET) cli_usage_error("gen: --n N is required");
+    if (o->n < 0) cli_usage_error("gen: --n must be >= 0, got %lld", o->n);
     if (!o->split) cli_usage_error("gen: --split is required (train, dev or test)");
     if (o->nfiles) cli_usage_error("gen: unexpected argument '%s'", o->files[0]);
     int kind = task_kind(o->task), split = task_split(o->split);
@@ -137,7 +138,9 @@ static void copy_range(opts *o, long long from, long long to, rec_writer *w, rec
 
 static int cmd_take(opts *o) {
     if (o->from < 0) cli_usage_error("take: --from must be >= 0, got %lld", o->from);
-    if (o->to >= 0 && o->to < o->from) cli_usage_error("take: --to (%lld) is before --from (%lld)", o->to, o->from);
+    if (o->to != CLI_UNSET && o->to < 0) cli_usage_error("take: --to must be >= 0, got %lld", o->to);
+    if (o->to != CLI_UNSET && o->to < o->from) cli_usage_error("take: --to (%lld) is before --from (%lld)", o->to, o->from);
+    if (o->to == CLI_UNSET) o->to = -1;   /* copy_range: to the end */
     rec_writer *w = rec_create(o->out);
     copy_range(o, o->from, o->to, w, NULL);
     rec_commit(w);
@@ -145,7 +148,8 @@ static int cmd_take(opts *o) {
 }
 
 static int cmd_split(opts *o) {
-    if (o->head < 0) cli_usage_error("split: --head N (>= 0) is required");
+    if (o->head == CLI_UNSET) cli_usage_error("split: --head N is required");
+    if (o->head < 0) cli_usage_error("split: --head must be >= 0, got %lld", o->head);
     if (!o->out || !o->rest) cli_usage_error("split: give both -o FILE and --rest FILE");
     if (!strcmp(o->out, "-") && !strcmp(o->rest, "-")) cli_usage_error("split: -o and --rest are both stdout");
     cli_distinct_outputs(2, (const char *const[]){"-o", "--rest"}, (const char *const[]){o->out, o->rest});

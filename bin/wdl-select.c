@@ -50,7 +50,7 @@ static void parse(int argc, char **argv, opts *o) {
     o->strong = "h_strong";
     o->prm = (sel_params){SEL_CODE, 0.1, 0.8, 0.1};
     o->dedup = -1;
-    o->n = -1;
+    o->n = CLI_UNSET;   /* the input's size */
     o->buckets = 3;
     const char *scheme = NULL, *order = NULL;
     const cli_opt table[] = {
@@ -82,7 +82,8 @@ static void parse(int argc, char **argv, opts *o) {
         cli_usage_error("--alpha, --beta, --gamma: must be >= 0");
     if (o->prm.alpha + o->prm.beta + o->prm.gamma <= 0)
         cli_usage_error("--alpha, --beta, --gamma: at least one must be positive");
-    if (o->n == 0 || o->n < -1 || o->n > 2000000000LL) cli_usage_error("--n: must be 1..2000000000, got %lld", o->n);
+    if (o->n != CLI_UNSET && (o->n < 1 || o->n > 2000000000LL))
+        cli_usage_error("--n: must be 1..2000000000, got %lld", o->n);
     if (o->buckets < 1 || o->buckets > 1000) cli_usage_error("--buckets: must be 1..1000, got %lld", o->buckets);
     if (o->stats && !strcmp(o->stats, "-")) cli_usage_error("--stats: needs a file name (stdout carries the records)");
     cli_distinct_outputs(2, (const char *const[]){"-o", "--stats"}, (const char *const[]){o->cli.output, o->stats});
@@ -297,7 +298,7 @@ int main(int argc, char **argv) {
     int *bucket = xmalloc(c.n * sizeof(int));
     sel_buckets(c.n, c.hs, c.ok, (int)o.buckets, bucket);
 
-    size_t m = o.n > 0 ? (size_t)o.n : c.n;
+    size_t m = o.n != CLI_UNSET ? (size_t)o.n : c.n;
     size_t *draw = xmalloc(m * sizeof(size_t));
     sel_draw(p, c.n, m, (uint64_t)o.seed, draw);
     int64_t *count = xcalloc(c.n, sizeof(int64_t));

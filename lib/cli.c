@@ -1,5 +1,6 @@
 /* cli.c: see cli.h. */
 #include "cli.h"
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fnmatch.h>
@@ -151,7 +152,8 @@ long long cli_int(const char *flag, const char *s) {
     char *end;
     errno = 0;
     long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end) cli_usage_error("%s: not an integer: '%s'", flag, s);
+    if (errno == ERANGE) cli_usage_error("%s: out of range: '%s'", flag, s);
+    if (errno || end == s || *end || isspace((unsigned char)*s)) cli_usage_error("%s: not an integer: '%s'", flag, s);
     return v;
 }
 double cli_real(const char *flag, const char *s) {

@@ -13,6 +13,7 @@
 #ifndef WDL_CLI_H
 #define WDL_CLI_H
 #include "gemm.h"
+#include <limits.h>
 #include <stdarg.h>
 
 typedef enum {
@@ -68,6 +69,10 @@ void cli_replaceable_dir(const char *flag, const char *path, const char *const *
 /* The entries of a model directory (wdl-init, wdl-train) and of a report
  * directory (wdl-report). */
 extern const char *const cli_model_dir_files[], *const cli_report_dir_files[];
+
+/* An integer option's value until it is given (so that no value a user
+ * can type means "not given"). */
+#define CLI_UNSET LLONG_MIN
 
 /* A command-line value as a decimal integer or a finite number; a bad
  * one is a usage error naming flag. */

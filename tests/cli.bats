@@ -90,11 +90,18 @@ no_output() {
            "wdl-init --preset foo -o $C/x" "wdl-train -m $C/m -o $C/x --probe-every -1 $C/good.jsonl" \
            "wdl-train -m $C/m -o $C/x --save-every -1 $C/good.jsonl" \
            "wdl-train -m $C/m -o $C/x --threads 1 --batch 2 --epochs 9000000000000000000 $C/good.jsonl" \
-           "wdl-score -m $C/m --field prompt $C/good.jsonl" "wdl-eval --score-only $C/good.jsonl --preds -"; do
+           "wdl-score -m $C/m --field prompt $C/good.jsonl" "wdl-eval --score-only $C/good.jsonl --preds -" \
+           "wdl-select --n -1 -o $C/x $C/good.jsonl" "wdl-data take --to -1 -o $C/x $C/good.jsonl" \
+           "wdl-data split --head -1 -o $C/x --rest $C/y $C/good.jsonl" "wdl-data gen --task arith --n -2 --split train -o $C/x" \
+           "wdl-train -m $C/m -o $C/x --seed 18446744073709551615 $C/good.jsonl"; do
     run $c
     [ "$status" -eq 2 ] && [ "${#lines[@]}" -eq 1 ] || { echo "$c: $status: $output"; false; }
     no_output "$C/x"
   done
+  run wdl-data gen --task arith --n " 5" --split train
+  [ "$status" -eq 2 ] && [ "$output" = "wdl-data: --n: not an integer: ' 5'" ]
+  run wdl-init --preset nano --seed 99999999999999999999 -o "$C/x"
+  [ "$status" -eq 2 ] && [ "$output" = "wdl-init: --seed: out of range: '99999999999999999999'" ]
 }
 
 @test "cli: two outputs that name one file are refused before anything is written" {
