@@ -81,9 +81,10 @@ struct gemm_ctx {
     /* gemm_ctx_set_readonly: floats that never change again, held in bf16
      * once so that products read them without converting on every call */
     struct { const float *base; size_t n, cap; uint16_t *bf16; } ro[GEMM_READONLY_RANGES];
-    /* gemm_ctx_add_bf16_view: ranges held only in bf16, sorted by base */
+    /* gemm_ctx_add_bf16_view: ranges held only in bf16, sorted by base (in
+     * an fp32 context: fp32 set, the products widen them) */
     /* gemm_ctx_mirror: copies of floats that are also stored (mirror set) */
-    struct gemm_view { const float *base; size_t n; const uint16_t *bf16; int mirror; } *views;
+    struct gemm_view { const float *base; size_t n; const uint16_t *bf16; int mirror, fp32; } *views;
     size_t nviews, capviews;
     /* gemm_ctx_keep_packed: the range, and its matrices packed so far */
     struct {
@@ -460,24 +461,25 @@ void gemm_ctx_set_readonly(gemm_ctx *g, int which, const float *base, size_t n) 
     g->ro[which].n = n;
 }
 
-static void view_insert(gemm_ctx *g, const float *base, size_t n, const uint16_t *bf16, int mirror) {
+static void view_insert(gemm_ctx *g, const float *base, size_t n, const uint16_t *bf16, int mirror, int fp32) {
     if (g->nviews == g->capviews) {
         g->capviews = g->capviews ? 2 * g->capviews : 64;
         g->views = xrealloc(g->views, sizeof *g->views * g->capviews);
     }
     size_t i = g->nviews++;
     for (; i > 0 && g->views[i - 1].base > base; i--) g->views[i] = g->views[i - 1];
-    g->views[i] = (struct gemm_view){base, n, bf16, mirror};
+    g->views[i] = (struct gemm_view){base, n, bf16, mirror, fp32};
 }
 void gemm_ctx_add_bf16_view(gemm_ctx *g, const float *base, size_t n, const uint16_t *bf16) {
-    if (g->prec != GEMM_BF16) die("internal: a bf16 view needs bf16 products");
-    view_insert(g, base, n, bf16, 0);
+    if (g->prec != GEMM_BF16 && !gemm_ctx_fp32_views(g)) die("internal: a bf16 view needs bf16 products or sgemm_own");
+    view_insert(g, base, n, bf16, 0, g->prec != GEMM_BF16);
 }
+int gemm_ctx_fp32_views(const gemm_ctx *g) { return g->prec == GEMM_FP32_AUTO && g->own_sgemm; }
 /* An fp32 context's table holds shadows only: its products read the
  * floats, except the few-row kernel's, which reads the bf16 values. */
 void gemm_ctx_add_bf16_shadow(gemm_ctx *g, const float *base, size_t n, const uint16_t *bf16) {
     if (!gemm_is_fp32(g->prec)) die("internal: a bf16 shadow is for fp32 products");
-    view_insert(g, base, n, bf16, 0);
+    view_insert(g, base, n, bf16, 0, 0);
 }
 
 static void drop_views(gemm_ctx *g, const float *base, size_t n, int mirrors_only) {
@@ -495,7 +497,7 @@ void gemm_ctx_mirror(gemm_ctx *g, const float *src, size_t n, uint16_t *dst) {
     if (!g || g->prec != GEMM_BF16 || !n) return;
     drop_views(g, src, n, 1);
     to_bf16(g, dst, src, 1, (int64_t)n, (int64_t)n);   /* one run, in parallel pieces */
-    view_insert(g, src, n, dst, 1);
+    view_insert(g, src, n, dst, 1, 0);
 }
 
 /* The view holding X (by binary search), else NULL. */
@@ -509,6 +511,17 @@ static const struct gemm_view *view_of(const gemm_ctx *g, const float *X) {
     if (!lo) return NULL;
     const struct gemm_view *v = &g->views[lo - 1];
     return X < v->base + v->n ? v : NULL;
+}
+
+/* The bf16 values of a stored rows x cols operand (leading dimension ld)
+ * when it lies in an fp32 context's view (its floats not stored), else
+ * NULL. */
+static const uint16_t *fp32_view_of(const gemm_ctx *g, const float *X, int64_t rows, int64_t cols, int64_t ld) {
+    const struct gemm_view *v = g->nviews && rows > 0 && cols > 0 ? view_of(g, X) : NULL;
+    if (!v || !v->fp32) return NULL;
+    size_t off = (size_t)(X - v->base), extent = (size_t)((rows - 1) * ld + cols);
+    if (off + extent > v->n) die("internal: a product reads past a bf16-only tensor");
+    return v->bf16 + off;
 }
 
 /* The bf16 copy of a stored rows x cols operand (leading dimension ld) when
@@ -864,7 +877,10 @@ static int few_rows_try(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64
     if (ta || !tb || M <= 0 || alpha == 0.0f || M > rows || M * kp > (avx512 ? FEW_A_MAX : FEW_A_MAX_AVX2) ||
         N * K < GEMM_FEW_ROWS_MIN_NK || g->few_mode == 0 || (g->prec != GEMM_BF16 && !gemm_is_fp32(g->prec)) || !hw)
         return 0;
-    const uint16_t *b16 = readonly_bf16(g, B, N, K, ldb);   /* in fp32 contexts only shadows are there */
+    /* in fp32 contexts, shadows (a weight of an fp32 view goes to sgemm_own,
+     * as its floats would) */
+    if (fp32_view_of(g, B, N, K, ldb)) return 0;
+    const uint16_t *b16 = readonly_bf16(g, B, N, K, ldb);
     if (!b16) return 0;
     gemm_slot *s = my_slot(g);
     float *ap = slot_buf(s, 3, sizeof(float) * (size_t)(M * kp));
@@ -973,7 +989,9 @@ static const float *packed_of(gemm_ctx *g, const float *B, int64_t N, int64_t K,
             g->packed.e = xrealloc(g->packed.e, sizeof *g->packed.e * g->packed.cap);
         }
         bp = xaligned(sizeof(float) * need);
-        sgemm_pack_bt(B, ldb, N, K, bp);
+        const uint16_t *b16 = fp32_view_of(g, B, N, K, ldb);
+        if (b16) sgemm_pack_bt16(b16, ldb, N, K, bp);
+        else sgemm_pack_bt(B, ldb, N, K, bp);
         g->packed.e[g->packed.ne++] = (struct gemm_packed){B, N, K, ldb, bp};
         g->packed.floats += need;
     }
@@ -1015,8 +1033,48 @@ static int fp32_on_dnnl(const gemm_ctx *g, int tb, int64_t M, int64_t N, int64_t
     return tb || (N <= GEMM_FP32_DNNL_MAX_N && M * N <= GEMM_FP32_DNNL_MAX_MN);
 }
 
+/* A product of an fp32 context that reads a view (a checkpoint's BF16
+ * weights, not widened into floats at loading: gemm_ctx_fp32_views): a
+ * weight as a layer or the head reads it (B, transposed) goes to sgemm_own,
+ * which widens it as it packs (exact: the bytes of the widened floats on
+ * sgemm_own); any other operand of a view is widened into a dense copy
+ * first. Returns whether the product read a view (and ran). */
+static int run_fp32_views(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                          int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    const int64_t ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+    const uint16_t *a16 = fp32_view_of(g, A, ar, ac, lda), *b16 = fp32_view_of(g, B, br, bc, ldb);
+    if (!a16 && !b16) return 0;
+    /* a few rows against a large weight would leave sgemm_own (for oneDNN):
+     * a dense copy keeps them on the route the floats would take */
+    const int few = M <= GEMM_FEW_ROWS && N * K >= GEMM_FEW_ROWS_MIN_NK;
+    if (!a16 && tb && !few) {
+        const float *bp = packed_of(g, B, N, K, ldb);
+        if (bp) sgemm_own_packed(ta, M, N, K, alpha, A, lda, bp, beta, C, ldc, own_scratch, g);
+        else sgemm_own_b16(ta, M, N, K, alpha, A, lda, b16, ldb, beta, C, ldc, own_scratch, g);
+        return 1;
+    }
+    gemm_slot *s = my_slot(g);
+    if (a16) {
+        float *a = slot_buf(s, 0, sizeof(float) * (size_t)(ar * ac));
+        widen_bf16(a, a16, ar, ac, lda);
+        A = a;
+        lda = ac;
+    }
+    if (b16) {
+        float *b = slot_buf(s, 1, sizeof(float) * (size_t)(br * bc));
+        widen_bf16(b, b16, br, bc, ldb);
+        B = b;
+        ldb = bc;
+    }
+    gemm_run(g, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return 1;
+}
+
 void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    if (g->nviews && g->prec == GEMM_FP32_AUTO &&
+        run_fp32_views(g, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+        return;
     /* the precision this product runs in: fp32 products of a few rows
      * against a large operand, and GEMM_FP32_AUTO's large ones, go to
      * oneDNN (see gemm.h) */
@@ -1173,7 +1231,12 @@ static int goes_own(const gemm_ctx *g, const gemm_prod *p) {
 
 void gemm_run_n(gemm_ctx *g, int n, const gemm_prod *p) {
     int own = n <= GEMM_N_MAX;
-    for (int i = 0; i < n && own; i++) own = goes_own(g, &p[i]);
+    /* an fp32 view's weight as B^T is read in bf16 (run_fp32_views); one
+     * elsewhere sends the set product by product */
+    for (int i = 0; i < n && own; i++)
+        own = goes_own(g, &p[i]) && !fp32_view_of(g, p[i].A, p[i].ta ? p[i].K : p[i].M, p[i].ta ? p[i].M : p[i].K,
+                                                  p[i].lda) &&
+              (p[i].tb || !fp32_view_of(g, p[i].B, p[i].K, p[i].N, p[i].ldb));
     if (!own) {
         for (int i = 0; i < n; i++)
             gemm_run(g, p[i].ta, p[i].tb, p[i].M, p[i].N, p[i].K, p[i].alpha, p[i].A, p[i].lda, p[i].B, p[i].ldb,
@@ -1185,6 +1248,7 @@ void gemm_run_n(gemm_ctx *g, int n, const gemm_prod *p) {
     for (int i = 0; i < n; i++) {
         q[i] = p[i];
         q[i].packed = p[i].tb ? packed_of(g, p[i].B, p[i].N, p[i].K, p[i].ldb) : NULL;
+        q[i].B16 = p[i].tb && !q[i].packed ? fp32_view_of(g, p[i].B, p[i].N, p[i].K, p[i].ldb) : NULL;
     }
     sgemm_own_multi(n, q, own_scratch, g);
 }

@@ -113,6 +113,9 @@ typedef struct {
     float beta;
     float *C;
     int64_t ldc;
+    /* B^T's values in bf16, B itself not stored (gemm.c sets it for a
+     * bf16-only weight of an fp32 context; callers leave it NULL) */
+    const uint16_t *B16;
 } gemm_prod;
 /* n products (at most GEMM_N_MAX) as if by gemm_run on each in turn, the
  * same bytes; where every one would run on sgemm_own (GEMM_FP32_AUTO on a
@@ -164,9 +167,14 @@ void gemm_ctx_set_readonly(gemm_ctx *g, int which, const float *base, size_t n);
  * their values (a BF16 checkpoint's tensor, read in place), and products
  * whose operand lies inside read it (the emulated path widens it). The
  * caller keeps bf16 valid until gemm_ctx_drop_bf16_views. Views come
- * before the read-only ranges when both cover an operand. Not with fp32:
- * the fp32 path would read the floats at base. */
+ * before the read-only ranges when both cover an operand. In fp32 only
+ * where gemm_ctx_fp32_views says so. */
 void gemm_ctx_add_bf16_view(gemm_ctx *g, const float *base, size_t n, const uint16_t *bf16);
+/* Whether g takes views though its products are fp32 (GEMM_FP32_AUTO on
+ * sgemm_own): its products read a view's bf16 values widened to fp32,
+ * exactly, so a BF16 checkpoint need not be widened into floats at
+ * loading; the bytes are those of the widened floats. */
+int gemm_ctx_fp32_views(const gemm_ctx *g);
 /* With GEMM_FP32: the n floats at base hold exactly the values bf16[0..n)
  * (a model read from a BF16 checkpoint for decoding) and neither changes
  * until the range is dropped (gemm_ctx_drop_bf16_views). Products of the

@@ -546,6 +546,11 @@ static wdl_model *keep_packed(wdl_model *m) {
 
 static wdl_model *load_forward(const char *dir, int copy) {
     gemm_ctx *g = gemm_default();
+    /* fp32 on sgemm_own: a BF16 checkpoint's matrices are read where they
+     * lie and widened as the products pack them, not widened at loading
+     * into 4 bytes each (2.3 GB of fresh pages for Qwen3-0.6B: their
+     * zeroing alone took 0.3 to 3 s of wdl-score's load on Zen 3) */
+    if (gemm_ctx_fp32_views(g)) return keep_packed(load_as(dir, LOAD_BF16_ONLY, copy));
     if (gemm_ctx_precision(g) != GEMM_BF16) return keep_packed(model_load(dir));
     wdl_model *m = load_as(dir, LOAD_BF16_ONLY, copy);
     if (!m->view_st && !m->w16) gemm_ctx_set_readonly(g, 0, m->params, m->nparams);

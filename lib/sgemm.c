@@ -5,6 +5,7 @@
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
+#include <string.h>
 
 float *sgemm_bufs_get(void *arg, int which, size_t floats) {
     sgemm_bufs *b = arg;
@@ -42,6 +43,14 @@ void sgemm_own_packed(int ta, int64_t M, int64_t N, int64_t K, float alpha, cons
 }
 void sgemm_own_multi(int n, const gemm_prod *p, sgemm_scratch_fn scratch, void *arg) {
     die("internal: sgemm_own_multi needs x86-64 (AVX2 and FMA)");
+}
+void sgemm_pack_bt16(const uint16_t *B, int64_t ldb, int64_t N, int64_t K, float *dst) {
+    die("internal: sgemm_pack_bt16 needs x86-64 (AVX2 and FMA)");
+}
+void sgemm_own_b16(int ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                   const uint16_t *B16, int64_t ldb, float beta, float *C, int64_t ldc, sgemm_scratch_fn scratch,
+                   void *arg) {
+    die("internal: sgemm_own_b16 needs x86-64 (AVX2 and FMA)");
 }
 #else
 #include "transpose8.h"
@@ -175,11 +184,50 @@ __attribute__((target("avx2,fma"))) static void pack_b_cols(const float *B, int6
     }
 }
 
+/* bf16 to fp32, exactly: a bf16 is the top half of an fp32 */
+static inline float bf16f(uint16_t h) {
+    const uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+/* As pack_b_cols from B's values in bf16: the same floats in the same
+ * places (widening is exact), from half the bytes */
+__attribute__((target("avx2,fma"))) static void pack_b_cols16(const uint16_t *B, int64_t ldb, int64_t k0, int64_t kc,
+                                                              int64_t j0, int64_t n, float *dst) {
+    int64_t k = 0;
+    if (n == NR)
+        for (; k + 8 <= kc; k += 8)
+            for (int h = 0; h < 2; h++) {
+                __m256 r[8];
+                for (int j = 0; j < 8; j++) {
+                    const __m128i w = _mm_loadu_si128((const __m128i *)(B + (j0 + 8 * h + j) * ldb + k0 + k));
+                    r[j] = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(w), 16));
+                }
+                transpose8(r);
+                for (int i = 0; i < 8; i++) _mm256_store_ps(dst + (k + i) * NR + 8 * h, r[i]);
+            }
+    for (int64_t j = 0; j < NR; j++) {
+        const uint16_t *s = B + (j0 + j) * ldb + k0;
+        for (int64_t kk = k; kk < kc; kk++) dst[kk * NR + j] = j < n ? bf16f(s[kk]) : 0.0f;
+    }
+}
+
 /* op(B) = B^T: columns j0..j0+n (n <= 16) of op(B) whole along K, as one
  * panel per K block (pack_b_cols), at dst */
 __attribute__((target("avx2,fma"))) static void pack_panel_bt(const float *B, int64_t ldb, int64_t K, int64_t j0,
                                                               int64_t n, float *dst) {
     for (int64_t pc = 0; pc < K; pc += KC) pack_b_cols(B, ldb, pc, min64(K - pc, KC), j0, n, dst + pc * NR);
+}
+__attribute__((target("avx2,fma"))) static void pack_panel_bt16(const uint16_t *B, int64_t ldb, int64_t K, int64_t j0,
+                                                                int64_t n, float *dst) {
+    for (int64_t pc = 0; pc < K; pc += KC) pack_b_cols16(B, ldb, pc, min64(K - pc, KC), j0, n, dst + pc * NR);
+}
+/* a panel from B, or from its bf16 values B16 */
+static inline void pack_panel(const float *B, const uint16_t *B16, int64_t ldb, int64_t K, int64_t j0, int64_t n,
+                              float *dst) {
+    if (B16) pack_panel_bt16(B16, ldb, K, j0, n, dst);
+    else pack_panel_bt(B, ldb, K, j0, n, dst);
 }
 
 /* op(A) = A^T, A stored [K, M]: rows i0..i0+m of op(A), columns k0..k0+kc,
@@ -238,8 +286,8 @@ __attribute__((target("avx2,fma"))) static inline void tile_at(int ta, const flo
  * so no barrier waits for a shared packing of B, which at a few rows costs
  * as much as the product. The sums are sgemm_own's, in its order. */
 static void few_rows(int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                     const float *B, int64_t ldb, const float *packed, float beta, float *C, int64_t ldc,
-                     sgemm_scratch_fn scratch, void *arg, int nt) {
+                     const float *B, const uint16_t *B16, int64_t ldb, const float *packed, float beta, float *C,
+                     int64_t ldc, sgemm_scratch_fn scratch, void *arg, int nt) {
     const int64_t np = (N + NR - 1) / NR, mp = (M + MR - 1) / MR;
 #pragma omp parallel num_threads(nt)
     {
@@ -250,7 +298,7 @@ static void few_rows(int tb, int64_t M, int64_t N, int64_t K, float alpha, const
             if (packed)
                 bp = (float *)packed + p * K * NR;
             else if (tb)
-                pack_panel_bt(B, ldb, K, j0, nr, bp);
+                pack_panel(B, B16, ldb, K, j0, nr, bp);
             else
                 pack_b_rows(B, ldb, K, 0, K, j0, nr, bp);
             for (int64_t pc = 0; pc < K; pc += KC)
@@ -266,6 +314,10 @@ size_t sgemm_packed_floats(int64_t N, int64_t K) { return (size_t)((N + NR - 1) 
 void sgemm_pack_bt(const float *B, int64_t ldb, int64_t N, int64_t K, float *dst) {
     for (int64_t p = 0; p < (N + NR - 1) / NR; p++)
         pack_panel_bt(B, ldb, K, p * NR, min64(N - p * NR, NR), dst + p * K * NR);
+}
+void sgemm_pack_bt16(const uint16_t *B, int64_t ldb, int64_t N, int64_t K, float *dst) {
+    for (int64_t p = 0; p < (N + NR - 1) / NR; p++)
+        pack_panel_bt16(B, ldb, K, p * NR, min64(N - p * NR, NR), dst + p * K * NR);
 }
 
 /* Slice q (of `per` rows) of the kc rows of the panel at next, into L2:
@@ -337,7 +389,7 @@ static void own_pack(const gemm_prod *p, int64_t jc, int64_t nc, float *bp) {
     if (p->tb) {
 #pragma omp for schedule(static) nowait
         for (int64_t q = 0; q < np; q++)
-            pack_panel_bt(p->B, p->ldb, K, jc + q * NR, min64(nc - q * NR, NR), bp + q * K * NR);
+            pack_panel(p->B, p->B16, p->ldb, K, jc + q * NR, min64(nc - q * NR, NR), bp + q * K * NR);
     } else {
 #pragma omp for schedule(static) nowait
         for (int64_t k0 = 0; k0 < K; k0 += 64) pack_b_rows(p->B, p->ldb, K, k0, min64(K, k0 + 64), jc, nc, bp);
@@ -376,6 +428,21 @@ static void own_items(const gemm_prod *p, own_split o, int nt, int64_t jc, int64
     }
 }
 
+/* rows 0..m of B16 (stride ldb), columns pc..pc+kc, widened into dst (stride ld) */
+__attribute__((target("avx2,fma"))) static void widen_rows(float *dst, int64_t ld, const uint16_t *B16, int64_t ldb,
+                                                           int64_t m, int64_t pc, int64_t kc) {
+    for (int64_t i = 0; i < m; i++) {
+        const uint16_t *s = B16 + i * ldb + pc;
+        float *d = dst + i * ld + pc;
+        int64_t k = 0;
+        for (; k + 8 <= kc; k += 8) {
+            const __m128i w = _mm_loadu_si128((const __m128i *)(s + k));
+            _mm256_storeu_ps(d + k, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(w), 16)));
+        }
+        for (; k < kc; k++) d[k] = bf16f(s[k]);
+    }
+}
+
 /* Wide products: op(B) = B^T, few rows, and B past one block of packing (a
  * language model's head over a chunk of positions: 220 x 151,936 x 1024
  * for Qwen3-0.6B in wdl-score). Packing B, a copy of the whole weight
@@ -399,18 +466,24 @@ static void own_wide_run(const gemm_prod *p, sgemm_scratch_fn scratch, void *arg
     float *const ap = scratch(arg, 0, (size_t)(np * NR * K));   /* A's panels, as sgemm_pack_bt's */
 #pragma omp parallel num_threads(nt)
     {
-        float *t = scratch(arg, 1, (size_t)(MC * ldt));   /* this item's C^T, [rows of B, M] */
+        /* this item's C^T, [rows of B, M]; B16: then its rows of B widened */
+        float *t = scratch(arg, 1, (size_t)(MC * ldt + (p->B16 ? MC * K : 0))), *wb = t + MC * ldt;
 #pragma omp for schedule(static)
         for (int64_t q = 0; q < np; q++) pack_panel_bt(p->A, p->lda, K, q * NR, min64(M - q * NR, NR), ap + q * K * NR);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t b = 0; b < nb; b++) {
             const int64_t j0 = b * MC, m = min64(N - j0, MC), mp = (m + MR - 1) / MR;
             if (p->beta != 0.0f) transpose_strided(t, ldt, p->C + j0, p->ldc, M, m);
+            /* B's rows as stored, or widened from bf16 (exact: the same
+             * floats), a K block at a time, just before it is read */
+            const float *rows = p->B16 ? wb : p->B;
+            const int64_t ldr = p->B16 ? K : p->ldb, r0 = p->B16 ? 0 : j0;
             for (int64_t pc = 0; pc < K; pc += KC) {   /* C's K blocks in order */
                 const int64_t kc = min64(K - pc, KC);
+                if (p->B16) widen_rows(wb, K, p->B16 + j0 * p->ldb, p->ldb, m, pc, kc);
                 for (int64_t q = 0; q < np; q++)
                     for (int64_t r = 0; r < mp; r++)   /* B's rows as tile_at reads an A's in place */
-                        tile_at(0, p->B, p->ldb, NULL, j0 + r * MR, (int)min64(m - r * MR, MR), pc, kc,
+                        tile_at(0, rows, ldr, NULL, r0 + r * MR, (int)min64(m - r * MR, MR), pc, kc,
                                 ap + (q * K + pc) * NR, t + r * MR * ldt + q * NR, ldt, p->alpha, p->beta,
                                 (int)min64(M - q * NR, NR));
             }
@@ -423,6 +496,7 @@ static void own_wide_run(const gemm_prod *p, sgemm_scratch_fn scratch, void *arg
  * the same product without packing */
 static void own_run(const gemm_prod *p, sgemm_scratch_fn scratch, void *arg) {
     const int64_t M = p->M, N = p->N, K = p->K;
+    if (p->B16 && !p->tb) die("internal: bf16 values of B are for op(B) = B^T");
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || p->alpha == 0.0f) {   /* C = beta C, as BLAS defines it */
         for (int64_t i = 0; i < M; i++)
@@ -432,8 +506,8 @@ static void own_run(const gemm_prod *p, sgemm_scratch_fn scratch, void *arg) {
     }
     const int nt = own_team(M, N, K);
     if (!p->ta && M <= SGEMM_FEW_ROWS && nt > 1) {
-        few_rows(p->tb, M, N, K, p->alpha, p->A, p->lda, p->B, p->ldb, p->packed, p->beta, p->C, p->ldc, scratch,
-                 arg, nt);
+        few_rows(p->tb, M, N, K, p->alpha, p->A, p->lda, p->B, p->B16, p->ldb, p->packed, p->beta, p->C, p->ldc,
+                 scratch, arg, nt);
         return;
     }
     if (own_wide(p)) {
@@ -537,6 +611,12 @@ void sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, con
 void sgemm_own_packed(int ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                       const float *packed, float beta, float *C, int64_t ldc, sgemm_scratch_fn scratch, void *arg) {
     const gemm_prod p = {ta, 1, M, N, K, alpha, A, lda, NULL, K, packed, beta, C, ldc};
+    own_run(&p, scratch, arg);
+}
+void sgemm_own_b16(int ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                   const uint16_t *B16, int64_t ldb, float beta, float *C, int64_t ldc, sgemm_scratch_fn scratch,
+                   void *arg) {
+    const gemm_prod p = {ta, 1, M, N, K, alpha, A, lda, NULL, ldb, NULL, beta, C, ldc, B16};
     own_run(&p, scratch, arg);
 }
 #endif

@@ -59,6 +59,15 @@ size_t sgemm_packed_floats(int64_t N, int64_t K);
 void sgemm_pack_bt(const float *B, int64_t ldb, int64_t N, int64_t K, float *dst);
 void sgemm_own_packed(int ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                       const float *packed, float beta, float *C, int64_t ldc, sgemm_scratch_fn scratch, void *arg);
+/* The same two from B's values in bf16 (B16, stride ldb; B itself not
+ * stored: a checkpoint's BF16 weights read where they lie): widened to
+ * fp32 as they are packed, which is exact, so the panels and the sums are
+ * those of the widened floats, byte for byte. sgemm_own_b16 is
+ * sgemm_own(ta, 1, ...) on them. */
+void sgemm_pack_bt16(const uint16_t *B, int64_t ldb, int64_t N, int64_t K, float *dst);
+void sgemm_own_b16(int ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                   const uint16_t *B16, int64_t ldb, float beta, float *C, int64_t ldc, sgemm_scratch_fn scratch,
+                   void *arg);
 /* Several products (gemm.h's gemm_prod, at most GEMM_N_MAX; `packed` as
  * sgemm_own_packed's, or NULL) in one parallel region: their B's packed,
  * one barrier, then all their items, each product's shared out as

@@ -903,6 +903,83 @@ static void test_decode_fp32_shadows(void **st) {
     wdl_rmtree(dir);
 }
 
+/* fp32 scoring (GEMM_FP32_AUTO, where its products run on sgemm_own) of a
+ * checkpoint with BF16 matrices reads them where they lie, widened as the
+ * products pack them: per-position NLL and entropy byte for byte those of
+ * the same values written F32 and loaded as floats, for packed batches of
+ * many rows (sgemm_own, the head's wide order) and of few (a few rows
+ * against a large weight, on the route the floats take), with the
+ * matrices never written into params. The shadow test's model (products of
+ * at least 65,536 weights) with a vocabulary of 4,200: a head of over 2^20
+ * weights, which sgemm_own runs in its wide order (B's rows widened per
+ * block). */
+static void score_twice(wdl_model *a, wdl_model *b, const int64_t *len, int ns) {
+    const int64_t H = a->cfg.hidden, V = a->cfg.vocab;
+    int64_t N = 0;
+    for (int i = 0; i < ns; i++) N += len[i];
+    int32_t *ids = xmalloc(sizeof(int32_t) * (size_t)N), *tg = xmalloc(sizeof(int32_t) * (size_t)N);
+    for (int64_t i = 0; i < N; i++) {
+        ids[i] = (int32_t)((i * 13 + 7) % V);
+        tg[i] = i % 4 ? (int32_t)((i * 7 + 3) % V) : -1;
+    }
+    double *r[2][2];
+    const int64_t chunk = step_chunk_for(V);
+    void *scratch = xmalloc(ce_scratch_layout(1, chunk, H, V, sizeof(float)).total);
+    wdl_model *ms[2] = {a, b};
+    for (int k = 0; k < 2; k++) {
+        r[k][0] = xmalloc(sizeof(double) * (size_t)N);
+        r[k][1] = xmalloc(sizeof(double) * (size_t)N);
+        model_alloc_acts(ms[k], 1, N, ACTS_STREAM, 0);
+        step_score_packed(ms[k], scratch, chunk, ids, tg, len, ns, r[k][0], r[k][1]);
+    }
+    assert_memory_equal(r[0][0], r[1][0], sizeof(double) * (size_t)N);
+    assert_memory_equal(r[0][1], r[1][1], sizeof(double) * (size_t)N);
+    for (int k = 0; k < 2; k++) { free(r[k][0]); free(r[k][1]); }
+    free(scratch); free(ids); free(tg);
+}
+static void test_score_fp32_bf16_in_place(void **st) {
+    wdl_config c;
+    config_preset("nano", &c);
+    c.hidden = 256; c.inter = 512; c.heads = 4; c.kv_heads = 2; c.head_dim = 64; c.layers = 2; c.vocab = 4200;
+    wdl_model *m = model_new(&c);
+    model_init_random(m, 12, 0.05);
+    char dir[] = "/tmp/wdl-inplace-XXXXXX", d16[64], d32[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(d16, sizeof d16, "%s/bf16", dir);
+    snprintf(d32, sizeof d32, "%s/f32", dir);
+    wdl_mkdirs(d16);
+    wdl_mkdirs(d32);
+    model_write_dir(m, d16, 1);
+    model_free(m);
+    m = model_load(d16);   /* the BF16 values as floats, written F32 */
+    model_write_dir(m, d32, 0);
+    model_free(m);
+    gemm_set_precision(GEMM_FP32_AUTO);
+    const int views = gemm_ctx_fp32_views(gemm_default());
+    wdl_model *a = model_load_forward(d16), *b = model_load_forward(d32);
+    assert_null(b->view_st);
+    if (views) {
+        assert_non_null(a->view_st);
+        assert_non_null(a->embed16);
+        for (int k = 0; k < W_KINDS; k++) {   /* matrices never written into params */
+            if (!model_kind_decays(k)) continue;
+            int64_t nk = (int64_t)a->layer_elems[k] * (a->layered[k] ? a->cfg.layers : 1), nz = 0;
+            for (int64_t i = 0; i < nk; i++) nz += a->P[k][i] != 0;
+            assert_int_equal(nz, 0);
+        }
+    } else {
+        print_message("# no fp32 views on this CPU (its fp32 products are not on sgemm_own): both loaded as floats\n");
+        assert_null(a->view_st);
+    }
+    const int64_t many[4] = {70, 3, 1, 41}, few[2] = {5, 4}, one[1] = {9};
+    score_twice(a, b, many, 4);   /* 115 rows */
+    score_twice(a, b, few, 2);    /* 9 rows */
+    score_twice(a, b, one, 1);
+    model_free(a);
+    model_free(b);
+    wdl_rmtree(dir);
+}
+
 static int precision_fp32(void **st) {   /* teardown: later tests run in fp32 even if this one failed */
     gemm_set_precision(GEMM_FP32);
     return 0;
@@ -923,6 +1000,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_bf16_mirrors, precision_fp32),
         cmocka_unit_test_teardown(test_bf16, precision_fp32),
         cmocka_unit_test_teardown(test_forward_bf16_weights, precision_fp32),
+        cmocka_unit_test_teardown(test_score_fp32_bf16_in_place, precision_fp32),
         cmocka_unit_test_teardown(test_bf16_steps_allocate_nothing_after_the_first, precision_fp32),
     };
     return cmocka_run_group_tests_name("model", tests, NULL, NULL);
