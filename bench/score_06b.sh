@@ -108,7 +108,7 @@ jq -rs --argjson mb "$(( $(stat -c %s "$D/m/model.safetensors") * 2 / 1048576 ))
   h("generate"; "bf16") as $hg16 |
   w("generate1"; "gen1_fp32") as $o32 | w("generate1"; "gen1_bf16") as $o16 |
   h("generate1"; "fp32") as $ho32 | h("generate1"; "bf16") as $ho16 |
-  "wdl-score fp32: \($s32.tokens_per_s_with_load) tokens/s, peak RSS \($s32.peak_rss_mb) MB = model fp32 bytes + \(($s32.peak_rss_mb - $mb) / 1024 | r2) GB (target <= +1.5 GB: \(ok(1536 - ($s32.peak_rss_mb - $mb); 0)))",
+  "wdl-score fp32: \($s32.tokens_per_s_with_load) tokens/s, peak RSS \($s32.peak_rss_mb) MB = model fp32 bytes \(if $s32.peak_rss_mb >= $mb then "+ \(($s32.peak_rss_mb - $mb) / 1024 | r2)" else "- \(($mb - $s32.peak_rss_mb) / 1024 | r2)" end) GB (target <= +1.5 GB: \(ok(1536 - ($s32.peak_rss_mb - $mb); 0)))",
   (if $s16 then "wdl-score bf16: \($s16.tokens_per_s_with_load) tokens/s, peak RSS \($s16.peak_rss_mb) MB" else empty end),
   (if $h32 then
     "transformers fp32: \($h32.tokens_per_s_with_load) tokens/s with load (\($h32.tokens_per_s) compute only), peak RSS \($h32.peak_rss_mb) MB",

@@ -163,27 +163,6 @@ __attribute__((target("avx2,fma"))) static void pack_b_rows(const float *B, int6
     }
 }
 
-/* op(B) = B^T, B stored [N, K]: columns j0..j0+n (n <= 16) of op(B), its
- * rows k0..k0+kc, as one panel (16 floats per k, zeros past n); whole
- * panels through 8 x 8 transposes. Packing is a copy, but at a float or
- * two a cycle it cost a third of a product's time. */
-__attribute__((target("avx2,fma"))) static void pack_b_cols(const float *B, int64_t ldb, int64_t k0, int64_t kc,
-                                                            int64_t j0, int64_t n, float *dst) {
-    int64_t k = 0;
-    if (n == NR)
-        for (; k + 8 <= kc; k += 8)
-            for (int h = 0; h < 2; h++) {
-                __m256 r[8];
-                for (int j = 0; j < 8; j++) r[j] = _mm256_loadu_ps(B + (j0 + 8 * h + j) * ldb + k0 + k);
-                transpose8(r);
-                for (int i = 0; i < 8; i++) _mm256_store_ps(dst + (k + i) * NR + 8 * h, r[i]);
-            }
-    for (int64_t j = 0; j < NR; j++) {
-        const float *s = B + (j0 + j) * ldb + k0;
-        for (int64_t kk = k; kk < kc; kk++) dst[kk * NR + j] = j < n ? s[kk] : 0.0f;
-    }
-}
-
 /* bf16 to fp32, exactly: a bf16 is the top half of an fp32 */
 static inline float bf16f(uint16_t h) {
     const uint32_t u = (uint32_t)h << 16;
@@ -191,26 +170,44 @@ static inline float bf16f(uint16_t h) {
     memcpy(&f, &u, sizeof f);
     return f;
 }
-/* As pack_b_cols from B's values in bf16: the same floats in the same
- * places (widening is exact), from half the bytes */
-__attribute__((target("avx2,fma"))) static void pack_b_cols16(const uint16_t *B, int64_t ldb, int64_t k0, int64_t kc,
-                                                              int64_t j0, int64_t n, float *dst) {
+/* 8 floats of B at o: stored (Bf), or widened from bf16 (Bh) */
+__attribute__((target("avx2,fma"), always_inline)) static inline __m256 load8(const float *Bf, const uint16_t *Bh,
+                                                                             int64_t o) {
+    if (!Bh) return _mm256_loadu_ps(Bf + o);
+    const __m128i w = _mm_loadu_si128((const __m128i *)(Bh + o));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(w), 16));
+}
+
+/* op(B) = B^T, B stored [N, K]: columns j0..j0+n (n <= 16) of op(B), its
+ * rows k0..k0+kc, as one panel (16 floats per k, zeros past n); whole
+ * panels through 8 x 8 transposes. Packing is a copy, but at a float or
+ * two a cycle it cost a third of a product's time. B as floats (Bf) or as
+ * its values in bf16 (Bh: the same floats in the same places, widening
+ * being exact, from half the bytes). */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+pack_cols(const float *Bf, const uint16_t *Bh, int64_t ldb, int64_t k0, int64_t kc, int64_t j0, int64_t n,
+          float *dst) {
     int64_t k = 0;
     if (n == NR)
         for (; k + 8 <= kc; k += 8)
             for (int h = 0; h < 2; h++) {
                 __m256 r[8];
-                for (int j = 0; j < 8; j++) {
-                    const __m128i w = _mm_loadu_si128((const __m128i *)(B + (j0 + 8 * h + j) * ldb + k0 + k));
-                    r[j] = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(w), 16));
-                }
+                for (int j = 0; j < 8; j++) r[j] = load8(Bf, Bh, (j0 + 8 * h + j) * ldb + k0 + k);
                 transpose8(r);
                 for (int i = 0; i < 8; i++) _mm256_store_ps(dst + (k + i) * NR + 8 * h, r[i]);
             }
     for (int64_t j = 0; j < NR; j++) {
-        const uint16_t *s = B + (j0 + j) * ldb + k0;
-        for (int64_t kk = k; kk < kc; kk++) dst[kk * NR + j] = j < n ? bf16f(s[kk]) : 0.0f;
+        const int64_t o = (j0 + j) * ldb + k0;
+        for (int64_t kk = k; kk < kc; kk++) dst[kk * NR + j] = j >= n ? 0.0f : Bh ? bf16f(Bh[o + kk]) : Bf[o + kk];
     }
+}
+__attribute__((target("avx2,fma"))) static void pack_b_cols(const float *B, int64_t ldb, int64_t k0, int64_t kc,
+                                                            int64_t j0, int64_t n, float *dst) {
+    pack_cols(B, NULL, ldb, k0, kc, j0, n, dst);
+}
+__attribute__((target("avx2,fma"))) static void pack_b_cols16(const uint16_t *B, int64_t ldb, int64_t k0, int64_t kc,
+                                                              int64_t j0, int64_t n, float *dst) {
+    pack_cols(NULL, B, ldb, k0, kc, j0, n, dst);
 }
 
 /* op(B) = B^T: columns j0..j0+n (n <= 16) of op(B) whole along K, as one

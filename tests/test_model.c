@@ -835,22 +835,35 @@ static float *decode_run(wdl_model *m, int64_t nb) {
     gen_free(&g);
     return out;
 }
-static void test_decode_fp32_shadows(void **st) {
+/* A model wide enough for the few-row kernel (hidden 256, ffn 512; vocab
+ * the nano preset's unless given) drawn with seed, written into dir (a
+ * mkdtemp template) as d16 = BF16 and d32 = F32: its floats, or (rounded)
+ * the BF16 values as floats. */
+static wdl_config write_wide_model(uint64_t seed, int64_t vocab, int rounded, char *dir, char *d16, char *d32) {
     wdl_config c;
     config_preset("nano", &c);
     c.hidden = 256; c.inter = 512; c.heads = 4; c.kv_heads = 2; c.head_dim = 64; c.layers = 2;
-    assert_true(c.vocab * c.hidden >= GEMM_FEW_ROWS_MIN_NK);
+    if (vocab) c.vocab = vocab;
     wdl_model *m = model_new(&c);
-    model_init_random(m, 11, 0.05);
-    char dir[] = "/tmp/wdl-shadow-XXXXXX", d16[64], d32[64];
+    model_init_random(m, seed, 0.05);
     assert_non_null(mkdtemp(dir));
-    snprintf(d16, sizeof d16, "%s/bf16", dir);
-    snprintf(d32, sizeof d32, "%s/f32", dir);
+    snprintf(d16, 64, "%s/bf16", dir);
+    snprintf(d32, 64, "%s/f32", dir);
     wdl_mkdirs(d16);
     wdl_mkdirs(d32);
     model_write_dir(m, d16, 1);
+    if (rounded) {
+        model_free(m);
+        m = model_load(d16);
+    }
     model_write_dir(m, d32, 0);
     model_free(m);
+    return c;
+}
+static void test_decode_fp32_shadows(void **st) {
+    char dir[] = "/tmp/wdl-shadow-XXXXXX", d16[64], d32[64];
+    const wdl_config c = write_wide_model(11, 0, 0, dir, d16, d32);
+    assert_true(c.vocab * c.hidden >= GEMM_FEW_ROWS_MIN_NK);
     gemm_set_precision(GEMM_FP32);
     wdl_model *ref = model_load(d16), *dec = model_load_decode(d16, 0), *cp = model_load_decode(d16, 1);
     assert_null(ref->view_st);
@@ -938,22 +951,8 @@ static void score_twice(wdl_model *a, wdl_model *b, const int64_t *len, int ns) 
     free(scratch); free(ids); free(tg);
 }
 static void test_score_fp32_bf16_in_place(void **st) {
-    wdl_config c;
-    config_preset("nano", &c);
-    c.hidden = 256; c.inter = 512; c.heads = 4; c.kv_heads = 2; c.head_dim = 64; c.layers = 2; c.vocab = 4200;
-    wdl_model *m = model_new(&c);
-    model_init_random(m, 12, 0.05);
     char dir[] = "/tmp/wdl-inplace-XXXXXX", d16[64], d32[64];
-    assert_non_null(mkdtemp(dir));
-    snprintf(d16, sizeof d16, "%s/bf16", dir);
-    snprintf(d32, sizeof d32, "%s/f32", dir);
-    wdl_mkdirs(d16);
-    wdl_mkdirs(d32);
-    model_write_dir(m, d16, 1);
-    model_free(m);
-    m = model_load(d16);   /* the BF16 values as floats, written F32 */
-    model_write_dir(m, d32, 0);
-    model_free(m);
+    write_wide_model(12, 4200, 1, dir, d16, d32);   /* F32: the BF16 values as floats */
     gemm_set_precision(GEMM_FP32_AUTO);
     const int views = gemm_ctx_fp32_views(gemm_default());
     wdl_model *a = model_load_forward(d16), *b = model_load_forward(d32);
