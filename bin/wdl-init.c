@@ -63,11 +63,7 @@ int main(int argc, char **argv) {
     if (!isnan(std) && !(std > 0)) cli_usage_error("--std must be > 0");
     if (tplname && strcmp(tplname, "plain") && strcmp(tplname, "chatml"))
         cli_usage_error("--template: unknown template '%s' (plain, chatml)", tplname);
-    if (preset) {
-        int k = 0;
-        while (wdl_preset_names[k] && strcmp(wdl_preset_names[k], preset)) k++;
-        if (!wdl_preset_names[k]) cli_usage_error("--preset: unknown preset '%s' (see --list)", preset);
-    }
+    if (preset && !config_preset_known(preset)) cli_usage_error("--preset: unknown preset '%s' (see --list)", preset);
     wdl_config c;
     if (preset) config_preset(preset, &c);
     else config_load(config, &c);

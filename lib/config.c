@@ -284,6 +284,12 @@ void config_load(const char *path, wdl_config *c) {
     free(file);
 }
 
+int config_preset_known(const char *name) {
+    for (size_t i = 0; wdl_preset_names[i]; i++)
+        if (!strcmp(wdl_preset_names[i], name)) return 1;
+    return 0;
+}
+
 void config_preset(const char *name, wdl_config *c) {
     char known[256] = "";
     for (size_t i = 0; wdl_preset_names[i]; i++) {

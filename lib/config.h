@@ -35,6 +35,8 @@ int config_parse_err(const char *text, const char *origin, wdl_config *c, char *
 void config_load(const char *path, wdl_config *c);
 /* Preset by name (data/presets, compiled in); dies listing the names. */
 void config_preset(const char *name, wdl_config *c);
+/* Whether a built-in preset has this name. */
+int config_preset_known(const char *name);
 /* Write config.json (HF fields + wdl fields) to an open directory path. */
 void config_save(const char *dir, const wdl_config *c);
 #endif

@@ -211,20 +211,17 @@ __attribute__((target("avx2,fma"))) static void pack_b_cols16(const uint16_t *B,
 }
 
 /* op(B) = B^T: columns j0..j0+n (n <= 16) of op(B) whole along K, as one
- * panel per K block (pack_b_cols), at dst */
-__attribute__((target("avx2,fma"))) static void pack_panel_bt(const float *B, int64_t ldb, int64_t K, int64_t j0,
-                                                              int64_t n, float *dst) {
-    for (int64_t pc = 0; pc < K; pc += KC) pack_b_cols(B, ldb, pc, min64(K - pc, KC), j0, n, dst + pc * NR);
+ * panel per K block (pack_b_cols), at dst; from B, or from its bf16
+ * values B16 */
+__attribute__((target("avx2,fma"))) static void pack_panel(const float *B, const uint16_t *B16, int64_t ldb,
+                                                           int64_t K, int64_t j0, int64_t n, float *dst) {
+    for (int64_t pc = 0; pc < K; pc += KC) {
+        if (B16) pack_b_cols16(B16, ldb, pc, min64(K - pc, KC), j0, n, dst + pc * NR);
+        else pack_b_cols(B, ldb, pc, min64(K - pc, KC), j0, n, dst + pc * NR);
+    }
 }
-__attribute__((target("avx2,fma"))) static void pack_panel_bt16(const uint16_t *B, int64_t ldb, int64_t K, int64_t j0,
-                                                                int64_t n, float *dst) {
-    for (int64_t pc = 0; pc < K; pc += KC) pack_b_cols16(B, ldb, pc, min64(K - pc, KC), j0, n, dst + pc * NR);
-}
-/* a panel from B, or from its bf16 values B16 */
-static inline void pack_panel(const float *B, const uint16_t *B16, int64_t ldb, int64_t K, int64_t j0, int64_t n,
-                              float *dst) {
-    if (B16) pack_panel_bt16(B16, ldb, K, j0, n, dst);
-    else pack_panel_bt(B, ldb, K, j0, n, dst);
+static inline void pack_panel_bt(const float *B, int64_t ldb, int64_t K, int64_t j0, int64_t n, float *dst) {
+    pack_panel(B, NULL, ldb, K, j0, n, dst);
 }
 
 /* op(A) = A^T, A stored [K, M]: rows i0..i0+m of op(A), columns k0..k0+kc,
@@ -308,13 +305,14 @@ static void few_rows(int tb, int64_t M, int64_t N, int64_t K, float alpha, const
 
 size_t sgemm_packed_floats(int64_t N, int64_t K) { return (size_t)((N + NR - 1) / NR * NR * K); }
 
-void sgemm_pack_bt(const float *B, int64_t ldb, int64_t N, int64_t K, float *dst) {
+/* every panel of B^T (or of its bf16 values B16) */
+static void pack_all(const float *B, const uint16_t *B16, int64_t ldb, int64_t N, int64_t K, float *dst) {
     for (int64_t p = 0; p < (N + NR - 1) / NR; p++)
-        pack_panel_bt(B, ldb, K, p * NR, min64(N - p * NR, NR), dst + p * K * NR);
+        pack_panel(B, B16, ldb, K, p * NR, min64(N - p * NR, NR), dst + p * K * NR);
 }
+void sgemm_pack_bt(const float *B, int64_t ldb, int64_t N, int64_t K, float *dst) { pack_all(B, NULL, ldb, N, K, dst); }
 void sgemm_pack_bt16(const uint16_t *B, int64_t ldb, int64_t N, int64_t K, float *dst) {
-    for (int64_t p = 0; p < (N + NR - 1) / NR; p++)
-        pack_panel_bt16(B, ldb, K, p * NR, min64(N - p * NR, NR), dst + p * K * NR);
+    pack_all(NULL, B, ldb, N, K, dst);
 }
 
 /* Slice q (of `per` rows) of the kc rows of the panel at next, into L2:
