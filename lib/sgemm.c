@@ -251,6 +251,35 @@ __attribute__((target("avx2,fma"))) static void pack_a_cols(const float *A, int6
     }
 }
 
+/* Rows i0..i0+m of a matrix stored [rows, K] (Af as floats, or Ah as
+ * bf16, widened), columns k0..k0+kc, as panels of 6 rows laid out as
+ * pack_a_cols lays them (panel q's column k at ap + (q kc + k) 6), rows
+ * past m repeating the last one (a tile at the edge sums them and stores
+ * nothing of them). Read in place, a tile's 6 rows lie ld floats apart:
+ * at a multiple of 4 KB (K = 1024 or 3072) they fall in the same L1 sets
+ * and evict the panel of B. Packed, they are one stream. Through 8 x 8
+ * transposes, 6 rows of the 8 kept. */
+__attribute__((target("avx2,fma"))) static void pack_rows(const float *Af, const uint16_t *Ah, int64_t ld, int64_t i0,
+                                                          int64_t m, int64_t k0, int64_t kc, float *ap) {
+    for (int64_t q = 0; q < (m + MR - 1) / MR; q++) {
+        int64_t o[8];
+        for (int r = 0; r < 8; r++) o[r] = (i0 + min64(q * MR + (r < MR ? r : MR - 1), m - 1)) * ld + k0;
+        float *d = ap + q * kc * MR;
+        int64_t k = 0;
+        for (; k + 8 <= kc; k += 8) {
+            __m256 v[8];
+            for (int r = 0; r < 8; r++) v[r] = load8(Af, Ah, o[r] + k);
+            transpose8(v);
+            for (int i = 0; i < 8; i++) {   /* column k + i: its 6 rows */
+                _mm_storeu_ps(d + (k + i) * MR, _mm256_castps256_ps128(v[i]));
+                _mm_storel_pi((__m64 *)(d + (k + i) * MR + 4), _mm256_extractf128_ps(v[i], 1));
+            }
+        }
+        for (; k < kc; k++)
+            for (int r = 0; r < MR; r++) d[k * MR + r] = Ah ? bf16f(Ah[o[r] + k]) : Af[o[r] + k];
+    }
+}
+
 /* One tile of C at c (mr x nr) over the K block pc..pc+kc, from the
  * packed panel b: op(A)'s rows from ap (a packed panel of A^T, ta) or
  * from A's rows i.. as stored. */
@@ -321,6 +350,16 @@ static inline void fetch_slice(const float *next, int64_t q, int64_t per, int64_
     for (int64_t k = q * per; k < min64((q + 1) * per, kc); k++) __builtin_prefetch(next + k * NR, 0, 2);
 }
 
+/* A's rows (stored untransposed) are packed (pack_rows) where they lie 4
+ * KB or more apart, a real-size model's activations (hidden 1024 and up),
+ * and only for items of PACK_ROWS_PANELS panels or more, which repay the
+ * copy. On Zen 3, 2 threads, Qwen3-0.6B's layer products over 1,189 rows
+ * ran 0-7% faster (medians, alternating in one process). The training
+ * presets' products (rows of 128-768 floats) moved within the noise
+ * either way and are left as they were. */
+#define PACK_ROWS_PANELS 16
+static int own_packs_rows(const gemm_prod *p) { return !p->ta && p->lda >= 1024; }
+
 /* One item of own_run's block of columns jc..jc+nc: row block ib (rows of
  * at most mc) by the column panels p0..p1, over every K block in order. */
 __attribute__((target("avx2,fma"))) static void own_item(int ta, int64_t ib, int64_t p0, int64_t p1, int64_t mc,
@@ -329,9 +368,13 @@ __attribute__((target("avx2,fma"))) static void own_item(int ta, int64_t ib, int
                                                          float beta, float *C, int64_t ldc) {
     const int64_t i0 = ib * mc, m = min64(M - i0, mc), mp = (m + MR - 1) / MR;
     const int fetch = K > KC && (p1 - p0) * K * NR > SGEMM_L2_FLOATS;
+    /* A's rows packed too where the caller gave room (own_packs_rows) and
+     * enough panels of B read them to repay the copy */
+    const int packed = ta || (ap && p1 - p0 >= PACK_ROWS_PANELS);
     for (int64_t pc = 0; pc < K; pc += KC) {   /* C's K blocks in order */
         const int64_t kc = min64(K - pc, KC), per = (kc + mp - 1) / mp;
         if (ta) pack_a_cols(A, lda, i0, m, pc, kc, ap);
+        else if (packed) pack_rows(A, NULL, lda, i0, m, pc, kc, ap);
         for (int64_t p = p0; p < p1; p++) {
             /* the next panel's part of this K block (or the first panel's
              * of the next), a slice of it per tile, into L2: past one K
@@ -346,8 +389,8 @@ __attribute__((target("avx2,fma"))) static void own_item(int ta, int64_t ib, int
                                               : NULL;
             for (int64_t q = 0; q < mp; q++) {
                 if (fetch && next) fetch_slice(next, q, per, kc);
-                tile_at(ta, A, lda, ta ? ap + q * MR * kc : NULL, i0 + q * MR, (int)min64(m - q * MR, MR), pc, kc,
-                        bp + (p * K + pc) * NR, C + (i0 + q * MR) * ldc + jc + p * NR, ldc, alpha, beta,
+                tile_at(packed, A, lda, packed ? ap + q * MR * kc : NULL, i0 + q * MR, (int)min64(m - q * MR, MR),
+                        pc, kc, bp + (p * K + pc) * NR, C + (i0 + q * MR) * ldc + jc + p * NR, ldc, alpha, beta,
                         (int)min64(nc - p * NR, NR));
             }
         }
@@ -423,30 +466,15 @@ static void own_items(const gemm_prod *p, own_split o, int nt, int64_t jc, int64
     }
 }
 
-/* rows 0..m of B16 (stride ldb), columns pc..pc+kc, widened into dst (stride ld) */
-__attribute__((target("avx2,fma"))) static void widen_rows(float *dst, int64_t ld, const uint16_t *B16, int64_t ldb,
-                                                           int64_t m, int64_t pc, int64_t kc) {
-    for (int64_t i = 0; i < m; i++) {
-        const uint16_t *s = B16 + i * ldb + pc;
-        float *d = dst + i * ld + pc;
-        int64_t k = 0;
-        for (; k + 8 <= kc; k += 8) {
-            const __m128i w = _mm_loadu_si128((const __m128i *)(s + k));
-            _mm256_storeu_ps(d + k, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(w), 16)));
-        }
-        for (; k < kc; k++) d[k] = bf16f(s[k]);
-    }
-}
-
 /* Wide products: op(B) = B^T, few rows, and B past one block of packing (a
  * language model's head over a chunk of positions: 220 x 151,936 x 1024
  * for Qwen3-0.6B in wdl-score). Packing B, a copy of the whole weight
  * matrix for every chunk, held that product at 128-144 GFLOP/s on Zen 3
- * against 146-154 this way (2 threads). Instead C^T = B op(A)^T: B's rows
- * are read in place (as tile_rows reads A's), A is
+ * against 146-154 this way (2 threads). Instead C^T = B op(A)^T: A is
  * packed once as sgemm_pack_bt packs a B^T (M x K, small), and each item,
- * MC rows of B, sums its block of C^T in a buffer of the thread's, which
- * then goes into C transposed (and, for beta != 0, came from it first).
+ * MC rows of B, packs its rows a K block at a time (pack_rows) and sums
+ * its block of C^T in a buffer of the thread's, which then goes into C
+ * transposed (and, for beta != 0, came from it first).
  * Every element gets the same fmaf chain per K block, the operands of each
  * multiply swapped (fmaf is exact either way), and the same alpha and beta
  * steps: the same bytes as the usual order. */
@@ -461,24 +489,22 @@ static void own_wide_run(const gemm_prod *p, sgemm_scratch_fn scratch, void *arg
     float *const ap = scratch(arg, 0, (size_t)(np * NR * K));   /* A's panels, as sgemm_pack_bt's */
 #pragma omp parallel num_threads(nt)
     {
-        /* this item's C^T, [rows of B, M]; B16: then its rows of B widened */
-        float *t = scratch(arg, 1, (size_t)(MC * ldt + (p->B16 ? MC * K : 0))), *wb = t + MC * ldt;
+        /* this item's C^T, [rows of B, M], then its rows of B packed */
+        float *t = scratch(arg, 1, (size_t)(MC * ldt + MC * min64(K, KC))), *bq = t + MC * ldt;
 #pragma omp for schedule(static)
         for (int64_t q = 0; q < np; q++) pack_panel_bt(p->A, p->lda, K, q * NR, min64(M - q * NR, NR), ap + q * K * NR);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t b = 0; b < nb; b++) {
             const int64_t j0 = b * MC, m = min64(N - j0, MC), mp = (m + MR - 1) / MR;
             if (p->beta != 0.0f) transpose_strided(t, ldt, p->C + j0, p->ldc, M, m);
-            /* B's rows as stored, or widened from bf16 (exact: the same
-             * floats), a K block at a time, just before it is read */
-            const float *rows = p->B16 ? wb : p->B;
-            const int64_t ldr = p->B16 ? K : p->ldb, r0 = p->B16 ? 0 : j0;
             for (int64_t pc = 0; pc < K; pc += KC) {   /* C's K blocks in order */
                 const int64_t kc = min64(K - pc, KC);
-                if (p->B16) widen_rows(wb, K, p->B16 + j0 * p->ldb, p->ldb, m, pc, kc);
+                /* B's rows as panels (widened from bf16: exact, the same
+                 * floats), a K block at a time, just before they are read */
+                pack_rows(p->B, p->B16, p->ldb, j0, m, pc, kc, bq);
                 for (int64_t q = 0; q < np; q++)
-                    for (int64_t r = 0; r < mp; r++)   /* B's rows as tile_at reads an A's in place */
-                        tile_at(0, rows, ldr, NULL, r0 + r * MR, (int)min64(m - r * MR, MR), pc, kc,
+                    for (int64_t r = 0; r < mp; r++)
+                        tile_at(1, NULL, 0, bq + r * MR * kc, 0, (int)min64(m - r * MR, MR), pc, kc,
                                 ap + (q * K + pc) * NR, t + r * MR * ldt + q * NR, ldt, p->alpha, p->beta,
                                 (int)min64(M - q * NR, NR));
             }
@@ -514,7 +540,7 @@ static void own_run(const gemm_prod *p, sgemm_scratch_fn scratch, void *arg) {
     float *const packing = p->packed ? NULL : scratch(arg, 0, (size_t)(K * ((ncmax + NR - 1) / NR * NR)));
 #pragma omp parallel num_threads(nt)
     {
-        float *ap = p->ta ? scratch(arg, 1, (size_t)(kcmax * o.mc)) : NULL;
+        float *ap = p->ta || own_packs_rows(p) ? scratch(arg, 1, (size_t)(kcmax * o.mc)) : NULL;
         for (int64_t jc = 0; jc < N; jc += o.ncol) {
             const int64_t nc = min64(N - jc, o.ncol);
             /* this block's panels: packed now, or where the whole packing has them */
@@ -562,7 +588,7 @@ void sgemm_own_multi(int n, const gemm_prod *ps, sgemm_scratch_fn scratch, void 
     for (int i = 0; i < n; i++) {
         const gemm_prod *p = &ps[i];
         o[i] = own_split_of(nt, p->M, p->K);
-        const size_t a = p->ta ? (size_t)(min64(p->K, KC) * o[i].mc) : 0;
+        const size_t a = p->ta || own_packs_rows(p) ? (size_t)(min64(p->K, KC) * o[i].mc) : 0;
         if (a > apf) apf = a;
         from[i] = p->packed ? -1 : i;
         for (int j = 0; j < i && from[i] == i; j++)

@@ -6,16 +6,17 @@
  * beta == 0 never reading C. The product is cut the usual way (Goto's
  * layout): B packed once per product (in blocks of columns, whole along
  * K) into panels of 16 columns that the whole team shares; A read in place
- * along its rows, or, stored transposed, packed per thread into panels of
- * 6 rows; K in blocks of SGEMM_KC; a 6 x 16 register tile of 12 AVX2
+ * along its rows, or packed per thread into panels of 6 rows (stored
+ * transposed, or with rows 4 KB or more apart that many panels read); K in
+ * blocks of SGEMM_KC; a 6 x 16 register tile of 12 AVX2
  * accumulators, which prefetches its rows of C before its K loop (and,
  * where the panels outgrow L2, a slice of the next panel). A few
  * rows (decoding's) share out the panels instead, each thread packing its
  * own, without a barrier. A wide product (op(B) = B^T past one block of
  * packing, at most 512 rows: a language model's head over a chunk of
- * positions) runs as C^T = B op(A)^T, B's rows read in place and A packed,
- * each block of C^T summed in a thread's buffer and written back
- * transposed.
+ * positions) runs as C^T = B op(A)^T, B's rows packed a K block at a
+ * time and A packed, each block of C^T summed in a thread's buffer and
+ * written back transposed.
  *
  * Every element of C is summed in one order fixed by K alone: over each
  * K block in turn, k ascending, one FMA chain from zero; then C = alpha *

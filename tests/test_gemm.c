@@ -894,12 +894,14 @@ static void test_own_sgemm(void **state) {
      * blocks of columns (N K over 2^20; with op(B) = B^T and 17 to 512
      * rows, the wide order instead: C^T summed from B's rows in place,
      * here with edges of the tile and of its 8 x 8 transposes on both
-     * sides, and K blocks), and a few rows on a team (decoding's: each
-     * thread packs its own panels) */
+     * sides, and K blocks), a few rows on a team (decoding's: each
+     * thread packs its own panels), and rows 4 KB or more apart read by
+     * many panels of B (A's rows packed too, as the layer products of a
+     * real-size model: edges of the tile and of the transposes) */
     static const int64_t shapes[][3] = {{1, 1, 1},       {7, 17, 5},      {6, 16, 256},   {13, 33, 257},
                                         {100, 50, 600},  {97, 130, 8},    {1760, 64, 128}, {64, 128, 1760},
                                         {20, 4000, 300}, {16, 300, 600},  {1, 272, 1100},  {11, 384, 128},
-                                        {37, 2101, 520}, {17, 70001, 16}};
+                                        {37, 2101, 520}, {17, 70001, 16}, {45, 700, 1036}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int t = 0; t < 4; t++)
             for (int v = 0; v < 3; v++) {
