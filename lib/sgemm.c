@@ -255,10 +255,11 @@ __attribute__((target("avx2,fma"))) static void pack_a_cols(const float *A, int6
  * bf16, widened), columns k0..k0+kc, as panels of 6 rows laid out as
  * pack_a_cols lays them (panel q's column k at ap + (q kc + k) 6), rows
  * past m repeating the last one (a tile at the edge sums them and stores
- * nothing of them). Read in place, a tile's 6 rows lie ld floats apart:
- * at a multiple of 4 KB (K = 1024 or 3072) they fall in the same L1 sets
- * and evict the panel of B. Packed, they are one stream. Through 8 x 8
- * transposes, 6 rows of the 8 kept. */
+ * nothing of them). Read in place, a tile's 6 rows lie ld floats apart,
+ * and at a multiple of 4 KB (K = 1024 or 3072) they fall in the same L1
+ * sets, where they would evict the panel of B (the likely reason the tile
+ * ran at 77% of the peak there; packed, they are one stream). Through 8
+ * x 8 transposes, 6 rows of the 8 kept. */
 __attribute__((target("avx2,fma"))) static void pack_rows(const float *Af, const uint16_t *Ah, int64_t ld, int64_t i0,
                                                           int64_t m, int64_t k0, int64_t kc, float *ap) {
     for (int64_t q = 0; q < (m + MR - 1) / MR; q++) {
@@ -281,8 +282,8 @@ __attribute__((target("avx2,fma"))) static void pack_rows(const float *Af, const
 }
 
 /* One tile of C at c (mr x nr) over the K block pc..pc+kc, from the
- * packed panel b: op(A)'s rows from ap (a packed panel of A^T, ta) or
- * from A's rows i.. as stored. */
+ * packed panel b: op(A)'s rows from ap (`ta`: a packed panel, of A^T or
+ * of A's rows) or from A's rows i.. as stored. */
 __attribute__((target("avx2,fma"))) static inline void tile_at(int ta, const float *A, int64_t lda, const float *ap,
                                                                int64_t i, int mr, int64_t pc, int64_t kc,
                                                                const float *b, float *c, int64_t ldc, float alpha,
