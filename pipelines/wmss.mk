@@ -129,6 +129,23 @@ endif
 
 R := runs/$(RUN)
 WB := $(B)/bin
+# A run directory holds one configuration: the settings that change its
+# results are recorded by its first step in $(R)/settings, and a target of
+# it asked for with other values stops here with the difference, before
+# any step (pipeline-clean and report still run). THREADS counts only
+# where the bytes depend on it: fp32 gives the same at any count.
+RESULT_SETTINGS := PRESET MODEL TASK POOL_TASK TRAIN TEST POOL FORMAT N_TRAIN N_POOL N_TEST BATCH PRE_EPOCHS \
+  SFT_EPOCHS SEQ MAX_NEW N_LOGITS SEED TEST_SEED LR LR_PRE LR_ARM LAMBDA PRECISION RANKS \
+  $(if $(filter-out fp32,$(PRECISION)),THREADS)
+ifneq ($(filter phase1 phase2 phase3 baseline ablations curve runs/%,$(MAKECMDGOALS)),)
+RUN_DIFF := $(shell pipelines/same_run.sh $(R) $(foreach s,$(RESULT_SETTINGS),'$(s)=$($(s))'))
+ifneq ($(RUN_DIFF),)
+$(error $(RUN_DIFF))
+endif
+endif
+$(R)/settings:
+	@mkdir -p $(@D)
+	@printf '%s\n' $(foreach s,$(RESULT_SETTINGS),'$(s)=$($(s))') > $@.tmp && mv $@.tmp $@
 M0 := $(if $(MODEL),$(MODEL),$(R)/m0)
 M0_FILE := $(if $(MODEL),$(wildcard $(MODEL)/model.safetensors $(MODEL)/model.safetensors.index.json),$(R)/m0/model.safetensors)
 # a recipe's outputs (one manifest line for each), then its command
@@ -136,7 +153,7 @@ STEP_TO = WDL_VERSION=$(VERSION) pipelines/step.sh "$(1)" $(R)/manifest.jsonl "$
 STEP = $(call STEP_TO,$@)
 TRAIN_CMD = $(LAUNCH)$(WB)/wdl-train --threads $(RANK_THREADS) --precision $(PRECISION) --seed $(SEED) \
   --batch $(RANK_BATCH) --seq $(SEQ)
-TOOLS = | $(BINS)
+TOOLS = | $(BINS) $(R)/settings
 # the checkpoint near the end of M1's own SFT (the paper's weak-too-close case)
 LATE := $(R)/m1.epoch$(shell echo $$(( $(SFT_EPOCHS) > 1 ? $(SFT_EPOCHS) - 1 : 1 )))
 IMPORT = $(if $(FORMAT),$(WB)/wdl-data import --format $(FORMAT),$(WB)/wdl-data cat)

@@ -48,6 +48,25 @@ teardown() { rm -rf "$REPO/runs/bats-"*; }
   [ "$status" -ne 0 ]
   run make -C "$REPO" -q runs/bats-a/m1/model.safetensors SCALE=smoke RUN=bats-a SEED=3 THREADS=2
   [ "$status" -eq 0 ]
+  # the directory holds one configuration, recorded by its first step:
+  # other settings stop make before any step, in one line naming them old
+  # and new (instead of finding every target up to date); other THREADS do
+  # not count, and pipeline-clean still runs
+  grep -qx 'SEED=3' "$R/settings" && grep -qx 'LR_ARM=2e-4' "$R/settings"
+  cp "$R/manifest.jsonl" "$BATS_TEST_TMPDIR/manifest"
+  run make -C "$REPO" --no-print-directory -s phase3 SCALE=smoke RUN=bats-a SEED=4 LR_ARM=1e-4 THREADS=2
+  [ "$status" -eq 2 ]
+  [ "${#lines[@]}" -eq 1 ]
+  [[ "$output" == *"runs/bats-a was made with SEED=3 LR_ARM=2e-4, not SEED=4 LR_ARM=1e-4:"*"pipeline-clean RUN=bats-a"* ]]
+  run make -C "$REPO" -q runs/bats-a/m1/model.safetensors SCALE=smoke RUN=bats-a SEED=4
+  [ "$status" -eq 2 ]
+  [[ "$output" == *"made with SEED=3, not SEED=4"* ]]
+  cmp "$R/manifest.jsonl" "$BATS_TEST_TMPDIR/manifest"
+  run make -C "$REPO" -q runs/bats-a/m1/model.safetensors SCALE=smoke RUN=bats-a SEED=3 THREADS=1
+  [ "$status" -eq 0 ]
+  run make -C "$REPO" --no-print-directory -n pipeline-clean RUN=bats-a SEED=4
+  [ "$status" -eq 0 ]
+  [ "$output" = "rm -rf 'runs/bats-a'" ]
 }
 
 @test "same SEED and THREADS give byte-identical runs" {
