@@ -240,7 +240,13 @@ int main(int argc, char **argv) {
     dataset d = {0};
     if (lead) {
         dataset_load(&d, o.files, o.nfiles, tok, tpl, o.seq, o.lm);
-        if (d.n == 0) die("%s: no training examples", o.nfiles ? o.files[0] : "<stdin>");
+        if (d.n == 0) {   /* say why, when records were there and all were skipped */
+            char why[160] = "";
+            if (d.unlabeled || d.dropped)
+                snprintf(why, sizeof why, " (%lld records without a completion, %lld with no loss token within --seq)",
+                         (long long)d.unlabeled, (long long)d.dropped);
+            die("%s: no training examples%s", o.nfiles ? o.files[0] : "<stdin>", why);
+        }
     }
     dataset_bcast(&d);
     if (d.truncated && !o.quiet) wdl_warn("%lld examples longer than --seq %lld were cut", (long long)d.truncated, (long long)o.seq);

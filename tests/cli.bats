@@ -65,13 +65,17 @@ no_output() {
     [ "$status" -eq 2 ] || { echo "wdl-$p --bogus: $status"; false; }
     [ "$output" = "wdl-$p: unknown option '--bogus' (see --help)" ]
     run wdl-$p -Z
-    [ "$status" -eq 2 ] && [ "$output" = "wdl-$p: unknown option '-Z' (see --help)" ]
+    [ "$status" -eq 2 ]
+    [ "$output" = "wdl-$p: unknown option '-Z' (see --help)" ]
     run wdl-$p --threads
-    [ "$status" -eq 2 ] && [ "$output" = "wdl-$p: --threads needs a value (see --help)" ]
+    [ "$status" -eq 2 ]
+    [ "$output" = "wdl-$p: --threads needs a value (see --help)" ]
     run wdl-$p --threads two
-    [ "$status" -eq 2 ] && [ "$output" = "wdl-$p: --threads: not an integer: 'two'" ]
+    [ "$status" -eq 2 ]
+    [ "$output" = "wdl-$p: --threads: not an integer: 'two'" ]
     run wdl-$p --threads 0
-    [ "$status" -eq 2 ] && [ "${#lines[@]}" -eq 1 ]
+    [ "$status" -eq 2 ]
+    [ "${#lines[@]}" -eq 1 ]
   done
 }
 
@@ -81,7 +85,8 @@ no_output() {
            "wdl-data split --head 1 -o $C/x" "wdl-select --n 0"; do
     run $c
     [ "$status" -eq 2 ] || { echo "$c: $status: $output"; false; }
-    [ "${#lines[@]}" -eq 1 ] && [[ "$output" == wdl-* ]]
+    [ "${#lines[@]}" -eq 1 ]
+    [[ "$output" == wdl-* ]]
   done
 }
 
@@ -99,9 +104,11 @@ no_output() {
     no_output "$C/x"
   done
   run wdl-data gen --task arith --n " 5" --split train
-  [ "$status" -eq 2 ] && [ "$output" = "wdl-data: --n: not an integer: ' 5'" ]
+  [ "$status" -eq 2 ]
+  [ "$output" = "wdl-data: --n: not an integer: ' 5'" ]
   run wdl-init --preset nano --seed 99999999999999999999 -o "$C/x"
-  [ "$status" -eq 2 ] && [ "$output" = "wdl-init: --seed: out of range: '99999999999999999999'" ]
+  [ "$status" -eq 2 ]
+  [ "$output" = "wdl-init: --seed: out of range: '99999999999999999999'" ]
 }
 
 @test "cli: two outputs that name one file are refused before anything is written" {
@@ -206,7 +213,8 @@ no_output() {
            "wdl-eval --score-only $C/a${x}b" "wdl-report $C/a${x}b" \
            "wdl-data gen --task a${x}b --n 1 --split train" "wdl-tok -t byte a${x}b"; do
     run $c
-    [ "$status" -ne 0 ] && [ "${#lines[@]}" -eq 1 ]
+    [ "$status" -ne 0 ]
+    [ "${#lines[@]}" -eq 1 ]
     [[ "$output" == *"a"$'\xef\xbf\xbd'"b"* ]] || { echo "$c: $output"; false; }
     printf '%s' "$output" | iconv -f UTF-8 -t UTF-8 > /dev/null
   done
@@ -219,7 +227,8 @@ no_output() {
   [[ "$out" == *"wdl-data: ["*"] 3000/3000 records "*"/s ETA"* ]]
   [ -z "$(script -qec "$gen -q" /dev/null)" ]
   run $gen
-  [ "$status" -eq 0 ] && [ -z "$output" ]
+  [ "$status" -eq 0 ]
+  [ -z "$output" ]
   train="wdl-train -m $C/m --steps 3 --threads 1 -o $C/tp $C/good.jsonl"
   out=$(script -qec "$train" /dev/null)
   [[ "$out" == *"3/3 steps"*"loss "* ]]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bats
 # Command-line tests for wdl-data and wdl-eval --score-only: pipes, .zst,
 # archive members, error messages with file:line, no partial outputs.
+bats_require_minimum_version 1.5.0  # run ! (a command that must fail)
 
 setup() {
   T=$BATS_TEST_TMPDIR
@@ -51,7 +52,7 @@ bad_file() {
   wdl-data gen --task mix --n 60 --seed 5 --split train > "$T/b.jsonl"
   wdl-data gen --task mix --n 60 --seed 6 --split train > "$T/c.jsonl"
   cmp "$T/a.jsonl" "$T/b.jsonl"
-  ! cmp -s "$T/a.jsonl" "$T/c.jsonl"
+  run ! cmp -s "$T/a.jsonl" "$T/c.jsonl"
   [ "$(wc -l < "$T/a.jsonl")" -eq 60 ]
   [ "$(jq -r .idx "$T/a.jsonl" | sort -u | wc -l)" -eq 60 ]
   [ "$(jq -r .task "$T/a.jsonl" | sort | uniq -c | awk '{print $1}' | sort -u)" = "20" ]
@@ -175,7 +176,8 @@ EOF
   [ "$(echo "$output" | jq -c '[.idx,.task,.completion,.answer]')" = '[0,"gsm8k","2 + 2 = 4. The answer is 4.","4"]' ]
   echo '{"question":"Q?","answer":"He had 3 and 2, so 5."}' > "$T/gb.jsonl"   # a solution without "#### N"
   run wdl-data import --format gsm8k "$T/gb.jsonl"
-  [ "$status" -eq 1 ] && [ "$output" = "wdl-data: $T/gb.jsonl:1: gsm8k record has an answer that is not a number (and no \"#### N\" after a solution)" ]
+  [ "$status" -eq 1 ]
+  [ "$output" = "wdl-data: $T/gb.jsonl:1: gsm8k record has an answer that is not a number (and no \"#### N\" after a solution)" ]
   echo '[{"instruction":"Pick. Answer Choices: (A) 1 (B) 2 (C) 3 (D) 4 (E) 5","input":"","output":"x","answer":"B"}]' > "$T/q.json"
   run import_quiet --format aqua "$T/q.json"
   [ "$(echo "$output" | jq -c '[.answer,.choices.B,.choices.E]')" = '["B","2","5"]' ]
@@ -297,7 +299,8 @@ EOF
   [ "$(wdl-data take --to 3 < "$T/a.jsonl")" = "$(head -n 3 "$T/a.jsonl")" ]
   [ -z "$(wdl-data take --from 20 "$T/a.jsonl")" ]
   run wdl-data take --from 5 --to 2 "$T/a.jsonl"
-  [ "$status" -eq 2 ] && [[ "$output" == *"before --from"* ]]
+  [ "$status" -eq 2 ]
+  [[ "$output" == *"before --from"* ]]
 }
 
 @test "wdl-data split: head and rest, both or neither" {
@@ -307,8 +310,10 @@ EOF
   [ "$(zstd -dc "$T/r.jsonl.zst")" = "$(zstd -dc "$T/a.jsonl.zst" | tail -n 3)" ]
   { zstd -dc "$T/a.jsonl.zst"; echo '{"broken":'; } > "$T/bad.jsonl"
   run wdl-data split --head 3 -o "$T/h2.jsonl" --rest "$T/r2.jsonl" "$T/bad.jsonl"
-  [ "$status" -eq 1 ] && [[ "$output" == "wdl-data: $T/bad.jsonl:11: "* ]]
-  [ ! -e "$T/h2.jsonl" ] && [ ! -e "$T/r2.jsonl" ]
+  [ "$status" -eq 1 ]
+  [[ "$output" == "wdl-data: $T/bad.jsonl:11: "* ]]
+  [ ! -e "$T/h2.jsonl" ]
+  [ ! -e "$T/r2.jsonl" ]
   [ -z "$(ls -A "$T" | grep tmp || true)" ]
   run wdl-data split -o "$T/h2.jsonl" --rest "$T/r2.jsonl" "$T/bad.jsonl"
   [ "$status" -eq 2 ]
@@ -317,7 +322,8 @@ EOF
 @test "wdl-eval -o writes the summary atomically; stdout stays empty" {
   wdl-data gen --task arith --n 5 --seed 1 --split dev | jq -c '.prediction=.completion' > "$T/p.jsonl"
   run wdl-eval --score-only -o "$T/s.json" "$T/p.jsonl"
-  [ "$status" -eq 0 ] && [ -z "$output" ]
+  [ "$status" -eq 0 ]
+  [ -z "$output" ]
   jq -e '.n == 5 and .correct == 5' "$T/s.json"
   [ "$(wdl-eval --score-only "$T/p.jsonl")" = "$(cat "$T/s.json")" ]
 }
@@ -339,13 +345,16 @@ EOF
   wdl-data import --format svamp "$T/s4.jsonl" 2>&1 >/dev/null | grep -q "in the Question/Answer layout"
   wdl-data import --format svamp "$T/s5.json" 2>&1 >/dev/null | grep -q "in the sQuestion/lSolutions layout"
   [ -z "$(wdl-data import -q --format svamp "$T/s1.jsonl" 2>&1 >/dev/null)" ]   # -q: no note
-  [ "$(jq -r .type "$T/out")" = null ] && [ "$(wdl-data import --format svamp "$T/s1.jsonl" 2>/dev/null | jq -r .type)" = Addition ]
+  [ "$(jq -r .type "$T/out")" = null ]
+  [ "$(wdl-data import --format svamp "$T/s1.jsonl" 2>/dev/null | jq -r .type)" = Addition ]
   # two files of different layouts in one run
   run wdl-data import --format svamp "$T/s1.jsonl" "$T/s5.json" -o "$T/both.jsonl"
-  [ "$status" -ne 0 ] && [[ "$output" == *"duplicate idx 12"* ]]
+  [ "$status" -ne 0 ]
+  [[ "$output" == *"duplicate idx 12"* ]]
   jq -c '.[0].iIndex = 13' "$T/s5.json" > "$T/s6.json"
   run wdl-data import --format svamp "$T/s1.jsonl" "$T/s6.json" -o "$T/both.jsonl"
-  [ "$status" -eq 0 ] && [ "${#lines[@]}" -eq 2 ]
+  [ "$status" -eq 0 ]
+  [ "${#lines[@]}" -eq 2 ]
   # MAWPS in the repository layout
   echo '[{"iIndex":7,"sQuestion":"Tom had 9 apples . He ate 4 . How many are left ?","lEquations":["X=(9.0-4.0)"],"lSolutions":[5.0]}]' > "$T/m.json"
   run wdl-data import --format mawps "$T/m.json"
@@ -353,5 +362,6 @@ EOF
   [[ "$output" == *"sQuestion/lEquations/lSolutions layout"* ]]
   echo '{"Body":"x"}' > "$T/bad.jsonl"
   run wdl-data import --format svamp "$T/bad.jsonl"
-  [ "$status" -eq 1 ] && [[ "$output" == "wdl-data: $T/bad.jsonl:1: svamp record needs"* ]]
+  [ "$status" -eq 1 ]
+  [[ "$output" == "wdl-data: $T/bad.jsonl:1: svamp record needs"* ]]
 }

@@ -20,18 +20,22 @@ train() { wdl-train -m "$D/m0" --batch 8 --seq 160 --lr 3e-3 --threads 2 -q "$@"
   train -o "$D/j2" --steps 3 --weak "$D/w0" --clip 0.05 --clip-mode joint "$D/train.jsonl"
   train -o "$D/s" --steps 3 --weak "$D/w0" --clip 0.05 --clip-mode separate "$D/train.jsonl"
   cmp "$D/j/model.safetensors" "$D/j2/model.safetensors"
-  ! cmp -s "$D/j/model.safetensors" "$D/s/model.safetensors"
+  run ! cmp -s "$D/j/model.safetensors" "$D/s/model.safetensors"
   # both norms are logged, before clipping
   jq -se 'map(select(.step > 0)) | length == 3 and all(.grad_norm > 0 and .weak_grad_norm > 0)' "$D/j.log"
   run train -o "$D/x" --steps 1 --weak "$D/w0" --clip-mode both "$D/train.jsonl"
-  [ "$status" -ne 0 ] && [[ "$output" == *"--clip-mode"*"both"* ]] && [ ! -e "$D/x" ]
+  [ "$status" -ne 0 ]
+  [[ "$output" == *"--clip-mode"*"both"* ]]
+  [ ! -e "$D/x" ]
 }
 
 @test "--save-epochs keeps the model after each earlier epoch" {
   train -o "$D/e" --epochs 3 --save-epochs "$D/train.jsonl"
-  [ -f "$D/e.epoch1/model.safetensors" ] && [ -f "$D/e.epoch2/model.safetensors" ] && [ ! -e "$D/e.epoch3" ]
-  ! cmp -s "$D/e.epoch1/model.safetensors" "$D/e.epoch2/model.safetensors"
-  ! cmp -s "$D/e.epoch2/model.safetensors" "$D/e/model.safetensors"
+  [ -f "$D/e.epoch1/model.safetensors" ]
+  [ -f "$D/e.epoch2/model.safetensors" ]
+  [ ! -e "$D/e.epoch3" ]
+  run ! cmp -s "$D/e.epoch1/model.safetensors" "$D/e.epoch2/model.safetensors"
+  run ! cmp -s "$D/e.epoch2/model.safetensors" "$D/e/model.safetensors"
   # the snapshots do not change the run itself
   train -o "$D/f" --epochs 3 "$D/train.jsonl"
   cmp "$D/e/model.safetensors" "$D/f/model.safetensors"
@@ -52,9 +56,11 @@ train() { wdl-train -m "$D/m0" --batch 8 --seq 160 --lr 3e-3 --threads 2 -q "$@"
 @test "records without a completion: training skips them, scoring passes them through" {
   { head -n 5 "$D/train.jsonl"; echo '{"task":"arith","prompt":"no solution here","answer":"1"}'; } > "$D/mixed.jsonl"
   run --separate-stderr wdl-train -m "$D/m0" -o "$D/t" --steps 1 --batch 4 --threads 2 "$D/mixed.jsonl"
-  [ "$status" -eq 0 ] && [[ "$stderr" == *"1 records without a completion were skipped"* ]]
+  [ "$status" -eq 0 ]
+  [[ "$stderr" == *"1 records without a completion were skipped"* ]]
   run --separate-stderr wdl-score -m "$D/m0" --field h "$D/mixed.jsonl"
-  [ "$status" -eq 0 ] && [[ "$stderr" == *"passed through unscored"* ]]
+  [ "$status" -eq 0 ]
+  [[ "$stderr" == *"passed through unscored"* ]]
   [ "$(echo "$output" | wc -l)" -eq 6 ]
   [ "$(echo "$output" | jq -s 'map(select(has("h"))) | length')" -eq 5 ]
   [ "$(echo "$output" | tail -1 | jq -r .prompt)" = "no solution here" ]

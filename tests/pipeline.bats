@@ -110,14 +110,16 @@ teardown() { rm -rf "$REPO/runs/bats-"*; }
 JSON
   wdl-init --config "$D/config.json" --tokenizer "$SHARED_TOK" --seed 1 -o "$D/weak" 2>/dev/null
   wdl-init --config "$D/config.json" --tokenizer "$SHARED_TOK" --seed 2 -o "$D/strong" 2>/dev/null
-  [ -f "$D/weak/tokenizer.json" ] && [ "$(jq -r .wdl_template "$D/weak/config.json")" = chatml ]
+  [ -f "$D/weak/tokenizer.json" ]
+  [ "$(jq -r .wdl_template "$D/weak/config.json")" = chatml ]
   wdl-data gen --task arith --n 6 --seed 1 --split train > "$D/d.jsonl"
   wdl-score -m "$D/weak" --field h_weak "$D/d.jsonl" | wdl-score -m "$D/strong" --field h_strong > "$D/s.jsonl"
   # an untrained model over 151,936 tokens: entropy close to log(V) = 11.93
   jq -e '.h_weak > 11 and .h_weak < 12 and .h_strong_tokens > 5' "$D/s.jsonl" > /dev/null
   wdl-select --seed 1 < "$D/s.jsonl" > "$D/sel.jsonl"
   wdl-train -m "$D/strong" --weak "$D/weak" -o "$D/out" --weak-out "$D/wout" --steps 2 --batch 3 -q "$D/sel.jsonl"
-  [ -f "$D/out/tokenizer.json" ] && [ -f "$D/wout/model.safetensors" ]
+  [ -f "$D/out/tokenizer.json" ]
+  [ -f "$D/wout/model.safetensors" ]
   wdl-eval -m "$D/out" --max-new 4 --preds "$D/p.jsonl" "$D/d.jsonl" > "$D/e.json"
   jq -e '.n == 6' "$D/e.json"
   [ "$(wc -l < "$D/p.jsonl")" -eq 6 ]
@@ -133,5 +135,6 @@ JSON
   done
   # good ones pass, and the RUN given is the only directory pipeline-clean names
   run make -C "$REPO" --no-print-directory -n pipeline-clean RUN=bats-ok/s1 TASK=equation,prog LAMBDAS="0.3 1"
-  [ "$status" -eq 0 ] && [ "$output" = "rm -rf 'runs/bats-ok/s1'" ]
+  [ "$status" -eq 0 ]
+  [ "$output" = "rm -rf 'runs/bats-ok/s1'" ]
 }

@@ -2,6 +2,7 @@
 # --precision on wdl-train, wdl-score and wdl-eval: bf16 matrix products
 # (oneDNN, fp32 accumulation) with everything else in fp32; fp32 against
 # fp32-openblas, the reference.
+bats_require_minimum_version 1.5.0  # run ! (a command that must fail)
 
 setup() {
   D=$BATS_TEST_TMPDIR
@@ -24,7 +25,7 @@ last_loss() { jq -s '[.[] | select(.loss)] | .[-5:] | map(.loss) | add / length'
   jq -e -s 'map(select(.loss) | .loss | isinfinite or isnan) | any | not' "$D/b.jsonl"
   awk -v f="$lf" -v b="$lb" 'BEGIN { d = b - f; if (d < 0) d = -d; exit !(b > 0 && d <= 0.10 * f) }'
   # bf16 products really differ from fp32 ones
-  ! cmp -s "$D/f/model.safetensors" "$D/b/model.safetensors"
+  run ! cmp -s "$D/f/model.safetensors" "$D/b/model.safetensors"
 }
 
 @test "bf16: same seed and threads give byte-identical checkpoints" {
@@ -60,7 +61,7 @@ last_loss() { jq -s '[.[] | select(.loss)] | .[-5:] | map(.loss) | add / length'
   # same bytes
   WDL_GEMM_VERBOSE=1 ONEDNN_MAX_CPU_ISA=AVX2 train -o "$D/v" --steps 20 --seed 1 --precision fp32 \
     --log "$D/v.jsonl" "$D/train.jsonl" 2> "$D/v.err"
-  ! grep 'gemm: ' "$D/v.err"
+  run ! grep 'gemm: ' "$D/v.err"
   ONEDNN_MAX_CPU_ISA=AVX2 wdl-train -m "$D/m0" --batch 8 --seq 160 --lr 3e-3 --threads 1 -q -o "$D/v1" \
     --steps 20 --seed 1 --precision fp32 "$D/train.jsonl"
   cmp "$D/v/model.safetensors" "$D/v1/model.safetensors"
@@ -78,9 +79,12 @@ last_loss() { jq -s '[.[] | select(.loss)] | .[-5:] | map(.loss) | add / length'
 
 @test "--precision rejects other values" {
   run train -o "$D/x" --steps 1 --precision fp16 "$D/train.jsonl"
-  [ "$status" -ne 0 ] && [[ "$output" == *"--precision"* ]] && [ ! -e "$D/x" ]
+  [ "$status" -ne 0 ]
+  [[ "$output" == *"--precision"* ]]
+  [ ! -e "$D/x" ]
   run wdl-score -m "$D/m0" --field h --precision half "$D/train.jsonl"
-  [ "$status" -ne 0 ] && [[ "$output" == *"--precision"* ]]
+  [ "$status" -ne 0 ]
+  [[ "$output" == *"--precision"* ]]
 }
 
 @test "bf16 without bf16 instructions still trains and says so once" {

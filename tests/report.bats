@@ -1,6 +1,7 @@
 #!/usr/bin/env bats
 # wdl-report on small synthetic run directories: tables, notes, plots,
 # default output places, determinism, errors.
+bats_require_minimum_version 1.5.0  # run ! (a command that must fail)
 
 # mkrun DIR SFT2_ACC WMSS_ACC: eval summaries, logs, scored records
 mkrun() {
@@ -81,7 +82,8 @@ have_gnuplot() { command -v gnuplot >/dev/null 2>&1; }
     grep -q '<svg' "runs/report/$p.svg"
     grep -qF "($p.png)" runs/report/report.md
   done
-  [ -s runs/report/plots.gp ] && [ -s runs/report/accuracy.dat ]
+  [ -s runs/report/plots.gp ]
+  [ -s runs/report/accuracy.dat ]
   [ ! -e runs/report/plots.log ]
   # the scatter data has every scored point, in bucket blocks
   [ "$(grep -c '^[0-9]' runs/report/entropy.dat)" -eq 9 ]
@@ -150,36 +152,45 @@ have_gnuplot() { command -v gnuplot >/dev/null 2>&1; }
   [ -f "$D/ng/report.md" ]
   [ ! -e "$D/ng/accuracy.png" ]
   grep -qF 'gnuplot not found' "$D/ng/report.md"
-  ! grep -qF '.png)' "$D/ng/report.md"
+  run ! grep -qF '.png)' "$D/ng/report.md"
 }
 
 @test "report: errors are one line and leave no output" {
   cd "$D"
   run wdl-report
-  [ "$status" -ne 0 ] && [ "$output" = "wdl-report: no run directory given (see --help)" ]
+  [ "$status" -ne 0 ]
+  [ "$output" = "wdl-report: no run directory given (see --help)" ]
   run wdl-report nowhere
-  [ "$status" -ne 0 ] && [ "$output" = "wdl-report: nowhere: not a run directory" ]
+  [ "$status" -ne 0 ]
+  [ "$output" = "wdl-report: nowhere: not a run directory" ]
   run wdl-report --bogus runs/s1
-  [ "$status" -ne 0 ] && [ "${#lines[@]}" -eq 1 ]
+  [ "$status" -ne 0 ]
+  [ "${#lines[@]}" -eq 1 ]
   # one run twice would be two seeds; a baseline no run has, no verdict
   run wdl-report -o "$D/twice" runs/s1 ./runs/s1/
-  [ "$status" -eq 2 ] && [ "$output" = "wdl-report: ./runs/s1: the same run given twice" ] && [ ! -e "$D/twice" ]
+  [ "$status" -eq 2 ]
+  [ "$output" = "wdl-report: ./runs/s1: the same run given twice" ]
+  [ ! -e "$D/twice" ]
   run wdl-report -o "$D/nob" --baseline nosuch runs/s1 runs/s2
-  [ "$status" -eq 2 ] && [ "$output" = "wdl-report: --baseline nosuch: no run has that arm (eval/nosuch.json)" ]
+  [ "$status" -eq 2 ]
+  [ "$output" = "wdl-report: --baseline nosuch: no run has that arm (eval/nosuch.json)" ]
   [ ! -e "$D/nob" ]
   mkdir -p empty
   run wdl-report empty
-  [ "$status" -ne 0 ] && [[ "$output" == "wdl-report: nothing to report"* ]]
+  [ "$status" -ne 0 ]
+  [[ "$output" == "wdl-report: nothing to report"* ]]
   [ -z "$(ls -A empty)" ]
   printf '{"accuracy": 0.5,\n "n": }\n' > runs/s1/eval/broken.json
   run wdl-report runs/s1
   [ "$status" -ne 0 ]
   [[ "$output" == "wdl-report: runs/s1/eval/broken.json:2: "* ]]
   [ "${#lines[@]}" -eq 1 ]
-  [ ! -e runs/s1/report ] && [ -z "$(ls -A runs/s1 | grep '^\.')" ]
+  [ ! -e runs/s1/report ]
+  [ -z "$(ls -A runs/s1 | grep '^\.')" ]
   echo '{"n": 3}' > runs/s1/eval/broken.json
   run wdl-report runs/s1
-  [ "$status" -ne 0 ] && [[ "$output" == *'broken.json: no numeric "accuracy"'* ]]
+  [ "$status" -ne 0 ]
+  [[ "$output" == *'broken.json: no numeric "accuracy"'* ]]
   # values no wdl-eval writes
   for bad in '{"accuracy": 1e308, "n": 3}/is not a fraction' '{"accuracy": 0.5, "n": -3}/"n" is not a count' \
              '{"accuracy": 0.5, "n": 2, "tasks": {"arith": {"accuracy": 0.5, "n": "x"}}}/"n" is not a count'; do
@@ -192,6 +203,7 @@ have_gnuplot() { command -v gnuplot >/dev/null 2>&1; }
   rm runs/s1/eval/broken.json
   printf '{"step":1,"loss":1.0}\n{"step":2,"loss":\n' >> runs/s1/logs/wmss.jsonl
   run wdl-report runs/s1
-  [ "$status" -ne 0 ] && [[ "$output" == "wdl-report: runs/s1/logs/wmss.jsonl:15: "* ]]
+  [ "$status" -ne 0 ]
+  [[ "$output" == "wdl-report: runs/s1/logs/wmss.jsonl:15: "* ]]
   [ ! -e runs/s1/report ]
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bats
 # wdl-select command line: pipes, files, .zst, schemes, dedup, stats, errors.
+bats_require_minimum_version 1.5.0  # run ! (a command that must fail)
 
 setup() {
   D=$BATS_TEST_TMPDIR
@@ -65,7 +66,7 @@ setup() {
   wdl-select --seed 9 -q "$D/many.jsonl" > "$D/b"
   wdl-select --seed 10 -q < "$D/many.jsonl" > "$D/c"
   cmp "$D/a" "$D/b"
-  ! cmp -s "$D/a" "$D/c"
+  run ! cmp -s "$D/a" "$D/c"
 }
 
 @test "select: dedup keeps each record once, in first-draw order" {
@@ -143,7 +144,8 @@ setup() {
   run wdl-select --stats "$D/st.json" -o "$D/out.jsonl" "$D/bad.jsonl"
   [ "$status" -ne 0 ]
   [[ "$output" == "wdl-select: $D/bad.jsonl:2:"* ]]
-  [ ! -e "$D/out.jsonl" ] && [ ! -e "$D/st.json" ]
+  [ ! -e "$D/out.jsonl" ]
+  [ ! -e "$D/st.json" ]
   printf '{"idx":0}\n{"idx":1,"h_weak":null,"h_strong":2}\n' > "$D/none.jsonl"
   run wdl-select -o "$D/out.jsonl" "$D/none.jsonl"
   [ "$status" -ne 0 ]
@@ -162,8 +164,10 @@ setup() {
   # values whose sums overflow are not entropies (the stats lost their means)
   printf '{"idx":0,"h_weak":1e308,"h_strong":1}\n{"idx":1,"h_weak":1e308,"h_strong":1}\n' > "$D/huge.jsonl"
   run wdl-select --stats "$D/st.json" -o "$D/out.jsonl" "$D/huge.jsonl"
-  [ "$status" -eq 1 ] && [[ "$output" == "wdl-select: the entropies are too large to sum"* ]]
-  [ ! -e "$D/out.jsonl" ] && [ ! -e "$D/st.json" ]
+  [ "$status" -eq 1 ]
+  [[ "$output" == "wdl-select: the entropies are too large to sum"* ]]
+  [ ! -e "$D/out.jsonl" ]
+  [ ! -e "$D/st.json" ]
 }
 
 @test "select: a zero-weight record is never drawn" {

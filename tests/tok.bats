@@ -100,7 +100,8 @@ setup() {
   [ "$(jq -r .text "$D/nul.jsonl")" = "h"$'\xef\xbf\xbd'"i" ]
   [ "$(wdl-tok -t byte encode "$D/nul.jsonl" | jq -c .ids)" = "[104,239,191,189,105]" ]
   run bash -c "echo '{\"text\":\"h\\u0000i\"}' | wdl-tok -t byte encode"
-  [ "$status" -eq 1 ] && [ "$output" = 'wdl-tok: <stdin>:1: a string holds \u0000 (NUL), which records may not carry' ]
+  [ "$status" -eq 1 ]
+  [ "$output" = 'wdl-tok: <stdin>:1: a string holds \u0000 (NUL), which records may not carry' ]
 }
 
 @test "tok: malformed or unsupported tokenizer files name the file and the problem" {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bats
 # Command-line tests of wdl-init, wdl-train and wdl-score: determinism,
 # resume after a kill, learning, WD-JT modes, and bad input.
+bats_require_minimum_version 1.5.0  # run ! (a command that must fail)
 
 setup() {
   D=$BATS_TEST_TMPDIR
@@ -21,11 +22,14 @@ train_bg() { wdl-train -m "$D/m0" --batch 8 --seq 160 --lr 3e-3 --threads 2 -q "
 }
 
 @test "wdl-init writes an HF-layout directory with the preset's config" {
-  [ -f "$D/m0/config.json" ] && [ -f "$D/m0/model.safetensors" ]
+  [ -f "$D/m0/config.json" ]
+  [ -f "$D/m0/model.safetensors" ]
   [ "$(jq -r .model_type "$D/m0/config.json")" = qwen3 ]
   [ "$(jq -r .hidden_size "$D/m0/config.json")" = 128 ]
   run wdl-init --preset nope -o "$D/x"
-  [ "$status" -ne 0 ] && [[ "$output" == *nope* ]] && [ ! -e "$D/x" ]
+  [ "$status" -ne 0 ]
+  [[ "$output" == *nope* ]]
+  [ ! -e "$D/x" ]
 }
 
 @test "wdl-init draws with the config's initializer_range unless --std is given" {
@@ -34,7 +38,7 @@ train_bg() { wdl-train -m "$D/m0" --batch 8 --seq 160 --lr 3e-3 --threads 2 -q "
   wdl-init --preset nano --std 0.05 --seed 1 -o "$D/b" -q
   cmp "$D/a/model.safetensors" "$D/b/model.safetensors"
   [ "$(jq .initializer_range "$D/a/config.json")" = 0.05 ]
-  ! cmp -s "$D/a/model.safetensors" "$D/m0/model.safetensors"
+  run ! cmp -s "$D/a/model.safetensors" "$D/m0/model.safetensors"
   wdl-init --config "$D/c05.json" --std 0.02 --seed 1 -o "$D/c" -q
   cmp "$D/c/model.safetensors" "$D/m0/model.safetensors"
 }
@@ -44,7 +48,7 @@ train_bg() { wdl-train -m "$D/m0" --batch 8 --seq 160 --lr 3e-3 --threads 2 -q "
   train -o "$D/b" --steps 6 --seed 5 "$D/train.jsonl"
   cmp "$D/a/model.safetensors" "$D/b/model.safetensors"
   train -o "$D/c" --steps 6 --seed 6 "$D/train.jsonl"
-  ! cmp -s "$D/a/model.safetensors" "$D/c/model.safetensors"
+  run ! cmp -s "$D/a/model.safetensors" "$D/c/model.safetensors"
 }
 
 @test "a run killed mid-way and resumed equals an uninterrupted run" {
@@ -66,13 +70,16 @@ train_bg() { wdl-train -m "$D/m0" --batch 8 --seq 160 --lr 3e-3 --threads 2 -q "
   [ -f "$D/r.ckpt/trainer.json" ] || skip "run finished before the first checkpoint"
   head -n 30 "$D/train.jsonl" > "$D/other.jsonl"
   run train -o "$D/r" --steps 9 --seed 2 --resume "$D/other.jsonl"
-  [ "$status" -ne 0 ] && [[ "$output" == *"different training data"* ]]
+  [ "$status" -ne 0 ]
+  [[ "$output" == *"different training data"* ]]
   # a step that is not an integer, or none, is damage, not step 0
   cp "$D/r.ckpt/trainer.json" "$D/tj"
   for edit in '.step = "x"' 'del(.step)'; do
     jq "$edit" "$D/tj" > "$D/r.ckpt/trainer.json"
     run train -o "$D/r" --steps 9 --seed 2 --resume "$D/train.jsonl"
-    [ "$status" -eq 1 ] && [ "${#lines[@]}" -eq 1 ] && [ ! -e "$D/r" ]
+    [ "$status" -eq 1 ]
+    [ "${#lines[@]}" -eq 1 ]
+    [ ! -e "$D/r" ]
     [[ "$output" == *'trainer.json: "step" is missing or not an integer'* ]]
   done
 }
@@ -85,7 +92,8 @@ train_bg() { wdl-train -m "$D/m0" --batch 8 --seq 160 --lr 3e-3 --threads 2 -q "
     --log "$D/acc.log" -o "$D/acc" "$D/t20.jsonl"
   [ "$(jq -s 'length' "$D/acc.log")" -eq 6 ]
   jq -se 'all(.tokens > 0) and .[-1].epoch == 4 and .[2].epoch == 2' "$D/acc.log"
-  [ -d "$D/acc.epoch3" ] && [ ! -e "$D/acc.epoch4" ]
+  [ -d "$D/acc.epoch3" ]
+  [ ! -e "$D/acc.epoch4" ]
 }
 
 @test "training learns: loss falls well below its start" {
@@ -107,7 +115,7 @@ train_bg() { wdl-train -m "$D/m0" --batch 8 --seq 160 --lr 3e-3 --threads 2 -q "
 @test "WD-JT trains both models; frozen weak leaves the weak model unchanged" {
   train -o "$D/m1" --steps 4 "$D/train.jsonl"
   train -o "$D/j" --weak "$D/m0" --weak-out "$D/jw" --steps 3 "$D/train.jsonl"
-  ! cmp -s "$D/m0/model.safetensors" "$D/jw/model.safetensors"
+  run ! cmp -s "$D/m0/model.safetensors" "$D/jw/model.safetensors"
   train -o "$D/f" --weak "$D/m0" --freeze-weak --weak-out "$D/fw" --steps 3 "$D/train.jsonl"
   cmp "$D/m0/model.safetensors" "$D/fw/model.safetensors"
   train -o "$D/cst" --weak-constant --lambda 0.5 --steps 3 "$D/train.jsonl"
@@ -117,39 +125,62 @@ train_bg() { wdl-train -m "$D/m0" --batch 8 --seq 160 --lr 3e-3 --threads 2 -q "
 @test "bad input: one-line errors, non-zero exit, no output" {
   printf '{"prompt": "a", "completion": "b"}\n{"prompt": "x"\n' > "$D/bad.jsonl"
   run train -o "$D/o" --steps 2 "$D/bad.jsonl"
-  [ "$status" -ne 0 ] && [[ "$output" == *"bad.jsonl:2"* ]] && [ ! -e "$D/o" ]
+  [ "$status" -ne 0 ]
+  [[ "$output" == *"bad.jsonl:2"* ]]
+  [ ! -e "$D/o" ]
   printf '{"prompt": "a"}\n' > "$D/nocomp.jsonl"
   run train -o "$D/o" --steps 2 "$D/nocomp.jsonl"
-  [ "$status" -ne 0 ] && [[ "$output" == *"nocomp.jsonl:1"*completion* ]] && [ ! -e "$D/o" ]
+  [ "$status" -ne 0 ]
+  [ "$output" = "wdl-train: $D/nocomp.jsonl: no training examples (1 records without a completion, 0 with no loss token within --seq)" ]
+  [ ! -e "$D/o" ]
   # a completion of another type is an error, not a record without one (training or scoring)
   printf '{"prompt": "a", "completion": "b"}\n{"prompt": "a", "completion": 5}\n' > "$D/numcomp.jsonl"
   run train -o "$D/o" --steps 2 "$D/numcomp.jsonl"
-  [ "$status" -eq 1 ] && [ "$output" = "wdl-train: $D/numcomp.jsonl:2: record's \"completion\" is not a string" ]
+  [ "$status" -eq 1 ]
+  [ "$output" = "wdl-train: $D/numcomp.jsonl:2: record's \"completion\" is not a string" ]
   run wdl-score -m "$D/m0" --field h -o "$D/o.jsonl" "$D/numcomp.jsonl"
-  [ "$status" -eq 1 ] && [ "$output" = "wdl-score: $D/numcomp.jsonl:2: record's \"completion\" is not a string" ]
-  [ ! -e "$D/o" ] && [ ! -e "$D/o.jsonl" ]
+  [ "$status" -eq 1 ]
+  [ "$output" = "wdl-score: $D/numcomp.jsonl:2: record's \"completion\" is not a string" ]
+  [ ! -e "$D/o" ]
+  [ ! -e "$D/o.jsonl" ]
   run train -o "$D/o" --lr nan "$D/train.jsonl"
-  [ "$status" -ne 0 ] && [ ! -e "$D/o" ]
+  [ "$status" -ne 0 ]
+  [ ! -e "$D/o" ]
   run train -o "$D/o" --lr 1e9 --clip 0 --steps 3 "$D/train.jsonl"
-  [ "$status" -ne 0 ] && [[ "$output" == *diverged* ]] && [ ! -e "$D/o" ]
+  [ "$status" -ne 0 ]
+  [[ "$output" == *diverged* ]]
+  [ ! -e "$D/o" ]
   run wdl-train -m "$D/nowhere" -o "$D/o" "$D/train.jsonl"
-  [ "$status" -ne 0 ] && [ "${#lines[@]}" -eq 1 ] && [ ! -e "$D/o" ]
+  [ "$status" -ne 0 ]
+  [ "${#lines[@]}" -eq 1 ]
+  [ ! -e "$D/o" ]
   head -c 1000 "$D/m0/model.safetensors" > "$D/trunc.st"
   mkdir "$D/tm" && cp "$D/m0/config.json" "$D/tm/" && mv "$D/trunc.st" "$D/tm/model.safetensors"
   run wdl-train -m "$D/tm" -o "$D/o" "$D/train.jsonl"
-  [ "$status" -ne 0 ] && [[ "$output" == *model.safetensors* ]] && [ ! -e "$D/o" ]
+  [ "$status" -ne 0 ]
+  [[ "$output" == *model.safetensors* ]]
+  [ ! -e "$D/o" ]
 }
 
 @test "weights or scores that are not finite: one line, exit 1, nothing written" {
   run wdl-init --preset nano --std 1e99 -o "$D/inf"
-  [ "$status" -eq 1 ] && [ "${#lines[@]}" -eq 1 ] && [[ "$output" == *"weights are not finite"* ]] && [ ! -e "$D/inf" ]
+  [ "$status" -eq 1 ]
+  [ "${#lines[@]}" -eq 1 ]
+  [[ "$output" == *"weights are not finite"* ]]
+  [ ! -e "$D/inf" ]
   run train -o "$D/div" --steps 1 --warmup 0 --lr 1e99 "$D/train.jsonl"
-  [ "$status" -eq 1 ] && [[ "$output" == *"weights are not finite"* ]] && [ ! -e "$D/div" ]
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"weights are not finite"* ]]
+  [ ! -e "$D/div" ]
   # finite weights whose logits overflow: no record leaves without its scores
   wdl-init --preset nano --std 1e19 --seed 1 -o "$D/wide" -q
   run wdl-score -m "$D/wide" --field h --threads 1 --summary "$D/sum.json" -o "$D/sc.jsonl" "$D/train.jsonl"
-  [ "$status" -eq 1 ] && [ "${#lines[@]}" -eq 1 ] && [[ "$output" == *"scores are not finite"* ]]
-  [ ! -e "$D/sc.jsonl" ] && [ ! -e "$D/sum.json" ] && [ -z "$(ls -A "$D" | grep '\.tmp\.')" ]
+  [ "$status" -eq 1 ]
+  [ "${#lines[@]}" -eq 1 ]
+  [[ "$output" == *"scores are not finite"* ]]
+  [ ! -e "$D/sc.jsonl" ]
+  [ ! -e "$D/sum.json" ]
+  [ -z "$(ls -A "$D" | grep '\.tmp\.')" ]
 }
 
 @test "wdl-score adds entropy, NLL and token count, streaming in order" {
@@ -166,7 +197,8 @@ train_bg() { wdl-train -m "$D/m0" --batch 8 --seq 160 --lr 3e-3 --threads 2 -q "
   # selection would take for the easiest record), and is counted
   { head -n 1 "$D/train.jsonl"; head -n 1 "$D/train.jsonl" | jq -c '.prompt = (.prompt * 20) | .h = 9'; } > "$D/long.jsonl"
   run wdl-score -m "$D/m0" --field h --seq 400 -o "$D/sl.jsonl" "$D/long.jsonl"
-  [ "$status" -eq 0 ] && [[ "$output" == *"1 records with no completion token in their first 400 passed through unscored"* ]]
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"1 records with no completion token in their first 400 passed through unscored"* ]]
   jq -se '(.[0].h > 0) and (.[1] | has("h") or has("h_tokens") | not)' "$D/sl.jsonl"
 }
 

@@ -26,7 +26,8 @@ one_error_line() {
   run mpitrain -o "$D/out" "$D/bad.jsonl"
   [ "$status" -ne 0 ]
   one_error_line 'rank 0: .*bad.jsonl:4: record has no prompt'
-  [ ! -e "$D/out" ] && ! ls "$D"/out.* 2>/dev/null
+  [ ! -e "$D/out" ]
+  [ -z "$(ls "$D"/out.* 2>/dev/null)" ]
 }
 
 @test "a diverging run names the first rank whose loss is not finite" {
@@ -50,7 +51,8 @@ one_error_line() {
   rc=0; wait "$pid" || rc=$?
   [ "$rc" -ne 0 ]
   grep -q "rank 1 .*signal 9" "$D/err"
-  [ ! -e "$D/out" ] && ! ls "$D"/out.tmp* 2>/dev/null
+  [ ! -e "$D/out" ]
+  [ -z "$(ls "$D"/out.tmp* 2>/dev/null)" ]
 }
 
 @test "usage errors under mpirun are said once" {
