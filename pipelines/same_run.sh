@@ -3,7 +3,7 @@
 # results are those RUNDIR was made with (its first step recorded them in
 # RUNDIR/settings, one NAME=VALUE a line). Prints one line naming the ones
 # that differ, old and new, and what to do; prints nothing when they agree,
-# or when RUNDIR has no record yet. Make decides from timestamps alone, so
+# or when RUNDIR has no record (yet, or ever: its steps predate it). Make decides from timestamps alone, so
 # without this an LR changed on the command line would find every target
 # up to date and report the old run as the new one.
 set -u
@@ -11,6 +11,7 @@ dir=$1
 shift
 rec=$dir/settings
 [ -f "$rec" ] || exit 0
+grep -q '^# not recorded' "$rec" && exit 0   # a run from before the record
 declare -A old
 while IFS= read -r line; do old[${line%%=*}]=${line#*=}; done < "$rec"
 was="" now=""

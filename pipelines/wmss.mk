@@ -143,9 +143,12 @@ ifneq ($(RUN_DIFF),)
 $(error $(RUN_DIFF))
 endif
 endif
+# (a directory whose steps ran before settings were recorded gets a line
+# saying so instead: its settings are not known, so nothing is checked)
 $(R)/settings:
 	@mkdir -p $(@D)
-	@printf '%s\n' $(foreach s,$(RESULT_SETTINGS),'$(s)=$($(s))') > $@.tmp && mv $@.tmp $@
+	@if [ -e $(R)/manifest.jsonl ]; then echo '# not recorded: steps ran here before settings were'; \
+	 else printf '%s\n' $(foreach s,$(RESULT_SETTINGS),'$(s)=$($(s))'); fi > $@.tmp && mv $@.tmp $@
 M0 := $(if $(MODEL),$(MODEL),$(R)/m0)
 M0_FILE := $(if $(MODEL),$(wildcard $(MODEL)/model.safetensors $(MODEL)/model.safetensors.index.json),$(R)/m0/model.safetensors)
 # a recipe's outputs (one manifest line for each), then its command

@@ -67,6 +67,13 @@ teardown() { rm -rf "$REPO/runs/bats-"*; }
   run make -C "$REPO" --no-print-directory -n pipeline-clean RUN=bats-a SEED=4
   [ "$status" -eq 0 ]
   [ "$output" = "rm -rf 'runs/bats-a'" ]
+  # a directory whose steps ran before settings were recorded: its
+  # settings are unknown, so they are neither made up nor checked
+  rm "$R/settings"
+  make -C "$REPO" --no-print-directory -s runs/bats-a/settings RUN=bats-a SEED=3
+  [ "$(cat "$R/settings")" = "# not recorded: steps ran here before settings were" ]
+  run make -C "$REPO" -q runs/bats-a/m1/model.safetensors SCALE=smoke RUN=bats-a SEED=4
+  [ "$status" -eq 0 ]
 }
 
 @test "same SEED and THREADS give byte-identical runs" {
