@@ -443,10 +443,13 @@ static void own_chunks(own_split o, int nt, int64_t np, int64_t *nbn, int64_t *c
     *chunk = (np + b - 1) / b;
     *nbn = (np + *chunk - 1) / *chunk;
 }
-/* item `item` of such a block: row block item / nbn by its chunk of panels */
+/* item `item` of such a block: row block item / nbn by its chunk of panels
+ * (the room for packing A only to a product that packs it: a group's
+ * region gives all its products the room one of them needs) */
 #define OWN_ITEM(p, o, item)                                                                                  \
     own_item((p)->ta, item / nbn, item % nbn * chunk, min64(np, item % nbn * chunk + chunk), (o).mc, (p)->M, \
-             (p)->K, jc, nc, (p)->alpha, (p)->A, (p)->lda, ap, bp, (p)->beta, (p)->C, (p)->ldc)
+             (p)->K, jc, nc, (p)->alpha, (p)->A, (p)->lda, (p)->ta || own_packs_rows(p) ? ap : NULL, bp,     \
+             (p)->beta, (p)->C, (p)->ldc)
 
 /* The items of the block of columns jc..jc+nc (panels at bp), dynamic,
  * ending with the loop's barrier if `wait`, else without it (at the
