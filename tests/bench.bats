@@ -71,3 +71,23 @@ setup() {
   [ "$(echo "$output" | jq -s 'map(.bench) | join(",")')" = '"train,forward"' ]
   echo "$output" | jq -se '.[0] | .tokens_per_s > 0 and .threads == 1 and .precision == "fp32" and .model == "nano"'
 }
+
+@test "bench: score_06b.sh pairs its scoring rounds and refuses a bad SCORE_ROUNDS" {
+  R=$BATS_TEST_DIRNAME/..
+  run env SCORE_ROUNDS=0 bash "$R/bench/score_06b.sh"
+  [ "$status" -eq 2 ]
+  [ "$output" = "score_06b.sh: SCORE_ROUNDS must be a positive integer, not '0'" ]
+  # the plumbing on a tiny model, without transformers: two rounds of
+  # wdl-score, each tagged, and the summary's median over them
+  T=$BATS_TEST_TMPDIR
+  jq -n '{model_type: "qwen3", hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1,
+          num_attention_heads: 2, num_key_value_heads: 1, head_dim: 16, vocab_size: 151936,
+          max_position_embeddings: 512, rms_norm_eps: 1e-6, rope_theta: 1000000.0,
+          tie_word_embeddings: true, bos_token_id: 151643, eos_token_id: 151645}' > "$T/c.json"
+  run env SCORE_ROUNDS=2 BENCH_PY=/nonexistent BENCH_06B_DIR="$T/d" BENCH_06B_CONFIG="$T/c.json" N06B=3 GEN_N=1 \
+    GEN_NEW=2 PRECISIONS=fp32 bash "$R/bench/score_06b.sh"
+  [ "$status" -eq 0 ]
+  [ "$(jq -sc 'map(select(.bench == "score") | .round)' "$T/d/results.jsonl")" = "[1,2]" ]
+  [[ "$output" == *"wdl-score fp32: "*" tokens/s (median of 2 rounds), peak RSS"* ]]
+  [[ "$output" == *"transformers: not measured"* ]]
+}
