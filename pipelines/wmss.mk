@@ -137,8 +137,9 @@ WB := $(B)/bin
 RESULT_SETTINGS := PRESET MODEL TASK POOL_TASK TRAIN TEST POOL FORMAT N_TRAIN N_POOL N_TEST BATCH PRE_EPOCHS \
   SFT_EPOCHS SEQ MAX_NEW N_LOGITS SEED TEST_SEED LR LR_PRE LR_ARM LAMBDA PRECISION RANKS \
   $(if $(filter-out fp32,$(PRECISION)),THREADS)
+RESULT_VALUES = $(foreach s,$(RESULT_SETTINGS),'$(s)=$($(s))')
 ifneq ($(filter phase1 phase2 phase3 baseline ablations curve runs/%,$(MAKECMDGOALS)),)
-RUN_DIFF := $(shell pipelines/same_run.sh $(R) $(foreach s,$(RESULT_SETTINGS),'$(s)=$($(s))'))
+RUN_DIFF := $(shell pipelines/same_run.sh $(R) $(RESULT_VALUES))
 ifneq ($(RUN_DIFF),)
 $(error $(RUN_DIFF))
 endif
@@ -148,7 +149,7 @@ endif
 $(R)/settings:
 	@mkdir -p $(@D)
 	@if [ -e $(R)/manifest.jsonl ]; then echo '# not recorded: steps ran here before settings were'; \
-	 else printf '%s\n' $(foreach s,$(RESULT_SETTINGS),'$(s)=$($(s))'); fi > $@.tmp && mv $@.tmp $@
+	 else printf '%s\n' $(RESULT_VALUES); fi > $@.tmp && mv $@.tmp $@
 M0 := $(if $(MODEL),$(MODEL),$(R)/m0)
 M0_FILE := $(if $(MODEL),$(wildcard $(MODEL)/model.safetensors $(MODEL)/model.safetensors.index.json),$(R)/m0/model.safetensors)
 # a recipe's outputs (one manifest line for each), then its command
