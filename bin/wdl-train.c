@@ -42,6 +42,8 @@ static const char *usage =
     "  --group G (16)   shuffle: batches from length-sorted windows of G batches,\n"
     "                   shuffled in blocks of one step's micro-batches; 1 = plain\n"
     "  --lm             loss on every token (pretraining on full text)\n"
+    "  --neftune A (0)  NEFTune baseline: training adds U(-1,1) A/sqrt(L d) to the\n"
+    "                   embeddings (L the example's tokens, d hidden size; paper: 5)\n"
     "  --seed S (0)     --threads N (usable CPUs)   --bf16  write weights as BF16\n"
     "  --precision P (fp32): fp32, fp32-openblas (the reference) or bf16 (bf16 in,\n"
     "                   fp32 out); see README, Precision\n"
@@ -54,7 +56,7 @@ static const char *usage =
 
 typedef struct {
     const char *model, *out, *weak, *weak_out, *log, *order, *schedule;
-    double lambda, lr, warmup, min_lr, wd, beta1, beta2, eps, clip;
+    double lambda, lr, warmup, min_lr, wd, beta1, beta2, eps, clip, neftune;
     const char *clip_mode, *precision;
     int freeze_weak, weak_constant, lm, bf16, resume, quiet, save_epochs;
     long long epochs, steps, batch, accum, seq, seed, threads, probe_every, save_every, group;
@@ -82,6 +84,7 @@ static void parse(int argc, char **argv, opts *o) {
         {"beta2", 0, CLI_REAL, &o->beta2},
         {"eps", 0, CLI_REAL, &o->eps},
         {"clip", 0, CLI_REAL, &o->clip},
+        {"neftune", 0, CLI_REAL, &o->neftune},
         {"clip-mode", 0, CLI_STR, &o->clip_mode},
         {"precision", 0, CLI_STR, &o->precision},
         {"save-epochs", 0, CLI_FLAG, &o->save_epochs},
@@ -121,6 +124,9 @@ static void parse(int argc, char **argv, opts *o) {
         cli_usage_error("bad optimizer setting (--lr > 0, --warmup >= 0, 0 <= --min-lr <= 1, --wd/--clip >= 0, betas in [0,1))");
     if ((o->freeze_weak || o->weak_out) && !o->weak) cli_usage_error("--freeze-weak/--weak-out need --weak");
     if (o->weak_constant && o->weak) cli_usage_error("--weak-constant replaces --weak; give one of them");
+    if (!(o->neftune >= 0 && isfinite(o->neftune))) cli_usage_error("--neftune must be >= 0 (0: off)");
+    if (o->neftune > 0 && (o->weak || o->weak_constant))
+        cli_usage_error("--neftune is the SFT baseline; it does not combine with --weak or --weak-constant");
     if (strcmp(o->order, "shuffle") && strcmp(o->order, "buckets") && strcmp(o->order, "file"))
         cli_usage_error("--order: unknown order '%s' (shuffle, buckets, file)", o->order);
     if (strcmp(o->clip_mode, "joint") && strcmp(o->clip_mode, "separate"))
@@ -280,7 +286,7 @@ int main(int argc, char **argv) {
     if (!o.quiet)
         fprintf(stderr, "%s: %lld examples, %lld steps (%.4g per epoch) of %lld x %lld sequences%s, warm-up %lld, %s%s, %d thread%s%s\n",
                 wdl_prog, (long long)d.n, (long long)total, (double)micro_per_epoch / (double)G, (long long)G,
-                (long long)B, ranks > 1 ? " over ranks" : "", (long long)warmup, w ? "WD-JT" : (o.weak_constant ? "constant-weak control" : "SFT"),
+                (long long)B, ranks > 1 ? " over ranks" : "", (long long)warmup, w ? "WD-JT" : (o.weak_constant ? "constant-weak control" : o.neftune > 0 ? "SFT with NEFTune" : "SFT"),
                 w && o.freeze_weak ? " (weak frozen)" : "", nt, nt > 1 ? "s" : "",
                 ranks > 1 ? " per rank" : "");
 
@@ -288,9 +294,10 @@ int main(int argc, char **argv) {
     char *ckpt = xmalloc(ckl);
     snprintf(ckpt, ckl, "%s.ckpt", o.out);
     int64_t start = 0, global_batch = G * B;
+    const ckpt_run run = {total, o.seed, global_batch, o.neftune};
     wdl_model *trained_weak = w && !o.freeze_weak ? w : NULL;
     if (o.resume && lead && wdl_is_dir(ckpt)) {
-        start = ckpt_load(ckpt, s, trained_weak, total, o.seed, global_batch, &d);
+        start = ckpt_load(ckpt, s, trained_weak, &run, &d);
         if (!o.quiet) fprintf(stderr, "%s: resuming from %s at step %lld\n", wdl_prog, ckpt, (long long)start);
     }
     if (o.resume) {   /* the other ranks take rank 0's state */
@@ -337,6 +344,9 @@ int main(int argc, char **argv) {
     float *wt = xmalloc(sizeof(float) * (size_t)(B * Tmax));
     int64_t *ord = xmalloc(sizeof(int64_t) * (size_t)d.n), cur_epoch = -1;
     int64_t mT[64 > o.accum ? 64 : o.accum], mB[64 > o.accum ? 64 : o.accum];
+    /* NEFTune: each row's example (the epoch's visit of it) and length */
+    uint64_t *nkey = xmalloc(sizeof(uint64_t) * (size_t)(o.accum * B));
+    int64_t *nlen = xmalloc(sizeof(int64_t) * (size_t)(o.accum * B));
 
     /* probe batch: the first B examples in file order, fixed for the run */
     int64_t pB = B < d.n ? B : d.n, *pidx = xmalloc(sizeof(int64_t) * (size_t)pB), pl, pr;
@@ -366,6 +376,10 @@ int main(int argc, char **argv) {
             int64_t b0 = pos * B, nb = d.n - b0 < B ? d.n - b0 : B, nl, nr;
             mT[nm] = dataset_batch(&d, ord + b0, nb, pad, ids + nm * B * Tmax, tg + nm * B * Tmax, &nl, &nr);
             mB[nm] = nb;
+            for (int64_t i = 0; i < nb; i++) {
+                nkey[nm * B + i] = (uint64_t)epoch * (uint64_t)d.n + (uint64_t)ord[b0 + i];
+                nlen[nm * B + i] = d.ex[ord[b0 + i]].len;
+            }
             cnt[0] += nl; cnt[1] += nr; cnt[2] += nb * mT[nm] - nr; cnt[3] += nb * mT[nm];
             nm++;
         }
@@ -379,7 +393,10 @@ int main(int argc, char **argv) {
         for (int64_t j = 0; j < nm; j++) {
             int64_t n = mB[j] * mT[j];
             for (int64_t i = 0; i < n; i++) wt[i] = 1.0f / (float)nloss;
+            const neftune_batch nb = {o.neftune, (uint64_t)o.seed, mB[j], mT[j], nkey + j * B, nlen + j * B};
+            st.noise = o.neftune > 0 ? &nb : NULL;
             loss += step_train(&st, ids + j * B * Tmax, tg + j * B * Tmax, wt, mB[j], mT[j]);
+            st.noise = NULL;
         }
         /* every rank learns every rank's loss: the first that diverged says so */
         dist_wait_for_others();   /* unequal batches: time the wait apart */
@@ -434,7 +451,7 @@ int main(int argc, char **argv) {
         if (o.save_epochs && ep_done > step * G / micro_per_epoch && ep_done >= 1 && step + 1 < total)
             save_epoch(&o, s, ep_done);
         if (o.save_every > 0 && (step + 1) % o.save_every == 0 && step + 1 < total)
-            ckpt_save(ckpt, s, o.model, trained_weak, o.weak, step + 1, total, o.seed, global_batch, &d);
+            ckpt_save(ckpt, s, o.model, trained_weak, o.weak, step + 1, &run, &d);
     }
     if (lf) fclose(lf);
     char *tmp = NULL, *wtmp = NULL;
@@ -465,7 +482,7 @@ done:
     dataset_free(&d);
     model_free(s); model_free(w);
     tok_free(tok);
-    free(ids); free(tg); free(wt); free(ord); free(ckpt); free(tmp); free(wtmp);
+    free(ids); free(tg); free(wt); free(ord); free(nkey); free(nlen); free(ckpt); free(tmp); free(wtmp);
     free(pidx); free(pids); free(ptg); free(sum_scratch);
     free(o.files);
     dist_finish();

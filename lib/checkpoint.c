@@ -44,7 +44,7 @@ static void save_side(const wdl_model *m, const char *src, const char *dir) {
 }
 
 void ckpt_save(const char *ckpt, const wdl_model *s, const char *s_src, const wdl_model *w, const char *w_src,
-               int64_t step, int64_t total, int64_t seed, int64_t global_batch, const dataset *d) {
+               int64_t step, const ckpt_run *run, const dataset *d) {
     char *tmp = wdl_tmp_name(ckpt);
     wdl_rmtree(tmp);
     wdl_tmp_register(tmp);
@@ -54,9 +54,10 @@ void ckpt_save(const char *ckpt, const wdl_model *s, const char *s_src, const wd
         save_side(w, w_src, wd);
         free(wd);
     }
-    json_t *j = json_pack("{s:I,s:I,s:I,s:I,s:s,s:I}", "step", (json_int_t)step, "total_steps", (json_int_t)total,
-                          "seed", (json_int_t)seed, "global_batch", (json_int_t)global_batch, "data_hash", "",
-                          "examples", (json_int_t)d->n);
+    json_t *j = json_pack("{s:I,s:I,s:I,s:I,s:s,s:I}", "step", (json_int_t)step, "total_steps",
+                          (json_int_t)run->total, "seed", (json_int_t)run->seed, "global_batch",
+                          (json_int_t)run->global_batch, "data_hash", "", "examples", (json_int_t)d->n);
+    if (run->neftune > 0) json_object_set_new(j, "neftune_alpha", json_real(run->neftune));
     char hash[32];
     snprintf(hash, sizeof hash, "%016llx", (unsigned long long)d->hash);
     json_object_set_new(j, "data_hash", json_string(hash));
@@ -87,8 +88,8 @@ static int64_t need_int(const json_t *j, const char *key, const char *tj) {
     return json_integer_value(v);
 }
 
-int64_t ckpt_load(const char *ckpt, wdl_model *s, wdl_model *w, int64_t total, int64_t seed, int64_t global_batch,
-                  const dataset *d) {
+int64_t ckpt_load(const char *ckpt, wdl_model *s, wdl_model *w, const ckpt_run *run, const dataset *d) {
+    const int64_t total = run->total, seed = run->seed, global_batch = run->global_batch;
     char *tj = wdl_path_join(ckpt, "trainer.json");
     json_error_t e;
     json_t *j = json_load_file(tj, 0, &e);
@@ -106,6 +107,12 @@ int64_t ckpt_load(const char *ckpt, wdl_model *s, wdl_model *w, int64_t total, i
     if (gb && need_int(j, "global_batch", tj) != global_batch)
         die("%s: checkpoint was made with %lld sequences per step, this run has %lld (ranks x --batch x --accum)",
             tj, (long long)json_integer_value(gb), (long long)global_batch);
+    /* a checkpoint from before NEFTune, or without it: alpha 0 */
+    const json_t *na = json_object_get(j, "neftune_alpha");
+    if (na && !json_is_number(na)) die("%s: \"neftune_alpha\" is not a number (a damaged checkpoint)", tj);
+    const double alpha = na ? json_number_value(na) : 0;
+    if (alpha != run->neftune)
+        die("%s: checkpoint was made with --neftune %g, this run has %g", tj, alpha, run->neftune);
     if (step < 0 || step > total) die("%s: bad step %lld", tj, (long long)step);
     json_decref(j);
     free(tj);

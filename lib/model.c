@@ -280,6 +280,7 @@ static void forward_layers(wdl_model *m) {
     wdl_acts *a = &m->a;
     attn_dims d = {m->nseq, m->Tlong, NH, KV, HD, m->seq_off};
     model_embed(m, a->resid, m->ids, N);
+    if (m->embed_hook) m->embed_hook(m->embed_ctx, a->resid, N, H);
     /* this forward rewrites the activations: forget the last one's mirrors */
     if (m->act16) gemm_drop_mirrors(m->act_mem, m->act_elems);
 #define MIRROR(x, x16, n) do { if (x16) gemm_mirror((x), (size_t)(n), (x16)); } while (0)

@@ -70,6 +70,11 @@ typedef struct {
      * after RoPE and values [N, KVH*HD] (decoding's prefill fills its cache) */
     void (*kv_hook)(void *ctx, int64_t layer, const float *kr, const float *v);
     void *kv_ctx;
+    /* optional: called by the forward after the embedding lookup with the
+     * input rows [N, H], before the first layer reads them (training's
+     * NEFTune noise; the backward needs nothing from it) */
+    void (*embed_hook)(void *ctx, float *x, int64_t N, int64_t H);
+    void *embed_ctx;
 } wdl_model;
 
 #define MODEL_ATT_KEEP_MAX ((size_t)1 << 30)

@@ -29,7 +29,9 @@ double step_train(wd_step *s, const int32_t *ids, const int32_t *targets, const 
      * here instead of by every product that reads it (a no-op in fp32) */
     gemm_set_readonly(0, st->params, st->nparams);
     if (wk && !s->weak_constant) gemm_set_readonly(1, wk->params, wk->nparams);
+    if (s->noise) { st->embed_hook = neftune_hook; st->embed_ctx = (void *)s->noise; }
     model_forward(st, ids, B, T);
+    st->embed_hook = NULL; st->embed_ctx = NULL;
     memset(st->a.dnormf, 0, sizeof(float) * (size_t)(N * H));
     float *h[2] = {st->a.normf, NULL}, *w[2] = {model_head(st), NULL};
     float *dh[2] = {st->a.dnormf, NULL}, *dw[2] = {model_head_grad(st), NULL};

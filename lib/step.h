@@ -7,6 +7,7 @@
 #define WDL_STEP_H
 #include <stdint.h>
 #include "model.h"
+#include "neftune.h"
 
 typedef struct {
     wdl_model *strong;       /* the model being trained */
@@ -14,6 +15,9 @@ typedef struct {
     double lambda;           /* mixing weight of the strong logits */
     int freeze_weak;         /* weak forward only, no weak gradient */
     int weak_constant;       /* control: weak logits replaced by 0 (SFT at T = 1/lambda) */
+    const neftune_batch *noise;   /* NULL, or NEFTune noise on the strong model's
+                                   * embeddings in step_train's forward (the
+                                   * batch's layout and example keys) */
     void *scratch;           /* ce_chunked's scratch, ce_scratch_bytes for one or two sides */
     int64_t chunk;
 } wd_step;

@@ -91,6 +91,11 @@ void vd_compare_all(const rpt_run *runs, int nrun, const char *control, vd_cmps 
         if (strcmp(arms[k], "wmss") && strcmp(arms[k], "m0") && strcmp(arms[k], "m1"))
             push(out, runs, nrun, arms[k], control, notes);
     if (has_preds(runs, nrun, "m1") && strcmp(control, "m1")) push(out, runs, nrun, control, "m1", notes);
+    /* the headline against the paper's other baselines (wmss.mk's ARMS_BASE) */
+    static const char *const baselines[] = {"neftune", NULL};
+    for (int b = 0; baselines[b] && has_preds(runs, nrun, "wmss"); b++)
+        if (strcmp(control, baselines[b]) && has_preds(runs, nrun, baselines[b]))
+            push(out, runs, nrun, "wmss", baselines[b], notes);
     for (size_t k = 0; k < na; k++) free(arms[k]);
     free(arms);
 }

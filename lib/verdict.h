@@ -23,8 +23,9 @@ typedef struct {
     size_t n;
 } vd_cmps;
 
-/* Every arm with predictions against `control`, and control against m1
- * (does SFT still move?). The first row is wmss when present. */
+/* Every arm with predictions against `control`, control against m1
+ * (does SFT still move?), and wmss against the paper's other baselines
+ * present (neftune). The first row is wmss when present. */
 void vd_compare_all(const rpt_run *runs, int nrun, const char *control, vd_cmps *out, rpt_notes *notes);
 void vd_free(vd_cmps *c);
 

@@ -21,6 +21,7 @@ for s in ${v[SEEDS]-}; do whole "SEEDS (a seed)" "$s" 0; done
 dup=$(tr ' ' '\n' <<<"${v[SEEDS]-}" | grep . | sort | uniq -d | head -n 1)
 [ -z "$dup" ] || bad "SEEDS=${v[SEEDS]}: seed $dup given twice (one run would count as two seeds)"
 for n in LR LR_PRE LR_ARM; do [ -n "${v[$n]+x}" ] && real "$n" "${v[$n]}" "x > 0" "a number above 0"; done
+[ -n "${v[NEFTUNE_ALPHA]+x}" ] && real NEFTUNE_ALPHA "${v[NEFTUNE_ALPHA]}" "x > 0" "a number above 0"
 [ -n "${v[LAMBDA]+x}" ] && real LAMBDA "${v[LAMBDA]}" "x > 0 && x <= 1" "a number in (0, 1]"
 for l in ${v[LAMBDAS]-}; do real "LAMBDAS (a lambda)" "$l" "x > 0 && x <= 1" "a number in (0, 1]"; done
 case ${v[PRECISION]-fp32} in fp32 | fp32-openblas | bf16) ;; *) bad "PRECISION=${v[PRECISION]}: must be fp32, fp32-openblas or bf16" ;; esac

@@ -15,10 +15,12 @@ grep -q '^# not recorded' "$rec" && exit 0   # a run from before the record
 declare -A old
 while IFS= read -r line; do old[${line%%=*}]=${line#*=}; done < "$rec"
 was="" now=""
+# a setting the record lacks came after it was written (the wdl that made
+# the directory had no such setting): not checked
 for kv in "$@"; do
   n=${kv%%=*} v=${kv#*=}
-  if [ -z "${old[$n]+x}" ] || [ "${old[$n]}" != "$v" ]; then
-    was+=" $n=${old[$n]-(not recorded)}"
+  if [ -n "${old[$n]+x}" ] && [ "${old[$n]}" != "$v" ]; then
+    was+=" $n=${old[$n]}"
     now+=" $n=$v"
   fi
 done

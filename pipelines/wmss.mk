@@ -2,15 +2,18 @@
 #   make phase1 phase2 phase3   M0, M1 -> scores + selection -> WD-JT, the
 #                               equal-budget control, evaluation, verdict
 #   make baseline               the equal-budget control alone (sft2)
+#   make baselines              the paper's other baseline at the same budget:
+#                               NEFTune (noisy-embedding SFT), beside sft2
 #   make ablations              WD-DS only, WD-JT only, frozen weak, constant
 #                               weak, lambda sweep, weak too close, separate
 #                               clipping
 #   make curve                  M1's saturation curve (accuracy, p_target per epoch)
 #   make experiment SEEDS=".."  all of it per seed, one paired verdict
+#                               (ABLATIONS=1, BASELINES=1: those arms too)
 #   make report                 tables and plots of every arm that exists
 # Variables: RUN (runs/$(RUN)), SEED, TASK, PRESET or MODEL (an HF Qwen3
 # directory used as M0), TRAIN/TEST/POOL (your own records), FORMAT,
-# SCALE=full|smoke, THREADS, LAMBDA, PRECISION=fp32|fp32-openblas|bf16; RANKS and MPIRUN
+# SCALE=full|smoke, THREADS, LAMBDA, NEFTUNE_ALPHA, PRECISION=fp32|fp32-openblas|bf16; RANKS and MPIRUN
 # (below) spread the heavy steps over MPI ranks.
 # Every output is a file written atomically by its program; each recipe
 # records command, input hashes and version in runs/$(RUN)/manifest.jsonl.
@@ -52,6 +55,9 @@ MODEL ?=
 LAMBDAS ?= 0.3 0.42 0.7
 SEEDS ?= 1 2 3 4 5
 ABLATIONS ?=
+BASELINES ?=
+# NEFTune's noise scale (the paper's baseline: 5)
+NEFTUNE_ALPHA ?= 5
 # the test problems are the same for every seed (a crossed paired design)
 TEST_SEED ?= 1000
 SHARED ?= ../shared
@@ -102,7 +108,7 @@ N_LOGITS ?= 200
 
 # Settings checked before any step runs, when a pipeline target is asked
 # for: RUN names the directory under runs/ that pipeline-clean deletes.
-PIPELINE_GOALS := phase1 phase2 phase3 baseline ablations curve experiment report pipeline-clean
+PIPELINE_GOALS := phase1 phase2 phase3 baseline baselines ablations curve experiment report pipeline-clean
 ifneq ($(filter $(PIPELINE_GOALS) experiment-seed-% runs/%,$(MAKECMDGOALS)),)
 RUN_CHARS := a b c d e f g h i j k l m n o p q r s t u v w x y z A B C D E F G H I J K L M N O P Q R S T U V W X Y Z \
   0 1 2 3 4 5 6 7 8 9 . _ - /
@@ -117,7 +123,7 @@ ifneq ($(filter /% . .. ./% ../%,$(RUN))$(filter . ..,$(subst /, ,$(RUN))),)
 $(error RUN=$(RUN): must stay under runs/ (no leading '/', no '.' or '..' parts))
 endif
 SETTINGS := THREADS RANKS N_TRAIN N_POOL N_TEST BATCH PRE_EPOCHS SFT_EPOCHS SEQ MAX_NEW N_LOGITS SEED TEST_SEED \
-  SEEDS LR LR_PRE LR_ARM LAMBDA LAMBDAS PRECISION TASK TRAIN MODEL
+  SEEDS LR LR_PRE LR_ARM LAMBDA LAMBDAS NEFTUNE_ALPHA PRECISION TASK TRAIN MODEL
 ifneq ($(findstring ',$(foreach s,$(SETTINGS),$($(s)))),)
 $(error a setting holds a quote (')); those are not names, numbers or paths)
 endif
@@ -135,10 +141,10 @@ WB := $(B)/bin
 # any step (pipeline-clean and report still run). THREADS counts only
 # where the bytes depend on it: fp32 gives the same at any count.
 RESULT_SETTINGS := PRESET MODEL TASK POOL_TASK TRAIN TEST POOL FORMAT N_TRAIN N_POOL N_TEST BATCH PRE_EPOCHS \
-  SFT_EPOCHS SEQ MAX_NEW N_LOGITS SEED TEST_SEED LR LR_PRE LR_ARM LAMBDA PRECISION RANKS \
+  SFT_EPOCHS SEQ MAX_NEW N_LOGITS SEED TEST_SEED LR LR_PRE LR_ARM LAMBDA NEFTUNE_ALPHA PRECISION RANKS \
   $(if $(filter-out fp32,$(PRECISION)),THREADS)
 RESULT_VALUES = $(foreach s,$(RESULT_SETTINGS),'$(s)=$($(s))')
-ifneq ($(filter phase1 phase2 phase3 baseline ablations curve runs/%,$(MAKECMDGOALS)),)
+ifneq ($(filter phase1 phase2 phase3 baseline baselines ablations curve runs/%,$(MAKECMDGOALS)),)
 RUN_DIFF := $(shell pipelines/same_run.sh $(R) $(RESULT_VALUES))
 ifneq ($(RUN_DIFF),)
 $(error $(RUN_DIFF))
@@ -163,7 +169,7 @@ LATE := $(R)/m1.epoch$(shell echo $$(( $(SFT_EPOCHS) > 1 ? $(SFT_EPOCHS) - 1 : 1
 IMPORT = $(if $(FORMAT),$(WB)/wdl-data import --format $(FORMAT),$(WB)/wdl-data cat)
 EPOCHS := $(shell seq 1 $(SFT_EPOCHS))
 
-.PHONY: phase1 phase2 phase3 baseline ablations curve experiment report pipeline-clean shared-check
+.PHONY: phase1 phase2 phase3 baseline baselines ablations curve experiment report pipeline-clean shared-check
 .DELETE_ON_ERROR:
 # Every program writes its output atomically, so a target that exists is
 # complete: an interrupt that lands after a program finished (while
@@ -264,6 +270,10 @@ $(eval $(call ARM,clip_separate,--weak $(M0) --lambda $(LAMBDA) --clip-mode sepa
 $(eval $(call ARM,late_weak,--weak $(LATE) --lambda $(LAMBDA),$(R)/selected.jsonl.zst))
 $(foreach l,$(LAMBDAS),$(eval $(call ARM,lambda$(l),--weak $(M0) --lambda $(l),$(R)/selected.jsonl.zst)))
 ARMS_ABL := wdds_only wdjt_only frozen_weak const_weak clip_separate late_weak $(foreach l,$(LAMBDAS),lambda$(l))
+# the paper's baselines beside SFT, at sft2's budget and schedule: NEFTune
+# is sft2 with uniform noise on the input embeddings while training
+$(eval $(call ARM,neftune,--neftune $(NEFTUNE_ALPHA),$(R)/data/train.jsonl.zst))
+ARMS_BASE := neftune
 
 # ---- evaluation (greedy decoding on the test split), saturation on D and
 # the logit table; m0 may be the user's MODEL directory
@@ -311,6 +321,9 @@ baseline: deps shared-check $(R)/eval/sft2.json $(R)/eval/m1.json
 
 ablations: deps shared-check $(addprefix $(R)/eval/,$(addsuffix .json,$(ARMS_ABL)))
 
+baselines: deps shared-check $(addprefix $(R)/eval/,$(addsuffix .json,m1 sft2 $(ARMS_BASE)))
+	@for a in m1 sft2 $(ARMS_BASE); do printf '%-8s ' $$a; jq -c '{accuracy, n}' $(R)/eval/$$a.json; done
+
 curve: deps shared-check $(foreach e,$(EPOCHS),$(R)/curve/eval/e$(e).json $(R)/curve/saturation/e$(e).json)
 	@printf 'epoch  accuracy  p_target  token_acc\n'
 	@for e in $(EPOCHS); do printf '%5s  %8.4f  %8.4f  %9.4f\n' $$e $$(jq .accuracy $(R)/curve/eval/e$$e.json) \
@@ -325,7 +338,7 @@ report:
 SEED_RUNS := $(addprefix experiment-seed-,$(SEEDS))
 .PHONY: $(SEED_RUNS)
 $(SEED_RUNS): experiment-seed-%: deps shared-check
-	+@$(MAKE) --no-print-directory phase3 $(if $(ABLATIONS),ablations) RUN=$(RUN)/s$* SEED=$*
+	+@$(MAKE) --no-print-directory phase3 $(if $(ABLATIONS),ablations) $(if $(BASELINES),baselines) RUN=$(RUN)/s$* SEED=$*
 experiment: $(SEED_RUNS)
 	@$(WB)/wdl-report --out $(R)/report $(addprefix $(R)/s,$(SEEDS)) > /dev/null
 	@sed -n '1,/^## Accuracy/p' $(R)/report/report.md | sed '$$d'

@@ -66,20 +66,28 @@ train() { wdl-train -m "$D/m0" --batch 8 --seq 160 --lr 3e-3 --threads 2 -q "$@"
   [ "$(echo "$output" | tail -1 | jq -r .prompt)" = "no solution here" ]
 }
 
-@test "make experiment (smoke, 2 seeds): per-seed runs and one paired verdict" {
-  run make -C "$REPO" --no-print-directory -s experiment SCALE=smoke SEEDS="1 2" RUN=bats-exp THREADS=2
+@test "make experiment (smoke, 2 seeds, BASELINES=1): per-seed runs and one paired verdict" {
+  run make -C "$REPO" --no-print-directory -s experiment SCALE=smoke SEEDS="1 2" RUN=bats-exp THREADS=2 BASELINES=1
   [ "$status" -eq 0 ]
   R=$REPO/runs/bats-exp
   [[ "$output" == *"**Verdict**: \`wmss − sft2 = "*", 2 seeds x 16 problems\`"* ]]
   for s in s1 s2; do
-    for f in eval/wmss.json eval/sft2.json saturation/m1.json logits/wmss.json preds/sft2.jsonl.zst; do
+    for f in eval/wmss.json eval/sft2.json eval/neftune.json saturation/m1.json logits/wmss.json preds/sft2.jsonl.zst; do
       [ -s "$R/$s/$f" ] || { echo "missing $s/$f"; false; }
     done
   done
   # the test problems are the same in both seeds (a crossed design)
   cmp "$R/s1/data/test.jsonl.zst" "$R/s2/data/test.jsonl.zst"
   jq -e '.comparisons[0] | .arm == "wmss" and .control == "sft2" and .seeds == 2 and .problems == 16 and .same_problems' "$R/report/report.json"
-  jq -e '.saturation.m1.p_target > 0 and .accuracy.wmss.seeds == 2' "$R/report/report.json"
+  jq -e '.saturation.m1.p_target > 0 and .accuracy.wmss.seeds == 2 and .accuracy.neftune.seeds == 2' "$R/report/report.json"
+  # NEFTune beside sft2, and wmss against it
+  jq -e '[.comparisons[] | "\(.arm)-\(.control)"] | index("neftune-sft2") and index("wmss-neftune")' "$R/report/report.json"
+  # NEFTune: sft2's run (from m1, one epoch of D at LR_ARM) with the noise
+  for s in s1 s2; do
+    nf=$(jq -r 'select(.output | endswith("neftune/model.safetensors")) | .command' "$R/$s/manifest.jsonl")
+    sf=$(jq -r 'select(.output | endswith("sft2/model.safetensors")) | .command' "$R/$s/manifest.jsonl")
+    [ "${nf/ --neftune 5/}" = "${sf//sft2/neftune}" ]
+  done
   rm -rf "$R"
 }
 

@@ -5,7 +5,8 @@ Hugging Face transformers' own Qwen3ForCausalLM (eager attention, float32).
 Dev-side only: the test suite reads the committed files under tests/fixtures/
 and never runs Python.  See tests/fixtures/README.md for what each file holds.
 
-  gen_fixtures.py [--out DIR]                 write untied/, tied/, mixed/, bf16/
+  gen_fixtures.py [--out DIR]                 write untied/, tied/, mixed/, bf16/,
+                                              neftune/
   gen_fixtures.py --check-dir DIR --ids "1,2,3" --out FILE.json
                                               logits of a model dir (e.g. one
                                               written by wdl) on one sequence
@@ -41,6 +42,9 @@ ADAMW = {"lr": 1e-2, "betas": [0.9, 0.95], "eps": 1e-8, "weight_decay": 0.1,
          "clip": 1.0,
          "decay_rule": "2-D weights decay, 1-D norm weights do not"}
 STEPS_SINGLE, STEPS_MIXED = 5, 3
+# NEFTune: alpha, the hash seed, each row's example key and real length
+# (sequence 1 ends at 9: positions 9.. are padding, targets ignored)
+NEFTUNE = {"alpha": 5.0, "seed": 5, "keys": [7, 12345678901], "lens": [12, 9]}
 
 HF_FORWARD = """\
 HF Qwen3ForCausalLM forward relied on (transformers %s, eager attention, float32):
@@ -423,6 +427,60 @@ def bf16_fixture(root, ids, tgt):
     return meta
 
 
+M64 = (1 << 64) - 1
+
+
+def mix64(z):
+    """splitmix64's output function, as lib/neftune.c uses it."""
+    z = (z + 0x9e3779b97f4a7c15) & M64
+    z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & M64
+    z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & M64
+    return z ^ (z >> 31)
+
+
+def neftune_noise(hidden):
+    """wdl's NEFTune noise for the fixture batch, written independently of
+    the C code from its definition (lib/neftune.h): element (b, t, c) of a
+    real position is u * alpha / sqrt(L_b * d) in float32, u = the top 24
+    bits of mix64(h ^ c) times 2^-23 minus 1, h = mix64(mix64(mix64(seed) ^
+    key_b) ^ t); padding gets none."""
+    nf = NEFTUNE
+    noise = torch.zeros(B, T, hidden, dtype=torch.float32)
+    for b, (key, n) in enumerate(zip(nf["keys"], nf["lens"])):
+        mag = torch.tensor(nf["alpha"] / (n * hidden) ** 0.5, dtype=torch.float64).float()
+        for t in range(n):
+            h = mix64(mix64(mix64(nf["seed"]) ^ key) ^ t)
+            u = torch.tensor([mix64(h ^ c) >> 40 for c in range(hidden)], dtype=torch.float32)
+            noise[b, t] = mag * (u * 2.0 ** -23 - 1.0)
+    return noise
+
+
+def neftune_fixture(root, ids, tgt):
+    """The untied model's loss and gradients with NEFTune noise added to
+    its input embeddings (inputs_embeds = embed_tokens(ids) + noise)."""
+    d = os.path.join(root, "neftune")
+    os.makedirs(d, exist_ok=True)
+    model = load_model(os.path.join(root, "untied"))
+    model.train()
+    tg = tgt.clone()
+    for b, n in enumerate(NEFTUNE["lens"]):
+        tg[b, n:] = IGNORE
+    noise = neftune_noise(model.config.hidden_size)
+    z = model(inputs_embeds=model.model.embed_tokens(ids) + noise).logits
+    loss = ce(z, tg)
+    loss.backward()
+    tensors = {"input_ids": ids.float(), "targets": tg.float(), "noise": noise, "logits": z.detach()}
+    for n, p in model.named_parameters():
+        tensors["grad." + n] = p.grad.detach().clone()
+    lp = torch.log_softmax(z.detach().double(), dim=-1)
+    nll64 = -lp.gather(-1, tg.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    meta = dict(NEFTUNE, model="untied", loss=loss.item(), loss_f64=nll64[tg != IGNORE].mean().item(),
+                n_targets=int((tg != IGNORE).sum()), noise_max_abs=noise.abs().max().item(),
+                torch=torch.__version__, transformers=transformers.__version__)
+    write_ref(d, tensors, meta)
+    return meta
+
+
 def generate(root):
     os.makedirs(root, exist_ok=True)
     ids, tgt = make_batch()
@@ -430,13 +488,15 @@ def generate(root):
             single_fixture(root, "tied", 1000000.0, True, ids, tgt),
             mixed_fixture(root, ids, tgt)]
     b16 = bf16_fixture(root, ids, tgt)
+    nft = neftune_fixture(root, ids, tgt)
     print(HF_FORWARD % transformers.__version__)
     print("torch %s, transformers %s" % (torch.__version__, transformers.__version__))
     for r in refs:
         print("%-7s loss %.6f  losses %s" % (
             r["config"], r["loss"], " ".join("%.4f" % x for x in r["losses"])))
     print("bf16    loss %.6f (emulated wdl GEMMs), %.6f (autocast)" % (b16["emu"]["loss"], b16["autocast"]["loss"]))
-    for sub in ("untied", "tied", "mixed", "mixed/weak", "mixed/strong", "bf16"):
+    print("neftune loss %.6f (alpha %g)" % (nft["loss"], nft["alpha"]))
+    for sub in ("untied", "tied", "mixed", "mixed/weak", "mixed/strong", "bf16", "neftune"):
         d = os.path.join(root, sub)
         for f in sorted(os.listdir(d)):
             p = os.path.join(d, f)

@@ -64,6 +64,15 @@ teardown() { rm -rf "$REPO/runs/bats-"*; }
   cmp "$R/manifest.jsonl" "$BATS_TEST_TMPDIR/manifest"
   run make -C "$REPO" -q runs/bats-a/m1/model.safetensors SCALE=smoke RUN=bats-a SEED=3 THREADS=1
   [ "$status" -eq 0 ]
+  # a setting the record lacks came after the wdl that made the directory:
+  # not checked (NEFTUNE_ALPHA is recorded, so first it is)
+  grep -qx 'NEFTUNE_ALPHA=5' "$R/settings"
+  run make -C "$REPO" -q runs/bats-a/m1/model.safetensors SCALE=smoke RUN=bats-a SEED=3 NEFTUNE_ALPHA=3
+  [ "$status" -eq 2 ]
+  [[ "$output" == *"made with NEFTUNE_ALPHA=5, not NEFTUNE_ALPHA=3"* ]]
+  sed -i '/^NEFTUNE_ALPHA=/d' "$R/settings"
+  run make -C "$REPO" -q runs/bats-a/m1/model.safetensors SCALE=smoke RUN=bats-a SEED=3 NEFTUNE_ALPHA=3
+  [ "$status" -eq 0 ]
   run make -C "$REPO" --no-print-directory -n pipeline-clean RUN=bats-a SEED=4
   [ "$status" -eq 0 ]
   [ "$output" = "rm -rf 'runs/bats-a'" ]
@@ -135,7 +144,7 @@ JSON
 @test "bad settings stop make before any step, in one line naming the setting" {
   for s in "RUN=" "RUN=a b" "RUN=../bin" "RUN=/tmp/x" "RUN=x;y" "LAMBDA=2" "RANKS=0" "RANKS=3" "THREADS=abc" \
            "TASK=nosuch" "TASK=prog,prog" "PRECISION=fp64" "N_TRAIN=0" "SFT_EPOCHS=0" "LR=abc" "SEEDS=1 1" \
-           "MODEL=/nonexistent" "LAMBDAS=0.3 1.5"; do
+           "MODEL=/nonexistent" "LAMBDAS=0.3 1.5" "NEFTUNE_ALPHA=0" "NEFTUNE_ALPHA=abc"; do
     run make -C "$REPO" --no-print-directory -n phase1 pipeline-clean experiment SCALE=smoke "$s"
     [ "$status" -eq 2 ] && [ "${#lines[@]}" -eq 1 ] || { echo "$s: $status: $output"; false; }
     [[ "$output" == "pipelines/wmss.mk:"*": *** "*"${s%%=*}"* ]] || { echo "$s: $output"; false; }

@@ -12,6 +12,7 @@
  *    (losses 1e-6 relative, parameters 1e-4 absolute) leave headroom for
  *    other BLAS kernels, and are far below what a different data split
  *    gives (checked: 2 ranks x --accum 2 is outside them);
+ *  - the same with NEFTune's noise (keyed by example, not by rank);
  *  - a checkpoint written on 2 ranks resumes on 2 ranks to the same bytes
  *    as an uninterrupted run, and on 1 process (--accum 2) within the bounds.
  * Skips when mpirun is not installed. */
@@ -147,6 +148,19 @@ static void wdjt_two_ranks_equal_accum(void **state) {
     assert_true(ds < PARAM_ATOL && dw < PARAM_ATOL);
 }
 
+/* NEFTune's noise follows the example, not the rank that runs it */
+static void neftune_two_ranks_equal_accum(void **state) {
+    if (!have_mpi) skip();
+    train(2, "--steps 8 --neftune 5 -o n2");
+    train(0, "--steps 8 --neftune 5 --accum 2 -o n1");
+    double d = max_abs_diff("n1", "n2");
+    print_message("# NEFTune 2 ranks vs --accum 2: param max abs diff %.2e\n", d);
+    assert_true(d < PARAM_ATOL);
+    /* the noise itself moves the parameters far outside the bound */
+    train(0, "--steps 8 --accum 2 -o n0");
+    assert_true(max_abs_diff("n1", "n0") > 10 * PARAM_ATOL);
+}
+
 /* Stop a 2-rank run once it has written a checkpoint. */
 static void interrupted_run(const char *out) {
     int rc = sh("cd %s && { mpirun --oversubscribe -np 2 wdl-train -m m0 --batch 4 --seq 128 --lr 3e-3 --threads 1 "
@@ -179,6 +193,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(sft_two_ranks_equal_accum),
         cmocka_unit_test(wdjt_two_ranks_equal_accum),
+        cmocka_unit_test(neftune_two_ranks_equal_accum),
         cmocka_unit_test(resume_across_rank_counts),
     };
     return cmocka_run_group_tests(tests, group_setup, tmpdir_teardown);

@@ -3,7 +3,8 @@
  * per-position NLL and entropy, every parameter gradient, five AdamW steps,
  * for an untied and a tied model; and the mixed-logit loss of a weak and a
  * strong model with its gradients and joint / frozen-weak AdamW steps.
- * And --precision bf16 against transformers with bf16 GEMMs (test_bf16).
+ * And --precision bf16 against transformers with bf16 GEMMs (test_bf16),
+ * and NEFTune's embedding noise (test_neftune).
  * Tolerances are per tensor and are printed with the measured error. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -979,6 +980,79 @@ static void test_score_fp32_bf16_in_place(void **st) {
     wdl_rmtree(dir);
 }
 
+/* NEFTune (the paper's noisy-embedding SFT baseline) on the untied model:
+ * the noise lib/neftune.c draws equals, bit for bit, the noise
+ * tests/gen_fixtures.py computes from its definition, and the loss and
+ * every gradient with it added to the embeddings match transformers run
+ * on inputs_embeds = embed(ids) + noise; sequence 1 stops at 9 tokens
+ * (its positions 9.. are padding, without noise or loss). */
+static void test_neftune(void **st) {
+    wdl_model *m = model_load(FIX "untied");
+    st_model *ref = st_open(FIX "neftune/ref.safetensors");
+    json_t *rj = load_json(FIX "neftune/ref.json");
+    batch b;
+    load_batch(ref, &b);
+    const int64_t H = m->cfg.hidden;
+    uint64_t key[B];
+    int64_t len[B];
+    for (int i = 0; i < B; i++) {
+        key[i] = (uint64_t)json_integer_value(json_array_get(json_object_get(rj, "keys"), i));
+        len[i] = json_integer_value(json_array_get(json_object_get(rj, "lens"), i));
+    }
+    const neftune_batch nb = {json_real_value(json_object_get(rj, "alpha")),
+                              (uint64_t)json_integer_value(json_object_get(rj, "seed")), B, T, key, len};
+    assert_true(nb.alpha == 5.0 && len[1] == 9);
+
+    float *noise = calloc((size_t)(B * T * H), sizeof(float)), *rn = xmalloc(sizeof(float) * (size_t)(B * T * H));
+    neftune_add(noise, H, &nb);
+    int64_t ns[3] = {B, T, H};
+    st_read_f32(ref, "noise", rn, 3, ns);
+    expect("NEFTune noise against gen_fixtures.py's (abs, exact)", maxdiff(noise, rn, (size_t)(B * T * H), 0), 0);
+    double bound = 0;
+    for (int64_t t = 9; t < T; t++)
+        for (int64_t c = 0; c < H; c++) bound = fmax(bound, fabsf(noise[(T + t) * H + c]));
+    expect("NEFTune noise on padding (abs)", bound, 0);
+    /* an example's noise is its own wherever it sits: the rows swapped
+     * (with T = 9, as a batch holding only the shorter one would be) */
+    {
+        const uint64_t k2[2] = {key[1], key[0]};
+        const int64_t l2[2] = {9, 9};
+        const neftune_batch sw = {nb.alpha, nb.seed, 2, 9, k2, l2};
+        float *x = calloc((size_t)(2 * 9 * H), sizeof(float));
+        neftune_add(x, H, &sw);
+        expect("NEFTune noise of a row moved to another batch (abs)", maxdiff(x, noise + T * H, (size_t)(9 * H), 0), 0);
+        free(x);
+    }
+    /* u is uniform on [-1, 1): mean 0, variance 1/3, bounds */
+    double su = 0, su2 = 0, lo = 1, hi = -1;
+    const int64_t nu = 200000;
+    for (int64_t i = 0; i < nu; i++) {
+        double u = neftune_u(9, (uint64_t)i / 64, i % 7, i % 64);
+        su += u; su2 += u * u; lo = fmin(lo, u); hi = fmax(hi, u);
+    }
+    expect("NEFTune u: |mean| over 200k draws", fabs(su / nu), 5e-3);
+    expect("NEFTune u: |variance - 1/3|", fabs(su2 / nu - su * su / ((double)nu * nu) - 1.0 / 3), 5e-3);
+    assert_true(lo >= -1 && lo < -0.999 && hi < 1 && hi > 0.999);
+
+    model_alloc_grads(m);
+    model_alloc_moments(m);
+    model_alloc_acts(m, B, T, 1, 0);
+    wd_step s;
+    step_init(&s, m, NULL, 1.0);
+    s.noise = &nb;
+    model_zero_grad(m);
+    double loss = step_train(&s, b.ids, b.tg, b.wt, B, T);
+    expect("NEFTune loss (rel)", fabs(loss - json_real_value(json_object_get(rj, "loss_f64"))) / loss, 2e-6);
+    compare_all(m, ref, "grad.", m->grads, 1e-4, 1, "NEFTune gradients (rel to max |grad| per tensor)");
+    assert_null(m->embed_hook);   /* the noise is the step's, not the model's */
+
+    free(noise); free(rn);
+    step_free(&s);
+    json_decref(rj);
+    st_close(ref);
+    model_free(m);
+}
+
 static int precision_fp32(void **st) {   /* teardown: later tests run in fp32 even if this one failed */
     gemm_set_precision(GEMM_FP32);
     return 0;
@@ -988,6 +1062,7 @@ int main(void) {
     wdl_set_prog("test_model");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_untied), cmocka_unit_test(test_tied), cmocka_unit_test(test_mixed),
+        cmocka_unit_test(test_neftune),
         cmocka_unit_test(test_generation_matches_forward),
         cmocka_unit_test_teardown(test_decode_fp32_shadows, precision_fp32),
         cmocka_unit_test(test_prefill_many),

@@ -63,6 +63,39 @@ train_bg() { wdl-train -m "$D/m0" --batch 8 --seq 160 --lr 3e-3 --threads 2 -q "
   [ ! -e "$D/res.ckpt" ]
 }
 
+@test "NEFTune: --neftune 0 is off, the noise changes training, same bytes at 1 and 2 threads" {
+  train -o "$D/plain" --steps 6 --seed 5 "$D/train.jsonl"
+  train -o "$D/zero" --steps 6 --seed 5 --neftune 0 "$D/train.jsonl"
+  cmp "$D/plain/model.safetensors" "$D/zero/model.safetensors"
+  train -o "$D/n2" --steps 6 --seed 5 --neftune 5 "$D/train.jsonl"
+  run ! cmp -s "$D/plain/model.safetensors" "$D/n2/model.safetensors"
+  wdl-train -m "$D/m0" --batch 8 --seq 160 --lr 3e-3 --threads 1 -q -o "$D/n1" --steps 6 --seed 5 --neftune 5 "$D/train.jsonl"
+  cmp "$D/n1/model.safetensors" "$D/n2/model.safetensors"
+  run wdl-train -m "$D/m0" -o "$D/x" --neftune 5 --weak "$D/m0" "$D/train.jsonl"
+  [ "$status" -eq 2 ]
+  [ "$output" = "wdl-train: --neftune is the SFT baseline; it does not combine with --weak or --weak-constant" ]
+  run wdl-train -m "$D/m0" -o "$D/x" --neftune -1 "$D/train.jsonl"
+  [ "$status" -eq 2 ]
+  [ "$output" = "wdl-train: --neftune must be >= 0 (0: off)" ]
+  [ ! -e "$D/x" ]
+}
+
+@test "NEFTune: a resumed run equals an uninterrupted one; another alpha is refused" {
+  train -o "$D/full" --steps 16 --seed 2 --neftune 5 "$D/train.jsonl"
+  train_bg -o "$D/res" --steps 16 --seed 2 --neftune 5 --save-every 3 "$D/train.jsonl"
+  for i in $(seq 1 400); do [ -f "$D/res.ckpt/trainer.json" ] && break; sleep 0.05; done
+  kill -9 $pid 2>/dev/null || true
+  wait $pid 2>/dev/null || true
+  [ -f "$D/res.ckpt/trainer.json" ] || skip "run finished before the first checkpoint"
+  [ "$(jq .neftune_alpha "$D/res.ckpt/trainer.json")" = 5 ]
+  run train -o "$D/res" --steps 16 --seed 2 --save-every 3 --resume "$D/train.jsonl"
+  [ "$status" -eq 1 ]
+  [ "$output" = "wdl-train: $D/res.ckpt/trainer.json: checkpoint was made with --neftune 5, this run has 0" ]
+  [ ! -e "$D/res" ]
+  train -o "$D/res" --steps 16 --seed 2 --neftune 5 --save-every 3 --resume "$D/train.jsonl"
+  cmp "$D/full/model.safetensors" "$D/res/model.safetensors"
+}
+
 @test "resume refuses a checkpoint made on other data, or a damaged one" {
   train_bg -o "$D/r" --steps 9 --seed 2 --save-every 3 "$D/train.jsonl"
   for i in $(seq 1 400); do [ -f "$D/r.ckpt/trainer.json" ] && break; sleep 0.05; done
