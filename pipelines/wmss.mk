@@ -335,9 +335,11 @@ report:
 # ---- the experiment: every seed's phases (and ablations with ABLATIONS=1)
 # under runs/$(RUN)/sK, then one report with the paired verdict. Seeds are
 # independent targets: `make -j2 experiment THREADS=1` runs two at a time.
+# The programs are built first, here: each seed's make would otherwise
+# build them too, two at once into the same files.
 SEED_RUNS := $(addprefix experiment-seed-,$(SEEDS))
 .PHONY: $(SEED_RUNS)
-$(SEED_RUNS): experiment-seed-%: deps shared-check
+$(SEED_RUNS): experiment-seed-%: deps shared-check | $(BINS)
 	+@$(MAKE) --no-print-directory phase3 $(if $(ABLATIONS),ablations) $(if $(BASELINES),baselines) RUN=$(RUN)/s$* SEED=$*
 experiment: $(SEED_RUNS)
 	@$(WB)/wdl-report --out $(R)/report $(addprefix $(R)/s,$(SEEDS)) > /dev/null
