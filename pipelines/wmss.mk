@@ -332,7 +332,8 @@ curve: deps shared-check $(foreach e,$(EPOCHS),$(R)/curve/eval/e$(e).json $(R)/c
 report:
 	$(WB)/wdl-report --out $(R)/report $(R)
 
-# ---- the experiment: every seed's phases (and ablations with ABLATIONS=1)
+# ---- the experiment: every seed's phases (and ablations with ABLATIONS=1,
+# the baselines with BASELINES=1)
 # under runs/$(RUN)/sK, then one report with the paired verdict. Seeds are
 # independent targets: `make -j2 experiment THREADS=1` runs two at a time.
 # The programs are built first, here: each seed's make would otherwise

@@ -1003,7 +1003,7 @@ static void test_neftune(void **st) {
                               (uint64_t)json_integer_value(json_object_get(rj, "seed")), B, T, key, len};
     assert_true(nb.alpha == 5.0 && len[1] == 9);
 
-    float *noise = calloc((size_t)(B * T * H), sizeof(float)), *rn = xmalloc(sizeof(float) * (size_t)(B * T * H));
+    float *noise = xaligned(sizeof(float) * (size_t)(B * T * H)) /* zeroed */, *rn = xmalloc(sizeof(float) * (size_t)(B * T * H));
     neftune_add(noise, H, &nb);
     int64_t ns[3] = {B, T, H};
     st_read_f32(ref, "noise", rn, 3, ns);
@@ -1018,7 +1018,7 @@ static void test_neftune(void **st) {
         const uint64_t k2[2] = {key[1], key[0]};
         const int64_t l2[2] = {9, 9};
         const neftune_batch sw = {nb.alpha, nb.seed, 2, 9, k2, l2};
-        float *x = calloc((size_t)(2 * 9 * H), sizeof(float));
+        float *x = xaligned(sizeof(float) * (size_t)(2 * 9 * H));   /* zeroed */
         neftune_add(x, H, &sw);
         expect("NEFTune noise of a row moved to another batch (abs)", maxdiff(x, noise + T * H, (size_t)(9 * H), 0), 0);
         free(x);
