@@ -140,6 +140,16 @@ void vd_md_verdict(FILE *f, const vd_cmps *c, const char *control) {
     else
         fprintf(f, "No difference shown between WMSS and the equal-budget control `%s`: the interval holds 0. "
                    "This design detects a true difference of %.1f points with 80%% power.\n\n", control, h->st.mde);
+    /* and against the paper's other baselines, where the runs have them */
+    for (size_t i = 0; i < c->n; i++) {
+        const vd_cmp *b = &c->v[i];
+        if (b == h || strcmp(b->arm, "wmss") || !strcmp(b->control, "m1")) continue;
+        fmt_p(p, sizeof p, b->st.p);
+        fmt_n(n, sizeof n, b);
+        fprintf(f, "Against `%s`: `wmss − %s = %+.1f points, 95%% CI [%.1f, %.1f], p = %s, %s`: %s.\n\n", b->control,
+                b->control, b->st.diff, b->st.ci_lo, b->st.ci_hi, p, n,
+                b->st.ci_lo > 0 ? "WMSS better" : b->st.ci_hi < 0 ? "WMSS worse" : "no difference shown");
+    }
 }
 
 /* mean over runs of a number in a summary (dotted path "logits.mean") */

@@ -71,6 +71,7 @@ train() { wdl-train -m "$D/m0" --batch 8 --seq 160 --lr 3e-3 --threads 2 -q "$@"
   [ "$status" -eq 0 ]
   R=$REPO/runs/bats-exp
   [[ "$output" == *"**Verdict**: \`wmss − sft2 = "*", 2 seeds x 16 problems\`"* ]]
+  [[ "$output" == *"Against \`neftune\`: \`wmss − neftune = "*", 2 seeds x 16 problems\`: "* ]]
   for s in s1 s2; do
     for f in eval/wmss.json eval/sft2.json eval/neftune.json saturation/m1.json logits/wmss.json preds/sft2.jsonl.zst; do
       [ -s "$R/$s/$f" ] || { echo "missing $s/$f"; false; }
