@@ -692,13 +692,24 @@ static double grad_err(const wdl_model *m, st_model *ref, const float *g, char *
     return c.worst;
 }
 
+/* The untied model with the reference of fixture dir `sub` (ref.safetensors,
+ * ref.json) and its batch. */
+static wdl_model *untied_with(const char *sub, st_model **ref, json_t **rj, batch *b) {
+    char path[256];
+    snprintf(path, sizeof path, FIX "%s/ref.safetensors", sub);
+    *ref = st_open(path);
+    snprintf(path, sizeof path, FIX "%s/ref.json", sub);
+    *rj = load_json(path);
+    load_batch(*ref, b);
+    return model_load(FIX "untied");
+}
+
 static void test_bf16(void **st) {
     static const double U8 = 1.0 / 256;
-    wdl_model *m = model_load(FIX "untied");
-    st_model *ref = st_open(FIX "bf16/ref.safetensors");
-    json_t *rj = load_json(FIX "bf16/ref.json");
+    st_model *ref;
+    json_t *rj;
     batch b;
-    load_batch(ref, &b);
+    wdl_model *m = untied_with("bf16", &ref, &rj, &b);
     const int64_t V = m->cfg.vocab;
     const size_t NZ = (size_t)(B * T * V);
     model_alloc_grads(m);
@@ -987,11 +998,10 @@ static void test_score_fp32_bf16_in_place(void **st) {
  * on inputs_embeds = embed(ids) + noise; sequence 1 stops at 9 tokens
  * (its positions 9.. are padding, without noise or loss). */
 static void test_neftune(void **st) {
-    wdl_model *m = model_load(FIX "untied");
-    st_model *ref = st_open(FIX "neftune/ref.safetensors");
-    json_t *rj = load_json(FIX "neftune/ref.json");
+    st_model *ref;
+    json_t *rj;
     batch b;
-    load_batch(ref, &b);
+    wdl_model *m = untied_with("neftune", &ref, &rj, &b);
     const int64_t H = m->cfg.hidden;
     uint64_t key[B];
     int64_t len[B];
