@@ -303,11 +303,16 @@ void ivec_push(ivec *a, int32_t x) {
 void ivec_free(ivec *a) { free(a->v); a->v = NULL; a->n = a->cap = 0; }
 
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-static uint64_t splitmix(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+uint64_t rng_mix64(uint64_t z) {
+    z += 0x9e3779b97f4a7c15ULL;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);
+}
+static uint64_t splitmix(uint64_t *x) {
+    const uint64_t z = rng_mix64(*x);
+    *x += 0x9e3779b97f4a7c15ULL;
+    return z;
 }
 void rng_seed(wdl_rng *r, uint64_t seed) { for (int i = 0; i < 4; i++) r->s[i] = splitmix(&seed); }
 uint64_t rng_u64(wdl_rng *r) {

@@ -79,6 +79,10 @@ uint64_t rng_u64(wdl_rng *r);
 double rng_uniform(wdl_rng *r);   /* [0,1) with 53 bits */
 float rng_normal(wdl_rng *r);     /* standard normal (Box-Muller) */
 uint64_t rng_below(wdl_rng *r, uint64_t n); /* unbiased in [0,n) */
+/* splitmix64's step and output function on z: a bijective 64-bit mixer
+ * (rng_seed's expansion; a counter-based hash where a stream would depend
+ * on the order of draws, as NEFTune's noise). */
+uint64_t rng_mix64(uint64_t z);
 
 /* Wall clock in seconds (monotonic). */
 double wdl_now(void);

@@ -3,20 +3,12 @@
 #include "common.h"
 #include <math.h>
 
-/* splitmix64's output function: a bijective 64-bit mixer */
-static uint64_t mix64(uint64_t z) {
-    z += 0x9e3779b97f4a7c15ULL;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 /* one hash per (seed, key, position), then one per channel from it */
 static uint64_t row_hash(uint64_t seed, uint64_t key, int64_t pos) {
-    return mix64(mix64(mix64(seed) ^ key) ^ (uint64_t)pos);
+    return rng_mix64(rng_mix64(rng_mix64(seed) ^ key) ^ (uint64_t)pos);
 }
 static float u_of(uint64_t h, int64_t channel) {
-    return (float)(int32_t)(mix64(h ^ (uint64_t)channel) >> 40) * 0x1.0p-23f - 1.0f;
+    return (float)(int32_t)(rng_mix64(h ^ (uint64_t)channel) >> 40) * 0x1.0p-23f - 1.0f;
 }
 
 float neftune_u(uint64_t seed, uint64_t key, int64_t pos, int64_t channel) {

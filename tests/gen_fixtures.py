@@ -431,7 +431,7 @@ M64 = (1 << 64) - 1
 
 
 def mix64(z):
-    """splitmix64's output function, as lib/neftune.c uses it."""
+    """splitmix64's step and output function (lib/common.c's rng_mix64)."""
     z = (z + 0x9e3779b97f4a7c15) & M64
     z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & M64
     z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & M64
