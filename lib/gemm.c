@@ -116,9 +116,8 @@ gemm_ctx *gemm_ctx_new(gemm_precision p) {
     g->prec = p;
     g->max_cached = GEMM_MAX_CACHED;
     g->few_mode = 1;
-    gemm_ctx_own_sgemm(g, 1);
+    gemm_ctx_own_sgemm(g, 1);   /* (and fp32_dnnl) */
     g->native = gemm_bf16_native();
-    g->fp32_dnnl = gemm_fp32_dnnl_fast();
     /* oneDNN asks for the tile registers itself when it runs AMX; the
      * attention kernels ask too rather than count on it */
     const unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
@@ -169,6 +168,8 @@ static int few_rows_hw(void);
 void gemm_ctx_own_sgemm(gemm_ctx *g, int mode) {
     /* by default where the few-row kernel is AVX2's: AVX2 and FMA, no AVX-512 */
     g->own_sgemm = mode == 2 ? sgemm_own_cpu() : mode == 1 && few_rows_hw() == 2;
+    /* forced (2), the large products too: none goes to oneDNN's fp32 */
+    g->fp32_dnnl = mode == 2 && g->own_sgemm ? 0 : gemm_fp32_dnnl_fast();
 }
 int gemm_ctx_uses_own_sgemm(const gemm_ctx *g) { return g->own_sgemm; }
 

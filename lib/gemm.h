@@ -141,7 +141,8 @@ void gemm_ctx_few_rows(gemm_ctx *g, int mode);
 /* GEMM_FP32_AUTO's products not sent to oneDNN (and emulated bf16's): 1
  * (the default) runs them on sgemm_own (sgemm.h) where the CPU has AVX2 and
  * FMA but no AVX-512, 0 on OpenBLAS in fixed blocks, 2 on sgemm_own on any
- * CPU with AVX2 and FMA (tests). */
+ * CPU with AVX2 and FMA, the large products oneDNN would take included
+ * (tests). */
 void gemm_ctx_own_sgemm(gemm_ctx *g, int mode);
 int gemm_ctx_uses_own_sgemm(const gemm_ctx *g);
 /* oneDNN's gemm-based matmul (small shapes) scales and accumulates in a

@@ -264,8 +264,12 @@ void model_forward_packed(wdl_model *m, const int32_t *ids, const int64_t *len, 
         N += len[b];
         if (len[b] > Tl) Tl = len[b];
     }
-    if (!m->act_mem || N > m->Bmax * m->Tmax)
-        die("internal: %lld packed positions exceed activation capacity", (long long)N);
+    /* (attention's scratch holds Bmax sequences of up to Tmax: more
+     * sequences, even shorter, can need more, its AVX-512 tiles rounding
+     * each one's room up) */
+    if (!m->act_mem || N > m->Bmax * m->Tmax || nseq > m->Bmax)
+        die("internal: %lld packed positions in %lld sequences exceed activation capacity (%lld x %lld)",
+            (long long)N, (long long)nseq, (long long)m->Bmax, (long long)m->Tmax);
     m->nseq = nseq; m->N = N; m->Tlong = Tl;
     m->seq_off[0] = 0;
     for (int64_t b = 0; b < nseq; b++) m->seq_off[b + 1] = m->seq_off[b] + len[b];

@@ -102,7 +102,7 @@ void model_alloc_acts(wdl_model *m, int64_t Bmax, int64_t Tmax, int mode, int ve
 /* Forward over ids [B*T] (row b holds a sequence; positions 0..T-1).
  * Leaves the final normed hidden states in m->a.normf [B*T, H]. */
 void model_forward(wdl_model *m, const int32_t *ids, int64_t B, int64_t T);
-/* Forward over nseq sequences packed back to back in ids (sequence b is
+/* Forward over nseq <= Bmax sequences packed back to back in ids (sequence b is
  * len[b] tokens, 1..Tmax, positions from 0; at most Bmax*Tmax in all): no
  * padding computed. Each sequence's results are those it would get alone,
  * up to the GEMMs' rounding. normf is [sum len, H] in the same order. */

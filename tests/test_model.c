@@ -402,7 +402,7 @@ static void test_packed_forward(void **st) {
     double *nll1 = xmalloc(sizeof(double) * (size_t)N), *ent1 = xmalloc(sizeof(double) * (size_t)N);
     int64_t chunk = 16;
     void *scratch = xmalloc(ce_scratch_layout(1, chunk, H, V, sizeof(float)).total);
-    model_alloc_acts(m, 2, 80, ACTS_FORWARD, 0);   /* capacity 160 positions: 115 packed fit */
+    model_alloc_acts(m, NS, 80, ACTS_FORWARD, 0);   /* room for 4 sequences of up to 80 */
     step_score_packed(m, scratch, chunk, ids, tg, len, NS, nll, ent);
     memcpy(full, m->a.normf, sizeof(float) * (size_t)(N * H));
     double worst = 0, wl = 0, we = 0;
@@ -414,7 +414,7 @@ static void test_packed_forward(void **st) {
     expect("packed vs alone: final hidden states (abs)", worst, 1e-5);
     expect("packed vs alone: per-position NLL (abs)", wl, 1e-5);
     expect("packed vs alone: per-position entropy (abs)", we, 1e-5);
-    model_alloc_acts(m, 2, 80, ACTS_STREAM, 0);
+    model_alloc_acts(m, NS, 80, ACTS_STREAM, 0);
     model_forward_packed(m, ids, len, NS);
     assert_memory_equal(full, m->a.normf, sizeof(float) * (size_t)(N * H));
     free(scratch); free(full); free(nll); free(ent); free(nll1); free(ent1); free(ids); free(tg);
@@ -954,7 +954,7 @@ static void score_twice(wdl_model *a, wdl_model *b, const int64_t *len, int ns) 
     for (int k = 0; k < 2; k++) {
         r[k][0] = xmalloc(sizeof(double) * (size_t)N);
         r[k][1] = xmalloc(sizeof(double) * (size_t)N);
-        model_alloc_acts(ms[k], 1, N, ACTS_STREAM, 0);
+        model_alloc_acts(ms[k], ns, N, ACTS_STREAM, 0);
         step_score_packed(ms[k], scratch, chunk, ids, tg, len, ns, r[k][0], r[k][1]);
     }
     assert_memory_equal(r[0][0], r[1][0], sizeof(double) * (size_t)N);
