@@ -113,7 +113,7 @@ int main(int argc, char **argv) {
     const int own_used = gemm_ctx_uses_own_sgemm(gd);
     gemm_ctx_free(gd);
     /* the rate of the backend training runs on (fp32: its large products') */
-    const int fp32_onednn = prec == GEMM_FP32_AUTO && gemm_fp32_dnnl_fast();
+    const int fp32_onednn = prec == GEMM_FP32_AUTO && !own_used && gemm_fp32_dnnl_fast();
     double used = prec == GEMM_BF16                         ? rate[1]
                   : prec == GEMM_FP32_DNNL || fp32_onednn ? rate[2]
                   : prec == GEMM_FP32_AUTO && own_used    ? rate[3]
@@ -142,11 +142,11 @@ int main(int argc, char **argv) {
     printf("{\"bench\":\"train\",\"model\":\"%s\",\"precision\":\"%s\",\"params\":%zu,\"threads\":%d,"
            "\"batch\":%lld,\"seq\":%lld,\"tokens_per_s\":%.0f,\"ms_per_step\":%.1f,\"gflops\":%.1f,"
            "\"sgemm_gflops\":%.1f,\"onednn_bf16_gflops\":%.1f,\"onednn_f32_gflops\":%.1f,\"own_f32_gflops\":%.1f,"
-           "\"fp32_own\":%s,\"gemm_gflops\":%.1f,"
+           "\"fp32_own\":%s,\"own_tile\":\"%s\",\"gemm_gflops\":%.1f,"
            "\"mfu_vs_gemm\":%.3f,\"mfu_vs_sgemm\":%.3f,\"onednn_isa\":\"%s\",\"fp32_onednn\":%s,"
            "\"attention\":\"%s\"}\n",
            name, gemm_precision_name(prec), m->nparams, threads, (long long)B, (long long)T, tps, dt * 1e3, gf,
-           rate[0], rate[1], rate[2], rate[3], own_used ? "true" : "false", used, gf / used, gf / rate[0],
+           rate[0], rate[1], rate[2], rate[3], own_used ? "true" : "false", sgemm_own_tile(), used, gf / used, gf / rate[0],
            gemm_dnnl_isa(), fp32_onednn ? "true" : "false", attention);
     /* forward only (scoring) */
     double *nll = xmalloc(sizeof(double) * (size_t)N), *ent = xmalloc(sizeof(double) * (size_t)N);

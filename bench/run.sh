@@ -36,7 +36,7 @@ echo "# fp32 multiply-add peak of the cores (bench_peak: independent FMA chains 
 "$B/bench/bench_peak" --threads "$NPROC" | tee -a "$out"
 
 echo "# C engine: reference model (hidden 256, 4 layers, 8/4 heads, head_dim 32, ffn 768, vocab 512, untied), batch 8 x 256"
-echo "# fp32 = oneDNN's fp32 matmul for products of 4M+ multiply-adds where oneDNN runs AVX-512, else OpenBLAS (fixed blocks), or on a CPU with AVX2 and no AVX-512 our own GEMM (sgemm.c);"
+echo "# fp32 = our own GEMM (sgemm.c: AVX-512 6x32 tiles, or AVX2 6x16) on a CPU with AVX2 and FMA, else oneDNN's fp32 matmul for products of 4M+ multiply-adds where oneDNN runs AVX-512 and OpenBLAS (fixed blocks);"
 echo "# fp32-openblas = OpenBLAS throughout (the reference); bf16 = oneDNN matmul (bf16 inputs, fp32 accumulation);"
 echo "# GEMM rates of both libraries on the model's shapes"
 for p in fp32 bf16; do
@@ -105,7 +105,7 @@ jq -rs --argjson n "$NPROC" '
   (map(select(.bench == "fma_peak" and .gflops != null)) | first) as $pk |
   "| run | tokens/s | threads |",
   "|---|---:|---:|",
-  "| wdl fp32 (\(if $f.fp32_onednn then "oneDNN for large products" elif $f.fp32_own then "our own AVX2 GEMM" else "OpenBLAS" end)) | \($f.tokens_per_s) | \($f.threads) |",
+  "| wdl fp32 (\(if $f.fp32_onednn then "oneDNN for large products" elif $f.fp32_own then "our own GEMM, \($f.own_tile) tiles" else "OpenBLAS" end)) | \($f.tokens_per_s) | \($f.threads) |",
   (if $o then "| wdl fp32-openblas (the reference) | \($o.tokens_per_s) | \($o.threads) |" else empty end),
   "| wdl bf16 (oneDNN \($h.onednn_isa), attention on \($h.attention // "the backend")) | \($h.tokens_per_s) | \($h.threads) |",
   ($t[] | "| PyTorch \(.torch) \(.peer) | \(.tokens_per_s | round) | \(.threads) |"),

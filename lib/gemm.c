@@ -72,7 +72,8 @@ struct gemm_ctx {
     int few_mode;               /* gemm_ctx_few_rows: 0 off, 1 on, 2 the AVX2 kernel (tests) */
     int own_sgemm;              /* fixed-block products on sgemm_own instead of OpenBLAS (gemm_ctx_own_sgemm) */
     int native;                 /* gemm_bf16_native() */
-    int fp32_dnnl;              /* gemm_fp32_dnnl_fast(): GEMM_FP32_AUTO sends large products to oneDNN */
+    int fp32_dnnl;              /* GEMM_FP32_AUTO sends large products to oneDNN (only without sgemm_own) */
+    int isa512;                 /* gemm_fp32_dnnl_fast(): oneDNN runs AVX-512 here (no ONEDNN_MAX_CPU_ISA cap) */
     int amx;                    /* GEMM_BF16 with AMX granted to this process: attention on attn_amx.h */
     int dot;                    /* GEMM_BF16 on AMD's AVX512-BF16: attention on its dot products */
     int always_own_scale;       /* gemm_ctx_always_own_scale (tests) */
@@ -117,6 +118,7 @@ gemm_ctx *gemm_ctx_new(gemm_precision p) {
     g->max_cached = GEMM_MAX_CACHED;
     g->few_mode = 1;
     gemm_ctx_own_sgemm(g, 1);   /* (and fp32_dnnl) */
+    g->isa512 = gemm_fp32_dnnl_fast();
     g->native = gemm_bf16_native();
     /* oneDNN asks for the tile registers itself when it runs AMX; the
      * attention kernels ask too rather than count on it */
@@ -164,12 +166,11 @@ void gemm_ctx_free(gemm_ctx *g) {
 gemm_precision gemm_ctx_precision(const gemm_ctx *g) { return g->prec; }
 int64_t gemm_ctx_few_row_products(gemm_ctx *g) { return (int64_t)atomic_load(&g->few_rows); }
 void gemm_ctx_few_rows(gemm_ctx *g, int mode) { g->few_mode = mode; }
-static int few_rows_hw(void);
 void gemm_ctx_own_sgemm(gemm_ctx *g, int mode) {
-    /* by default where the few-row kernel is AVX2's: AVX2 and FMA, no AVX-512 */
-    g->own_sgemm = mode == 2 ? sgemm_own_cpu() : mode == 1 && few_rows_hw() == 2;
-    /* forced (2), the large products too: none goes to oneDNN's fp32 */
-    g->fp32_dnnl = mode == 2 && g->own_sgemm ? 0 : gemm_fp32_dnnl_fast();
+    /* every CPU with AVX2 and FMA (AVX-512's wider tiles where it has
+     * them), the large products too: none goes to oneDNN's fp32 */
+    g->own_sgemm = mode != 0 && sgemm_own_cpu();
+    g->fp32_dnnl = g->own_sgemm ? 0 : gemm_fp32_dnnl_fast();
 }
 int gemm_ctx_uses_own_sgemm(const gemm_ctx *g) { return g->own_sgemm; }
 
@@ -1005,11 +1006,11 @@ static float *own_scratch(void *arg, int which, size_t floats) {
 }
 
 /* GEMM_FP32_AUTO's products that OpenBLAS would run (and emulated bf16's):
- * on a CPU without AVX-512, on sgemm_own (sgemm.h), whose bytes do not
+ * on a CPU with AVX2 and FMA, on sgemm_own (sgemm.h), whose bytes do not
  * depend on the threads either and which ran the nano and bench models'
  * training products 1.05-1.25x as fast as the fixed blocks (Zen 3, 2
- * threads, alone: 1760 x 384 x 128 at 167 against 137 GFLOP/s); else in
- * OpenBLAS's fixed blocks, whose SkylakeX kernels use AVX-512. */
+ * threads, alone: 1760 x 384 x 128 at 167 against 137 GFLOP/s; README,
+ * Precision, for AVX-512); else in OpenBLAS's fixed blocks. */
 static void sgemm_fixed(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                         int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     const float *bp = g->own_sgemm && tb ? packed_of(g, B, N, K, ldb) : NULL;
@@ -1317,7 +1318,7 @@ int gemm_fp32_dnnl_fast(void) {
  * ONEDNN_MAX_CPU_ISA cap), an AVX2 build always (up to ATTN_TILES_MAX_HD) */
 int gemm_attention_tiles(void) {
     return ATTN_TILES_BUILT && g_default && g_default->prec == GEMM_FP32_AUTO &&
-           (g_default->fp32_dnnl || !ATTN_TILES_AVX512);
+           (g_default->isa512 || !ATTN_TILES_AVX512);
 }
 
 int gemm_attention_tiles_for(int64_t head_dim) { return gemm_attention_tiles() && head_dim <= ATTN_TILES_MAX_HD; }

@@ -9,7 +9,11 @@
  *
  * Precisions:
  *   GEMM_FP32_AUTO  fp32, each product where it ran fastest (the programs'
- *                   --precision fp32): products of at least
+ *                   --precision fp32): on a CPU with AVX2 and FMA, every
+ *                   product but a few rows against BF16 weights (the
+ *                   few-row kernel) on sgemm_own (sgemm.h: AVX-512 tiles
+ *                   where the CPU has them). Elsewhere (and in a context
+ *                   set to gemm_ctx_own_sgemm(g, 0)) products of at least
  *                   GEMM_FP32_DNNL_MIN multiply-adds on oneDNN's fp32
  *                   matmul (GEMM_FP32_DNNL) when oneDNN runs at AVX-512 or
  *                   newer (gemm_fp32_dnnl_fast), except shapes where
@@ -17,9 +21,7 @@
  *                   _MAX_MN below); the others on OpenBLAS, those above
  *                   2^18 multiply-adds as fixed blocks of C, one
  *                   single-threaded call each (gemm.c: OpenBLAS's own
- *                   threading gives other bytes at other thread counts);
- *                   on a CPU with AVX2 and FMA but no AVX-512, all of
- *                   those on sgemm_own instead (sgemm.h).
+ *                   threading gives other bytes at other thread counts).
  *                   Other summation orders than one cblas_sgemm call, so
  *                   other bits; the same bits for the same inputs and
  *                   shapes, at any thread count (mpirun's ranks run fewer).
@@ -255,8 +257,9 @@ int gemm_precision_named(const char *s, gemm_precision *p);
 const char *gemm_precision_name(gemm_precision p);
 /* The programs' fp32 precisions: GEMM_FP32 and GEMM_FP32_AUTO. */
 int gemm_is_fp32(gemm_precision p);
-/* Whether oneDNN's fp32 matmul runs at AVX-512 or newer here, which is
- * where GEMM_FP32_AUTO gives it the large products. */
+/* Whether oneDNN's fp32 matmul runs at AVX-512 or newer here (not capped
+ * by ONEDNN_MAX_CPU_ISA): where GEMM_FP32_AUTO without sgemm_own gives it
+ * the large products, and where AVX-512 builds run attention's tiles. */
 int gemm_fp32_dnnl_fast(void);
 /* Whether attention's small products run on attn_tiles.h's tiles under
  * the process-wide context (for head sizes up to ATTN_TILES_MAX_HD):

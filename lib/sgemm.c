@@ -28,6 +28,7 @@ void sgemm_bufs_free(sgemm_bufs *b) {
 }
 #if !(defined(__x86_64__) && defined(__GNUC__))
 int sgemm_own_cpu(void) { return 0; }
+const char *sgemm_own_tile(void) { return "none"; }
 void sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                const float *B, int64_t ldb, float beta, float *C, int64_t ldc, sgemm_scratch_fn scratch,
                void *arg) {
@@ -142,6 +143,87 @@ __attribute__((target("avx2,fma"))) static void tile_packed(int64_t kc, const fl
                                                             int first, int mr, int nr) {
     tile_6x16(kc, a, MR, bp, C, ldc, alpha, beta, first, mr, nr);
 }
+
+/* Where the CPU has AVX-512 (own_wide_tiles): two neighbouring panels
+ * at once, a 6 x 32 tile of 12 zmm accumulators, each 16-lane vector
+ * holding one panel's row k. Each element's sum is the same FMA chain in
+ * the same k order as tile_6x16's, and the same alpha/beta steps, so the
+ * bytes are those of two tile_6x16 calls; it only issues half as many
+ * instructions. nr counts both panels' columns (17..32). */
+__attribute__((target("avx512f"), always_inline)) static inline void
+tile_6x32(int64_t kc, const float *const a[MR], int64_t ks, const float *bp0, const float *bp1, float *C,
+          int64_t ldc, float alpha, float beta, int first, int mr, int nr) {
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00,
+           c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
+#pragma GCC unroll 4
+    for (int64_t k = 0; k < kc; k++) {
+        const __m512 b0 = _mm512_load_ps(bp0 + k * NR), b1 = _mm512_load_ps(bp1 + k * NR);
+        const int64_t o = k * ks;
+#define TILE_ROW(ar, lo, hi)                       \
+    do {                                           \
+        const __m512 x_ = _mm512_set1_ps(ar[o]);   \
+        lo = _mm512_fmadd_ps(x_, b0, lo);          \
+        hi = _mm512_fmadd_ps(x_, b1, hi);          \
+    } while (0)
+        TILE_ROW(a0, c00, c01);
+        TILE_ROW(a1, c10, c11);
+        TILE_ROW(a2, c20, c21);
+        TILE_ROW(a3, c30, c31);
+        TILE_ROW(a4, c40, c41);
+        TILE_ROW(a5, c50, c51);
+#undef TILE_ROW
+    }
+    const __m512 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+    if (mr == MR && nr == 2 * NR) {
+        const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+        for (int r = 0; r < MR; r++)
+            for (int h = 0; h < 2; h++) {
+                float *c = C + r * ldc + NR * h;
+                __m512 v;
+                if (!first) v = _mm512_fmadd_ps(va, acc[r][h], _mm512_loadu_ps(c));
+                else if (beta == 0.0f) v = _mm512_mul_ps(va, acc[r][h]);
+                else v = _mm512_fmadd_ps(va, acc[r][h], _mm512_mul_ps(vb, _mm512_loadu_ps(c)));
+                _mm512_storeu_ps(c, v);
+            }
+        return;
+    }
+    float t[MR][2 * NR] __attribute__((aligned(64)));
+    for (int r = 0; r < MR; r++) {
+        _mm512_store_ps(t[r], acc[r][0]);
+        _mm512_store_ps(t[r] + NR, acc[r][1]);
+    }
+    for (int r = 0; r < mr; r++)
+        for (int j = 0; j < nr; j++) {
+            float *c = C + r * ldc + j;
+            if (!first) *c = fmaf(alpha, t[r][j], *c);
+            else if (beta == 0.0f) *c = alpha * t[r][j];
+            else *c = fmaf(alpha, t[r][j], beta * *c);
+        }
+}
+__attribute__((target("avx512f"))) static void tile2_rows(int64_t kc, const float *const a[MR], const float *bp0,
+                                                          const float *bp1, float *C, int64_t ldc, float alpha,
+                                                          float beta, int first, int mr, int nr) {
+    tile_6x32(kc, a, 1, bp0, bp1, C, ldc, alpha, beta, first, mr, nr);
+}
+__attribute__((target("avx512f"))) static void tile2_packed(int64_t kc, const float *const a[MR], const float *bp0,
+                                                            const float *bp1, float *C, int64_t ldc, float alpha,
+                                                            float beta, int first, int mr, int nr) {
+    tile_6x32(kc, a, MR, bp0, bp1, C, ldc, alpha, beta, first, mr, nr);
+}
+/* Whether the tiles may take two panels at once (AVX-512F); WDL_SGEMM_AVX2=1
+ * keeps them one at a time (the bench compares the two) */
+static int own_wide_tiles(void) {
+    static int w = -1;
+    if (w < 0) {
+        __builtin_cpu_init();
+        const char *e = getenv("WDL_SGEMM_AVX2");
+        w = __builtin_cpu_supports("avx512f") && !(e && *e == '1');
+    }
+    return w;
+}
+
+const char *sgemm_own_tile(void) { return !sgemm_own_cpu() ? "none" : own_wide_tiles() ? "avx512-6x32" : "avx2-6x16"; }
 
 /* op(B) = B stored [K, N]: its rows k0..k1, columns j0..j0+nc, into the
  * panels of 16 columns (panel p's row k at bp + (p K + k) 16), zeros past
@@ -286,8 +368,8 @@ __attribute__((target("avx2,fma"))) static void pack_rows(const float *Af, const
  * of A's rows) or from A's rows i.. as stored. */
 __attribute__((target("avx2,fma"))) static inline void tile_at(int ta, const float *A, int64_t lda, const float *ap,
                                                                int64_t i, int mr, int64_t pc, int64_t kc,
-                                                               const float *b, float *c, int64_t ldc, float alpha,
-                                                               float beta, int nr) {
+                                                               const float *b, const float *b1, float *c,
+                                                               int64_t ldc, float alpha, float beta, int nr) {
     /* C's rows are touched only after the K loop, and missed there:
      * fetched now, they arrive during it (nano training steps a median 6%
      * faster on Zen 3) */
@@ -298,10 +380,12 @@ __attribute__((target("avx2,fma"))) static inline void tile_at(int ta, const flo
     const float *a[MR];
     if (ta) {
         for (int r = 0; r < MR; r++) a[r] = ap + r;
-        tile_packed(kc, a, b, c, ldc, alpha, beta, pc == 0, mr, nr);
+        if (b1) tile2_packed(kc, a, b, b1, c, ldc, alpha, beta, pc == 0, mr, nr);
+        else tile_packed(kc, a, b, c, ldc, alpha, beta, pc == 0, mr, nr);
     } else {
         for (int r = 0; r < MR; r++) a[r] = A + (i + (r < mr ? r : mr - 1)) * lda + pc;
-        tile_rows(kc, a, b, c, ldc, alpha, beta, pc == 0, mr, nr);
+        if (b1) tile2_rows(kc, a, b, b1, c, ldc, alpha, beta, pc == 0, mr, nr);
+        else tile_rows(kc, a, b, c, ldc, alpha, beta, pc == 0, mr, nr);
     }
 }
 
@@ -328,7 +412,7 @@ static void few_rows(int tb, int64_t M, int64_t N, int64_t K, float alpha, const
             for (int64_t pc = 0; pc < K; pc += KC)
                 for (int64_t q = 0; q < mp; q++)
                     tile_at(0, A, lda, NULL, q * MR, (int)min64(M - q * MR, MR), pc, min64(K - pc, KC), bp + pc * NR,
-                            C + q * MR * ldc + j0, ldc, alpha, beta, (int)nr);
+                            NULL, C + q * MR * ldc + j0, ldc, alpha, beta, (int)nr);
         }
     }
 }
@@ -368,7 +452,7 @@ __attribute__((target("avx2,fma"))) static void own_item(int ta, int64_t ib, int
                                                          const float *A, int64_t lda, float *ap, const float *bp,
                                                          float beta, float *C, int64_t ldc) {
     const int64_t i0 = ib * mc, m = min64(M - i0, mc), mp = (m + MR - 1) / MR;
-    const int fetch = K > KC && (p1 - p0) * K * NR > SGEMM_L2_FLOATS;
+    const int fetch = K > KC && (p1 - p0) * K * NR > SGEMM_L2_FLOATS, wide = own_wide_tiles();
     /* A's rows packed too where the caller gave room (own_packs_rows) and
      * enough panels of B read them to repay the copy */
     const int packed = ta || (ap && p1 - p0 >= PACK_ROWS_PANELS);
@@ -376,7 +460,8 @@ __attribute__((target("avx2,fma"))) static void own_item(int ta, int64_t ib, int
         const int64_t kc = min64(K - pc, KC), per = (kc + mp - 1) / mp;
         if (ta) pack_a_cols(A, lda, i0, m, pc, kc, ap);
         else if (packed) pack_rows(A, NULL, lda, i0, m, pc, kc, ap);
-        for (int64_t p = p0; p < p1; p++) {
+        for (int64_t p = p0, w; p < p1; p += w) {
+            w = wide && p + 1 < p1 ? 2 : 1;   /* panels in this tile */
             /* the next panel's part of this K block (or the first panel's
              * of the next), a slice of it per tile, into L2: past one K
              * block a panel's parts lie K * 16 floats apart, a jump the
@@ -385,14 +470,14 @@ __attribute__((target("avx2,fma"))) static void own_item(int ta, int64_t ib, int
              * layer products at K = 1024 ran 2-13% faster and weight
              * gradients over 6,144 rows 0-10%; panels held in L2 gained
              * nothing. */
-            const float *next = p + 1 < p1      ? bp + ((p + 1) * K + pc) * NR
+            const float *next = p + w < p1      ? bp + ((p + w) * K + pc) * NR
                                 : pc + KC < K ? bp + (p0 * K + pc + KC) * NR
                                               : NULL;
             for (int64_t q = 0; q < mp; q++) {
                 if (fetch && next) fetch_slice(next, q, per, kc);
                 tile_at(packed, A, lda, packed ? ap + q * MR * kc : NULL, i0 + q * MR, (int)min64(m - q * MR, MR),
-                        pc, kc, bp + (p * K + pc) * NR, C + (i0 + q * MR) * ldc + jc + p * NR, ldc, alpha, beta,
-                        (int)min64(nc - p * NR, NR));
+                        pc, kc, bp + (p * K + pc) * NR, w == 2 ? bp + ((p + 1) * K + pc) * NR : NULL,
+                        C + (i0 + q * MR) * ldc + jc + p * NR, ldc, alpha, beta, (int)min64(nc - p * NR, w * NR));
             }
         }
     }
@@ -489,7 +574,7 @@ static int own_wide(const gemm_prod *p) {
 }
 static void own_wide_run(const gemm_prod *p, sgemm_scratch_fn scratch, void *arg) {
     const int64_t M = p->M, N = p->N, K = p->K, np = (M + NR - 1) / NR, ldt = np * NR, nb = (N + MC - 1) / MC;
-    const int nt = own_team(M, N, K);
+    const int nt = own_team(M, N, K), wide = own_wide_tiles();
     float *const ap = scratch(arg, 0, (size_t)(np * NR * K));   /* A's panels, as sgemm_pack_bt's */
 #pragma omp parallel num_threads(nt)
     {
@@ -506,11 +591,13 @@ static void own_wide_run(const gemm_prod *p, sgemm_scratch_fn scratch, void *arg
                 /* B's rows as panels (widened from bf16: exact, the same
                  * floats), a K block at a time, just before they are read */
                 pack_rows(p->B, p->B16, p->ldb, j0, m, pc, kc, bq);
-                for (int64_t q = 0; q < np; q++)
+                for (int64_t q = 0, w; q < np; q += w) {
+                    w = wide && q + 1 < np ? 2 : 1;   /* A's panels in this tile */
                     for (int64_t r = 0; r < mp; r++)
                         tile_at(1, NULL, 0, bq + r * MR * kc, 0, (int)min64(m - r * MR, MR), pc, kc,
-                                ap + (q * K + pc) * NR, t + r * MR * ldt + q * NR, ldt, p->alpha, p->beta,
-                                (int)min64(M - q * NR, NR));
+                                ap + (q * K + pc) * NR, w == 2 ? ap + ((q + 1) * K + pc) * NR : NULL,
+                                t + r * MR * ldt + q * NR, ldt, p->alpha, p->beta, (int)min64(M - q * NR, w * NR));
+                }
             }
             transpose_strided(p->C + j0, p->ldc, t, ldt, m, M);
         }

@@ -1,6 +1,6 @@
 /* sgemm.h: an fp32 matrix product of our own for CPUs with AVX2 and FMA
- * (gemm.c runs GEMM_FP32_AUTO's and emulated bf16's products on it where
- * OpenBLAS would otherwise run them in fixed blocks: CPUs without AVX-512).
+ * (gemm.c runs GEMM_FP32_AUTO's and emulated bf16's products on it, those
+ * of a few rows against BF16 weights excepted).
  *
  * cblas_sgemm's semantics, row-major: C[M,N] = alpha op(A) op(B) + beta C,
  * beta == 0 never reading C. The product is cut the usual way (Goto's
@@ -9,7 +9,9 @@
  * along its rows, or packed per thread into panels of 6 rows (stored
  * transposed, or with rows 4 KB or more apart that many panels read); K in
  * blocks of SGEMM_KC; a 6 x 16 register tile of 12 AVX2
- * accumulators, which prefetches its rows of C before its K loop (and,
+ * accumulators, or where the CPU has AVX-512 a 6 x 32 tile of 12 zmm
+ * accumulators over two panels at once (the same sums, fewer
+ * instructions), which prefetches its rows of C before its K loop (and,
  * where the panels outgrow L2, a slice of the next panel). A few
  * rows (decoding's) share out the panels instead, each thread packing its
  * own, without a barrier. A wide product (op(B) = B^T past one block of
@@ -39,6 +41,9 @@
 #define SGEMM_FEW_ROWS 16
 /* The CPU has AVX2 and FMA. */
 int sgemm_own_cpu(void);
+/* The register tile the products run on here: "avx512-6x32" (two panels
+ * at once, where the CPU has AVX-512F), "avx2-6x16", or "none". */
+const char *sgemm_own_tile(void);
 /* Scratch for one thread of the team: at least `floats` floats, 64-byte
  * aligned, kept by the caller between calls. */
 typedef float *(*sgemm_scratch_fn)(void *arg, int which, size_t floats);

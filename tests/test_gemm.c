@@ -787,13 +787,13 @@ static void same_in_a_team(gemm_ctx *g, const problem *p, const float *C) {
     }
 }
 
-/* The programs' fp32 (GEMM_FP32_AUTO): a product of at least
- * GEMM_FP32_DNNL_MIN multiply-adds is oneDNN's fp32 matmul where
- * gemm_fp32_dnnl_fast() (the bytes of an fp32-oneDNN context, within the
- * fp32 bound), else OpenBLAS: one call's bytes up to 2^18 multiply-adds,
- * above it fixed blocks (within the fp32 bound); on a CPU with AVX2 and no
- * AVX-512, sgemm_own instead (within the bound; test_own_sgemm checks its
- * order byte for byte). Shapes as training meets
+/* The programs' fp32 (GEMM_FP32_AUTO): on a CPU with AVX2 and FMA,
+ * sgemm_own (within the fp32 bound; test_own_sgemm checks its order byte
+ * for byte); elsewhere a product of at least GEMM_FP32_DNNL_MIN
+ * multiply-adds is oneDNN's fp32 matmul where gemm_fp32_dnnl_fast() (the
+ * bytes of an fp32-oneDNN context, within the fp32 bound), else OpenBLAS:
+ * one call's bytes up to 2^18 multiply-adds, above it fixed blocks (within
+ * the fp32 bound). Shapes as training meets
  * them (forward, input gradient, weight gradient with K = the tokens), and
  * one just under the threshold, and the shapes kept on OpenBLAS (B not
  * transposed with N over 2048 or C over 2^24 elements); row counts that
@@ -805,8 +805,9 @@ static void same_in_a_team(gemm_ctx *g, const problem *p, const float *C) {
 static void test_fp32_auto(void **state) {
     (void)state;
     gemm_ctx *a = gemm_ctx_new(GEMM_FP32_AUTO), *o = gemm_ctx_new(GEMM_FP32), *d = gemm_ctx_new(GEMM_FP32_DNNL);
-    const int fast = gemm_fp32_dnnl_fast();
-    print_message("oneDNN ISA %s: large fp32 products on %s\n", gemm_dnnl_isa(), fast ? "oneDNN" : "OpenBLAS");
+    const int own = gemm_ctx_uses_own_sgemm(a), fast = !own && gemm_fp32_dnnl_fast();
+    print_message("oneDNN ISA %s: large fp32 products on %s\n", gemm_dnnl_isa(),
+                  own ? sgemm_own_tile() : fast ? "oneDNN" : "OpenBLAS");
     static const struct { int ta, tb; int64_t M, N, K; } cases[] = {
         {0, 1, 512, 768, 256}, {0, 0, 512, 256, 768}, {1, 0, 256, 768, 512}, {1, 0, 64, 96, 4096},
         {0, 1, 128, 256, 128}, {0, 1, 127, 256, 128}, {0, 1, 2, 2048, 1024}, {0, 1, 100, 512, 256},
