@@ -140,11 +140,11 @@ void gemm_ctx_stats(gemm_ctx *g, int64_t *primitives, int64_t *emulated, int64_t
  * compare them). */
 int64_t gemm_ctx_few_row_products(gemm_ctx *g);
 void gemm_ctx_few_rows(gemm_ctx *g, int mode);
-/* GEMM_FP32_AUTO's products not sent to oneDNN (and emulated bf16's): 1
- * (the default) runs them on sgemm_own (sgemm.h) where the CPU has AVX2 and
- * FMA but no AVX-512, 0 on OpenBLAS in fixed blocks, 2 on sgemm_own on any
- * CPU with AVX2 and FMA, the large products oneDNN would take included
- * (tests). */
+/* Where GEMM_FP32_AUTO's products (and emulated bf16's) run: 1 (the
+ * default) or 2 on sgemm_own (sgemm.h) where the CPU has AVX2 and FMA,
+ * every product but the few-row kernel's; 0 (tests) as on other CPUs:
+ * the large ones on oneDNN's fp32 where it runs AVX-512, the others on
+ * OpenBLAS in fixed blocks. */
 void gemm_ctx_own_sgemm(gemm_ctx *g, int mode);
 int gemm_ctx_uses_own_sgemm(const gemm_ctx *g);
 /* oneDNN's gemm-based matmul (small shapes) scales and accumulates in a

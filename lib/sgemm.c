@@ -71,6 +71,21 @@ int sgemm_own_cpu(void) {
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+/* A tile at C's edge: its sums t (rows ldt floats apart), mr x nr of them
+ * into C one by one, with the rounding of the whole tile's vector store
+ * (one fused alpha s + beta C, or alpha s + C after the first K block) */
+static inline void store_edge(const float *t, int ldt, float *C, int64_t ldc, float alpha, float beta, int first,
+                              int mr, int nr) {
+    for (int r = 0; r < mr; r++)
+        for (int j = 0; j < nr; j++) {
+            float *c = C + r * ldc + j;
+            const float x = t[r * ldt + j];
+            if (!first) *c = fmaf(alpha, x, *c);
+            else if (beta == 0.0f) *c = alpha * x;
+            else *c = fmaf(alpha, x, beta * *c);
+        }
+}
+
 /* One 6 x 16 tile of C from 6 rows of op(A), element (r, k) at a[r][k *
  * ks] (A's own rows with ks = 1, or a packed panel: a[r] = ap + r, ks =
  * 6), and a packed panel of B (kc x 16, k major). `first`: the first K
@@ -124,13 +139,7 @@ tile_6x16(int64_t kc, const float *const a[MR], int64_t ks, const float *bp, flo
         _mm256_store_ps(t[r], acc[r][0]);
         _mm256_store_ps(t[r] + 8, acc[r][1]);
     }
-    for (int r = 0; r < mr; r++)
-        for (int j = 0; j < nr; j++) {
-            float *c = C + r * ldc + j;
-            if (!first) *c = fmaf(alpha, t[r][j], *c);
-            else if (beta == 0.0f) *c = alpha * t[r][j];
-            else *c = fmaf(alpha, t[r][j], beta * *c);
-        }
+    store_edge(&t[0][0], NR, C, ldc, alpha, beta, first, mr, nr);
 }
 /* the two instances: A read in place along its rows, or packed */
 __attribute__((target("avx2,fma"))) static void tile_rows(int64_t kc, const float *const a[MR], const float *bp,
@@ -193,13 +202,7 @@ tile_6x32(int64_t kc, const float *const a[MR], int64_t ks, const float *bp0, co
         _mm512_store_ps(t[r], acc[r][0]);
         _mm512_store_ps(t[r] + NR, acc[r][1]);
     }
-    for (int r = 0; r < mr; r++)
-        for (int j = 0; j < nr; j++) {
-            float *c = C + r * ldc + j;
-            if (!first) *c = fmaf(alpha, t[r][j], *c);
-            else if (beta == 0.0f) *c = alpha * t[r][j];
-            else *c = fmaf(alpha, t[r][j], beta * *c);
-        }
+    store_edge(&t[0][0], 2 * NR, C, ldc, alpha, beta, first, mr, nr);
 }
 __attribute__((target("avx512f"))) static void tile2_rows(int64_t kc, const float *const a[MR], const float *bp0,
                                                           const float *bp1, float *C, int64_t ldc, float alpha,
@@ -211,16 +214,10 @@ __attribute__((target("avx512f"))) static void tile2_packed(int64_t kc, const fl
                                                             float beta, int first, int mr, int nr) {
     tile_6x32(kc, a, MR, bp0, bp1, C, ldc, alpha, beta, first, mr, nr);
 }
-/* Whether the tiles may take two panels at once (AVX-512F); WDL_SGEMM_AVX2=1
- * keeps them one at a time (the bench compares the two) */
+/* Whether the tiles may take two panels at once: the CPU has AVX-512F */
 static int own_wide_tiles(void) {
-    static int w = -1;
-    if (w < 0) {
-        __builtin_cpu_init();
-        const char *e = getenv("WDL_SGEMM_AVX2");
-        w = __builtin_cpu_supports("avx512f") && !(e && *e == '1');
-    }
-    return w;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
 }
 
 const char *sgemm_own_tile(void) { return !sgemm_own_cpu() ? "none" : own_wide_tiles() ? "avx512-6x32" : "avx2-6x16"; }
