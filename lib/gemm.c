@@ -74,6 +74,7 @@ struct gemm_ctx {
     int native;                 /* gemm_bf16_native() */
     int fp32_dnnl;              /* GEMM_FP32_AUTO sends large products to oneDNN (only without sgemm_own) */
     int isa512;                 /* gemm_fp32_dnnl_fast(): oneDNN runs AVX-512 here (no ONEDNN_MAX_CPU_ISA cap) */
+    int views_few;              /* gemm_ctx_fp32_views_few_rows: fp32 views read by the few-row kernel */
     int amx;                    /* GEMM_BF16 with AMX granted to this process: attention on attn_amx.h */
     int dot;                    /* GEMM_BF16 on AMD's AVX512-BF16: attention on its dot products */
     int always_own_scale;       /* gemm_ctx_always_own_scale (tests) */
@@ -477,6 +478,7 @@ void gemm_ctx_add_bf16_view(gemm_ctx *g, const float *base, size_t n, const uint
     view_insert(g, base, n, bf16, 0, g->prec != GEMM_BF16);
 }
 int gemm_ctx_fp32_views(const gemm_ctx *g) { return g->prec == GEMM_FP32_AUTO && g->own_sgemm; }
+void gemm_ctx_fp32_views_few_rows(gemm_ctx *g, int on) { g->views_few = on; }
 /* An fp32 context's table holds shadows only: its products read the
  * floats, except the few-row kernel's, which reads the bf16 values. */
 void gemm_ctx_add_bf16_shadow(gemm_ctx *g, const float *base, size_t n, const uint16_t *bf16) {
@@ -880,8 +882,8 @@ static int few_rows_try(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64
         N * K < GEMM_FEW_ROWS_MIN_NK || g->few_mode == 0 || (g->prec != GEMM_BF16 && !gemm_is_fp32(g->prec)) || !hw)
         return 0;
     /* in fp32 contexts, shadows (a weight of an fp32 view goes to sgemm_own,
-     * as its floats would) */
-    if (fp32_view_of(g, B, N, K, ldb)) return 0;
+     * as its floats would, unless the views are read as shadows) */
+    if (!g->views_few && fp32_view_of(g, B, N, K, ldb)) return 0;
     const uint16_t *b16 = readonly_bf16(g, B, N, K, ldb);
     if (!b16) return 0;
     gemm_slot *s = my_slot(g);
@@ -1049,6 +1051,14 @@ static int run_fp32_views(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int
     /* a few rows against a large weight would leave sgemm_own (for oneDNN):
      * a dense copy keeps them on the route the floats would take */
     const int few = M <= GEMM_FEW_ROWS && N * K >= GEMM_FEW_ROWS_MIN_NK;
+    /* decoding (views read as shadows): the few-row kernel reads the bf16
+     * weight as a shadow's; rows beyond it go to sgemm_own, which widens
+     * the weight panel by panel, not into a dense copy per token */
+    if (few && g->views_few && b16 && !a16 && tb) {
+        if (!few_rows_try(g, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+            sgemm_own_b16(ta, M, N, K, alpha, A, lda, b16, ldb, beta, C, ldc, own_scratch, g);
+        return 1;
+    }
     if (!a16 && tb && !few) {
         const float *bp = packed_of(g, B, N, K, ldb);
         if (bp) sgemm_own_packed(ta, M, N, K, alpha, A, lda, bp, beta, C, ldc, own_scratch, g);

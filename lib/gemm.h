@@ -178,6 +178,14 @@ void gemm_ctx_add_bf16_view(gemm_ctx *g, const float *base, size_t n, const uint
  * exactly, so a BF16 checkpoint need not be widened into floats at
  * loading; the bytes are those of the widened floats. */
 int gemm_ctx_fp32_views(const gemm_ctx *g);
+/* Decoding (on, 1): an fp32 view's weight met by a few rows goes to the
+ * few-row kernel, which reads its bf16 values as it reads a shadow's
+ * (gemm_ctx_add_bf16_shadow), so a model loaded as views decodes with the
+ * bytes of one loaded as floats with shadows, without the floats; rows
+ * beyond the kernel's go to sgemm_own, reading the bf16 values. Off (0,
+ * the default): they take the route an F32 checkpoint's floats would
+ * (scoring's bytes are an F32 load's). */
+void gemm_ctx_fp32_views_few_rows(gemm_ctx *g, int on);
 /* With GEMM_FP32: the n floats at base hold exactly the values bf16[0..n)
  * (a model read from a BF16 checkpoint for decoding) and neither changes
  * until the range is dropped (gemm_ctx_drop_bf16_views). Products of the

@@ -565,7 +565,15 @@ static wdl_model *load_forward(const char *dir, int copy) {
 wdl_model *model_load_forward(const char *dir) { return load_forward(dir, 0); }
 
 wdl_model *model_load_decode(const char *dir, int copy) {
-    if (!gemm_is_fp32(gemm_ctx_precision(gemm_default()))) return load_forward(dir, copy);
+    gemm_ctx *g = gemm_default();
+    if (!gemm_is_fp32(gemm_ctx_precision(g))) return load_forward(dir, copy);
+    /* fp32 on sgemm_own: views, read by the few-row kernel as shadows are,
+     * not floats beside shadows (the floats' fresh pages were half of a
+     * short Qwen3-0.6B decode's time on an AVX-512 Xeon) */
+    if (gemm_ctx_fp32_views(g)) {
+        gemm_ctx_fp32_views_few_rows(g, 1);
+        return load_forward(dir, copy);
+    }
     return keep_packed(load_as(dir, LOAD_SHADOWED, copy));
 }
 

@@ -826,15 +826,17 @@ static void test_forward_bf16_weights(void **st) {
  * give the same logits bytes, in fp32 and bf16. A model wide enough for
  * the kernel (products of at least 65,536 weights: hidden 256, ffn 512),
  * written BF16. */
-enum { DEC_PROMPT = 7, DEC_STEPS = 5 };
+enum { DEC_PROMPT = 7, DEC_STEPS = 5, DEC_MAX_SEQS = 16 };
 /* nb prompts prefilled, then DEC_STEPS steps: their logits, [steps][nb][V] */
 static float *decode_run(wdl_model *m, int64_t nb) {
     const int64_t V = m->cfg.vocab;
     float *out = xmalloc(sizeof(float) * (size_t)(DEC_STEPS * nb * V));
     gen_state g;
     gen_init(&g, m, nb, DEC_PROMPT + DEC_STEPS);
-    int32_t ids[DEC_PROMPT], tok[3];
-    uint8_t on[3] = {1, 1, 1};
+    int32_t ids[DEC_PROMPT], tok[DEC_MAX_SEQS];
+    uint8_t on[DEC_MAX_SEQS];
+    memset(on, 1, sizeof on);
+    assert_true(nb <= DEC_MAX_SEQS);
     for (int64_t s = 0; s < nb; s++) {
         for (int i = 0; i < DEC_PROMPT; i++) ids[i] = (int32_t)((i * 37 + 11 * s + 5) % V);
         gen_prefill(&g, (int)s, ids, DEC_PROMPT);
@@ -925,6 +927,76 @@ static void test_decode_fp32_shadows(void **st) {
     model_free(dec);
     model_free(cp);
     gemm_set_precision(GEMM_FP32);
+    wdl_rmtree(dir);
+}
+
+/* fp32 decoding where the products run on sgemm_own (GEMM_FP32_AUTO):
+ * model_load_decode takes a BF16 checkpoint's matrices as views, never
+ * widened into params, and the few-row kernel reads them as it reads
+ * shadows. Up to the kernel's rows the logits are byte for byte those of
+ * the same values loaded as floats with shadows beside them (what it
+ * loaded before), and the kernel ran as often; beyond them (12 sequences
+ * on an AVX-512 CPU, where the kernel takes 8) sgemm_own reads the bf16
+ * values, within the fp32 bound of the floats' route. In place or copied
+ * into the arena: the same bytes. */
+typedef struct { wdl_model *m; uint16_t *all; } shadow_ctx;
+static void add_shadow(void *p, const char *name, int nd, const int64_t *shape, size_t off) {
+    shadow_ctx *x = p;
+    if (nd != 2) return;
+    const size_t n = (size_t)(shape[0] * shape[1]);
+    for (size_t i = 0; i < n; i++) {   /* the floats are bf16 values: their top halves, exactly */
+        uint32_t u;
+        memcpy(&u, x->m->params + off + i, 4);
+        x->all[off + i] = (uint16_t)(u >> 16);
+    }
+    gemm_ctx_add_bf16_shadow(gemm_default(), x->m->params + off, n, x->all + off);
+}
+static void test_decode_fp32_views(void **st) {
+    char dir[] = "/tmp/wdl-dviews-XXXXXX", d16[64], d32[64];
+    const wdl_config c = write_wide_model(11, 0, 1, dir, d16, d32);   /* F32: the BF16 values as floats */
+    gemm_set_precision(GEMM_FP32_AUTO);
+    if (!gemm_ctx_fp32_views(gemm_default())) {
+        print_message("# no fp32 views on this CPU (its fp32 products are not on sgemm_own)\n");
+        wdl_rmtree(dir);
+        skip();
+    }
+    wdl_model *ref = model_load(d32), *dec = model_load_decode(d16, 0), *cp = model_load_decode(d16, 1);
+    shadow_ctx sx = {ref, xaligned(sizeof(uint16_t) * ref->nparams)};
+    model_each_tensor(ref, add_shadow, &sx);
+    assert_non_null(dec->view_st);
+    assert_non_null(cp->w16);
+    for (int k = 0; k < W_KINDS; k++) {   /* matrices never written into params */
+        if (!model_kind_decays(k)) continue;
+        int64_t nk = (int64_t)dec->layer_elems[k] * (dec->layered[k] ? dec->cfg.layers : 1), nz = 0;
+        for (int64_t i = 0; i < nk; i++) nz += dec->P[k][i] != 0;
+        assert_int_equal(nz, 0);
+    }
+    const int64_t kernel_rows = few_rows_cpu() == 1 ? 8 : 16;
+    static const int64_t seqs[] = {1, 3, 12};
+    for (size_t i = 0; i < sizeof seqs / sizeof seqs[0]; i++) {
+        const int64_t nb = seqs[i];
+        int64_t f0 = gemm_ctx_few_row_products(gemm_default());
+        float *z0 = decode_run(ref, nb);
+        int64_t f1 = gemm_ctx_few_row_products(gemm_default());
+        float *z1 = decode_run(dec, nb), *z2 = decode_run(cp, nb);
+        int64_t f2 = gemm_ctx_few_row_products(gemm_default());
+        const size_t bytes = sizeof(float) * (size_t)(DEC_STEPS * nb * c.vocab);
+        double worst = 0;
+        for (int64_t j = 0; j < DEC_STEPS * nb * c.vocab; j++) worst = fmax(worst, fabs((double)z1[j] - z0[j]));
+        print_message("# fp32 decoding of %lld sequence(s) from views: %lld products on the few-row kernel "
+                      "(%lld with floats and shadows), logits within %.2e\n", (long long)nb,
+                      (long long)(f2 - f1) / 2, (long long)(f1 - f0), worst);
+        assert_int_equal(f2 - f1, 2 * (f1 - f0));
+        if (nb <= kernel_rows) assert_memory_equal(z0, z1, bytes);
+        else expect("fp32 decoding, views beyond the kernel's rows vs floats (abs)", worst, 1e-5);
+        assert_memory_equal(z1, z2, bytes);
+        free(z0); free(z1); free(z2);
+    }
+    gemm_ctx_drop_bf16_views(gemm_default(), ref->params, ref->nparams);
+    free(sx.all);
+    model_free(ref);
+    model_free(dec);
+    model_free(cp);
     wdl_rmtree(dir);
 }
 
@@ -1085,6 +1157,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_bf16, precision_fp32),
         cmocka_unit_test_teardown(test_forward_bf16_weights, precision_fp32),
         cmocka_unit_test_teardown(test_score_fp32_bf16_in_place, precision_fp32),
+        cmocka_unit_test_teardown(test_decode_fp32_views, precision_fp32),
         cmocka_unit_test_teardown(test_bf16_steps_allocate_nothing_after_the_first, precision_fp32),
     };
     return cmocka_run_group_tests_name("model", tests, NULL, NULL);
