@@ -71,6 +71,25 @@ int sgemm_own_cpu(void) {
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+/* One k of a 6-row tile, for both vector widths: row r's value of A at k
+ * (a_r[o]) times B's two vectors b0 and b1 into its accumulators c_r0
+ * and c_r1 (SET1 and FMA: the width's broadcast and fused multiply-add) */
+#define TILE_ROW(SET1, FMA, ar, lo, hi)  \
+    do {                                 \
+        const __typeof__(lo) x_ = SET1(ar[o]); \
+        lo = FMA(x_, b0, lo);            \
+        hi = FMA(x_, b1, hi);            \
+    } while (0)
+#define TILE_ROWS(SET1, FMA)                    \
+    do {                                        \
+        TILE_ROW(SET1, FMA, a0, c00, c01);      \
+        TILE_ROW(SET1, FMA, a1, c10, c11);      \
+        TILE_ROW(SET1, FMA, a2, c20, c21);      \
+        TILE_ROW(SET1, FMA, a3, c30, c31);      \
+        TILE_ROW(SET1, FMA, a4, c40, c41);      \
+        TILE_ROW(SET1, FMA, a5, c50, c51);      \
+    } while (0)
+
 /* A tile at C's edge: its sums t (rows ldt floats apart), mr x nr of them
  * into C one by one, with the rounding of the whole tile's vector store
  * (one fused alpha s + beta C, or alpha s + C after the first K block) */
@@ -105,20 +124,7 @@ tile_6x16(int64_t kc, const float *const a[MR], int64_t ks, const float *bp, flo
     for (int64_t k = 0; k < kc; k++, bp += NR) {
         const __m256 b0 = _mm256_load_ps(bp), b1 = _mm256_load_ps(bp + 8);
         const int64_t o = k * ks;
-        /* row r of the tile: its value of A at k times the 16 of B */
-#define TILE_ROW(ar, lo, hi)                          \
-    do {                                              \
-        const __m256 x_ = _mm256_broadcast_ss(ar + o); \
-        lo = _mm256_fmadd_ps(x_, b0, lo);             \
-        hi = _mm256_fmadd_ps(x_, b1, hi);             \
-    } while (0)
-        TILE_ROW(a0, c00, c01);
-        TILE_ROW(a1, c10, c11);
-        TILE_ROW(a2, c20, c21);
-        TILE_ROW(a3, c30, c31);
-        TILE_ROW(a4, c40, c41);
-        TILE_ROW(a5, c50, c51);
-#undef TILE_ROW
+        TILE_ROWS(_mm256_set1_ps, _mm256_fmadd_ps);
     }
     const __m256 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
     if (mr == MR && nr == NR) {
@@ -169,19 +175,7 @@ tile_6x32(int64_t kc, const float *const a[MR], int64_t ks, const float *bp0, co
     for (int64_t k = 0; k < kc; k++) {
         const __m512 b0 = _mm512_load_ps(bp0 + k * NR), b1 = _mm512_load_ps(bp1 + k * NR);
         const int64_t o = k * ks;
-#define TILE_ROW(ar, lo, hi)                       \
-    do {                                           \
-        const __m512 x_ = _mm512_set1_ps(ar[o]);   \
-        lo = _mm512_fmadd_ps(x_, b0, lo);          \
-        hi = _mm512_fmadd_ps(x_, b1, hi);          \
-    } while (0)
-        TILE_ROW(a0, c00, c01);
-        TILE_ROW(a1, c10, c11);
-        TILE_ROW(a2, c20, c21);
-        TILE_ROW(a3, c30, c31);
-        TILE_ROW(a4, c40, c41);
-        TILE_ROW(a5, c50, c51);
-#undef TILE_ROW
+        TILE_ROWS(_mm512_set1_ps, _mm512_fmadd_ps);
     }
     const __m512 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
     if (mr == MR && nr == 2 * NR) {

@@ -939,6 +939,16 @@ static void test_decode_fp32_shadows(void **st) {
  * on an AVX-512 CPU, where the kernel takes 8) sgemm_own reads the bf16
  * values, within the fp32 bound of the floats' route. In place or copied
  * into the arena: the same bytes. */
+/* A model loaded as views: its matrices never written into params (the
+ * block's pages stay zero) */
+static void assert_matrices_unwritten(const wdl_model *m) {
+    for (int k = 0; k < W_KINDS; k++) {
+        if (!model_kind_decays(k)) continue;
+        int64_t nk = (int64_t)m->layer_elems[k] * (m->layered[k] ? m->cfg.layers : 1), nz = 0;
+        for (int64_t i = 0; i < nk; i++) nz += m->P[k][i] != 0;
+        assert_int_equal(nz, 0);
+    }
+}
 typedef struct { wdl_model *m; uint16_t *all; } shadow_ctx;
 static void add_shadow(void *p, const char *name, int nd, const int64_t *shape, size_t off) {
     shadow_ctx *x = p;
@@ -965,12 +975,7 @@ static void test_decode_fp32_views(void **st) {
     model_each_tensor(ref, add_shadow, &sx);
     assert_non_null(dec->view_st);
     assert_non_null(cp->w16);
-    for (int k = 0; k < W_KINDS; k++) {   /* matrices never written into params */
-        if (!model_kind_decays(k)) continue;
-        int64_t nk = (int64_t)dec->layer_elems[k] * (dec->layered[k] ? dec->cfg.layers : 1), nz = 0;
-        for (int64_t i = 0; i < nk; i++) nz += dec->P[k][i] != 0;
-        assert_int_equal(nz, 0);
-    }
+    assert_matrices_unwritten(dec);
     const int64_t kernel_rows = few_rows_cpu() == 1 ? 8 : 16;
     static const int64_t seqs[] = {1, 3, 12};
     for (size_t i = 0; i < sizeof seqs / sizeof seqs[0]; i++) {
@@ -1044,12 +1049,7 @@ static void test_score_fp32_bf16_in_place(void **st) {
     if (views) {
         assert_non_null(a->view_st);
         assert_non_null(a->embed16);
-        for (int k = 0; k < W_KINDS; k++) {   /* matrices never written into params */
-            if (!model_kind_decays(k)) continue;
-            int64_t nk = (int64_t)a->layer_elems[k] * (a->layered[k] ? a->cfg.layers : 1), nz = 0;
-            for (int64_t i = 0; i < nk; i++) nz += a->P[k][i] != 0;
-            assert_int_equal(nz, 0);
-        }
+        assert_matrices_unwritten(a);
     } else {
         print_message("# no fp32 views on this CPU (its fp32 products are not on sgemm_own): both loaded as floats\n");
         assert_null(a->view_st);
