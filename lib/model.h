@@ -137,7 +137,10 @@ wdl_model *model_load_forward(const char *dir);
  * is BF16 on disk, each matrix's floats also get its BF16 values as a gemm
  * shadow (gemm_ctx_add_bf16_shadow): decoding's few-row products then read
  * half the bytes, same values. Not for scoring, whose products have many
- * rows: the shadows would only add to the resident memory.
+ * rows: the shadows would only add to the resident memory. Where fp32
+ * takes views (gemm_ctx_fp32_views), model_load_forward's views instead,
+ * which the few-row kernel reads as shadows (gemm_ctx_fp32_views_few_rows,
+ * set on the default context): the same bytes, no floats.
  * copy: the BF16 matrices (views or shadows) are copied into one buffer of
  * transparent huge pages (w16) and the file is closed, instead of being
  * read where the file maps them. Decoding reads every matrix once per
