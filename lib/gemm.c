@@ -72,7 +72,6 @@ struct gemm_ctx {
     int few_mode;               /* gemm_ctx_few_rows: 0 off, 1 on, 2 the AVX2 kernel (tests) */
     int own_sgemm;              /* fixed-block products on sgemm_own instead of OpenBLAS (gemm_ctx_own_sgemm) */
     int native;                 /* gemm_bf16_native() */
-    int fp32_dnnl;              /* GEMM_FP32_AUTO sends large products to oneDNN (only without sgemm_own) */
     int isa512;                 /* gemm_fp32_dnnl_fast(): oneDNN runs AVX-512 here (no ONEDNN_MAX_CPU_ISA cap) */
     int views_few;              /* gemm_ctx_fp32_views_few_rows: fp32 views read by the few-row kernel */
     int amx;                    /* GEMM_BF16 with AMX granted to this process: attention on attn_amx.h */
@@ -118,7 +117,7 @@ gemm_ctx *gemm_ctx_new(gemm_precision p) {
     g->prec = p;
     g->max_cached = GEMM_MAX_CACHED;
     g->few_mode = 1;
-    gemm_ctx_own_sgemm(g, 1);   /* (and fp32_dnnl) */
+    gemm_ctx_own_sgemm(g, 1);
     g->isa512 = gemm_fp32_dnnl_fast();
     g->native = gemm_bf16_native();
     /* oneDNN asks for the tile registers itself when it runs AMX; the
@@ -171,7 +170,6 @@ void gemm_ctx_own_sgemm(gemm_ctx *g, int mode) {
     /* every CPU with AVX2 and FMA (AVX-512's wider tiles where it has
      * them), the large products too: none goes to oneDNN's fp32 */
     g->own_sgemm = mode != 0 && sgemm_own_cpu();
-    g->fp32_dnnl = g->own_sgemm ? 0 : gemm_fp32_dnnl_fast();
 }
 int gemm_ctx_uses_own_sgemm(const gemm_ctx *g) { return g->own_sgemm; }
 
@@ -1033,7 +1031,8 @@ static void sgemm_fixed(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64
  * 151936 x 1024 x 220 with beta 1 (0.81; C 156 M elements). Every large
  * product of the bench and nano models goes to oneDNN. */
 static int fp32_on_dnnl(const gemm_ctx *g, int tb, int64_t M, int64_t N, int64_t K) {
-    if (!g->fp32_dnnl || (double)M * N * K < (double)GEMM_FP32_DNNL_MIN) return 0;
+    /* (only a context without sgemm_own) */
+    if (g->own_sgemm || !g->isa512 || (double)M * N * K < (double)GEMM_FP32_DNNL_MIN) return 0;
     return tb || (N <= GEMM_FP32_DNNL_MAX_N && M * N <= GEMM_FP32_DNNL_MAX_MN);
 }
 
