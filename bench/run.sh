@@ -107,13 +107,13 @@ jq -rs --argjson n "$NPROC" '
   "|---|---:|---:|",
   "| wdl fp32 (\(if $f.fp32_onednn then "oneDNN for large products" elif $f.fp32_own then "our own GEMM, \($f.own_tile) tiles" else "OpenBLAS" end)) | \($f.tokens_per_s) | \($f.threads) |",
   (if $o then "| wdl fp32-openblas (the reference) | \($o.tokens_per_s) | \($o.threads) |" else empty end),
-  "| wdl bf16 (oneDNN \($h.onednn_isa), attention on \($h.attention // "the backend")) | \($h.tokens_per_s) | \($h.threads) |",
+  "| wdl bf16 (\(if $h.bf16_products == "fp32-fma" then "products as fp32 FMAs on bf16-rounded inputs, oneDNN ISA \($h.onednn_isa)" else "oneDNN \($h.onednn_isa)" end), attention on \($h.attention // "the backend")) | \($h.tokens_per_s) | \($h.threads) |",
   ($t[] | "| PyTorch \(.torch) \(.peer) | \(.tokens_per_s | round) | \(.threads) |"),
   "",
   "GEMM rates on the model shapes (GFLOP/s): OpenBLAS sgemm \($f.sgemm_gflops), oneDNN fp32 \($f.onednn_f32_gflops), our own fp32 (sgemm.c) \($f.own_f32_gflops // "n/a"), oneDNN bf16 \($h.onednn_bf16_gflops)",
   (if $pk then "fp32 FMA peak of the \($pk.threads) cores (\($pk.isa)): \($pk.gflops) GFLOP/s; the fastest fp32 GEMM rate is \($g32 / $pk.gflops * 100 | round)% of it, wdl fp32 training \($f.gflops / $pk.gflops * 100 | round)%" else empty end),
   "wdl fp32: \($f.gflops) GFLOP/s = \($f.gflops / $g32 * 100 | round)% of the fastest fp32 GEMM rate (target 75%: \(ok($f.gflops / $g32; 0.75)))",
-  "wdl bf16: \($h.gflops) GFLOP/s, MFU \($h.mfu_vs_gemm * 100 | round)% of the measured oneDNN bf16 rate",
+  "wdl bf16: \($h.gflops) GFLOP/s, MFU \($h.mfu_vs_gemm * 100 | round)% of the measured rate of its products (\(if $h.bf16_products == "fp32-fma" then "our own fp32 GEMM: bf16 runs on fp32 FMAs on this CPU" else "oneDNN bf16" end))",
   (if $best3 then
     "wdl bf16 / best of PyTorch eager, autocast, compile = \($h.tokens_per_s / $best3 | r2)x (target 2x: \(ok($h.tokens_per_s / $best3; 2)))"
    else "PyTorch peers: not measured" end),

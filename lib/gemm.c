@@ -72,6 +72,7 @@ struct gemm_ctx {
     int few_mode;               /* gemm_ctx_few_rows: 0 off, 1 on, 2 the AVX2 kernel (tests) */
     int own_sgemm;              /* fixed-block products on sgemm_own instead of OpenBLAS (gemm_ctx_own_sgemm) */
     int native;                 /* gemm_bf16_native() */
+    int bf16_fma;               /* GEMM_BF16's products on sgemm_own's fp32 FMAs, not oneDNN's bf16 kernels */
     int isa512;                 /* gemm_fp32_dnnl_fast(): oneDNN runs AVX-512 here (no ONEDNN_MAX_CPU_ISA cap) */
     int views_few;              /* gemm_ctx_fp32_views_few_rows: fp32 views read by the few-row kernel */
     int amx;                    /* GEMM_BF16 with AMX granted to this process: attention on attn_amx.h */
@@ -126,6 +127,7 @@ gemm_ctx *gemm_ctx_new(gemm_precision p) {
     g->amx = ATTN_AMX_BUILT && p == GEMM_BF16 &&
              (isa & (unsigned)dnnl_cpu_isa_avx512_core_amx) == (unsigned)dnnl_cpu_isa_avx512_core_amx && amx_permit();
     g->dot = ATTN_BF16_BUILT && p == GEMM_BF16 && !g->amx && g->native && cpu_is_amd();
+    gemm_ctx_bf16_fma(g, gemm_bf16_on_fma());
     pthread_mutex_init(&g->lock, NULL);
     /* fp32 contexts need oneDNN too, for their few-row products */
     DNNL_CHECK(dnnl_engine_create(&g->eng, dnnl_cpu, 0), "engine creation");
@@ -172,6 +174,10 @@ void gemm_ctx_own_sgemm(gemm_ctx *g, int mode) {
     g->own_sgemm = mode != 0 && sgemm_own_cpu();
 }
 int gemm_ctx_uses_own_sgemm(const gemm_ctx *g) { return g->own_sgemm; }
+void gemm_ctx_bf16_fma(gemm_ctx *g, int on) {
+    if (g->nent) die("internal: gemm_ctx_bf16_fma after the context's first product");
+    g->bf16_fma = on && g->prec == GEMM_BF16 && g->own_sgemm;
+}
 
 void gemm_ctx_set_cache_limit(gemm_ctx *g, size_t n) { g->max_cached = n; }
 
@@ -248,6 +254,11 @@ static void make_entry(gemm_ctx *g, gemm_entry *e) {
     memcpy(&alpha, &k->alpha, 4);
     memcpy(&beta, &k->beta, 4);
     int attrs = alpha != 1.0f || beta != 0.0f;
+    if (k->prec == GEMM_BF16 && g->bf16_fma) {   /* bf16-rounded inputs on fp32 FMAs: no kernel to make */
+        e->prim = NULL;
+        g->emulated++;
+        return;
+    }
     dnnl_primitive_desc_t pd;
     dnnl_status_t st = make_pd(g, e, 1, &pd);
     if (st == dnnl_unimplemented && k->prec == GEMM_BF16) {
@@ -444,7 +455,10 @@ static void to_bf16_rounded_f32(float *dst, const float *src, int64_t rows, int6
 static void widen_bf16(float *dst, const uint16_t *src, int64_t rows, int64_t cols, int64_t ld) {
 #pragma omp parallel for schedule(static) if (rows * cols > CONVERT_PAR_MIN && !omp_in_parallel())
     for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c < cols; c++) dst[r * cols + c] = st_bf16_to_f32(src[r * ld + c]);
+        for (int64_t c = 0; c < cols; c++) {   /* st_bf16_to_f32, inline so that it vectorises */
+            const uint32_t u = (uint32_t)src[r * ld + c] << 16;
+            memcpy(&dst[r * cols + c], &u, 4);
+        }
 }
 
 void gemm_ctx_set_readonly(gemm_ctx *g, int which, const float *base, size_t n) {
@@ -1123,7 +1137,7 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
      * form of it: 1,189 rows against those weights ran at 0.70-0.89x
      * OpenBLAS's rate whole, 0.95-1.30x split (1,184 rows: 1.0-1.1x), so
      * its products split the same way. */
-    const int split = prec == GEMM_BF16 ? g->native && readonly_bf16(g, B, br, bc, ldb)
+    const int split = prec == GEMM_BF16 ? g->native && !g->bf16_fma && readonly_bf16(g, B, br, bc, ldb)
                                         : g->prec == GEMM_FP32_AUTO;   /* and prec is GEMM_FP32_DNNL */
     if (split && M >= 48 && M % 16 && N < GEMM_SPLIT_MAX_N && N * K >= GEMM_FEW_ROWS_MIN_NK) {
         const int64_t m16 = M / 16 * 16;
@@ -1149,15 +1163,20 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
     int transient;
     gemm_entry *e = lookup(g, &k, &transient);
     gemm_slot *s = my_slot(g);
-    if (!e->prim) {   /* emulated bf16: rounded inputs, fp32 products (the read-only copy is not used;
-                         * a bf16-only view is widened, as its floats are not stored) */
+    if (!e->prim) {   /* bf16 on fp32 FMAs (gemm_bf16_on_fma, or no bf16 kernel in oneDNN): inputs rounded
+                         * to bf16, or widened from a bf16 copy already held (a view, a read-only range, a
+                         * mirror: the same values), then fp32 products; a weight read as B^T from such a
+                         * copy goes to sgemm_own as it is, widened panel by panel as it is packed */
         float *a = slot_buf(s, 0, sizeof(float) * (size_t)(ar * ac));
-        float *b = slot_buf(s, 1, sizeof(float) * (size_t)(br * bc));
-        if (view_of(g, A)) widen_bf16(a, ra, ar, ac, lda);
+        if (ra) widen_bf16(a, ra, ar, ac, lda);
         else to_bf16_rounded_f32(a, A, ar, ac, lda);
-        if (view_of(g, B)) widen_bf16(b, rb, br, bc, ldb);
-        else to_bf16_rounded_f32(b, B, br, bc, ldb);
-        sgemm_fixed(g, ta, tb, M, N, K, alpha, a, ac, b, bc, beta, C, ldc);
+        if (rb && tb && g->own_sgemm) sgemm_own_b16(ta, M, N, K, alpha, a, ac, rb, ldb, beta, C, ldc, own_scratch, g);
+        else {
+            float *b = slot_buf(s, 1, sizeof(float) * (size_t)(br * bc));
+            if (rb) widen_bf16(b, rb, br, bc, ldb);
+            else to_bf16_rounded_f32(b, B, br, bc, ldb);
+            sgemm_fixed(g, ta, tb, M, N, K, alpha, a, ac, b, bc, beta, C, ldc);
+        }
         if (transient) free(e);
         return;
     }
@@ -1223,7 +1242,11 @@ void gemm_set_precision(gemm_precision p) {
         if (!g_default->views[i].mirror) die("internal: precision changed while bf16-only weights are loaded");
     gemm_ctx_free(g_default);
     g_default = gemm_ctx_new(p);
-    if (p == GEMM_BF16 && !gemm_bf16_native())
+    if (p == GEMM_BF16 && g_default->bf16_fma)
+        wdl_warn("bf16: this CPU's bf16 dot products (oneDNN ISA %s, no AMX) run slower than its fp32 FMAs: "
+                 "bf16 matrix products run as fp32 FMAs on inputs rounded to bf16 (the same semantics)",
+                 gemm_dnnl_isa());
+    else if (p == GEMM_BF16 && !gemm_bf16_native())
         wdl_warn("bf16: this CPU has no AVX512-BF16 or AMX (oneDNN ISA %s): bf16 matrix products run on an "
                  "emulated path (inputs still rounded to bf16; slower, possibly slower than fp32)", gemm_dnnl_isa());
 }
@@ -1350,6 +1373,12 @@ const char *gemm_dnnl_isa(void) {
     case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
     default: return "other";
     }
+}
+
+int gemm_bf16_on_fma(void) {
+    const unsigned isa = (unsigned)dnnl_get_effective_cpu_isa(),
+                   amx = (unsigned)dnnl_cpu_isa_avx512_core_amx;
+    return gemm_bf16_native() && (isa & amx) != amx && !cpu_is_amd() && sgemm_own_cpu();
 }
 
 int gemm_bf16_native(void) {

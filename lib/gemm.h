@@ -38,11 +38,14 @@
  *   GEMM_BF16       A and B rounded to bf16 (round to nearest even) into
  *                   per-thread scratch, products accumulated and written in
  *                   fp32 by oneDNN's matmul (AMX or AVX512-BF16 kernels where
- *                   the CPU has them). Where oneDNN has no bf16 matmul for
- *                   this CPU, the same bf16-rounded inputs go where
- *                   GEMM_FP32_AUTO runs its products not sent to oneDNN
- *                   (fixed blocks or sgemm_own; identical semantics,
- *                   slower).
+ *                   the CPU has them). Where those would run slower than
+ *                   fp32 FMAs (gemm_bf16_on_fma: an Intel CPU with
+ *                   AVX512-BF16 and no AMX), and where oneDNN has no bf16
+ *                   matmul for this CPU, the same bf16-rounded inputs go
+ *                   where GEMM_FP32_AUTO runs its products (sgemm_own, or
+ *                   fixed blocks): the products of two bf16 values are
+ *                   exact in fp32, so the semantics are the same, summed
+ *                   in sgemm_own's order.
  *   The few-row kernel: A B^T of at most 4 rows of A in bf16, 8 in fp32,
  *                   with M K <= 12288 (K rounded up to 32; on the AVX2
  *                   kernel 16 rows and 49152 in both), against at least
@@ -147,6 +150,11 @@ void gemm_ctx_few_rows(gemm_ctx *g, int mode);
  * OpenBLAS in fixed blocks. */
 void gemm_ctx_own_sgemm(gemm_ctx *g, int mode);
 int gemm_ctx_uses_own_sgemm(const gemm_ctx *g);
+/* GEMM_BF16's products on fp32 FMAs (1; the default where
+ * gemm_bf16_on_fma()) or on oneDNN's bf16 kernels where it has them (0;
+ * tests of those kernels); a no-op in other precisions or without
+ * sgemm_own. Before the context's first product. */
+void gemm_ctx_bf16_fma(gemm_ctx *g, int on);
 /* oneDNN's gemm-based matmul (small shapes) scales and accumulates in a
  * scalar loop; products it would run get alpha and beta applied by
  * gemm_run in a vector loop instead. This makes every product with alpha
@@ -291,4 +299,11 @@ int gemm_attention_dot(void);
  * native bf16 arithmetic (AVX512-BF16 or AMX). */
 const char *gemm_dnnl_isa(void);
 int gemm_bf16_native(void);
+/* Whether GEMM_BF16 runs its products on fp32 FMAs though oneDNN has bf16
+ * kernels here: AVX512-BF16 without AMX on an Intel CPU (with AVX2 and
+ * FMA), where the bf16 dot-product instruction retired at a quarter of
+ * the FMAs' rate, half their arithmetic, and oneDNN's bf16 matmul ran
+ * at half its fp32 rate (README, Precision). AMD's (Zen 4) runs it at
+ * twice the FMAs' arithmetic and keeps oneDNN's kernels, as does AMX. */
+int gemm_bf16_on_fma(void);
 #endif

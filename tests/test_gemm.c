@@ -141,11 +141,16 @@ static const float ALPHAS[] = {1.0f, 0.37f, -2.0f};
 static const float BETAS[] = {0.0f, 1.0f, 0.5f};
 #define NSHAPES (sizeof SHAPES / sizeof SHAPES[0])
 
-/* Every transpose combination, shape, alpha and beta; with own_scale, alpha
- * and beta applied by gemm_run for every product (the route oneDNN's
- * gemm-based matmul takes), which therefore runs on any CPU. */
-static void bf16_all_cases(int own_scale) {
-    gemm_ctx *g = gemm_ctx_new(GEMM_BF16);
+/* Every transpose combination, shape, alpha and beta, on oneDNN's bf16
+ * kernels where it has them (fma 0) or on fp32 FMAs (fma 1, the route of
+ * gemm_bf16_on_fma; every CPU with AVX2 and FMA takes it when told): with
+ * own_scale, alpha and beta applied by gemm_run for every product of
+ * oneDNN's (the route its gemm-based matmul takes), which therefore runs on
+ * any CPU. On FMAs each product must be byte for byte an fp32 context's on
+ * the inputs rounded to bf16 beforehand. */
+static void bf16_all_cases(int own_scale, int fma) {
+    gemm_ctx *g = gemm_ctx_new(GEMM_BF16), *f = gemm_ctx_new(GEMM_FP32_AUTO);
+    gemm_ctx_bf16_fma(g, fma);
     if (own_scale) gemm_ctx_always_own_scale(g);
     double worst_in = 0, worst_rounded = 0, worst_rms = 0, min_rms = 1e30;
     for (int t = 0; t < 4; t++)
@@ -154,6 +159,17 @@ static void bf16_all_cases(int own_scale) {
                 for (int bi = 0; bi < 3; bi++) {
                     problem p = make(t & 1, t >> 1, SHAPES[s][0], SHAPES[s][1], SHAPES[s][2], ALPHAS[ai], BETAS[bi]);
                     float *C = run(g, &p);
+                    if (fma && gemm_ctx_uses_own_sgemm(g)) {
+                        problem r = p;
+                        const size_t na = (size_t)((p.ta ? p.K : p.M) * p.lda), nb = (size_t)((p.tb ? p.N : p.K) * p.ldb);
+                        r.A = xmalloc(sizeof(float) * na);
+                        r.B = xmalloc(sizeof(float) * nb);
+                        for (size_t i = 0; i < na; i++) r.A[i] = bf16_round(p.A[i]);
+                        for (size_t i = 0; i < nb; i++) r.B[i] = bf16_round(p.B[i]);
+                        float *R = run(f, &r);
+                        assert_memory_equal(C, R, sizeof(float) * (size_t)(p.M * p.ldc));
+                        free(R); free(r.A); free(r.B);
+                    }
                     double K = (double)p.K, rms;
                     worst_in = fmax(worst_in, check(&p, C, 0, 2 * U8 + U8 * U8 + (K + 2) * U24, &rms));
                     worst_rounded = fmax(worst_rounded, check(&p, C, 1, (K + 2) * U24, NULL));
@@ -181,10 +197,14 @@ static void bf16_all_cases(int own_scale) {
     /* the inputs really were rounded: an fp32 product would be ~1e-7 */
     assert_true(min_rms > U8 / 16);
     assert_int_equal(prims + emul, 4 * NSHAPES * 9);
+    if (fma && gemm_ctx_uses_own_sgemm(g)) assert_int_equal(prims, 0);
+    if (!fma && gemm_bf16_native()) assert_int_equal(emul, 0);
     gemm_ctx_free(g);
+    gemm_ctx_free(f);
 }
-static void test_bf16_all_cases(void **state) { (void)state; bf16_all_cases(0); }
-static void test_bf16_all_cases_own_scale(void **state) { (void)state; bf16_all_cases(1); }
+static void test_bf16_all_cases(void **state) { (void)state; bf16_all_cases(0, 0); }
+static void test_bf16_all_cases_own_scale(void **state) { (void)state; bf16_all_cases(1, 0); }
+static void test_bf16_all_cases_on_fma(void **state) { (void)state; bf16_all_cases(0, 1); }
 
 /* A C with rows wider than N (attention's blocks of scores in rows of T):
  * oneDNN 2.6 leaves such a product to its gemm-based kernel, so gemm_run
@@ -194,6 +214,7 @@ static void test_bf16_all_cases_own_scale(void **state) { (void)state; bf16_all_
 static void test_bf16_strided_c(void **state) {
     (void)state;
     gemm_ctx *g = gemm_ctx_new(GEMM_BF16);
+    gemm_ctx_bf16_fma(g, 0);   /* oneDNN's kernels: what this test is about */
     const int64_t M = 64, N = 64, K = 32, ld = 256;
     float *a = xmalloc(sizeof(float) * M * K), *b = xmalloc(sizeof(float) * N * K),
           *dense = xmalloc(sizeof(float) * M * N), *wide = xmalloc(sizeof(float) * M * ld);
@@ -436,7 +457,7 @@ static void test_bf16_denormals(void **state) {
      * 2^-126, which the software conversion rounds up to the smallest
      * normal and the instruction flushes: there the two differ.) */
     for (int64_t i = 0; i < M * K; i++)
-        A[i] = i % 2 ? A[i] * 0x1p-127f : copysignf(1.0f + fabsf(A[i]) / 2, A[i]) * 0x1p-126f;
+        A[i] = i % 2 ? fmodf(A[i], 1.0f) * 0x1p-127f : copysignf(1.0f + fabsf(A[i]) / 2, A[i]) * 0x1p-126f;
     for (int64_t i = 0; i < K * N; i++) Bm[i] *= 0x1p100f;
     int denormals = 0;
     double dmax = 0, cmax = 0;   /* largest denormal-only contribution, largest product */
@@ -456,6 +477,8 @@ static void test_bf16_denormals(void **state) {
     assert_true(denormals > M * K / 4);
     assert_true(dmax > 0.02 * cmax);
     gemm_ctx *hw = gemm_ctx_new(GEMM_BF16), *sw = gemm_ctx_new(GEMM_BF16);
+    gemm_ctx_bf16_fma(hw, 0);   /* oneDNN's kernels, which zero denormals */
+    gemm_ctx_bf16_fma(sw, 0);
     gemm_ctx_software_conversion(sw);
     gemm_run(hw, 0, 0, M, N, K, 1.0f, A, K, Bm, N, 0.0f, C1, N);
     gemm_run(sw, 0, 0, M, N, K, 1.0f, A, K, Bm, N, 0.0f, C2, N);
@@ -686,6 +709,7 @@ static void test_bf16_row_split(void **state) {
     const int64_t M = 59;
     for (int c = 0; c < 4; c++) {   /* linear layer, head, weights not held, small weights */
         gemm_ctx *g = gemm_ctx_new(GEMM_BF16);
+        gemm_ctx_bf16_fma(g, 0);   /* the split is for oneDNN's kernels */
         gemm_ctx_few_rows(g, 0);   /* the 11 rows to oneDNN too */
         /* at least GEMM_FEW_ROWS_MIN_NK weights except in case 3; the head's N is gemm.c's limit */
         const int64_t N = c == 1 ? 32768 : 72, K = c == 1 ? 2 : c == 3 ? 96 : 1024;
@@ -1211,6 +1235,7 @@ int main(void) {
         cmocka_unit_test(test_bf16_without_bf16_isa),
         cmocka_unit_test(test_bf16_all_cases),
         cmocka_unit_test(test_bf16_all_cases_own_scale),
+        cmocka_unit_test(test_bf16_all_cases_on_fma),
         cmocka_unit_test(test_bf16_strided_c),
         cmocka_unit_test(test_bf16_cache_reuse),
         cmocka_unit_test(test_bf16_cache_limit),
