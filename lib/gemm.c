@@ -127,7 +127,7 @@ gemm_ctx *gemm_ctx_new(gemm_precision p) {
     g->amx = ATTN_AMX_BUILT && p == GEMM_BF16 &&
              (isa & (unsigned)dnnl_cpu_isa_avx512_core_amx) == (unsigned)dnnl_cpu_isa_avx512_core_amx && amx_permit();
     g->dot = ATTN_BF16_BUILT && p == GEMM_BF16 && !g->amx && g->native && cpu_is_amd();
-    gemm_ctx_bf16_fma(g, gemm_bf16_on_fma());
+    gemm_ctx_bf16_fma(g, gemm_bf16_on_fma() || !g->native);
     pthread_mutex_init(&g->lock, NULL);
     /* fp32 contexts need oneDNN too, for their few-row products */
     DNNL_CHECK(dnnl_engine_create(&g->eng, dnnl_cpu, 0), "engine creation");
@@ -175,8 +175,9 @@ void gemm_ctx_own_sgemm(gemm_ctx *g, int mode) {
 }
 int gemm_ctx_uses_own_sgemm(const gemm_ctx *g) { return g->own_sgemm; }
 void gemm_ctx_bf16_fma(gemm_ctx *g, int on) {
-    if (g->nent) die("internal: gemm_ctx_bf16_fma after the context's first product");
-    g->bf16_fma = on && g->prec == GEMM_BF16 && g->own_sgemm;
+    const int v = on && g->prec == GEMM_BF16 && g->own_sgemm;
+    if (v != g->bf16_fma && g->nent) die("internal: gemm_ctx_bf16_fma changed after the context's first product");
+    g->bf16_fma = v;
 }
 
 void gemm_ctx_set_cache_limit(gemm_ctx *g, size_t n) { g->max_cached = n; }
@@ -440,7 +441,7 @@ static void to_bf16(const gemm_ctx *g, uint16_t *dst, const float *src, int64_t 
         for (int64_t r = 0; r < rows; r++) row(dst + r * cols, src + r * ld, cols);
 }
 static void to_bf16_rounded_f32(float *dst, const float *src, int64_t rows, int64_t cols, int64_t ld) {
-#pragma omp parallel for schedule(static) if (rows * cols > CONVERT_PAR_MIN && !omp_in_parallel())
+#pragma omp parallel for schedule(static) if (rows * cols > (1 << 21) && !omp_in_parallel())
     for (int64_t r = 0; r < rows; r++) {
         const float *x = src + r * ld;
         float *y = dst + r * cols;
@@ -453,7 +454,7 @@ static void to_bf16_rounded_f32(float *dst, const float *src, int64_t rows, int6
 
 /* bf16 rows (stride ld) -> dense floats: exact. */
 static void widen_bf16(float *dst, const uint16_t *src, int64_t rows, int64_t cols, int64_t ld) {
-#pragma omp parallel for schedule(static) if (rows * cols > CONVERT_PAR_MIN && !omp_in_parallel())
+#pragma omp parallel for schedule(static) if (rows * cols > (1 << 21) && !omp_in_parallel())
     for (int64_t r = 0; r < rows; r++)
         for (int64_t c = 0; c < cols; c++) {   /* st_bf16_to_f32, inline so that it vectorises */
             const uint32_t u = (uint32_t)src[r * ld + c] << 16;
@@ -510,7 +511,7 @@ void gemm_ctx_drop_bf16_views(gemm_ctx *g, const float *base, size_t n) { drop_v
 void gemm_ctx_drop_mirrors(gemm_ctx *g, const float *base, size_t n) { drop_views(g, base, n, 1); }
 
 void gemm_ctx_mirror(gemm_ctx *g, const float *src, size_t n, uint16_t *dst) {
-    if (!g || g->prec != GEMM_BF16 || !n) return;
+    if (!g || g->prec != GEMM_BF16 || g->bf16_fma || !n) return;   /* (on FMAs the floats are read) */
     drop_views(g, src, n, 1);
     to_bf16(g, dst, src, 1, (int64_t)n, (int64_t)n);   /* one run, in parallel pieces */
     view_insert(g, src, n, dst, 1, 0);
@@ -527,6 +528,13 @@ static const struct gemm_view *view_of(const gemm_ctx *g, const float *X) {
     if (!lo) return NULL;
     const struct gemm_view *v = &g->views[lo - 1];
     return X < v->base + v->n ? v : NULL;
+}
+
+/* Whether X lies in a view whose floats are not stored (a bf16 context's
+ * view, not a mirror) */
+static int bf16_only(const gemm_ctx *g, const float *X) {
+    const struct gemm_view *v = g->nviews ? view_of(g, X) : NULL;
+    return v && !v->mirror;
 }
 
 /* The bf16 values of a stored rows x cols operand (leading dimension ld)
@@ -607,7 +615,10 @@ void gemm_ctx_hold_inputs(gemm_ctx *g, int on) {
 void gemm_hold_inputs(int on) { gemm_ctx_hold_inputs(g_default, on); }
 void gemm_mirror(const float *src, size_t n, uint16_t *dst) { gemm_ctx_mirror(g_default, src, n, dst); }
 void gemm_drop_mirrors(const float *base, size_t n) { gemm_ctx_drop_mirrors(g_default, base, n); }
-int gemm_mirrors(void) { return g_default && g_default->prec == GEMM_BF16; }
+int gemm_mirrors(void) { return g_default && g_default->prec == GEMM_BF16 && !g_default->bf16_fma; }
+void gemm_default_bf16_fma(int on) {
+    if (g_default) gemm_ctx_bf16_fma(g_default, on);
+}
 
 void gemm_set_readonly(int which, const float *base, size_t n) {
     if (g_default) gemm_ctx_set_readonly(g_default, which, base, n);
@@ -1167,6 +1178,13 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
                          * to bf16, or widened from a bf16 copy already held (a view, a read-only range, a
                          * mirror: the same values), then fp32 products; a weight read as B^T from such a
                          * copy goes to sgemm_own as it is, widened panel by panel as it is packed */
+        if (g->bf16_fma && !bf16_only(g, A) && (tb || !bf16_only(g, B))) {
+            /* rounded as sgemm_own packs them, in its own region */
+            const gemm_prod q = {ta, tb, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc, tb ? rb : NULL, 1};
+            sgemm_own_multi(1, &q, own_scratch, g);
+            if (transient) free(e);
+            return;
+        }
         float *a = slot_buf(s, 0, sizeof(float) * (size_t)(ar * ac));
         if (ra) widen_bf16(a, ra, ar, ac, lda);
         else to_bf16_rounded_f32(a, A, ar, ac, lda);
@@ -1242,13 +1260,14 @@ void gemm_set_precision(gemm_precision p) {
         if (!g_default->views[i].mirror) die("internal: precision changed while bf16-only weights are loaded");
     gemm_ctx_free(g_default);
     g_default = gemm_ctx_new(p);
-    if (p == GEMM_BF16 && g_default->bf16_fma)
+    if (p == GEMM_BF16 && g_default->native && g_default->bf16_fma)
         wdl_warn("bf16: this CPU's bf16 dot products (oneDNN ISA %s, no AMX) run slower than its fp32 FMAs: "
                  "bf16 matrix products run as fp32 FMAs on inputs rounded to bf16 (the same semantics)",
                  gemm_dnnl_isa());
     else if (p == GEMM_BF16 && !gemm_bf16_native())
-        wdl_warn("bf16: this CPU has no AVX512-BF16 or AMX (oneDNN ISA %s): bf16 matrix products run on an "
-                 "emulated path (inputs still rounded to bf16; slower, possibly slower than fp32)", gemm_dnnl_isa());
+        wdl_warn("bf16: this CPU has no AVX512-BF16 or AMX (oneDNN ISA %s): bf16 matrix products run %s on "
+                 "inputs rounded to bf16 (the same semantics, no faster than fp32)", gemm_dnnl_isa(),
+                 g_default->bf16_fma ? "as fp32 FMAs" : "in fp32");
 }
 
 /* Whether gemm_run gives this product to sgemm_own: GEMM_FP32_AUTO on a
@@ -1259,6 +1278,8 @@ _Static_assert(FEW_ROWS_AVX2 <= FEW_ROWS_ANY && FEW_ROWS_FP32 <= FEW_ROWS_ANY &&
                    GEMM_FEW_ROWS <= FEW_ROWS_ANY && SGEMM_FEW_ROWS <= FEW_ROWS_ANY,
                "gemm_run_n's test for the few-row paths");
 static int goes_own(const gemm_ctx *g, const gemm_prod *p) {
+    if (g->prec == GEMM_BF16)   /* on fp32 FMAs, reading stored floats (or B^T's bf16 copy) */
+        return g->bf16_fma && p->M > FEW_ROWS_ANY && !bf16_only(g, p->A) && (p->tb || !bf16_only(g, p->B));
     return g->prec == GEMM_FP32_AUTO && g->own_sgemm && p->M > FEW_ROWS_ANY &&
            !fp32_on_dnnl(g, p->tb, p->M, p->N, p->K);
 }
@@ -1277,10 +1298,18 @@ void gemm_run_n(gemm_ctx *g, int n, const gemm_prod *p) {
                      p[i].beta, p[i].C, p[i].ldc);
         return;
     }
-    /* as sgemm_fixed: a weight kept packed is read packed */
+    /* as sgemm_fixed: a weight kept packed is read packed; in bf16 the
+     * inputs are rounded as they are packed, B^T read from a bf16 copy
+     * where one is held (the same values), as gemm_run's */
     gemm_prod q[GEMM_N_MAX];
     for (int i = 0; i < n; i++) {
         q[i] = p[i];
+        if (g->prec == GEMM_BF16) {
+            q[i].packed = NULL;
+            q[i].B16 = p[i].tb ? readonly_bf16(g, p[i].B, p[i].N, p[i].K, p[i].ldb) : NULL;
+            q[i].round16 = 1;
+            continue;
+        }
         q[i].packed = p[i].tb ? packed_of(g, p[i].B, p[i].N, p[i].K, p[i].ldb) : NULL;
         q[i].B16 = p[i].tb && !q[i].packed ? fp32_view_of(g, p[i].B, p[i].N, p[i].K, p[i].ldb) : NULL;
     }

@@ -121,6 +121,10 @@ typedef struct {
     /* B^T's values in bf16, B itself not stored (gemm.c sets it for a
      * bf16-only weight of an fp32 context; callers leave it NULL) */
     const uint16_t *B16;
+    /* nonzero: A's and B's floats are rounded to bf16 as sgemm_own packs
+     * them (gemm.c sets it for GEMM_BF16's products on fp32 FMAs; B16's
+     * values are bf16 already); callers leave it 0 */
+    int round16;
 } gemm_prod;
 /* n products (at most GEMM_N_MAX) as if by gemm_run on each in turn, the
  * same bytes; where every one would run on sgemm_own (GEMM_FP32_AUTO on a
@@ -150,10 +154,14 @@ void gemm_ctx_few_rows(gemm_ctx *g, int mode);
  * OpenBLAS in fixed blocks. */
 void gemm_ctx_own_sgemm(gemm_ctx *g, int mode);
 int gemm_ctx_uses_own_sgemm(const gemm_ctx *g);
-/* GEMM_BF16's products on fp32 FMAs (1; the default where
- * gemm_bf16_on_fma()) or on oneDNN's bf16 kernels where it has them (0;
- * tests of those kernels); a no-op in other precisions or without
- * sgemm_own. Before the context's first product. */
+/* GEMM_BF16's products on fp32 FMAs (1: sgemm_own rounding its inputs
+ * to bf16 as it packs them, in one region, several products at once as
+ * gemm_run_n's fp32 ones; the default where gemm_bf16_on_fma() or where
+ * oneDNN has no bf16 kernels) or on oneDNN's bf16 kernels (0; where it
+ * has none, on copies of the rounded inputs: tests); a no-op in other
+ * precisions or without sgemm_own. On FMAs nothing is mirrored
+ * (gemm_ctx_mirror): the floats are read. A change only before the
+ * context's first product. */
 void gemm_ctx_bf16_fma(gemm_ctx *g, int on);
 /* oneDNN's gemm-based matmul (small shapes) scales and accumulates in a
  * scalar loop; products it would run get alpha and beta applied by
@@ -255,10 +263,14 @@ void gemm_set_readonly(int which, const float *base, size_t n);
 void gemm_keep_packed(const float *base, size_t n);
 void gemm_drop_packed(const float *base, size_t n);
 /* gemm_ctx_mirror and gemm_ctx_drop_mirrors on the process-wide context
- * (no-ops without one), and whether it mirrors: GEMM_BF16. */
+ * (no-ops without one), and whether it mirrors: GEMM_BF16 on oneDNN's
+ * kernels (not on fp32 FMAs). */
 void gemm_mirror(const float *src, size_t n, uint16_t *dst);
 void gemm_drop_mirrors(const float *base, size_t n);
 int gemm_mirrors(void);
+/* gemm_ctx_bf16_fma on the process-wide context (tests; a no-op without
+ * one), before its first product. */
+void gemm_default_bf16_fma(int on);
 void wdl_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 void wdl_sgemm_n(int n, const gemm_prod *p);

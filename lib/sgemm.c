@@ -2,6 +2,7 @@
 #include "sgemm.h"
 #include "common.h"
 #include "gemm.h"
+#include "safetensors.h"
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -216,22 +217,53 @@ static int own_wide_tiles(void) {
 
 const char *sgemm_own_tile(void) { return !sgemm_own_cpu() ? "none" : own_wide_tiles() ? "avx512-6x32" : "avx2-6x16"; }
 
+/* Rounding to bf16 as a product's operands are packed (gemm_prod's
+ * round16): to nearest even, a NaN kept quiet, the values
+ * st_f32_to_bf16 gives, widened back (exact); 8, 4 or 1 at a time. */
+#define R16_NAN_EXP 0x7f800000
+__attribute__((target("avx2,fma"), always_inline)) static inline __m256 round8(__m256 v) {
+    const __m256i u = _mm256_castps_si256(v), hi = _mm256_set1_epi32((int)0xffff0000u);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    const __m256i r = _mm256_and_si256(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)), lsb), hi);
+    const __m256i nan =
+        _mm256_cmpgt_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff)), _mm256_set1_epi32(R16_NAN_EXP));
+    const __m256i q = _mm256_or_si256(_mm256_and_si256(u, hi), _mm256_set1_epi32(0x00400000));
+    return _mm256_castsi256_ps(_mm256_blendv_epi8(r, q, nan));
+}
+__attribute__((target("avx2,fma"), always_inline)) static inline __m128 round4(__m128 v) {
+    const __m128i u = _mm_castps_si128(v), hi = _mm_set1_epi32((int)0xffff0000u);
+    const __m128i lsb = _mm_and_si128(_mm_srli_epi32(u, 16), _mm_set1_epi32(1));
+    const __m128i r = _mm_and_si128(_mm_add_epi32(_mm_add_epi32(u, _mm_set1_epi32(0x7fff)), lsb), hi);
+    const __m128i nan = _mm_cmpgt_epi32(_mm_and_si128(u, _mm_set1_epi32(0x7fffffff)), _mm_set1_epi32(R16_NAN_EXP));
+    const __m128i q = _mm_or_si128(_mm_and_si128(u, hi), _mm_set1_epi32(0x00400000));
+    return _mm_castsi128_ps(_mm_blendv_epi8(r, q, nan));
+}
+static inline float round1(float x) {
+    const uint32_t u = (uint32_t)st_f32_to_bf16(x) << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+#define R8(rnd, v) ((rnd) ? round8(v) : (v))
+#define R4(rnd, v) ((rnd) ? round4(v) : (v))
+#define R1(rnd, x) ((rnd) ? round1(x) : (x))
+
 /* op(B) = B stored [K, N]: its rows k0..k1, columns j0..j0+nc, into the
  * panels of 16 columns (panel p's row k at bp + (p K + k) 16), zeros past
  * nc. Row by row, so that B is read in order. */
 __attribute__((target("avx2,fma"))) static void pack_b_rows(const float *B, int64_t ldb, int64_t K, int64_t k0,
-                                                            int64_t k1, int64_t j0, int64_t nc, float *bp) {
+                                                            int64_t k1, int64_t j0, int64_t nc, float *bp, int rnd) {
     const int64_t full = nc / NR, np = (nc + NR - 1) / NR;
     for (int64_t k = k0; k < k1; k++) {
         const float *s = B + k * ldb + j0;
         for (int64_t p = 0; p < full; p++) {
             float *d = bp + (p * K + k) * NR;
-            _mm256_store_ps(d, _mm256_loadu_ps(s + p * NR));
-            _mm256_store_ps(d + 8, _mm256_loadu_ps(s + p * NR + 8));
+            _mm256_store_ps(d, R8(rnd, _mm256_loadu_ps(s + p * NR)));
+            _mm256_store_ps(d + 8, R8(rnd, _mm256_loadu_ps(s + p * NR + 8)));
         }
         if (full < np) {
             float *d = bp + (full * K + k) * NR;
-            for (int64_t j = 0; j < NR; j++) d[j] = full * NR + j < nc ? s[full * NR + j] : 0.0f;
+            for (int64_t j = 0; j < NR; j++) d[j] = full * NR + j < nc ? R1(rnd, s[full * NR + j]) : 0.0f;
         }
     }
 }
@@ -243,10 +275,11 @@ static inline float bf16f(uint16_t h) {
     memcpy(&f, &u, sizeof f);
     return f;
 }
-/* 8 floats of B at o: stored (Bf), or widened from bf16 (Bh) */
+/* 8 floats of B at o: stored (Bf; rounded to bf16 with rnd), or widened
+ * from bf16 (Bh) */
 __attribute__((target("avx2,fma"), always_inline)) static inline __m256 load8(const float *Bf, const uint16_t *Bh,
-                                                                             int64_t o) {
-    if (!Bh) return _mm256_loadu_ps(Bf + o);
+                                                                             int64_t o, int rnd) {
+    if (!Bh) return R8(rnd, _mm256_loadu_ps(Bf + o));
     const __m128i w = _mm_loadu_si128((const __m128i *)(Bh + o));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(w), 16));
 }
@@ -259,42 +292,40 @@ __attribute__((target("avx2,fma"), always_inline)) static inline __m256 load8(co
  * being exact, from half the bytes). */
 __attribute__((target("avx2,fma"), always_inline)) static inline void
 pack_cols(const float *Bf, const uint16_t *Bh, int64_t ldb, int64_t k0, int64_t kc, int64_t j0, int64_t n,
-          float *dst) {
+          float *dst, int rnd) {
     int64_t k = 0;
     if (n == NR)
         for (; k + 8 <= kc; k += 8)
             for (int h = 0; h < 2; h++) {
                 __m256 r[8];
-                for (int j = 0; j < 8; j++) r[j] = load8(Bf, Bh, (j0 + 8 * h + j) * ldb + k0 + k);
+                for (int j = 0; j < 8; j++) r[j] = load8(Bf, Bh, (j0 + 8 * h + j) * ldb + k0 + k, rnd);
                 transpose8(r);
                 for (int i = 0; i < 8; i++) _mm256_store_ps(dst + (k + i) * NR + 8 * h, r[i]);
             }
     for (int64_t j = 0; j < NR; j++) {
         const int64_t o = (j0 + j) * ldb + k0;
-        for (int64_t kk = k; kk < kc; kk++) dst[kk * NR + j] = j >= n ? 0.0f : Bh ? bf16f(Bh[o + kk]) : Bf[o + kk];
+        for (int64_t kk = k; kk < kc; kk++)
+            dst[kk * NR + j] = j >= n ? 0.0f : Bh ? bf16f(Bh[o + kk]) : R1(rnd, Bf[o + kk]);
     }
 }
 __attribute__((target("avx2,fma"))) static void pack_b_cols(const float *B, int64_t ldb, int64_t k0, int64_t kc,
-                                                            int64_t j0, int64_t n, float *dst) {
-    pack_cols(B, NULL, ldb, k0, kc, j0, n, dst);
+                                                            int64_t j0, int64_t n, float *dst, int rnd) {
+    pack_cols(B, NULL, ldb, k0, kc, j0, n, dst, rnd);
 }
 __attribute__((target("avx2,fma"))) static void pack_b_cols16(const uint16_t *B, int64_t ldb, int64_t k0, int64_t kc,
                                                               int64_t j0, int64_t n, float *dst) {
-    pack_cols(NULL, B, ldb, k0, kc, j0, n, dst);
+    pack_cols(NULL, B, ldb, k0, kc, j0, n, dst, 0);
 }
 
 /* op(B) = B^T: columns j0..j0+n (n <= 16) of op(B) whole along K, as one
- * panel per K block (pack_b_cols), at dst; from B, or from its bf16
- * values B16 */
+ * panel per K block (pack_b_cols), at dst; from B (rounded to bf16 with
+ * rnd), or from its bf16 values B16 */
 __attribute__((target("avx2,fma"))) static void pack_panel(const float *B, const uint16_t *B16, int64_t ldb,
-                                                           int64_t K, int64_t j0, int64_t n, float *dst) {
+                                                           int64_t K, int64_t j0, int64_t n, float *dst, int rnd) {
     for (int64_t pc = 0; pc < K; pc += KC) {
         if (B16) pack_b_cols16(B16, ldb, pc, min64(K - pc, KC), j0, n, dst + pc * NR);
-        else pack_b_cols(B, ldb, pc, min64(K - pc, KC), j0, n, dst + pc * NR);
+        else pack_b_cols(B, ldb, pc, min64(K - pc, KC), j0, n, dst + pc * NR, rnd);
     }
-}
-static inline void pack_panel_bt(const float *B, int64_t ldb, int64_t K, int64_t j0, int64_t n, float *dst) {
-    pack_panel(B, NULL, ldb, K, j0, n, dst);
 }
 
 /* op(A) = A^T, A stored [K, M]: rows i0..i0+m of op(A), columns k0..k0+kc,
@@ -302,7 +333,7 @@ static inline void pack_panel_bt(const float *B, int64_t ldb, int64_t K, int64_t
  * past m; A read in order, row by row. (Untransposed, A's rows are read in
  * place instead: packing them is a scatter of single floats.) */
 __attribute__((target("avx2,fma"))) static void pack_a_cols(const float *A, int64_t lda, int64_t i0, int64_t m,
-                                                            int64_t k0, int64_t kc, float *ap) {
+                                                            int64_t k0, int64_t kc, float *ap, int rnd) {
     const int64_t full = m / MR, mp = (m + MR - 1) / MR;
     for (int64_t k = 0; k < kc; k++) {
         const float *s = A + (k0 + k) * lda + i0;
@@ -314,12 +345,12 @@ __attribute__((target("avx2,fma"))) static void pack_a_cols(const float *A, int6
             for (int64_t x = 0; x < m; x += 16) __builtin_prefetch(s + 8 * lda + x, 0, 3);
         for (int64_t q = 0; q < full; q++) {
             float *d = ap + (q * kc + k) * MR;
-            _mm_storeu_ps(d, _mm_loadu_ps(s + q * MR));
-            _mm_storel_pi((__m64 *)(d + 4), _mm_loadl_pi(_mm_setzero_ps(), (const __m64 *)(s + q * MR + 4)));
+            _mm_storeu_ps(d, R4(rnd, _mm_loadu_ps(s + q * MR)));
+            _mm_storel_pi((__m64 *)(d + 4), R4(rnd, _mm_loadl_pi(_mm_setzero_ps(), (const __m64 *)(s + q * MR + 4))));
         }
         if (full < mp) {
             float *d = ap + (full * kc + k) * MR;
-            for (int64_t r = 0; r < MR; r++) d[r] = full * MR + r < m ? s[full * MR + r] : 0.0f;
+            for (int64_t r = 0; r < MR; r++) d[r] = full * MR + r < m ? R1(rnd, s[full * MR + r]) : 0.0f;
         }
     }
 }
@@ -334,7 +365,7 @@ __attribute__((target("avx2,fma"))) static void pack_a_cols(const float *A, int6
  * ran at 77% of the peak there; packed, they are one stream). Through 8
  * x 8 transposes, 6 rows of the 8 kept. */
 __attribute__((target("avx2,fma"))) static void pack_rows(const float *Af, const uint16_t *Ah, int64_t ld, int64_t i0,
-                                                          int64_t m, int64_t k0, int64_t kc, float *ap) {
+                                                          int64_t m, int64_t k0, int64_t kc, float *ap, int rnd) {
     for (int64_t q = 0; q < (m + MR - 1) / MR; q++) {
         int64_t o[8];
         for (int r = 0; r < 8; r++) o[r] = (i0 + min64(q * MR + (r < MR ? r : MR - 1), m - 1)) * ld + k0;
@@ -342,7 +373,7 @@ __attribute__((target("avx2,fma"))) static void pack_rows(const float *Af, const
         int64_t k = 0;
         for (; k + 8 <= kc; k += 8) {
             __m256 v[8];
-            for (int r = 0; r < 8; r++) v[r] = load8(Af, Ah, o[r] + k);
+            for (int r = 0; r < 8; r++) v[r] = load8(Af, Ah, o[r] + k, rnd);
             transpose8(v);
             for (int i = 0; i < 8; i++) {   /* column k + i: its 6 rows */
                 _mm_storeu_ps(d + (k + i) * MR, _mm256_castps256_ps128(v[i]));
@@ -350,7 +381,7 @@ __attribute__((target("avx2,fma"))) static void pack_rows(const float *Af, const
             }
         }
         for (; k < kc; k++)
-            for (int r = 0; r < MR; r++) d[k * MR + r] = Ah ? bf16f(Ah[o[r] + k]) : Af[o[r] + k];
+            for (int r = 0; r < MR; r++) d[k * MR + r] = Ah ? bf16f(Ah[o[r] + k]) : R1(rnd, Af[o[r] + k]);
     }
 }
 
@@ -386,7 +417,7 @@ __attribute__((target("avx2,fma"))) static inline void tile_at(int ta, const flo
  * as much as the product. The sums are sgemm_own's, in its order. */
 static void few_rows(int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                      const float *B, const uint16_t *B16, int64_t ldb, const float *packed, float beta, float *C,
-                     int64_t ldc, sgemm_scratch_fn scratch, void *arg, int nt) {
+                     int64_t ldc, sgemm_scratch_fn scratch, void *arg, int nt, int rnd) {
     const int64_t np = (N + NR - 1) / NR, mp = (M + MR - 1) / MR;
 #pragma omp parallel num_threads(nt)
     {
@@ -397,9 +428,9 @@ static void few_rows(int tb, int64_t M, int64_t N, int64_t K, float alpha, const
             if (packed)
                 bp = (float *)packed + p * K * NR;
             else if (tb)
-                pack_panel(B, B16, ldb, K, j0, nr, bp);
+                pack_panel(B, B16, ldb, K, j0, nr, bp, rnd);
             else
-                pack_b_rows(B, ldb, K, 0, K, j0, nr, bp);
+                pack_b_rows(B, ldb, K, 0, K, j0, nr, bp, rnd);
             for (int64_t pc = 0; pc < K; pc += KC)
                 for (int64_t q = 0; q < mp; q++)
                     tile_at(0, A, lda, NULL, q * MR, (int)min64(M - q * MR, MR), pc, min64(K - pc, KC), bp + pc * NR,
@@ -413,7 +444,7 @@ size_t sgemm_packed_floats(int64_t N, int64_t K) { return (size_t)((N + NR - 1) 
 /* every panel of B^T (or of its bf16 values B16) */
 static void pack_all(const float *B, const uint16_t *B16, int64_t ldb, int64_t N, int64_t K, float *dst) {
     for (int64_t p = 0; p < (N + NR - 1) / NR; p++)
-        pack_panel(B, B16, ldb, K, p * NR, min64(N - p * NR, NR), dst + p * K * NR);
+        pack_panel(B, B16, ldb, K, p * NR, min64(N - p * NR, NR), dst + p * K * NR, 0);
 }
 void sgemm_pack_bt(const float *B, int64_t ldb, int64_t N, int64_t K, float *dst) { pack_all(B, NULL, ldb, N, K, dst); }
 void sgemm_pack_bt16(const uint16_t *B, int64_t ldb, int64_t N, int64_t K, float *dst) {
@@ -434,23 +465,24 @@ static inline void fetch_slice(const float *next, int64_t q, int64_t per, int64_
  * presets' products (rows of 128-768 floats) moved within the noise
  * either way and are left as they were. */
 #define PACK_ROWS_PANELS 16
-static int own_packs_rows(const gemm_prod *p) { return !p->ta && p->lda >= 1024; }
+static int own_packs_rows(const gemm_prod *p) { return !p->ta && (p->lda >= 1024 || p->round16); }
 
 /* One item of own_run's block of columns jc..jc+nc: row block ib (rows of
  * at most mc) by the column panels p0..p1, over every K block in order. */
 __attribute__((target("avx2,fma"))) static void own_item(int ta, int64_t ib, int64_t p0, int64_t p1, int64_t mc,
                                                          int64_t M, int64_t K, int64_t jc, int64_t nc, float alpha,
                                                          const float *A, int64_t lda, float *ap, const float *bp,
-                                                         float beta, float *C, int64_t ldc) {
+                                                         float beta, float *C, int64_t ldc, int rnd) {
     const int64_t i0 = ib * mc, m = min64(M - i0, mc), mp = (m + MR - 1) / MR;
     const int fetch = K > KC && (p1 - p0) * K * NR > SGEMM_L2_FLOATS, wide = own_wide_tiles();
     /* A's rows packed too where the caller gave room (own_packs_rows) and
-     * enough panels of B read them to repay the copy */
-    const int packed = ta || (ap && p1 - p0 >= PACK_ROWS_PANELS);
+     * enough panels of B read them to repay the copy, or where they are
+     * rounded to bf16 (rnd) */
+    const int packed = ta || (ap && (rnd || p1 - p0 >= PACK_ROWS_PANELS));
     for (int64_t pc = 0; pc < K; pc += KC) {   /* C's K blocks in order */
         const int64_t kc = min64(K - pc, KC), per = (kc + mp - 1) / mp;
-        if (ta) pack_a_cols(A, lda, i0, m, pc, kc, ap);
-        else if (packed) pack_rows(A, NULL, lda, i0, m, pc, kc, ap);
+        if (ta) pack_a_cols(A, lda, i0, m, pc, kc, ap, rnd);
+        else if (packed) pack_rows(A, NULL, lda, i0, m, pc, kc, ap, rnd);
         for (int64_t p = p0, w; p < p1; p += w) {
             w = wide && p + 1 < p1 ? 2 : 1;   /* panels in this tile */
             /* the next panel's part of this K block (or the first panel's
@@ -504,10 +536,11 @@ static void own_pack(const gemm_prod *p, int64_t jc, int64_t nc, float *bp) {
     if (p->tb) {
 #pragma omp for schedule(static) nowait
         for (int64_t q = 0; q < np; q++)
-            pack_panel(p->B, p->B16, p->ldb, K, jc + q * NR, min64(nc - q * NR, NR), bp + q * K * NR);
+            pack_panel(p->B, p->B16, p->ldb, K, jc + q * NR, min64(nc - q * NR, NR), bp + q * K * NR, p->round16);
     } else {
 #pragma omp for schedule(static) nowait
-        for (int64_t k0 = 0; k0 < K; k0 += 64) pack_b_rows(p->B, p->ldb, K, k0, min64(K, k0 + 64), jc, nc, bp);
+        for (int64_t k0 = 0; k0 < K; k0 += 64)
+            pack_b_rows(p->B, p->ldb, K, k0, min64(K, k0 + 64), jc, nc, bp, p->round16);
     }
 }
 
@@ -525,7 +558,7 @@ static void own_chunks(own_split o, int nt, int64_t np, int64_t *nbn, int64_t *c
 #define OWN_ITEM(p, o, item)                                                                                  \
     own_item((p)->ta, item / nbn, item % nbn * chunk, min64(np, item % nbn * chunk + chunk), (o).mc, (p)->M, \
              (p)->K, jc, nc, (p)->alpha, (p)->A, (p)->lda, (p)->ta || own_packs_rows(p) ? ap : NULL, bp,     \
-             (p)->beta, (p)->C, (p)->ldc)
+             (p)->beta, (p)->C, (p)->ldc, (p)->round16)
 
 /* The items of the block of columns jc..jc+nc (panels at bp), dynamic,
  * ending with the loop's barrier if `wait`, else without it (at the
@@ -572,7 +605,8 @@ static void own_wide_run(const gemm_prod *p, sgemm_scratch_fn scratch, void *arg
         /* this item's C^T, [rows of B, M], then its rows of B packed */
         float *t = scratch(arg, 1, (size_t)(MC * ldt + MC * min64(K, KC))), *bq = t + MC * ldt;
 #pragma omp for schedule(static)
-        for (int64_t q = 0; q < np; q++) pack_panel_bt(p->A, p->lda, K, q * NR, min64(M - q * NR, NR), ap + q * K * NR);
+        for (int64_t q = 0; q < np; q++)
+            pack_panel(p->A, NULL, p->lda, K, q * NR, min64(M - q * NR, NR), ap + q * K * NR, p->round16);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t b = 0; b < nb; b++) {
             const int64_t j0 = b * MC, m = min64(N - j0, MC), mp = (m + MR - 1) / MR;
@@ -581,7 +615,7 @@ static void own_wide_run(const gemm_prod *p, sgemm_scratch_fn scratch, void *arg
                 const int64_t kc = min64(K - pc, KC);
                 /* B's rows as panels (widened from bf16: exact, the same
                  * floats), a K block at a time, just before they are read */
-                pack_rows(p->B, p->B16, p->ldb, j0, m, pc, kc, bq);
+                pack_rows(p->B, p->B16, p->ldb, j0, m, pc, kc, bq, p->round16);
                 for (int64_t q = 0, w; q < np; q += w) {
                     w = wide && q + 1 < np ? 2 : 1;   /* A's panels in this tile */
                     for (int64_t r = 0; r < mp; r++)
@@ -600,6 +634,7 @@ static void own_wide_run(const gemm_prod *p, sgemm_scratch_fn scratch, void *arg
 static void own_run(const gemm_prod *p, sgemm_scratch_fn scratch, void *arg) {
     const int64_t M = p->M, N = p->N, K = p->K;
     if (p->B16 && !p->tb) die("internal: bf16 values of B are for op(B) = B^T");
+    if (p->round16 && p->packed) die("internal: B packed beforehand is not rounded to bf16");
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || p->alpha == 0.0f) {   /* C = beta C, as BLAS defines it */
         for (int64_t i = 0; i < M; i++)
@@ -609,8 +644,17 @@ static void own_run(const gemm_prod *p, sgemm_scratch_fn scratch, void *arg) {
     }
     const int nt = own_team(M, N, K);
     if (!p->ta && M <= SGEMM_FEW_ROWS && nt > 1) {
-        few_rows(p->tb, M, N, K, p->alpha, p->A, p->lda, p->B, p->B16, p->ldb, p->packed, p->beta, p->C, p->ldc,
-                 scratch, arg, nt);
+        const float *A = p->A;
+        int64_t lda = p->lda;
+        if (p->round16) {   /* the few rows read in place: rounded beforehand, on this thread */
+            float *a = scratch(arg, 0, (size_t)(M * K));
+            for (int64_t i = 0; i < M; i++)
+                for (int64_t k = 0; k < K; k++) a[i * K + k] = round1(A[i * lda + k]);
+            A = a;
+            lda = K;
+        }
+        few_rows(p->tb, M, N, K, p->alpha, A, lda, p->B, p->B16, p->ldb, p->packed, p->beta, p->C, p->ldc, scratch,
+                 arg, nt, p->round16);
         return;
     }
     if (own_wide(p)) {

@@ -28,7 +28,13 @@
  * out of an OpenMP team (where it runs on the calling thread alone).
  * Against OpenBLAS in fixed blocks it saves the zeroing pass over C that
  * OpenBLAS makes for beta == 0, and packs B once per product instead of
- * once per block. */
+ * once per block.
+ *
+ * A product with round16 (gemm_prod; through sgemm_own_multi) rounds A's
+ * and B's floats to bf16 as it packs them (A's rows are then always
+ * packed; a few rows on a team are rounded into a copy first), so its
+ * bytes are those of the same product on inputs rounded beforehand:
+ * GEMM_BF16's products where they run on fp32 FMAs (gemm.h). */
 #ifndef WDL_SGEMM_H
 #define WDL_SGEMM_H
 #include <stddef.h>

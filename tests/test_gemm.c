@@ -897,6 +897,38 @@ static float *own_run(const problem *p, sgemm_bufs *b) {
     sgemm_own(p->ta, p->tb, p->M, p->N, p->K, p->alpha, p->A, p->lda, p->B, p->ldb, p->beta, C, p->ldc, sgemm_bufs_get, b);
     return C;
 }
+/* A problem's A and B rounded to bf16 (fresh copies; unmake frees them). */
+static problem rounded_copy(const problem *p) {
+    problem r = *p;
+    const size_t na = (size_t)((p->ta ? p->K : p->M) * p->lda), nb = (size_t)((p->tb ? p->N : p->K) * p->ldb);
+    r.A = xmalloc(sizeof(float) * (na ? na : 1));
+    r.B = xmalloc(sizeof(float) * (nb ? nb : 1));
+    r.C0 = xmalloc(sizeof(float) * (size_t)(p->M * p->ldc + 1));
+    for (size_t i = 0; i < na; i++) r.A[i] = bf16_round(p->A[i]);
+    for (size_t i = 0; i < nb; i++) r.B[i] = bf16_round(p->B[i]);
+    memcpy(r.C0, p->C0, sizeof(float) * (size_t)(p->M * p->ldc));
+    return r;
+}
+/* With round16 (gemm_prod: A's and B's values rounded to bf16 as they are
+ * packed, GEMM_BF16's products on fp32 FMAs), sgemm_own gives byte for
+ * byte its order on copies rounded beforehand. */
+static void own_round16(const problem *p, sgemm_bufs *bufs) {
+    const size_t n = sizeof(float) * (size_t)(p->M * p->ldc);
+    problem r = rounded_copy(p);
+    float *R = xmalloc(n), *C = xmalloc(n);
+    memcpy(R, p->C0, n);
+    own_order(&r, R);
+    memcpy(C, p->C0, n);
+    gemm_prod q = {p->ta, p->tb, p->M, p->N, p->K, p->alpha, p->A, p->lda, p->B, p->ldb, NULL, p->beta, C, p->ldc};
+    q.round16 = 1;
+    sgemm_own_multi(1, &q, sgemm_bufs_get, bufs);
+    if (memcmp(C, R, n))
+        fail_msg("sgemm_own with round16 differs from its order on rounded inputs (%s%s M=%lld N=%lld K=%lld, %d "
+                 "threads)", p->ta ? "T" : "N", p->tb ? "T" : "N", (long long)p->M, (long long)p->N, (long long)p->K,
+                 omp_get_max_threads());
+    free(R); free(C);
+    unmake(&r);
+}
 /* An fp32 context that runs its products on sgemm_own (a skip on a CPU
  * without AVX2 and FMA). */
 static gemm_ctx *own_sgemm_ctx(void) {
@@ -946,6 +978,7 @@ static void test_own_sgemm(void **state) {
                         fail_msg("sgemm_own differs from its order (%s%s M=%lld N=%lld K=%lld, %d threads)",
                                  p.ta ? "T" : "N", p.tb ? "T" : "N", (long long)p.M, (long long)p.N, (long long)p.K,
                                  omp_get_max_threads());
+                    own_round16(&p, bufs);
                     if (p.tb) {   /* B^T packed beforehand: the same order */
                         float *bp = xaligned(sizeof(float) * sgemm_packed_floats(p.N, p.K)), *P = xmalloc(n);
                         sgemm_pack_bt(p.B, p.ldb, p.N, p.K, bp);

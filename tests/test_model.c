@@ -648,11 +648,25 @@ static void test_bf16_mirrors(void **st) {
     const size_t gb = sg->nparams * sizeof(float);
     double l[4][2];
     float *g[4];
+    /* bf16 on fp32 FMAs (gemm_bf16_on_fma, or no bf16 in oneDNN) reads the
+     * floats and mirrors nothing: the poison shows */
+    gemm_set_precision(GEMM_BF16);
+    gemm_default_bf16_fma(1);
+    if (gemm_ctx_uses_own_sgemm(gemm_default())) {
+        model_alloc_acts(sg, B, T, ACTS_TRAIN, 0);
+        assert_null(sg->act16);
+        float *f0 = two_steps(sg, &b, 0, l[0]), *f1 = two_steps(sg, &b, 1, l[1]);
+        assert_true(memcmp(f0, f1, gb) != 0);
+        free(f0); free(f1);
+    }
+    /* on oneDNN's kernels (or, where it has none, on copies of the rounded inputs) */
     for (int mir = 0; mir < 2; mir++) {   /* allocated under fp32: no mirrors; under bf16: mirrors */
         gemm_set_precision(mir ? GEMM_BF16 : GEMM_FP32);
+        gemm_default_bf16_fma(0);
         model_alloc_acts(sg, B, T, ACTS_TRAIN, 0);
         assert_true(mir ? sg->act16 != NULL : sg->act16 == NULL);
         gemm_set_precision(GEMM_BF16);
+        gemm_default_bf16_fma(0);
         g[2 * mir] = two_steps(sg, &b, 0, l[2 * mir]);
         g[2 * mir + 1] = two_steps(sg, &b, 1, l[2 * mir + 1]);
     }
