@@ -9,7 +9,8 @@
  * Prints one JSON line on stdout: the ISA, threads, chains, GFLOP/s over all
  * threads (best of RUNS runs after one unmeasured, so that a clock that
  * ramps up or a busy moment of a shared machine does not set the figure)
- * and per thread. */
+ * and per thread; and where the CPU has AVX512-BF16, the same for chains
+ * of its bf16 dot product (else null). */
 #include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -47,6 +48,29 @@ CHAINS_FN(chains_avx2, "avx2,fma", __m256, 8, "x", _mm256_set1_ps, _mm256_fmadd_
 CHAINS_FN(chains_avx512, "avx512f", __m512, 16, "v", _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps,
           _mm512_storeu_ps)
 
+/* AVX512-BF16's dot product: x = x + a0 b0 + a1 b1 in each of 16 lanes, 4
+ * flops a lane (twice an FMA's), CHAINS chains as above. Its rate against
+ * the FMAs' is why bf16 runs on fp32 FMAs on Intel CPUs without AMX
+ * (gemm.h's gemm_bf16_on_fma). */
+__attribute__((target("avx512f,avx512bf16"))) static float dots_avx512bf16(long iters, float seed) {
+    __m512 x[CHAINS];
+    __m512bh a = (__m512bh)_mm512_set1_epi16(0x3f80), b = (__m512bh)_mm512_set1_epi16(0x3380);   /* 1, 2^-24 */
+    _Pragma("GCC unroll 12") for (int i = 0; i < CHAINS; i++) x[i] = _mm512_set1_ps(seed + (float)i * 1e-3f);
+    __asm__ volatile("" : "+v"(a), "+v"(b));
+    for (long it = 0; it < iters; it++) {
+        _Pragma("GCC unroll 12") for (int i = 0; i < CHAINS; i++) x[i] = _mm512_dpbf16_ps(x[i], a, b);
+        __asm__ volatile("" : "+v"(x[0]));
+    }
+    _Pragma("GCC unroll 12") for (int i = 1; i < CHAINS; i++) x[0] = _mm512_add_ps(x[0], x[i]);
+    float f[16];
+    _mm512_storeu_ps(f, x[0]);
+    return f[0];
+}
+static int has_bf16_dot(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+}
+
 /* the widest the CPU runs: lanes per FMA (0: neither) */
 static int peak_lanes(void) {
     __builtin_cpu_init();
@@ -60,25 +84,13 @@ static float chains(int lanes, long iters, float seed) {
 #else
 static int peak_lanes(void) { return 0; }
 static float chains(int lanes, long iters, float seed) { return 0; }
+static int has_bf16_dot(void) { return 0; }
+static float dots_avx512bf16(long iters, float seed) { return 0; }
 #endif
 
-static const char *usage =
-    "usage: bench_peak [--threads N]\n"
-    "The cores' fp32 multiply-add peak: twelve independent FMA chains per\n"
-    "thread on registers (AVX-512 or AVX2), the best of 10 runs after one\n"
-    "unmeasured. One JSON line on stdout.\n";
-
-int main(int argc, char **argv) {
-    cli_common cli;
-    cli_parse(argc, argv, usage, NULL, &cli);
-    cli_stdout_only(&cli, 0);
-    const int threads = (int)cli.threads;
-    const int lanes = peak_lanes();
-    const char *isa = lanes == 16 ? "avx512f" : lanes == 8 ? "avx2-fma" : "none";
-    if (!lanes) {
-        printf("{\"bench\":\"fma_peak\",\"isa\":\"none\",\"threads\":%d,\"gflops\":null}\n", threads);
-        return 0;
-    }
+/* The best time of RUNS runs (after one unmeasured) of every thread's
+ * chains at once: FMA chains of `lanes`, or (lanes 0) bf16 dot products */
+static double best_time(int threads, int lanes) {
     double best = 1e30;
     volatile float sink = 0;
     float *part = xcalloc((size_t)threads, sizeof(float));
@@ -89,7 +101,8 @@ int main(int argc, char **argv) {
         {
 #pragma omp single nowait
             team = omp_get_num_threads();
-            part[omp_get_thread_num()] = chains(lanes, ITERS, 1.0f + (float)omp_get_thread_num() * 1e-2f);
+            const float seed = 1.0f + (float)omp_get_thread_num() * 1e-2f;
+            part[omp_get_thread_num()] = lanes ? chains(lanes, ITERS, seed) : dots_avx512bf16(ITERS, seed);
         }
         const double dt = omp_get_wtime() - t0;
         /* fewer threads than asked (OMP_THREAD_LIMIT, say) would overstate the rate */
@@ -99,9 +112,33 @@ int main(int argc, char **argv) {
     }
     free(part);
     (void)sink;
-    const double gf = (double)threads * ITERS * CHAINS * lanes * 2 / best / 1e9;
+    return best;
+}
+
+static const char *usage =
+    "usage: bench_peak [--threads N]\n"
+    "The cores' fp32 multiply-add peak: twelve independent FMA chains per\n"
+    "thread on registers (AVX-512 or AVX2), the best of 10 runs after one\n"
+    "unmeasured; and AVX512-BF16's dot-product peak where the CPU has it.\n"
+    "One JSON line on stdout.\n";
+
+int main(int argc, char **argv) {
+    cli_common cli;
+    cli_parse(argc, argv, usage, NULL, &cli);
+    cli_stdout_only(&cli, 0);
+    const int threads = (int)cli.threads;
+    const int lanes = peak_lanes();
+    const char *isa = lanes == 16 ? "avx512f" : lanes == 8 ? "avx2-fma" : "none";
+    if (!lanes) {
+        printf("{\"bench\":\"fma_peak\",\"isa\":\"none\",\"threads\":%d,\"gflops\":null,\"bf16_dot_gflops\":null}\n",
+               threads);
+        return 0;
+    }
+    const double gf = (double)threads * ITERS * CHAINS * lanes * 2 / best_time(threads, lanes) / 1e9;
     printf("{\"bench\":\"fma_peak\",\"isa\":\"%s\",\"threads\":%d,\"chains\":%d,\"gflops\":%.1f,"
-           "\"gflops_per_thread\":%.1f}\n",
+           "\"gflops_per_thread\":%.1f,\"bf16_dot_gflops\":",
            isa, threads, CHAINS, gf, gf / threads);
+    if (has_bf16_dot()) printf("%.1f}\n", (double)threads * ITERS * CHAINS * 16 * 4 / best_time(threads, 0) / 1e9);
+    else printf("null}\n");
     return 0;
 }

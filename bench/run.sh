@@ -112,6 +112,7 @@ jq -rs --argjson n "$NPROC" '
   "",
   "GEMM rates on the model shapes (GFLOP/s): OpenBLAS sgemm \($f.sgemm_gflops), oneDNN fp32 \($f.onednn_f32_gflops), our own fp32 (sgemm.c) \($f.own_f32_gflops // "n/a"), oneDNN bf16 \($h.onednn_bf16_gflops)",
   (if $pk then "fp32 FMA peak of the \($pk.threads) cores (\($pk.isa)): \($pk.gflops) GFLOP/s; the fastest fp32 GEMM rate is \($g32 / $pk.gflops * 100 | round)% of it, wdl fp32 training \($f.gflops / $pk.gflops * 100 | round)%" else empty end),
+  (if $pk.bf16_dot_gflops then "bf16 dot-product peak (AVX512-BF16, the same chains): \($pk.bf16_dot_gflops) GFLOP/s = \($pk.bf16_dot_gflops / $pk.gflops | r2)x the fp32 FMA peak\(if $h.bf16_products == "fp32-fma" then " (so bf16 runs on fp32 FMAs here)" else "" end)" else empty end),
   "wdl fp32: \($f.gflops) GFLOP/s = \($f.gflops / $g32 * 100 | round)% of the fastest fp32 GEMM rate (target 75%: \(ok($f.gflops / $g32; 0.75)))",
   "wdl bf16: \($h.gflops) GFLOP/s, MFU \($h.mfu_vs_gemm * 100 | round)% of the measured rate of its products (\(if $h.bf16_products == "fp32-fma" then "our own fp32 GEMM: bf16 runs on fp32 FMAs on this CPU" else "oneDNN bf16" end))",
   (if $best3 then

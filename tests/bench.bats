@@ -63,6 +63,12 @@ setup() {
   [ "${#lines[@]}" -eq 1 ]
   echo "$output" | jq -e '.bench == "fma_peak" and .threads == 1 and
     ((.isa == "none" and .gflops == null) or (.isa != "none" and .gflops > 0))'
+  # the bf16 dot product's rate exactly where the CPU has AVX512-BF16
+  if grep -qw avx512_bf16 /proc/cpuinfo; then
+    echo "$output" | jq -e '.bf16_dot_gflops > 0'
+  else
+    echo "$output" | jq -e 'has("bf16_dot_gflops") and .bf16_dot_gflops == null'
+  fi
 }
 
 @test "bench: bench_train prints a training and a forward line" {
