@@ -502,10 +502,14 @@ void gemm_ctx_add_bf16_shadow(gemm_ctx *g, const float *base, size_t n, const ui
 static void drop_views(gemm_ctx *g, const float *base, size_t n, int mirrors_only) {
     if (!g) return;
     size_t j = 0;
+    int fp32 = 0;
     for (size_t i = 0; i < g->nviews; i++)
-        if (g->views[i].base < base || g->views[i].base >= base + n || (mirrors_only && !g->views[i].mirror))
+        if (g->views[i].base < base || g->views[i].base >= base + n || (mirrors_only && !g->views[i].mirror)) {
+            fp32 |= g->views[i].fp32;
             g->views[j++] = g->views[i];
+        }
     g->nviews = j;
+    if (!fp32) g->views_few = 0;   /* the decoding model's views are gone */
 }
 void gemm_ctx_drop_bf16_views(gemm_ctx *g, const float *base, size_t n) { drop_views(g, base, n, 0); }
 void gemm_ctx_drop_mirrors(gemm_ctx *g, const float *base, size_t n) { drop_views(g, base, n, 1); }

@@ -200,7 +200,8 @@ int gemm_ctx_fp32_views(const gemm_ctx *g);
  * bytes of one loaded as floats with shadows, without the floats; rows
  * beyond the kernel's go to sgemm_own, reading the bf16 values. Off (0,
  * the default): they take the route an F32 checkpoint's floats would
- * (scoring's bytes are an F32 load's). */
+ * (scoring's bytes are an F32 load's). It goes off again when the last
+ * fp32 view is dropped (the decoding model freed). */
 void gemm_ctx_fp32_views_few_rows(gemm_ctx *g, int on);
 /* With GEMM_FP32: the n floats at base hold exactly the values bf16[0..n)
  * (a model read from a BF16 checkpoint for decoding) and neither changes
