@@ -108,19 +108,19 @@ int main(int argc, char **argv) {
     rate[3] = sgemm_own_cpu() ? gemm_rate(NULL, own, &c, N) : 0;
     sgemm_bufs_free(own);
     free(own);
-    /* whether fp32's products not sent to oneDNN run on it */
+    /* whether fp32's products run on it */
     gemm_ctx *gd = gemm_ctx_new(GEMM_FP32_AUTO);
     const int own_used = gemm_ctx_uses_own_sgemm(gd);
     gemm_ctx_free(gd);
-    /* the rate of the backend training runs on (fp32: its large products') */
-    const int fp32_onednn = prec == GEMM_FP32_AUTO && !own_used && gemm_fp32_dnnl_fast();
-    /* bf16 on fp32 FMAs (gemm.h's gemm_bf16_on_fma): sgemm.c's rate */
-    const int bf16_fma = prec == GEMM_BF16 && own_used && gemm_bf16_on_fma();
-    double used = bf16_fma                                  ? rate[3]
-                  : prec == GEMM_BF16                       ? rate[1]
-                  : prec == GEMM_FP32_DNNL || fp32_onednn ? rate[2]
-                  : prec == GEMM_FP32_AUTO && own_used    ? rate[3]
-                                                          : rate[0];
+    /* the rate of the GEMM the training's products run on; bf16 on fp32
+     * FMAs (gemm.h's gemm_ctx_bf16_fma, where gemm_bf16_on_fma or oneDNN
+     * has no bf16): sgemm.c's */
+    const int bf16_fma = prec == GEMM_BF16 && own_used && (gemm_bf16_on_fma() || !gemm_bf16_native());
+    double used = bf16_fma                               ? rate[3]
+                  : prec == GEMM_BF16                    ? rate[1]
+                  : prec == GEMM_FP32_DNNL               ? rate[2]
+                  : prec == GEMM_FP32_AUTO && own_used ? rate[3]
+                                                       : rate[0];
     double flop_tok = 3 * model_flops_per_token(&c, T);
     /* where attention's small products ran (kernels.h) */
     const char *attention = gemm_attention_amx()   ? "amx-tiles"
@@ -146,12 +146,12 @@ int main(int argc, char **argv) {
            "\"batch\":%lld,\"seq\":%lld,\"tokens_per_s\":%.0f,\"ms_per_step\":%.1f,\"gflops\":%.1f,"
            "\"sgemm_gflops\":%.1f,\"onednn_bf16_gflops\":%.1f,\"onednn_f32_gflops\":%.1f,\"own_f32_gflops\":%.1f,"
            "\"fp32_own\":%s,\"own_tile\":\"%s\",\"gemm_gflops\":%.1f,"
-           "\"mfu_vs_gemm\":%.3f,\"mfu_vs_sgemm\":%.3f,\"onednn_isa\":\"%s\",\"fp32_onednn\":%s,"
+           "\"mfu_vs_gemm\":%.3f,\"mfu_vs_sgemm\":%.3f,\"onednn_isa\":\"%s\","
            "\"attention\":\"%s\",\"bf16_products\":\"%s\"}\n",
            name, gemm_precision_name(prec), m->nparams, threads, (long long)B, (long long)T, tps, dt * 1e3, gf,
            rate[0], rate[1], rate[2], rate[3], own_used ? "true" : "false", sgemm_own_tile(), used, gf / used, gf / rate[0],
-           gemm_dnnl_isa(), fp32_onednn ? "true" : "false", attention,
-           prec != GEMM_BF16 ? "none" : bf16_fma || !gemm_bf16_native() ? "fp32-fma" : "onednn");
+           gemm_dnnl_isa(), attention,
+           prec != GEMM_BF16 ? "none" : bf16_fma ? "fp32-fma" : "onednn");
     /* forward only (scoring) */
     double *nll = xmalloc(sizeof(double) * (size_t)N), *ent = xmalloc(sizeof(double) * (size_t)N);
     for (int s = 0; s < steps + 2; s++) {

@@ -105,7 +105,7 @@ jq -rs --argjson n "$NPROC" '
   (map(select(.bench == "fma_peak" and .gflops != null)) | first) as $pk |
   "| run | tokens/s | threads |",
   "|---|---:|---:|",
-  "| wdl fp32 (\(if $f.fp32_onednn then "oneDNN for large products" elif $f.fp32_own then "our own GEMM, \($f.own_tile) tiles" else "OpenBLAS" end)) | \($f.tokens_per_s) | \($f.threads) |",
+  "| wdl fp32 (\(if $f.fp32_own then "our own GEMM, \($f.own_tile) tiles" else "OpenBLAS" end)) | \($f.tokens_per_s) | \($f.threads) |",
   (if $o then "| wdl fp32-openblas (the reference) | \($o.tokens_per_s) | \($o.threads) |" else empty end),
   "| wdl bf16 (\(if $h.bf16_products == "fp32-fma" then "products as fp32 FMAs on bf16-rounded inputs, oneDNN ISA \($h.onednn_isa)" else "oneDNN \($h.onednn_isa)" end), attention on \($h.attention // "the backend")) | \($h.tokens_per_s) | \($h.threads) |",
   ($t[] | "| PyTorch \(.torch) \(.peer) | \(.tokens_per_s | round) | \(.threads) |"),

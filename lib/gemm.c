@@ -73,7 +73,7 @@ struct gemm_ctx {
     int own_sgemm;              /* fixed-block products on sgemm_own instead of OpenBLAS (gemm_ctx_own_sgemm) */
     int native;                 /* gemm_bf16_native() */
     int bf16_fma;               /* GEMM_BF16's products on sgemm_own's fp32 FMAs, not oneDNN's bf16 kernels */
-    int isa512;                 /* gemm_fp32_dnnl_fast(): oneDNN runs AVX-512 here (no ONEDNN_MAX_CPU_ISA cap) */
+    int isa512;                 /* gemm_dnnl_avx512(): oneDNN runs AVX-512 here (no ONEDNN_MAX_CPU_ISA cap) */
     int views_few;              /* gemm_ctx_fp32_views_few_rows: fp32 views read by the few-row kernel */
     int amx;                    /* GEMM_BF16 with AMX granted to this process: attention on attn_amx.h */
     int dot;                    /* GEMM_BF16 on AMD's AVX512-BF16: attention on its dot products */
@@ -119,7 +119,7 @@ gemm_ctx *gemm_ctx_new(gemm_precision p) {
     g->max_cached = GEMM_MAX_CACHED;
     g->few_mode = 1;
     gemm_ctx_own_sgemm(g, 1);
-    g->isa512 = gemm_fp32_dnnl_fast();
+    g->isa512 = gemm_dnnl_avx512();
     g->native = gemm_bf16_native();
     /* oneDNN asks for the tile registers itself when it runs AMX; the
      * attention kernels ask too rather than count on it */
@@ -1048,23 +1048,6 @@ static void sgemm_fixed(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64
     else sgemm_fixed_blocks(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-/* Whether GEMM_FP32_AUTO gives this product to oneDNN's fp32 matmul: at
- * least GEMM_FP32_DNNL_MIN multiply-adds, on a CPU where oneDNN runs
- * AVX-512, except with B not transposed (B [K,N] as stored: input and
- * weight gradients) when N is wider than GEMM_FP32_DNNL_MAX_N or C holds
- * more than GEMM_FP32_DNNL_MAX_MN elements. Measured in place, each
- * product's time summed over 3 fp32 training steps of the Qwen3-0.6B
- * shape (2 x 256 tokens, 2 threads), OpenBLAS's over oneDNN's: 1.04-1.42
- * for every product but NN 512 x 3072 x 1024 (0.52) and TN 1024 x 3072 x
- * 512 with beta 1 (0.55), N 3072 both, and the head's weight gradient, TN
- * 151936 x 1024 x 220 with beta 1 (0.81; C 156 M elements). Every large
- * product of the bench and nano models goes to oneDNN. */
-static int fp32_on_dnnl(const gemm_ctx *g, int tb, int64_t M, int64_t N, int64_t K) {
-    /* (only a context without sgemm_own) */
-    if (g->own_sgemm || !g->isa512 || (double)M * N * K < (double)GEMM_FP32_DNNL_MIN) return 0;
-    return tb || (N <= GEMM_FP32_DNNL_MAX_N && M * N <= GEMM_FP32_DNNL_MAX_MN);
-}
-
 /* A product of an fp32 context that reads a view (a checkpoint's BF16
  * weights, not widened into floats at loading: gemm_ctx_fp32_views): a
  * weight as a layer or the head reads it (B, transposed) goes to sgemm_own,
@@ -1120,7 +1103,7 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
      * oneDNN (see gemm.h) */
     gemm_precision prec = g->prec;
     if (few_rows_try(g, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
-    if (prec == GEMM_FP32_AUTO) prec = fp32_on_dnnl(g, tb, M, N, K) ? GEMM_FP32_DNNL : GEMM_FP32;
+    if (prec == GEMM_FP32_AUTO) prec = GEMM_FP32;
     if (prec == GEMM_FP32) {
         if (!(M <= GEMM_FEW_ROWS && N * K >= GEMM_FEW_ROWS_MIN_NK)) {
             if (g->prec == GEMM_FP32_AUTO) sgemm_fixed(g, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -1147,13 +1130,8 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
      * least GEMM_FEW_ROWS_MIN_NK of them) run their rows in two parts: the
      * largest multiple of 16, then the rest. Not the head (N the
      * vocabulary): a second pass over its B (311 MB in that shape) cost
-     * more than it saved; nor decoding's few rows, bound by reading B.
-     * oneDNN's fp32 matmul (GEMM_FP32_AUTO's large products) has a milder
-     * form of it: 1,189 rows against those weights ran at 0.70-0.89x
-     * OpenBLAS's rate whole, 0.95-1.30x split (1,184 rows: 1.0-1.1x), so
-     * its products split the same way. */
-    const int split = prec == GEMM_BF16 ? g->native && !g->bf16_fma && readonly_bf16(g, B, br, bc, ldb)
-                                        : g->prec == GEMM_FP32_AUTO;   /* and prec is GEMM_FP32_DNNL */
+     * more than it saved; nor decoding's few rows, bound by reading B. */
+    const int split = prec == GEMM_BF16 && g->native && !g->bf16_fma && readonly_bf16(g, B, br, bc, ldb);
     if (split && M >= 48 && M % 16 && N < GEMM_SPLIT_MAX_N && N * K >= GEMM_FEW_ROWS_MIN_NK) {
         const int64_t m16 = M / 16 * 16;
         gemm_run(g, ta, tb, m16, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -1275,8 +1253,9 @@ void gemm_set_precision(gemm_precision p) {
 }
 
 /* Whether gemm_run gives this product to sgemm_own: GEMM_FP32_AUTO on a
- * CPU without AVX-512 (own_sgemm), not to oneDNN, and more rows than any
- * few-row path takes (few_rows_try, GEMM_FEW_ROWS, sgemm_own's own). */
+ * CPU with AVX2 and FMA (own_sgemm), or GEMM_BF16 on fp32 FMAs, and more
+ * rows than any few-row path takes (few_rows_try, GEMM_FEW_ROWS,
+ * sgemm_own's own). */
 #define FEW_ROWS_ANY 16
 _Static_assert(FEW_ROWS_AVX2 <= FEW_ROWS_ANY && FEW_ROWS_FP32 <= FEW_ROWS_ANY && FEW_ROWS_BF16 <= FEW_ROWS_ANY &&
                    GEMM_FEW_ROWS <= FEW_ROWS_ANY && SGEMM_FEW_ROWS <= FEW_ROWS_ANY,
@@ -1284,8 +1263,7 @@ _Static_assert(FEW_ROWS_AVX2 <= FEW_ROWS_ANY && FEW_ROWS_FP32 <= FEW_ROWS_ANY &&
 static int goes_own(const gemm_ctx *g, const gemm_prod *p) {
     if (g->prec == GEMM_BF16)   /* on fp32 FMAs, reading stored floats (or B^T's bf16 copy) */
         return g->bf16_fma && p->M > FEW_ROWS_ANY && !bf16_only(g, p->A) && (p->tb || !bf16_only(g, p->B));
-    return g->prec == GEMM_FP32_AUTO && g->own_sgemm && p->M > FEW_ROWS_ANY &&
-           !fp32_on_dnnl(g, p->tb, p->M, p->N, p->K);
+    return g->prec == GEMM_FP32_AUTO && g->own_sgemm && p->M > FEW_ROWS_ANY;
 }
 
 void gemm_run_n(gemm_ctx *g, int n, const gemm_prod *p) {
@@ -1370,11 +1348,7 @@ const char *gemm_precision_name(gemm_precision p) {
 
 int gemm_is_fp32(gemm_precision p) { return p == GEMM_FP32 || p == GEMM_FP32_AUTO; }
 
-/* oneDNN's fp32 matmul beat OpenBLAS's sgemm on products of at least
- * GEMM_FP32_DNNL_MIN multiply-adds where its ISA is AVX-512 or newer
- * (measured on Sapphire/Emerald Rapids; see README, Precision); elsewhere
- * (AVX2 and older, never measured faster) fp32 stays on OpenBLAS. */
-int gemm_fp32_dnnl_fast(void) {
+int gemm_dnnl_avx512(void) {
     const unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();   /* bit flags: avx2_vnni is numerically larger */
     return (isa & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core;
 }

@@ -13,18 +13,16 @@
  *                   product but a few rows against BF16 weights (the
  *                   few-row kernel) on sgemm_own (sgemm.h: AVX-512 tiles
  *                   where the CPU has them). Elsewhere (and in a context
- *                   set to gemm_ctx_own_sgemm(g, 0)) products of at least
- *                   GEMM_FP32_DNNL_MIN multiply-adds on oneDNN's fp32
- *                   matmul (GEMM_FP32_DNNL) when oneDNN runs at AVX-512 or
- *                   newer (gemm_fp32_dnnl_fast), except shapes where
- *                   OpenBLAS measured faster (GEMM_FP32_DNNL_MAX_N and
- *                   _MAX_MN below); the others on OpenBLAS, those above
- *                   2^18 multiply-adds as fixed blocks of C, one
+ *                   set to gemm_ctx_own_sgemm(g, 0)) on OpenBLAS, those
+ *                   above 2^18 multiply-adds as fixed blocks of C, one
  *                   single-threaded call each (gemm.c: OpenBLAS's own
  *                   threading gives other bytes at other thread counts).
  *                   Other summation orders than one cblas_sgemm call, so
  *                   other bits; the same bits for the same inputs and
  *                   shapes, at any thread count (mpirun's ranks run fewer).
+ *                   (Until e0d5e31 large products went to oneDNN's fp32
+ *                   matmul where it runs AVX-512 and no sgemm_own was
+ *                   used; no context took that route any more.)
  *   GEMM_FP32       OpenBLAS cblas_sgemm, bit for bit, except a product of
  *                   at most GEMM_FEW_ROWS rows of A against at least
  *                   GEMM_FEW_ROWS_MIN_NK elements of B, which runs on the
@@ -82,13 +80,6 @@
 #include <stdint.h>
 
 typedef enum { GEMM_FP32 = 0, GEMM_BF16 = 1, GEMM_FP32_DNNL = 2, GEMM_FP32_AUTO = 3 } gemm_precision;
-/* GEMM_FP32_AUTO: products of at least this many multiply-adds go to
- * oneDNN where gemm_fp32_dnnl_fast(), unless B is not transposed and N is
- * wider than GEMM_FP32_DNNL_MAX_N or C holds more than
- * GEMM_FP32_DNNL_MAX_MN elements (gemm.c says why) */
-#define GEMM_FP32_DNNL_MIN (1LL << 22)
-#define GEMM_FP32_DNNL_MAX_N 2048
-#define GEMM_FP32_DNNL_MAX_MN (1LL << 24)
 #define GEMM_FEW_ROWS 16
 #define GEMM_FEW_ROWS_MIN_NK (1 << 16)
 /* GEMM_FP32_AUTO's OpenBLAS products (and emulated bf16's) of at most this
@@ -147,10 +138,9 @@ void gemm_ctx_stats(gemm_ctx *g, int64_t *primitives, int64_t *emulated, int64_t
  * compare them). */
 int64_t gemm_ctx_few_row_products(gemm_ctx *g);
 void gemm_ctx_few_rows(gemm_ctx *g, int mode);
-/* Where GEMM_FP32_AUTO's products (and emulated bf16's) run: 1 (the
+/* Where GEMM_FP32_AUTO's products (and bf16's on fp32 FMAs) run: 1 (the
  * default) or 2 on sgemm_own (sgemm.h) where the CPU has AVX2 and FMA,
- * every product but the few-row kernel's; 0 (tests) as on other CPUs:
- * the large ones on oneDNN's fp32 where it runs AVX-512, the others on
+ * every product but the few-row kernel's; 0 (tests) as on other CPUs: on
  * OpenBLAS in fixed blocks. */
 void gemm_ctx_own_sgemm(gemm_ctx *g, int mode);
 int gemm_ctx_uses_own_sgemm(const gemm_ctx *g);
@@ -286,13 +276,12 @@ int gemm_precision_named(const char *s, gemm_precision *p);
 const char *gemm_precision_name(gemm_precision p);
 /* The programs' fp32 precisions: GEMM_FP32 and GEMM_FP32_AUTO. */
 int gemm_is_fp32(gemm_precision p);
-/* Whether oneDNN's fp32 matmul runs at AVX-512 or newer here (not capped
- * by ONEDNN_MAX_CPU_ISA): where GEMM_FP32_AUTO without sgemm_own gives it
- * the large products, and where AVX-512 builds run attention's tiles. */
-int gemm_fp32_dnnl_fast(void);
+/* Whether oneDNN runs at AVX-512 or newer here (not capped by
+ * ONEDNN_MAX_CPU_ISA): where AVX-512 builds run attention's tiles. */
+int gemm_dnnl_avx512(void);
 /* Whether attention's small products run on attn_tiles.h's tiles under
  * the process-wide context (for head sizes up to ATTN_TILES_MAX_HD):
- * GEMM_FP32_AUTO where gemm_fp32_dnnl_fast() in an AVX-512 build, or in an
+ * GEMM_FP32_AUTO where gemm_dnnl_avx512() in an AVX-512 build, or in an
  * AVX2 build; else (and without a context) the backend's GEMMs. */
 int gemm_attention_tiles(void);
 /* Whether attention with this head_dim takes them: gemm_attention_tiles()
@@ -305,8 +294,8 @@ int gemm_attention_tiles_for(int64_t head_dim);
 int gemm_attention_amx(void);
 /* Whether they run in bf16 on attn_amx.h's AVX512-BF16 dot products:
  * GEMM_BF16 on an AMD CPU where oneDNN runs AVX512-BF16 (Zen 4 and
- * later), in an AVX512-BF16 build; Intel CPUs without AMX keep oneDNN's
- * products. */
+ * later), in an AVX512-BF16 build; Intel CPUs without AMX keep the
+ * backend's products (fp32 FMAs there). */
 int gemm_attention_dot(void);
 /* oneDNN's effective CPU ISA, e.g. "avx512_core_amx", and whether it has
  * native bf16 arithmetic (AVX512-BF16 or AMX). */

@@ -813,25 +813,21 @@ static void same_in_a_team(gemm_ctx *g, const problem *p, const float *C) {
 
 /* The programs' fp32 (GEMM_FP32_AUTO): on a CPU with AVX2 and FMA,
  * sgemm_own (within the fp32 bound; test_own_sgemm checks its order byte
- * for byte); elsewhere a product of at least GEMM_FP32_DNNL_MIN
- * multiply-adds is oneDNN's fp32 matmul where gemm_fp32_dnnl_fast() (the
- * bytes of an fp32-oneDNN context, within the fp32 bound), else OpenBLAS:
- * one call's bytes up to 2^18 multiply-adds, above it fixed blocks (within
- * the fp32 bound). Shapes as training meets
- * them (forward, input gradient, weight gradient with K = the tokens), and
- * one just under the threshold, and the shapes kept on OpenBLAS (B not
- * transposed with N over 2048 or C over 2^24 elements); row counts that
- * are not a multiple of 16 run in two parts. No product's bytes may depend
+ * for byte); elsewhere OpenBLAS: one call's bytes up to 2^18
+ * multiply-adds, above it fixed blocks (within the fp32 bound); a few rows
+ * against a large B as fp32-openblas runs them. Shapes as training meets
+ * them (forward, input gradient, weight gradient with K = the tokens),
+ * wide and narrow ones, row counts that are not a multiple of 16, a
+ * few rows. No product's bytes may depend
  * on the thread count or on being called inside a team: scoring and
  * decoding promise one process's output under mpirun, whose ranks run
  * fewer threads. (OpenBLAS's one call does not keep that: its Zen/Haswell
  * and generic kernels gave other bytes at 1 and 2 threads.) */
 static void test_fp32_auto(void **state) {
     (void)state;
-    gemm_ctx *a = gemm_ctx_new(GEMM_FP32_AUTO), *o = gemm_ctx_new(GEMM_FP32), *d = gemm_ctx_new(GEMM_FP32_DNNL);
-    const int own = gemm_ctx_uses_own_sgemm(a), fast = !own && gemm_fp32_dnnl_fast();
-    print_message("oneDNN ISA %s: large fp32 products on %s\n", gemm_dnnl_isa(),
-                  own ? sgemm_own_tile() : fast ? "oneDNN" : "OpenBLAS");
+    gemm_ctx *a = gemm_ctx_new(GEMM_FP32_AUTO), *o = gemm_ctx_new(GEMM_FP32);
+    const int own = gemm_ctx_uses_own_sgemm(a);
+    print_message("oneDNN ISA %s: large fp32 products on %s\n", gemm_dnnl_isa(), own ? sgemm_own_tile() : "OpenBLAS");
     static const struct { int ta, tb; int64_t M, N, K; } cases[] = {
         {0, 1, 512, 768, 256}, {0, 0, 512, 256, 768}, {1, 0, 256, 768, 512}, {1, 0, 64, 96, 4096},
         {0, 1, 128, 256, 128}, {0, 1, 127, 256, 128}, {0, 1, 2, 2048, 1024}, {0, 1, 100, 512, 256},
@@ -841,24 +837,13 @@ static void test_fp32_auto(void **state) {
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
         for (int b = 0; b < 2; b++) {
             problem p = make(cases[c].ta, cases[c].tb, cases[c].M, cases[c].N, cases[c].K, 0.37f, b ? 1.0f : 0.0f);
-            const int dn = fast && (double)p.M * p.N * p.K >= (double)GEMM_FP32_DNNL_MIN &&
-                           (p.tb || (p.N <= GEMM_FP32_DNNL_MAX_N && p.M * p.N <= GEMM_FP32_DNNL_MAX_MN));
             const size_t n = sizeof(float) * (size_t)(p.M * p.ldc);
             /* OpenBLAS's products above 2^18 multiply-adds run as fixed
              * blocks (gemm.c), and all of them on sgemm_own where it is
              * used: not one call, so other bytes than fp32-openblas */
             const int few = p.M <= GEMM_FEW_ROWS && p.N * p.K >= GEMM_FEW_ROWS_MIN_NK;   /* oneDNN's, as fp32's */
-            const int blocked = !dn && !few && (gemm_ctx_uses_own_sgemm(a) ||
-                                                (double)p.M * p.N * p.K > (double)GEMM_FP32_ONE_CALL_MAX);
-            float *C = run(a, &p), *R = run(dn ? d : o, &p);
-            if (dn && p.M >= 48 && p.M % 16 && p.N * p.K >= GEMM_FEW_ROWS_MIN_NK) {
-                /* split as the largest multiple of 16 rows, then the rest (gemm.c) */
-                const int64_t m16 = p.M / 16 * 16;
-                memcpy(R, p.C0, n);
-                gemm_run(d, p.ta, p.tb, m16, p.N, p.K, p.alpha, p.A, p.lda, p.B, p.ldb, p.beta, R, p.ldc);
-                gemm_run(d, p.ta, p.tb, p.M - m16, p.N, p.K, p.alpha, p.ta ? p.A + m16 : p.A + m16 * p.lda, p.lda,
-                         p.B, p.ldb, p.beta, R + m16 * p.ldc, p.ldc);
-            }
+            const int blocked = !few && (own || (double)p.M * p.N * p.K > (double)GEMM_FP32_ONE_CALL_MAX);
+            float *C = run(a, &p), *R = run(o, &p);
             if (!blocked) assert_memory_equal(C, R, n);
             check(&p, C, 0, (p.K + 2) * U24, NULL);
             same_at_1_and_2_threads(a, &p, C);
@@ -868,7 +853,6 @@ static void test_fp32_auto(void **state) {
         }
     gemm_ctx_free(a);
     gemm_ctx_free(o);
-    gemm_ctx_free(d);
 }
 
 /* sgemm_own (sgemm.h) against a scalar model of the order it promises:
@@ -995,9 +979,9 @@ static void test_own_sgemm(void **state) {
                 }
                 omp_set_num_threads(saved);
                 check(&p, C, 0, (p.K + 2) * U24, NULL);
-                /* the backend sends the programs' fp32 products here (those
-                 * that go neither to oneDNN nor to the few-row kernel) */
-                if (p.M > GEMM_FEW_ROWS && (double)p.M * p.N * p.K < (double)GEMM_FP32_DNNL_MIN) {
+                /* the backend sends the programs' fp32 products here (all
+                 * but the few-row kernel's) */
+                if (p.M > GEMM_FEW_ROWS) {
                     float *G = run(g, &p);
                     assert_memory_equal(C, G, n);
                     free(G);
