@@ -441,7 +441,7 @@ static void to_bf16(const gemm_ctx *g, uint16_t *dst, const float *src, int64_t 
         for (int64_t r = 0; r < rows; r++) row(dst + r * cols, src + r * ld, cols);
 }
 static void to_bf16_rounded_f32(float *dst, const float *src, int64_t rows, int64_t cols, int64_t ld) {
-#pragma omp parallel for schedule(static) if (rows * cols > (1 << 21) && !omp_in_parallel())
+#pragma omp parallel for schedule(static) if (rows * cols > CONVERT_PAR_MIN && !omp_in_parallel())
     for (int64_t r = 0; r < rows; r++) {
         const float *x = src + r * ld;
         float *y = dst + r * cols;
@@ -454,7 +454,7 @@ static void to_bf16_rounded_f32(float *dst, const float *src, int64_t rows, int6
 
 /* bf16 rows (stride ld) -> dense floats: exact. */
 static void widen_bf16(float *dst, const uint16_t *src, int64_t rows, int64_t cols, int64_t ld) {
-#pragma omp parallel for schedule(static) if (rows * cols > (1 << 21) && !omp_in_parallel())
+#pragma omp parallel for schedule(static) if (rows * cols > CONVERT_PAR_MIN && !omp_in_parallel())
     for (int64_t r = 0; r < rows; r++)
         for (int64_t c = 0; c < cols; c++) {   /* st_bf16_to_f32, inline so that it vectorises */
             const uint32_t u = (uint32_t)src[r * ld + c] << 16;
@@ -1156,17 +1156,17 @@ void gemm_run(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, floa
     int transient;
     gemm_entry *e = lookup(g, &k, &transient);
     gemm_slot *s = my_slot(g);
-    if (!e->prim) {   /* bf16 on fp32 FMAs (gemm_bf16_on_fma, or no bf16 kernel in oneDNN): inputs rounded
-                         * to bf16, or widened from a bf16 copy already held (a view, a read-only range, a
-                         * mirror: the same values), then fp32 products; a weight read as B^T from such a
-                         * copy goes to sgemm_own as it is, widened panel by panel as it is packed */
+    if (!e->prim) {   /* bf16 on fp32 FMAs (gemm_ctx_bf16_fma), or no bf16 kernel in oneDNN */
         if (g->bf16_fma && !bf16_only(g, A) && (tb || !bf16_only(g, B))) {
-            /* rounded as sgemm_own packs them, in its own region */
+            /* the floats rounded as sgemm_own packs them, in its own region; B^T from a bf16 copy held (a
+             * view, the read-only range, a mirror: the same values) widened as it is packed */
             const gemm_prod q = {ta, tb, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc, tb ? rb : NULL, 1};
             sgemm_own_multi(1, &q, own_scratch, g);
             if (transient) free(e);
             return;
         }
+        /* else (an operand whose floats are not stored, a context told to use oneDNN or without
+         * sgemm_own): dense copies, rounded or widened from a bf16 copy held */
         float *a = slot_buf(s, 0, sizeof(float) * (size_t)(ar * ac));
         if (ra) widen_bf16(a, ra, ar, ac, lda);
         else to_bf16_rounded_f32(a, A, ar, ac, lda);
