@@ -233,6 +233,9 @@ int main(int argc, char **argv) {
     scorer c = {.field = field, .summary = summary != NULL, .B = B};
     c.m = model_dir_open_forward(model, &c.tok, &c.tpl);   /* bf16: weights held once in bf16 */
     c.seq = seq ? seq : c.m->cfg.max_pos;
+    if (c.seq > c.m->cfg.max_pos && root && !cli.quiet)   /* allowed, as transformers allows it: RoPE extends */
+        wdl_warn("--seq %lld is past the model's max_position_embeddings (%lld): positions beyond it are "
+                 "extrapolated", (long long)c.seq, (long long)c.m->cfg.max_pos);
     c.chunk = step_chunk_for(c.m->cfg.vocab);
     c.scratch = xaligned(ce_scratch_bytes(1, c.chunk, c.m->cfg.hidden, c.m->cfg.vocab));
     c.ids = xmalloc(sizeof(int32_t) * (size_t)(B * c.seq));

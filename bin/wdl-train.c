@@ -236,6 +236,9 @@ int main(int argc, char **argv) {
     wdl_tokenizer *tok;
     wdl_template tpl;
     wdl_model *s = model_dir_open(o.model, &tok, &tpl), *w = NULL;
+    if (o.seq > s->cfg.max_pos && !o.quiet)   /* allowed, as transformers allows it: RoPE extends */
+        wdl_warn("--seq %lld is past the model's max_position_embeddings (%lld): positions beyond it are "
+                 "extrapolated", (long long)o.seq, (long long)s->cfg.max_pos);
     if (o.weak) {
         w = model_load(o.weak);
         if (w->cfg.vocab != s->cfg.vocab || strcmp(w->cfg.tokenizer, s->cfg.tokenizer) ||

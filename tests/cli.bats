@@ -271,3 +271,15 @@ no_output() {
   [ "$status" -eq 0 ]
   [[ "$output" == *", 2 threads"* ]] || { echo "$output"; false; }
 }
+
+@test "cli: --seq past max_position_embeddings runs, with one warning (train, score)" {
+  run wdl-train -m "$C/m" --steps 1 --threads 1 --seq 600 -o "$C/long" "$C/good.jsonl"
+  [ "$status" -eq 0 ]
+  [ "$(grep -c 'max_position_embeddings (512)' <<<"$output")" -eq 1 ]
+  run wdl-score -m "$C/m" --field h --threads 1 --seq 600 -o "$C/long.jsonl" "$C/good.jsonl"
+  [ "$status" -eq 0 ]
+  [ "$(grep -c 'max_position_embeddings (512)' <<<"$output")" -eq 1 ]
+  run wdl-train -m "$C/m" --steps 1 --threads 1 --seq 512 -o "$C/short" "$C/good.jsonl"
+  [ "$status" -eq 0 ]
+  [[ "$output" != *max_position_embeddings* ]]
+}
