@@ -456,10 +456,7 @@ static void to_bf16_rounded_f32(float *dst, const float *src, int64_t rows, int6
 static void widen_bf16(float *dst, const uint16_t *src, int64_t rows, int64_t cols, int64_t ld) {
 #pragma omp parallel for schedule(static) if (rows * cols > CONVERT_PAR_MIN && !omp_in_parallel())
     for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c < cols; c++) {   /* st_bf16_to_f32, inline so that it vectorises */
-            const uint32_t u = (uint32_t)src[r * ld + c] << 16;
-            memcpy(&dst[r * cols + c], &u, 4);
-        }
+        for (int64_t c = 0; c < cols; c++) dst[r * cols + c] = st_bf16_to_f32(src[r * ld + c]);
 }
 
 void gemm_ctx_set_readonly(gemm_ctx *g, int which, const float *base, size_t n) {

@@ -230,13 +230,9 @@ __attribute__((target("avx2,fma"), always_inline)) static inline __m256 round8(_
     const __m256i q = _mm256_or_si256(_mm256_and_si256(u, hi), _mm256_set1_epi32(0x00400000));
     return _mm256_castsi256_ps(_mm256_blendv_epi8(r, q, nan));
 }
+/* (4 lanes through the 8-lane rounding: the upper ones are discarded) */
 __attribute__((target("avx2,fma"), always_inline)) static inline __m128 round4(__m128 v) {
-    const __m128i u = _mm_castps_si128(v), hi = _mm_set1_epi32((int)0xffff0000u);
-    const __m128i lsb = _mm_and_si128(_mm_srli_epi32(u, 16), _mm_set1_epi32(1));
-    const __m128i r = _mm_and_si128(_mm_add_epi32(_mm_add_epi32(u, _mm_set1_epi32(0x7fff)), lsb), hi);
-    const __m128i nan = _mm_cmpgt_epi32(_mm_and_si128(u, _mm_set1_epi32(0x7fffffff)), _mm_set1_epi32(R16_NAN_EXP));
-    const __m128i q = _mm_or_si128(_mm_and_si128(u, hi), _mm_set1_epi32(0x00400000));
-    return _mm_castsi128_ps(_mm_blendv_epi8(r, q, nan));
+    return _mm256_castps256_ps128(round8(_mm256_castps128_ps256(v)));
 }
 static inline float round1(float x) {
     const uint32_t u = (uint32_t)st_f32_to_bf16(x) << 16;

@@ -70,6 +70,18 @@ static problem make(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha
     return p;
 }
 static void unmake(problem *p) { free(p->A); free(p->B); free(p->C0); }
+/* A problem's A and B rounded to bf16 (fresh copies; unmake frees them). */
+static problem rounded_copy(const problem *p) {
+    problem r = *p;
+    const size_t na = (size_t)((p->ta ? p->K : p->M) * p->lda), nb = (size_t)((p->tb ? p->N : p->K) * p->ldb);
+    r.A = xmalloc(sizeof(float) * (na ? na : 1));
+    r.B = xmalloc(sizeof(float) * (nb ? nb : 1));
+    r.C0 = xmalloc(sizeof(float) * (size_t)(p->M * p->ldc + 1));
+    for (size_t i = 0; i < na; i++) r.A[i] = bf16_round(p->A[i]);
+    for (size_t i = 0; i < nb; i++) r.B[i] = bf16_round(p->B[i]);
+    memcpy(r.C0, p->C0, sizeof(float) * (size_t)(p->M * p->ldc));
+    return r;
+}
 static float a_at(const problem *p, const float *A, int64_t i, int64_t k) {
     return p->ta ? A[k * p->lda + i] : A[i * p->lda + k];
 }
@@ -160,15 +172,11 @@ static void bf16_all_cases(int own_scale, int fma) {
                     problem p = make(t & 1, t >> 1, SHAPES[s][0], SHAPES[s][1], SHAPES[s][2], ALPHAS[ai], BETAS[bi]);
                     float *C = run(g, &p);
                     if (fma && gemm_ctx_uses_own_sgemm(g)) {
-                        problem r = p;
-                        const size_t na = (size_t)((p.ta ? p.K : p.M) * p.lda), nb = (size_t)((p.tb ? p.N : p.K) * p.ldb);
-                        r.A = xmalloc(sizeof(float) * na);
-                        r.B = xmalloc(sizeof(float) * nb);
-                        for (size_t i = 0; i < na; i++) r.A[i] = bf16_round(p.A[i]);
-                        for (size_t i = 0; i < nb; i++) r.B[i] = bf16_round(p.B[i]);
+                        problem r = rounded_copy(&p);
                         float *R = run(f, &r);
                         assert_memory_equal(C, R, sizeof(float) * (size_t)(p.M * p.ldc));
-                        free(R); free(r.A); free(r.B);
+                        free(R);
+                        unmake(&r);
                     }
                     double K = (double)p.K, rms;
                     worst_in = fmax(worst_in, check(&p, C, 0, 2 * U8 + U8 * U8 + (K + 2) * U24, &rms));
@@ -880,18 +888,6 @@ static float *own_run(const problem *p, sgemm_bufs *b) {
     memcpy(C, p->C0, sizeof(float) * (size_t)(p->M * p->ldc));
     sgemm_own(p->ta, p->tb, p->M, p->N, p->K, p->alpha, p->A, p->lda, p->B, p->ldb, p->beta, C, p->ldc, sgemm_bufs_get, b);
     return C;
-}
-/* A problem's A and B rounded to bf16 (fresh copies; unmake frees them). */
-static problem rounded_copy(const problem *p) {
-    problem r = *p;
-    const size_t na = (size_t)((p->ta ? p->K : p->M) * p->lda), nb = (size_t)((p->tb ? p->N : p->K) * p->ldb);
-    r.A = xmalloc(sizeof(float) * (na ? na : 1));
-    r.B = xmalloc(sizeof(float) * (nb ? nb : 1));
-    r.C0 = xmalloc(sizeof(float) * (size_t)(p->M * p->ldc + 1));
-    for (size_t i = 0; i < na; i++) r.A[i] = bf16_round(p->A[i]);
-    for (size_t i = 0; i < nb; i++) r.B[i] = bf16_round(p->B[i]);
-    memcpy(r.C0, p->C0, sizeof(float) * (size_t)(p->M * p->ldc));
-    return r;
 }
 /* With round16 (gemm_prod: A's and B's values rounded to bf16 as they are
  * packed, GEMM_BF16's products on fp32 FMAs), sgemm_own gives byte for
