@@ -1,0 +1,50 @@
+# bench/summary.jq: make bench's closing summary, from the JSON lines
+# bench/run.sh collected (jq -rs --argjson n THREADS -f bench/summary.jq):
+# the training table at $n threads, the GEMM rates, and each target of
+# issue 7, on the one run and as the median of its paired rounds.
+  def r2: . * 100 | round / 100;
+  def ok($x; $t): if $x >= $t then "met" else "MISSED" end;
+  map(select(.bench == "train" and .model == "reference")) as $c |
+  ($c | map(select(.precision == "fp32" and .threads == $n)) | first) as $f |
+  ($c | map(select(.precision == "bf16" and .threads == $n)) | first) as $h |
+  ($c | map(select(.precision == "fp32-openblas" and .threads == $n)) | first) as $o |
+  map(select(.impl == "pytorch" and .mode == "train")) as $t |
+  ($t | map({key: .peer, value: .tokens_per_s}) | from_entries) as $p |
+  ([$p.eager, $p.autocast, $p.compile] | map(select(. != null)) | max) as $best3 |
+  ([$f.sgemm_gflops, $f.onednn_f32_gflops, $f.own_f32_gflops // 0] | max) as $g32 |
+  (map(select(.bench == "fma_peak" and .gflops != null)) | first) as $pk |
+  "| run | tokens/s | threads |",
+  "|---|---:|---:|",
+  "| wdl fp32 (\(if $f.fp32_own then "our own GEMM, \($f.own_tile) tiles" else "OpenBLAS" end)) | \($f.tokens_per_s) | \($f.threads) |",
+  (if $o then "| wdl fp32-openblas (the reference) | \($o.tokens_per_s) | \($o.threads) |" else empty end),
+  "| wdl bf16 (\(if $h.bf16_products == "fp32-fma" then "products as fp32 FMAs on bf16-rounded inputs, oneDNN ISA \($h.onednn_isa)" else "oneDNN \($h.onednn_isa)" end), attention on \($h.attention // "the backend")) | \($h.tokens_per_s) | \($h.threads) |",
+  ($t[] | "| PyTorch \(.torch) \(.peer) | \(.tokens_per_s | round) | \(.threads) |"),
+  "",
+  "GEMM rates on the model shapes (GFLOP/s): OpenBLAS sgemm \($f.sgemm_gflops), oneDNN fp32 \($f.onednn_f32_gflops), our own fp32 (sgemm.c) \($f.own_f32_gflops // "n/a"), oneDNN bf16 \($h.onednn_bf16_gflops)",
+  (if $pk then "fp32 FMA peak of the \($pk.threads) cores (\($pk.isa)): \($pk.gflops) GFLOP/s; the fastest fp32 GEMM rate is \($g32 / $pk.gflops * 100 | round)% of it, wdl fp32 training \($f.gflops / $pk.gflops * 100 | round)%" else empty end),
+  (if $pk.bf16_dot_gflops then "bf16 dot-product peak (AVX512-BF16, the same chains): \($pk.bf16_dot_gflops) GFLOP/s = \($pk.bf16_dot_gflops / $pk.gflops | r2)x the fp32 FMA peak\(if $h.bf16_products == "fp32-fma" then " (so bf16 runs on fp32 FMAs here)" else "" end)" else empty end),
+  "wdl fp32: \($f.gflops) GFLOP/s = \($f.gflops / $g32 * 100 | round)% of the fastest fp32 GEMM rate (target 75%: \(ok($f.gflops / $g32; 0.75)))",
+  "wdl bf16: \($h.gflops) GFLOP/s, MFU \($h.mfu_vs_gemm * 100 | round)% of the measured rate of its products (\(if $h.bf16_products == "fp32-fma" then "our own fp32 GEMM: bf16 runs on fp32 FMAs on this CPU" else "oneDNN bf16" end))",
+  (if $best3 then
+    "wdl bf16 / best of PyTorch eager, autocast, compile = \($h.tokens_per_s / $best3 | r2)x (target 2x: \(ok($h.tokens_per_s / $best3; 2)))"
+   else "PyTorch peers: not measured" end),
+  (if $p.compile then
+    "wdl fp32 / torch.compile fp32 = \($f.tokens_per_s / $p.compile | r2)x (target 1.3x: \(ok($f.tokens_per_s / $p.compile; 1.3)))"
+   else empty end),
+  (map(select(.round)) | group_by(.round) | map(
+     (map({key: (.side + " " + .what), value: .tokens_per_s}) | from_entries) as $x |
+     ([$x["pytorch eager"], $x["pytorch autocast"], $x["pytorch compile"]] | map(select(. != null)) | max) as $b |
+     {bf16: (if $b then $x["wdl bf16"] / $b else null end),
+      fp32: (if $x["pytorch compile"] then $x["wdl fp32"] / $x["pytorch compile"] else null end),
+      mfu32: (map(select(.side == "wdl" and .what == "fp32")) | first | .gemm_share)}) |
+   def med: sort | if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+   def line($name; $t; $v): ($v | map(select(. != null))) as $w |
+     if ($w | length) > 0 then
+       "\($name): median \($w | med | r2)x over \($w | length) paired rounds (\($w | min | r2)-\($w | max | r2)x; target \($t)x: \(ok($w | med; $t)))"
+     else empty end;
+   if length > 0 then
+     line("wdl bf16 / best of PyTorch eager, autocast, compile"; 2; map(.bf16)),
+     line("wdl fp32 / torch.compile fp32"; 1.3; map(.fp32)),
+     line("wdl fp32 GFLOP/s / fastest fp32 GEMM rate of the same run"; 0.75; map(.mfu32))
+   else empty end),
+  (map(select(.bench == "mpi_train")) | if length == 2 then "MPI: 2 ranks x 1 thread \(.[1].tokens_per_s) tokens/s vs 1 rank x 2 threads \(.[0].tokens_per_s) (\(.[1].tokens_per_s / .[0].tokens_per_s | r2)x), communication \(.[1].comm_share * 1000 | floor / 10)% of rank 0's time, waiting for the other rank \(.[1].wait_share * 1000 | floor / 10)%" else empty end)
