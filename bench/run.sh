@@ -36,8 +36,9 @@ echo "# fp32 multiply-add peak of the cores (bench_peak: independent FMA chains 
 "$B/bench/bench_peak" --threads "$NPROC" | tee -a "$out"
 
 echo "# C engine: reference model (hidden 256, 4 layers, 8/4 heads, head_dim 32, ffn 768, vocab 512, untied), batch 8 x 256"
-echo "# fp32 = our own GEMM (sgemm.c: AVX-512 6x32 tiles, or AVX2 6x16) on a CPU with AVX2 and FMA, else oneDNN's fp32 matmul for products of 4M+ multiply-adds where oneDNN runs AVX-512 and OpenBLAS (fixed blocks);"
-echo "# fp32-openblas = OpenBLAS throughout (the reference); bf16 = oneDNN matmul (bf16 inputs, fp32 accumulation);"
+echo "# fp32 = our own GEMM (sgemm.c: AVX-512 6x32 tiles, or AVX2 6x16) on a CPU with AVX2 and FMA, else OpenBLAS (fixed blocks);"
+echo "# fp32-openblas = OpenBLAS throughout (the reference); bf16 = bf16 inputs, fp32 accumulation: oneDNN's matmul, or our"
+echo "# own GEMM's fp32 FMAs on bf16-rounded inputs where oneDNN has no bf16 kernel or its dot products are slow (bf16_products);"
 echo "# GEMM rates of both libraries on the model's shapes"
 for p in fp32 bf16; do
   for t in $(seq 1 "$NPROC"); do "$B/bench/bench_train" --threads "$t" --steps "$STEPS" --repeat "$REPEAT" --precision "$p" | tee -a "$out"; done

@@ -97,3 +97,23 @@ setup() {
   [[ "$output" == *"wdl-score fp32: "*" tokens/s (median of 2 rounds), peak RSS"* ]]
   [[ "$output" == *"transformers: not measured"* ]]
 }
+
+@test "bench: the summary judges each run against the fastest GEMM rate measured at its thread count" {
+  R=$BATS_TEST_DIRNAME/..
+  # three runs at 2 threads, as make bench makes them; the bf16 run measured
+  # our own GEMM far low (the kind of slip a shared machine makes), the
+  # fp32-openblas run measured oneDNN's fp32 fastest; and a 1-thread run
+  # whose rates are not this summary's
+  run jq -rs --argjson n 2 -f "$R/bench/summary.jq" <<'J'
+{"bench":"train","model":"reference","precision":"fp32","threads":1,"tokens_per_s":5000,"gflops":100,"sgemm_gflops":900,"onednn_f32_gflops":900,"own_f32_gflops":900,"onednn_bf16_gflops":900,"fp32_own":true,"own_tile":"t","bf16_products":"none"}
+{"bench":"train","model":"reference","precision":"fp32","threads":2,"tokens_per_s":9000,"gflops":200,"sgemm_gflops":240,"onednn_f32_gflops":260,"own_f32_gflops":250,"onednn_bf16_gflops":230,"fp32_own":true,"own_tile":"t","bf16_products":"none"}
+{"bench":"train","model":"reference","precision":"bf16","threads":2,"tokens_per_s":8000,"gflops":180,"sgemm_gflops":245,"onednn_f32_gflops":255,"own_f32_gflops":125,"onednn_bf16_gflops":235,"mfu_vs_gemm":1.44,"fp32_own":true,"own_tile":"t","bf16_products":"fp32-fma","onednn_isa":"x","attention":"y"}
+{"bench":"train","model":"reference","precision":"fp32-openblas","threads":2,"tokens_per_s":8500,"gflops":190,"sgemm_gflops":250,"onednn_f32_gflops":320,"own_f32_gflops":240,"onednn_bf16_gflops":225,"fp32_own":true,"own_tile":"t","bf16_products":"none"}
+J
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"(GFLOP/s, the fastest of the 3 runs at 2 threads): OpenBLAS sgemm 250, oneDNN fp32 320, our own fp32 (sgemm.c) 250, oneDNN bf16 235"* ]]
+  # fp32 against oneDNN's 320 (not the fp32 run's own 260): 62.5%
+  [[ "$output" == *"wdl fp32: 200 GFLOP/s = 63% of the fastest fp32 GEMM rate (target 75%: MISSED)"* ]]
+  # bf16 on FMAs against our own GEMM's fastest, 250 (not the 125 its run saw)
+  [[ "$output" == *"wdl bf16: 180 GFLOP/s, MFU 72% of the fastest rate measured for its products (our own fp32 GEMM"* ]]
+}
