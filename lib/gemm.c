@@ -69,6 +69,7 @@ struct gemm_ctx {
     size_t ntab, nent, max_cached;
     int64_t emulated, own_scaled;
     atomic_llong few_rows;      /* products run by the few-row kernels */
+    atomic_llong few_groups;    /* gemm_run_n's groups of them, each in one parallel region */
     int few_mode;               /* gemm_ctx_few_rows: 0 off, 1 on, 2 the AVX2 kernel (tests) */
     int own_sgemm;              /* fixed-block products on sgemm_own instead of OpenBLAS (gemm_ctx_own_sgemm) */
     int native;                 /* gemm_bf16_native() */
@@ -167,6 +168,7 @@ void gemm_ctx_free(gemm_ctx *g) {
 
 gemm_precision gemm_ctx_precision(const gemm_ctx *g) { return g->prec; }
 int64_t gemm_ctx_few_row_products(gemm_ctx *g) { return (int64_t)atomic_load(&g->few_rows); }
+int64_t gemm_ctx_few_row_groups(gemm_ctx *g) { return (int64_t)atomic_load(&g->few_groups); }
 void gemm_ctx_few_rows(gemm_ctx *g, int mode) { g->few_mode = mode; }
 void gemm_ctx_own_sgemm(gemm_ctx *g, int mode) {
     /* every CPU with AVX2 and FMA (AVX-512's wider tiles where it has
@@ -869,47 +871,64 @@ static void few_sums_avx512(int mb, int64_t K, int64_t kp, const float *a, const
 static int few_rows_hw(void) { return 0; }
 #endif
 
-/* C = alpha A B^T + beta C for A [M,K] widened (rows of kp), B [N,K] bf16
- * (ldb), on the kernel `sums`: blocks of FEW_NB rows of B shared out
- * over the team, each element of C one thread's fixed sequence */
-static void few_rows_bf16(few_sums_fn *sums, int64_t M, int64_t N, int64_t K, int64_t kp, float alpha,
-                          const float *ap, const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    const int64_t nblocks = (N + FEW_NB - 1) / FEW_NB;
+/* One product for the few-row kernel: C = alpha A B^T + beta C, B [N,K]
+ * bf16 (ldb), A shared by the products run together. */
+typedef struct { const uint16_t *B; int64_t N, ldb; float alpha, beta; float *C; int64_t ldc; } few_job;
+
+/* n such products of A [M,K] widened (rows of kp) on the kernel `sums`, in
+ * one parallel region: their blocks of FEW_NB rows of B one after another,
+ * shared out over the team, each element of C one thread's fixed sequence
+ * (so the bytes of running them one by one) */
+static void few_rows_run(few_sums_fn *sums, int n, const few_job *jobs, int64_t M, int64_t K, int64_t kp,
+                         const float *ap) {
+    int64_t first[GEMM_N_MAX + 1];   /* product i's blocks: first[i] .. first[i + 1] - 1 */
+    first[0] = 0;
+    for (int i = 0; i < n; i++) first[i + 1] = first[i] + (jobs[i].N + FEW_NB - 1) / FEW_NB;
 #pragma omp parallel for schedule(static) if (!omp_in_parallel())
-    for (int64_t nb = 0; nb < nblocks; nb++) {
-        const int64_t n0 = nb * FEW_NB, nn = N - n0 < FEW_NB ? N - n0 : FEW_NB;
+    for (int64_t t = 0; t < first[n]; t++) {
+        int i = 0;
+        while (t >= first[i + 1]) i++;
+        const few_job *q = &jobs[i];
+        const int64_t n0 = (t - first[i]) * FEW_NB, nn = q->N - n0 < FEW_NB ? q->N - n0 : FEW_NB;
         const uint16_t *b[FEW_NB];   /* past N: the last row again, its sums unused */
-        for (int j = 0; j < FEW_NB; j++) b[j] = B + (n0 + (j < nn ? j : nn - 1)) * ldb;
+        for (int j = 0; j < FEW_NB; j++) b[j] = q->B + (n0 + (j < nn ? j : nn - 1)) * q->ldb;
         for (int64_t m0 = 0; m0 < M; m0 += FEW_MB) {
             float sum[FEW_MB][FEW_NB];
             sums(M - m0 < FEW_MB ? (int)(M - m0) : FEW_MB, K, kp, ap + m0 * kp, b, nn, sum);
             for (int64_t m = 0; m < FEW_MB && m0 + m < M; m++)
                 for (int64_t j = 0; j < nn; j++) {
-                    float *c = &C[(m0 + m) * ldc + n0 + j];
-                    *c = beta == 0.0f ? alpha * sum[m][j] : alpha * sum[m][j] + beta * *c;
+                    float *c = &q->C[(m0 + m) * q->ldc + n0 + j];
+                    *c = q->beta == 0.0f ? q->alpha * sum[m][j] : q->alpha * sum[m][j] + q->beta * *c;
                 }
         }
     }
 }
 
-/* The few-row kernel, if this product is one for it: A B^T of a few rows
+/* the AVX-512 kernel (else AVX2's) */
+static int few_rows_avx512(const gemm_ctx *g) { return few_rows_hw() == 1 && g->few_mode == 1; }
+
+/* Whether the few-row kernel takes this product, A B^T of a few rows
  * (FEW_ROWS_BF16, FEW_ROWS_FP32, FEW_A_MAX; on AVX2 FEW_ROWS_AVX2,
- * FEW_A_MAX_AVX2) against large weights held in
- * bf16 (bf16: a read-only range or a view; fp32: a shadow). Returns
- * whether it ran. */
-static int few_rows_try(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                        int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+ * FEW_A_MAX_AVX2) against large weights held in bf16 (bf16: a read-only
+ * range or a view; fp32: a shadow): B's bf16 values if so, else NULL. */
+static const uint16_t *few_rows_b16(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                                    const float *B, int64_t ldb) {
     const int64_t kp = (K + 31) / 32 * 32;
-    const int hw = few_rows_hw(), avx512 = hw == 1 && g->few_mode == 1;
+    const int hw = few_rows_hw(), avx512 = few_rows_avx512(g);
     const int64_t rows = !avx512 ? FEW_ROWS_AVX2 : g->prec == GEMM_BF16 ? FEW_ROWS_BF16 : FEW_ROWS_FP32;
     if (ta || !tb || M <= 0 || alpha == 0.0f || M > rows || M * kp > (avx512 ? FEW_A_MAX : FEW_A_MAX_AVX2) ||
         N * K < GEMM_FEW_ROWS_MIN_NK || g->few_mode == 0 || (g->prec != GEMM_BF16 && !gemm_is_fp32(g->prec)) || !hw)
-        return 0;
+        return NULL;
     /* in fp32 contexts, shadows (a weight of an fp32 view goes to sgemm_own,
      * as its floats would, unless the views are read as shadows) */
-    if (!g->views_few && fp32_view_of(g, B, N, K, ldb)) return 0;
-    const uint16_t *b16 = readonly_bf16(g, B, N, K, ldb);
-    if (!b16) return 0;
+    if (!g->views_few && fp32_view_of(g, B, N, K, ldb)) return NULL;
+    return readonly_bf16(g, B, N, K, ldb);
+}
+
+/* A's M rows (stride lda) in the kernel's order, kp floats each, in this
+ * thread's slot: bf16's rounded (read where they are held in bf16, else
+ * from a dense rounded copy), fp32's as they are */
+static float *few_rows_a(gemm_ctx *g, const float *A, int64_t lda, int64_t M, int64_t K, int64_t kp, int avx512) {
     gemm_slot *s = my_slot(g);
     float *ap = slot_buf(s, 3, sizeof(float) * (size_t)(M * kp));
     if (g->prec != GEMM_BF16) {
@@ -924,7 +943,20 @@ static int few_rows_try(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64
         if (avx512) few_widen_a(ap, a16, lda, M, K, kp);
         else few_order_a(ap, NULL, a16, lda, M, K, kp);
     }
-    few_rows_bf16(avx512 ? few_sums_avx512 : few_sums_avx2, M, N, K, kp, alpha, ap, b16, ldb, beta, C, ldc);
+    return ap;
+}
+
+/* The few-row kernel, if this product is one for it (few_rows_b16).
+ * Returns whether it ran. */
+static int few_rows_try(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                        int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    const uint16_t *b16 = few_rows_b16(g, ta, tb, M, N, K, alpha, B, ldb);
+    if (!b16) return 0;
+    const int64_t kp = (K + 31) / 32 * 32;
+    const int avx512 = few_rows_avx512(g);
+    const float *ap = few_rows_a(g, A, lda, M, K, kp, avx512);
+    const few_job job = {b16, N, ldb, alpha, beta, C, ldc};
+    few_rows_run(avx512 ? few_sums_avx512 : few_sums_avx2, 1, &job, M, K, kp, ap);
     atomic_fetch_add(&g->few_rows, 1);
     return 1;
 }
@@ -1263,6 +1295,45 @@ static int goes_own(const gemm_ctx *g, const gemm_prod *p) {
     return g->prec == GEMM_FP32_AUTO && g->own_sgemm && p->M > FEW_ROWS_ANY;
 }
 
+/* Whether gemm_run gives this product to the few-row kernel: B's bf16
+ * values if so (for a few rows against an fp32 view read as a shadow,
+ * run_fp32_views' route; else few_rows_try's), NULL if not */
+static const uint16_t *few_route(gemm_ctx *g, const gemm_prod *p) {
+    if (g->nviews && g->prec == GEMM_FP32_AUTO) {
+        const int64_t ar = p->ta ? p->K : p->M, ac = p->ta ? p->M : p->K;
+        const int64_t br = p->tb ? p->N : p->K, bc = p->tb ? p->K : p->N;
+        const uint16_t *a16 = fp32_view_of(g, p->A, ar, ac, p->lda), *b16 = fp32_view_of(g, p->B, br, bc, p->ldb);
+        const int few = p->M <= GEMM_FEW_ROWS && p->N * p->K >= GEMM_FEW_ROWS_MIN_NK;
+        if ((a16 || b16) && !(few && g->views_few && b16 && !a16 && p->tb)) return NULL;
+    }
+    return few_rows_b16(g, p->ta, p->tb, p->M, p->N, p->K, p->alpha, p->B, p->ldb);
+}
+
+/* Products of one A that would each run on the few-row kernel (decoding's
+ * q, k and v; gate and up): A put in the kernel's order once, and all of
+ * them in one parallel region, the bytes of running them one by one. Each
+ * region wakes the sleeping threads (OMP_WAIT_POLICY=passive, cli.h), and
+ * a decoding step of the Qwen3-0.6B shape opened 225 of them for products
+ * of 0.1-0.3 ms each: wdl-eval ran 15-20% faster with the threads
+ * spinning. Returns whether it ran them. */
+static int few_rows_group(gemm_ctx *g, int n, const gemm_prod *p) {
+    if (n < 2 || n > GEMM_N_MAX) return 0;
+    few_job jobs[GEMM_N_MAX];
+    for (int i = 0; i < n; i++) {
+        if (p[i].A != p[0].A || p[i].lda != p[0].lda || p[i].M != p[0].M || p[i].K != p[0].K) return 0;
+        const uint16_t *b16 = few_route(g, &p[i]);
+        if (!b16) return 0;
+        jobs[i] = (few_job){b16, p[i].N, p[i].ldb, p[i].alpha, p[i].beta, p[i].C, p[i].ldc};
+    }
+    const int64_t M = p[0].M, K = p[0].K, kp = (K + 31) / 32 * 32;
+    const int avx512 = few_rows_avx512(g);
+    const float *ap = few_rows_a(g, p[0].A, p[0].lda, M, K, kp, avx512);
+    few_rows_run(avx512 ? few_sums_avx512 : few_sums_avx2, n, jobs, M, K, kp, ap);
+    atomic_fetch_add(&g->few_rows, n);
+    atomic_fetch_add(&g->few_groups, 1);
+    return 1;
+}
+
 void gemm_run_n(gemm_ctx *g, int n, const gemm_prod *p) {
     int own = n <= GEMM_N_MAX;
     /* an fp32 view's weight as B^T is read in bf16 (run_fp32_views); one
@@ -1272,6 +1343,7 @@ void gemm_run_n(gemm_ctx *g, int n, const gemm_prod *p) {
                                                   p[i].lda) &&
               (p[i].tb || !fp32_view_of(g, p[i].B, p[i].K, p[i].N, p[i].ldb));
     if (!own) {
+        if (few_rows_group(g, n, p)) return;
         for (int i = 0; i < n; i++)
             gemm_run(g, p[i].ta, p[i].tb, p[i].M, p[i].N, p[i].K, p[i].alpha, p[i].A, p[i].lda, p[i].B, p[i].ldb,
                      p[i].beta, p[i].C, p[i].ldc);

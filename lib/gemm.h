@@ -119,10 +119,12 @@ typedef struct {
 } gemm_prod;
 /* n products (at most GEMM_N_MAX) as if by gemm_run on each in turn, the
  * same bytes; where every one would run on sgemm_own (GEMM_FP32_AUTO on a
- * CPU with AVX2 and no AVX-512), all in one parallel region (sgemm.h's
- * sgemm_own_multi), those reading the same B packed once: a linear layer's
- * two backward products, and the layers that share an input (q, k, v;
- * gate, up) with their backward. A C may be another product's C only as a
+ * CPU with AVX2 and FMA, or GEMM_BF16 on fp32 FMAs), all in one parallel
+ * region (sgemm.h's sgemm_own_multi), those reading the same B packed
+ * once: a linear layer's two backward products, and the layers that share
+ * an input (q, k, v; gate, up) with their backward. Where every one reads
+ * the same A and would run on the few-row kernel (decoding's q, k and v;
+ * gate and up), all in one parallel region too. A C may be another product's C only as a
  * whole (the same pointer, shape and ldc: the products then add into it in
  * their order); it may not overlap another C otherwise, nor any input. */
 #define GEMM_N_MAX 8
@@ -137,6 +139,9 @@ void gemm_ctx_stats(gemm_ctx *g, int64_t *primitives, int64_t *emulated, int64_t
  * 2 runs them on the AVX2 kernel even where AVX-512's is there (tests
  * compare them). */
 int64_t gemm_ctx_few_row_products(gemm_ctx *g);
+/* Number of gemm_run_n's sets of products that shared A and ran on the
+ * few-row kernel together, each in one parallel region (tests). */
+int64_t gemm_ctx_few_row_groups(gemm_ctx *g);
 void gemm_ctx_few_rows(gemm_ctx *g, int mode);
 /* Where GEMM_FP32_AUTO's products (and bf16's on fp32 FMAs) run: 1 (the
  * default) or 2 on sgemm_own (sgemm.h) where the CPU has AVX2 and FMA,

@@ -57,9 +57,10 @@ void gen_step(gen_state *g, const int32_t *tok, const uint8_t *active) {
     const float scale = 1.0f / sqrtf((float)HD);
     for (int64_t l = 0; l < c->layers; l++) {
         rmsnorm_forward(g->xn, g->rstd, g->x, m->P[W_LN1] + l * H, B, H, c->eps);
-        linear_forward(g->q, g->xn, m->P[W_Q] + l * QD * H, B, H, QD);
-        linear_forward(g->k, g->xn, m->P[W_K] + l * KD * H, B, H, KD);
-        linear_forward(g->v, g->xn, m->P[W_V] + l * KD * H, B, H, KD);
+        /* as one set (one parallel region on the few-row kernel: gemm.h's gemm_run_n) */
+        linear_forward_n(3, (float *[]){g->q, g->k, g->v}, g->xn,
+                         (const float *[]){m->P[W_Q] + l * QD * H, m->P[W_K] + l * KD * H, m->P[W_V] + l * KD * H},
+                         (const int64_t[]){QD, KD, KD}, B, H);
         float *qn = g->tmp;   /* QK-norm's rstd goes to g->rstd: decoding never reads it back */
         rmsnorm_forward(qn, g->rstd, g->q, m->P[W_QNORM] + l * HD, B * NH, HD, c->eps);
         rope_forward(g->q, &m->rope, qn, g->pos, B, NH, HD, c->theta);
@@ -90,8 +91,9 @@ void gen_step(gen_state *g, const int32_t *tok, const uint8_t *active) {
         linear_forward(g->tmp, g->aty, m->P[W_O] + l * H * QD, B, QD, H);
         for (int64_t i = 0; i < B * H; i++) g->x[i] += g->tmp[i];
         rmsnorm_forward(g->xn, g->rstd, g->x, m->P[W_LN2] + l * H, B, H, c->eps);
-        linear_forward(g->gate, g->xn, m->P[W_GATE] + l * FF * H, B, H, FF);
-        linear_forward(g->up, g->xn, m->P[W_UP] + l * FF * H, B, H, FF);
+        linear_forward_n(2, (float *[]){g->gate, g->up}, g->xn,
+                         (const float *[]){m->P[W_GATE] + l * FF * H, m->P[W_UP] + l * FF * H},
+                         (const int64_t[]){FF, FF}, B, H);
         swiglu_forward(g->gate, g->gate, g->up, B * FF);
         linear_forward(g->tmp, g->gate, m->P[W_DOWN] + l * H * FF, B, FF, H);
         for (int64_t i = 0; i < B * H; i++) g->x[i] += g->tmp[i];

@@ -791,6 +791,101 @@ static void test_fp32_few_rows(void **state) {
     gemm_ctx_free(d);
 }
 
+/* gemm_run_n's products of one A that would each take the few-row
+ * kernel (decoding's q, k and v; gate and up) run together in one parallel
+ * region: the bytes of gemm_run on each, at 1 and 2 threads and inside a
+ * team, counted as one group of n products. The routes: bf16 with the
+ * weights a read-only range, fp32 with bf16 shadows, fp32 views read as
+ * shadows (a BF16 checkpoint decoded in fp32). A set with one product the
+ * kernel would not take (B too small), or another A, runs product by
+ * product, as gemm_run would. */
+static void few_group_case(gemm_ctx *g, int64_t M, const float *W, int64_t K, int64_t ldw, const int64_t *N, int n,
+                           int other_a, int expect_group) {
+    const int64_t lda = K + 3, ldc_pad = 2;
+    float *A = rnd(M * lda), *A2 = rnd(M * lda);
+    static const float ab[][2] = {{1.0f, 0.0f}, {0.37f, 0.5f}, {-2.0f, 1.0f}};
+    gemm_prod p[GEMM_N_MAX];
+    float *C0[GEMM_N_MAX], *G[GEMM_N_MAX], *R[GEMM_N_MAX];
+    int64_t row = 0;
+    for (int i = 0; i < n; i++) {
+        const int64_t ldc = N[i] + ldc_pad;
+        C0[i] = rnd(M * ldc);
+        if (ab[(i + M) % 3][1] == 0.0f)
+            for (int64_t j = 0; j < M * ldc; j++) C0[i][j] = NAN;   /* beta 0 never reads C */
+        G[i] = xmalloc(sizeof(float) * (size_t)(M * ldc));
+        R[i] = xmalloc(sizeof(float) * (size_t)(M * ldc));
+        p[i] = (gemm_prod){0, 1, M, N[i], K, ab[(i + M) % 3][0], other_a && i == n - 1 ? A2 : A, lda, W + row * ldw, ldw,
+                           NULL, ab[(i + M) % 3][1], G[i], ldc};
+        row += N[i];
+    }
+    for (int i = 0; i < n; i++) {   /* one by one */
+        memcpy(R[i], C0[i], sizeof(float) * (size_t)(M * p[i].ldc));
+        gemm_run(g, 0, 1, M, N[i], K, p[i].alpha, p[i].A, lda, p[i].B, ldw, p[i].beta, R[i], p[i].ldc);
+    }
+    const int nt = omp_get_max_threads();
+    for (int way = 0; way < 3; way++) {   /* the set: at the team's size, at 1 thread, inside a team */
+        for (int i = 0; i < n; i++) memcpy(G[i], C0[i], sizeof(float) * (size_t)(M * p[i].ldc));
+        const int64_t prods = gemm_ctx_few_row_products(g), groups = gemm_ctx_few_row_groups(g);
+        if (way == 0) omp_set_num_threads(nt > 1 ? nt : 2);
+        if (way == 1) omp_set_num_threads(1);
+        if (way == 2) {
+#pragma omp parallel num_threads(2)
+#pragma omp single
+            gemm_run_n(g, n, p);
+        } else
+            gemm_run_n(g, n, p);
+        omp_set_num_threads(nt);
+        for (int i = 0; i < n; i++) assert_memory_equal(G[i], R[i], sizeof(float) * (size_t)(M * p[i].ldc));
+        if (gemm_ctx_few_row_groups(g) - groups != expect_group)
+            fail_msg("M=%lld K=%lld, %d products: %lld groups, expected %d", (long long)M, (long long)K, n,
+                     (long long)(gemm_ctx_few_row_groups(g) - groups), expect_group);
+        if (expect_group) assert_int_equal(gemm_ctx_few_row_products(g) - prods, n);
+    }
+    for (int i = 0; i < n; i++) {
+        free(C0[i]); free(G[i]); free(R[i]);
+    }
+    free(A);
+    free(A2);
+}
+
+static void test_few_rows_group(void **state) {
+    (void)state;
+    const int hw = few_rows_cpu();
+    const int64_t K = 300, ldw = K + 5, big = GEMM_FEW_ROWS_MIN_NK / K + 1;
+    const int64_t qkv[] = {2 * big, big, big}, gu[] = {big + 13, big + 13}, small[] = {big, 8, big};
+    const int64_t nw = (2 * big + big + big) * ldw;   /* the largest set's rows */
+    float *W = rnd(nw);
+    uint16_t *W16 = xmalloc(sizeof(uint16_t) * (size_t)nw);
+    for (int64_t i = 0; i < nw; i++) {
+        W[i] = bf16_round(W[i]);   /* the floats a BF16 checkpoint's values widen to */
+        W16[i] = st_f32_to_bf16(W[i]);
+    }
+    for (int route = 0; route < 3; route++) {
+        gemm_ctx *g = gemm_ctx_new(route == 0 ? GEMM_BF16 : GEMM_FP32_AUTO);
+        if (route == 0) gemm_ctx_set_readonly(g, 0, W, (size_t)nw);
+        if (route == 1) gemm_ctx_add_bf16_shadow(g, W, (size_t)nw, W16);
+        if (route == 2) {
+            if (!gemm_ctx_fp32_views(g)) {   /* (no sgemm_own: no fp32 views) */
+                gemm_ctx_free(g);
+                continue;
+            }
+            gemm_ctx_fp32_views_few_rows(g, 1);
+            gemm_ctx_add_bf16_view(g, W, (size_t)nw, W16);
+        }
+        const int64_t rows[] = {1, 3, 4};
+        for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+            const int64_t M = rows[r];
+            few_group_case(g, M, W, K, ldw, qkv, 3, 0, hw != 0);
+            few_group_case(g, M, W, K, ldw, gu, 2, 0, hw != 0);
+            few_group_case(g, M, W, K, ldw, small, 3, 0, 0);   /* 8 x 300: not the kernel's */
+            few_group_case(g, M, W, K, ldw, qkv, 3, 1, 0);     /* another A */
+        }
+        gemm_ctx_free(g);
+    }
+    free(W);
+    free(W16);
+}
+
 /* oneDNN's fp32 matmul: within the fp32 accumulation bound. */
 static void test_fp32_onednn(void **state) {
     (void)state;
@@ -1265,6 +1360,7 @@ int main(void) {
         cmocka_unit_test(test_own_sgemm), cmocka_unit_test(test_own_multi),
         cmocka_unit_test(test_keep_packed),
         cmocka_unit_test(test_fp32_few_rows),
+        cmocka_unit_test(test_few_rows_group),
         cmocka_unit_test(test_fp32_few_rows_shadow),
         cmocka_unit_test(test_degenerate),
         cmocka_unit_test(test_parse),
