@@ -78,11 +78,14 @@ setup() {
   echo "$output" | jq -se '.[0] | .tokens_per_s > 0 and .threads == 1 and .precision == "fp32" and .model == "nano"'
 }
 
-@test "bench: score_06b.sh pairs its scoring rounds and refuses a bad SCORE_ROUNDS" {
+@test "bench: score_06b.sh pairs its scoring and decoding rounds and refuses a bad SCORE_ROUNDS or GEN_ROUNDS" {
   R=$BATS_TEST_DIRNAME/..
   run env SCORE_ROUNDS=0 bash "$R/bench/score_06b.sh"
   [ "$status" -eq 2 ]
   [ "$output" = "score_06b.sh: SCORE_ROUNDS must be a positive integer, not '0'" ]
+  run env GEN_ROUNDS=x bash "$R/bench/score_06b.sh"
+  [ "$status" -eq 2 ]
+  [ "$output" = "score_06b.sh: GEN_ROUNDS must be a positive integer, not 'x'" ]
   # the plumbing on a tiny model, without transformers: two rounds of
   # wdl-score, each tagged, and the summary's median over them
   T=$BATS_TEST_TMPDIR
@@ -90,10 +93,16 @@ setup() {
           num_attention_heads: 2, num_key_value_heads: 1, head_dim: 16, vocab_size: 151936,
           max_position_embeddings: 512, rms_norm_eps: 1e-6, rope_theta: 1000000.0,
           tie_word_embeddings: true, bos_token_id: 151643, eos_token_id: 151645}' > "$T/c.json"
-  run env SCORE_ROUNDS=2 BENCH_PY=/nonexistent BENCH_06B_DIR="$T/d" BENCH_06B_CONFIG="$T/c.json" N06B=3 GEN_N=1 \
-    GEN_NEW=2 PRECISIONS=fp32 bash "$R/bench/score_06b.sh"
+  run env SCORE_ROUNDS=2 GEN_ROUNDS=2 BENCH_PY=/nonexistent BENCH_06B_DIR="$T/d" BENCH_06B_CONFIG="$T/c.json" N06B=3 \
+    GEN_N=1 GEN_NEW=2 PRECISIONS=fp32 bash "$R/bench/score_06b.sh"
   [ "$status" -eq 0 ]
   [ "$(jq -sc 'map(select(.bench == "score") | .round)' "$T/d/results.jsonl")" = "[1,2]" ]
+  # decoding needs Qwen3's tokenizer (../shared), else it is skipped
+  if [ -f "${WDL_SHARED:-$R/../shared}/data/qwen3-tokenizer/tokenizer.json" ]; then
+    [ "$(jq -sc 'map(select(.bench == "generate") | .round)' "$T/d/results.jsonl")" = "[1,2]" ]
+  else
+    [ "$(jq -sc 'map(select(.bench == "generate")) | length' "$T/d/results.jsonl")" = "0" ]
+  fi
   [[ "$output" == *"wdl-score fp32: "*" tokens/s (median of 2 rounds), peak RSS"* ]]
   [[ "$output" == *"transformers: not measured"* ]]
 }
@@ -116,4 +125,27 @@ J
   [[ "$output" == *"wdl fp32: 200 GFLOP/s = 63% of the fastest fp32 GEMM rate (target 75%: MISSED)"* ]]
   # bf16 on FMAs against our own GEMM's fastest, 250 (not the 125 its run saw)
   [[ "$output" == *"wdl bf16: 180 GFLOP/s, MFU 72% of the fastest rate measured for its products (our own fp32 GEMM"* ]]
+}
+
+@test "bench: the 0.6B summary judges decoding on the median of its paired rounds" {
+  R=$BATS_TEST_DIRNAME/..
+  # three rounds of 4-prompt decoding in fp32: wdl against generate 2x, 3x
+  # and 1.5x (with loading); the median round is the 2x one, not the mean
+  # of the rates; one prompt alone, one round
+  run jq -rs --argjson mb 100 -f "$R/bench/score_06b.jq" <<'J'
+{"impl":"wdl","bench":"score","run":"score_fp32","round":1,"tokens":100,"wall_s":1,"peak_rss_mb":90,"tokens_per_s_with_load":100}
+{"impl":"transformers","bench":"score","dtype":"fp32","round":1,"tokens_per_s":50,"tokens_per_s_with_load":40,"peak_rss_mb":300}
+{"impl":"wdl","bench":"generate","run":"gen_fp32","round":1,"tokens_per_s_with_load":20}
+{"impl":"transformers","bench":"generate","dtype":"fp32","round":1,"tokens_per_s":12,"tokens_per_s_with_load":10}
+{"impl":"wdl","bench":"generate1","run":"gen1_fp32","round":1,"tokens_per_s_with_load":9}
+{"impl":"transformers","bench":"generate1","dtype":"fp32","round":1,"tokens_per_s":4,"tokens_per_s_with_load":3}
+{"impl":"wdl","bench":"generate","run":"gen_fp32","round":2,"tokens_per_s_with_load":30}
+{"impl":"transformers","bench":"generate","dtype":"fp32","round":2,"tokens_per_s":12,"tokens_per_s_with_load":10}
+{"impl":"wdl","bench":"generate","run":"gen_fp32","round":3,"tokens_per_s_with_load":12}
+{"impl":"transformers","bench":"generate","dtype":"fp32","round":3,"tokens_per_s":9,"tokens_per_s_with_load":8}
+J
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"greedy decoding: wdl-eval fp32 20 tokens/s (median of 3 rounds); transformers generate fp32 10 with load (12 compute only) (median of 3 rounds)"* ]]
+  [[ "$output" == *"wdl fp32 / transformers generate fp32 = median 2x over 3 paired rounds (2x, 3x, 1.5x) (target 2x: met, on the median;"* ]]
+  [[ "$output" == *"one prompt alone: wdl / transformers generate, with load: fp32 3x (3x)"* ]]
 }
