@@ -41,7 +41,7 @@
     ratio("wdl fp32 / transformers fp32"; $p32; 3),
     (if ($p16 | length) > 0 then ratio("wdl bf16 / transformers bf16"; $p16; 1.5) else empty end),
     (if $g32 and $hg then "greedy decoding: wdl-eval fp32 \($g32.tokens_per_s_with_load) tokens/s\(of($g32.n)); transformers generate fp32 \($hg.tokens_per_s_with_load) with load (\($hg.tokens_per_s) compute only)\(of($hg.n))" else empty end),
-    (if $g16 and $hg16 then "greedy decoding bf16: wdl-eval \($g16.tokens_per_s_with_load) tokens/s; transformers generate \($hg16.tokens_per_s_with_load) (\($hg16.tokens_per_s))\(of($hg16.n))" else empty end),
+    (if $g16 and $hg16 then "greedy decoding bf16: wdl-eval \($g16.tokens_per_s_with_load) tokens/s\(of($g16.n)); transformers generate \($hg16.tokens_per_s_with_load) (\($hg16.tokens_per_s))\(of($hg16.n))" else empty end),
     (if ($q32 | length) > 0 then
       ratio("wdl fp32 / transformers generate fp32"; $q32; 2),
       (if ($q16 | length) > 0 then ratio("wdl bf16 / transformers generate bf16"; $q16; 2) else empty end)
