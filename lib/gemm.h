@@ -124,9 +124,10 @@ typedef struct {
  * once: a linear layer's two backward products, and the layers that share
  * an input (q, k, v; gate, up) with their backward. Where every one reads
  * the same A and would run on the few-row kernel (decoding's q, k and v;
- * gate and up), all in one parallel region too. A C may be another product's C only as a
- * whole (the same pointer, shape and ldc: the products then add into it in
- * their order); it may not overlap another C otherwise, nor any input. */
+ * gate and up), all in one parallel region too. A C may be another
+ * product's C only as a whole (the same pointer, shape and ldc: the
+ * products then add into it in their order); it may not overlap another C
+ * otherwise, nor any input. */
 #define GEMM_N_MAX 8
 void gemm_run_n(gemm_ctx *g, int n, const gemm_prod *p);
 /* Number of oneDNN primitives created so far, of those that fell back to

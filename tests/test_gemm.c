@@ -814,8 +814,9 @@ static void few_group_case(gemm_ctx *g, int64_t M, const float *W, int64_t K, in
             for (int64_t j = 0; j < M * ldc; j++) C0[i][j] = NAN;   /* beta 0 never reads C */
         G[i] = xmalloc(sizeof(float) * (size_t)(M * ldc));
         R[i] = xmalloc(sizeof(float) * (size_t)(M * ldc));
-        p[i] = (gemm_prod){0, 1, M, N[i], K, ab[(i + M) % 3][0], other_a && i == n - 1 ? A2 : A, lda, W + row * ldw, ldw,
-                           NULL, ab[(i + M) % 3][1], G[i], ldc};
+        const float *a = other_a && i == n - 1 ? A2 : A;
+        p[i] = (gemm_prod){0, 1, M, N[i], K, ab[(i + M) % 3][0], a, lda, W + row * ldw, ldw, NULL, ab[(i + M) % 3][1],
+                           G[i], ldc};
         row += N[i];
     }
     for (int i = 0; i < n; i++) {   /* one by one */
