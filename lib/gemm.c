@@ -664,15 +664,21 @@ void gemm_set_readonly(int which, const float *base, size_t n) {
 #define FEW_ROWS_FP32 8
 #define FEW_A_MAX 12288
 /* On the AVX2 kernel (CPUs without AVX-512, where oneDNN's fp32 reads the
- * fp32 weights and its bf16 is emulated) at most FEW_ROWS_AVX2 rows and
- * FEW_A_MAX_AVX2 floats of A (192 KB: 16 rows of the 0.6B shape's 3072),
+ * fp32 weights and its bf16 is emulated) at most FEW_ROWS_WIDE rows and
+ * FEW_A_MAX_WIDE floats of A (192 KB: 16 rows of the 0.6B shape's 3072),
  * in either precision. Measured on Zen 3 (2 threads; time per product
  * against 24 copies of the 0.6B shape's weights, 2 of its head), oneDNN's
  * fp32 over the kernel's: at 16 rows 1.40-1.49 for 3072 x 1024 and
  * 2048 x 1024, 1.63 for the head (151936 x 1024), 1.01 for 1024 x 3072;
- * at 12 rows 1.15-1.76; at 8 rows 1.47-2.57. */
-#define FEW_ROWS_AVX2 16
-#define FEW_A_MAX_AVX2 49152
+ * at 12 rows 1.15-1.76; at 8 rows 1.47-2.57.
+ * The AVX-512 kernel takes as many where the rows it leaves would run on
+ * sgemm_own (few_rows_wide: fp32 there, or bf16 on fp32 FMAs), which packs
+ * each weight into fp32 panels again for every product: on the Xeon
+ * without AMX, wdl-eval of 16 prompts x 32 tokens of the 0.6B shape took
+ * 8.9-9.2 s against 12.1-13.7 s in either precision (packing had been
+ * 29% of a longer run's profile). */
+#define FEW_ROWS_WIDE 16
+#define FEW_A_MAX_WIDE 49152
 /* The order of each element of C's sum, on either kernel below: 16 lanes,
  * lane p adding by FMA, block after block of 32 k, first the product of
  * the block's elements 8 (p / 4) + p % 4 and then that of element
@@ -906,18 +912,32 @@ static void few_rows_run(few_sums_fn *sums, int n, const few_job *jobs, int64_t 
 
 /* the AVX-512 kernel (else AVX2's) */
 static int few_rows_avx512(const gemm_ctx *g) { return few_rows_hw() == 1 && g->few_mode == 1; }
+/* whether rows beyond FEW_ROWS_BF16 or FEW_ROWS_FP32 would run on sgemm_own */
+static int few_rows_wide(const gemm_ctx *g) {
+    return (g->prec == GEMM_FP32_AUTO && g->own_sgemm) || (g->prec == GEMM_BF16 && g->bf16_fma);
+}
+/* At most this many rows of A take the kernel, and M * kp floats at most
+ * *amax (0 rows: none) */
+static int64_t few_rows_limit(const gemm_ctx *g, int64_t *amax) {
+    const int wide = !few_rows_avx512(g) || few_rows_wide(g);
+    *amax = wide ? FEW_A_MAX_WIDE : FEW_A_MAX;
+    if (!few_rows_hw() || g->few_mode == 0 || (g->prec != GEMM_BF16 && !gemm_is_fp32(g->prec))) return 0;
+    return wide ? FEW_ROWS_WIDE : g->prec == GEMM_BF16 ? FEW_ROWS_BF16 : FEW_ROWS_FP32;
+}
+int64_t gemm_ctx_few_row_limit(const gemm_ctx *g) {
+    int64_t amax;
+    return few_rows_limit(g, &amax);
+}
 
 /* Whether the few-row kernel takes this product, A B^T of a few rows
- * (FEW_ROWS_BF16, FEW_ROWS_FP32, FEW_A_MAX; on AVX2 FEW_ROWS_AVX2,
- * FEW_A_MAX_AVX2) against large weights held in bf16 (bf16: a read-only
+ * (few_rows_limit) against large weights held in bf16 (bf16: a read-only
  * range or a view; fp32: a shadow): B's bf16 values if so, else NULL. */
 static const uint16_t *few_rows_b16(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
                                     const float *B, int64_t ldb) {
     const int64_t kp = (K + 31) / 32 * 32;
-    const int hw = few_rows_hw(), avx512 = few_rows_avx512(g);
-    const int64_t rows = !avx512 ? FEW_ROWS_AVX2 : g->prec == GEMM_BF16 ? FEW_ROWS_BF16 : FEW_ROWS_FP32;
-    if (ta || !tb || M <= 0 || alpha == 0.0f || M > rows || M * kp > (avx512 ? FEW_A_MAX : FEW_A_MAX_AVX2) ||
-        N * K < GEMM_FEW_ROWS_MIN_NK || g->few_mode == 0 || (g->prec != GEMM_BF16 && !gemm_is_fp32(g->prec)) || !hw)
+    int64_t amax;
+    const int64_t rows = few_rows_limit(g, &amax);
+    if (ta || !tb || M <= 0 || alpha == 0.0f || M > rows || M * kp > amax || N * K < GEMM_FEW_ROWS_MIN_NK)
         return NULL;
     /* in fp32 contexts, shadows (a weight of an fp32 view goes to sgemm_own,
      * as its floats would, unless the views are read as shadows) */
@@ -1286,7 +1306,7 @@ void gemm_set_precision(gemm_precision p) {
  * rows than any few-row path takes (few_rows_try, GEMM_FEW_ROWS,
  * sgemm_own's own). */
 #define FEW_ROWS_ANY 16
-_Static_assert(FEW_ROWS_AVX2 <= FEW_ROWS_ANY && FEW_ROWS_FP32 <= FEW_ROWS_ANY && FEW_ROWS_BF16 <= FEW_ROWS_ANY &&
+_Static_assert(FEW_ROWS_WIDE <= FEW_ROWS_ANY && FEW_ROWS_FP32 <= FEW_ROWS_ANY && FEW_ROWS_BF16 <= FEW_ROWS_ANY &&
                    GEMM_FEW_ROWS <= FEW_ROWS_ANY && SGEMM_FEW_ROWS <= FEW_ROWS_ANY,
                "gemm_run_n's test for the few-row paths");
 static int goes_own(const gemm_ctx *g, const gemm_prod *p) {

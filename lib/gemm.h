@@ -140,6 +140,11 @@ void gemm_ctx_stats(gemm_ctx *g, int64_t *primitives, int64_t *emulated, int64_t
  * 2 runs them on the AVX2 kernel even where AVX-512's is there (tests
  * compare them). */
 int64_t gemm_ctx_few_row_products(gemm_ctx *g);
+/* The most rows of A a product may have to take the few-row kernel here
+ * (0: none): 16 on AVX2 CPUs, and on AVX-512 ones where more rows would
+ * run on sgemm_own (fp32, or bf16 on fp32 FMAs); else 4 in bf16 and 8 in
+ * fp32 (oneDNN's kernels run more rows faster there). */
+int64_t gemm_ctx_few_row_limit(const gemm_ctx *g);
 /* Number of gemm_run_n's sets of products that shared A and ran on the
  * few-row kernel together, each in one parallel region (tests). */
 int64_t gemm_ctx_few_row_groups(gemm_ctx *g);

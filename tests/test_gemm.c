@@ -564,12 +564,10 @@ static void few_same_bytes(gemm_precision prec, const problem *p, int round_a, c
     gemm_ctx_free(g2);
     free(C2); free(b16); free(O);
 }
-static void test_bf16_few_rows(void **state) {
-    (void)state;
-    const int hw = few_rows_cpu();
-    if (!hw) print_message("# neither AVX-512 nor AVX2 here: every product below must go to oneDNN\n");
-    gemm_ctx *g = gemm_ctx_new(GEMM_BF16), *d = gemm_ctx_new(GEMM_BF16);
-    gemm_ctx_few_rows(d, 0);
+/* test_bf16_few_rows's cases on the bf16 context g (d: the same without
+ * the kernel); kind: which of a case's `few` bits says whether the kernel
+ * takes it (few_taken_here) */
+static void bf16_few_cases(gemm_ctx *g, gemm_ctx *d, int hw, int kind, double *worst_p, double *worst_vs_dnnl_p) {
     /* M, N, K, transposes (ta + 2 tb), taken by the kernels (few_taken_here) */
     static const struct { int64_t M, N, K; int t, few; } cases[] = {
         {1, 256, 256, 2, 3},   {3, 256, 256, 2, 3},   {4, 256, 256, 2, 3},  {5, 256, 256, 2, 2},
@@ -579,7 +577,7 @@ static void test_bf16_few_rows(void **state) {
         {16, 300, 3100, 2, 0}, {3, 227, 3072, 2, 3},
     };
     static const float ab[][2] = {{1.0f, 0.0f}, {0.37f, 0.5f}, {-2.0f, 1.0f}};
-    double worst = 0, worst_vs_dnnl = 0;
+    double worst = *worst_p, worst_vs_dnnl = *worst_vs_dnnl_p;
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
         for (int v = 0; v < 3; v++) {
             problem p = make(cases[c].t & 1, cases[c].t >> 1, cases[c].M, cases[c].N, cases[c].K, ab[v][0], ab[v][1]);
@@ -593,7 +591,7 @@ static void test_bf16_few_rows(void **state) {
             int64_t taken = gemm_ctx_few_row_products(g) - before;
             check(&p, E, 1, (p.K + 2) * U24, NULL);
             free(E);
-            if (taken != few_taken_here(hw, cases[c].few))
+            if (taken != few_taken_here(kind, cases[c].few))
                 fail_msg("M=%lld N=%lld K=%lld: few-row kernel taken %lld times", (long long)p.M, (long long)p.N,
                          (long long)p.K, (long long)taken);
             const double K = (double)p.K;
@@ -634,6 +632,29 @@ static void test_bf16_few_rows(void **state) {
             free(C); free(D);
             unmake(&p);
         }
+    *worst_p = worst;
+    *worst_vs_dnnl_p = worst_vs_dnnl;
+}
+
+static void test_bf16_few_rows(void **state) {
+    (void)state;
+    const int hw = few_rows_cpu();
+    if (!hw) print_message("# neither AVX-512 nor AVX2 here: every product below must go to oneDNN\n");
+    gemm_ctx *g = NULL, *d = gemm_ctx_new(GEMM_BF16);
+    gemm_ctx_few_rows(d, 0);
+    double worst = 0, worst_vs_dnnl = 0;
+    /* bf16 on oneDNN's kernels, then on fp32 FMAs (sgemm_own), where the
+     * AVX-512 kernel takes as many rows as the AVX2 one: the rows it leaves
+     * would be packed into fp32 panels for every product there */
+    for (int fma = 0; fma < 2; fma++) {
+        if (g) gemm_ctx_free(g);
+        g = gemm_ctx_new(GEMM_BF16);
+        gemm_ctx_bf16_fma(g, fma);
+        const int64_t lim = gemm_ctx_few_row_limit(g);
+        if (hw == 1) assert_int_equal(lim, fma && sgemm_own_cpu() ? 16 : 4);
+        else assert_int_equal(lim, hw ? 16 : 0);
+        bf16_few_cases(g, d, hw, hw == 1 && lim == 16 ? 2 : hw, &worst, &worst_vs_dnnl);
+    }
     /* B a bf16-only view: the same bytes as a read-only range over the
      * same values */
     const int64_t M = 3, N = 300, K = 520;
