@@ -675,8 +675,8 @@ void gemm_set_readonly(int which, const float *base, size_t n) {
  * sgemm_own (few_rows_wide: fp32 there, or bf16 on fp32 FMAs), which packs
  * each weight into fp32 panels again for every product: on the Xeon
  * without AMX, wdl-eval of 16 prompts x 32 tokens of the 0.6B shape took
- * 8.9-9.2 s against 12.1-13.7 s in either precision (packing had been
- * 29% of a longer run's profile). */
+ * 8.8-9.8 s against 12.1-14.7 s in either precision (four alternating
+ * rounds; packing had been 29% of a longer run's profile). */
 #define FEW_ROWS_WIDE 16
 #define FEW_A_MAX_WIDE 49152
 /* The order of each element of C's sum, on either kernel below: 16 lanes,
