@@ -1103,6 +1103,14 @@ static void sgemm_fixed(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64
  * which widens it as it packs (exact: the bytes of the widened floats on
  * sgemm_own); any other operand of a view is widened into a dense copy
  * first. Returns whether the product read a view (and ran). */
+/* Whether run_fp32_views offers this product (operands a16, b16: their
+ * views, if any) to the few-row kernel: decoding's few rows (views read as
+ * shadows) against a view's weight as B^T */
+static int views_few_rows(const gemm_ctx *g, int tb, int64_t M, int64_t N, int64_t K, const uint16_t *a16,
+                          const uint16_t *b16) {
+    return M <= GEMM_FEW_ROWS && N * K >= GEMM_FEW_ROWS_MIN_NK && g->views_few && b16 && !a16 && tb;
+}
+
 static int run_fp32_views(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                           int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     const int64_t ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
@@ -1114,7 +1122,7 @@ static int run_fp32_views(gemm_ctx *g, int ta, int tb, int64_t M, int64_t N, int
     /* decoding (views read as shadows): the few-row kernel reads the bf16
      * weight as a shadow's; rows beyond it go to sgemm_own, which widens
      * the weight panel by panel, not into a dense copy per token */
-    if (few && g->views_few && b16 && !a16 && tb) {
+    if (views_few_rows(g, tb, M, N, K, a16, b16)) {
         if (!few_rows_try(g, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
             sgemm_own_b16(ta, M, N, K, alpha, A, lda, b16, ldb, beta, C, ldc, own_scratch, g);
         return 1;
@@ -1323,8 +1331,7 @@ static const uint16_t *few_route(gemm_ctx *g, const gemm_prod *p) {
         const int64_t ar = p->ta ? p->K : p->M, ac = p->ta ? p->M : p->K;
         const int64_t br = p->tb ? p->N : p->K, bc = p->tb ? p->K : p->N;
         const uint16_t *a16 = fp32_view_of(g, p->A, ar, ac, p->lda), *b16 = fp32_view_of(g, p->B, br, bc, p->ldb);
-        const int few = p->M <= GEMM_FEW_ROWS && p->N * p->K >= GEMM_FEW_ROWS_MIN_NK;
-        if ((a16 || b16) && !(few && g->views_few && b16 && !a16 && p->tb)) return NULL;
+        if ((a16 || b16) && !views_few_rows(g, p->tb, p->M, p->N, p->K, a16, b16)) return NULL;
     }
     return few_rows_b16(g, p->ta, p->tb, p->M, p->N, p->K, p->alpha, p->B, p->ldb);
 }
