@@ -2,7 +2,9 @@
  * written for one new position per sequence with attention over the cache. */
 #include "generate.h"
 #include "common.h"
+#include "gemm.h"
 #include "kernels.h"
+#include "safetensors.h"
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -14,8 +16,13 @@ void gen_init(gen_state *g, wdl_model *m, int64_t B, int64_t maxlen) {
     g->m = m; g->B = B; g->maxlen = maxlen;
     int64_t H = c->hidden, QD = c->heads * c->head_dim, KD = c->kv_heads * c->head_dim, FF = c->inter;
     size_t cache = (size_t)(c->layers * B * maxlen * KD);
-    g->kc = xaligned(cache * sizeof(float));
-    g->vc = xaligned(cache * sizeof(float));
+    if (gemm_ctx_precision(gemm_default()) == GEMM_BF16) {
+        g->kc16 = xaligned(cache * sizeof(uint16_t));
+        g->vc16 = xaligned(cache * sizeof(uint16_t));
+    } else {
+        g->kc = xaligned(cache * sizeof(float));
+        g->vc = xaligned(cache * sizeof(float));
+    }
     int64_t W = H > QD ? H : QD;
     g->x = xaligned(sizeof(float) * (size_t)(B * H));
     g->xn = xaligned(sizeof(float) * (size_t)(B * H));
@@ -37,7 +44,7 @@ void gen_init(gen_state *g, wdl_model *m, int64_t B, int64_t maxlen) {
 }
 
 void gen_free(gen_state *g) {
-    free(g->kc); free(g->vc); free(g->x); free(g->xn); free(g->q); free(g->k); free(g->v); free(g->aty);
+    free(g->kc); free(g->vc); free(g->kc16); free(g->vc16); free(g->x); free(g->xn); free(g->q); free(g->k); free(g->v); free(g->aty);
     free(g->tmp); free(g->gate); free(g->up); free(g->att); free(g->logits); free(g->rstd); free(g->pos); free(g->ids);
     free(g->pack); free(g->plogits);
     memset(g, 0, sizeof *g);
@@ -45,11 +52,255 @@ void gen_free(gen_state *g) {
 
 void gen_reset(gen_state *g, int64_t b) { g->pos[b] = 0; }
 
+/* bf16 to fp32, exactly (a bf16 is the top half of an fp32); an fp32 to
+ * its bf16 value, rounded to nearest even */
+static inline float widen16(uint16_t h) {
+    const uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+static inline float round16(float x) { return widen16(st_f32_to_bf16(x)); }
+static void rows_to_bf16(uint16_t *dst, const float *src, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = st_f32_to_bf16(src[i]);
+}
+
+/* Decoding's attention on the bf16 cache. Every score is q . k summed in
+ * 16 lanes (lane j takes d = j, j + 16, ...; an FMA each), the lanes then
+ * halved pairwise (8, 4, 2, 1), times scale; every output element is the
+ * FMA chain of P[u] v[u][d] over u in order. The scalar code and the
+ * vector kernels (where HD is a multiple of 16) do exactly this, so they
+ * give the same bytes. */
+static void scores_scalar(float *s, int64_t lds, const float *q, const uint16_t *k, int64_t ldkv, int64_t n,
+                          int64_t HD, int64_t grp, float scale) {
+    for (int64_t u = 0; u < n; u++)
+        for (int64_t h = 0; h < grp; h++) {
+            float acc[16] = {0};
+            for (int64_t d = 0; d < HD; d++) acc[d % 16] = fmaf(q[h * HD + d], widen16(k[u * ldkv + d]), acc[d % 16]);
+            for (int w = 8; w; w >>= 1)
+                for (int j = 0; j < w; j++) acc[j] += acc[j + w];
+            s[h * lds + u] = scale * acc[0];
+        }
+}
+static void pv_scalar(float *out, const float *s, int64_t lds, const uint16_t *v, int64_t ldkv, int64_t n,
+                      int64_t HD, int64_t grp) {
+    for (int64_t h = 0; h < grp; h++)
+        for (int64_t d = 0; d < HD; d++) {
+            float o = 0;
+            for (int64_t u = 0; u < n; u++) o = fmaf(s[h * lds + u], widen16(v[u * ldkv + d]), o);
+            out[h * HD + d] = o;
+        }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define ATT_U 4   /* positions per block of scores: independent FMA chains */
+#define ATT_C 4   /* 16-lane chunks of an output row at once, likewise */
+/* the 16 lanes as one zmm (AVX-512F) or two ymm (AVX2 and FMA) */
+__attribute__((target("avx512f"), always_inline)) static inline __m512 w16_512(const uint16_t *p) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
+}
+__attribute__((target("avx512f"), always_inline)) static inline float hsum_512(__m512 a) {
+    __m256 t = _mm256_add_ps(_mm512_castps512_ps256(a), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
+    __m128 x = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    return _mm_cvtss_f32(_mm_add_ss(x, _mm_shuffle_ps(x, x, 1)));
+}
+__attribute__((target("avx512f"))) static void scores_avx512(float *s, int64_t lds, const float *q,
+                                                             const uint16_t *k, int64_t ldkv, int64_t n, int64_t HD,
+                                                             int64_t grp, float scale) {
+    int64_t u = 0;
+    for (; u + ATT_U <= n; u += ATT_U)
+        for (int64_t h = 0; h < grp; h++) {
+            __m512 acc[ATT_U];
+            for (int i = 0; i < ATT_U; i++) acc[i] = _mm512_setzero_ps();
+            for (int64_t d = 0; d < HD; d += 16) {
+                const __m512 qv = _mm512_loadu_ps(q + h * HD + d);
+                for (int i = 0; i < ATT_U; i++) acc[i] = _mm512_fmadd_ps(qv, w16_512(k + (u + i) * ldkv + d), acc[i]);
+            }
+            for (int i = 0; i < ATT_U; i++) s[h * lds + u + i] = scale * hsum_512(acc[i]);
+        }
+    if (u < n) scores_scalar(s + u, lds, q, k + u * ldkv, ldkv, n - u, HD, grp, scale);
+}
+__attribute__((target("avx512f"))) static void pv_avx512(float *out, const float *s, int64_t lds, const uint16_t *v,
+                                                         int64_t ldkv, int64_t n, int64_t HD, int64_t grp) {
+    for (int64_t h = 0; h < grp; h++)
+        for (int64_t d = 0; d < HD; d += 16 * ATT_C) {
+            const int nc = (int)((HD - d) / 16 < ATT_C ? (HD - d) / 16 : ATT_C);
+            __m512 o[ATT_C];
+            for (int c = 0; c < ATT_C; c++) o[c] = _mm512_setzero_ps();
+            for (int64_t u = 0; u < n; u++) {
+                const __m512 p = _mm512_set1_ps(s[h * lds + u]);
+                for (int c = 0; c < nc; c++) o[c] = _mm512_fmadd_ps(p, w16_512(v + u * ldkv + d + 16 * c), o[c]);
+            }
+            for (int c = 0; c < nc; c++) _mm512_storeu_ps(out + h * HD + d + 16 * c, o[c]);
+        }
+}
+/* AVX2: lanes 0-7 in lo, 8-15 in hi */
+__attribute__((target("avx2,fma"), always_inline)) static inline __m256 w8_256(const uint16_t *p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+__attribute__((target("avx2,fma"))) static void scores_avx2(float *s, int64_t lds, const float *q, const uint16_t *k,
+                                                            int64_t ldkv, int64_t n, int64_t HD, int64_t grp,
+                                                            float scale) {
+    int64_t u = 0;
+    for (; u + ATT_U <= n; u += ATT_U)
+        for (int64_t h = 0; h < grp; h++) {
+            __m256 lo[ATT_U], hi[ATT_U];
+            for (int i = 0; i < ATT_U; i++) lo[i] = hi[i] = _mm256_setzero_ps();
+            for (int64_t d = 0; d < HD; d += 16) {
+                const __m256 ql = _mm256_loadu_ps(q + h * HD + d), qh = _mm256_loadu_ps(q + h * HD + d + 8);
+                for (int i = 0; i < ATT_U; i++) {
+                    const uint16_t *kr = k + (u + i) * ldkv + d;
+                    lo[i] = _mm256_fmadd_ps(ql, w8_256(kr), lo[i]);
+                    hi[i] = _mm256_fmadd_ps(qh, w8_256(kr + 8), hi[i]);
+                }
+            }
+            for (int i = 0; i < ATT_U; i++) {
+                const __m256 t = _mm256_add_ps(lo[i], hi[i]);
+                __m128 x = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+                x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+                s[h * lds + u + i] = scale * _mm_cvtss_f32(_mm_add_ss(x, _mm_shuffle_ps(x, x, 1)));
+            }
+        }
+    if (u < n) scores_scalar(s + u, lds, q, k + u * ldkv, ldkv, n - u, HD, grp, scale);
+}
+__attribute__((target("avx2,fma"))) static void pv_avx2(float *out, const float *s, int64_t lds, const uint16_t *v,
+                                                        int64_t ldkv, int64_t n, int64_t HD, int64_t grp) {
+    for (int64_t h = 0; h < grp; h++)
+        for (int64_t d = 0; d < HD; d += 8 * ATT_C) {
+            const int nc = (int)((HD - d) / 8 < ATT_C ? (HD - d) / 8 : ATT_C);
+            __m256 o[ATT_C];
+            for (int c = 0; c < ATT_C; c++) o[c] = _mm256_setzero_ps();
+            for (int64_t u = 0; u < n; u++) {
+                const __m256 p = _mm256_set1_ps(s[h * lds + u]);
+                for (int c = 0; c < nc; c++) o[c] = _mm256_fmadd_ps(p, w8_256(v + u * ldkv + d + 8 * c), o[c]);
+            }
+            for (int c = 0; c < nc; c++) _mm256_storeu_ps(out + h * HD + d + 8 * c, o[c]);
+        }
+}
+/* 2: AVX-512F, 1: AVX2 and FMA, 0: neither */
+static int attend_isa(void) {
+    static int isa = -1;
+    if (isa < 0) {
+        __builtin_cpu_init();
+        isa = __builtin_cpu_supports("avx512f")                                      ? 2
+              : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1
+                                                                                     : 0;
+    }
+    return isa;
+}
+#else
+static int attend_isa(void) { return 0; }
+#endif
+
+/* which of gen_attend_bf16's routes runs (a test switch): -1 the CPU's
+ * best, else that route (at most the best) */
+static int attend_route = -1;
+int gen_attend_bf16_route(int r) {
+    const int best = attend_isa();
+    attend_route = r < 0 || r > best ? -1 : r;
+    return best;
+}
+
+void gen_attend_scores_bf16(float *s, int64_t lds, const float *q, const uint16_t *k, int64_t ldkv, int64_t n,
+                            int64_t HD, int64_t grp, float scale) {
+    const int isa = HD % 16 ? 0 : attend_route >= 0 ? attend_route : attend_isa();
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (isa == 2) scores_avx512(s, lds, q, k, ldkv, n, HD, grp, scale);
+    else if (isa == 1) scores_avx2(s, lds, q, k, ldkv, n, HD, grp, scale);
+    else
+#endif
+        scores_scalar(s, lds, q, k, ldkv, n, HD, grp, scale);
+}
+
+/* Each cached row is read once for all grp heads (the fp32 path's sgemv
+ * calls read it once per head); the softmax is the fp32 path's. */
+void gen_attend_bf16(float *out, float *s, int64_t lds, const float *q, const uint16_t *k, const uint16_t *v,
+                     int64_t ldkv, int64_t n, int64_t HD, int64_t grp, float scale) {
+    gen_attend_scores_bf16(s, lds, q, k, ldkv, n, HD, grp, scale);
+    const int isa = HD % 16 ? 0 : attend_route >= 0 ? attend_route : attend_isa();
+    for (int64_t h = 0; h < grp; h++) {
+        float *sh = s + h * lds, mx = sh[0];
+        for (int64_t u = 1; u < n; u++) if (sh[u] > mx) mx = sh[u];
+        double sum = 0;
+        for (int64_t u = 0; u < n; u++) { sh[u] = expf(sh[u] - mx); sum += sh[u]; }
+        const float inv = (float)(1.0 / sum);
+        for (int64_t u = 0; u < n; u++) sh[u] = round16(sh[u] * inv);   /* P, as the PV product takes it */
+    }
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (isa == 2) pv_avx512(out, s, lds, v, ldkv, n, HD, grp);
+    else if (isa == 1) pv_avx2(out, s, lds, v, ldkv, n, HD, grp);
+    else
+#endif
+        pv_scalar(out, s, lds, v, ldkv, n, HD, grp);
+}
+
+/* One layer's attention in a decoding step, on the fp32 cache: q in g->q
+ * (after RoPE), the new keys QK-normed in qn, values in g->v; out g->aty */
+static void attend_fp32(gen_state *g, int64_t l, const uint8_t *active, const float *qn, float scale) {
+    wdl_model *m = g->m;
+    const wdl_config *c = &m->cfg;
+    const int64_t B = g->B, HD = c->head_dim, NH = c->heads, KV = c->kv_heads, QD = NH * HD, KD = KV * HD,
+                  grp = NH / KV, ML = g->maxlen;
+    float *kc = g->kc + l * B * ML * KD, *vc = g->vc + l * B * ML * KD;
+    /* write the new position's key (after RoPE) and value into the cache */
+    for (int64_t b = 0; b < B; b++) {
+        if (!active[b]) continue;
+        rope_forward(kc + (b * ML + g->pos[b]) * KD, &m->rope, qn + b * KD, g->pos + b, 1, KV, HD, c->theta);
+        memcpy(vc + (b * ML + g->pos[b]) * KD, g->v + b * KD, sizeof(float) * (size_t)KD);
+    }
+#pragma omp parallel for schedule(dynamic, 1) if (B * NH * ML * HD > 32768)
+    for (int64_t bh = 0; bh < B * NH; bh++) {
+        int64_t b = bh / NH, h = bh % NH, kh = h / grp, n = g->pos[b] + 1;
+        float *out = g->aty + b * QD + h * HD;
+        if (!active[b]) { memset(out, 0, sizeof(float) * (size_t)HD); continue; }
+        float *s = g->att + bh * ML;
+        const float *qh = g->q + b * QD + h * HD;
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, n, HD, scale, kc + b * ML * KD + kh * HD, KD, qh, 1, 0, s, 1);
+        float mx = s[0];
+        for (int64_t u = 1; u < n; u++) if (s[u] > mx) mx = s[u];
+        double sum = 0;
+        for (int64_t u = 0; u < n; u++) { s[u] = expf(s[u] - mx); sum += s[u]; }
+        float inv = (float)(1.0 / sum);
+        for (int64_t u = 0; u < n; u++) s[u] *= inv;
+        cblas_sgemv(CblasRowMajor, CblasTrans, n, HD, 1, vc + b * ML * KD + kh * HD, KD, s, 1, 0, out, 1);
+    }
+}
+
+/* The same on the bf16 cache (gen_attend_bf16), a work item per (sequence,
+ * KV head); the queries rounded to bf16 first, as the products round them */
+static void attend_bf16(gen_state *g, int64_t l, const uint8_t *active, const float *qn, float scale) {
+    wdl_model *m = g->m;
+    const wdl_config *c = &m->cfg;
+    const int64_t B = g->B, HD = c->head_dim, NH = c->heads, KV = c->kv_heads, QD = NH * HD, KD = KV * HD,
+                  grp = NH / KV, ML = g->maxlen;
+    uint16_t *kc = g->kc16 + l * B * ML * KD, *vc = g->vc16 + l * B * ML * KD;
+    for (int64_t b = 0; b < B; b++) {
+        if (!active[b]) continue;
+        /* g->k's own values are spent (qn holds them normalised) */
+        rope_forward(g->k + b * KD, &m->rope, qn + b * KD, g->pos + b, 1, KV, HD, c->theta);
+        rows_to_bf16(kc + (b * ML + g->pos[b]) * KD, g->k + b * KD, KD);
+        rows_to_bf16(vc + (b * ML + g->pos[b]) * KD, g->v + b * KD, KD);
+    }
+    for (int64_t i = 0; i < B * QD; i++) g->q[i] = round16(g->q[i]);
+#pragma omp parallel for schedule(dynamic, 1) if (B * NH * ML * HD > 32768)
+    for (int64_t bk = 0; bk < B * KV; bk++) {
+        const int64_t b = bk / KV, kh = bk % KV, o = b * QD + kh * grp * HD;
+        if (!active[b]) {
+            memset(g->aty + o, 0, sizeof(float) * (size_t)(grp * HD));
+            continue;
+        }
+        gen_attend_bf16(g->aty + o, g->att + (b * NH + kh * grp) * ML, ML, g->q + o, kc + b * ML * KD + kh * HD,
+                        vc + b * ML * KD + kh * HD, KD, g->pos[b] + 1, HD, grp, scale);
+    }
+}
+
 void gen_step(gen_state *g, const int32_t *tok, const uint8_t *active) {
     wdl_model *m = g->m;
     const wdl_config *c = &m->cfg;
     const int64_t B = g->B, H = c->hidden, HD = c->head_dim, NH = c->heads, KV = c->kv_heads,
-                  QD = NH * HD, KD = KV * HD, FF = c->inter, grp = NH / KV, ML = g->maxlen;
+                  QD = NH * HD, KD = KV * HD, FF = c->inter, ML = g->maxlen;
     for (int64_t b = 0; b < B; b++)
         if (active[b] && g->pos[b] >= ML) die("internal: generation past the cache length %lld", (long long)ML);
     for (int64_t b = 0; b < B; b++) g->ids[b] = active[b] ? tok[b] : 0;
@@ -65,29 +316,10 @@ void gen_step(gen_state *g, const int32_t *tok, const uint8_t *active) {
         rmsnorm_forward(qn, g->rstd, g->q, m->P[W_QNORM] + l * HD, B * NH, HD, c->eps);
         rope_forward(g->q, &m->rope, qn, g->pos, B, NH, HD, c->theta);
         rmsnorm_forward(qn, g->rstd, g->k, m->P[W_KNORM] + l * HD, B * KV, HD, c->eps);
-        float *kc = g->kc + l * B * ML * KD, *vc = g->vc + l * B * ML * KD;
-        /* write the new position's key (after RoPE) and value into the cache */
-        for (int64_t b = 0; b < B; b++) {
-            if (!active[b]) continue;
-            rope_forward(kc + (b * ML + g->pos[b]) * KD, &m->rope, qn + b * KD, g->pos + b, 1, KV, HD, c->theta);
-            memcpy(vc + (b * ML + g->pos[b]) * KD, g->v + b * KD, sizeof(float) * (size_t)KD);
-        }
-#pragma omp parallel for schedule(dynamic, 1) if (B * NH * ML * HD > 32768)
-        for (int64_t bh = 0; bh < B * NH; bh++) {
-            int64_t b = bh / NH, h = bh % NH, kh = h / grp, n = g->pos[b] + 1;
-            float *out = g->aty + b * QD + h * HD;
-            if (!active[b]) { memset(out, 0, sizeof(float) * (size_t)HD); continue; }
-            float *s = g->att + bh * ML;
-            const float *qh = g->q + b * QD + h * HD;
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, n, HD, scale, kc + b * ML * KD + kh * HD, KD, qh, 1, 0, s, 1);
-            float mx = s[0];
-            for (int64_t u = 1; u < n; u++) if (s[u] > mx) mx = s[u];
-            double sum = 0;
-            for (int64_t u = 0; u < n; u++) { s[u] = expf(s[u] - mx); sum += s[u]; }
-            float inv = (float)(1.0 / sum);
-            for (int64_t u = 0; u < n; u++) s[u] *= inv;
-            cblas_sgemv(CblasRowMajor, CblasTrans, n, HD, 1, vc + b * ML * KD + kh * HD, KD, s, 1, 0, out, 1);
-        }
+        /* the new position's key (after RoPE) and value into the cache,
+         * then every active sequence's attention over its cache */
+        if (g->kc16) attend_bf16(g, l, active, qn, scale);
+        else attend_fp32(g, l, active, qn, scale);
         linear_forward(g->tmp, g->aty, m->P[W_O] + l * H * QD, B, QD, H);
         for (int64_t i = 0; i < B * H; i++) g->x[i] += g->tmp[i];
         rmsnorm_forward(g->xn, g->rstd, g->x, m->P[W_LN2] + l * H, B, H, c->eps);
@@ -120,9 +352,14 @@ static void prefill_kv(void *ctx, int64_t l, const float *kr, const float *v) {
     const gen_state *g = p->g;
     const int64_t KD = g->m->cfg.kv_heads * g->m->cfg.head_dim, ML = g->maxlen;
     for (int64_t j = 0, o = 0; j < p->k; o += p->plen[j], j++) {
-        size_t at = (size_t)((l * g->B + p->slot[j]) * ML * KD), n = sizeof(float) * (size_t)(p->plen[j] * KD);
-        memcpy(g->kc + at, kr + o * KD, n);
-        memcpy(g->vc + at, v + o * KD, n);
+        size_t at = (size_t)((l * g->B + p->slot[j]) * ML * KD), n = (size_t)(p->plen[j] * KD);
+        if (g->kc16) {
+            rows_to_bf16(g->kc16 + at, kr + o * KD, (int64_t)n);
+            rows_to_bf16(g->vc16 + at, v + o * KD, (int64_t)n);
+        } else {
+            memcpy(g->kc + at, kr + o * KD, sizeof(float) * n);
+            memcpy(g->vc + at, v + o * KD, sizeof(float) * n);
+        }
     }
 }
 

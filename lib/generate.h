@@ -13,7 +13,11 @@
 typedef struct {
     wdl_model *m;
     int64_t B, maxlen;
-    float *kc, *vc;           /* [L, B, maxlen, KVH*HD] */
+    float *kc, *vc;           /* [L, B, maxlen, KVH*HD]; NULL in bf16 */
+    /* bf16 precision: the cache in bf16 instead, [L, B, maxlen, KVH*HD]
+     * (keys after RoPE and values rounded as the forward's attention
+     * products round them: half the bytes to hold and to read each step) */
+    uint16_t *kc16, *vc16;
     float *x, *xn, *q, *k, *v, *aty, *tmp, *gate, *up, *att, *logits;
     float *rstd;              /* [B * max(heads, 1)]: RMSNorm's rstd, written, never read */
     int32_t *pos;             /* [B] current position (tokens already cached) */
@@ -25,7 +29,9 @@ typedef struct {
 } gen_state;
 
 /* Allocates everything decoding needs (and m's RoPE table for maxlen
- * positions), so that gen_step allocates nothing. */
+ * positions), so that gen_step allocates nothing. The cache is fp32, or
+ * bf16 where the default GEMM context's precision is GEMM_BF16 (the
+ * precision must not change while g is in use). */
 void gen_init(gen_state *g, wdl_model *m, int64_t B, int64_t maxlen);
 void gen_free(gen_state *g);
 /* Reset sequence b to empty. */
@@ -43,6 +49,24 @@ void gen_prefill_many(gen_state *g, const int64_t *slot, const int32_t *const *p
                       int64_t k);
 /* argmax of row b of the last logits (lowest id on ties). */
 int32_t gen_argmax(const gen_state *g, int64_t b);
+
+/* One step's attention for the grp query heads that share a KV head, on a
+ * bf16 cache: the semantics of the bf16 forward's attention products (its
+ * GEMMs round their inputs to bf16 and sum in fp32). q [grp, HD] holds the
+ * heads' queries already rounded to bf16 values; k and v point at the KV
+ * head's n cached positions (rows ldkv apart). Scores scale (q.k) go to s
+ * (rows lds apart, n used), then the softmax (fp32 exps, a double sum), the
+ * probabilities rounded to bf16, and out [grp, HD] = P V. */
+void gen_attend_bf16(float *out, float *s, int64_t lds, const float *q, const uint16_t *k, const uint16_t *v,
+                     int64_t ldkv, int64_t n, int64_t HD, int64_t grp, float scale);
+/* Its first stage alone: the scores scale (q . k) into s (tests: the
+ * probabilities' rounding to bf16 would hide how the scores were summed) */
+void gen_attend_scores_bf16(float *s, int64_t lds, const float *q, const uint16_t *k, int64_t ldkv, int64_t n,
+                            int64_t HD, int64_t grp, float scale);
+/* Tests: gen_attend_bf16's route, where HD is a multiple of 16: 0 its
+ * scalar code, 1 AVX2 and FMA, 2 AVX-512F (the same bytes), -1 or past the
+ * CPU's best: the best (the default). Returns the CPU's best. */
+int gen_attend_bf16_route(int r);
 
 /* Greedy completion of n prompts (ids + lengths), batch of g->B at a time.
  * Stops at stop_id or after max_new tokens (or when maxlen is reached).

@@ -517,8 +517,9 @@ static void test_step_allocates_nothing(void **st) {
 
 /* In bf16 the backend keeps per-thread scratch (converted operands, held
  * inputs, the weights' bf16 copies) that grows on first use, and a cached
- * primitive per product shape; after one step of each kind, further steps
- * of the same shapes allocate nothing. (A new padded length creates its
+ * primitive per product shape; after one step of each kind (training, and
+ * decoding on its bf16 cache), further steps of the same shapes allocate
+ * nothing. (A new padded length creates its
  * primitives once: the cache is bounded, see gemm.h.) */
 static void test_bf16_steps_allocate_nothing_after_the_first(void **st) {
     wdl_model *sg, *wk;
@@ -532,6 +533,17 @@ static void test_bf16_steps_allocate_nothing_after_the_first(void **st) {
                       (unsigned long long)n);
         assert_int_equal(n, 0);
     }
+    /* decoding on the bf16 cache: every step after the first */
+    gen_state g;
+    gen_init(&g, sg, B, T);
+    uint8_t active[B] = {1, 1};
+    gen_step(&g, b.ids, active);
+    uint64_t before = wdl_alloc_count();
+    for (int64_t t = 1; t < T; t++) gen_step(&g, b.ids + t, active);
+    print_message("# bf16 decoding: %llu allocations in %d steps after the first\n",
+                  (unsigned long long)(wdl_alloc_count() - before), T - 1);
+    assert_int_equal(wdl_alloc_count(), before);
+    gen_free(&g);
     st_close(ref);
     model_free(wk); model_free(sg);
 }
@@ -716,6 +728,143 @@ static wdl_model *untied_with(const char *sub, st_model **ref, json_t **rj, batc
     *rj = load_json(path);
     load_batch(*ref, b);
     return model_load(FIX "untied");
+}
+
+/* In bf16 the cache is held in bf16 (half the bytes) and decoding's
+ * attention rounds its operands as the forward's bf16 products do: token
+ * by token through the bf16 fixture's batch, every position's logits are
+ * those of transformers with exactly emulated bf16 GEMMs (fixture "bf16"),
+ * within test_bf16's own tolerance for the forward (U8/4 of the largest
+ * logit), and the second sequence's early stop leaves the first's alone;
+ * so with the first tokens prefilled in one forward pass. */
+static void test_generation_bf16(void **st) {
+    static const double U8 = 1.0 / 256;
+    st_model *ref;
+    json_t *rj;
+    batch b;
+    wdl_model *m = untied_with("bf16", &ref, &rj, &b);
+    const int64_t V = m->cfg.vocab;
+    float *zemu = xmalloc(sizeof(float) * (size_t)(B * T * V));
+    st_read_f32(ref, "emu.logits", zemu, 3, (int64_t[]){B, T, V});
+    const double zmax = json_real_value(json_object_get(json_object_get(rj, "emu"), "logits_max_abs"));
+    gemm_set_precision(GEMM_BF16);
+    gen_state g;
+    gen_init(&g, m, B, T);
+    assert_null(g.kc);
+    assert_non_null(g.kc16);
+    uint8_t active[B] = {1, 1};
+    double worst = 0;
+    for (int64_t t = 0; t < T; t++) {
+        int32_t tok[B];
+        active[1] = t < 9;
+        for (int64_t s = 0; s < B; s++) tok[s] = b.ids[s * T + t];
+        gen_step(&g, tok, active);
+        for (int64_t s = 0; s < B; s++)
+            if (active[s]) worst = fmax(worst, maxdiff(g.logits + s * V, zemu + (s * T + t) * V, (size_t)V, 0));
+    }
+    expect("bf16 KV-cache decoding vs emulated bf16 GEMMs, logits (abs)", worst, U8 / 4 * zmax);
+    gen_free(&g);
+    /* the first sequence's first 6 tokens prefilled (the cache filled from
+     * the forward's keys and values), then the rest token by token */
+    enum { P0 = 6 };
+    gen_init(&g, m, 1, T);
+    gen_prefill(&g, 0, b.ids, P0);
+    worst = maxdiff(g.logits, zemu + (P0 - 1) * V, (size_t)V, 0);
+    for (int64_t t = P0; t < T; t++) {
+        gen_step(&g, b.ids + t, (const uint8_t[]){1});
+        worst = fmax(worst, maxdiff(g.logits, zemu + t * V, (size_t)V, 0));
+    }
+    expect("bf16 prefill then decoding vs emulated bf16 GEMMs, logits (abs)", worst, U8 / 4 * zmax);
+    gen_free(&g);
+    free(zemu);
+    json_decref(rj);
+    st_close(ref);
+    model_free(m);
+}
+
+/* bf16 values over 13 binades, so that fp32 sums of their products round
+ * and the order of a sum shows in its bytes */
+static uint16_t rnd16(wdl_rng *r) {
+    const double m = 2 * rng_uniform(r) - 1;
+    return st_f32_to_bf16((float)ldexp(m, -(int)(13 * rng_uniform(r))));
+}
+/* gen_attend_bf16 on made-up operands (head sizes with and without the
+ * vector kernels' multiple of 16, one to three query heads per KV head,
+ * positions not a multiple of the score blocks): the scalar code and each
+ * vector kernel the CPU has give the same bytes, the scores alone too
+ * (gen_attend_scores_bf16); the scores are scale q.k up to fp32's
+ * summation; the probabilities left in s are bf16 values, the softmax of
+ * the scores within bf16's rounding; and out is sum P v up to fp32's
+ * summation. */
+static void test_attend_bf16(void **st) {
+    const int64_t hds[] = {16, 20, 48, 128}, grps[] = {1, 2, 3}, ns[] = {1, 5, 67};
+    const int best = gen_attend_bf16_route(-1);
+    print_message("# routes compared with the scalar code: %s\n", best == 2 ? "AVX2, AVX-512" : best ? "AVX2" : "none");
+    wdl_rng r;
+    rng_seed(&r, 7);
+    double wz = 0, wp = 0, wo = 0;
+    for (size_t a = 0; a < sizeof hds / sizeof *hds; a++)
+        for (size_t c = 0; c < sizeof grps / sizeof *grps; c++)
+            for (size_t e = 0; e < sizeof ns / sizeof *ns; e++) {
+                const int64_t HD = hds[a], grp = grps[c], n = ns[e], ld = 2 * HD + 3, lds = n + 5;
+                const float scale = 1.0f / sqrtf((float)HD);
+                uint16_t *k = xmalloc(sizeof(uint16_t) * (size_t)(n * ld)), *v = xmalloc(sizeof(uint16_t) * (size_t)(n * ld));
+                float *q = xmalloc(sizeof(float) * (size_t)(grp * HD)), *out[3], *s[3], *sc[3];
+                for (int64_t i = 0; i < n * ld; i++) { k[i] = rnd16(&r); v[i] = rnd16(&r); }
+                for (int64_t i = 0; i < grp * HD; i++) q[i] = 4 * st_bf16_to_f32(rnd16(&r));
+                for (int route = 0; route <= best; route++) {
+                    out[route] = xmalloc(sizeof(float) * (size_t)(grp * HD));
+                    s[route] = xmalloc(sizeof(float) * (size_t)(grp * lds));
+                    sc[route] = xmalloc(sizeof(float) * (size_t)(grp * lds));
+                    gen_attend_bf16_route(route);
+                    gen_attend_scores_bf16(sc[route], lds, q, k, ld, n, HD, grp, scale);
+                    gen_attend_bf16(out[route], s[route], lds, q, k, v, ld, n, HD, grp, scale);
+                    for (int64_t h = 0; h < grp; h++)
+                        assert_memory_equal(sc[route] + h * lds, sc[0] + h * lds, sizeof(float) * (size_t)n);
+                    assert_memory_equal(out[route], out[0], sizeof(float) * (size_t)(grp * HD));
+                    for (int64_t h = 0; h < grp; h++)
+                        assert_memory_equal(s[route] + h * lds, s[0] + h * lds, sizeof(float) * (size_t)n);
+                }
+                gen_attend_bf16_route(-1);
+                for (int64_t h = 0; h < grp; h++) {
+                    const float *P = s[0] + h * lds;
+                    double z[67], mx = -INFINITY, sum = 0;
+                    for (int64_t u = 0; u < n; u++) {
+                        double d = 0, mag = 0;
+                        for (int64_t i = 0; i < HD; i++) {
+                            d += (double)q[h * HD + i] * st_bf16_to_f32(k[u * ld + i]);
+                            mag += fabs((double)q[h * HD + i] * st_bf16_to_f32(k[u * ld + i]));
+                        }
+                        z[u] = scale * d;
+                        mx = fmax(mx, z[u]);
+                        wz = fmax(wz, fabs(sc[0][h * lds + u] - z[u]) / (scale * mag));
+                    }
+                    for (int64_t u = 0; u < n; u++) sum += exp(z[u] - mx);
+                    for (int64_t u = 0; u < n; u++) {
+                        const double p = exp(z[u] - mx) / sum;
+                        assert_float_equal(P[u], st_bf16_to_f32(st_f32_to_bf16(P[u])), 0);
+                        wp = fmax(wp, fabs(P[u] - p) / p);
+                    }
+                    for (int64_t i = 0; i < HD; i++) {
+                        double o = 0, mag = 0;
+                        for (int64_t u = 0; u < n; u++) {
+                            o += (double)P[u] * st_bf16_to_f32(v[u * ld + i]);
+                            mag += fabs((double)P[u] * st_bf16_to_f32(v[u * ld + i]));
+                        }
+                        wo = fmax(wo, fabs(out[0][h * HD + i] - o) / mag);
+                    }
+                }
+                for (int route = 0; route <= best; route++) { free(out[route]); free(s[route]); free(sc[route]); }
+                free(k); free(v); free(q);
+            }
+    /* 16 lanes of at most 8 FMAs, 4 halvings and the scale: about 13
+     * roundings of 2^-24, relative to scale sum |q k| */
+    expect("bf16 decoding attention: scores vs scale q.k (rel to scale sum |q k|)", wz, 14.0 / (1 << 24));
+    /* bf16's unit roundoff (2^-8: half a step, relative to the smallest
+     * value of a binade) plus the fp32 scores' and exps' error */
+    expect("bf16 decoding attention: P vs the softmax of q.k (rel)", wp, 1.0 / 256 + 1e-5);
+    /* 67 sequential fp32 FMAs: at most about 67 * 2^-24 of sum |P v| */
+    expect("bf16 decoding attention: out vs sum P v (rel to sum |P v|)", wo, 67.0 / (1 << 24));
 }
 
 static void test_bf16(void **st) {
@@ -1169,6 +1318,8 @@ int main(void) {
         cmocka_unit_test(test_untied), cmocka_unit_test(test_tied), cmocka_unit_test(test_mixed),
         cmocka_unit_test(test_neftune),
         cmocka_unit_test(test_generation_matches_forward),
+        cmocka_unit_test_teardown(test_generation_bf16, precision_fp32),
+        cmocka_unit_test(test_attend_bf16),
         cmocka_unit_test_teardown(test_decode_fp32_shadows, precision_fp32),
         cmocka_unit_test(test_prefill_many),
         cmocka_unit_test(test_stream_forward),
