@@ -647,7 +647,7 @@ void gemm_set_readonly(int which, const float *base, size_t n) {
 /* rows of B per pass, streaming side by side: of 1, 2 and 4, 4 decoded
  * fastest (4 prompts: bf16 49 against 45 tokens/s for 2, fp32 40 against 37) */
 #define FEW_NB 4
-#define FEW_MB 4     /* rows of A per pass: 16 accumulators, 8 widened weights, an input: 25 of 32 registers */
+#define FEW_MB 4     /* rows of A per pass: 16 accumulators, 8 widened weights, a row's two halves: 26 of 32 registers */
 /* Each row of B is prefetched this many elements (8 KB) ahead: the loads,
  * not the FMAs, were the wait. Greedy decoding of the Qwen3-0.6B shape
  * measured 2 KB ahead 20-30% slower than 8 KB; 16 and 64 KB no better. */
@@ -750,33 +750,63 @@ static void few_permute_a(float *ap, const float *a, int64_t lda, int64_t M, int
         }
 }
 
+/* One row of A (x_lo, x_hi: its block's two halves) into its four
+ * accumulators, against the block's widened rows of B */
+#define FEW_ROW(r, xl, xh)                                   \
+    do {                                                     \
+        const __m512 x0_ = (xl), x1_ = (xh);                 \
+        c##r##0 = _mm512_fmadd_ps(x0_, lo0, c##r##0);        \
+        c##r##1 = _mm512_fmadd_ps(x0_, lo1, c##r##1);        \
+        c##r##2 = _mm512_fmadd_ps(x0_, lo2, c##r##2);        \
+        c##r##3 = _mm512_fmadd_ps(x0_, lo3, c##r##3);        \
+        c##r##0 = _mm512_fmadd_ps(x1_, hi0, c##r##0);        \
+        c##r##1 = _mm512_fmadd_ps(x1_, hi1, c##r##1);        \
+        c##r##2 = _mm512_fmadd_ps(x1_, hi2, c##r##2);        \
+        c##r##3 = _mm512_fmadd_ps(x1_, hi3, c##r##3);        \
+    } while (0)
+#define FEW_HSUM(v) \
+    few_sum16(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)))
+
+/* The tile: rows of A at a0..a3 (a row past mb repeats the last, its sums
+ * unused) against FEW_NB = 4 rows of B. Named accumulators, not an array:
+ * GCC kept an array's 16 registers in memory too, storing each of them on
+ * every pass of the loop (16 stores per 32 FMAs), which held 16-row
+ * decoding's products at 100 GFLOP/s where B came from cache. */
 __attribute__((target("avx512f,avx512bw"), always_inline))
 static inline void few_tile(const int mb, int64_t K, int64_t kp, const float *ap, const uint16_t *const b[FEW_NB],
                             float sum[FEW_MB][FEW_NB]) {
     const __m512i zero = _mm512_setzero_si512();
-    __m512 acc[FEW_MB][FEW_NB];
-    for (int m = 0; m < mb; m++)
-        for (int j = 0; j < FEW_NB; j++) acc[m][j] = _mm512_setzero_ps();
+    const float *a0 = ap, *a1 = ap + (mb > 1 ? 1 : 0) * kp, *a2 = ap + (mb > 2 ? 2 : mb - 1) * kp,
+                *a3 = ap + (mb > 3 ? 3 : mb - 1) * kp;
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00,
+           c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
+    const uint16_t *b0 = b[0], *b1 = b[1], *b2 = b[2], *b3 = b[3];
     for (int64_t k = 0; k < kp; k += 32) {
-        __mmask32 t = K - k >= 32 ? ~(__mmask32)0 : (__mmask32)((1ull << (K - k)) - 1);
-        __m512 lo[FEW_NB], hi[FEW_NB];
-        for (int j = 0; j < FEW_NB; j++) {
-            _mm_prefetch((const char *)(b[j] + k + FEW_PF), _MM_HINT_T0);   /* past the end: harmless */
-            __m512i w = _mm512_maskz_loadu_epi16(t, b[j] + k);
-            lo[j] = _mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, w));
-            hi[j] = _mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, w));
-        }
-        for (int m = 0; m < mb; m++) {
-            __m512 x = _mm512_loadu_ps(ap + m * kp + k);
-            for (int j = 0; j < FEW_NB; j++) acc[m][j] = _mm512_fmadd_ps(x, lo[j], acc[m][j]);
-            x = _mm512_loadu_ps(ap + m * kp + k + 16);
-            for (int j = 0; j < FEW_NB; j++) acc[m][j] = _mm512_fmadd_ps(x, hi[j], acc[m][j]);
-        }
+        const __mmask32 t = K - k >= 32 ? ~(__mmask32)0 : (__mmask32)((1ull << (K - k)) - 1);
+        /* past the end: harmless */
+        _mm_prefetch((const char *)(b0 + k + FEW_PF), _MM_HINT_T0);
+        _mm_prefetch((const char *)(b1 + k + FEW_PF), _MM_HINT_T0);
+        _mm_prefetch((const char *)(b2 + k + FEW_PF), _MM_HINT_T0);
+        _mm_prefetch((const char *)(b3 + k + FEW_PF), _MM_HINT_T0);
+        const __m512i w0 = _mm512_maskz_loadu_epi16(t, b0 + k), w1 = _mm512_maskz_loadu_epi16(t, b1 + k),
+                      w2 = _mm512_maskz_loadu_epi16(t, b2 + k), w3 = _mm512_maskz_loadu_epi16(t, b3 + k);
+        const __m512 lo0 = _mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, w0)),
+                     hi0 = _mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, w0)),
+                     lo1 = _mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, w1)),
+                     hi1 = _mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, w1)),
+                     lo2 = _mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, w2)),
+                     hi2 = _mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, w2)),
+                     lo3 = _mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, w3)),
+                     hi3 = _mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, w3));
+        FEW_ROW(0, _mm512_loadu_ps(a0 + k), _mm512_loadu_ps(a0 + k + 16));
+        if (mb > 1) FEW_ROW(1, _mm512_loadu_ps(a1 + k), _mm512_loadu_ps(a1 + k + 16));
+        if (mb > 2) FEW_ROW(2, _mm512_loadu_ps(a2 + k), _mm512_loadu_ps(a2 + k + 16));
+        if (mb > 3) FEW_ROW(3, _mm512_loadu_ps(a3 + k), _mm512_loadu_ps(a3 + k + 16));
     }
+    const __m512 c[FEW_MB][FEW_NB] = {{c00, c01, c02, c03}, {c10, c11, c12, c13}, {c20, c21, c22, c23},
+                                      {c30, c31, c32, c33}};
     for (int m = 0; m < mb; m++)
-        for (int j = 0; j < FEW_NB; j++)
-            sum[m][j] = few_sum16(_mm512_castps512_ps256(acc[m][j]),
-                                  _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[m][j]), 1)));
+        for (int j = 0; j < FEW_NB; j++) sum[m][j] = FEW_HSUM(c[m][j]);
 }
 
 __attribute__((target("avx512f,avx512bw")))
