@@ -95,7 +95,6 @@ static void pv_scalar(float *out, const float *s, int64_t lds, const uint16_t *v
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define ATT_U 4   /* positions per block of scores: independent FMA chains */
-#define ATT_C 4   /* 16-lane chunks of an output row at once, likewise */
 /* the 16 lanes as one zmm (AVX-512F) or two ymm (AVX2 and FMA) */
 __attribute__((target("avx512f"), always_inline)) static inline __m512 w16_512(const uint16_t *p) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
@@ -122,19 +121,36 @@ __attribute__((target("avx512f"))) static void scores_avx512(float *s, int64_t l
         }
     if (u < n) scores_scalar(s + u, lds, q, k + u * ldkv, ldkv, n - u, HD, grp, scale);
 }
+/* Output chunks: four vectors at a time (four FMA chains), then one at a
+ * time; named accumulators, which GCC keeps in registers (a variable-length
+ * array of them it also stored on every pass) */
 __attribute__((target("avx512f"))) static void pv_avx512(float *out, const float *s, int64_t lds, const uint16_t *v,
                                                          int64_t ldkv, int64_t n, int64_t HD, int64_t grp) {
-    for (int64_t h = 0; h < grp; h++)
-        for (int64_t d = 0; d < HD; d += 16 * ATT_C) {
-            const int nc = (int)((HD - d) / 16 < ATT_C ? (HD - d) / 16 : ATT_C);
-            __m512 o[ATT_C];
-            for (int c = 0; c < ATT_C; c++) o[c] = _mm512_setzero_ps();
+    for (int64_t h = 0; h < grp; h++) {
+        const float *p = s + h * lds;
+        float *o = out + h * HD;
+        int64_t d = 0;
+        for (; d + 64 <= HD; d += 64) {
+            __m512 o0 = _mm512_setzero_ps(), o1 = o0, o2 = o0, o3 = o0;
             for (int64_t u = 0; u < n; u++) {
-                const __m512 p = _mm512_set1_ps(s[h * lds + u]);
-                for (int c = 0; c < nc; c++) o[c] = _mm512_fmadd_ps(p, w16_512(v + u * ldkv + d + 16 * c), o[c]);
+                const __m512 x = _mm512_set1_ps(p[u]);
+                const uint16_t *r = v + u * ldkv + d;
+                o0 = _mm512_fmadd_ps(x, w16_512(r), o0);
+                o1 = _mm512_fmadd_ps(x, w16_512(r + 16), o1);
+                o2 = _mm512_fmadd_ps(x, w16_512(r + 32), o2);
+                o3 = _mm512_fmadd_ps(x, w16_512(r + 48), o3);
             }
-            for (int c = 0; c < nc; c++) _mm512_storeu_ps(out + h * HD + d + 16 * c, o[c]);
+            _mm512_storeu_ps(o + d, o0);
+            _mm512_storeu_ps(o + d + 16, o1);
+            _mm512_storeu_ps(o + d + 32, o2);
+            _mm512_storeu_ps(o + d + 48, o3);
         }
+        for (; d < HD; d += 16) {
+            __m512 o0 = _mm512_setzero_ps();
+            for (int64_t u = 0; u < n; u++) o0 = _mm512_fmadd_ps(_mm512_set1_ps(p[u]), w16_512(v + u * ldkv + d), o0);
+            _mm512_storeu_ps(o + d, o0);
+        }
+    }
 }
 /* AVX2: lanes 0-7 in lo, 8-15 in hi */
 __attribute__((target("avx2,fma"), always_inline)) static inline __m256 w8_256(const uint16_t *p) {
@@ -167,17 +183,31 @@ __attribute__((target("avx2,fma"))) static void scores_avx2(float *s, int64_t ld
 }
 __attribute__((target("avx2,fma"))) static void pv_avx2(float *out, const float *s, int64_t lds, const uint16_t *v,
                                                         int64_t ldkv, int64_t n, int64_t HD, int64_t grp) {
-    for (int64_t h = 0; h < grp; h++)
-        for (int64_t d = 0; d < HD; d += 8 * ATT_C) {
-            const int nc = (int)((HD - d) / 8 < ATT_C ? (HD - d) / 8 : ATT_C);
-            __m256 o[ATT_C];
-            for (int c = 0; c < ATT_C; c++) o[c] = _mm256_setzero_ps();
+    for (int64_t h = 0; h < grp; h++) {
+        const float *p = s + h * lds;
+        float *o = out + h * HD;
+        int64_t d = 0;
+        for (; d + 32 <= HD; d += 32) {
+            __m256 o0 = _mm256_setzero_ps(), o1 = o0, o2 = o0, o3 = o0;
             for (int64_t u = 0; u < n; u++) {
-                const __m256 p = _mm256_set1_ps(s[h * lds + u]);
-                for (int c = 0; c < nc; c++) o[c] = _mm256_fmadd_ps(p, w8_256(v + u * ldkv + d + 8 * c), o[c]);
+                const __m256 x = _mm256_set1_ps(p[u]);
+                const uint16_t *r = v + u * ldkv + d;
+                o0 = _mm256_fmadd_ps(x, w8_256(r), o0);
+                o1 = _mm256_fmadd_ps(x, w8_256(r + 8), o1);
+                o2 = _mm256_fmadd_ps(x, w8_256(r + 16), o2);
+                o3 = _mm256_fmadd_ps(x, w8_256(r + 24), o3);
             }
-            for (int c = 0; c < nc; c++) _mm256_storeu_ps(out + h * HD + d + 8 * c, o[c]);
+            _mm256_storeu_ps(o + d, o0);
+            _mm256_storeu_ps(o + d + 8, o1);
+            _mm256_storeu_ps(o + d + 16, o2);
+            _mm256_storeu_ps(o + d + 24, o3);
         }
+        for (; d < HD; d += 8) {
+            __m256 o0 = _mm256_setzero_ps();
+            for (int64_t u = 0; u < n; u++) o0 = _mm256_fmadd_ps(_mm256_set1_ps(p[u]), w8_256(v + u * ldkv + d), o0);
+            _mm256_storeu_ps(o + d, o0);
+        }
+    }
 }
 /* 2: AVX-512F, 1: AVX2 and FMA, 0: neither */
 static int attend_isa(void) {
