@@ -647,7 +647,9 @@ void gemm_set_readonly(int which, const float *base, size_t n) {
 /* rows of B per pass, streaming side by side: of 1, 2 and 4, 4 decoded
  * fastest (4 prompts: bf16 49 against 45 tokens/s for 2, fp32 40 against 37) */
 #define FEW_NB 4
-#define FEW_MB 4     /* rows of A per pass: 16 accumulators, 8 widened weights, a row's two halves: 26 of 32 registers */
+/* rows of A per pass: 16 accumulators, 8 widened weights, a row's two
+ * halves: 26 of 32 registers */
+#define FEW_MB 4
 /* Each row of B is prefetched this many elements (8 KB) ahead: the loads,
  * not the FMAs, were the wait. Greedy decoding of the Qwen3-0.6B shape
  * measured 2 KB ahead 20-30% slower than 8 KB; 16 and 64 KB no better. */
@@ -767,8 +769,9 @@ static void few_permute_a(float *ap, const float *a, int64_t lda, int64_t M, int
 #define FEW_HSUM(v) \
     few_sum16(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)))
 
-/* The tile: rows of A at a0..a3 (a row past mb repeats the last, its sums
- * unused) against FEW_NB = 4 rows of B. Named accumulators, not an array:
+/* The tile: mb rows of A (at a0..a3; mb is a constant where this is
+ * inlined, so the rows past it are not computed) against FEW_NB = 4 rows
+ * of B. Named accumulators, not an array:
  * GCC kept an array's 16 registers in memory too, storing each of them on
  * every pass of the loop (16 stores per 32 FMAs), which held 16-row
  * decoding's products at 100 GFLOP/s where B came from cache. */

@@ -44,7 +44,8 @@ void gen_init(gen_state *g, wdl_model *m, int64_t B, int64_t maxlen) {
 }
 
 void gen_free(gen_state *g) {
-    free(g->kc); free(g->vc); free(g->kc16); free(g->vc16); free(g->x); free(g->xn); free(g->q); free(g->k); free(g->v); free(g->aty);
+    free(g->kc); free(g->vc); free(g->kc16); free(g->vc16);
+    free(g->x); free(g->xn); free(g->q); free(g->k); free(g->v); free(g->aty);
     free(g->tmp); free(g->gate); free(g->up); free(g->att); free(g->logits); free(g->rstd); free(g->pos); free(g->ids);
     free(g->pack); free(g->plogits);
     memset(g, 0, sizeof *g);
@@ -100,7 +101,8 @@ __attribute__((target("avx512f"), always_inline)) static inline __m512 w16_512(c
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
 }
 __attribute__((target("avx512f"), always_inline)) static inline float hsum_512(__m512 a) {
-    __m256 t = _mm256_add_ps(_mm512_castps512_ps256(a), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
+    const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1));
+    const __m256 t = _mm256_add_ps(_mm512_castps512_ps256(a), hi);
     __m128 x = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
     x = _mm_add_ps(x, _mm_movehl_ps(x, x));
     return _mm_cvtss_f32(_mm_add_ss(x, _mm_shuffle_ps(x, x, 1)));
@@ -233,15 +235,28 @@ int gen_attend_bf16_route(int r) {
     return best;
 }
 
+/* the route for head size HD: the vector kernels take multiples of 16 */
+static int route_for(int64_t HD) { return HD % 16 ? 0 : attend_route >= 0 ? attend_route : attend_isa(); }
+
 void gen_attend_scores_bf16(float *s, int64_t lds, const float *q, const uint16_t *k, int64_t ldkv, int64_t n,
                             int64_t HD, int64_t grp, float scale) {
-    const int isa = HD % 16 ? 0 : attend_route >= 0 ? attend_route : attend_isa();
 #if defined(__x86_64__) && defined(__GNUC__)
+    const int isa = route_for(HD);
     if (isa == 2) scores_avx512(s, lds, q, k, ldkv, n, HD, grp, scale);
     else if (isa == 1) scores_avx2(s, lds, q, k, ldkv, n, HD, grp, scale);
     else
 #endif
         scores_scalar(s, lds, q, k, ldkv, n, HD, grp, scale);
+}
+static void attend_pv(float *out, const float *s, int64_t lds, const uint16_t *v, int64_t ldkv, int64_t n,
+                      int64_t HD, int64_t grp) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    const int isa = route_for(HD);
+    if (isa == 2) pv_avx512(out, s, lds, v, ldkv, n, HD, grp);
+    else if (isa == 1) pv_avx2(out, s, lds, v, ldkv, n, HD, grp);
+    else
+#endif
+        pv_scalar(out, s, lds, v, ldkv, n, HD, grp);
 }
 
 /* Each cached row is read once for all grp heads (the fp32 path's sgemv
@@ -249,7 +264,6 @@ void gen_attend_scores_bf16(float *s, int64_t lds, const float *q, const uint16_
 void gen_attend_bf16(float *out, float *s, int64_t lds, const float *q, const uint16_t *k, const uint16_t *v,
                      int64_t ldkv, int64_t n, int64_t HD, int64_t grp, float scale) {
     gen_attend_scores_bf16(s, lds, q, k, ldkv, n, HD, grp, scale);
-    const int isa = HD % 16 ? 0 : attend_route >= 0 ? attend_route : attend_isa();
     for (int64_t h = 0; h < grp; h++) {
         float *sh = s + h * lds, mx = sh[0];
         for (int64_t u = 1; u < n; u++) if (sh[u] > mx) mx = sh[u];
@@ -258,12 +272,7 @@ void gen_attend_bf16(float *out, float *s, int64_t lds, const float *q, const ui
         const float inv = (float)(1.0 / sum);
         for (int64_t u = 0; u < n; u++) sh[u] = round16(sh[u] * inv);   /* P, as the PV product takes it */
     }
-#if defined(__x86_64__) && defined(__GNUC__)
-    if (isa == 2) pv_avx512(out, s, lds, v, ldkv, n, HD, grp);
-    else if (isa == 1) pv_avx2(out, s, lds, v, ldkv, n, HD, grp);
-    else
-#endif
-        pv_scalar(out, s, lds, v, ldkv, n, HD, grp);
+    attend_pv(out, s, lds, v, ldkv, n, HD, grp);
 }
 
 /* One layer's attention in a decoding step, on the fp32 cache: q in g->q

@@ -808,7 +808,8 @@ static void test_attend_bf16(void **st) {
             for (size_t e = 0; e < sizeof ns / sizeof *ns; e++) {
                 const int64_t HD = hds[a], grp = grps[c], n = ns[e], ld = 2 * HD + 3, lds = n + 5;
                 const float scale = 1.0f / sqrtf((float)HD);
-                uint16_t *k = xmalloc(sizeof(uint16_t) * (size_t)(n * ld)), *v = xmalloc(sizeof(uint16_t) * (size_t)(n * ld));
+                uint16_t *k = xmalloc(sizeof(uint16_t) * (size_t)(n * ld)),
+                         *v = xmalloc(sizeof(uint16_t) * (size_t)(n * ld));
                 float *q = xmalloc(sizeof(float) * (size_t)(grp * HD)), *out[3], *s[3], *sc[3];
                 for (int64_t i = 0; i < n * ld; i++) { k[i] = rnd16(&r); v[i] = rnd16(&r); }
                 for (int64_t i = 0; i < grp * HD; i++) q[i] = 4 * st_bf16_to_f32(rnd16(&r));
