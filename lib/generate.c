@@ -123,37 +123,6 @@ __attribute__((target("avx512f"))) static void scores_avx512(float *s, int64_t l
         }
     if (u < n) scores_scalar(s + u, lds, q, k + u * ldkv, ldkv, n - u, HD, grp, scale);
 }
-/* Output chunks: four vectors at a time (four FMA chains), then one at a
- * time; named accumulators, which GCC keeps in registers (a variable-length
- * array of them it also stored on every pass) */
-__attribute__((target("avx512f"))) static void pv_avx512(float *out, const float *s, int64_t lds, const uint16_t *v,
-                                                         int64_t ldkv, int64_t n, int64_t HD, int64_t grp) {
-    for (int64_t h = 0; h < grp; h++) {
-        const float *p = s + h * lds;
-        float *o = out + h * HD;
-        int64_t d = 0;
-        for (; d + 64 <= HD; d += 64) {
-            __m512 o0 = _mm512_setzero_ps(), o1 = o0, o2 = o0, o3 = o0;
-            for (int64_t u = 0; u < n; u++) {
-                const __m512 x = _mm512_set1_ps(p[u]);
-                const uint16_t *r = v + u * ldkv + d;
-                o0 = _mm512_fmadd_ps(x, w16_512(r), o0);
-                o1 = _mm512_fmadd_ps(x, w16_512(r + 16), o1);
-                o2 = _mm512_fmadd_ps(x, w16_512(r + 32), o2);
-                o3 = _mm512_fmadd_ps(x, w16_512(r + 48), o3);
-            }
-            _mm512_storeu_ps(o + d, o0);
-            _mm512_storeu_ps(o + d + 16, o1);
-            _mm512_storeu_ps(o + d + 32, o2);
-            _mm512_storeu_ps(o + d + 48, o3);
-        }
-        for (; d < HD; d += 16) {
-            __m512 o0 = _mm512_setzero_ps();
-            for (int64_t u = 0; u < n; u++) o0 = _mm512_fmadd_ps(_mm512_set1_ps(p[u]), w16_512(v + u * ldkv + d), o0);
-            _mm512_storeu_ps(o + d, o0);
-        }
-    }
-}
 /* AVX2: lanes 0-7 in lo, 8-15 in hi */
 __attribute__((target("avx2,fma"), always_inline)) static inline __m256 w8_256(const uint16_t *p) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
@@ -183,34 +152,44 @@ __attribute__((target("avx2,fma"))) static void scores_avx2(float *s, int64_t ld
         }
     if (u < n) scores_scalar(s + u, lds, q, k + u * ldkv, ldkv, n - u, HD, grp, scale);
 }
-__attribute__((target("avx2,fma"))) static void pv_avx2(float *out, const float *s, int64_t lds, const uint16_t *v,
-                                                        int64_t ldkv, int64_t n, int64_t HD, int64_t grp) {
-    for (int64_t h = 0; h < grp; h++) {
-        const float *p = s + h * lds;
-        float *o = out + h * HD;
-        int64_t d = 0;
-        for (; d + 32 <= HD; d += 32) {
-            __m256 o0 = _mm256_setzero_ps(), o1 = o0, o2 = o0, o3 = o0;
-            for (int64_t u = 0; u < n; u++) {
-                const __m256 x = _mm256_set1_ps(p[u]);
-                const uint16_t *r = v + u * ldkv + d;
-                o0 = _mm256_fmadd_ps(x, w8_256(r), o0);
-                o1 = _mm256_fmadd_ps(x, w8_256(r + 8), o1);
-                o2 = _mm256_fmadd_ps(x, w8_256(r + 16), o2);
-                o3 = _mm256_fmadd_ps(x, w8_256(r + 24), o3);
-            }
-            _mm256_storeu_ps(o + d, o0);
-            _mm256_storeu_ps(o + d + 8, o1);
-            _mm256_storeu_ps(o + d + 16, o2);
-            _mm256_storeu_ps(o + d + 24, o3);
-        }
-        for (; d < HD; d += 8) {
-            __m256 o0 = _mm256_setzero_ps();
-            for (int64_t u = 0; u < n; u++) o0 = _mm256_fmadd_ps(_mm256_set1_ps(p[u]), w8_256(v + u * ldkv + d), o0);
-            _mm256_storeu_ps(o + d, o0);
-        }
+/* The PV product on vectors of L lanes: output chunks four vectors at a
+ * time (four FMA chains), then one at a time; named accumulators, which
+ * GCC keeps in registers (a variable-length array of them it also stored
+ * on every pass) */
+#define PV_KERNEL(NAME, TARGET, VEC, L, ZERO, SET1, FMA, WIDEN, STORE)                                            \
+    __attribute__((target(TARGET))) static void NAME(float *out, const float *s, int64_t lds, const uint16_t *v, \
+                                                     int64_t ldkv, int64_t n, int64_t HD, int64_t grp) {         \
+        for (int64_t h = 0; h < grp; h++) {                                                                      \
+            const float *p = s + h * lds;                                                                        \
+            float *o = out + h * HD;                                                                             \
+            int64_t d = 0;                                                                                       \
+            for (; d + 4 * (L) <= HD; d += 4 * (L)) {                                                            \
+                VEC o0 = ZERO(), o1 = o0, o2 = o0, o3 = o0;                                                      \
+                for (int64_t u = 0; u < n; u++) {                                                                \
+                    const VEC x = SET1(p[u]);                                                                    \
+                    const uint16_t *r = v + u * ldkv + d;                                                        \
+                    o0 = FMA(x, WIDEN(r), o0);                                                                   \
+                    o1 = FMA(x, WIDEN(r + (L)), o1);                                                             \
+                    o2 = FMA(x, WIDEN(r + 2 * (L)), o2);                                                         \
+                    o3 = FMA(x, WIDEN(r + 3 * (L)), o3);                                                         \
+                }                                                                                                \
+                STORE(o + d, o0);                                                                                \
+                STORE(o + d + (L), o1);                                                                          \
+                STORE(o + d + 2 * (L), o2);                                                                      \
+                STORE(o + d + 3 * (L), o3);                                                                      \
+            }                                                                                                    \
+            for (; d < HD; d += (L)) {                                                                           \
+                VEC o0 = ZERO();                                                                                 \
+                for (int64_t u = 0; u < n; u++) o0 = FMA(SET1(p[u]), WIDEN(v + u * ldkv + d), o0);               \
+                STORE(o + d, o0);                                                                                \
+            }                                                                                                    \
+        }                                                                                                        \
     }
-}
+PV_KERNEL(pv_avx512, "avx512f", __m512, 16, _mm512_setzero_ps, _mm512_set1_ps, _mm512_fmadd_ps, w16_512,
+          _mm512_storeu_ps)
+PV_KERNEL(pv_avx2, "avx2,fma", __m256, 8, _mm256_setzero_ps, _mm256_set1_ps, _mm256_fmadd_ps, w8_256,
+          _mm256_storeu_ps)
+#undef PV_KERNEL
 /* 2: AVX-512F, 1: AVX2 and FMA, 0: neither */
 static int attend_isa(void) {
     static int isa = -1;
@@ -259,36 +238,56 @@ static void attend_pv(float *out, const float *s, int64_t lds, const uint16_t *v
         pv_scalar(out, s, lds, v, ldkv, n, HD, grp);
 }
 
+/* The scores' exps (after their largest, in place) and 1/sum: the
+ * softmax of both caches' attention but its last multiply */
+static float softmax_exps(float *s, int64_t n) {
+    float mx = s[0];
+    for (int64_t u = 1; u < n; u++) if (s[u] > mx) mx = s[u];
+    double sum = 0;
+    for (int64_t u = 0; u < n; u++) { s[u] = expf(s[u] - mx); sum += s[u]; }
+    return (float)(1.0 / sum);
+}
+
 /* Each cached row is read once for all grp heads (the fp32 path's sgemv
  * calls read it once per head); the softmax is the fp32 path's. */
 void gen_attend_bf16(float *out, float *s, int64_t lds, const float *q, const uint16_t *k, const uint16_t *v,
                      int64_t ldkv, int64_t n, int64_t HD, int64_t grp, float scale) {
     gen_attend_scores_bf16(s, lds, q, k, ldkv, n, HD, grp, scale);
     for (int64_t h = 0; h < grp; h++) {
-        float *sh = s + h * lds, mx = sh[0];
-        for (int64_t u = 1; u < n; u++) if (sh[u] > mx) mx = sh[u];
-        double sum = 0;
-        for (int64_t u = 0; u < n; u++) { sh[u] = expf(sh[u] - mx); sum += sh[u]; }
-        const float inv = (float)(1.0 / sum);
+        float *sh = s + h * lds;
+        const float inv = softmax_exps(sh, n);
         for (int64_t u = 0; u < n; u++) sh[u] = round16(sh[u] * inv);   /* P, as the PV product takes it */
     }
     attend_pv(out, s, lds, v, ldkv, n, HD, grp);
 }
 
-/* One layer's attention in a decoding step, on the fp32 cache: q in g->q
- * (after RoPE), the new keys QK-normed in qn, values in g->v; out g->aty */
-static void attend_fp32(gen_state *g, int64_t l, const uint8_t *active, const float *qn, float scale) {
-    wdl_model *m = g->m;
-    const wdl_config *c = &m->cfg;
-    const int64_t B = g->B, HD = c->head_dim, NH = c->heads, KV = c->kv_heads, QD = NH * HD, KD = KV * HD,
-                  grp = NH / KV, ML = g->maxlen;
-    float *kc = g->kc + l * B * ML * KD, *vc = g->vc + l * B * ML * KD;
-    /* write the new position's key (after RoPE) and value into the cache */
+/* The step's new keys (after RoPE: qn holds them QK-normed, and g->k's
+ * own values are spent) and values into layer l's cache, fp32 or bf16 */
+static void cache_append(gen_state *g, int64_t l, const uint8_t *active, const float *qn) {
+    const wdl_config *c = &g->m->cfg;
+    const int64_t B = g->B, HD = c->head_dim, KV = c->kv_heads, KD = KV * HD, ML = g->maxlen;
     for (int64_t b = 0; b < B; b++) {
         if (!active[b]) continue;
-        rope_forward(kc + (b * ML + g->pos[b]) * KD, &m->rope, qn + b * KD, g->pos + b, 1, KV, HD, c->theta);
-        memcpy(vc + (b * ML + g->pos[b]) * KD, g->v + b * KD, sizeof(float) * (size_t)KD);
+        const size_t at = (size_t)(((l * B + b) * ML + g->pos[b]) * KD);
+        float *k = g->k + b * KD;
+        rope_forward(k, &g->m->rope, qn + b * KD, g->pos + b, 1, KV, HD, c->theta);
+        if (g->kc16) {
+            rows_to_bf16(g->kc16 + at, k, KD);
+            rows_to_bf16(g->vc16 + at, g->v + b * KD, KD);
+        } else {
+            memcpy(g->kc + at, k, sizeof(float) * (size_t)KD);
+            memcpy(g->vc + at, g->v + b * KD, sizeof(float) * (size_t)KD);
+        }
     }
+}
+
+/* One layer's attention in a decoding step (after cache_append), on the
+ * fp32 cache: q in g->q (after RoPE); out g->aty */
+static void attend_fp32(gen_state *g, int64_t l, const uint8_t *active, float scale) {
+    const wdl_config *c = &g->m->cfg;
+    const int64_t B = g->B, HD = c->head_dim, NH = c->heads, QD = NH * HD, KD = c->kv_heads * HD,
+                  grp = NH / c->kv_heads, ML = g->maxlen;
+    const float *kc = g->kc + l * B * ML * KD, *vc = g->vc + l * B * ML * KD;
 #pragma omp parallel for schedule(dynamic, 1) if (B * NH * ML * HD > 32768)
     for (int64_t bh = 0; bh < B * NH; bh++) {
         int64_t b = bh / NH, h = bh % NH, kh = h / grp, n = g->pos[b] + 1;
@@ -297,11 +296,7 @@ static void attend_fp32(gen_state *g, int64_t l, const uint8_t *active, const fl
         float *s = g->att + bh * ML;
         const float *qh = g->q + b * QD + h * HD;
         cblas_sgemv(CblasRowMajor, CblasNoTrans, n, HD, scale, kc + b * ML * KD + kh * HD, KD, qh, 1, 0, s, 1);
-        float mx = s[0];
-        for (int64_t u = 1; u < n; u++) if (s[u] > mx) mx = s[u];
-        double sum = 0;
-        for (int64_t u = 0; u < n; u++) { s[u] = expf(s[u] - mx); sum += s[u]; }
-        float inv = (float)(1.0 / sum);
+        const float inv = softmax_exps(s, n);
         for (int64_t u = 0; u < n; u++) s[u] *= inv;
         cblas_sgemv(CblasRowMajor, CblasTrans, n, HD, 1, vc + b * ML * KD + kh * HD, KD, s, 1, 0, out, 1);
     }
@@ -309,19 +304,11 @@ static void attend_fp32(gen_state *g, int64_t l, const uint8_t *active, const fl
 
 /* The same on the bf16 cache (gen_attend_bf16), a work item per (sequence,
  * KV head); the queries rounded to bf16 first, as the products round them */
-static void attend_bf16(gen_state *g, int64_t l, const uint8_t *active, const float *qn, float scale) {
-    wdl_model *m = g->m;
-    const wdl_config *c = &m->cfg;
+static void attend_bf16(gen_state *g, int64_t l, const uint8_t *active, float scale) {
+    const wdl_config *c = &g->m->cfg;
     const int64_t B = g->B, HD = c->head_dim, NH = c->heads, KV = c->kv_heads, QD = NH * HD, KD = KV * HD,
                   grp = NH / KV, ML = g->maxlen;
-    uint16_t *kc = g->kc16 + l * B * ML * KD, *vc = g->vc16 + l * B * ML * KD;
-    for (int64_t b = 0; b < B; b++) {
-        if (!active[b]) continue;
-        /* g->k's own values are spent (qn holds them normalised) */
-        rope_forward(g->k + b * KD, &m->rope, qn + b * KD, g->pos + b, 1, KV, HD, c->theta);
-        rows_to_bf16(kc + (b * ML + g->pos[b]) * KD, g->k + b * KD, KD);
-        rows_to_bf16(vc + (b * ML + g->pos[b]) * KD, g->v + b * KD, KD);
-    }
+    const uint16_t *kc = g->kc16 + l * B * ML * KD, *vc = g->vc16 + l * B * ML * KD;
     for (int64_t i = 0; i < B * QD; i++) g->q[i] = round16(g->q[i]);
 #pragma omp parallel for schedule(dynamic, 1) if (B * NH * ML * HD > 32768)
     for (int64_t bk = 0; bk < B * KV; bk++) {
@@ -357,8 +344,9 @@ void gen_step(gen_state *g, const int32_t *tok, const uint8_t *active) {
         rmsnorm_forward(qn, g->rstd, g->k, m->P[W_KNORM] + l * HD, B * KV, HD, c->eps);
         /* the new position's key (after RoPE) and value into the cache,
          * then every active sequence's attention over its cache */
-        if (g->kc16) attend_bf16(g, l, active, qn, scale);
-        else attend_fp32(g, l, active, qn, scale);
+        cache_append(g, l, active, qn);
+        if (g->kc16) attend_bf16(g, l, active, scale);
+        else attend_fp32(g, l, active, scale);
         linear_forward(g->tmp, g->aty, m->P[W_O] + l * H * QD, B, QD, H);
         for (int64_t i = 0; i < B * H; i++) g->x[i] += g->tmp[i];
         rmsnorm_forward(g->xn, g->rstd, g->x, m->P[W_LN2] + l * H, B, H, c->eps);

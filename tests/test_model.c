@@ -718,6 +718,8 @@ static double grad_err(const wdl_model *m, st_model *ref, const float *g, char *
     return c.worst;
 }
 
+static const double U8 = 1.0 / 256;   /* bf16's unit roundoff, 2^-8 */
+
 /* The untied model with the reference of fixture dir `sub` (ref.safetensors,
  * ref.json) and its batch. */
 static wdl_model *untied_with(const char *sub, st_model **ref, json_t **rj, batch *b) {
@@ -738,7 +740,6 @@ static wdl_model *untied_with(const char *sub, st_model **ref, json_t **rj, batc
  * logit), and the second sequence's early stop leaves the first's alone;
  * so with the first tokens prefilled in one forward pass. */
 static void test_generation_bf16(void **st) {
-    static const double U8 = 1.0 / 256;
     st_model *ref;
     json_t *rj;
     batch b;
@@ -863,13 +864,12 @@ static void test_attend_bf16(void **st) {
     expect("bf16 decoding attention: scores vs scale q.k (rel to scale sum |q k|)", wz, 14.0 / (1 << 24));
     /* bf16's unit roundoff (2^-8: half a step, relative to the smallest
      * value of a binade) plus the fp32 scores' and exps' error */
-    expect("bf16 decoding attention: P vs the softmax of q.k (rel)", wp, 1.0 / 256 + 1e-5);
+    expect("bf16 decoding attention: P vs the softmax of q.k (rel)", wp, U8 + 1e-5);
     /* 67 sequential fp32 FMAs: at most about 67 * 2^-24 of sum |P v| */
     expect("bf16 decoding attention: out vs sum P v (rel to sum |P v|)", wo, 67.0 / (1 << 24));
 }
 
 static void test_bf16(void **st) {
-    static const double U8 = 1.0 / 256;
     st_model *ref;
     json_t *rj;
     batch b;
