@@ -771,10 +771,10 @@ static void few_permute_a(float *ap, const float *a, int64_t lda, int64_t M, int
 
 /* The tile: mb rows of A (at a0..a3; mb is a constant where this is
  * inlined, so the rows past it are not computed) against FEW_NB = 4 rows
- * of B. Named accumulators, not an array:
- * GCC kept an array's 16 registers in memory too, storing each of them on
- * every pass of the loop (16 stores per 32 FMAs), which held 16-row
- * decoding's products at 100 GFLOP/s where B came from cache. */
+ * of B. Named accumulators, not an array: GCC kept an array's 16
+ * registers in memory too, storing each of them on every pass of the loop
+ * (16 stores per 32 FMAs), which held 16-row decoding's products at 100
+ * GFLOP/s where B came from cache. */
 __attribute__((target("avx512f,avx512bw"), always_inline))
 static inline void few_tile(const int mb, int64_t K, int64_t kp, const float *ap, const uint16_t *const b[FEW_NB],
                             float sum[FEW_MB][FEW_NB]) {
