@@ -53,15 +53,8 @@ void gen_free(gen_state *g) {
 
 void gen_reset(gen_state *g, int64_t b) { g->pos[b] = 0; }
 
-/* bf16 to fp32, exactly (a bf16 is the top half of an fp32); an fp32 to
- * its bf16 value, rounded to nearest even */
-static inline float widen16(uint16_t h) {
-    const uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-static inline float round16(float x) { return widen16(st_f32_to_bf16(x)); }
+/* an fp32 to its bf16 value, rounded to nearest even */
+static inline float round16(float x) { return st_bf16_to_f32(st_f32_to_bf16(x)); }
 static void rows_to_bf16(uint16_t *dst, const float *src, int64_t n) {
     for (int64_t i = 0; i < n; i++) dst[i] = st_f32_to_bf16(src[i]);
 }
@@ -77,7 +70,7 @@ static void scores_scalar(float *s, int64_t lds, const float *q, const uint16_t 
     for (int64_t u = 0; u < n; u++)
         for (int64_t h = 0; h < grp; h++) {
             float acc[16] = {0};
-            for (int64_t d = 0; d < HD; d++) acc[d % 16] = fmaf(q[h * HD + d], widen16(k[u * ldkv + d]), acc[d % 16]);
+            for (int64_t d = 0; d < HD; d++) acc[d % 16] = fmaf(q[h * HD + d], st_bf16_to_f32(k[u * ldkv + d]), acc[d % 16]);
             for (int w = 8; w; w >>= 1)
                 for (int j = 0; j < w; j++) acc[j] += acc[j + w];
             s[h * lds + u] = scale * acc[0];
@@ -88,7 +81,7 @@ static void pv_scalar(float *out, const float *s, int64_t lds, const uint16_t *v
     for (int64_t h = 0; h < grp; h++)
         for (int64_t d = 0; d < HD; d++) {
             float o = 0;
-            for (int64_t u = 0; u < n; u++) o = fmaf(s[h * lds + u], widen16(v[u * ldkv + d]), o);
+            for (int64_t u = 0; u < n; u++) o = fmaf(s[h * lds + u], st_bf16_to_f32(v[u * ldkv + d]), o);
             out[h * HD + d] = o;
         }
 }

@@ -41,7 +41,6 @@ static const dtype_def *dtype_lookup(const char *s) {
 static uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 static float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 
-float st_bf16_to_f32(uint16_t h) { return u2f((uint32_t)h << 16); }
 
 float st_f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;

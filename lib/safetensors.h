@@ -83,7 +83,14 @@ void st_write_meta(const char *path, const st_tensor *t, size_t n, st_dtype dtyp
                    const char *const *meta, size_t nmeta);
 
 /* ---- conversions (exposed for tests and kernels) ---- */
-float st_bf16_to_f32(uint16_t h);
+/* Exact: a bf16 is the top half of an fp32. Inline, for the kernels'
+ * scalar loops. */
+static inline float st_bf16_to_f32(uint16_t h) {
+    const uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
 /* Round to nearest even, NaN kept (sign kept, quiet bit forced). Inline and
  * branch-free so that loops converting whole matrices vectorize (the bf16
  * GEMM backend converts its inputs with it). */
