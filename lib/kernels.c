@@ -10,6 +10,7 @@
 #include "gemm.h"
 #include "lanes.h"
 #include <cblas.h>
+#include <omp.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

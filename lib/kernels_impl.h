@@ -14,9 +14,21 @@
 #ifndef PAR_MIN
 #define PAR_MIN 32768
 #endif
+/* Parallel loops take their iterations in chunks, about 8 a thread, as
+ * threads come (schedule(dynamic)) rather than in fixed shares: a sleeping
+ * thread wakes some 50 us after a region starts on a virtual Xeon, as long
+ * as a whole RMSNorm of the nano model's batch, and with fixed shares the
+ * running thread did its share and then waited for the late one's. Each
+ * row, element or fixed block's partial sum is computed the same whichever
+ * thread takes it, so the bytes are the same; in simd loops the chunks are
+ * whole vectors (the simd modifier), so which elements fall in the scalar
+ * tail does not depend on the thread count either. */
+#ifndef PAR_CHUNK
+#define PAR_CHUNK(n) ((n) / (8 * omp_get_max_threads()) + 1)
+#endif
 
 void embedding_forward(R *out, const int32_t *ids, const R *emb, int64_t N, int64_t C) {
-#pragma omp parallel for schedule(static) if (N * C > PAR_MIN)
+#pragma omp parallel for schedule(dynamic, PAR_CHUNK(N)) if (N * C > PAR_MIN)
     for (int64_t n = 0; n < N; n++)
         memcpy(out + n * C, emb + (int64_t)ids[n] * C, (size_t)C * sizeof(R));
 }
@@ -116,7 +128,7 @@ static inline void rms_row(R *o, R *rstd, const R *x, const R *w, int64_t C, dou
 }
 
 void rmsnorm_forward(R *out, R *rstd, const R *inp, const R *w, int64_t N, int64_t C, double eps) {
-#pragma omp parallel for schedule(static) if (N * C > PAR_MIN)
+#pragma omp parallel for schedule(dynamic, PAR_CHUNK(N)) if (N * C > PAR_MIN)
     for (int64_t n = 0; n < N; n++) rms_row(out + n * C, rstd + n, inp + n * C, w, C, eps);
 }
 
@@ -125,7 +137,7 @@ void rmsnorm_forward(R *out, R *rstd, const R *inp, const R *w, int64_t N, int64
  * the norm), bit for bit the same results. */
 void residual_rmsnorm_forward(R *sum, R *out, R *rstd, const R *a, const R *b, const R *w, int64_t N, int64_t C,
                               double eps) {
-#pragma omp parallel for schedule(static) if (N * C > PAR_MIN)
+#pragma omp parallel for schedule(dynamic, PAR_CHUNK(N)) if (N * C > PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
         R *x = sum + n * C;
 #pragma omp simd
@@ -176,7 +188,7 @@ static void rms_back_dw(R *dw, const double *part, int64_t nb, int64_t C) {
 static void rms_back(R *dinp, R *dw, const R *dout, const R *inp, const R *w, const R *rstd, int64_t N, int64_t C,
                      double *part, int set) {
     const int64_t RB = RMSNORM_ROW_BLOCK, nb = (N + RB - 1) / RB;
-#pragma omp parallel for schedule(static) if (N * C > PAR_MIN)
+#pragma omp parallel for schedule(dynamic, PAR_CHUNK(nb)) if (N * C > PAR_MIN)
     for (int64_t b = 0; b < nb; b++) {
         double *p = rms_block_part(part, dw, b, C);
         const int64_t e = (b + 1) * RB < N ? (b + 1) * RB : N;
@@ -258,7 +270,7 @@ static void rope_apply(R *out, rope_cache *tab, const R *inp, const int32_t *pos
     int64_t half = HD / 2;
     rope_table(tab, pos, N, HD, theta);
     const R *cs = tab->cs, *sn = tab->sn;
-#pragma omp parallel for schedule(static) if (N * H * HD > PAR_MIN)
+#pragma omp parallel for schedule(dynamic, PAR_CHUNK(N)) if (N * H * HD > PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
         const R *c = cs + (int64_t)pos[n] * half, *s = sn + (int64_t)pos[n] * half;
         R xn[nw ? HD : 1];
@@ -307,7 +319,7 @@ void qknorm_rope_backward_set(R *dinp, R *dw, rope_cache *tab, const R *dout, co
     const int64_t half = HD / 2, rows = N * H, RB = RMSNORM_ROW_BLOCK, nb = (rows + RB - 1) / RB;
     rope_table(tab, pos, N, HD, theta);
     const R *cs = tab->cs, *sn = tab->sn;
-#pragma omp parallel for schedule(static) if (rows * HD > PAR_MIN)
+#pragma omp parallel for schedule(dynamic, PAR_CHUNK(nb)) if (rows * HD > PAR_MIN)
     for (int64_t b = 0; b < nb; b++) {
         double *p = rms_block_part(part, dw, b, HD);
         const int64_t e = (b + 1) * RB < rows ? (b + 1) * RB : rows;
@@ -587,7 +599,7 @@ void attention_backward_set(R *dq, R *dk, R *dv, const R *dout, const R *att, co
 }
 
 void swiglu_forward(R *out, const R *gate, const R *up, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
+#pragma omp parallel for simd schedule(simd : dynamic, PAR_CHUNK(n)) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         R g = gate[i], s = 1 / (1 + EXP(-g));
         out[i] = g * s * up[i];
@@ -595,7 +607,7 @@ void swiglu_forward(R *out, const R *gate, const R *up, int64_t n) {
 }
 
 void swiglu_backward(R *dgate, R *dup, const R *dout, const R *gate, const R *up, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
+#pragma omp parallel for simd schedule(simd : dynamic, PAR_CHUNK(n)) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         R g = gate[i], s = 1 / (1 + EXP(-g));
         dgate[i] += dout[i] * up[i] * s * (1 + g * (1 - s));
@@ -605,7 +617,7 @@ void swiglu_backward(R *dgate, R *dup, const R *dout, const R *gate, const R *up
 
 /* As swiglu_backward, but dgate and dup are overwritten. */
 void swiglu_backward_set(R *dgate, R *dup, const R *dout, const R *gate, const R *up, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
+#pragma omp parallel for simd schedule(simd : dynamic, PAR_CHUNK(n)) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         R g = gate[i], s = 1 / (1 + EXP(-g));
         dgate[i] = dout[i] * up[i] * s * (1 + g * (1 - s));
@@ -614,7 +626,7 @@ void swiglu_backward_set(R *dgate, R *dup, const R *dout, const R *gate, const R
 }
 
 void residual_forward(R *out, const R *a, const R *b, int64_t n) {
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+#pragma omp parallel for schedule(dynamic, PAR_CHUNK(n)) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
@@ -653,7 +665,7 @@ double ce_chunked(int nsides, R *const *h, R *const *w, const double *coef,
             GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, m, V, C, (R)coef[s], hg + s * chunk * C, C,
                  w[s], C, s ? 1 : 0, z, V);
         }
-#pragma omp parallel for schedule(static) if (m * V > PAR_MIN)
+#pragma omp parallel for schedule(dynamic, PAR_CHUNK(m)) if (m * V > PAR_MIN)
         for (int64_t i = 0; i < m; i++) {
             int64_t n = act[i];
             R *zr = z + i * V;
