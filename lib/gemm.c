@@ -916,18 +916,15 @@ typedef struct { const uint16_t *B; int64_t N, ldb; float alpha, beta; float *C;
 
 /* n such products of A [M,K] widened (rows of kp) on the kernel `sums`, in
  * one parallel region: their blocks of FEW_NB rows of B one after another,
- * shared out over the team, each element of C one thread's fixed sequence
- * (so the bytes of running them one by one, whichever thread runs it).
- * Shared out in chunks, about 8 a thread, taken as threads come: a
- * sleeping thread wakes some 50 us after the region starts (a virtual
- * Xeon), a fifth of a 4-row product, and with fixed halves the thread
- * already running then waited for it at the end. */
+ * shared out over the team in chunks as threads come (par_chunk), each
+ * element of C one thread's fixed sequence (so the bytes of running them
+ * one by one, whichever thread runs it) */
 static void few_rows_run(few_sums_fn *sums, int n, const few_job *jobs, int64_t M, int64_t K, int64_t kp,
                          const float *ap) {
     int64_t first[GEMM_N_MAX + 1];   /* product i's blocks: first[i] .. first[i + 1] - 1 */
     first[0] = 0;
     for (int i = 0; i < n; i++) first[i + 1] = first[i] + (jobs[i].N + FEW_NB - 1) / FEW_NB;
-    const int64_t chunk = first[n] / (8 * omp_get_max_threads()) + 1;
+    const int64_t chunk = par_chunk(first[n], omp_get_max_threads());
 #pragma omp parallel for schedule(dynamic, chunk) if (!omp_in_parallel())
     for (int64_t t = 0; t < first[n]; t++) {
         int i = 0;

@@ -14,17 +14,11 @@
 #ifndef PAR_MIN
 #define PAR_MIN 32768
 #endif
-/* Parallel loops take their iterations in chunks, about 8 a thread, as
- * threads come (schedule(dynamic)) rather than in fixed shares: a sleeping
- * thread wakes some 50 us after a region starts on a virtual Xeon, as long
- * as a whole RMSNorm of the nano model's batch, and with fixed shares the
- * running thread did its share and then waited for the late one's. Each
- * row, element or fixed block's partial sum is computed the same whichever
- * thread takes it, so the bytes are the same; in simd loops the chunks are
- * whole vectors (the simd modifier), so which elements fall in the scalar
- * tail does not depend on the thread count either. */
+/* Parallel loops take chunks as threads come (common.h's par_chunk). In
+ * simd loops the chunks are whole vectors (the simd modifier), so which
+ * elements fall in the scalar tail does not depend on the thread count. */
 #ifndef PAR_CHUNK
-#define PAR_CHUNK(n) ((n) / (8 * omp_get_max_threads()) + 1)
+#define PAR_CHUNK(n) par_chunk((n), omp_get_max_threads())
 #endif
 
 void embedding_forward(R *out, const int32_t *ids, const R *emb, int64_t N, int64_t C) {

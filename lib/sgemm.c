@@ -526,17 +526,16 @@ static own_split own_split_of(int nt, int64_t M, int64_t K) {
 }
 
 /* Columns jc..jc+nc of op(B) into the panels at bp, shared out over the
- * team as threads come (a thread that wakes late packs less: see
- * kernels_impl.h's PAR_CHUNK); no barrier (the caller's, before the panels
- * are read). */
+ * team in chunks as threads come (par_chunk: a thread that wakes late
+ * packs less); no barrier (the caller's, before the panels are read). */
 static void own_pack(const gemm_prod *p, int64_t jc, int64_t nc, float *bp) {
     const int64_t np = (nc + NR - 1) / NR, K = p->K;
     if (p->tb) {
-#pragma omp for schedule(dynamic, np / (8 * omp_get_num_threads()) + 1) nowait
+#pragma omp for schedule(dynamic, par_chunk(np, omp_get_num_threads())) nowait
         for (int64_t q = 0; q < np; q++)
             pack_panel(p->B, p->B16, p->ldb, K, jc + q * NR, min64(nc - q * NR, NR), bp + q * K * NR, p->round16);
     } else {
-#pragma omp for schedule(dynamic, 1) nowait
+#pragma omp for schedule(dynamic, par_chunk((K + 63) / 64, omp_get_num_threads())) nowait
         for (int64_t k0 = 0; k0 < K; k0 += 64)
             pack_b_rows(p->B, p->ldb, K, k0, min64(K, k0 + 64), jc, nc, bp, p->round16);
     }
