@@ -785,14 +785,20 @@ static inline void few_tile(const int mb, int64_t K, int64_t kp, const float *ap
            c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
     const uint16_t *b0 = b[0], *b1 = b[1], *b2 = b[2], *b3 = b[3];
     for (int64_t k = 0; k < kp; k += 32) {
-        const __mmask32 t = K - k >= 32 ? ~(__mmask32)0 : (__mmask32)((1ull << (K - k)) - 1);
         /* past the end: harmless */
         _mm_prefetch((const char *)(b0 + k + FEW_PF), _MM_HINT_T0);
         _mm_prefetch((const char *)(b1 + k + FEW_PF), _MM_HINT_T0);
         _mm_prefetch((const char *)(b2 + k + FEW_PF), _MM_HINT_T0);
         _mm_prefetch((const char *)(b3 + k + FEW_PF), _MM_HINT_T0);
-        const __m512i w0 = _mm512_maskz_loadu_epi16(t, b0 + k), w1 = _mm512_maskz_loadu_epi16(t, b1 + k),
-                      w2 = _mm512_maskz_loadu_epi16(t, b2 + k), w3 = _mm512_maskz_loadu_epi16(t, b3 + k);
+        __m512i w0, w1, w2, w3;
+        if (K - k >= 32) {   /* plain loads: with masked ones throughout, 16 rows ran 3-8% slower */
+            w0 = _mm512_loadu_si512(b0 + k); w1 = _mm512_loadu_si512(b1 + k);
+            w2 = _mm512_loadu_si512(b2 + k); w3 = _mm512_loadu_si512(b3 + k);
+        } else {
+            const __mmask32 t = (__mmask32)((1ull << (K - k)) - 1);
+            w0 = _mm512_maskz_loadu_epi16(t, b0 + k); w1 = _mm512_maskz_loadu_epi16(t, b1 + k);
+            w2 = _mm512_maskz_loadu_epi16(t, b2 + k); w3 = _mm512_maskz_loadu_epi16(t, b3 + k);
+        }
         const __m512 lo0 = _mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, w0)),
                      hi0 = _mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, w0)),
                      lo1 = _mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, w1)),
