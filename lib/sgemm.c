@@ -351,43 +351,41 @@ __attribute__((target("avx2,fma"))) static void pack_a_cols(const float *A, int6
     }
 }
 
-/* Rows i0..i0+m of a matrix stored [rows, K] (Af as floats, or Ah as
- * bf16, widened), columns k0..k0+kc, as panels of 6 rows laid out as
- * pack_a_cols lays them (panel q's column k at ap + (q kc + k) 6), rows
- * past m repeating the last one (a tile at the edge sums them and stores
- * nothing of them). Read in place, a tile's 6 rows lie ld floats apart,
- * and at a multiple of 4 KB (K = 1024 or 3072) they fall in the same L1
- * sets, where they would evict the panel of B (the likely reason the tile
- * ran at 77% of the peak there; packed, they are one stream). Through 8
- * x 8 transposes, 6 rows of the 8 kept. */
+/* Rows i0..i0+m of a matrix stored [rows, K] (Af as floats, rounded to
+ * bf16 with rnd, or Ah as bf16, widened), columns k0..k0+kc, as dense rows
+ * of kc floats (row r at ap + r kc), which the tiles read as they read A's
+ * own rows (tile_rows_at). In place, a real model's rows lie 4 KB or more
+ * apart and a tile's 6 share L1 sets, evicting the panel of B; rows of kc
+ * <= KC floats do not. Each row's next K block is fetched into L2 as the
+ * row is copied, to arrive while the tiles run: the weights a prefill
+ * packs this way come from memory. (Packed as panels of 6 rows, k major,
+ * through 8 x 8 transposes, the copy was bound by the shuffles and took
+ * about 15% of the prefill products' time: prefill-shaped products, 190
+ * rows, ran 3-7% slower than this.) */
 __attribute__((target("avx2,fma"))) static void pack_rows(const float *Af, const uint16_t *Ah, int64_t ld, int64_t i0,
-                                                          int64_t m, int64_t k0, int64_t kc, float *ap, int rnd) {
-    for (int64_t q = 0; q < (m + MR - 1) / MR; q++) {
-        int64_t o[8];
-        for (int r = 0; r < 8; r++) o[r] = (i0 + min64(q * MR + (r < MR ? r : MR - 1), m - 1)) * ld + k0;
-        float *d = ap + q * kc * MR;
+                                                          int64_t m, int64_t k0, int64_t kc, int64_t K, float *ap,
+                                                          int rnd) {
+    const int64_t next = min64(K - k0 - kc, kc);
+    for (int64_t r = 0; r < m; r++) {
+        const int64_t o = (i0 + r) * ld + k0;
+        float *d = ap + r * kc;
         int64_t k = 0;
-        for (; k + 8 <= kc; k += 8) {
-            __m256 v[8];
-            for (int r = 0; r < 8; r++) v[r] = load8(Af, Ah, o[r] + k, rnd);
-            transpose8(v);
-            for (int i = 0; i < 8; i++) {   /* column k + i: its 6 rows */
-                _mm_storeu_ps(d + (k + i) * MR, _mm256_castps256_ps128(v[i]));
-                _mm_storel_pi((__m64 *)(d + (k + i) * MR + 4), _mm256_extractf128_ps(v[i], 1));
-            }
-        }
-        for (; k < kc; k++)
-            for (int r = 0; r < MR; r++) d[k * MR + r] = Ah ? bf16f(Ah[o[r] + k]) : R1(rnd, Af[o[r] + k]);
+        for (; k + 8 <= kc; k += 8) _mm256_storeu_ps(d + k, load8(Af, Ah, o + k, rnd));
+        for (; k < kc; k++) d[k] = Ah ? bf16f(Ah[o + k]) : R1(rnd, Af[o + k]);
+        if (Ah)
+            for (int64_t e = 0; e < next; e += 32) __builtin_prefetch(Ah + o + kc + e, 0, 2);
+        else
+            for (int64_t e = 0; e < next; e += 16) __builtin_prefetch(Af + o + kc + e, 0, 2);
     }
 }
 
 /* One tile of C at c (mr x nr) over the K block pc..pc+kc, from the
- * packed panel b: op(A)'s rows from ap (`ta`: a packed panel, of A^T or
- * of A's rows) or from A's rows i.. as stored. */
-__attribute__((target("avx2,fma"))) static inline void tile_at(int ta, const float *A, int64_t lda, const float *ap,
-                                                               int64_t i, int mr, int64_t pc, int64_t kc,
-                                                               const float *b, const float *b1, float *c,
-                                                               int64_t ldc, float alpha, float beta, int nr) {
+ * packed panel b (and b1, the next, for a 6 x 32 tile), op(A)'s rows at
+ * a[r] (`panel`: k major, 6 floats apart, else along a row). */
+__attribute__((target("avx2,fma"))) static inline void tile_go(int panel, const float *const a[MR], int mr,
+                                                               int64_t pc, int64_t kc, const float *b,
+                                                               const float *b1, float *c, int64_t ldc, float alpha,
+                                                               float beta, int nr) {
     /* C's rows are touched only after the K loop, and missed there:
      * fetched now, they arrive during it (nano training steps a median 6%
      * faster on Zen 3) */
@@ -395,16 +393,32 @@ __attribute__((target("avx2,fma"))) static inline void tile_at(int ta, const flo
         __builtin_prefetch(c + r * ldc, 1, 3);
         __builtin_prefetch(c + r * ldc + nr - 1, 1, 3);
     }
-    const float *a[MR];
-    if (ta) {
-        for (int r = 0; r < MR; r++) a[r] = ap + r;
+    if (panel) {
         if (b1) tile2_packed(kc, a, b, b1, c, ldc, alpha, beta, pc == 0, mr, nr);
         else tile_packed(kc, a, b, c, ldc, alpha, beta, pc == 0, mr, nr);
     } else {
-        for (int r = 0; r < MR; r++) a[r] = A + (i + (r < mr ? r : mr - 1)) * lda + pc;
         if (b1) tile2_rows(kc, a, b, b1, c, ldc, alpha, beta, pc == 0, mr, nr);
         else tile_rows(kc, a, b, c, ldc, alpha, beta, pc == 0, mr, nr);
     }
+}
+/* op(A)'s rows from ap (`ta`: a packed panel of A^T) or from A's rows
+ * i.. as stored; rows past mr repeat the last (summed, not stored) */
+__attribute__((target("avx2,fma"))) static inline void tile_at(int ta, const float *A, int64_t lda, const float *ap,
+                                                               int64_t i, int mr, int64_t pc, int64_t kc,
+                                                               const float *b, const float *b1, float *c,
+                                                               int64_t ldc, float alpha, float beta, int nr) {
+    const float *a[MR];
+    for (int r = 0; r < MR; r++) a[r] = ta ? ap + r : A + (i + (r < mr ? r : mr - 1)) * lda + pc;
+    tile_go(ta, a, mr, pc, kc, b, b1, c, ldc, alpha, beta, nr);
+}
+/* from rows that pack_rows packed, the tile's first at row i of ap */
+__attribute__((target("avx2,fma"))) static inline void tile_rows_at(const float *ap, int64_t i, int mr, int64_t pc,
+                                                                    int64_t kc, const float *b, const float *b1,
+                                                                    float *c, int64_t ldc, float alpha, float beta,
+                                                                    int nr) {
+    const float *a[MR];
+    for (int r = 0; r < MR; r++) a[r] = ap + (i + (r < mr ? r : mr - 1)) * kc;
+    tile_go(0, a, mr, pc, kc, b, b1, c, ldc, alpha, beta, nr);
 }
 
 /* A few rows of A as stored (decoding's products): the threads share out
@@ -478,7 +492,7 @@ __attribute__((target("avx2,fma"))) static void own_item(int ta, int64_t ib, int
     for (int64_t pc = 0; pc < K; pc += KC) {   /* C's K blocks in order */
         const int64_t kc = min64(K - pc, KC), per = (kc + mp - 1) / mp;
         if (ta) pack_a_cols(A, lda, i0, m, pc, kc, ap, rnd);
-        else if (packed) pack_rows(A, NULL, lda, i0, m, pc, kc, ap, rnd);
+        else if (packed) pack_rows(A, NULL, lda, i0, m, pc, kc, K, ap, rnd);
         for (int64_t p = p0, w; p < p1; p += w) {
             w = wide && p + 1 < p1 ? 2 : 1;   /* panels in this tile */
             /* the next panel's part of this K block (or the first panel's
@@ -492,11 +506,14 @@ __attribute__((target("avx2,fma"))) static void own_item(int ta, int64_t ib, int
             const float *next = p + w < p1      ? bp + ((p + w) * K + pc) * NR
                                 : pc + KC < K ? bp + (p0 * K + pc + KC) * NR
                                               : NULL;
+            const float *b = bp + (p * K + pc) * NR, *b1 = w == 2 ? bp + ((p + 1) * K + pc) * NR : NULL;
             for (int64_t q = 0; q < mp; q++) {
                 if (fetch && next) fetch_slice(next, q, per, kc);
-                tile_at(packed, A, lda, packed ? ap + q * MR * kc : NULL, i0 + q * MR, (int)min64(m - q * MR, MR),
-                        pc, kc, bp + (p * K + pc) * NR, w == 2 ? bp + ((p + 1) * K + pc) * NR : NULL,
-                        C + (i0 + q * MR) * ldc + jc + p * NR, ldc, alpha, beta, (int)min64(nc - p * NR, w * NR));
+                const int mr = (int)min64(m - q * MR, MR), nr = (int)min64(nc - p * NR, w * NR);
+                float *c = C + (i0 + q * MR) * ldc + jc + p * NR;
+                if (packed && !ta) tile_rows_at(ap, q * MR, mr, pc, kc, b, b1, c, ldc, alpha, beta, nr);
+                else tile_at(ta, A, lda, ta ? ap + q * MR * kc : NULL, i0 + q * MR, mr, pc, kc, b, b1, c, ldc, alpha,
+                             beta, nr);
             }
         }
     }
@@ -612,11 +629,11 @@ static void own_wide_run(const gemm_prod *p, sgemm_scratch_fn scratch, void *arg
                 const int64_t kc = min64(K - pc, KC);
                 /* B's rows as panels (widened from bf16: exact, the same
                  * floats), a K block at a time, just before they are read */
-                pack_rows(p->B, p->B16, p->ldb, j0, m, pc, kc, bq, p->round16);
+                pack_rows(p->B, p->B16, p->ldb, j0, m, pc, kc, K, bq, p->round16);
                 for (int64_t q = 0, w; q < np; q += w) {
                     w = wide && q + 1 < np ? 2 : 1;   /* A's panels in this tile */
                     for (int64_t r = 0; r < mp; r++)
-                        tile_at(1, NULL, 0, bq + r * MR * kc, 0, (int)min64(m - r * MR, MR), pc, kc,
+                        tile_rows_at(bq, r * MR, (int)min64(m - r * MR, MR), pc, kc,
                                 ap + (q * K + pc) * NR, w == 2 ? ap + ((q + 1) * K + pc) * NR : NULL,
                                 t + r * MR * ldt + q * NR, ldt, p->alpha, p->beta, (int)min64(M - q * NR, w * NR));
                 }
