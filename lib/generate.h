@@ -49,6 +49,9 @@ void gen_prefill_many(gen_state *g, const int64_t *slot, const int32_t *const *p
                       int64_t k);
 /* argmax of row b of the last logits (lowest id on ties). */
 int32_t gen_argmax(const gen_state *g, int64_t b);
+/* The same on z[0..n): the lowest index of the greatest value, NaNs passed
+ * over; 0 where z[0] is a NaN or nothing exceeds -inf. */
+int64_t gen_argmax_row(const float *z, int64_t n);
 
 /* One step's attention for the grp query heads that share a KV head, on a
  * bf16 cache: the semantics of the bf16 forward's attention products (its

@@ -812,6 +812,41 @@ static void test_generation_bf16(void **st) {
     model_free(m);
 }
 
+/* gen_argmax_row against the loop it replaces (best = 0; best = v where
+ * z[v] > z[best]) on rows of every length up to 70 and the vocabulary's
+ * 151,936: values from a few levels (ties everywhere), NaNs, infinities
+ * and signed zeros mixed in, and the edge rows (a NaN first, nothing above
+ * -inf, the maximum last) */
+static int64_t argmax_loop(const float *z, int64_t n) {
+    int64_t best = 0;
+    for (int64_t v = 1; v < n; v++) if (z[v] > z[best]) best = v;
+    return best;
+}
+static void test_argmax_row(void **st) {
+    const float special[] = {NAN, INFINITY, -INFINITY, 0.0f, -0.0f};
+    const int64_t big = 151936;
+    float *z = xmalloc(sizeof(float) * (size_t)big);
+    wdl_rng r;
+    rng_seed(&r, 11);
+    int64_t rows = 0;
+    for (int64_t n = 1; n <= big; n = n < 70 ? n + 1 : big + 1)
+        for (int kind = 0; kind < 6; kind++, rows++) {
+            const int64_t m = n <= 70 ? n : big;
+            for (int64_t i = 0; i < m; i++) {
+                const double u = rng_uniform(&r);
+                z[i] = (float)(int)(8 * rng_uniform(&r)) - 4;   /* ties */
+                if (kind >= 1 && u < 0.2) z[i] = special[(int)(5 * rng_uniform(&r)) % 5];
+                if (kind == 2) z[i] = u < 0.5 ? -INFINITY : NAN;    /* nothing above -inf */
+            }
+            if (kind == 3) z[0] = NAN;
+            if (kind == 4) z[m - 1] = 100;
+            if (kind == 5) for (int64_t i = 0; i < m; i++) z[i] = 1;   /* all equal */
+            assert_int_equal(gen_argmax_row(z, m), argmax_loop(z, m));
+        }
+    print_message("# argmax: %lld rows, the same index as the scalar loop\n", (long long)rows);
+    free(z);
+}
+
 /* bf16 values over 13 binades, so that fp32 sums of their products round
  * and the order of a sum shows in its bytes */
 static uint16_t rnd16(wdl_rng *r) {
@@ -1349,6 +1384,7 @@ int main(void) {
         cmocka_unit_test(test_neftune),
         cmocka_unit_test(test_generation_matches_forward),
         cmocka_unit_test_teardown(test_generation_bf16, precision_fp32),
+        cmocka_unit_test(test_argmax_row),
         cmocka_unit_test(test_attend_bf16),
         cmocka_unit_test_teardown(test_decode_fp32_shadows, precision_fp32),
         cmocka_unit_test(test_prefill_many),
