@@ -942,11 +942,15 @@ static void few_rows_run(few_sums_fn *sums, int n, const few_job *jobs, int64_t 
         for (int64_t m0 = 0; m0 < M; m0 += FEW_MB) {
             float sum[FEW_MB][FEW_NB];
             sums(M - m0 < FEW_MB ? (int)(M - m0) : FEW_MB, K, kp, ap + m0 * kp, b, nn, sum);
-            for (int64_t m = 0; m < FEW_MB && m0 + m < M; m++)
-                for (int64_t j = 0; j < nn; j++) {
-                    float *c = &q->C[(m0 + m) * q->ldc + n0 + j];
-                    *c = q->beta == 0.0f ? q->alpha * sum[m][j] : q->alpha * sum[m][j] + q->beta * *c;
-                }
+            /* beta tested outside the loop: as one expression, C was loaded
+             * for beta = 0 too, a miss per row of the head's logits */
+            for (int64_t m = 0; m < FEW_MB && m0 + m < M; m++) {
+                float *c = &q->C[(m0 + m) * q->ldc + n0];
+                if (q->beta == 0.0f)
+                    for (int64_t j = 0; j < nn; j++) c[j] = q->alpha * sum[m][j];
+                else
+                    for (int64_t j = 0; j < nn; j++) c[j] = q->alpha * sum[m][j] + q->beta * c[j];
+            }
         }
     }
 }
