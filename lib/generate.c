@@ -89,6 +89,15 @@ static void pv_scalar(float *out, const float *s, int64_t lds, const uint16_t *v
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define ATT_U 4   /* positions per block of scores: independent FMA chains */
+/* A head's cached rows lie a whole position (all KV heads) apart, 2 KB in
+ * the 0.6B shape, a stride the hardware prefetchers did not follow: the
+ * kernels waited on the loads of K and V. So rows u..u+c-1 (those before
+ * n) are fetched ATT_PF positions ahead, every line of their HD values. */
+#define ATT_PF 8
+static inline void att_fetch(const uint16_t *x, int64_t ld, int64_t u, int64_t c, int64_t n, int64_t HD) {
+    for (int64_t i = u; i < u + c && i < n; i++)
+        for (int64_t d = 0; d < HD; d += 32) __builtin_prefetch(x + i * ld + d, 0, 3);
+}
 /* the 16 lanes as one zmm (AVX-512F) or two ymm (AVX2 and FMA) */
 __attribute__((target("avx512f"), always_inline)) static inline __m512 w16_512(const uint16_t *p) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
@@ -104,7 +113,8 @@ __attribute__((target("avx512f"))) static void scores_avx512(float *s, int64_t l
                                                              const uint16_t *k, int64_t ldkv, int64_t n, int64_t HD,
                                                              int64_t grp, float scale) {
     int64_t u = 0;
-    for (; u + ATT_U <= n; u += ATT_U)
+    for (; u + ATT_U <= n; u += ATT_U) {
+        att_fetch(k, ldkv, u + ATT_PF, ATT_U, n, HD);
         for (int64_t h = 0; h < grp; h++) {
             __m512 acc[ATT_U];
             for (int i = 0; i < ATT_U; i++) acc[i] = _mm512_setzero_ps();
@@ -114,6 +124,7 @@ __attribute__((target("avx512f"))) static void scores_avx512(float *s, int64_t l
             }
             for (int i = 0; i < ATT_U; i++) s[h * lds + u + i] = scale * hsum_512(acc[i]);
         }
+    }
     if (u < n) scores_scalar(s + u, lds, q, k + u * ldkv, ldkv, n - u, HD, grp, scale);
 }
 /* AVX2: lanes 0-7 in lo, 8-15 in hi */
@@ -124,7 +135,8 @@ __attribute__((target("avx2,fma"))) static void scores_avx2(float *s, int64_t ld
                                                             int64_t ldkv, int64_t n, int64_t HD, int64_t grp,
                                                             float scale) {
     int64_t u = 0;
-    for (; u + ATT_U <= n; u += ATT_U)
+    for (; u + ATT_U <= n; u += ATT_U) {
+        att_fetch(k, ldkv, u + ATT_PF, ATT_U, n, HD);
         for (int64_t h = 0; h < grp; h++) {
             __m256 lo[ATT_U], hi[ATT_U];
             for (int i = 0; i < ATT_U; i++) lo[i] = hi[i] = _mm256_setzero_ps();
@@ -143,6 +155,7 @@ __attribute__((target("avx2,fma"))) static void scores_avx2(float *s, int64_t ld
                 s[h * lds + u + i] = scale * _mm_cvtss_f32(_mm_add_ss(x, _mm_shuffle_ps(x, x, 1)));
             }
         }
+    }
     if (u < n) scores_scalar(s + u, lds, q, k + u * ldkv, ldkv, n - u, HD, grp, scale);
 }
 /* The PV product on vectors of L lanes: output chunks four vectors at a
@@ -159,6 +172,8 @@ __attribute__((target("avx2,fma"))) static void scores_avx2(float *s, int64_t ld
             for (; d + 4 * (L) <= HD; d += 4 * (L)) {                                                            \
                 VEC o0 = ZERO(), o1 = o0, o2 = o0, o3 = o0;                                                      \
                 for (int64_t u = 0; u < n; u++) {                                                                \
+                    if (u + ATT_PF < n) __builtin_prefetch(v + (u + ATT_PF) * ldkv + d, 0, 3);                   \
+                    if (u + ATT_PF < n) __builtin_prefetch(v + (u + ATT_PF) * ldkv + d + 2 * (L), 0, 3);         \
                     const VEC x = SET1(p[u]);                                                                    \
                     const uint16_t *r = v + u * ldkv + d;                                                        \
                     o0 = FMA(x, WIDEN(r), o0);                                                                   \
