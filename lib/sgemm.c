@@ -627,15 +627,16 @@ static void own_wide_run(const gemm_prod *p, sgemm_scratch_fn scratch, void *arg
             if (p->beta != 0.0f) transpose_strided(t, ldt, p->C + j0, p->ldc, M, m);
             for (int64_t pc = 0; pc < K; pc += KC) {   /* C's K blocks in order */
                 const int64_t kc = min64(K - pc, KC);
-                /* B's rows as panels (widened from bf16: exact, the same
-                 * floats), a K block at a time, just before they are read */
+                /* B's rows as dense rows (widened from bf16: exact, the
+                 * same floats), a K block at a time, just before they are
+                 * read */
                 pack_rows(p->B, p->B16, p->ldb, j0, m, pc, kc, K, bq, p->round16);
                 for (int64_t q = 0, w; q < np; q += w) {
                     w = wide && q + 1 < np ? 2 : 1;   /* A's panels in this tile */
                     for (int64_t r = 0; r < mp; r++)
-                        tile_rows_at(bq, r * MR, (int)min64(m - r * MR, MR), pc, kc,
-                                ap + (q * K + pc) * NR, w == 2 ? ap + ((q + 1) * K + pc) * NR : NULL,
-                                t + r * MR * ldt + q * NR, ldt, p->alpha, p->beta, (int)min64(M - q * NR, w * NR));
+                        tile_rows_at(bq, r * MR, (int)min64(m - r * MR, MR), pc, kc, ap + (q * K + pc) * NR,
+                                     w == 2 ? ap + ((q + 1) * K + pc) * NR : NULL, t + r * MR * ldt + q * NR, ldt,
+                                     p->alpha, p->beta, (int)min64(M - q * NR, w * NR));
                 }
             }
             transpose_strided(p->C + j0, p->ldc, t, ldt, m, M);
