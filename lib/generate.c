@@ -92,7 +92,8 @@ static void pv_scalar(float *out, const float *s, int64_t lds, const uint16_t *v
 /* A head's cached rows lie a whole position (all KV heads) apart, 2 KB in
  * the 0.6B shape, a stride the hardware prefetchers did not follow: the
  * kernels waited on the loads of K and V. So rows u..u+c-1 (those before
- * n) are fetched ATT_PF positions ahead, every line of their HD values. */
+ * n) are fetched ATT_PF positions ahead, every line of their first HD
+ * values (the scores: the whole head; PV: its chunk of outputs). */
 #define ATT_PF 8
 static inline void att_fetch(const uint16_t *x, int64_t ld, int64_t u, int64_t c, int64_t n, int64_t HD) {
     for (int64_t i = u; i < u + c && i < n; i++)
@@ -172,8 +173,7 @@ __attribute__((target("avx2,fma"))) static void scores_avx2(float *s, int64_t ld
             for (; d + 4 * (L) <= HD; d += 4 * (L)) {                                                            \
                 VEC o0 = ZERO(), o1 = o0, o2 = o0, o3 = o0;                                                      \
                 for (int64_t u = 0; u < n; u++) {                                                                \
-                    if (u + ATT_PF < n) __builtin_prefetch(v + (u + ATT_PF) * ldkv + d, 0, 3);                   \
-                    if (u + ATT_PF < n) __builtin_prefetch(v + (u + ATT_PF) * ldkv + d + 2 * (L), 0, 3);         \
+                    att_fetch(v + d, ldkv, u + ATT_PF, 1, n, 4 * (L));                                           \
                     const VEC x = SET1(p[u]);                                                                    \
                     const uint16_t *r = v + u * ldkv + d;                                                        \
                     o0 = FMA(x, WIDEN(r), o0);                                                                   \
