@@ -442,6 +442,34 @@ static void test_swiglu(void **st) {
     free(c.g); free(c.u); free(c.r); free(c.y); free(dg); free(du);
 }
 
+/* A row's SwiGLU is the same bytes whether its call holds a few values
+ * (one thread) or many (the threads, in chunks): both run the vector loop.
+ * (Values in the loop's last partial vector take the scalar exp; a call of
+ * whole rows of a width that is a multiple of 16, as every model here has,
+ * has none.) */
+static void test_swiglu_rows_alone(void **st) {
+    const int64_t small = 3 * 32, big = 70000;   /* below and above kernels_impl.h's PAR_MIN */
+    float *g = malloc(sizeof(float) * big), *u = malloc(sizeof(float) * big), *r = malloc(sizeof(float) * big);
+    float *ya = malloc(sizeof(float) * big), *yb = malloc(sizeof(float) * big);
+    float *ga = malloc(sizeof(float) * big), *ua = malloc(sizeof(float) * big);
+    float *gb = malloc(sizeof(float) * big), *ub = malloc(sizeof(float) * big);
+    wdl_rng rng;
+    rng_seed(&rng, 5);
+    for (int64_t i = 0; i < big; i++) {
+        g[i] = (float)(4 * rng_normal(&rng));
+        u[i] = (float)rng_normal(&rng);
+        r[i] = (float)rng_normal(&rng);
+    }
+    swiglu_forward(ya, g, u, small);
+    swiglu_forward(yb, g, u, big);
+    assert_memory_equal(ya, yb, sizeof(float) * (size_t)small);
+    swiglu_backward_set(ga, ua, r, g, u, small);
+    swiglu_backward_set(gb, ub, r, g, u, big);
+    assert_memory_equal(ga, gb, sizeof(float) * (size_t)small);
+    assert_memory_equal(ua, ub, sizeof(float) * (size_t)small);
+    free(g); free(u); free(r); free(ya); free(yb); free(ga); free(ua); free(gb); free(ub);
+}
+
 /* ---- embedding (and the tied head shares this table) ---- */
 typedef struct { int64_t N, C; int32_t *ids; double *e, *r, *y; } emb_ctx;
 static double emb_loss(void *p) {
@@ -821,7 +849,7 @@ int main(void) {
         cmocka_unit_test(test_qknorm),    cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention), cmocka_unit_test(test_attention_blocks),
         cmocka_unit_test(test_attention_packed), cmocka_unit_test(test_attention_forward_only),
-        cmocka_unit_test(test_attention_recompute), cmocka_unit_test(test_lanes), cmocka_unit_test(test_swiglu),
+        cmocka_unit_test(test_attention_recompute), cmocka_unit_test(test_lanes), cmocka_unit_test(test_swiglu), cmocka_unit_test(test_swiglu_rows_alone),
         cmocka_unit_test(test_fused_forwards), cmocka_unit_test(test_qknorm_rope_backward),
         cmocka_unit_test(test_attention_set),
         cmocka_unit_test(test_embedding), cmocka_unit_test(test_ce),
