@@ -450,9 +450,8 @@ static void test_swiglu(void **st) {
 static void test_swiglu_rows_alone(void **st) {
     const int64_t small = 3 * 32, big = 70000;   /* below and above kernels_impl.h's PAR_MIN */
     float *g = malloc(sizeof(float) * big), *u = malloc(sizeof(float) * big), *r = malloc(sizeof(float) * big);
-    float *ya = malloc(sizeof(float) * big), *yb = malloc(sizeof(float) * big);
-    float *ga = malloc(sizeof(float) * big), *ua = malloc(sizeof(float) * big);
-    float *gb = malloc(sizeof(float) * big), *ub = malloc(sizeof(float) * big);
+    float *ya = malloc(sizeof(float) * small), *ga = malloc(sizeof(float) * small), *ua = malloc(sizeof(float) * small);
+    float *yb = malloc(sizeof(float) * big), *gb = malloc(sizeof(float) * big), *ub = malloc(sizeof(float) * big);
     wdl_rng rng;
     rng_seed(&rng, 5);
     for (int64_t i = 0; i < big; i++) {
