@@ -117,7 +117,13 @@ void model_alloc_moments(wdl_model *m) {
     if (!m->m) m->m = xaligned(m->nparams * sizeof(float));
     if (!m->v) m->v = xaligned(m->nparams * sizeof(float));
 }
-void model_zero_grad(wdl_model *m) { memset(m->grads, 0, m->nparams * sizeof(float)); }
+/* In pieces over the team: one thread's memset of the bench model's 13.6
+ * MB took about 1.4 ms of every step, the other thread asleep. */
+void model_zero_grad(wdl_model *m) {
+    const size_t n = m->nparams, piece = (size_t)1 << 18;
+#pragma omp parallel for schedule(static) if (n > piece)
+    for (size_t i = 0; i < n; i += piece) memset(m->grads + i, 0, sizeof(float) * (n - i < piece ? n - i : piece));
+}
 
 float *model_head(wdl_model *m) { return m->P[W_HEAD]; }
 float *model_head_grad(wdl_model *m) { return m->G[W_HEAD]; }
