@@ -196,10 +196,18 @@ void model_alloc_acts(wdl_model *m, int64_t Bmax, int64_t Tmax, int mode, int ve
     m->a.rms_part = (double *)rms_part;
     m->Bmax = Bmax; m->Tmax = Tmax;
     m->act_layers = L;
+    m->act_mode = mode;
     m->ids = xcalloc((size_t)N, sizeof(int32_t));
     m->pos = xcalloc((size_t)N, sizeof(int32_t));
     m->seq_off = xcalloc((size_t)N + 1, sizeof(int64_t));
     rope_cache_reserve(&m->rope, Tmax, HD, c->theta);
+}
+
+float *model_spare_acts(const wdl_model *m, size_t *floats) {
+    /* the table above carves every layer slot before normf */
+    const int ok = m->act_mem && m->act_mode == ACTS_STREAM && m->a.normf;
+    *floats = ok ? (size_t)(m->a.normf - m->act_mem) : 0;
+    return ok ? m->act_mem : NULL;
 }
 
 #define LAYER(ptr, l, per) ((ptr) + (size_t)(l) * (size_t)(per))

@@ -51,6 +51,7 @@ typedef struct {
     int64_t nseq, N, Tlong;         /* the last forward: sequences, positions, longest */
     int64_t *seq_off;               /* [nseq + 1] its sequences' first rows */
     int64_t act_layers;             /* layers with their own activation slots: all, or 1 (ACTS_STREAM) */
+    int act_mode;                   /* model_alloc_acts's mode */
     float *act_mem;
     size_t act_elems;
     /* bf16 training: each layer's ln1, attention output, ln2 and SwiGLU
@@ -98,6 +99,12 @@ void model_zero_grad(wdl_model *m);
  * for Tmax positions. Prints the bytes needed on stderr when verbose. */
 enum { ACTS_FORWARD = 0, ACTS_TRAIN = 1, ACTS_STREAM = 2 };
 void model_alloc_acts(wdl_model *m, int64_t Bmax, int64_t Tmax, int mode, int verbose);
+/* With ACTS_STREAM activations: the part of their block that lies before
+ * m->a.normf, every slot the layers use and none that the head reads,
+ * which after a forward is free as scratch until the next one (a
+ * scorer's logits: no memory of their own); its size in floats in
+ * *floats. NULL (and 0) in the other modes. */
+float *model_spare_acts(const wdl_model *m, size_t *floats);
 
 /* Forward over ids [B*T] (row b holds a sequence; positions 0..T-1).
  * Leaves the final normed hidden states in m->a.normf [B*T, H]. */

@@ -409,6 +409,57 @@ static void test_stream_forward(void **st) {
     model_free(m);
 }
 
+/* After a streamed forward the head's scratch may be the activations'
+ * spare part (model_spare_acts, wdl-score's logits): the same NLL and
+ * entropy, byte for byte, as with scratch of its own, in chunks smaller
+ * than the batch's scored positions and at the part's end, so that each
+ * chunk's hidden rows are read after the previous chunk's logits were
+ * written next to them (a part reaching into the final norm's output
+ * would change them). Only ACTS_STREAM
+ * activations have such a part. */
+static void test_spare_acts_as_head_scratch(void **st) {
+    wdl_config c;
+    config_preset("nano", &c);
+    wdl_model *m = model_new(&c);
+    model_init_random(m, 9, 0.02);
+    enum { NS = 3 };
+    const int64_t len[NS] = {60, 17, 33}, H = c.hidden, V = c.vocab, chunk = 16;
+    int64_t N = 0;
+    for (int b = 0; b < NS; b++) N += len[b];
+    int32_t *ids = xmalloc(sizeof(int32_t) * (size_t)N), *tg = xmalloc(sizeof(int32_t) * (size_t)N);
+    for (int64_t i = 0; i < N; i++) {
+        ids[i] = (int32_t)((i * 7 + 2) % V);
+        tg[i] = i % 5 ? (int32_t)((i * 3 + 4) % V) : -1;
+    }
+    double *r[2][2];
+    for (int k = 0; k < 2; k++) {
+        r[k][0] = xmalloc(sizeof(double) * (size_t)N);
+        r[k][1] = xmalloc(sizeof(double) * (size_t)N);
+    }
+    size_t spare;
+    model_alloc_acts(m, NS, 64, ACTS_FORWARD, 0);
+    assert_null(model_spare_acts(m, &spare));
+    assert_int_equal(spare, 0);
+    model_alloc_acts(m, NS, 64, ACTS_TRAIN, 0);
+    assert_null(model_spare_acts(m, &spare));
+    model_alloc_acts(m, NS, 64, ACTS_STREAM, 0);
+    float *sp = model_spare_acts(m, &spare);
+    assert_non_null(sp);
+    assert_true(sp + spare <= m->a.normf);
+    assert_true(ce_scratch_bytes(1, chunk, H, V) <= spare * sizeof(float));
+    void *own = xmalloc(ce_scratch_bytes(1, chunk, H, V));
+    /* at the spare part's very end, 64-byte aligned: the closest to normf */
+    const size_t need = (ce_scratch_bytes(1, chunk, H, V) + sizeof(float) - 1) / sizeof(float);
+    float *at = sp + ((spare - need) & ~(size_t)15);
+    step_score_packed(m, own, chunk, ids, tg, len, NS, r[0][0], r[0][1]);
+    step_score_packed(m, at, chunk, ids, tg, len, NS, r[1][0], r[1][1]);
+    assert_memory_equal(r[0][0], r[1][0], sizeof(double) * (size_t)N);
+    assert_memory_equal(r[0][1], r[1][1], sizeof(double) * (size_t)N);
+    for (int k = 0; k < 2; k++) { free(r[k][0]); free(r[k][1]); }
+    free(own); free(ids); free(tg);
+    model_free(m);
+}
+
 /* Packed sequences (model_forward_packed, what wdl-score runs): each
  * sequence's final hidden states, NLL and entropy are those of the sequence
  * run alone, up to the GEMMs' rounding (products with a different row count
@@ -1391,6 +1442,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_prefill_many_bf16, precision_fp32),
         cmocka_unit_test(test_stream_forward),
         cmocka_unit_test(test_packed_forward),
+        cmocka_unit_test(test_spare_acts_as_head_scratch),
         cmocka_unit_test(test_written_checkpoints),
         cmocka_unit_test(test_step_allocates_nothing),
         cmocka_unit_test_teardown(test_recomputed_attention, precision_fp32),
