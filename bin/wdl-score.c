@@ -53,48 +53,36 @@ static const char *usage =
     "  --merge-summaries  the partial summaries of all N shards -> the summary\n"
     "Under mpirun -np N the ranks share the windows: same bytes as one process.\n";
 
-/* The head's scratch (ce_chunked's) for a batch with `active` scored
- * positions, cut in chunks of `cap`: the activations' spare part
- * (model_spare_acts) where it holds a whole chunk, or all the batch's
- * positions in one, which cuts them as a chunk of cap would (so the same
- * products and bytes); else memory of its own, allocated at the first
- * batch that needs it. The spare part saves the pages: Qwen3-0.6B's 134
- * MB of logits took about 0.23 s to touch first. */
-static void *head_scratch(wdl_model *m, float **own, int64_t cap, int64_t active, int64_t *chunk) {
-    const int64_t C = m->cfg.hidden, V = m->cfg.vocab;
-    size_t spare;
-    float *sp = model_spare_acts(m, &spare);
-    int64_t lo = 0, hi = cap;   /* the largest chunk it holds, by bisection */
-    while (lo < hi) {
-        const int64_t mid = (lo + hi + 1) / 2;
-        if (ce_scratch_bytes(1, mid, C, V) <= spare * sizeof(float)) lo = mid;
-        else hi = mid - 1;
-    }
-    if (sp && lo > 0 && (lo == cap || lo >= active)) {
-        *chunk = lo;
-        return sp;
-    }
-    if (!*own) *own = xaligned(ce_scratch_bytes(1, cap, C, V));
-    *chunk = cap;
-    return *own;
-}
-
 /* One forward pass over examples ex[0..n) (n <= B), packed without
  * padding; each one's entropy and NLL sums and token count land in
- * ent/nll/cnt[i]. The head's scratch: head_scratch's. */
-static void score_batch(wdl_model *m, float **own, int64_t cap, const example *const *ex, int64_t n,
-                        int64_t B, int64_t Tcap, int32_t *ids, int32_t *tg, double *nll, double *ent,
-                        double *sent, double *snll, int64_t *cnt, logit_stats *st) {
-    int64_t len[n > 0 ? n : 1], T = 1;
-    for (int64_t i = 0; i < n; i++) if (ex[i]->len > T) T = ex[i]->len;
-    /* activations grow with the longest batch seen, not the context size */
-    if (!m->act_mem || T > m->Tmax) {
-        int64_t nt = m->act_mem && 2 * m->Tmax > T ? 2 * m->Tmax : T;
-        model_alloc_acts(m, B, nt < Tcap ? nt : Tcap, ACTS_STREAM, 0);
+ * ent/nll/cnt[i]. The head's logits, chunk positions at a time, lie in
+ * the activations' spare part (model_spare_acts), sized to hold them:
+ * the layers' slots and the logits share their pages (Qwen3-0.6B's 134
+ * MB of logits took about 0.23 s to touch first). */
+static void score_batch(wdl_model *m, int64_t chunk, const example *const *ex, int64_t n, int64_t B, int64_t Tcap,
+                        int32_t *ids, int32_t *tg, double *nll, double *ent, double *sent, double *snll,
+                        int64_t *cnt, logit_stats *st) {
+    int64_t len[n > 0 ? n : 1], T = 1, P = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (ex[i]->len > T) T = ex[i]->len;
+        P += ex[i]->len;
     }
-    int64_t N = example_pack(ex, n, ids, tg, len), active = 0, chunk;
-    for (int64_t t = 0; t < N; t++) active += tg[t] >= 0;
-    void *scratch = head_scratch(m, own, cap, active, &chunk);
+    /* activations grow with the longest batch seen, not the context size,
+     * and hold its positions packed, not B times its longest */
+    if (!m->act_mem || T > m->Tmax || P > m->Ncap) {
+        int64_t nt = m->act_mem && 2 * m->Tmax > T ? 2 * m->Tmax : T;
+        if (nt > Tcap) nt = Tcap;
+        int64_t np = m->act_mem && 2 * m->Ncap > P ? 2 * m->Ncap : P;
+        if (np > B * nt) np = B * nt;
+        const size_t room = (ce_scratch_bytes(1, chunk, m->cfg.hidden, m->cfg.vocab) + sizeof(float) - 1) /
+                            sizeof(float);
+        model_alloc_acts_packed(m, B, nt, np, room, ACTS_STREAM, 0);
+    }
+    size_t spare;
+    float *scratch = model_spare_acts(m, &spare);
+    if (spare * sizeof(float) < ce_scratch_bytes(1, chunk, m->cfg.hidden, m->cfg.vocab))
+        die("internal: the activations' spare part holds no chunk of logits");
+    int64_t N = example_pack(ex, n, ids, tg, len);
     step_score_packed(m, scratch, chunk, ids, tg, len, n, nll, ent);
     if (st) logit_stats_after_forward(st, m, tg, N);
     for (int64_t i = 0, o = 0; i < n; o += len[i], i++) {
@@ -123,7 +111,6 @@ typedef struct {
     char *fnll, *ftok;       /* NAME_nll, NAME_tokens */
     int summary;
     int64_t B, seq, chunk;
-    float *scratch;
     int32_t *ids, *tg;
     double *nll, *ent;
     example *ex;             /* a window's examples (ids NULL: unscored) */
@@ -155,7 +142,7 @@ static void work(shard_window *w, shard_buf *out, void *ctx) {
     int64_t *cnt = xmalloc(sizeof(int64_t) * (size_t)w->n);
     for (int64_t i = 0; i < ns; i += c->B) {
         int64_t nb = ns - i < c->B ? ns - i : c->B;
-        score_batch(c->m, &c->scratch, c->chunk, (const example *const *)ord + i, nb, c->B, c->seq, c->ids, c->tg,
+        score_batch(c->m, c->chunk, (const example *const *)ord + i, nb, c->B, c->seq, c->ids, c->tg,
                     c->nll, c->ent, sent + i, snll + i, cnt + i, c->summary ? &r.st : NULL);
     }
     for (int64_t i = 0; i < ns; i++) {   /* ord[i] is record ord[i] - ex */
@@ -264,7 +251,7 @@ int main(int argc, char **argv) {
     if (c.seq > c.m->cfg.max_pos && root && !cli.quiet)   /* allowed, as transformers allows it: RoPE extends */
         wdl_warn("--seq %lld is past the model's max_position_embeddings (%lld): positions beyond it are "
                  "extrapolated", (long long)c.seq, (long long)c.m->cfg.max_pos);
-    c.chunk = step_chunk_for(c.m->cfg.vocab);   /* c.scratch: head_scratch's, if needed */
+    c.chunk = step_chunk_for(c.m->cfg.vocab);
     c.ids = xmalloc(sizeof(int32_t) * (size_t)(B * c.seq));
     c.tg = xmalloc(sizeof(int32_t) * (size_t)(B * c.seq));
     c.nll = xmalloc(sizeof(double) * (size_t)(B * c.seq));
@@ -313,7 +300,7 @@ int main(int argc, char **argv) {
     }
     dist_finish();
     ivec_free(&c.buf);
-    free(c.ex); free(c.ids); free(c.tg); free(c.nll); free(c.ent); free(c.scratch); free(c.fnll); free(c.ftok);
+    free(c.ex); free(c.ids); free(c.tg); free(c.nll); free(c.ent); free(c.fnll); free(c.ftok);
     free(files);
     tok_free(c.tok);
     model_free(c.m);

@@ -454,7 +454,7 @@ void gen_prefill_many(gen_state *g, const int64_t *slot, const int32_t *const *p
     }
     /* one layer's activations for B prompts of up to ML tokens: room for
      * any k <= B of them */
-    if (!m->act_mem || m->Tmax < ML || m->Bmax * m->Tmax < g->B * ML)
+    if (!m->act_mem || m->Tmax < ML || m->Bmax < g->B || m->Ncap < g->B * ML)
         model_alloc_acts(m, g->B, ML, ACTS_STREAM, 0);
     prefill_sink sink = {g, slot, plen, k};
     m->kv_hook = prefill_kv;

@@ -135,9 +135,17 @@ static int64_t att_train_scratch(attn_dims d) {
 }
 
 void model_alloc_acts(wdl_model *m, int64_t Bmax, int64_t Tmax, int mode, int verbose) {
+    model_alloc_acts_packed(m, Bmax, Tmax, Bmax * Tmax, 0, mode, verbose);
+}
+
+void model_alloc_acts_packed(wdl_model *m, int64_t Bmax, int64_t Tmax, int64_t Npos, size_t spare, int mode,
+                             int verbose) {
+    if (Npos < 1 || Npos > Bmax * Tmax)
+        die("internal: %lld positions for activations of %lld x %lld", (long long)Npos, (long long)Bmax,
+            (long long)Tmax);
     const wdl_config *c = &m->cfg;
     const int train = mode == ACTS_TRAIN;
-    int64_t N = Bmax * Tmax, L = mode == ACTS_STREAM ? 1 : c->layers, H = c->hidden, I = c->inter,
+    int64_t N = Npos, L = mode == ACTS_STREAM ? 1 : c->layers, H = c->hidden, I = c->inter,
             QD = c->heads * c->head_dim, KD = c->kv_heads * c->head_dim,
             NH = c->heads, KV = c->kv_heads, HD = c->head_dim;
     /* the kernels' backward scratch: rmsnorm_backward runs on rows of H
@@ -146,7 +154,7 @@ void model_alloc_acts(wdl_model *m, int64_t Bmax, int64_t Tmax, int mode, int ve
             rk = rmsnorm_backward_scratch(N * KV, HD);
     if (rq > rms) rms = rq;
     if (rk > rms) rms = rk;
-    float *rms_part = NULL;
+    float *rms_part = NULL, *pad = NULL;
     const int keep_att = (double)L * Bmax * NH * Tmax * Tmax * sizeof(float) <= (double)m->att_keep_max;
     /* the table: name, elements; carved from one block in this order */
     struct { float **p; int64_t n; int bwd; } t[] = {
@@ -160,7 +168,9 @@ void model_alloc_acts(wdl_model *m, int64_t Bmax, int64_t Tmax, int mode, int ve
         {&m->a.att_stats, keep_att ? 0 : L * attention_stats(N, NH), 1},
         {&m->a.atty, L * N * QD, 0}, {&m->a.r1, L * N * H, 0}, {&m->a.ln2, L * N * H, 0},
         {&m->a.ln2_rstd, L * N, 0}, {&m->a.gate, L * N * I, 0}, {&m->a.up, L * N * I, 0},
-        {&m->a.act, L * N * I, 0}, {&m->a.normf, N * H, 0}, {&m->a.normf_rstd, N, 0},
+        {&m->a.act, L * N * I, 0},
+        {&pad, 0, 0},   /* ACTS_STREAM: up to `spare` floats before normf */
+        {&m->a.normf, N * H, 0}, {&m->a.normf_rstd, N, 0},
         {&m->a.tmp, N * H, 0},
         {&m->a.dres, N * H, 1}, {&m->a.dln, N * H, 1}, {&m->a.dqr, N * QD, 1}, {&m->a.dq, N * QD, 1},
         {&m->a.dkr, N * KD, 1}, {&m->a.dk, N * KD, 1}, {&m->a.dv, N * KD, 1}, {&m->a.datty, N * QD, 1},
@@ -170,8 +180,10 @@ void model_alloc_acts(wdl_model *m, int64_t Bmax, int64_t Tmax, int mode, int ve
         {&rms_part, 2 * rms, 1},   /* doubles, two floats each (areas start 64-byte aligned) */
     };
     size_t nt = sizeof t / sizeof t[0], total = 0;
-    for (size_t i = 0; i < nt; i++)
+    for (size_t i = 0; i < nt; i++) {
+        if (t[i].p == &pad && mode == ACTS_STREAM && spare > total) t[i].n = (int64_t)(spare - total);
         if (train || !t[i].bwd) total += ((size_t)t[i].n + 15) & ~(size_t)15;
+    }
     /* bf16 training keeps the forward's bf16 copies of the activations
      * both passes multiply (gemm_mirror) */
     const size_t n16 = train && gemm_mirrors() ? (size_t)(L * N * (2 * H + QD + I)) : 0;
@@ -194,7 +206,7 @@ void model_alloc_acts(wdl_model *m, int64_t Bmax, int64_t Tmax, int mode, int ve
         off += ((size_t)t[i].n + 15) & ~(size_t)15;
     }
     m->a.rms_part = (double *)rms_part;
-    m->Bmax = Bmax; m->Tmax = Tmax;
+    m->Bmax = Bmax; m->Tmax = Tmax; m->Ncap = N;
     m->act_layers = L;
     m->act_mode = mode;
     m->ids = xcalloc((size_t)N, sizeof(int32_t));
@@ -216,11 +228,11 @@ float *model_spare_acts(const wdl_model *m, size_t *floats) {
  * final output). With one layer's slots the stream alternates between two. */
 static float *resid_slot(const wdl_model *m, int64_t l) {
     int64_t s = m->act_layers == m->cfg.layers ? l : l % 2;
-    return LAYER(m->a.resid, s, m->Bmax * m->Tmax * m->cfg.hidden);
+    return LAYER(m->a.resid, s, m->Ncap * m->cfg.hidden);
 }
 
 /* Layer l's slots in the activation buffer: each layer's slot holds the
- * capacity Bmax*Tmax positions, and a smaller batch uses its head. */
+ * capacity Ncap positions, and a smaller batch uses its head. */
 typedef struct {
     float *x, *xo, *ln1, *ln1r, *q, *qrs, *qr, *k, *krs, *kr, *v, *att, *att_st, *aty, *r1, *ln2, *ln2r, *gate, *up,
         *act;
@@ -230,7 +242,7 @@ typedef struct {
 static void layer_views(const wdl_model *m, int64_t l, layer_acts *v) {
     const wdl_config *c = &m->cfg;
     const wdl_acts *a = &m->a;
-    const int64_t Nc = m->Bmax * m->Tmax, H = c->hidden, I = c->inter, NH = c->heads, KV = c->kv_heads,
+    const int64_t Nc = m->Ncap, H = c->hidden, I = c->inter, NH = c->heads, KV = c->kv_heads,
                   QD = NH * c->head_dim, KD = KV * c->head_dim;
     v->x = resid_slot(m, l); v->xo = resid_slot(m, l + 1);
     if (m->act_layers != c->layers) l = 0;   /* one slot, reused by every layer */
@@ -262,7 +274,7 @@ static void forward_inputs(wdl_model *m, const int32_t *ids) {
 }
 
 void model_forward(wdl_model *m, const int32_t *ids, int64_t B, int64_t T) {
-    if (!m->act_mem || B > m->Bmax || T > m->Tmax)
+    if (!m->act_mem || B > m->Bmax || T > m->Tmax || B * T > m->Ncap)
         die("internal: batch %lldx%lld exceeds activation capacity", (long long)B, (long long)T);
     m->nseq = B; m->N = B * T; m->Tlong = T;
     for (int64_t b = 0; b <= B; b++) m->seq_off[b] = b * T;
@@ -281,9 +293,10 @@ void model_forward_packed(wdl_model *m, const int32_t *ids, const int64_t *len, 
     /* (attention's scratch holds Bmax sequences of up to Tmax: more
      * sequences, even shorter, can need more, its AVX-512 tiles rounding
      * each one's room up) */
-    if (!m->act_mem || N > m->Bmax * m->Tmax || nseq > m->Bmax)
-        die("internal: %lld packed positions in %lld sequences exceed activation capacity (%lld x %lld)",
-            (long long)N, (long long)nseq, (long long)m->Bmax, (long long)m->Tmax);
+    if (!m->act_mem || N > m->Ncap || nseq > m->Bmax)
+        die("internal: %lld packed positions in %lld sequences exceed activation capacity (%lld x %lld, "
+            "%lld positions)", (long long)N, (long long)nseq, (long long)m->Bmax, (long long)m->Tmax,
+            (long long)m->Ncap);
     m->nseq = nseq; m->N = N; m->Tlong = Tl;
     m->seq_off[0] = 0;
     for (int64_t b = 0; b < nseq; b++) m->seq_off[b + 1] = m->seq_off[b] + len[b];

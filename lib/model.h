@@ -3,8 +3,9 @@
  * Parameters, gradients and the two AdamW moments are each one 64-byte
  * aligned block with the same layout; P[kind] / G[kind] are named views into
  * them (layered kinds hold all layers back to back). Activations for a
- * batch capacity of Bmax x Tmax positions are one more block, allocated on
- * first use, with the memory needed printed before allocation. */
+ * batch capacity of Ncap positions (at most Bmax x Tmax) are one more
+ * block, allocated on first use, with the memory needed printed before
+ * allocation. */
 #ifndef WDL_MODEL_H
 #define WDL_MODEL_H
 #include <stddef.h>
@@ -47,7 +48,8 @@ typedef struct {
     uint16_t *w16;                  /* model_load_decode: the BF16 matrices copied (huge pages), or NULL */
     float *P[W_KINDS], *G[W_KINDS];
     /* activations */
-    int64_t Bmax, Tmax;             /* capacity: Bmax*Tmax positions, sequences of <= Tmax */
+    int64_t Bmax, Tmax;             /* capacity: Bmax sequences of <= Tmax positions, */
+    int64_t Ncap;                   /* ... Ncap <= Bmax*Tmax positions in all */
     int64_t nseq, N, Tlong;         /* the last forward: sequences, positions, longest */
     int64_t *seq_off;               /* [nseq + 1] its sequences' first rows */
     int64_t act_layers;             /* layers with their own activation slots: all, or 1 (ACTS_STREAM) */
@@ -56,10 +58,10 @@ typedef struct {
     size_t act_elems;
     /* bf16 training: each layer's ln1, attention output, ln2 and SwiGLU
      * output in bf16, made by the forward for its products and kept for the
-     * backward's (gemm_mirror), [L][Bmax*Tmax*(2H + QD + I)]; else NULL */
+     * backward's (gemm_mirror), [L][Ncap*(2H + QD + I)]; else NULL */
     uint16_t *act16;
     wdl_acts a;
-    int32_t *ids, *pos;             /* [Bmax*Tmax] inputs of the last forward */
+    int32_t *ids, *pos;             /* [Ncap] inputs of the last forward */
     /* training keeps attention's probabilities for the backward while they
      * take at most this many bytes (MODEL_ATT_KEEP_MAX unless changed
      * before model_alloc_acts); beyond, only their statistics, and the
@@ -99,6 +101,12 @@ void model_zero_grad(wdl_model *m);
  * for Tmax positions. Prints the bytes needed on stderr when verbose. */
 enum { ACTS_FORWARD = 0, ACTS_TRAIN = 1, ACTS_STREAM = 2 };
 void model_alloc_acts(wdl_model *m, int64_t Bmax, int64_t Tmax, int mode, int verbose);
+/* The same for packed batches of at most Npos positions in all (1..Bmax
+ * x Tmax: what the sequences take, not Bmax x Tmax), with ACTS_STREAM
+ * at least `spare` floats in model_spare_acts's part (the layers' slots
+ * padded: room that a scorer's head needs anyway, shared with them). */
+void model_alloc_acts_packed(wdl_model *m, int64_t Bmax, int64_t Tmax, int64_t Npos, size_t spare, int mode,
+                             int verbose);
 /* With ACTS_STREAM activations: the part of their block that lies before
  * m->a.normf, every slot the layers use and none that the head reads,
  * which after a forward is free as scratch until the next one (a
@@ -110,7 +118,7 @@ float *model_spare_acts(const wdl_model *m, size_t *floats);
  * Leaves the final normed hidden states in m->a.normf [B*T, H]. */
 void model_forward(wdl_model *m, const int32_t *ids, int64_t B, int64_t T);
 /* Forward over nseq <= Bmax sequences packed back to back in ids (sequence b is
- * len[b] tokens, 1..Tmax, positions from 0; at most Bmax*Tmax in all): no
+ * len[b] tokens, 1..Tmax, positions from 0; at most Ncap in all): no
  * padding computed. Each sequence's results are those it would get alone,
  * up to the GEMMs' rounding. normf is [sum len, H] in the same order. */
 void model_forward_packed(wdl_model *m, const int32_t *ids, const int64_t *len, int64_t nseq);

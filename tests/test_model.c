@@ -409,14 +409,21 @@ static void test_stream_forward(void **st) {
     model_free(m);
 }
 
-/* After a streamed forward the head's scratch may be the activations'
- * spare part (model_spare_acts, wdl-score's logits): the same NLL and
- * entropy, byte for byte, as with scratch of its own, in chunks smaller
- * than the batch's scored positions and at the part's end, so that each
- * chunk's hidden rows are read after the previous chunk's logits were
- * written next to them (a part reaching into the final norm's output
- * would change them). Only ACTS_STREAM
- * activations have such a part. */
+/* wdl-score's activations: a packed batch's positions only (fewer than
+ * Bmax x Tmax), the layers' slots padded with room for the head's
+ * scratch, which after the forward lies in them (model_spare_acts). The
+ * same NLL and entropy, byte for byte, as at full capacity with scratch
+ * of its own, in chunks smaller than the batch's scored positions and
+ * with the scratch at the spare part's very end, so that each chunk's
+ * hidden rows are read after the previous chunk's logits were written
+ * next to them (a part reaching into the final norm's output would
+ * change them). Only ACTS_STREAM activations have such a part. */
+static void score_into(wdl_model *m, void *scratch, int64_t chunk, const int32_t *ids, const int32_t *tg,
+                       const int64_t *len, int ns, int64_t N, double **r) {
+    r[0] = xmalloc(sizeof(double) * (size_t)N);
+    r[1] = xmalloc(sizeof(double) * (size_t)N);
+    step_score_packed(m, scratch, chunk, ids, tg, len, ns, r[0], r[1]);
+}
 static void test_spare_acts_as_head_scratch(void **st) {
     wdl_config c;
     config_preset("nano", &c);
@@ -431,31 +438,35 @@ static void test_spare_acts_as_head_scratch(void **st) {
         ids[i] = (int32_t)((i * 7 + 2) % V);
         tg[i] = i % 5 ? (int32_t)((i * 3 + 4) % V) : -1;
     }
-    double *r[2][2];
-    for (int k = 0; k < 2; k++) {
-        r[k][0] = xmalloc(sizeof(double) * (size_t)N);
-        r[k][1] = xmalloc(sizeof(double) * (size_t)N);
-    }
     size_t spare;
     model_alloc_acts(m, NS, 64, ACTS_FORWARD, 0);
     assert_null(model_spare_acts(m, &spare));
     assert_int_equal(spare, 0);
     model_alloc_acts(m, NS, 64, ACTS_TRAIN, 0);
     assert_null(model_spare_acts(m, &spare));
+    /* full capacity (3 x 64 positions), scratch of its own */
     model_alloc_acts(m, NS, 64, ACTS_STREAM, 0);
+    const size_t bytes = ce_scratch_bytes(1, chunk, H, V), need = (bytes + sizeof(float) - 1) / sizeof(float);
+    void *own = xmalloc(bytes);
+    double *r0[2], *r1[2];
+    score_into(m, own, chunk, ids, tg, len, NS, N, r0);
+    /* the batch's 110 positions; then room for 5 x need floats more than
+     * their slots take before normf */
+    model_alloc_acts_packed(m, NS, 64, N, 0, ACTS_STREAM, 0);
+    assert_int_equal(m->Ncap, N);
+    assert_non_null(model_spare_acts(m, &spare));
+    const size_t room = spare + 5 * need;
+    model_alloc_acts_packed(m, NS, 64, N, room, ACTS_STREAM, 0);
     float *sp = model_spare_acts(m, &spare);
     assert_non_null(sp);
+    assert_true(spare >= room);
     assert_true(sp + spare <= m->a.normf);
-    assert_true(ce_scratch_bytes(1, chunk, H, V) <= spare * sizeof(float));
-    void *own = xmalloc(ce_scratch_bytes(1, chunk, H, V));
-    /* at the spare part's very end, 64-byte aligned: the closest to normf */
-    const size_t need = (ce_scratch_bytes(1, chunk, H, V) + sizeof(float) - 1) / sizeof(float);
-    float *at = sp + ((spare - need) & ~(size_t)15);
-    step_score_packed(m, own, chunk, ids, tg, len, NS, r[0][0], r[0][1]);
-    step_score_packed(m, at, chunk, ids, tg, len, NS, r[1][0], r[1][1]);
-    assert_memory_equal(r[0][0], r[1][0], sizeof(double) * (size_t)N);
-    assert_memory_equal(r[0][1], r[1][1], sizeof(double) * (size_t)N);
-    for (int k = 0; k < 2; k++) { free(r[k][0]); free(r[k][1]); }
+    float *at = sp + ((spare - need) & ~(size_t)15);   /* 64-byte aligned, the closest to normf */
+    score_into(m, at, chunk, ids, tg, len, NS, N, r1);
+    for (int k = 0; k < 2; k++) {
+        assert_memory_equal(r0[k], r1[k], sizeof(double) * (size_t)N);
+        free(r0[k]); free(r1[k]);
+    }
     free(own); free(ids); free(tg);
     model_free(m);
 }
@@ -718,7 +729,7 @@ static void test_recomputed_attention(void **st) {
  * they were, where without mirrors (and in fp32) they change them. */
 static void poison_ln1(void *ctx, int64_t layer, const float *kr, const float *v) {
     wdl_model *m = ctx;
-    float *ln1 = m->a.ln1 + layer * m->Bmax * m->Tmax * m->cfg.hidden;
+    float *ln1 = m->a.ln1 + layer * m->Ncap * m->cfg.hidden;
     for (int64_t i = 0; i < m->N * m->cfg.hidden; i++) ln1[i] = 7.0f;
 }
 static float *two_steps(wdl_model *m, const batch *b, int poison, double *loss) {
