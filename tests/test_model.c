@@ -409,6 +409,26 @@ static void test_stream_forward(void **st) {
     model_free(m);
 }
 
+/* The nano preset at random (seed) and a packed batch of ns sequences
+ * (len[b] tokens each): its ids and targets (every third position
+ * unscored); returns the positions. */
+static wdl_model *nano_packed(uint64_t seed, const int64_t *len, int ns, int64_t *N, int32_t **ids, int32_t **tg) {
+    wdl_config c;
+    config_preset("nano", &c);
+    wdl_model *m = model_new(&c);
+    model_init_random(m, seed, 0.02);
+    const int64_t V = c.vocab;
+    *N = 0;
+    for (int b = 0; b < ns; b++) *N += len[b];
+    *ids = xmalloc(sizeof(int32_t) * (size_t)*N);
+    *tg = xmalloc(sizeof(int32_t) * (size_t)*N);
+    for (int64_t i = 0; i < *N; i++) {
+        (*ids)[i] = (int32_t)((i * 11 + 5) % V);
+        (*tg)[i] = i % 3 ? (int32_t)((i * 5 + 1) % V) : -1;
+    }
+    return m;
+}
+
 /* wdl-score's activations: a packed batch's positions only (fewer than
  * Bmax x Tmax), the layers' slots padded with room for the head's
  * scratch, which after the forward lies in them (model_spare_acts). The
@@ -425,19 +445,12 @@ static void score_into(wdl_model *m, void *scratch, int64_t chunk, const int32_t
     step_score_packed(m, scratch, chunk, ids, tg, len, ns, r[0], r[1]);
 }
 static void test_spare_acts_as_head_scratch(void **st) {
-    wdl_config c;
-    config_preset("nano", &c);
-    wdl_model *m = model_new(&c);
-    model_init_random(m, 9, 0.02);
     enum { NS = 3 };
-    const int64_t len[NS] = {60, 17, 33}, H = c.hidden, V = c.vocab, chunk = 16;
-    int64_t N = 0;
-    for (int b = 0; b < NS; b++) N += len[b];
-    int32_t *ids = xmalloc(sizeof(int32_t) * (size_t)N), *tg = xmalloc(sizeof(int32_t) * (size_t)N);
-    for (int64_t i = 0; i < N; i++) {
-        ids[i] = (int32_t)((i * 7 + 2) % V);
-        tg[i] = i % 5 ? (int32_t)((i * 3 + 4) % V) : -1;
-    }
+    const int64_t len[NS] = {60, 17, 33}, chunk = 16;
+    int64_t N;
+    int32_t *ids, *tg;
+    wdl_model *m = nano_packed(9, len, NS, &N, &ids, &tg);
+    const int64_t H = m->cfg.hidden, V = m->cfg.vocab;
     size_t spare;
     model_alloc_acts(m, NS, 64, ACTS_FORWARD, 0);
     assert_null(model_spare_acts(m, &spare));
@@ -477,19 +490,12 @@ static void test_spare_acts_as_head_scratch(void **st) {
  * may round differently); streaming the packed batch gives the full
  * forward's bytes. Lengths straddle the attention's row block; one is 1. */
 static void test_packed_forward(void **st) {
-    wdl_config c;
-    config_preset("nano", &c);
-    wdl_model *m = model_new(&c);
-    model_init_random(m, 5, 0.02);
     enum { NS = 4 };
-    const int64_t len[NS] = {70, 3, 1, 41}, H = c.hidden, V = c.vocab;
-    int64_t N = 0;
-    for (int b = 0; b < NS; b++) N += len[b];
-    int32_t *ids = xmalloc(sizeof(int32_t) * (size_t)N), *tg = xmalloc(sizeof(int32_t) * (size_t)N);
-    for (int64_t i = 0; i < N; i++) {
-        ids[i] = (int32_t)((i * 11 + 5) % V);
-        tg[i] = i % 3 ? (int32_t)((i * 5 + 1) % V) : -1;
-    }
+    const int64_t len[NS] = {70, 3, 1, 41};
+    int64_t N;
+    int32_t *ids, *tg;
+    wdl_model *m = nano_packed(5, len, NS, &N, &ids, &tg);
+    const int64_t H = m->cfg.hidden, V = m->cfg.vocab;
     float *full = xmalloc(sizeof(float) * (size_t)(N * H));
     double *nll = xmalloc(sizeof(double) * (size_t)N), *ent = xmalloc(sizeof(double) * (size_t)N);
     double *nll1 = xmalloc(sizeof(double) * (size_t)N), *ent1 = xmalloc(sizeof(double) * (size_t)N);
