@@ -44,9 +44,12 @@ static void att_seqs(att_seq *s, attn_dims d) {
 #define ROW_SUM lanes_sum_f32
 #define ATT_TILES 1   /* attention may take attn_tiles.h's tiles */
 #define GEMM_N 1      /* products sharing an operand go to the backend together (gemm_run_n) */
+#define CE_PAD_FEW 1  /* ce_chunked's few rows against a large head on CE_MIN_ROWS (kernels.h) */
+_Static_assert(CE_MIN_ROWS == GEMM_FEW_ROWS + 1, "ce_chunked's rows for a few positions: one past gemm.h's few");
 #include "kernels_impl.h"
 #undef ATT_TILES
 #undef GEMM_N
+#undef CE_PAD_FEW
 #undef R
 #undef GEMM
 #undef EXP
@@ -62,6 +65,7 @@ static void att_seqs(att_seq *s, attn_dims d) {
 #define ROW_SUM lanes_sum_f64
 #define ATT_TILES 0
 #define GEMM_N 0
+#define CE_PAD_FEW 0  /* cblas_dgemm: one route */
 /* the double twins: every name kernels_impl.h defines */
 #define rope_cache rope_cache_f64
 #define rope_build rope_build_f64

@@ -93,17 +93,22 @@ static inline int64_t attention_forward_scratch(attn_dims d) {
  * head). */
 static inline int64_t attention_stats(int64_t N, int64_t NH) { return 2 * N * NH; }
 
-/* ce_chunked's scratch, byte offsets of its parts: for one chunk of rows,
- * the logits z [chunk, V], the gathered hidden rows of each side
- * [nsides, chunk, C] and the gradient rows [chunk, C] (reals of `real`
- * bytes), then the chunk's positions (int64) and losses (double). */
+/* Rows of ce_chunked's logits and gathered hidden rows for a chunk of
+ * `chunk` positions: at least CE_MIN_ROWS (gemm.h's GEMM_FEW_ROWS + 1),
+ * on which a chunk of fewer positions computes its logits (kernels.h). */
+#define CE_MIN_ROWS 17
+static inline int64_t ce_rows(int64_t chunk) { return chunk > CE_MIN_ROWS ? chunk : CE_MIN_ROWS; }
+/* ce_chunked's scratch, byte offsets of its parts: the logits z [rows, V]
+ * and the gathered hidden rows of each side [nsides, rows, C] (rows:
+ * ce_rows(chunk)), the gradient rows [chunk, C] (reals of `real` bytes),
+ * then the chunk's positions (int64) and losses (double). */
 typedef struct { size_t z, hg, dhg, act, rowloss, total; } ce_layout;
 static inline ce_layout ce_scratch_layout(int nsides, int64_t chunk, int64_t C, int64_t V, size_t real) {
     ce_layout l;
-    size_t ch = (size_t)chunk;
+    size_t ch = (size_t)chunk, rows = (size_t)ce_rows(chunk);
     l.z = 0;
-    l.hg = l.z + real * ch * (size_t)V;
-    l.dhg = l.hg + real * ch * (size_t)C * (size_t)nsides;
+    l.hg = l.z + real * rows * (size_t)V;
+    l.dhg = l.hg + real * rows * (size_t)C * (size_t)nsides;
     l.act = (l.dhg + real * ch * (size_t)C + 7) & ~(size_t)7;   /* 8-byte aligned */
     l.rowloss = l.act + sizeof(int64_t) * ch;
     l.total = l.rowloss + sizeof(double) * ch;
@@ -254,7 +259,14 @@ void residual_forward_f64(double *out, const double *a, const double *b, int64_t
  * nll_out/ent_out (may be NULL) receive per-position NLL and predictive
  * entropy (unweighted; 0 for skipped positions). Positions go `chunk` at a
  * time, so no [N,V] tensor is ever held; scratch: ce_scratch_bytes(nsides,
- * chunk, C, V) bytes (_f64: ce_scratch_bytes_f64), 8-byte aligned. */
+ * chunk, C, V) bytes (_f64: ce_scratch_bytes_f64), 8-byte aligned. In
+ * float, a chunk of GEMM_FEW_ROWS positions or fewer against a head of
+ * GEMM_FEW_ROWS_MIN_NK weights or more computes its logits on
+ * CE_MIN_ROWS rows, its last repeated: such a product of a few rows would
+ * leave the route of the others (in fp32 for oneDNN, and with a BF16
+ * checkpoint read in place through a dense fp32 copy of the head, 622 MB
+ * for Qwen3-0.6B), so each position's logits are the same products'
+ * whatever else its chunk holds. */
 double ce_chunked(int nsides, float *const *h, float *const *w, const double *coef,
                   float *const *dh, float *const *dw, const int32_t *targets,
                   const float *weights, int64_t N, int64_t C, int64_t V,

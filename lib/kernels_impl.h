@@ -646,6 +646,7 @@ double ce_chunked(int nsides, R *const *h, R *const *w, const double *coef,
     if (nll_out) memset(nll_out, 0, sizeof(double) * (size_t)N);
     if (ent_out) memset(ent_out, 0, sizeof(double) * (size_t)N);
     const ce_layout lay = ce_scratch_layout(nsides, chunk, C, V, sizeof(R));
+    const int64_t rows = ce_rows(chunk);   /* hg's stride per side */
     char *base = scratch;
     R *z = (R *)(base + lay.z), *hg = (R *)(base + lay.hg), *dhg = (R *)(base + lay.dhg);
     int64_t *act = (int64_t *)(base + lay.act);
@@ -665,9 +666,13 @@ double ce_chunked(int nsides, R *const *h, R *const *w, const double *coef,
         /* bf16: hg is read by two products per side and z (once it is dz)
          * by two; held, each is converted once (see gemm_hold_inputs) */
         GEMM_HOLD(1);
+        /* the rows z is computed on: m, or CE_MIN_ROWS for a few against a
+         * large head (kernels.h) */
+        const int64_t mz = CE_PAD_FEW && m < CE_MIN_ROWS && V * C >= GEMM_FEW_ROWS_MIN_NK ? CE_MIN_ROWS : m;
         for (int s = 0; s < nsides; s++) {
-            for (int64_t i = 0; i < m; i++) memcpy(hg + (s * chunk + i) * C, h[s] + act[i] * C, sizeof(R) * (size_t)C);
-            GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, m, V, C, (R)coef[s], hg + s * chunk * C, C,
+            for (int64_t i = 0; i < mz; i++)
+                memcpy(hg + (s * rows + i) * C, h[s] + act[i < m ? i : m - 1] * C, sizeof(R) * (size_t)C);
+            GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, mz, V, C, (R)coef[s], hg + s * rows * C, C,
                  w[s], C, s ? 1 : 0, z, V);
         }
 #pragma omp parallel for schedule(dynamic, PAR_CHUNK(m)) if (m * V > PAR_MIN)
@@ -725,7 +730,7 @@ double ce_chunked(int nsides, R *const *h, R *const *w, const double *coef,
                 }
             }
             if (dw[s])
-                GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, m, (R)coef[s], z, V, hg + s * chunk * C, C, 1, dw[s], C);
+                GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, m, (R)coef[s], z, V, hg + s * rows * C, C, 1, dw[s], C);
         }
         GEMM_HOLD(0);
     }

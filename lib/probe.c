@@ -2,6 +2,7 @@
  * as in the loss, so a large vocabulary never needs an [N, V] tensor. */
 #include "probe.h"
 #include "common.h"
+#include "gemm.h"
 #include "kernels.h"
 #include <float.h>
 #include <math.h>
@@ -61,11 +62,13 @@ void logit_stats_after_forward(logit_stats *s, wdl_model *m, const int32_t *targ
     for (int64_t n = 0; n < N; n++) if (targets[n] >= 0) act[na++] = n;
     for (int64_t a0 = 0; a0 < na; a0 += chunk) {
         int64_t c = na - a0 < chunk ? na - a0 : chunk;
-        for (int64_t i = 0; i < c; i++) {
-            memcpy(hg + i * H, m->a.normf + act[a0 + i] * H, sizeof(float) * (size_t)H);
-            y[i] = targets[act[a0 + i]];
-        }
-        linear_forward(z, hg, model_head(m), c, H, V);
+        /* as ce_chunked (kernels.h): a few rows against a large head go on
+         * CE_MIN_ROWS, the last repeated, not off the others' route */
+        const int64_t cz = c < CE_MIN_ROWS && V * H >= GEMM_FEW_ROWS_MIN_NK ? CE_MIN_ROWS : c;
+        for (int64_t i = 0; i < cz; i++)
+            memcpy(hg + i * H, m->a.normf + act[a0 + (i < c ? i : c - 1)] * H, sizeof(float) * (size_t)H);
+        for (int64_t i = 0; i < c; i++) y[i] = targets[act[a0 + i]];
+        linear_forward(z, hg, model_head(m), cz, H, V);
         logit_stats_add(s, z, y, c, V);
     }
     free(z); free(hg); free(y); free(act);

@@ -1310,6 +1310,45 @@ static void test_decode_fp32_views(void **st) {
     assert_int_equal(f1, f0);
 }
 
+/* The head's logits for a chunk of at most GEMM_FEW_ROWS positions come
+ * from the products every other chunk's come from (ce_chunked computes
+ * them on CE_MIN_ROWS rows): in fp32 on sgemm_own, per-position NLL and
+ * entropy byte for byte the same in chunks of 5 as in one chunk of all
+ * 40, with a head past GEMM_FEW_ROWS_MIN_NK weights (80 x 1,024), where a
+ * product of a few rows would go to oneDNN. */
+static void test_head_few_rows(void **st) {
+    gemm_set_precision(GEMM_FP32_AUTO);
+    if (!gemm_ctx_uses_own_sgemm(gemm_default())) {
+        print_message("# fp32 products not on sgemm_own on this CPU: nothing to compare\n");
+        gemm_set_precision(GEMM_FP32);
+        return;
+    }
+    enum { N = 40, C = 1024, V = 80 };
+    assert_true(V * C >= GEMM_FEW_ROWS_MIN_NK);
+    wdl_rng r;
+    rng_seed(&r, 11);
+    float *h = xmalloc(sizeof(float) * N * C), *w = xmalloc(sizeof(float) * V * C);
+    for (int64_t i = 0; i < N * C; i++) h[i] = (float)(rng_uniform(&r) - 0.5);
+    for (int64_t i = 0; i < V * C; i++) w[i] = (float)(rng_uniform(&r) - 0.5) * 0.2f;
+    int32_t tg[N];
+    for (int i = 0; i < N; i++) tg[i] = (int32_t)((i * 37 + 3) % V);
+    double *res[2][2];
+    const int64_t chunks[2] = {5, N};
+    for (int k = 0; k < 2; k++) {
+        void *scratch = xmalloc(ce_scratch_bytes(1, chunks[k], C, V));
+        float *hs[1] = {h}, *ws[1] = {w}, *nd[1] = {NULL};
+        double coef[1] = {1.0};
+        res[k][0] = xmalloc(sizeof(double) * N);
+        res[k][1] = xmalloc(sizeof(double) * N);
+        ce_chunked(1, hs, ws, coef, nd, nd, tg, NULL, N, C, V, res[k][0], res[k][1], scratch, chunks[k]);
+        free(scratch);
+    }
+    gemm_set_precision(GEMM_FP32);
+    for (int j = 0; j < 2; j++) assert_memory_equal(res[0][j], res[1][j], sizeof(double) * N);
+    for (int k = 0; k < 2; k++) { free(res[k][0]); free(res[k][1]); }
+    free(h); free(w);
+}
+
 /* fp32 scoring (GEMM_FP32_AUTO, where its products run on sgemm_own) of a
  * checkpoint with BF16 matrices reads them where they lie, widened as the
  * products pack them: per-position NLL and entropy byte for byte those of
@@ -1460,6 +1499,7 @@ int main(void) {
         cmocka_unit_test(test_stream_forward),
         cmocka_unit_test(test_packed_forward),
         cmocka_unit_test(test_spare_acts_as_head_scratch),
+        cmocka_unit_test(test_head_few_rows),
         cmocka_unit_test(test_written_checkpoints),
         cmocka_unit_test(test_step_allocates_nothing),
         cmocka_unit_test_teardown(test_recomputed_attention, precision_fp32),
