@@ -95,7 +95,8 @@ static inline int64_t attention_stats(int64_t N, int64_t NH) { return 2 * N * NH
 
 /* Rows of ce_chunked's logits and gathered hidden rows for a chunk of
  * `chunk` positions: at least CE_MIN_ROWS (gemm.h's GEMM_FEW_ROWS + 1),
- * on which a chunk of fewer positions computes its logits (kernels.h). */
+ * on which a chunk of fewer positions computes its logits (ce_chunked,
+ * below). */
 #define CE_MIN_ROWS 17
 static inline int64_t ce_rows(int64_t chunk) { return chunk > CE_MIN_ROWS ? chunk : CE_MIN_ROWS; }
 /* ce_chunked's scratch, byte offsets of its parts: the logits z [rows, V]
