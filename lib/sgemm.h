@@ -13,8 +13,9 @@
  * accumulators over two panels at once (the same sums, fewer
  * instructions), which prefetches its rows of C before its K loop (and,
  * where the panels outgrow L2, a slice of the next panel, spread over the
- * K loop); blocks of columns and items hold whole pairs of panels there,
- * and row blocks of A along its rows are twice as tall. A few
+ * K loop); blocks of columns and items hold whole pairs of panels there.
+ * Row blocks of A read along its rows are twice as tall as those of A
+ * stored transposed. A few
  * rows (decoding's) share out the panels instead, each thread packing its
  * own, without a barrier. A wide product (op(B) = B^T past one block of
  * packing, at most 512 rows: a language model's head over a chunk of
