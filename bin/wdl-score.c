@@ -62,6 +62,7 @@ static const char *usage =
 static void score_batch(wdl_model *m, int64_t chunk, const example *const *ex, int64_t n, int64_t B, int64_t Tcap,
                         int32_t *ids, int32_t *tg, double *nll, double *ent, double *sent, double *snll,
                         int64_t *cnt, logit_stats *st) {
+    const size_t need = ce_scratch_bytes(1, chunk, m->cfg.hidden, m->cfg.vocab);   /* the head's scratch */
     int64_t len[n > 0 ? n : 1], T = 1, P = 0;
     for (int64_t i = 0; i < n; i++) {
         if (ex[i]->len > T) T = ex[i]->len;
@@ -74,13 +75,11 @@ static void score_batch(wdl_model *m, int64_t chunk, const example *const *ex, i
         if (nt > Tcap) nt = Tcap;
         int64_t np = m->act_mem && 2 * m->Ncap > P ? 2 * m->Ncap : P;
         if (np > B * nt) np = B * nt;
-        const size_t room = (ce_scratch_bytes(1, chunk, m->cfg.hidden, m->cfg.vocab) + sizeof(float) - 1) /
-                            sizeof(float);
-        model_alloc_acts_packed(m, B, nt, np, room, ACTS_STREAM, 0);
+        model_alloc_acts_packed(m, B, nt, np, (need + sizeof(float) - 1) / sizeof(float), ACTS_STREAM, 0);
     }
     size_t spare;
     float *scratch = model_spare_acts(m, &spare);
-    if (spare * sizeof(float) < ce_scratch_bytes(1, chunk, m->cfg.hidden, m->cfg.vocab))
+    if (spare * sizeof(float) < need)
         die("internal: the activations' spare part holds no chunk of logits");
     int64_t N = example_pack(ex, n, ids, tg, len);
     step_score_packed(m, scratch, chunk, ids, tg, len, n, nll, ent);

@@ -46,6 +46,9 @@ static void att_seqs(att_seq *s, attn_dims d) {
 #define GEMM_N 1      /* products sharing an operand go to the backend together (gemm_run_n) */
 #define CE_PAD_FEW 1  /* ce_chunked's few rows against a large head on CE_MIN_ROWS (kernels.h) */
 _Static_assert(CE_MIN_ROWS == GEMM_FEW_ROWS + 1, "ce_chunked's rows for a few positions: one past gemm.h's few");
+int64_t ce_head_rows(int64_t m, int64_t C, int64_t V) {
+    return m < CE_MIN_ROWS && V * C >= GEMM_FEW_ROWS_MIN_NK ? CE_MIN_ROWS : m;
+}
 #include "kernels_impl.h"
 #undef ATT_TILES
 #undef GEMM_N

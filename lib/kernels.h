@@ -99,6 +99,10 @@ static inline int64_t attention_stats(int64_t N, int64_t NH) { return 2 * N * NH
  * below). */
 #define CE_MIN_ROWS 17
 static inline int64_t ce_rows(int64_t chunk) { return chunk > CE_MIN_ROWS ? chunk : CE_MIN_ROWS; }
+/* The rows m positions' logits against a [V, C] head are computed on:
+ * CE_MIN_ROWS where m is that few and the head that large (ce_chunked,
+ * below), else m. */
+int64_t ce_head_rows(int64_t m, int64_t C, int64_t V);
 /* ce_chunked's scratch, byte offsets of its parts: the logits z [rows, V]
  * and the gathered hidden rows of each side [nsides, rows, C] (rows:
  * ce_rows(chunk)), the gradient rows [chunk, C] (reals of `real` bytes),

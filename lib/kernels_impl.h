@@ -666,9 +666,7 @@ double ce_chunked(int nsides, R *const *h, R *const *w, const double *coef,
         /* bf16: hg is read by two products per side and z (once it is dz)
          * by two; held, each is converted once (see gemm_hold_inputs) */
         GEMM_HOLD(1);
-        /* the rows z is computed on: m, or CE_MIN_ROWS for a few against a
-         * large head (kernels.h) */
-        const int64_t mz = CE_PAD_FEW && m < CE_MIN_ROWS && V * C >= GEMM_FEW_ROWS_MIN_NK ? CE_MIN_ROWS : m;
+        const int64_t mz = CE_PAD_FEW ? ce_head_rows(m, C, V) : m;   /* the rows z is computed on */
         for (int s = 0; s < nsides; s++) {
             for (int64_t i = 0; i < mz; i++)
                 memcpy(hg + (s * rows + i) * C, h[s] + act[i < m ? i : m - 1] * C, sizeof(R) * (size_t)C);

@@ -2,7 +2,6 @@
  * as in the loss, so a large vocabulary never needs an [N, V] tensor. */
 #include "probe.h"
 #include "common.h"
-#include "gemm.h"
 #include "kernels.h"
 #include <float.h>
 #include <math.h>
@@ -62,9 +61,8 @@ void logit_stats_after_forward(logit_stats *s, wdl_model *m, const int32_t *targ
     for (int64_t n = 0; n < N; n++) if (targets[n] >= 0) act[na++] = n;
     for (int64_t a0 = 0; a0 < na; a0 += chunk) {
         int64_t c = na - a0 < chunk ? na - a0 : chunk;
-        /* as ce_chunked (kernels.h): a few rows against a large head go on
-         * CE_MIN_ROWS, the last repeated, not off the others' route */
-        const int64_t cz = c < CE_MIN_ROWS && V * H >= GEMM_FEW_ROWS_MIN_NK ? CE_MIN_ROWS : c;
+        /* as ce_chunked: a few rows on CE_MIN_ROWS, the last repeated */
+        const int64_t cz = ce_head_rows(c, H, V);
         for (int64_t i = 0; i < cz; i++)
             memcpy(hg + i * H, m->a.normf + act[a0 + (i < c ? i : c - 1)] * H, sizeof(float) * (size_t)H);
         for (int64_t i = 0; i < c; i++) y[i] = targets[act[a0 + i]];
