@@ -61,15 +61,18 @@ static const char *usage =
     "  --batch B       sequences per step (8)\n"
     "  --seq T         positions per sequence (256)\n"
     "  --precision P   the training's matrix products (fp32)\n"
-    "  --repeat R      the best of R timed runs (1)\n";
+    "  --repeat R      the best of R timed runs (1)\n"
+    "  --breakdown     then S steps more, timed kernel by kernel: where a\n"
+    "                  step's time goes (one more JSON object)\n";
 
 int main(int argc, char **argv) {
     long long steps_in = 10, repeat_in = 1, B = 8, T = 256;
+    int breakdown = 0;
     const char *preset = NULL, *pname = NULL;
     const cli_opt opts[] = {{"steps", 0, CLI_INT, &steps_in}, {"preset", 0, CLI_STR, &preset},
                             {"batch", 0, CLI_INT, &B},        {"seq", 0, CLI_INT, &T},
                             {"precision", 0, CLI_STR, &pname}, {"repeat", 0, CLI_INT, &repeat_in},
-                            {0}};
+                            {"breakdown", 0, CLI_FLAG, &breakdown}, {0}};
     cli_common cli;
     cli_parse(argc, argv, usage, opts, &cli);
     cli_stdout_only(&cli, 0);
@@ -152,6 +155,38 @@ int main(int argc, char **argv) {
            rate[0], rate[1], rate[2], rate[3], own_used ? "true" : "false", sgemm_own_tile(), used, gf / used, gf / rate[0],
            gemm_dnnl_isa(), attention,
            prec != GEMM_BF16 ? "none" : bf16_fma ? "fp32-fma" : "onednn");
+    if (breakdown) {
+        /* the same steps again, each kernel timed (model.h's model_times)
+         * and the optimizer's three calls: not the steps measured above */
+        model_times mt = {{0}};
+        double opt = 0, t1 = wdl_now();
+        m->times = &mt;
+        for (int s = 0; s < steps; s++) {
+            double u = wdl_now();
+            model_zero_grad(m);
+            opt += wdl_now() - u;
+            step_train(&st, ids, tg, wt, B, T);
+            u = wdl_now();
+            grad_clip(m, 1.0);
+            adamw_step(m, &ac, 1e-3, steps + 3 + s);
+            opt += wdl_now() - u;
+        }
+        m->times = NULL;
+        const double step = (wdl_now() - t1) / steps;
+        /* the linear layers' multiply-adds, forward and backward (the head's are the loss's) */
+        const int64_t QD = c.heads * c.head_dim, KD = c.kv_heads * c.head_dim;
+        const double lin = 6.0 * N * c.layers * (double)(c.hidden * (2 * QD + 2 * KD) + 3 * c.hidden * c.inter);
+        double sum = opt;
+        printf("{\"bench\":\"train_breakdown\",\"model\":\"%s\",\"precision\":\"%s\",\"threads\":%d,"
+               "\"step_ms\":%.2f", name, gemm_precision_name(prec), threads, step * 1e3);
+        for (int k = 0; k < MT_KINDS; k++) {
+            printf(",\"%s_ms\":%.2f", model_time_names[k], mt.s[k] / steps * 1e3);
+            sum += mt.s[k];
+        }
+        printf(",\"optimizer_ms\":%.2f,\"other_ms\":%.2f,\"products_gflops\":%.1f,\"products_vs_gemm\":%.3f}\n",
+               opt / steps * 1e3, (step - sum / steps) * 1e3, lin / (mt.s[MT_PRODUCTS] / steps) / 1e9,
+               lin / (mt.s[MT_PRODUCTS] / steps) / 1e9 / used);
+    }
     /* forward only (scoring) */
     double *nll = xmalloc(sizeof(double) * (size_t)N), *ent = xmalloc(sizeof(double) * (size_t)N);
     for (int s = 0; s < steps + 2; s++) {

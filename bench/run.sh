@@ -41,7 +41,10 @@ echo "# fp32-openblas = OpenBLAS throughout (the reference); bf16 = bf16 inputs,
 echo "# own GEMM's fp32 FMAs on bf16-rounded inputs where oneDNN has no bf16 kernel or its dot products are slow (bf16_products);"
 echo "# GEMM rates of both libraries on the model's shapes"
 for p in fp32 bf16; do
-  for t in $(seq 1 "$NPROC"); do "$B/bench/bench_train" --threads "$t" --steps "$STEPS" --repeat "$REPEAT" --precision "$p" | tee -a "$out"; done
+  for t in $(seq 1 "$NPROC"); do
+    bd=(); [ "$t" = "$NPROC" ] && bd=(--breakdown)   # where the step's time goes, kernel by kernel
+    "$B/bench/bench_train" --threads "$t" --steps "$STEPS" --repeat "$REPEAT" --precision "$p" "${bd[@]}" | tee -a "$out"
+  done
 done
 "$B/bench/bench_train" --threads "$NPROC" --steps "$STEPS" --repeat "$REPEAT" --precision fp32-openblas | tee -a "$out"
 echo "# oneDNN ISA: $(jq -rs 'map(select(.onednn_isa)) | first | .onednn_isa' "$out") (dnnl_get_effective_cpu_isa)"

@@ -33,6 +33,10 @@
   "GEMM rates on the model shapes (GFLOP/s, the fastest of the \($cn | length) runs at \($n) threads): OpenBLAS sgemm \($r.sgemm), oneDNN fp32 \($r.dnnl32), our own fp32 (sgemm.c) \(if $r.own > 0 then $r.own else "n/a" end), oneDNN bf16 \($r.dnnl16)",
   (if $pk then "fp32 FMA peak of the \($pk.threads) cores (\($pk.isa)): \($pk.gflops) GFLOP/s; the fastest fp32 GEMM rate is \($g32 / $pk.gflops * 100 | round)% of it, wdl fp32 training \($f.gflops / $pk.gflops * 100 | round)%" else empty end),
   (if $pk.bf16_dot_gflops then "bf16 dot-product peak (AVX512-BF16, the same chains): \($pk.bf16_dot_gflops) GFLOP/s = \($pk.bf16_dot_gflops / $pk.gflops | r2)x the fp32 FMA peak\(if $h.bf16_products == "fp32-fma" then " (so bf16 runs on fp32 FMAs here)" else "" end)" else empty end),
+  (map(select(.bench == "train_breakdown" and .model == "reference" and .threads == $n))[] |
+    . as $b | ["products", "attention", "norms", "swiglu", "loss", "optimizer", "embedding", "other"] |
+    map("\(.) \($b[. + "_ms"] | r2) ms (\($b[. + "_ms"] / $b.step_ms * 100 | round)%)") | join(", ") |
+    "where a wdl \($b.precision) step of \($b.step_ms | r2) ms goes (the same steps again, kernel by kernel): \(.); the linear layers' products at \($b.products_gflops) GFLOP/s, \($b.products_vs_gemm * 100 | round)% of the rate bench_train measured for their GEMM"),
   "wdl fp32: \($f.gflops) GFLOP/s = \($f.gflops / $g32 * 100 | round)% of the fastest fp32 GEMM rate (target 75%: \(ok($f.gflops / $g32; 0.75)))",
   "wdl bf16: \($h.gflops) GFLOP/s, MFU \($h.gflops / $g16 * 100 | round)% of the fastest rate measured for its products (\(if $h.bf16_products == "fp32-fma" then "our own fp32 GEMM: bf16 runs on fp32 FMAs on this CPU" else "oneDNN bf16" end))",
   (if $best3 then

@@ -1503,6 +1503,12 @@ int gemm_attention_tiles(void) {
 
 int gemm_attention_tiles_for(int64_t head_dim) { return gemm_attention_tiles() && head_dim <= ATTN_TILES_MAX_HD; }
 
+/* GEMM_BF16 whose products run on fp32 FMAs, where the tiles would run fp32 */
+int gemm_attention_tiles16_for(int64_t head_dim) {
+    return ATTN_TILES_BUILT && g_default && g_default->prec == GEMM_BF16 && g_default->bf16_fma && !g_default->amx &&
+           !g_default->dot && (g_default->isa512 || !ATTN_TILES_AVX512) && head_dim <= ATTN_TILES_MAX_HD;
+}
+
 int gemm_attention_amx(void) { return ATTN_AMX_BUILT && g_default && g_default->prec == GEMM_BF16 && g_default->amx; }
 
 int gemm_attention_dot(void) { return ATTN_BF16_BUILT && g_default && g_default->prec == GEMM_BF16 && g_default->dot; }

@@ -299,6 +299,13 @@ int gemm_attention_tiles(void);
  * and head_dim <= ATTN_TILES_MAX_HD (the one place the kernels and the
  * bench ask). */
 int gemm_attention_tiles_for(int64_t head_dim);
+/* Whether bf16 attention with this head_dim runs on those fp32 tiles, its
+ * products' operands holding bf16 values: GEMM_BF16 where its products
+ * run on fp32 FMAs (gemm_ctx_bf16_fma: no AMX, no AMD dot products) and
+ * the tiles would run fp32's. The callers round q, k, v and the
+ * backward's output gradient to bf16 first (attention_round16, kernels.h);
+ * the kernels round each block's probabilities and dS as they go. */
+int gemm_attention_tiles16_for(int64_t head_dim);
 /* Whether they run in bf16 on attn_amx.h's AMX tiles: GEMM_BF16 where
  * oneDNN runs AMX and the kernel grants this process the tile registers,
  * in an AMX-BF16 build. */

@@ -35,6 +35,36 @@ static void att_seqs(att_seq *s, attn_dims d) {
     }
 }
 
+/* x rounded to bf16 (to nearest even, a NaN kept quiet: the value
+ * st_f32_to_bf16 gives), widened back to a float; in a form the compiler
+ * vectorises */
+static inline float bf16_round(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    const uint32_t r = (u & 0x7fffffffu) > 0x7f800000u ? (u & 0xffff0000u) | 0x00400000u
+                                                       : (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    memcpy(&x, &r, sizeof x);
+    return x;
+}
+
+/* Rows 0..m-1 of src (n floats each, ld apart) rounded to bf16 into dst
+ * (src itself allowed): bf16 attention's probabilities and dS on the
+ * tiles (gemm_attention_tiles16_for) */
+static const float *round16_rows(float *dst, const float *src, int64_t m, int64_t n, int64_t ld) {
+    for (int64_t i = 0; i < m; i++) {
+        const float *s = src + i * ld;
+        float *d = dst + i * ld;
+#pragma omp simd
+        for (int64_t u = 0; u < n; u++) d[u] = bf16_round(s[u]);
+    }
+    return dst;
+}
+
+void attention_round16(float *x, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > (1 << 16))
+    for (int64_t i = 0; i < n; i++) x[i] = bf16_round(x[i]);
+}
+
 #define R float
 /* float products go through the backend (fp32 OpenBLAS or bf16 oneDNN) */
 #define GEMM(order, ta, tb, ...) wdl_sgemm((ta) == CblasTrans, (tb) == CblasTrans, __VA_ARGS__)

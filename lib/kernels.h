@@ -240,6 +240,12 @@ void attention_backward_set_f64(double *dq, double *dk, double *dv, const double
                                 const double *stats, const double *q, const double *k, const double *v,
                                 attn_dims d, double *scratch);
 
+/* x rounded to bf16 in place (to nearest even, a NaN kept quiet; floats
+ * that hold bf16 values): attention's q, k, v and the backward's output
+ * gradient where bf16 attention runs on the fp32 tiles (gemm.h's
+ * gemm_attention_tiles16_for), whose every product reads them rounded. */
+void attention_round16(float *x, int64_t n);
+
 /* out = silu(gate) * up, elementwise over n. */
 void swiglu_forward(float *out, const float *gate, const float *up, int64_t n);
 void swiglu_forward_f64(double *out, const double *gate, const double *up, int64_t n);

@@ -405,7 +405,9 @@ void attention_forward(R *out, R *att, R *stats, const R *q, const R *k, const R
     att_seq sq[d.B > 0 ? d.B : 1];
     att_seqs(sq, d);
 #if ATT_TILES
-    const int tiles = scratch && gemm_attention_tiles_for(d.HD), amx = scratch && gemm_attention_amx(),
+    /* r16: bf16 on the fp32 tiles, q, k and v rounded by the caller, P here */
+    const int r16 = scratch && gemm_attention_tiles16_for(d.HD),
+              tiles = scratch && (r16 || gemm_attention_tiles_for(d.HD)), amx = scratch && gemm_attention_amx(),
               bf = amx || (scratch && gemm_attention_dot());
 #endif
 #pragma omp parallel for schedule(dynamic, 1) if (d.B * d.NH * d.T * d.T * d.HD > PAR_MIN)
@@ -457,7 +459,10 @@ void attention_forward(R *out, R *att, R *stats, const R *q, const R *k, const R
                 amx_pack_a(Ap, (tiles_opnd){P, T, 1}, m, r1, 1);
                 bf16_mm_packed(amx, m, HD, r1, Ap, Vp, amx_up(HD, 16), 0, y + r0 * ldq, ldq, TILES_K_TO, r0);
             } else if (tiles) {
-                tiles_mm(m, HD, r1, 1, (tiles_opnd){P, T, 1}, (tiles_opnd){vv, ldk, 1}, 0, y + r0 * ldq, ldq,
+                /* r16: P rounded (in att it stays fp32 for the backward:
+                 * rounded into the block rows, otherwise unused) */
+                const R *Pv = r16 ? round16_rows(blk, P, m, r1, T) : P;
+                tiles_mm(m, HD, r1, 1, (tiles_opnd){Pv, T, 1}, (tiles_opnd){vv, ldk, 1}, 0, y + r0 * ldq, ldq,
                          TILES_K_TO, r0);
             } else
 #endif
@@ -479,7 +484,8 @@ static void att_back(R *dq, R *dk, R *dv, const R *dout, const R *att, const R *
     att_seq sq[d.B > 0 ? d.B : 1];
     att_seqs(sq, d);
 #if ATT_TILES
-    const int tiles = gemm_attention_tiles_for(d.HD), amx = gemm_attention_amx(), bf = amx || gemm_attention_dot();
+    const int r16 = gemm_attention_tiles16_for(d.HD), tiles = r16 || gemm_attention_tiles_for(d.HD),
+              amx = gemm_attention_amx(), bf = amx || gemm_attention_dot();
 #endif
 #pragma omp parallel for schedule(dynamic, 1) if (d.B * d.KVH * d.T * d.T * d.HD > PAR_MIN)
     for (int64_t bk = 0; bk < d.B * d.KVH; bk++) {
@@ -546,9 +552,8 @@ static void att_back(R *dq, R *dk, R *dv, const R *dout, const R *att, const R *
                     amx_pack_a(Ap, (tiles_opnd){P, 1, T}, r1, m, 1);
                     amx_pack_b(Bp, gA, m, HD);
                     bf16_mm_packed(amx, r1, HD, m, Ap, Bp, amx_up(HD, 16), 1, dvv, ldk, TILES_K_FROM, r0);
-                } else if (tiles) {   /* dP = dY V^T, dV += P^T dY */
+                } else if (tiles) {   /* dP = dY V^T (dV's product comes after dS) */
                     tiles_mm(m, r1, HD, 1, gA, (tiles_opnd){Vt, T, 1}, 0, dP, T, TILES_COLS_TO, r0);
-                    tiles_mm(r1, HD, m, 1, (tiles_opnd){P, 1, T}, gA, 1, dvv, ldk, TILES_K_FROM, r0);
                 } else
 #endif
                 {
@@ -571,7 +576,13 @@ static void att_back(R *dq, R *dk, R *dv, const R *dout, const R *att, const R *
                     bf16_mm_packed(amx, r1, HD, m, Ap, Bp, amx_up(HD, 16), 1, dkk, ldk, TILES_K_FROM, r0);
                     continue;
                 }
-                if (tiles) {   /* dQ += scale dS K, dK += scale dS^T Q */
+                if (tiles) {   /* dV += P^T dY, dQ += scale dS K, dK += scale dS^T Q */
+                    /* r16: P rounded now that dS has read it (from att
+                     * into the recomputation's rows, otherwise unused),
+                     * and dS */
+                    const R *Pv = r16 ? round16_rows(Pr, P, m, r1, T) : P;
+                    if (r16) round16_rows(dP, dP, m, r1, T);
+                    tiles_mm(r1, HD, m, 1, (tiles_opnd){Pv, 1, T}, gA, 1, dvv, ldk, TILES_K_FROM, r0);
                     tiles_mm(m, HD, r1, scale, (tiles_opnd){dP, T, 1}, (tiles_opnd){kk, ldk, 1}, 1, dqh + r0 * ldq,
                              ldq, TILES_K_TO, r0);
                     tiles_mm(r1, HD, m, scale, (tiles_opnd){dP, 1, T}, qA, 1, dkk, ldk, TILES_K_FROM, r0);

@@ -12,6 +12,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+const char *const model_time_names[MT_KINDS] = {"products", "attention", "norms", "swiglu", "embedding", "loss"};
+
 static const char *const kind_names[W_KINDS] = {
     "model.embed_tokens.weight", "input_layernorm.weight", "self_attn.q_proj.weight",
     "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.q_norm.weight",
@@ -310,7 +312,8 @@ static void forward_layers(wdl_model *m) {
                   NH = c->heads, KV = c->kv_heads, QD = NH * HD, KD = KV * HD;
     wdl_acts *a = &m->a;
     attn_dims d = {m->nseq, m->Tlong, NH, KV, HD, m->seq_off};
-    model_embed(m, a->resid, m->ids, N);
+    const int r16 = gemm_attention_tiles16_for(HD);
+    MODEL_TIMED(m, MT_EMBED, model_embed(m, a->resid, m->ids, N));
     if (m->embed_hook) m->embed_hook(m->embed_ctx, a->resid, N, H);
     /* this forward rewrites the activations: forget the last one's mirrors */
     if (m->act16) gemm_drop_mirrors(m->act_mem, m->act_elems);
@@ -323,39 +326,52 @@ static void forward_layers(wdl_model *m) {
               *aty = L_.aty, *r1 = L_.r1, *ln2 = L_.ln2, *ln2r = L_.ln2r, *gate = L_.gate, *up = L_.up, *act = L_.act;
         /* ln1 of layers after the first was made by the previous layer's
          * last residual (fused with this norm) */
-        if (l == 0) rmsnorm_forward(ln1, ln1r, x, LAYER(m->P[W_LN1], l, H), N, H, c->eps);
+        if (l == 0) MODEL_TIMED(m, MT_NORMS, rmsnorm_forward(ln1, ln1r, x, LAYER(m->P[W_LN1], l, H), N, H, c->eps));
         MIRROR(ln1, L_.ln1_16, N * H);
         gemm_hold_inputs(1);   /* one bf16 copy of ln1 for the three */
-        linear_forward_n(3, (float *[]){q, k, v}, ln1,
-                         (const float *[]){LAYER(m->P[W_Q], l, QD * H), LAYER(m->P[W_K], l, KD * H),
-                                           LAYER(m->P[W_V], l, KD * H)},
-                         (const int64_t[]){QD, KD, KD}, N, H);
+        MODEL_TIMED(m, MT_PRODUCTS,
+                    linear_forward_n(3, (float *[]){q, k, v}, ln1,
+                                     (const float *[]){LAYER(m->P[W_Q], l, QD * H), LAYER(m->P[W_K], l, KD * H),
+                                                       LAYER(m->P[W_V], l, KD * H)},
+                                     (const int64_t[]){QD, KD, KD}, N, H));
         gemm_hold_inputs(0);
         /* QK-norm per head, before RoPE */
-        qknorm_rope_forward(qr, qrs, &m->rope, q, LAYER(m->P[W_QNORM], l, HD), m->pos, N, NH, HD, c->eps, c->theta);
-        qknorm_rope_forward(kr, krs, &m->rope, k, LAYER(m->P[W_KNORM], l, HD), m->pos, N, KV, HD, c->eps, c->theta);
+        MODEL_TIMED(m, MT_NORMS,
+                    qknorm_rope_forward(qr, qrs, &m->rope, q, LAYER(m->P[W_QNORM], l, HD), m->pos, N, NH, HD, c->eps,
+                                        c->theta));
+        MODEL_TIMED(m, MT_NORMS,
+                    qknorm_rope_forward(kr, krs, &m->rope, k, LAYER(m->P[W_KNORM], l, HD), m->pos, N, KV, HD, c->eps,
+                                        c->theta));
+        if (r16)   /* bf16 attention on the fp32 tiles: its inputs as bf16 values (every product rounds them) */
+            MODEL_TIMED(m, MT_ATTENTION, attention_round16(qr, N * QD); attention_round16(kr, N * KD);
+                        attention_round16(v, N * KD));
         if (m->kv_hook) m->kv_hook(m->kv_ctx, l, kr, v);
-        attention_forward(aty, att, att_st, qr, kr, v, d, a->att_scratch);
+        MODEL_TIMED(m, MT_ATTENTION, attention_forward(aty, att, att_st, qr, kr, v, d, a->att_scratch));
         MIRROR(aty, L_.aty16, N * QD);
-        linear_forward(a->tmp, aty, LAYER(m->P[W_O], l, H * QD), N, QD, H);
-        residual_rmsnorm_forward(r1, ln2, ln2r, x, a->tmp, LAYER(m->P[W_LN2], l, H), N, H, c->eps);
+        MODEL_TIMED(m, MT_PRODUCTS, linear_forward(a->tmp, aty, LAYER(m->P[W_O], l, H * QD), N, QD, H));
+        MODEL_TIMED(m, MT_NORMS,
+                    residual_rmsnorm_forward(r1, ln2, ln2r, x, a->tmp, LAYER(m->P[W_LN2], l, H), N, H, c->eps));
         MIRROR(ln2, L_.ln2_16, N * H);
         gemm_hold_inputs(1);
-        linear_forward_n(2, (float *[]){gate, up}, ln2,
-                         (const float *[]){LAYER(m->P[W_GATE], l, I * H), LAYER(m->P[W_UP], l, I * H)},
-                         (const int64_t[]){I, I}, N, H);
+        MODEL_TIMED(m, MT_PRODUCTS,
+                    linear_forward_n(2, (float *[]){gate, up}, ln2,
+                                     (const float *[]){LAYER(m->P[W_GATE], l, I * H), LAYER(m->P[W_UP], l, I * H)},
+                                     (const int64_t[]){I, I}, N, H));
         gemm_hold_inputs(0);
-        swiglu_forward(act, gate, up, N * I);
+        MODEL_TIMED(m, MT_SWIGLU, swiglu_forward(act, gate, up, N * I));
         MIRROR(act, L_.act16, N * I);
-        linear_forward(a->tmp, act, LAYER(m->P[W_DOWN], l, H * I), N, I, H);
+        MODEL_TIMED(m, MT_PRODUCTS, linear_forward(a->tmp, act, LAYER(m->P[W_DOWN], l, H * I), N, I, H));
         /* the residual, fused with the next norm: the next layer's ln1, or
          * after the last layer the final norm */
         if (l + 1 < c->layers) {
             layer_acts Ln;
             layer_views(m, l + 1, &Ln);
-            residual_rmsnorm_forward(xo, Ln.ln1, Ln.ln1r, r1, a->tmp, LAYER(m->P[W_LN1], l + 1, H), N, H, c->eps);
+            MODEL_TIMED(
+                m, MT_NORMS,
+                residual_rmsnorm_forward(xo, Ln.ln1, Ln.ln1r, r1, a->tmp, LAYER(m->P[W_LN1], l + 1, H), N, H, c->eps));
         } else
-            residual_rmsnorm_forward(xo, a->normf, a->normf_rstd, r1, a->tmp, m->P[W_NORM], N, H, c->eps);
+            MODEL_TIMED(m, MT_NORMS,
+                        residual_rmsnorm_forward(xo, a->normf, a->normf_rstd, r1, a->tmp, m->P[W_NORM], N, H, c->eps));
     }
 #undef MIRROR
 }
@@ -367,8 +383,10 @@ void model_backward(wdl_model *m) {
     wdl_acts *a = &m->a;
     if (!m->grads || !a->dres) die("internal: backward without gradient buffers");
     attn_dims d = {m->nseq, m->Tlong, NH, KV, HD, m->seq_off};
-    rmsnorm_backward_set(a->dres, m->G[W_NORM], a->dnormf, resid_slot(m, c->layers), m->P[W_NORM],
-                         a->normf_rstd, N, H, a->rms_part);
+    const int r16 = gemm_attention_tiles16_for(HD);
+    MODEL_TIMED(m, MT_NORMS,
+                rmsnorm_backward_set(a->dres, m->G[W_NORM], a->dnormf, resid_slot(m, c->layers), m->P[W_NORM],
+                                     a->normf_rstd, N, H, a->rms_part));
     for (int64_t l = c->layers - 1; l >= 0; l--) {
         layer_acts L_;
         layer_views(m, l, &L_);
@@ -376,35 +394,52 @@ void model_backward(wdl_model *m) {
               *k = L_.k, *krs = L_.krs, *kr = L_.kr, *v = L_.v, *att = L_.att, *att_st = L_.att_st,
               *aty = L_.aty, *r1 = L_.r1, *ln2 = L_.ln2, *ln2r = L_.ln2r, *gate = L_.gate, *up = L_.up, *act = L_.act;
         /* MLP: xo = r1 + down(swiglu(gate(ln2), up(ln2))) */
-        linear_backward_set(a->dact, LAYER(m->G[W_DOWN], l, H * I), a->dres, act, LAYER(m->P[W_DOWN], l, H * I), N, I, H);
-        swiglu_backward_set(a->dgate, a->dup, a->dact, gate, up, N * I);
+        MODEL_TIMED(m, MT_PRODUCTS,
+                    linear_backward_set(a->dact, LAYER(m->G[W_DOWN], l, H * I), a->dres, act,
+                                        LAYER(m->P[W_DOWN], l, H * I), N, I, H));
+        MODEL_TIMED(m, MT_SWIGLU, swiglu_backward_set(a->dgate, a->dup, a->dact, gate, up, N * I));
         gemm_hold_inputs(1);   /* ln2 for both weight gradients */
-        linear_backward_n(2, a->dln, (float *[]){LAYER(m->G[W_GATE], l, I * H), LAYER(m->G[W_UP], l, I * H)},
-                          (float *[]){a->dgate, a->dup}, ln2,
-                          (const float *[]){LAYER(m->P[W_GATE], l, I * H), LAYER(m->P[W_UP], l, I * H)},
-                          (const int64_t[]){I, I}, N, H, 1);
+        MODEL_TIMED(
+            m, MT_PRODUCTS,
+            linear_backward_n(2, a->dln, (float *[]){LAYER(m->G[W_GATE], l, I * H), LAYER(m->G[W_UP], l, I * H)},
+                              (float *[]){a->dgate, a->dup}, ln2,
+                              (const float *[]){LAYER(m->P[W_GATE], l, I * H), LAYER(m->P[W_UP], l, I * H)},
+                              (const int64_t[]){I, I}, N, H, 1));
         gemm_hold_inputs(0);
-        rmsnorm_backward(a->dres, LAYER(m->G[W_LN2], l, H), a->dln, r1, LAYER(m->P[W_LN2], l, H), ln2r, N, H, a->rms_part);
+        MODEL_TIMED(m, MT_NORMS,
+                    rmsnorm_backward(a->dres, LAYER(m->G[W_LN2], l, H), a->dln, r1, LAYER(m->P[W_LN2], l, H), ln2r, N,
+                                     H, a->rms_part));
         /* attention: r1 = x + o(attn(...)) */
-        linear_backward_set(a->datty, LAYER(m->G[W_O], l, H * QD), a->dres, aty, LAYER(m->P[W_O], l, H * QD), N, QD, H);
-        attention_backward_set(a->dqr, a->dkr, a->dv, a->datty, att, att_st, qr, kr, v, d, a->att_scratch);
+        MODEL_TIMED(m, MT_PRODUCTS,
+                    linear_backward_set(a->datty, LAYER(m->G[W_O], l, H * QD), a->dres, aty,
+                                        LAYER(m->P[W_O], l, H * QD), N, QD, H));
+        if (r16) MODEL_TIMED(m, MT_ATTENTION, attention_round16(a->datty, N * QD));   /* (as the forward's inputs) */
+        MODEL_TIMED(m, MT_ATTENTION,
+                    attention_backward_set(a->dqr, a->dkr, a->dv, a->datty, att, att_st, qr, kr, v, d, a->att_scratch));
         /* RoPE backward, then QK-norm backward, fused */
-        qknorm_rope_backward_set(a->dq, LAYER(m->G[W_QNORM], l, HD), &m->rope, a->dqr, q, LAYER(m->P[W_QNORM], l, HD),
-                                 qrs, m->pos, N, NH, HD, c->theta, a->rms_part);
-        qknorm_rope_backward_set(a->dk, LAYER(m->G[W_KNORM], l, HD), &m->rope, a->dkr, k, LAYER(m->P[W_KNORM], l, HD),
-                                 krs, m->pos, N, KV, HD, c->theta, a->rms_part);
+        MODEL_TIMED(
+            m, MT_NORMS,
+            qknorm_rope_backward_set(a->dq, LAYER(m->G[W_QNORM], l, HD), &m->rope, a->dqr, q,
+                                     LAYER(m->P[W_QNORM], l, HD), qrs, m->pos, N, NH, HD, c->theta, a->rms_part));
+        MODEL_TIMED(
+            m, MT_NORMS,
+            qknorm_rope_backward_set(a->dk, LAYER(m->G[W_KNORM], l, HD), &m->rope, a->dkr, k,
+                                     LAYER(m->P[W_KNORM], l, HD), krs, m->pos, N, KV, HD, c->theta, a->rms_part));
         gemm_hold_inputs(1);
-        linear_backward_n(3, a->dln,
-                          (float *[]){LAYER(m->G[W_Q], l, QD * H), LAYER(m->G[W_K], l, KD * H),
-                                      LAYER(m->G[W_V], l, KD * H)},
-                          (float *[]){a->dq, a->dk, a->dv}, ln1,
-                          (const float *[]){LAYER(m->P[W_Q], l, QD * H), LAYER(m->P[W_K], l, KD * H),
-                                            LAYER(m->P[W_V], l, KD * H)},
-                          (const int64_t[]){QD, KD, KD}, N, H, 1);
+        MODEL_TIMED(m, MT_PRODUCTS,
+                    linear_backward_n(3, a->dln,
+                                      (float *[]){LAYER(m->G[W_Q], l, QD * H), LAYER(m->G[W_K], l, KD * H),
+                                                  LAYER(m->G[W_V], l, KD * H)},
+                                      (float *[]){a->dq, a->dk, a->dv}, ln1,
+                                      (const float *[]){LAYER(m->P[W_Q], l, QD * H), LAYER(m->P[W_K], l, KD * H),
+                                                        LAYER(m->P[W_V], l, KD * H)},
+                                      (const int64_t[]){QD, KD, KD}, N, H, 1));
         gemm_hold_inputs(0);
-        rmsnorm_backward(a->dres, LAYER(m->G[W_LN1], l, H), a->dln, x, LAYER(m->P[W_LN1], l, H), ln1r, N, H, a->rms_part);
+        MODEL_TIMED(m, MT_NORMS,
+                    rmsnorm_backward(a->dres, LAYER(m->G[W_LN1], l, H), a->dln, x, LAYER(m->P[W_LN1], l, H), ln1r, N, H,
+                                     a->rms_part));
     }
-    embedding_backward(m->G[W_EMBED], a->dres, m->ids, N, H);
+    MODEL_TIMED(m, MT_EMBED, embedding_backward(m->G[W_EMBED], a->dres, m->ids, N, H));
 }
 
 void model_each_tensor(const wdl_model *m, model_tensor_fn fn, void *ctx) {

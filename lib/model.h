@@ -10,6 +10,7 @@
 #define WDL_MODEL_H
 #include <stddef.h>
 #include <stdint.h>
+#include "common.h"
 #include "config.h"
 #include "kernels.h"
 
@@ -78,7 +79,29 @@ typedef struct {
      * NEFTune noise; the backward needs nothing from it) */
     void (*embed_hook)(void *ctx, float *x, int64_t N, int64_t H);
     void *embed_ctx;
+    /* optional: where the forwards' and backwards' time goes (NULL: not
+     * measured) */
+    struct model_times *times;
 } wdl_model;
+
+/* Wall seconds per kind of work, added up over forwards and backwards
+ * (and over step.c's loss) while a model's `times` points here. Each
+ * kernel is one parallel region entered from the calling thread, so its
+ * wall time is the whole team's. MT_PRODUCTS: the linear layers' matrix
+ * products; MT_NORMS: RMSNorm, the residuals fused with it, QK-norm with
+ * RoPE; MT_LOSS: the head's products with the fused softmax and
+ * cross-entropy. bench_train reports them per step. */
+enum { MT_PRODUCTS, MT_ATTENTION, MT_NORMS, MT_SWIGLU, MT_EMBED, MT_LOSS, MT_KINDS };
+typedef struct model_times { double s[MT_KINDS]; } model_times;
+extern const char *const model_time_names[MT_KINDS];
+/* call, its wall time added to m->times's kind k where m measures */
+#define MODEL_TIMED(m, k, ...)                                \
+    do {                                                      \
+        model_times *const mt_ = (m)->times;                  \
+        const double mt0_ = mt_ ? wdl_now() : 0.0;            \
+        __VA_ARGS__;                                          \
+        if (mt_) mt_->s[k] += wdl_now() - mt0_;               \
+    } while (0)
 
 #define MODEL_ATT_KEEP_MAX ((size_t)1 << 30)
 

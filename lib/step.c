@@ -57,8 +57,9 @@ double step_train(wd_step *s, const int32_t *ids, const int32_t *targets, const 
         die("weak and strong models must have the same hidden size (%lld vs %lld)",
             (long long)wk->cfg.hidden, (long long)H);
     }
-    double loss = ce_chunked(nsides, h, w, coef, dh, dw, targets, weights, N, H, V, NULL, NULL,
-                             s->scratch, s->chunk);
+    double loss = 0;
+    MODEL_TIMED(st, MT_LOSS, loss = ce_chunked(nsides, h, w, coef, dh, dw, targets, weights, N, H, V, NULL, NULL,
+                                               s->scratch, s->chunk));
     model_backward(st);
     if (nsides == 2 && !s->freeze_weak) model_backward(wk);
     gemm_set_readonly(0, NULL, 0);
@@ -71,8 +72,10 @@ static double score_head(wdl_model *m, void *scratch, int64_t chunk, const int32
                          double *ent) {
     float *h[1] = {m->a.normf}, *w[1] = {model_head(m)}, *nd[1] = {NULL};
     double coef[1] = {1.0};
-    return ce_chunked(1, h, w, coef, nd, nd, targets, NULL, m->N, m->cfg.hidden, m->cfg.vocab, nll, ent,
-                      scratch, chunk);
+    double loss = 0;
+    MODEL_TIMED(m, MT_LOSS, loss = ce_chunked(1, h, w, coef, nd, nd, targets, NULL, m->N, m->cfg.hidden,
+                                              m->cfg.vocab, nll, ent, scratch, chunk));
+    return loss;
 }
 
 double step_score(wdl_model *m, void *scratch, int64_t chunk, const int32_t *ids,

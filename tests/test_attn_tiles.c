@@ -427,6 +427,44 @@ static int bf16_attention_on(int (*on)(void)) {
     return yes;
 }
 
+/* bf16 on the fp32 tiles (GEMM_BF16 with its products on fp32 FMAs, no
+ * AMX, no AMD dot products): the caller rounds q, k, v and the output
+ * gradient (model.c does, with attention_round16), the kernels each
+ * block's P and dS. Bytes as above; against the double kernels on the
+ * unrounded inputs within the bf16 bound above; and not the fp32 tiles'
+ * bytes on the same rounded inputs (P and dS are rounded too), though
+ * within that bound of them. */
+static int tiles16_on(void) { return gemm_attention_tiles16_for(1); }
+static float *rounded16(const float *x, int64_t n) {
+    float *y = xmalloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    memcpy(y, x, sizeof(float) * (size_t)n);
+    attention_round16(y, n);
+    return y;
+}
+static void tiles16_attention_case(attn_dims d, int64_t N) {
+    const int64_t nq = N * d.NH * d.HD, nk = N * d.KVH * d.HD, natt = att_elems(d);
+    float *q = frnd(nq), *k = frnd(nk), *v = frnd(nk), *r = frnd(nq);
+    float *q16 = rounded16(q, nq), *k16 = rounded16(k, nk), *v16 = rounded16(v, nk), *r16 = rounded16(r, nq);
+    att_out t = attention_checked(GEMM_BF16, tiles16_on, d, N, natt, q16, k16, v16, r16);
+    const double tol = 12.0 / 256, w = against_double(&t, d, N, natt, q, k, v, r);
+    if (!(w <= tol)) fail_msg("bf16 tiles against double: relative difference %.3g", w);
+    gemm_set_precision(GEMM_FP32_AUTO);
+    att_out f = run_attention(d, N, natt, q16, k16, v16, r16);
+    const double wf = fmax(fmax(worst_f(t.y, f.y, nq), worst_f(t.dq, f.dq, nq)),
+                           fmax(worst_f(t.dk, f.dk, nk), worst_f(t.dv, f.dv, nk)));
+    if (!(wf > 0 && wf <= tol)) fail_msg("bf16 tiles against fp32 tiles on the rounded inputs: %.3g", wf);
+    print_message("attention B %lld T %lld NH %lld KVH %lld HD %lld%s: bf16 tiles against double %.2g, against fp32 "
+                  "tiles %.2g\n", (long long)d.B, (long long)d.T, (long long)d.NH, (long long)d.KVH,
+                  (long long)d.HD, d.off ? " packed" : "", w, wf);
+    free_out(&t); free_out(&f);
+    free(q); free(k); free(v); free(r); free(q16); free(k16); free(v16); free(r16);
+}
+
+static void test_attention_bf16_on_tiles(void **st) {
+    if (!bf16_attention_on(tiles16_on)) skip();
+    each_shape(tiles16_attention_case, ATTN_TILES_AVX512);
+}
+
 static void test_attention_on_amx(void **st) {
     if (!bf16_attention_on(gemm_attention_amx)) skip();
     each_shape(amx_attention_case, 1);
@@ -444,6 +482,7 @@ int main(void) {
         cmocka_unit_test(test_tiles_causal),
         cmocka_unit_test(test_tiles_transpose),
         cmocka_unit_test(test_attention_on_tiles),
+        cmocka_unit_test(test_attention_bf16_on_tiles),
         cmocka_unit_test(test_amx_mm),
         cmocka_unit_test(test_amx_causal),
         cmocka_unit_test(test_attention_on_amx),
