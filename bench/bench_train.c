@@ -128,6 +128,8 @@ int main(int argc, char **argv) {
     /* where attention's small products ran (kernels.h) */
     const char *attention = gemm_attention_amx()   ? "amx-tiles"
                             : gemm_attention_dot() ? "avx512bf16-dot"
+                            : gemm_attention_tiles16_for(c.head_dim)
+                                ? (ATTN_TILES_AVX512 ? "avx512-tiles-bf16-inputs" : "avx2-tiles-bf16-inputs")
                             : gemm_attention_tiles_for(c.head_dim)
                                 ? (ATTN_TILES_AVX512 ? "avx512-tiles" : "avx2-tiles")
                                                      : "gemm-backend";

@@ -36,7 +36,7 @@
   (map(select(.bench == "train_breakdown" and .model == "reference" and .threads == $n))[] |
     . as $b | ["products", "attention", "norms", "swiglu", "loss", "optimizer", "embedding", "other"] |
     map("\(.) \($b[. + "_ms"] | r2) ms (\($b[. + "_ms"] / $b.step_ms * 100 | round)%)") | join(", ") |
-    "where a wdl \($b.precision) step of \($b.step_ms | r2) ms goes (the same steps again, kernel by kernel): \(.); the linear layers' products at \($b.products_gflops) GFLOP/s, \($b.products_vs_gemm * 100 | round)% of the rate bench_train measured for their GEMM"),
+    "where a wdl \($b.precision) step of \($b.step_ms | r2) ms goes (the same steps again, kernel by kernel): \(.); the linear layers' products at \($b.products_gflops) GFLOP/s, \($b.products_gflops / (if $b.precision == "bf16" then $g16 else $r.own end) * 100 | round)% of the fastest rate measured for their GEMM (\(if $b.precision == "bf16" then $g16 else $r.own end))"),
   "wdl fp32: \($f.gflops) GFLOP/s = \($f.gflops / $g32 * 100 | round)% of the fastest fp32 GEMM rate (target 75%: \(ok($f.gflops / $g32; 0.75)))",
   "wdl bf16: \($h.gflops) GFLOP/s, MFU \($h.gflops / $g16 * 100 | round)% of the fastest rate measured for its products (\(if $h.bf16_products == "fp32-fma" then "our own fp32 GEMM: bf16 runs on fp32 FMAs on this CPU" else "oneDNN bf16" end))",
   (if $best3 then

@@ -78,6 +78,31 @@ setup() {
   echo "$output" | jq -se '.[0] | .tokens_per_s > 0 and .threads == 1 and .precision == "fp32" and .model == "nano"'
 }
 
+@test "bench: bench_train --breakdown adds where the step's time went, its parts adding up to the step" {
+  run "$D/bench_train" --preset nano --steps 2 --batch 2 --seq 16 --threads 1 --breakdown
+  [ "$status" -eq 0 ]
+  [ "$(echo "$output" | jq -s 'map(.bench) | join(",")')" = '"train,train_breakdown,forward"' ]
+  # every kind measured and none negative but the rest, which is what the
+  # kinds leave of the step (a clock read's rounding either way)
+  echo "$output" | jq -se '.[1] as $b | ["products", "attention", "norms", "swiglu", "embedding", "loss", "optimizer"] |
+    map($b[. + "_ms"]) as $k | ($k | all(. > 0)) and $b.step_ms > 0 and $b.products_gflops > 0 and
+    (($k | add) + $b.other_ms - $b.step_ms | fabs) < 0.02 and $b.other_ms > -0.02'
+}
+
+@test "bench: the summary says where a step goes, against the fastest rate measured for its products" {
+  R=$BATS_TEST_DIRNAME/..
+  run jq -rs --argjson n 2 -f "$R/bench/summary.jq" <<'J'
+{"bench":"train","model":"reference","precision":"fp32","threads":2,"tokens_per_s":9000,"gflops":200,"sgemm_gflops":240,"onednn_f32_gflops":260,"own_f32_gflops":250,"onednn_bf16_gflops":230,"fp32_own":true,"own_tile":"t","bf16_products":"none"}
+{"bench":"train","model":"reference","precision":"bf16","threads":2,"tokens_per_s":8000,"gflops":180,"sgemm_gflops":245,"onednn_f32_gflops":255,"own_f32_gflops":240,"onednn_bf16_gflops":235,"fp32_own":true,"own_tile":"t","bf16_products":"fp32-fma","onednn_isa":"x","attention":"y"}
+{"bench":"train_breakdown","model":"reference","precision":"fp32","threads":2,"step_ms":200,"products_ms":140,"attention_ms":30,"norms_ms":10,"swiglu_ms":8,"embedding_ms":0.5,"loss_ms":6,"optimizer_ms":5,"other_ms":0.5,"products_gflops":225,"products_vs_gemm":0.9}
+{"bench":"train_breakdown","model":"reference","precision":"fp32","threads":1,"step_ms":400,"products_ms":300,"attention_ms":60,"norms_ms":20,"swiglu_ms":10,"embedding_ms":1,"loss_ms":5,"optimizer_ms":3,"other_ms":1,"products_gflops":110,"products_vs_gemm":0.9}
+J
+  [ "$status" -eq 0 ]
+  # the run at the summary's thread count only; 225 against our own GEMM's 250
+  [ "$(grep -c "^where a wdl" <<<"$output")" -eq 1 ]
+  [[ "$output" == *"where a wdl fp32 step of 200 ms goes (the same steps again, kernel by kernel): products 140 ms (70%), attention 30 ms (15%), norms 10 ms (5%), swiglu 8 ms (4%), loss 6 ms (3%), optimizer 5 ms (3%), embedding 0.5 ms (0%), other 0.5 ms (0%); the linear layers' products at 225 GFLOP/s, 90% of the fastest rate measured for their GEMM (250)"* ]]
+}
+
 @test "bench: score_06b.sh pairs its scoring and decoding rounds and refuses a bad SCORE_ROUNDS or GEN_ROUNDS" {
   R=$BATS_TEST_DIRNAME/..
   run env SCORE_ROUNDS=0 bash "$R/bench/score_06b.sh"
