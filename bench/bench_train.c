@@ -180,12 +180,12 @@ int main(int argc, char **argv) {
         const double lin = 6.0 * N * c.layers * (double)(c.hidden * (2 * QD + 2 * KD) + 3 * c.hidden * c.inter);
         double sum = opt;
         printf("{\"bench\":\"train_breakdown\",\"model\":\"%s\",\"precision\":\"%s\",\"threads\":%d,"
-               "\"step_ms\":%.2f", name, gemm_precision_name(prec), threads, step * 1e3);
+               "\"step_ms\":%.4f", name, gemm_precision_name(prec), threads, step * 1e3);
         for (int k = 0; k < MT_KINDS; k++) {
-            printf(",\"%s_ms\":%.2f", model_time_names[k], mt.s[k] / steps * 1e3);
+            printf(",\"%s_ms\":%.4f", model_time_names[k], mt.s[k] / steps * 1e3);
             sum += mt.s[k];
         }
-        printf(",\"optimizer_ms\":%.2f,\"other_ms\":%.2f,\"products_gflops\":%.1f,\"products_vs_gemm\":%.3f}\n",
+        printf(",\"optimizer_ms\":%.4f,\"other_ms\":%.4f,\"products_gflops\":%.1f,\"products_vs_gemm\":%.3f}\n",
                opt / steps * 1e3, (step - sum / steps) * 1e3, lin / (mt.s[MT_PRODUCTS] / steps) / 1e9,
                lin / (mt.s[MT_PRODUCTS] / steps) / 1e9 / used);
     }

@@ -82,11 +82,13 @@ setup() {
   run "$D/bench_train" --preset nano --steps 2 --batch 2 --seq 16 --threads 1 --breakdown
   [ "$status" -eq 0 ]
   [ "$(echo "$output" | jq -s 'map(.bench) | join(",")')" = '"train,train_breakdown,forward"' ]
-  # every kind measured and none negative but the rest, which is what the
-  # kinds leave of the step (a clock read's rounding either way)
-  echo "$output" | jq -se '.[1] as $b | ["products", "attention", "norms", "swiglu", "embedding", "loss", "optimizer"] |
-    map($b[. + "_ms"]) as $k | ($k | all(. > 0)) and $b.step_ms > 0 and $b.products_gflops > 0 and
-    (($k | add) + $b.other_ms - $b.step_ms | fabs) < 0.02 and $b.other_ms > -0.02'
+  # every kind measured (the nano embedding's few microseconds may print
+  # as 0) and the rest what the kinds leave of the step, not negative
+  # beyond the printed digits
+  echo "$output" | jq -se '.[1] as $b | ["products", "attention", "norms", "swiglu", "loss", "optimizer"] |
+    map($b[. + "_ms"]) as $k | ($k | all(. > 0)) and $b.embedding_ms >= 0 and $b.step_ms > 0 and
+    $b.products_gflops > 0 and (($k | add) + $b.embedding_ms + $b.other_ms - $b.step_ms | fabs) < 0.002 and
+    $b.other_ms > -0.002'
 }
 
 @test "bench: the summary says where a step goes, against the fastest rate measured for its products" {
