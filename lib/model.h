@@ -88,9 +88,11 @@ typedef struct {
  * (and over step.c's loss) while a model's `times` points here. Each
  * kernel is one parallel region entered from the calling thread, so its
  * wall time is the whole team's. MT_PRODUCTS: the linear layers' matrix
- * products; MT_NORMS: RMSNorm, the residuals fused with it, QK-norm with
- * RoPE; MT_LOSS: the head's products with the fused softmax and
- * cross-entropy. bench_train reports them per step. */
+ * products; MT_ATTENTION: attention's kernels (with bf16 on the fp32
+ * tiles, the rounding of their inputs too); MT_NORMS: RMSNorm, the
+ * residuals fused with it, QK-norm with RoPE; MT_LOSS: the head's products
+ * with the fused softmax and cross-entropy. bench_train reports them per
+ * step. */
 enum { MT_PRODUCTS, MT_ATTENTION, MT_NORMS, MT_SWIGLU, MT_EMBED, MT_LOSS, MT_KINDS };
 typedef struct model_times { double s[MT_KINDS]; } model_times;
 extern const char *const model_time_names[MT_KINDS];
