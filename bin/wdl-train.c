@@ -195,7 +195,10 @@ static void epoch_order(const opts *o, const dataset *d, int64_t epoch, int64_t 
 static void log_probe(FILE *lf, json_t *rec, wdl_model *m, const int32_t *ids, const int32_t *tg,
                       int64_t B, int64_t T) {
     probe_stats p;
+    struct model_times *t = m->times;
+    m->times = NULL;   /* (the time line is the steps') */
     probe_run(m, ids, tg, B, T, &p);
+    m->times = t;
     json_object_set_new(rec, "probe_target_logit", json_real(p.target_logit));
     json_object_set_new(rec, "probe_nontarget_logit", json_real(p.nontarget_logit));
     json_object_set_new(rec, "probe_margin", json_real(p.margin));
@@ -364,6 +367,10 @@ int main(int argc, char **argv) {
     }
 
     int32_t pad = s->cfg.eos_id >= 0 && s->cfg.eos_id < s->cfg.vocab ? (int32_t)s->cfg.eos_id : 0;
+    /* where the steps' time goes, said at the end (two clock reads a kernel) */
+    model_times times = {{0}};
+    s->times = &times;
+    if (w) w->times = &times;
     double t0 = wdl_now(), pad_pos = 0, all_pos = 0, last_loss = 0;
     wdl_progress bar;
     progress_start(&bar, "steps", total, o.quiet);
@@ -480,6 +487,12 @@ int main(int argc, char **argv) {
     if (!o.quiet && ranks > 1)
         fprintf(stderr, "%s: %d ranks: %.2fs of rank 0's %.1fs in communication, %.2fs waiting for other ranks\n",
                 wdl_prog, ranks, dist_comm_seconds(), wdl_now() - t0, dist_wait_seconds());
+    if (!o.quiet) {
+        char shares[256];
+        model_times_shares(&times, wdl_now() - t0, shares, sizeof shares);
+        fprintf(stderr, "%s: time: %s (the optimizer, data, logging, probes, the output%s)\n", wdl_prog, shares,
+                ranks > 1 ? ", communication" : "");
+    }
 done:
     step_free(&st);
     dataset_free(&d);

@@ -14,6 +14,18 @@
 
 const char *const model_time_names[MT_KINDS] = {"products", "attention", "norms", "swiglu", "embedding", "loss"};
 
+void model_times_shares(const model_times *t, double total, char *buf, size_t n) {
+    double sum = 0;
+    size_t len = 0;
+    buf[0] = 0;
+    for (int k = 0; k < MT_KINDS && len < n; k++) {
+        sum += t->s[k];
+        len += (size_t)snprintf(buf + len, n - len, "%s %.1f%%, ", model_time_names[k],
+                                total > 0 ? 100 * t->s[k] / total : 0.0);
+    }
+    if (len < n) snprintf(buf + len, n - len, "the rest %.1f%%", total > 0 ? 100 * (total - sum) / total : 0.0);
+}
+
 static const char *const kind_names[W_KINDS] = {
     "model.embed_tokens.weight", "input_layernorm.weight", "self_attn.q_proj.weight",
     "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.q_norm.weight",

@@ -96,6 +96,9 @@ typedef struct {
 enum { MT_PRODUCTS, MT_ATTENTION, MT_NORMS, MT_SWIGLU, MT_EMBED, MT_LOSS, MT_KINDS };
 typedef struct model_times { double s[MT_KINDS]; } model_times;
 extern const char *const model_time_names[MT_KINDS];
+/* "products 71.2%, attention 14.0%, ..., the rest 2.1%": each kind's share
+ * of `total` seconds, into buf (n bytes) */
+void model_times_shares(const model_times *t, double total, char *buf, size_t n);
 /* call, its wall time added to m->times's kind k where m measures */
 #define MODEL_TIMED(m, k, ...)                                \
     do {                                                      \

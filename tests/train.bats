@@ -145,6 +145,21 @@ train_bg() { wdl-train -m "$D/m0" --batch 8 --seq 160 --lr 3e-3 --threads 2 -q "
   jq -e -s 'map(select(.step == 0))[0] | .probe_target_logit' "$D/log.jsonl"
 }
 
+@test "the last line says where the steps' time went, the shares adding up to the run" {
+  run wdl-train -m "$D/m0" --batch 8 --seq 160 --lr 3e-3 --threads 2 -o "$D/t" --steps 4 --log "$D/log.jsonl" \
+    --probe-every 1 "$D/train.jsonl"
+  [ "$status" -eq 0 ]
+  last="${lines[${#lines[@]}-1]}"
+  [[ "$last" == "wdl-train: time: products "*"%, attention "*"%, norms "*"%, swiglu "*"%, embedding "*"%, loss "*"%, the rest "*"% (the optimizer, data, logging, probes, the output)" ]]
+  # every share a number from 0 to 100, the products' above 0, all adding up to 100 (printed to 0.1)
+  echo "$last" | grep -oE '[0-9]+\.[0-9]%' | tr -d '%' | awk '{ s += $1; if ($1 < 0 || $1 > 100) bad = 1; if (NR == 1 && $1 <= 0) bad = 1 }
+    END { exit !(NR == 7 && !bad && s > 99.6 && s < 100.4) }'
+  # -q says nothing
+  run wdl-train -m "$D/m0" --batch 8 --seq 160 --threads 2 -q -o "$D/t2" --steps 1 "$D/train.jsonl"
+  [ "$status" -eq 0 ]
+  [ -z "$output" ]
+}
+
 @test "WD-JT trains both models; frozen weak leaves the weak model unchanged" {
   train -o "$D/m1" --steps 4 "$D/train.jsonl"
   train -o "$D/j" --weak "$D/m0" --weak-out "$D/jw" --steps 3 "$D/train.jsonl"
