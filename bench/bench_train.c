@@ -22,6 +22,20 @@ static void product(gemm_ctx *g, sgemm_bufs *own, int ta, int tb, int64_t M, int
     else sgemm_own(ta, tb, M, N, K, 1, A, lda, B, ldb, beta, C, ldc, sgemm_bufs_get, own);
 }
 
+/* One training step as the bench runs it (step index s from 1 for AdamW),
+ * the optimizer's calls timed into *opt where given */
+static void bench_step(wdl_model *m, wd_step *st, const adamw_cfg *ac, const int32_t *ids, const int32_t *tg,
+                       const float *wt, int64_t B, int64_t T, int s, double *opt) {
+    double u = opt ? wdl_now() : 0;
+    model_zero_grad(m);
+    if (opt) *opt += wdl_now() - u;
+    step_train(st, ids, tg, wt, B, T);
+    if (opt) u = wdl_now();
+    grad_clip(m, 1.0);
+    adamw_step(m, ac, 1e-3, s);
+    if (opt) *opt += wdl_now() - u;
+}
+
 /* GFLOP/s of one GEMM backend (NULL: sgemm_own) over the linear-layer
  * shapes of one training step (forward X W^T, input gradient dY W, weight
  * gradient dY^T X): one warm-up pass (oneDNN creates its primitives
@@ -138,10 +152,7 @@ int main(int argc, char **argv) {
     for (int r = 0; r < repeat; r++) {
         for (int s = 0; s < steps + 2; s++) {
             if (s == 2) t0 = wdl_now();
-            model_zero_grad(m);
-            step_train(&st, ids, tg, wt, B, T);
-            grad_clip(m, 1.0);
-            adamw_step(m, &ac, 1e-3, s + 1);
+            bench_step(m, &st, &ac, ids, tg, wt, B, T, s + 1, NULL);
         }
         double d = (wdl_now() - t0) / steps;
         if (d < dt) dt = d;
@@ -163,16 +174,7 @@ int main(int argc, char **argv) {
         model_times mt = {{0}};
         double opt = 0, t1 = wdl_now();
         m->times = &mt;
-        for (int s = 0; s < steps; s++) {
-            double u = wdl_now();
-            model_zero_grad(m);
-            opt += wdl_now() - u;
-            step_train(&st, ids, tg, wt, B, T);
-            u = wdl_now();
-            grad_clip(m, 1.0);
-            adamw_step(m, &ac, 1e-3, steps + 3 + s);
-            opt += wdl_now() - u;
-        }
+        for (int s = 0; s < steps; s++) bench_step(m, &st, &ac, ids, tg, wt, B, T, steps + 3 + s, &opt);
         m->times = NULL;
         const double step = (wdl_now() - t1) / steps;
         /* the linear layers' multiply-adds, forward and backward (the head's are the loss's) */

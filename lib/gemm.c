@@ -1496,17 +1496,16 @@ int gemm_dnnl_avx512(void) {
 
 /* An AVX-512 build runs them where oneDNN runs AVX-512 (not under an
  * ONEDNN_MAX_CPU_ISA cap), an AVX2 build always (up to ATTN_TILES_MAX_HD) */
-int gemm_attention_tiles(void) {
-    return ATTN_TILES_BUILT && g_default && g_default->prec == GEMM_FP32_AUTO &&
-           (g_default->isa512 || !ATTN_TILES_AVX512);
-}
+static int tiles_here(void) { return ATTN_TILES_BUILT && g_default && (g_default->isa512 || !ATTN_TILES_AVX512); }
+
+int gemm_attention_tiles(void) { return tiles_here() && g_default->prec == GEMM_FP32_AUTO; }
 
 int gemm_attention_tiles_for(int64_t head_dim) { return gemm_attention_tiles() && head_dim <= ATTN_TILES_MAX_HD; }
 
-/* GEMM_BF16 whose products run on fp32 FMAs, where the tiles would run fp32 */
+/* GEMM_BF16 whose products run on fp32 FMAs */
 int gemm_attention_tiles16_for(int64_t head_dim) {
-    return ATTN_TILES_BUILT && g_default && g_default->prec == GEMM_BF16 && g_default->bf16_fma && !g_default->amx &&
-           !g_default->dot && (g_default->isa512 || !ATTN_TILES_AVX512) && head_dim <= ATTN_TILES_MAX_HD;
+    return tiles_here() && g_default->prec == GEMM_BF16 && g_default->bf16_fma && !g_default->amx &&
+           !g_default->dot && head_dim <= ATTN_TILES_MAX_HD;
 }
 
 int gemm_attention_amx(void) { return ATTN_AMX_BUILT && g_default && g_default->prec == GEMM_BF16 && g_default->amx; }

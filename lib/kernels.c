@@ -9,6 +9,7 @@
 #include "common.h"
 #include "gemm.h"
 #include "lanes.h"
+#include "safetensors.h"
 #include <cblas.h>
 #include <omp.h>
 #include <math.h>
@@ -35,17 +36,8 @@ static void att_seqs(att_seq *s, attn_dims d) {
     }
 }
 
-/* x rounded to bf16 (to nearest even, a NaN kept quiet: the value
- * st_f32_to_bf16 gives), widened back to a float; in a form the compiler
- * vectorises */
-static inline float bf16_round(float x) {
-    uint32_t u;
-    memcpy(&u, &x, sizeof u);
-    const uint32_t r = (u & 0x7fffffffu) > 0x7f800000u ? (u & 0xffff0000u) | 0x00400000u
-                                                       : (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-    memcpy(&x, &r, sizeof x);
-    return x;
-}
+/* x rounded to bf16 and widened back: safetensors.h's conversions */
+static inline float bf16_round(float x) { return st_bf16_to_f32(st_f32_to_bf16(x)); }
 
 /* Rows 0..m-1 of src (n floats each, ld apart) rounded to bf16 into dst
  * (src itself allowed): bf16 attention's probabilities and dS on the
