@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <libgen.h>
 #include <math.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -194,6 +195,18 @@ void *wdl_aligned_at(const char *src, int line, size_t n) {
     } else
         memset(p, 0, m ? m : 64);
     return p;
+}
+
+void par_barrier(atomic_llong *arrived, long long k) {
+    const long long target = k * omp_get_num_threads();
+    atomic_fetch_add_explicit(arrived, 1, memory_order_acq_rel);
+    for (unsigned i = 0; atomic_load_explicit(arrived, memory_order_acquire) < target; i++)
+        if (i < 4096) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        } else
+            sched_yield();
 }
 
 void wdl_tmp_register(const char *path) {

@@ -620,22 +620,16 @@ static void own_chunks(own_split o, int nt, int64_t np, int64_t *nbn, int64_t *c
              (p)->beta, (p)->C, (p)->ldc, (p)->round16)
 
 /* The items of the block of columns jc..jc+nc (panels at bp), dynamic,
- * ending with the loop's barrier if `wait`, else without it (at the
- * region's own barrier or a later one: a barrier of sleeping threads costs
- * 10-20 us, and skipping the loop's made the training products 1-2%
+ * without the loop's barrier (the caller's par_barrier where the panels
+ * are packed again, else the region's own: a barrier of sleeping threads
+ * costs a wake-up, and skipping the loop's made the training products 1-2%
  * faster). */
-static void own_items(const gemm_prod *p, own_split o, int nt, int64_t jc, int64_t nc, float *ap, const float *bp,
-                      int wait) {
+static void own_items(const gemm_prod *p, own_split o, int nt, int64_t jc, int64_t nc, float *ap, const float *bp) {
     const int64_t np = (nc + NR - 1) / NR;
     int64_t nbn, chunk;
     own_chunks(o, nt, np, &nbn, &chunk);
-    if (wait) {
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t item = 0; item < o.nbm * nbn; item++) OWN_ITEM(p, o, item);
-    } else {
 #pragma omp for schedule(dynamic, 1) nowait
-        for (int64_t item = 0; item < o.nbm * nbn; item++) OWN_ITEM(p, o, item);
-    }
+    for (int64_t item = 0; item < o.nbm * nbn; item++) OWN_ITEM(p, o, item);
 }
 
 /* Wide products: op(B) = B^T, few rows, and B past one block of packing (a
@@ -659,14 +653,16 @@ static void own_wide_run(const gemm_prod *p, sgemm_scratch_fn scratch, void *arg
     const int64_t M = p->M, N = p->N, K = p->K, np = (M + NR - 1) / NR, ldt = np * NR, nb = (N + MC - 1) / MC;
     const int nt = own_team(M, N, K), wide = own_wide_tiles();
     float *const ap = scratch(arg, 0, (size_t)(np * NR * K));   /* A's panels, as sgemm_pack_bt's */
+    atomic_llong arrived = 0;
 #pragma omp parallel num_threads(nt)
     {
         /* this item's C^T, [rows of B, M], then its rows of B packed */
         float *t = scratch(arg, 1, (size_t)(MC * ldt + MC * min64(K, KC))), *bq = t + MC * ldt;
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, par_chunk(np, omp_get_num_threads())) nowait
         for (int64_t q = 0; q < np; q++)
             pack_panel(p->A, NULL, p->lda, K, q * NR, min64(M - q * NR, NR), ap + q * K * NR, p->round16);
-#pragma omp for schedule(dynamic, 1)
+        par_barrier(&arrived, 1);
+#pragma omp for schedule(dynamic, 1) nowait
         for (int64_t b = 0; b < nb; b++) {
             const int64_t j0 = b * MC, m = min64(N - j0, MC), mp = (m + MR - 1) / MR;
             if (p->beta != 0.0f) transpose_strided(t, ldt, p->C + j0, p->ldc, M, m);
@@ -724,19 +720,23 @@ static void own_run(const gemm_prod *p, sgemm_scratch_fn scratch, void *arg) {
     const own_split o = own_split_of(nt, p->ta, M, K);
     const int64_t ncmax = min64(N, o.ncol), kcmax = min64(K, KC);
     float *const packing = p->packed ? NULL : scratch(arg, 0, (size_t)(K * ((ncmax + NR - 1) / NR * NR)));
+    atomic_llong arrived = 0;
 #pragma omp parallel num_threads(nt)
     {
         float *ap = p->ta || own_packs_rows(p) ? scratch(arg, 1, (size_t)(kcmax * o.mc)) : NULL;
+        long long nb = 0;   /* this thread's par_barrier calls */
         for (int64_t jc = 0; jc < N; jc += o.ncol) {
             const int64_t nc = min64(N - jc, o.ncol);
             /* this block's panels: packed now, or where the whole packing has them */
             float *const bp = p->packed ? (float *)p->packed + jc * K : packing;
             if (!p->packed) {
                 own_pack(p, jc, nc, bp);
-#pragma omp barrier
+                par_barrier(&arrived, ++nb);
             }
-            /* the last block of columns ends at the region's own barrier */
-            own_items(p, o, nt, jc, nc, ap, bp, jc + o.ncol < N);
+            own_items(p, o, nt, jc, nc, ap, bp);
+            /* the next block is packed over these panels once every item
+             * has read them; the last block ends at the region's barrier */
+            if (!p->packed && jc + o.ncol < N) par_barrier(&arrived, ++nb);
         }
     }
 }
@@ -785,12 +785,13 @@ void sgemm_own_multi(int n, const gemm_prod *ps, sgemm_scratch_fn scratch, void 
     }
     float *const packing = total ? scratch(arg, 0, total) : NULL;
     for (int i = 0; i < n; i++) bps[i] = from[i] < 0 ? ps[i].packed : packing + off[from[i]];
+    atomic_llong arrived = 0;
 #pragma omp parallel num_threads(nt)
     {
         float *ap = apf ? scratch(arg, 1, apf) : NULL;
         for (int i = 0; i < n; i++)
             if (from[i] == i) own_pack(&ps[i], 0, ps[i].N, (float *)bps[i]);
-#pragma omp barrier
+        par_barrier(&arrived, 1);
         /* each chain's items: item by item, its products in order (a C's
          * rows and columns are cut alike for them all: the same M and N) */
         for (int h = 0; h < n; h++) {

@@ -24,6 +24,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -1038,6 +1039,40 @@ static gemm_ctx *own_sgemm_ctx(void) {
     assert_true(gemm_ctx_uses_own_sgemm(g));
     return g;
 }
+/* par_barrier (common.h), which sgemm_own's packing waits at: over many
+ * rounds every thread writes its slot, waits, and then must see every
+ * other thread's write of that round, and waits again before the next
+ * round's writes; one thread sometimes arrives 2 ms late, so that the
+ * others pass from spinning to yielding. On teams of 1 to 4 threads
+ * (more than this machine's cores: a partner descheduled). A missing or
+ * early release shows up as a stale slot. */
+static void test_par_barrier(void **state) {
+    (void)state;
+    for (int nt = 1; nt <= 4; nt++) {
+        enum { ROUNDS = 300 };
+        long long slot[4] = {0};
+        int stale = 0, team = 0;
+        atomic_llong arrived = 0;
+#pragma omp parallel num_threads(nt) reduction(+ : stale)
+        {
+            const int me = omp_get_thread_num(), n = omp_get_num_threads();
+#pragma omp single
+            team = n;
+            long long k = 0;
+            for (int r = 1; r <= ROUNDS; r++) {
+                if (r % 50 == 0 && me == r / 50 % n) usleep(2000);
+                __atomic_store_n(&slot[me], (long long)r * 10 + me, __ATOMIC_RELAXED);
+                par_barrier(&arrived, ++k);
+                for (int u = 0; u < n; u++)
+                    if (__atomic_load_n(&slot[u], __ATOMIC_RELAXED) != (long long)r * 10 + u) stale++;
+                par_barrier(&arrived, ++k);
+            }
+        }
+        if (stale) fail_msg("par_barrier: %d stale slots on a team of %d", stale, team);
+        assert_int_equal(atomic_load(&arrived), 2LL * ROUNDS * team);
+    }
+}
+
 static void test_own_sgemm(void **state) {
     (void)state;
     gemm_ctx *g = own_sgemm_ctx();
@@ -1379,6 +1414,7 @@ int main(void) {
         cmocka_unit_test(test_fp32_is_openblas),
         cmocka_unit_test(test_fp32_onednn),
         cmocka_unit_test(test_fp32_auto),
+        cmocka_unit_test(test_par_barrier),
         cmocka_unit_test(test_own_sgemm), cmocka_unit_test(test_own_multi),
         cmocka_unit_test(test_keep_packed),
         cmocka_unit_test(test_fp32_few_rows),
