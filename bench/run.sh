@@ -24,7 +24,7 @@ fam=$(grep -m1 '^cpu family' /proc/cpuinfo | cut -d: -f2 | tr -d ' ')
 mod=$(grep -m1 '^model[[:space:]]*:' /proc/cpuinfo | cut -d: -f2 | tr -d ' ')
 cpu="$cpu (family $fam, model $mod)"
 flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx512f|avx512_bf16|amx_bf16|amx_tile)$' | paste -sd ' ')
-echo "# machine: $cpu, $NPROC cores ($flags), load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
+echo "# machine: $cpu, $NPROC cores (${flags:-no avx512f, avx512_bf16 or amx}), load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
 # PyTorch's bf16 autocast on a CPU without bf16 instructions runs its
 # products in software (on Zen 3: 170 tokens/s against eager's 4,420), so
 # the autocast peers are skipped there: they cannot be the best peer, and
