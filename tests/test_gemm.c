@@ -1044,8 +1044,8 @@ static gemm_ctx *own_sgemm_ctx(void) {
  * other thread's write of that round, and waits again before the next
  * round's writes; one thread sometimes arrives 2 ms late, so that the
  * others pass from spinning to yielding. On teams of 1 to 4 threads
- * (more than this machine's cores: a partner descheduled). A missing or
- * early release shows up as a stale slot. */
+ * (on a 2-core machine, more threads than cores: partners descheduled).
+ * A missing or early release shows up as a stale slot. */
 static void test_par_barrier(void **state) {
     (void)state;
     for (int nt = 1; nt <= 4; nt++) {
