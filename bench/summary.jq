@@ -25,24 +25,26 @@
   (map(select(.bench == "fma_peak" and .gflops != null)) | first) as $pk |
   "| run | tokens/s | threads |",
   "|---|---:|---:|",
-  "| wdl fp32 (\(if $f.fp32_own then "our own GEMM, \($f.own_tile) tiles" else "OpenBLAS" end)) | \($f.tokens_per_s) | \($f.threads) |",
+  (if $f then "| wdl fp32 (\(if $f.fp32_own then "our own GEMM, \($f.own_tile) tiles" else "OpenBLAS" end)) | \($f.tokens_per_s) | \($f.threads) |" else empty end),
   (if $o then "| wdl fp32-openblas (the reference) | \($o.tokens_per_s) | \($o.threads) |" else empty end),
-  "| wdl bf16 (\(if $h.bf16_products == "fp32-fma" then "products as fp32 FMAs on bf16-rounded inputs, oneDNN ISA \($h.onednn_isa)" else "oneDNN \($h.onednn_isa)" end), attention on \($h.attention // "the backend")) | \($h.tokens_per_s) | \($h.threads) |",
+  (if $h then "| wdl bf16 (\(if $h.bf16_products == "fp32-fma" then "products as fp32 FMAs on bf16-rounded inputs, oneDNN ISA \($h.onednn_isa)" else "oneDNN \($h.onednn_isa)" end), attention on \($h.attention // "the backend")) | \($h.tokens_per_s) | \($h.threads) |" else empty end),
   ($t[] | "| PyTorch \(.torch) \(.peer) | \(.tokens_per_s | round) | \(.threads) |"),
   "",
-  "GEMM rates on the model shapes (GFLOP/s, the fastest of the \($cn | length) runs at \($n) threads): OpenBLAS sgemm \($r.sgemm), oneDNN fp32 \($r.dnnl32), our own fp32 (sgemm.c) \(if $r.own > 0 then $r.own else "n/a" end), oneDNN bf16 \($r.dnnl16)",
-  (if $pk then "fp32 FMA peak of the \($pk.threads) cores (\($pk.isa)): \($pk.gflops) GFLOP/s; the fastest fp32 GEMM rate is \($g32 / $pk.gflops * 100 | round)% of it, wdl fp32 training \($f.gflops / $pk.gflops * 100 | round)%" else empty end),
+  (if ($cn | length) > 0 then "GEMM rates on the model shapes (GFLOP/s, the fastest of the \($cn | length) runs at \($n) threads): OpenBLAS sgemm \($r.sgemm), oneDNN fp32 \($r.dnnl32), our own fp32 (sgemm.c) \(if $r.own > 0 then $r.own else "n/a" end), oneDNN bf16 \($r.dnnl16)" else empty end),
+  (if $pk and $f then "fp32 FMA peak of the \($pk.threads) cores (\($pk.isa)): \($pk.gflops) GFLOP/s; the fastest fp32 GEMM rate is \($g32 / $pk.gflops * 100 | round)% of it, wdl fp32 training \($f.gflops / $pk.gflops * 100 | round)%" else empty end),
   (if $pk.bf16_dot_gflops then "bf16 dot-product peak (AVX512-BF16, the same chains): \($pk.bf16_dot_gflops) GFLOP/s = \($pk.bf16_dot_gflops / $pk.gflops | r2)x the fp32 FMA peak\(if $h.bf16_products == "fp32-fma" then " (so bf16 runs on fp32 FMAs here)" else "" end)" else empty end),
   (map(select(.bench == "train_breakdown" and .model == "reference" and .threads == $n))[] |
     . as $b | ["products", "attention", "norms", "swiglu", "loss", "optimizer", "embedding", "other"] |
     map("\(.) \($b[. + "_ms"] | r2) ms (\($b[. + "_ms"] / $b.step_ms * 100 | round)%)") | join(", ") |
     "where a wdl \($b.precision) step of \($b.step_ms | r2) ms goes (the same steps again, kernel by kernel): \(.); the linear layers' products at \($b.products_gflops) GFLOP/s, \($b.products_gflops / (if $b.precision == "bf16" then $g16 else $r.own end) * 100 | round)% of the fastest rate measured for their GEMM (\(if $b.precision == "bf16" then $g16 else $r.own end))"),
-  "wdl fp32: \($f.gflops) GFLOP/s = \($f.gflops / $g32 * 100 | round)% of the fastest fp32 GEMM rate (target 75%: \(ok($f.gflops / $g32; 0.75)))",
-  "wdl bf16: \($h.gflops) GFLOP/s, MFU \($h.gflops / $g16 * 100 | round)% of the fastest rate measured for its products (\(if $h.bf16_products == "fp32-fma" then "our own fp32 GEMM: bf16 runs on fp32 FMAs on this CPU" else "oneDNN bf16" end))",
-  (if $best3 then
+  (if $f then "wdl fp32: \($f.gflops) GFLOP/s = \($f.gflops / $g32 * 100 | round)% of the fastest fp32 GEMM rate (target 75%: \(ok($f.gflops / $g32; 0.75)))"
+   else "wdl fp32: no run at \($n) threads" end),
+  (if $h then "wdl bf16: \($h.gflops) GFLOP/s, MFU \($h.gflops / $g16 * 100 | round)% of the fastest rate measured for its products (\(if $h.bf16_products == "fp32-fma" then "our own fp32 GEMM: bf16 runs on fp32 FMAs on this CPU" else "oneDNN bf16" end))"
+   else "wdl bf16: no run at \($n) threads" end),
+  (if $best3 and $h then
     "wdl bf16 / best of PyTorch eager, autocast, compile = \($h.tokens_per_s / $best3 | r2)x (target 2x: \(ok($h.tokens_per_s / $best3; 2)))"
-   else "PyTorch peers: not measured" end),
-  (if $p.compile then
+   elif $best3 then empty else "PyTorch peers: not measured" end),
+  (if $p.compile and $f then
     "wdl fp32 / torch.compile fp32 = \($f.tokens_per_s / $p.compile | r2)x (target 1.3x: \(ok($f.tokens_per_s / $p.compile; 1.3)))"
    else empty end),
   (map(select(.round)) | group_by(.round) | map(

@@ -154,6 +154,28 @@ J
   [[ "$output" == *"wdl bf16: 180 GFLOP/s, MFU 72% of the fastest rate measured for its products (our own fp32 GEMM"* ]]
 }
 
+@test "bench: the summary names a run that is missing instead of failing" {
+  R=$BATS_TEST_DIRNAME/..
+  # an fp32 run and a compile peer, no bf16 run (bench_train --precision
+  # bf16 failed, say): the fp32 lines as usual, bf16 said to be absent
+  run jq -rs --argjson n 2 -f "$R/bench/summary.jq" <<'J'
+{"bench":"train","model":"reference","precision":"fp32","threads":2,"tokens_per_s":9000,"gflops":200,"sgemm_gflops":240,"onednn_f32_gflops":260,"own_f32_gflops":250,"onednn_bf16_gflops":230,"fp32_own":true,"own_tile":"t","bf16_products":"none"}
+{"impl":"pytorch","mode":"train","peer":"compile","tokens_per_s":6000,"torch":"2","threads":2}
+J
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"wdl fp32: 200 GFLOP/s = 77% of the fastest fp32 GEMM rate (target 75%: met)"* ]]
+  [[ "$output" == *"wdl bf16: no run at 2 threads"* ]]
+  [[ "$output" == *"wdl fp32 / torch.compile fp32 = 1.5x (target 1.3x: met)"* ]]
+  [[ "$output" != *"null"* ]]
+  [[ "$output" != *"PyTorch peers: not measured"* ]]
+  # no runs at all: says so for both
+  run jq -rs --argjson n 2 -f "$R/bench/summary.jq" </dev/null
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"wdl fp32: no run at 2 threads"* ]]
+  [[ "$output" == *"wdl bf16: no run at 2 threads"* ]]
+  [[ "$output" != *"null"* ]]
+}
+
 @test "bench: the 0.6B summary judges decoding on the median of its paired rounds" {
   R=$BATS_TEST_DIRNAME/..
   # three rounds of 4-prompt decoding in fp32: wdl against generate 2x, 3x
