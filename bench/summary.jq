@@ -50,8 +50,8 @@
   (map(select(.round)) | group_by(.round) | map(
      (map({key: (.side + " " + .what), value: .tokens_per_s}) | from_entries) as $x |
      ([$x["pytorch eager"], $x["pytorch autocast"], $x["pytorch compile"]] | map(select(. != null)) | max) as $b |
-     {bf16: (if $b then $x["wdl bf16"] / $b else null end),
-      fp32: (if $x["pytorch compile"] then $x["wdl fp32"] / $x["pytorch compile"] else null end),
+     {bf16: (if $b and $x["wdl bf16"] then $x["wdl bf16"] / $b else null end),
+      fp32: (if $x["pytorch compile"] and $x["wdl fp32"] then $x["wdl fp32"] / $x["pytorch compile"] else null end),
       mfu32: (map(select(.side == "wdl" and .what == "fp32")) | first | .gemm_share)}) |
    def med: sort | if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
    def line($name; $t; $v): ($v | map(select(. != null))) as $w |
