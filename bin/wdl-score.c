@@ -245,7 +245,11 @@ int main(int argc, char **argv) {
     dist_init();
     const int root = dist_rank() == 0;
     scorer c = {.field = field, .summary = summary != NULL, .B = B};
+    const double t0 = wdl_now();
     c.m = model_dir_open_forward(model, &c.tok, &c.tpl);   /* bf16: weights held once in bf16 */
+    const double t_open = wdl_now() - t0;
+    model_times times = {{0}};   /* rank 0's kernels, for the last line */
+    c.m->times = &times;
     c.seq = seq ? seq : c.m->cfg.max_pos;
     if (c.seq > c.m->cfg.max_pos && root && !cli.quiet)   /* allowed, as transformers allows it: RoPE extends */
         wdl_warn("--seq %lld is past the model's max_position_embeddings (%lld): positions beyond it are "
@@ -295,7 +299,14 @@ int main(int argc, char **argv) {
         if (c.total.beyond)
             wdl_warn("%lld records with no completion token in their first %lld passed through unscored",
                      (long long)c.total.beyond, (long long)c.seq);
-        if (!cli.quiet) fprintf(stderr, "%s: scored %lld records\n", wdl_prog, (long long)total);
+        if (!cli.quiet) {
+            fprintf(stderr, "%s: scored %lld records in %.1fs\n", wdl_prog, (long long)total, wdl_now() - t0);
+            /* as wdl-train's last line: where the time went, kernel by kernel */
+            char sh[256];
+            model_times_shares(&times, wdl_now() - t0, sh, sizeof sh);
+            fprintf(stderr, "%s: time: %s (opening the model %.2fs, reading and writing records%s)\n", wdl_prog, sh,
+                    t_open, dist_size() > 1 ? ", waiting for the other ranks" : "");
+        }
     }
     dist_finish();
     ivec_free(&c.buf);

@@ -173,27 +173,54 @@ char *wdl_strdup_at(const char *src, int line, const char *s) {
     if (!p) wdl_die_at(src, line, "out of memory");
     return p;
 }
-void *wdl_aligned_at(const char *src, int line, size_t n) {
+/* Large buffers get the kernel's ordinary 4 KB pages, not transparent huge
+ * pages: on a virtual machine that hands freed memory back to its host
+ * (free page reporting works on free 2 MB blocks), a fresh huge page is
+ * one the host must fault in again, and first touches measured 10-13 s
+ * per GB against 0.8-0.9 s per GB for 4 KB pages, which come from memory
+ * the guest freed recently (docs/PERFORMANCE.md, "Fresh memory on a
+ * virtual machine"). huge: ask for huge pages all the same (2 MB aligned),
+ * for a buffer read so often that its TLB misses cost more. */
+static void *aligned_zeroed(const char *src, int line, size_t n, int huge) {
     atomic_fetch_add(&alloc_count, 1);
     void *p = NULL;
     size_t m = (n + 63) & ~(size_t)63;
-    const size_t piece = (size_t)1 << 20, huge = (size_t)2 << 20;
-    /* Large buffers start on a 2 MB boundary and ask for transparent huge
-     * pages: one fault per 2 MB instead of per 4 KB (a no-op where THP is
-     * off; the kernel still zeroes every page). */
+    const size_t piece = (size_t)1 << 20;
     int big = m >= 32 * piece;
-    if (posix_memalign(&p, big ? huge : 64, m ? m : 64) != 0)
+    if (posix_memalign(&p, huge ? (size_t)2 << 20 : 64, m ? m : 64) != 0)
         wdl_die_at(src, line, "out of memory allocating %zu bytes", n);
-    if (big) madvise(p, m, MADV_HUGEPAGE);
+    if (huge) madvise(p, m, MADV_HUGEPAGE);
     /* Zeroing is the first touch of every page: the kernel's page faults,
-     * not the stores, are the cost (measured 0.5 s per GB on one thread).
-     * Large buffers (a real model's weights) are zeroed by all threads. */
+     * not the stores, are the cost. Large buffers (a real model's weights)
+     * are zeroed by all threads. */
     if (big && !omp_in_parallel()) {
         char *c = p;
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < m; i += piece) memset(c + i, 0, m - i < piece ? m - i : piece);
     } else
         memset(p, 0, m ? m : 64);
+    return p;
+}
+void *wdl_aligned_at(const char *src, int line, size_t n) { return aligned_zeroed(src, line, n, 0); }
+void *wdl_aligned_huge_at(const char *src, int line, size_t n) { return aligned_zeroed(src, line, n, 1); }
+
+void *wdl_huge_if_cheap_at(const char *src, int line, size_t n, double max_s_per_gb) {
+    const size_t probe = (size_t)16 << 20;   /* 8 huge pages */
+    if (n <= probe) return aligned_zeroed(src, line, n, 1);
+    atomic_fetch_add(&alloc_count, 1);
+    void *p = NULL;
+    if (posix_memalign(&p, (size_t)2 << 20, n) != 0) wdl_die_at(src, line, "out of memory allocating %zu bytes", n);
+    madvise(p, n, MADV_HUGEPAGE);
+    const double t0 = wdl_now();
+    memset(p, 0, probe);
+    if (wdl_now() - t0 > max_s_per_gb * (double)probe / 1e9) {
+        free(p);
+        return NULL;
+    }
+    char *c = (char *)p + probe;
+    const size_t rest = n - probe, piece = (size_t)1 << 20;
+#pragma omp parallel for schedule(static) if (!omp_in_parallel())
+    for (size_t i = 0; i < rest; i += piece) memset(c + i, 0, rest - i < piece ? rest - i : piece);
     return p;
 }
 

@@ -87,7 +87,6 @@ static wdl_model *model_alloc(const wdl_config *cfg, int lazy) {
         size_t bytes = off ? off * sizeof(float) : 1;
         void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED) die("out of memory reserving %zu bytes of parameters", bytes);
-        madvise(p, bytes, MADV_HUGEPAGE);   /* as xaligned's large buffers, for the pages that are written */
         m->params = p;
         m->params_mapped = bytes;
     } else
@@ -567,11 +566,17 @@ static void shadow_one(void *p, const char *name, int nd, const int64_t *shape, 
     gemm_ctx_add_bf16_shadow(gemm_default(), x->m->params + off, (size_t)t->nelem, matrix_bf16(x, t));
 }
 
+/* The copy into huge pages saved about 10% of a bf16 decoding step of the
+ * Qwen3-0.6B shape on an Intel Xeon, for its 1.2 GB of fresh memory: worth
+ * it where those pages come at 1 s per GB or better (0.5 s of load there
+ * when measured), a loss where they come at 10 s per GB. */
+#define DECODE_COPY_MAX_S_PER_GB 1.0
+
 /* how: LOAD_PLAIN, LOAD_BF16_ONLY (views where all matrices are BF16) or
  * LOAD_SHADOWED (fp32 params, and shadows where all matrices are BF16).
  * copy: the BF16 matrices go into one buffer of transparent huge pages
  * instead of being read in place from the mapped file (see
- * model_load_decode). */
+ * model_load_decode), where such pages come cheaply. */
 enum { LOAD_PLAIN, LOAD_BF16_ONLY, LOAD_SHADOWED };
 static wdl_model *load_as(const char *dir, int how, int copy) {
     wdl_config cfg;
@@ -582,7 +587,10 @@ static wdl_model *load_as(const char *dir, int how, int copy) {
     if (how != LOAD_PLAIN) model_each_tensor(m, check_bf16, &x);
     if (how != LOAD_PLAIN && x.all_bf16 && copy) {
         model_each_tensor(m, count_matrix, &x);
-        m->w16 = x.arena = xaligned(sizeof(uint16_t) * x.arena_used);   /* large: huge pages (common.c) */
+        /* where fresh huge pages are slow to come (a virtual machine that
+         * gave the memory back to its host: 10-13 s per GB on Zen 3), the
+         * copy would cost far more than it saves: read in place instead */
+        m->w16 = x.arena = xhuge_if_cheap(sizeof(uint16_t) * x.arena_used, DECODE_COPY_MAX_S_PER_GB);
         x.arena_used = 0;
     }
     if (how == LOAD_BF16_ONLY && x.all_bf16) {

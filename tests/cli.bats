@@ -239,6 +239,20 @@ no_output() {
   [[ "$out" == *"wdl-eval: 8 records "* ]]
 }
 
+@test "cli: wdl-score's last lines give its time and where it went, the shares adding up to the run" {
+  run wdl-score -m "$C/m" --field h --threads 1 -o "$C/st.jsonl" "$C/good.jsonl"
+  [ "$status" -eq 0 ]
+  [[ "${lines[${#lines[@]}-2]}" =~ ^wdl-score:\ scored\ 8\ records\ in\ [0-9]+\.[0-9]s$ ]]
+  last="${lines[${#lines[@]}-1]}"
+  [[ "$last" == "wdl-score: time: products "*"%, attention "*"%, norms "*"%, swiglu "*"%, embedding "*"%, loss "*"%, the rest "*"% (opening the model "*"s, reading and writing records)" ]]
+  # seven shares from 0 to 100, the products' above 0, adding up to 100 (printed to 0.1)
+  echo "$last" | grep -oE '[0-9]+\.[0-9]%' | tr -d '%' | awk '{ s += $1; if ($1 < 0 || $1 > 100) bad = 1; if (NR == 1 && $1 <= 0) bad = 1 }
+    END { exit !(NR == 7 && !bad && s > 99.6 && s < 100.4) }'
+  run wdl-score -m "$C/m" --field h --threads 1 -q -o "$C/st.jsonl" "$C/good.jsonl"
+  [ "$status" -eq 0 ]
+  [ -z "$output" ]
+}
+
 @test "cli: executed again for its wait policy under OMP_PROC_BIND, a program keeps every CPU" {
   # libgomp binds the initial thread to one CPU before main; the program
   # executed again (OMP_WAIT_POLICY unset) must not inherit only that one

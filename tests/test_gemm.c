@@ -981,6 +981,28 @@ static void test_fp32_auto(void **state) {
     gemm_ctx_free(o);
 }
 
+/* xhuge_if_cheap: nothing kept when the probe is over its bound (a bound
+ * of 0 s per GB is always over), and otherwise a whole zeroed, 2 MB aligned
+ * buffer, the probed part and the rest with its odd tail alike; a buffer
+ * no larger than the probe is always given. */
+static void test_huge_if_cheap(void **state) {
+    (void)state;
+    const size_t n = ((size_t)40 << 20) + 12345;
+    assert_null(xhuge_if_cheap(n, 0.0));
+    unsigned char *p = xhuge_if_cheap(n, 1e9);
+    assert_non_null(p);
+    assert_int_equal((uintptr_t)p % ((size_t)2 << 20), 0);
+    size_t nonzero = 0;
+    for (size_t i = 0; i < n; i++) nonzero += p[i] != 0;
+    assert_int_equal(nonzero, 0);
+    memset(p, 7, n);   /* all of it writable */
+    free(p);
+    p = xhuge_if_cheap((size_t)1 << 20, 0.0);
+    assert_non_null(p);
+    assert_int_equal(p[(1 << 20) - 1], 0);
+    free(p);
+}
+
 /* sgemm_own (sgemm.h) against a scalar model of the order it promises:
  * per element of C, each block of SGEMM_KC values of k in turn, one fmaf
  * chain from zero, then alpha s + beta C (fused; alpha s alone when beta
@@ -1414,7 +1436,7 @@ int main(void) {
         cmocka_unit_test(test_fp32_is_openblas),
         cmocka_unit_test(test_fp32_onednn),
         cmocka_unit_test(test_fp32_auto),
-        cmocka_unit_test(test_par_barrier),
+        cmocka_unit_test(test_par_barrier), cmocka_unit_test(test_huge_if_cheap),
         cmocka_unit_test(test_own_sgemm), cmocka_unit_test(test_own_multi),
         cmocka_unit_test(test_keep_packed),
         cmocka_unit_test(test_fp32_few_rows),
