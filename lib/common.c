@@ -176,11 +176,11 @@ char *wdl_strdup_at(const char *src, int line, const char *s) {
 /* Large buffers get the kernel's ordinary 4 KB pages, not transparent huge
  * pages: on a virtual machine that hands freed memory back to its host
  * (free page reporting works on free 2 MB blocks), a fresh huge page is
- * one the host must fault in again, and first touches measured 10-13 s
- * per GB against 0.8-0.9 s per GB for 4 KB pages, which come from memory
- * the guest freed recently (docs/PERFORMANCE.md, "Fresh memory on a
- * virtual machine"). huge: ask for huge pages all the same (2 MB aligned),
- * for a buffer read so often that its TLB misses cost more. */
+ * one the host must fault in again, and first touches measured 9-13 s
+ * per GB against 0.8-1.7 s per GB for 4 KB pages, which come mostly from
+ * memory the guest freed recently (docs/PERFORMANCE.md, "Fresh memory on
+ * a virtual machine"). huge: ask for huge pages all the same (2 MB
+ * aligned), for a buffer read so often that its TLB misses cost more. */
 static void *aligned_zeroed(const char *src, int line, size_t n, int huge) {
     atomic_fetch_add(&alloc_count, 1);
     void *p = NULL;
@@ -202,7 +202,6 @@ static void *aligned_zeroed(const char *src, int line, size_t n, int huge) {
     return p;
 }
 void *wdl_aligned_at(const char *src, int line, size_t n) { return aligned_zeroed(src, line, n, 0); }
-void *wdl_aligned_huge_at(const char *src, int line, size_t n) { return aligned_zeroed(src, line, n, 1); }
 
 void *wdl_huge_if_cheap_at(const char *src, int line, size_t n, double max_s_per_gb) {
     const size_t probe = (size_t)16 << 20;   /* 8 huge pages */

@@ -35,18 +35,16 @@ void *wdl_realloc_at(const char *src, int line, void *p, size_t n);
 char *wdl_strdup_at(const char *src, int line, const char *s);
 /* 64-byte aligned, zeroed; free with free(). */
 void *wdl_aligned_at(const char *src, int line, size_t n);
-/* The same in transparent huge pages where the kernel allows (see
- * common.c for when they cost more than they give). */
-void *wdl_aligned_huge_at(const char *src, int line, size_t n);
 #define xmalloc(n) wdl_malloc_at(__FILE__, __LINE__, (n))
 #define xcalloc(n, s) wdl_calloc_at(__FILE__, __LINE__, (n), (s))
 #define xrealloc(p, n) wdl_realloc_at(__FILE__, __LINE__, (p), (n))
 #define xstrdup(s) wdl_strdup_at(__FILE__, __LINE__, (s))
 #define xaligned(n) wdl_aligned_at(__FILE__, __LINE__, (n))
-#define xaligned_huge(n) wdl_aligned_huge_at(__FILE__, __LINE__, (n))
-/* As xaligned_huge for n bytes, but only if fresh huge pages come cheaply:
+/* n bytes as xaligned gives them but 2 MB aligned and in transparent huge
+ * pages (where the kernel allows), only if fresh huge pages come cheaply:
  * NULL (nothing kept) when faulting in the first 16 MB of them took longer
- * than max_s_per_gb seconds per 1e9 bytes. */
+ * than max_s_per_gb seconds per 1e9 bytes (see common.c for when they cost
+ * more than they give). n of 16 MB or less: always given. */
 void *wdl_huge_if_cheap_at(const char *src, int line, size_t n, double max_s_per_gb);
 #define xhuge_if_cheap(n, s) wdl_huge_if_cheap_at(__FILE__, __LINE__, (n), (s))
 /* How many allocations the wrappers above have made so far (for the test

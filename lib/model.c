@@ -588,7 +588,7 @@ static wdl_model *load_as(const char *dir, int how, int copy) {
     if (how != LOAD_PLAIN && x.all_bf16 && copy) {
         model_each_tensor(m, count_matrix, &x);
         /* where fresh huge pages are slow to come (a virtual machine that
-         * gave the memory back to its host: 10-13 s per GB on Zen 3), the
+         * gave the memory back to its host: 9-13 s per GB on Zen 3), the
          * copy would cost far more than it saves: read in place instead */
         m->w16 = x.arena = xhuge_if_cheap(sizeof(uint16_t) * x.arena_used, DECODE_COPY_MAX_S_PER_GB);
         x.arena_used = 0;
