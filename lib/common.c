@@ -204,22 +204,30 @@ static void *aligned_zeroed(const char *src, int line, size_t n, int huge) {
 void *wdl_aligned_at(const char *src, int line, size_t n) { return aligned_zeroed(src, line, n, 0); }
 
 void *wdl_huge_if_cheap_at(const char *src, int line, size_t n, double max_s_per_gb) {
-    const size_t probe = (size_t)16 << 20;   /* 8 huge pages */
-    if (n <= probe) return aligned_zeroed(src, line, n, 1);
+    /* Zeroed a chunk at a time, each timed: the first chunks can come from
+     * memory another process freed a moment ago (cheap) and the rest from
+     * memory the host took back, so a probe of the first chunk alone was
+     * fooled; giving up at the first slow chunk wastes at most one. */
+    const size_t chunk = (size_t)16 << 20, piece = (size_t)1 << 20;
+    if (n <= chunk) return aligned_zeroed(src, line, n, 1);
     atomic_fetch_add(&alloc_count, 1);
     void *p = NULL;
     if (posix_memalign(&p, (size_t)2 << 20, n) != 0) wdl_die_at(src, line, "out of memory allocating %zu bytes", n);
     madvise(p, n, MADV_HUGEPAGE);
-    const double t0 = wdl_now();
-    memset(p, 0, probe);
-    if (wdl_now() - t0 > max_s_per_gb * (double)probe / 1e9) {
-        free(p);
-        return NULL;
-    }
-    char *c = (char *)p + probe;
-    const size_t rest = n - probe, piece = (size_t)1 << 20;
+    for (size_t off = 0; off < n;) {
+        /* the last chunk takes a short remainder, whose bound would be
+         * below a parallel region's own cost */
+        const size_t len = n - off < 2 * chunk ? n - off : chunk;
+        char *c = (char *)p + off;
+        const double t0 = wdl_now();
 #pragma omp parallel for schedule(static) if (!omp_in_parallel())
-    for (size_t i = 0; i < rest; i += piece) memset(c + i, 0, rest - i < piece ? rest - i : piece);
+        for (size_t i = 0; i < len; i += piece) memset(c + i, 0, len - i < piece ? len - i : piece);
+        if (wdl_now() - t0 > max_s_per_gb * (double)len / 1e9) {
+            free(p);
+            return NULL;
+        }
+        off += len;
+    }
     return p;
 }
 

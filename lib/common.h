@@ -42,9 +42,10 @@ void *wdl_aligned_at(const char *src, int line, size_t n);
 #define xaligned(n) wdl_aligned_at(__FILE__, __LINE__, (n))
 /* n bytes as xaligned gives them but 2 MB aligned and in transparent huge
  * pages (where the kernel allows), only if fresh huge pages come cheaply:
- * NULL (nothing kept) when faulting in the first 16 MB of them took longer
- * than max_s_per_gb seconds per 1e9 bytes (see common.c for when they cost
- * more than they give). n of 16 MB or less: always given. */
+ * NULL (nothing kept) as soon as faulting in a chunk of them (16 MB, the
+ * last up to 32) takes longer than max_s_per_gb seconds per 1e9 bytes (see
+ * common.c for when they cost more than they give). n of 16 MB or less:
+ * always given. */
 void *wdl_huge_if_cheap_at(const char *src, int line, size_t n, double max_s_per_gb);
 #define xhuge_if_cheap(n, s) wdl_huge_if_cheap_at(__FILE__, __LINE__, (n), (s))
 /* How many allocations the wrappers above have made so far (for the test

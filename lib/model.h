@@ -191,9 +191,9 @@ wdl_model *model_load_forward(const char *dir);
  * hardware prefetchers: about 10% of a bf16 step of the Qwen3-0.6B shape.
  * The copy costs about 0.5 s of load there, so it pays for runs of about
  * a hundred steps or more, where fresh huge pages come at 1 s per GB or
- * better: it is skipped (the file read in place) when the first 16 MB of
- * them come slower, as on a virtual machine that returned its free memory
- * to the host (9-13 s per GB on a Zen 3 one). The same values either way. */
+ * better: it is given up (the file read in place) at the first 16 MB of
+ * them that come slower, as on a virtual machine that returned its free
+ * memory to the host (9-13 s per GB on a Zen 3 one). The same values either way. */
 wdl_model *model_load_decode(const char *dir, int copy);
 /* Embedding rows of ids into out [N, H] (from the bf16 rows when held so). */
 void model_embed(const wdl_model *m, float *out, const int32_t *ids, int64_t N);

@@ -981,13 +981,13 @@ static void test_fp32_auto(void **state) {
     gemm_ctx_free(o);
 }
 
-/* xhuge_if_cheap: nothing kept when the probe is over its bound (a bound
- * of 0 s per GB is always over), and otherwise a whole zeroed, 2 MB aligned
- * buffer, the probed part and the rest with its odd tail alike; a buffer
- * no larger than the probe is always given. */
+/* xhuge_if_cheap: nothing kept when a chunk is over its bound (a bound
+ * of 0 s per GB always is), and otherwise a whole zeroed, 2 MB aligned
+ * buffer, every chunk (three of 16 MB, then 22 MB with an odd tail) alike;
+ * a buffer no larger than one chunk is always given. */
 static void test_huge_if_cheap(void **state) {
     (void)state;
-    const size_t n = ((size_t)40 << 20) + 12345;
+    const size_t n = ((size_t)70 << 20) + 12345;
     assert_null(xhuge_if_cheap(n, 0.0));
     unsigned char *p = xhuge_if_cheap(n, 1e9);
     assert_non_null(p);
