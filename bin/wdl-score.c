@@ -300,10 +300,11 @@ int main(int argc, char **argv) {
             wdl_warn("%lld records with no completion token in their first %lld passed through unscored",
                      (long long)c.total.beyond, (long long)c.seq);
         if (!cli.quiet) {
-            fprintf(stderr, "%s: scored %lld records in %.1fs\n", wdl_prog, (long long)total, wdl_now() - t0);
+            const double wall = wdl_now() - t0;   /* the shares are of the time printed */
+            fprintf(stderr, "%s: scored %lld records in %.1fs\n", wdl_prog, (long long)total, wall);
             /* as wdl-train's last line: where the time went, kernel by kernel */
             char sh[256];
-            model_times_shares(&times, wdl_now() - t0, sh, sizeof sh);
+            model_times_shares(&times, wall, sh, sizeof sh);
             fprintf(stderr, "%s: time: %s (opening the model %.2fs, reading and writing records%s)\n", wdl_prog, sh,
                     t_open, dist_size() > 1 ? ", waiting for the other ranks" : "");
         }

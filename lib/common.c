@@ -181,23 +181,26 @@ char *wdl_strdup_at(const char *src, int line, const char *s) {
  * memory the guest freed recently (docs/PERFORMANCE.md, "Fresh memory on
  * a virtual machine"). huge: ask for huge pages all the same (2 MB
  * aligned), for a buffer read so often that its TLB misses cost more. */
+/* Zeroing is the first touch of every page: the kernel's page faults, not
+ * the stores, are the cost. Large buffers (a real model's weights) are
+ * zeroed by all threads, 1 MB at a time (by the caller alone when it is
+ * itself in a parallel region). */
+static void zero_by_all(char *c, size_t len) {
+    const size_t piece = (size_t)1 << 20;
+#pragma omp parallel for schedule(static) if (!omp_in_parallel())
+    for (size_t i = 0; i < len; i += piece) memset(c + i, 0, len - i < piece ? len - i : piece);
+}
+
 static void *aligned_zeroed(const char *src, int line, size_t n, int huge) {
     atomic_fetch_add(&alloc_count, 1);
     void *p = NULL;
     size_t m = (n + 63) & ~(size_t)63;
-    const size_t piece = (size_t)1 << 20;
-    int big = m >= 32 * piece;
     if (posix_memalign(&p, huge ? (size_t)2 << 20 : 64, m ? m : 64) != 0)
         wdl_die_at(src, line, "out of memory allocating %zu bytes", n);
     if (huge) madvise(p, m, MADV_HUGEPAGE);
-    /* Zeroing is the first touch of every page: the kernel's page faults,
-     * not the stores, are the cost. Large buffers (a real model's weights)
-     * are zeroed by all threads. */
-    if (big && !omp_in_parallel()) {
-        char *c = p;
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < m; i += piece) memset(c + i, 0, m - i < piece ? m - i : piece);
-    } else
+    if (m >= (size_t)32 << 20 && !omp_in_parallel())
+        zero_by_all(p, m);
+    else
         memset(p, 0, m ? m : 64);
     return p;
 }
@@ -208,7 +211,7 @@ void *wdl_huge_if_cheap_at(const char *src, int line, size_t n, double max_s_per
      * memory another process freed a moment ago (cheap) and the rest from
      * memory the host took back, so a probe of the first chunk alone was
      * fooled; giving up at the first slow chunk wastes at most one. */
-    const size_t chunk = (size_t)16 << 20, piece = (size_t)1 << 20;
+    const size_t chunk = (size_t)16 << 20;
     if (n <= chunk) return aligned_zeroed(src, line, n, 1);
     atomic_fetch_add(&alloc_count, 1);
     void *p = NULL;
@@ -218,10 +221,8 @@ void *wdl_huge_if_cheap_at(const char *src, int line, size_t n, double max_s_per
         /* the last chunk takes a short remainder, whose bound would be
          * below a parallel region's own cost */
         const size_t len = n - off < 2 * chunk ? n - off : chunk;
-        char *c = (char *)p + off;
         const double t0 = wdl_now();
-#pragma omp parallel for schedule(static) if (!omp_in_parallel())
-        for (size_t i = 0; i < len; i += piece) memset(c + i, 0, len - i < piece ? len - i : piece);
+        zero_by_all((char *)p + off, len);
         if (wdl_now() - t0 > max_s_per_gb * (double)len / 1e9) {
             free(p);
             return NULL;
