@@ -32,7 +32,7 @@ BENCHES := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
 FUZZERS := $(patsubst fuzz/%.c,$(B)/fuzz/%,$(wildcard fuzz/fuzz_*.c))
 PRESETS := $(sort $(wildcard data/presets/*.json))
 
-.PHONY: all deps test bench bench-deps fuzz clean
+.PHONY: all deps test test-san bench bench-deps fuzz clean
 all: $(BINS)
 
 # Install missing Debian packages (root or sudo). Quiet when all are present.
@@ -101,6 +101,18 @@ fuzz: deps $(FUZZERS)
 TEST_FUZZ_SECONDS ?= 5
 test: deps all $(TESTS) $(BENCHES) $(if $(filter-out 0,$(TEST_FUZZ_SECONDS)),$(FUZZERS))
 	@B=$(B) FUZZ_SECONDS=$(TEST_FUZZ_SECONDS) bash tests/run.sh
+
+# The same tests with everything (library, programs, test and bench
+# binaries) built by gcc at -O1 under AddressSanitizer and
+# UndefinedBehaviorSanitizer, in $(B)-san: a memory error or undefined
+# behaviour stops the program, and so fails its test. Leak checking is off
+# (ASAN_OPTIONS to change it): a program that dies leaves its memory to the
+# exit, and the tests expect die()'s one stderr line. Slow (23 min on 2
+# cores), so not part of make test.
+SAN_OPT := -O1 -march=native -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+test-san: deps
+	@ASAN_OPTIONS=$${ASAN_OPTIONS:-detect_leaks=0} UBSAN_OPTIONS=$${UBSAN_OPTIONS:-print_stacktrace=1} \
+	  $(MAKE) --no-print-directory B=$(B)-san OPT="$(SAN_OPT)" TEST_FUZZ_SECONDS=0 test
 
 # PyTorch 2.x + transformers for the side-by-side comparison (dev-side only,
 # as tests/gen_fixtures.py: never needed by the programs or by make test):

@@ -19,6 +19,7 @@ int main(int argc, char **argv) {
     cli_common cli;
     cli_parse_mpi(argc, argv, usage, opts, &cli);
     cli_stdout_only(&cli, 0);
+    free(cli.args);   /* it takes no arguments */
     if (reps < 1) cli_usage_error("--reps: must be at least 1, got %lld", reps);
     dist_init();
     int N = dist_size();

@@ -126,6 +126,7 @@ int main(int argc, char **argv) {
     cli_common cli;
     cli_parse(argc, argv, usage, NULL, &cli);
     cli_stdout_only(&cli, 0);
+    free(cli.args);   /* it takes no arguments */
     const int threads = (int)cli.threads;
     const int lanes = peak_lanes();
     const char *isa = lanes == 16 ? "avx512f" : lanes == 8 ? "avx2-fma" : "none";

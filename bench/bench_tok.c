@@ -29,6 +29,7 @@ int main(int argc, char **argv) {
     char *tj = cli.nargs > 0 ? xstrdup(cli.args[0]) : shared_path("data/qwen3-tokenizer/tokenizer.json");
     char *gj = cli.nargs > 1 ? xstrdup(cli.args[1]) : shared_path("data/benchmarks/gsm8k/test.json");
     double secs = cli.nargs > 2 ? cli_real("seconds", cli.args[2]) : 2.0;
+    free(cli.args);
     if (!wdl_exists(tj) || !wdl_exists(gj)) {
         printf("tokenizer: skipped (%s or %s is absent)\n", tj, gj);
         return 0;

@@ -90,6 +90,7 @@ int main(int argc, char **argv) {
     cli_common cli;
     cli_parse(argc, argv, usage, opts, &cli);
     cli_stdout_only(&cli, 0);
+    free(cli.args);   /* it takes no arguments */
     if (steps_in < 1 || repeat_in < 1 || B < 1 || T < 2)
         cli_usage_error("--steps, --repeat and --batch must be at least 1 and --seq at least 2");
     const gemm_precision prec = cli_precision(pname);   /* the programs' default without it */
