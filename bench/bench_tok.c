@@ -32,6 +32,7 @@ int main(int argc, char **argv) {
     free(cli.args);
     if (!wdl_exists(tj) || !wdl_exists(gj)) {
         printf("tokenizer: skipped (%s or %s is absent)\n", tj, gj);
+        free(tj); free(gj);
         return 0;
     }
     double t0 = wdl_now();
